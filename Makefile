@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEV_SECRET := whsec_dev_only_not_for_production
+PORT ?= 8000
+
+.PHONY: run test lint typecheck pytest bench bench-quick loadtest clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e . --group dev --group bench
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a development secret
+	@echo "Serving examples/quickstart.py on http://127.0.0.1:$(PORT)/ (development secret)."
+	@echo "In another shell, send it a signed test event:"
+	@echo "  VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks send tool-calls --url http://127.0.0.1:$(PORT)/ --tool check_repair_status --args '{\"order_number\": \"WO-2291\"}'"
+	VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks run examples/quickstart.py --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy voicehooks tests examples benchmarks
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
+
+test: lint typecheck pytest  ## ruff, mypy --strict, then pytest with branch coverage (gate 95 %)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build

@@ -1,0 +1,39 @@
+"""voicehooks: a small, fast, typed receiver for HMS Sovereign / VoiceDock webhooks."""
+
+from .app import VoiceHooks
+from .context import CallContext
+from .events import (
+    AssistantRequest,
+    CallStatus,
+    EndOfCallReport,
+    Event,
+    StatusUpdate,
+    ToolCall,
+    ToolCalls,
+)
+from .exceptions import ConfigurationError, ToolError, VoiceHooksError
+from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
+from .signing import sign
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AssistantRequest",
+    "AssistantResponse",
+    "CallContext",
+    "CallStatus",
+    "ConfigurationError",
+    "EndOfCallReport",
+    "Event",
+    "StatusUpdate",
+    "ToolCall",
+    "ToolCalls",
+    "ToolError",
+    "ToolResult",
+    "VoiceHooks",
+    "VoiceHooksError",
+    "__version__",
+    "normalize_result",
+    "results_from_response",
+    "sign",
+]

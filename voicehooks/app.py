@@ -1,0 +1,372 @@
+"""``VoiceHooks``: the ASGI application and its request pipeline.
+
+    verify → decode → dispatch → encode
+
+A POST to the app's path goes straight through ``_handle``: headers are read once, the body is
+streamed in under a size cap, the signature is checked over the exact bytes, the body is
+decoded into a typed event in one pass, and the dispatcher's answer is sent as JSON. Every
+other ASGI message (lifespan, other paths, websockets) goes to a Starlette ``Router``, which
+runs the lifespan protocol and answers unknown paths with a JSON 404.
+
+The hot path is written against raw ASGI on purpose: a Request object, a Response object and
+a middleware stack would triple the cost of a one-call tool request (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any, Final
+
+import anyio
+import msgspec
+from starlette.datastructures import State
+from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
+
+from .background import BackgroundRunner
+from .dispatch import EMPTY, Dispatcher
+from .events import AssistantRequest, Event, ToolCalls, UnknownEventType, decode_delivery
+from .exceptions import (
+    ConfigurationError,
+    MethodNotAllowed,
+    PayloadError,
+    PayloadTooLarge,
+    RequestError,
+    SignatureError,
+    UnsupportedMediaType,
+)
+from .routing import Registry
+from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
+
+__all__ = ["VoiceHooks"]
+
+_log = logging.getLogger("voicehooks")
+
+Lifespan = Callable[["VoiceHooks"], AbstractAsyncContextManager[Any]]
+
+SECRET_ENV: Final = "VOICEHOOKS_SECRET"
+SECRET_FILE_ENV: Final = "VOICEHOOKS_SECRET_FILE"
+
+# The one place where a rejection becomes an HTTP status.
+_STATUS: Final[dict[type[RequestError], int]] = {
+    MethodNotAllowed: 405,
+    UnsupportedMediaType: 415,
+    PayloadTooLarge: 413,
+    SignatureError: 401,
+    PayloadError: 400,
+}
+
+_JSON: Final = b"application/json"
+_encode = msgspec.json.Encoder().encode
+
+
+class VoiceHooks(Registry):
+    """A webhook receiver for the HMS Sovereign / VoiceDock voice platform, as an ASGI app.
+
+    Args:
+        secret: The webhook secret, or several (all accepted: rotate without downtime). Read
+            from ``VOICEHOOKS_SECRET`` (comma-separated) or the file named by
+            ``VOICEHOOKS_SECRET_FILE`` when omitted.
+        verify_signatures: Switch signature checks off for local experiments only; every
+            startup then logs a warning.
+        tolerance_seconds: Largest accepted clock distance of ``X-Webhook-Timestamp``, both
+            directions; ``None`` switches the freshness check off.
+        path: The path the platform posts to.
+        max_body_bytes: Larger bodies are refused with 413 while they stream in.
+        tool_timeout_seconds: Budget of a ``tool-calls`` answer; the platform waits 10 s.
+        assistant_request_timeout_seconds: Budget of an ``assistant-request`` answer; the
+            platform waits 5 s, then uses the saved configuration, as ``{}`` does.
+        shutdown_grace_seconds: How long shutdown waits for background handlers.
+        max_background_jobs: How many background handlers run at once.
+        max_threads: Worker threads for sync handlers and tools.
+        lifespan: ``lifespan(app)`` returning an async context manager, for setup and
+            teardown (a database pool, say); what it yields becomes the request state.
+        clock: Current Unix time, for the freshness check; injectable for tests.
+
+    Example:
+        >>> from voicehooks import VoiceHooks
+        >>> app = VoiceHooks(secret="whsec_example")
+    """
+
+    def __init__(
+        self,
+        secret: str | Sequence[str] | None = None,
+        *,
+        verify_signatures: bool = True,
+        tolerance_seconds: float | None = DEFAULT_TOLERANCE_SECONDS,
+        path: str = "/",
+        max_body_bytes: int = 1024 * 1024,
+        tool_timeout_seconds: float = 8.0,
+        assistant_request_timeout_seconds: float = 4.0,
+        shutdown_grace_seconds: float = 20.0,
+        max_background_jobs: int = 64,
+        max_threads: int = 40,
+        lifespan: Lifespan | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        if not path.startswith("/"):
+            raise ConfigurationError(f"path must start with '/', got {path!r}")
+        for label, value in (
+            ("max_body_bytes", max_body_bytes),
+            ("tool_timeout_seconds", tool_timeout_seconds),
+            ("assistant_request_timeout_seconds", assistant_request_timeout_seconds),
+            ("max_background_jobs", max_background_jobs),
+            ("max_threads", max_threads),
+        ):
+            if value <= 0:
+                raise ConfigurationError(f"{label} must be > 0, got {value!r}")
+        if shutdown_grace_seconds < 0:
+            raise ConfigurationError("shutdown_grace_seconds must be >= 0")
+        self.verify_signatures = verify_signatures
+        self.verifier: Verifier | None = None
+        secrets = _resolve_secrets(secret)
+        if verify_signatures:
+            if not secrets:
+                raise ConfigurationError(
+                    f"No webhook secret. Set {SECRET_ENV} (several: comma-separated), point "
+                    f"{SECRET_FILE_ENV} at a file, or pass VoiceHooks(secret=...). For local "
+                    "experiments only, VoiceHooks(verify_signatures=False) accepts unsigned "
+                    "requests."
+                )
+            self.verifier = Verifier(secrets, tolerance_seconds=tolerance_seconds, clock=clock)
+        else:
+            _warn_unverified()
+        self.path = path
+        trimmed = path.rstrip("/")
+        self._paths = frozenset({trimmed, trimmed + "/"})
+        self.max_body_bytes = max_body_bytes
+        self.state = State()
+        self._user_lifespan = lifespan
+        self.runner = BackgroundRunner(
+            max_concurrency=max_background_jobs, grace_seconds=shutdown_grace_seconds
+        )
+        self.dispatcher = Dispatcher(
+            self,
+            tool_timeout_seconds=tool_timeout_seconds,
+            assistant_request_timeout_seconds=assistant_request_timeout_seconds,
+            thread_limiter=anyio.CapacityLimiter(max_threads),
+            submit=self.runner.submit,
+        )
+        self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
+        self._secret_count = len(secrets)
+        self._warned_milliseconds = False
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[Any]:
+        """Run the user's lifespan and own background work; drain it on exit.
+
+        ``voicehooks run`` and any ASGI server call this through the lifespan protocol. A
+        parent app that mounts this one must enter it from its own lifespan, because mounted
+        apps' lifespans are not run:
+
+            @asynccontextmanager
+            async def parent_lifespan(parent):
+                async with hooks.lifespan():
+                    yield
+        """
+        if not self.verify_signatures:
+            _warn_unverified()
+        user = self._user_lifespan(self) if self._user_lifespan else nullcontext()
+        # Background jobs drain before the user's teardown: they may use its resources.
+        async with user as state, self.runner.running():
+            yield state
+
+    # -- ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] == "http" and _route_path(scope) in self._paths:
+            await self._handle(scope, receive, send)
+        else:
+            await self._router(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        event: Event | None = None
+        jobs: list[Any] = []
+        try:
+            event = await self._receive_event(scope, receive)
+            if event is None:
+                return  # the client went away before its body arrived
+            status = 200
+            if type(event) is ToolCalls:
+                body = await self.dispatcher.answer_tool_calls(event)
+            elif type(event) is AssistantRequest:
+                body = await self.dispatcher.answer_assistant_request(event)
+            else:
+                jobs = await self.dispatcher.acknowledge(event)
+                body = EMPTY
+        except RequestError as exc:
+            status = _STATUS[type(exc)]
+            body = _encode({"error": str(exc)})
+            _log.warning("rejected %d: %s", status, exc)
+        except UnknownEventType as exc:
+            status, body = 200, EMPTY
+            _log.warning(
+                "unknown event type %r (call %s) answered {}; a newer voicehooks may handle it",
+                exc.event_type,
+                exc.call_id,
+            )
+        except Exception:
+            # A bug in voicehooks itself: user code is caught inside the dispatcher.
+            _log.exception("internal error while answering a delivery")
+            status, body = 500, b'{"error":"internal error"}'
+        extra = [(b"allow", b"POST")] if status == 405 else []
+        await _send(send, status, body, extra)
+        if event is not None and _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "%s call=%s %d %.1fms",
+                event.type,
+                event.call.id,
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+        if event is not None:
+            for job in jobs:
+                await self.runner.submit(event.type, event.call.id, job)
+
+    async def _receive_event(self, scope: Scope, receive: Receive) -> Event | None:
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"method {scope['method']} is not allowed; the platform POSTs")
+        content_type = timestamp = signature = None
+        declared = -1
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"x-webhook-signature":
+                if signature is not None:
+                    raise SignatureError("more than one X-Webhook-Signature header")
+                signature = value
+            elif name == b"x-webhook-timestamp":
+                if timestamp is not None:
+                    raise SignatureError("more than one X-Webhook-Timestamp header")
+                timestamp = value
+            elif name == b"content-length" and value.isdigit():
+                declared = int(value)
+        if content_type != _JSON and not _is_json(content_type):
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        if declared > self.max_body_bytes:
+            raise PayloadTooLarge(self._too_large())
+        body = await self._read_body(receive)
+        if body is None:
+            return None
+        verifier = self.verifier
+        if verifier is not None:
+            stamp = timestamp.decode("latin-1") if timestamp is not None else None
+            index = verifier.verify(
+                body, stamp, signature.decode("latin-1") if signature is not None else None
+            )
+            if index and _log.isEnabledFor(logging.DEBUG):
+                _log.debug("signature matched secret #%d of %d", index + 1, self._secret_count)
+            if stamp is not None and not self._warned_milliseconds and is_milliseconds(stamp):
+                self._warned_milliseconds = True
+                _log.warning("X-Webhook-Timestamp arrives in milliseconds; read as such")
+        try:
+            return decode_delivery(body)
+        except msgspec.ValidationError as exc:
+            raise PayloadError(f"the payload does not fit the webhook envelope: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise PayloadError(f"the body is not valid JSON: {exc}") from None
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise PayloadTooLarge(self._too_large())
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            # Checked per chunk, so an oversized body is refused without being held in memory.
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(self._too_large())
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> str:
+        return f"the body is larger than the limit of {self.max_body_bytes} bytes"
+
+
+async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *extra]
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except OSError:
+        _log.info("the client disconnected before the answer (%d) was sent", status)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    await _send(send, 404, b'{"error":"not found: the webhook endpoint is at the app\'s path"}', [])
+
+
+def _route_path(scope: Scope) -> str:
+    # Starlette's rule for mounted apps: ``path`` is absolute, ``root_path`` is the mount point.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return False
+    media, _, params = content_type.partition(b";")
+    if media.strip().lower() != _JSON:
+        return False
+    for param in params.split(b";"):
+        key, _, value = param.partition(b"=")
+        if key.strip().lower() == b"charset" and value.strip().strip(b'"').lower() not in (
+            b"utf-8",
+            b"utf8",
+        ):
+            return False
+    return True
+
+
+def _resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
+    if secret is None:
+        raw = os.environ.get(SECRET_ENV, "")
+        filename = os.environ.get(SECRET_FILE_ENV)
+        if not raw.strip() and filename:
+            try:
+                with open(filename, encoding="utf-8") as file:
+                    raw = file.read().replace("\n", ",")
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"{SECRET_FILE_ENV}={filename!r} cannot be read: {exc.strerror}"
+                ) from None
+        candidates: Sequence[str] = raw.split(",")
+    elif isinstance(secret, str):
+        candidates = [secret]
+    else:
+        candidates = list(secret)
+    secrets = [s.strip() for s in candidates if s.strip()]
+    if secret is not None and not secrets:
+        raise ConfigurationError("secret= was given but is empty")
+    return secrets
+
+
+def _warn_unverified() -> None:
+    _log.warning(
+        "signature verification is OFF (verify_signatures=False): anyone who can reach this "
+        "endpoint can send it events. Never run like this in production."
+    )

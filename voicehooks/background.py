@@ -1,0 +1,117 @@
+"""Background work with an owner: handlers that run after the answer has been sent.
+
+Informational events (``status-update``, ``end-of-call-report``) and fire-and-forget tools are
+acknowledged first and processed afterwards. ``BackgroundRunner`` owns that work:
+
+* While the app's lifespan runs (``voicehooks run``, uvicorn, or a parent app that composes
+  ``app.lifespan()``), jobs run in the runner's task group. At shutdown the runner waits up to
+  ``grace_seconds`` for them, then cancels what is left and logs each cut job by event type
+  and call id. Nothing is dropped silently.
+* Without a lifespan (a mounted app whose parent never runs it), there is no task group to own
+  the job, so it runs in the request's own task after the answer has been sent, where the
+  server's own shutdown waits for it.
+
+Either way at most ``max_concurrency`` jobs run at once; the rest wait their turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import TaskGroup
+
+__all__ = ["BackgroundRunner", "Job"]
+
+_log = logging.getLogger("voicehooks")
+
+Job = Callable[[], Awaitable[None]]
+"""A unit of background work. It handles and logs its own exceptions."""
+
+
+class BackgroundRunner:
+    """Runs jobs after the answer, bounded, drained at shutdown.
+
+    Args:
+        max_concurrency: How many jobs may run at once.
+        grace_seconds: How long shutdown waits for jobs in flight before cancelling them.
+    """
+
+    def __init__(self, *, max_concurrency: int, grace_seconds: float) -> None:
+        self.max_concurrency = max_concurrency
+        self.grace_seconds = grace_seconds
+        self._group: TaskGroup | None = None
+        self._slots: anyio.Semaphore | None = None
+        self._in_flight: dict[object, tuple[str, str]] = {}
+        self._idle: anyio.Event | None = None
+
+    @property
+    def in_flight(self) -> list[tuple[str, str]]:
+        """``(event type, call id)`` of every job submitted and not yet finished."""
+        return list(self._in_flight.values())
+
+    @property
+    def owned(self) -> bool:
+        """Whether a lifespan is running, so jobs are owned by the runner's task group."""
+        return self._group is not None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Own background work for the duration of the block; drain it on exit."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield
+            finally:
+                self._group = None  # from here on, late submissions run in their request
+                await self._drain(group)
+
+    async def _drain(self, group: TaskGroup) -> None:
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.grace_seconds):
+                while self._in_flight:
+                    self._idle = anyio.Event()
+                    await self._idle.wait()
+        if self._in_flight:
+            _log.warning(
+                "shutdown: %d background job(s) still running after the %.1f s grace period; "
+                "cancelling them",
+                len(self._in_flight),
+                self.grace_seconds,
+            )
+            group.cancel_scope.cancel()
+
+    async def submit(self, event_type: str, call_id: str, job: Job) -> None:
+        """Start ``job`` in the background if a lifespan owns work, else run it right here.
+
+        Callers send their answer before calling this, so "right here" is after the answer.
+        """
+        group = self._group
+        if group is not None:
+            token = self._track(event_type, call_id)
+            group.start_soon(self._run, token, event_type, call_id, job)
+        else:
+            await self._run(self._track(event_type, call_id), event_type, call_id, job)
+
+    def _track(self, event_type: str, call_id: str) -> object:
+        token = object()
+        self._in_flight[token] = (event_type, call_id)
+        return token
+
+    async def _run(self, token: object, event_type: str, call_id: str, job: Job) -> None:
+        if self._slots is None:  # created lazily: anyio primitives want a running event loop
+            self._slots = anyio.Semaphore(self.max_concurrency)
+        try:
+            async with self._slots:
+                await job()
+        except anyio.get_cancelled_exc_class():
+            _log.error("background %s handler for call %s was cut short", event_type, call_id)
+            raise
+        except Exception:  # a job logs its own errors; this is the last line of defence
+            _log.exception("background %s job for call %s failed", event_type, call_id)
+        finally:
+            del self._in_flight[token]
+            if not self._in_flight and self._idle is not None:
+                self._idle.set()

@@ -1,0 +1,165 @@
+"""The ``voicehooks`` command: serve an app and describe what it registers.
+
+Targets are ``module:attr`` or ``path/to/file.py[:attr]`` (``attr`` defaults to ``app``); the
+current directory is importable. A target that cannot be loaded is a one-line error with exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .app import VoiceHooks
+from .exceptions import ConfigurationError
+
+__all__ = ["TargetError", "load_target", "main"]
+
+
+class TargetError(click.UsageError):
+    """A ``module:attr`` target that cannot be loaded; exit code 2."""
+
+
+def _split(target: str) -> tuple[str, str, str | None]:
+    """Return (module name, attribute, directory to put on sys.path)."""
+    spec, _, attr = target.partition(":")
+    attr = attr or "app"
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = Path(spec)
+        if path.suffix != ".py":
+            path = path.with_suffix(".py")
+        if not path.is_file():
+            raise TargetError(f"{target!r}: no such file {str(path)!r}")
+        return path.stem, attr, str(path.resolve().parent)
+    if not spec:
+        raise TargetError(f"{target!r} is not a target; write module:attr or path/to/file.py:attr")
+    return spec, attr, None
+
+
+def load_target(target: str) -> tuple[VoiceHooks, str, str | None]:
+    """Import ``target`` and return the app, its import string and the directory it needs.
+
+    Raises:
+        TargetError: The message says what is wrong and how to fix it.
+    """
+    module_name, attr, directory = _split(target)
+    for entry in (directory, os.getcwd()):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise TargetError(
+                f"cannot import {module_name!r}: no such module (run from the directory that "
+                "contains it, or give a file path)"
+            ) from None
+        raise TargetError(f"importing {module_name!r} failed: {exc}") from None
+    except ConfigurationError as exc:
+        raise TargetError(f"{module_name}: {exc}") from None
+    except Exception as exc:
+        raise TargetError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
+    instance: Any = module
+    for part in attr.split("."):
+        try:
+            instance = getattr(instance, part)
+        except AttributeError:
+            raise TargetError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(instance, VoiceHooks):
+        raise TargetError(
+            f"{module_name}:{attr} is a {type(instance).__name__}, not a VoiceHooks app"
+        )
+    return instance, f"{module_name}:{attr}", directory
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voicehooks")
+def main() -> None:
+    """Receive HMS Sovereign / VoiceDock webhooks with typed Python functions."""
+
+
+@main.command()
+@click.argument("target")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option("--reload", is_flag=True, help="Restart when source files change (development).")
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def run(target: str, host: str, port: int, reload: bool, workers: int, log_level: str) -> None:
+    """Serve TARGET (module:attr or path/to/file.py[:attr]) with uvicorn.
+
+    \b
+    Example:
+        VOICEHOOKS_SECRET=whsec_... voicehooks run myapp:app --port 8000
+    """
+    import uvicorn
+    import uvicorn.config
+
+    _, import_string, directory = load_target(target)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["voicehooks"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
+    uvicorn.run(
+        import_string,
+        host=host,
+        port=port,
+        reload=reload,
+        workers=workers if not reload else None,
+        log_level=log_level,
+        log_config=log_config,
+        app_dir=directory or os.getcwd(),
+        lifespan="on",
+        access_log=False,  # voicehooks logs one line per delivery itself
+    )
+
+
+@main.command()
+@click.argument("target")
+def routes(target: str) -> None:
+    """List the events and tools TARGET registers and the function each goes to.
+
+    \b
+    Example:
+        voicehooks routes examples/quickstart.py
+    """
+    app, _, _ = load_target(target)
+    rows = [(r.kind, r.name, r.function, r.note) for r in app.routes()]
+    if not rows:
+        click.echo("nothing registered")
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        click.echo(f"{line}  {row[3]}".rstrip())
+
+
+@main.command()
+@click.argument("target")
+@click.option("--url", default=None, help="The URL the platform should call the tools at.")
+def tools(target: str, url: str | None) -> None:
+    """Print TARGET's tool definitions as JSON, for the assistant's llm_config.tools.
+
+    \b
+    Example:
+        voicehooks tools examples/quickstart.py --url https://hooks.example.com/
+    """
+    app, _, _ = load_target(target)
+    click.echo(json.dumps(app.tool_definitions(url), indent=2, ensure_ascii=False))

@@ -1,0 +1,319 @@
+"""Routing a decoded event to its handlers and turning what they return into the answer.
+
+One method per kind of event, each returning the JSON body to send:
+
+* ``tool-calls``: every call runs concurrently under its deadline, isolated from the others'
+  failures; the answer is always the object format, one entry per call, in request order.
+* ``assistant-request``: the one handler runs under its budget (4 s by default, the platform
+  waits 5 s); a slow, failing or malformed answer becomes ``{}``, the saved configuration.
+* ``status-update``/``end-of-call-report``: handlers marked ``run_before_answer`` run now;
+  the rest are returned as jobs for the background runner, to start once ``{}`` has been sent.
+
+Handler bugs never reach the sender: they are logged with the event type and call id, shown
+to the error hooks, and answered with something safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import msgspec
+
+from .context import call_function, fill
+from .events import AssistantRequest, Event, ToolCall, ToolCalls
+from .exceptions import ToolError
+from .responses import (
+    AssistantResponse,
+    error_result,
+    normalize_result,
+    results_from_response,
+    validate_assistant_answer,
+)
+from .routing import Handler, Registry
+from .tools import ArgumentError, Tool
+
+__all__ = ["Dispatcher"]
+
+_log = logging.getLogger("voicehooks")
+
+EMPTY = b"{}"
+
+_FAILED = (
+    "The tool {name} failed unexpectedly. Tell the caller it cannot be done right now "
+    "and offer to help in another way."
+)
+_TIMED_OUT = "The tool {name} did not answer in time. Tell the caller it cannot be done right now."
+_UNKNOWN = "There is no tool called {name} on this server. Do not call it again."
+_NOT_JSON = "The tool {name} returned a result that could not be sent."
+
+
+class _Entry(msgspec.Struct):
+    tool_call_id: str
+    result: msgspec.Raw
+
+
+class _Answer(msgspec.Struct):
+    results: list[_Entry]
+
+
+class Dispatcher:
+    """Answers decoded events with the handlers and tools of a ``Registry``."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        tool_timeout_seconds: float,
+        assistant_request_timeout_seconds: float,
+        thread_limiter: anyio.CapacityLimiter,
+        submit: Callable[[str, str, Callable[[], Awaitable[None]]], Awaitable[None]],
+    ) -> None:
+        self.registry = registry
+        self.tool_timeout_seconds = tool_timeout_seconds
+        self.assistant_request_timeout_seconds = assistant_request_timeout_seconds
+        self.limiter = thread_limiter
+        self.submit = submit
+        self._encode = msgspec.json.Encoder().encode
+        self._warned_unknown: set[str] = set()
+
+    # -- tool-calls ---------------------------------------------------------------------
+
+    async def answer_tool_calls(self, event: ToolCalls) -> bytes:
+        """Run every call of ``event`` and return the object-format answer."""
+        calls = event.tool_call_list
+        tools = self.registry.tools
+        results: list[msgspec.Raw] = [msgspec.Raw(EMPTY)] * len(calls)
+        if len(calls) == 1 and calls[0].function.name in tools:
+            # The common case pays for no task group.
+            results[0] = await self._run_tool(tools[calls[0].function.name], calls[0], event)
+        else:
+            unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
+            async with anyio.create_task_group() as group:
+                for i, call in enumerate(calls):
+                    tool = tools.get(call.function.name)
+                    if tool is not None:
+                        group.start_soon(self._run_into, results, i, tool, call, event)
+                if unclaimed:
+                    group.start_soon(self._answer_unclaimed, results, unclaimed, event)
+        entries = [_Entry(call.id, result) for call, result in zip(calls, results, strict=True)]
+        return self._encode(_Answer(entries))
+
+    async def _run_into(
+        self, results: list[msgspec.Raw], i: int, tool: Tool, call: ToolCall, event: ToolCalls
+    ) -> None:
+        results[i] = await self._run_tool(tool, call, event)
+
+    async def _run_tool(self, tool: Tool, call: ToolCall, event: ToolCalls) -> msgspec.Raw:
+        try:
+            kwargs = tool.bind(call)
+        except ArgumentError as exc:
+            _log.info("tool %s call=%s: unusable arguments", tool.name, event.call.id)
+            return self._raw(error_result(str(exc)))
+        if tool.injections:
+            kwargs.update(fill(tool.injections, event, call))
+        label = f"tool {tool.name} (call {event.call.id})"
+        if tool.fire_and_forget:
+            await self.submit(
+                "tool-calls", event.call.id, self._background_tool(tool, kwargs, event, label)
+            )
+            return self._raw(tool.async_response or {"status": "started"})
+        timeout = tool.timeout_seconds or self.tool_timeout_seconds
+        with anyio.move_on_after(timeout):
+            try:
+                value = await call_function(
+                    tool.function, tool.is_async, kwargs, self.limiter, label
+                )
+            except ToolError as exc:
+                return self._raw(error_result(str(exc)))
+            except Exception as exc:
+                _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
+                await self.report(exc, event)
+                return self._raw(error_result(_FAILED.format(name=tool.name)))
+            try:
+                return msgspec.Raw(self._encode(normalize_result(value, call.id)))
+            except (TypeError, ValueError, OverflowError) as exc:
+                _log.error(
+                    "%s returned a %s that cannot be encoded as JSON", label, type(value).__name__
+                )
+                await self.report(exc, event)
+                return self._raw(error_result(_NOT_JSON.format(name=tool.name)))
+        _log.warning("%s timed out after %.1f s", label, timeout)
+        return self._raw(error_result(_TIMED_OUT.format(name=tool.name)))
+
+    def _background_tool(
+        self, tool: Tool, kwargs: dict[str, Any], event: ToolCalls, label: str
+    ) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            try:
+                await call_function(tool.function, tool.is_async, kwargs, self.limiter, label)
+            except Exception as exc:
+                _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
+                await self.report(exc, event)
+
+        return job
+
+    async def _answer_unclaimed(
+        self, results: list[msgspec.Raw], indices: list[int], event: ToolCalls
+    ) -> None:
+        calls = [event.tool_call_list[i] for i in indices]
+        handlers = self.registry.handlers["tool-calls"]
+        if not handlers:
+            for i, call in zip(indices, calls, strict=True):
+                self._warn_unknown(call)
+                results[i] = self._raw(error_result(_UNKNOWN.format(name=call.function.name)))
+            return
+        # Only the raw handler's share of the calls: what no registered tool claims.
+        subset = msgspec.structs.replace(event, tool_call_list=calls)
+        subset.__dict__.update(event.__dict__)  # keeps .raw: the delivery as it arrived
+        ids = [call.id for call in calls]
+        handler = handlers[0]
+        label = f"tool-calls handler {handler.function.__qualname__} (call {event.call.id})"
+        body: Any = None
+        with anyio.move_on_after(self.tool_timeout_seconds) as scope:
+            try:
+                body = await self._call(handler, subset, label)
+            except ToolError as exc:
+                body = error_result(str(exc))
+            except Exception as exc:
+                _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
+                await self.report(exc, subset)
+                body = error_result(_FAILED.format(name=", ".join(c.function.name for c in calls)))
+        if scope.cancelled_caught:
+            _log.warning("%s timed out after %.1f s", label, self.tool_timeout_seconds)
+            body = error_result(_TIMED_OUT.format(name=", ".join(c.function.name for c in calls)))
+        for i, result in zip(indices, results_from_response(body, ids), strict=True):
+            try:
+                results[i] = msgspec.Raw(self._encode(result))
+            except (TypeError, ValueError, OverflowError):
+                _log.error("%s returned a result that cannot be encoded as JSON", label)
+                results[i] = self._raw(
+                    error_result(_NOT_JSON.format(name=event.tool_call_list[i].function.name))
+                )
+
+    def _warn_unknown(self, call: ToolCall) -> None:
+        name = call.function.name
+        if name in self._warned_unknown:
+            return
+        self._warned_unknown.add(name)
+        _log.warning(
+            "the model called tool %r, which is not registered. To handle it, add:\n%s",
+            name,
+            stub_for(call),
+        )
+
+    def _raw(self, value: Any) -> msgspec.Raw:
+        return msgspec.Raw(self._encode(value))
+
+    # -- assistant-request --------------------------------------------------------------
+
+    async def answer_assistant_request(self, event: AssistantRequest) -> bytes:
+        """Run the assistant-request handler under its budget; ``{}`` on any trouble."""
+        handlers = self.registry.handlers["assistant-request"]
+        if not handlers:
+            return EMPTY
+        handler = handlers[0]
+        label = f"assistant-request handler {handler.function.__qualname__} (call {event.call.id})"
+        budget = self.assistant_request_timeout_seconds
+        with anyio.move_on_after(budget):
+            try:
+                answer = await self._call(handler, event, label)
+            except Exception as exc:
+                _log.error(
+                    "%s raised %s; answering {} (saved configuration)",
+                    label,
+                    type(exc).__name__,
+                    exc_info=True,
+                )
+                await self.report(exc, event)
+                return EMPTY
+            try:
+                return self._encode(_assistant_body(answer))
+            except (TypeError, ValueError, OverflowError) as exc:
+                _log.error("%s returned an unusable answer (%s); answering {}", label, exc)
+                return EMPTY
+        _log.warning(
+            "%s took longer than %.1f s; answering {} (saved configuration)", label, budget
+        )
+        return EMPTY
+
+    # -- status-update, end-of-call-report ----------------------------------------------
+
+    async def acknowledge(self, event: Event) -> list[Callable[[], Awaitable[None]]]:
+        """Run the handlers that must finish before the answer; return the others as jobs."""
+        jobs: list[Callable[[], Awaitable[None]]] = []
+        for handler in self.registry.handlers[event.type]:
+            if handler.run_before_answer:
+                await self._observed(handler, event)
+            else:
+                jobs.append(self._job(handler, event))
+        return jobs
+
+    def _job(self, handler: Handler, event: Event) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            await self._observed(handler, event)
+
+        return job
+
+    async def _observed(self, handler: Handler, event: Event) -> None:
+        label = f"{event.type} handler {handler.function.__qualname__} (call {event.call.id})"
+        try:
+            await self._call(handler, event, label)
+        except Exception as exc:
+            _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
+            await self.report(exc, event)
+
+    # -- shared -------------------------------------------------------------------------
+
+    async def _call(self, handler: Handler, event: Event, label: str) -> Any:
+        kwargs = fill(handler.injections, event) if handler.injections else {}
+        return await call_function(handler.function, handler.is_async, kwargs, self.limiter, label)
+
+    async def report(self, exc: BaseException, event: Event) -> None:
+        """Show ``exc`` to every error hook; a hook's own failure is logged and swallowed."""
+        for hook, is_async in self.registry.error_hooks:
+            try:
+                if is_async:
+                    await hook(exc, event)
+                else:
+                    hook(exc, event)
+            except Exception:
+                _log.exception("error hook %r failed", hook)
+
+
+def _assistant_body(answer: Any) -> Any:
+    if answer is None:
+        return {}
+    if isinstance(answer, AssistantResponse):
+        return answer.body
+    return validate_assistant_answer(answer)
+
+
+def stub_for(call: ToolCall) -> str:
+    """A ready-to-paste ``@app.tool`` stub for a call no tool claims.
+
+    Built from the argument *names* and JSON types only: values can be personal data.
+    """
+    kinds = {
+        bool: "bool",
+        int: "int",
+        float: "float",
+        str: "str",
+        list: "list[Any]",
+        dict: "dict[str, Any]",
+    }
+    params = ", ".join(
+        f"{key}: {kinds.get(type(value), 'Any')}"
+        for key, value in call.arguments.items()
+        if key.isidentifier()
+    )
+    name = call.function.name
+    func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
+    return (
+        f'@app.tool("{name}")\n'
+        f"async def {func}({params}) -> dict[str, Any]:\n"
+        f'    """Describe what {name} does, for the model."""\n'
+        f"    ..."
+    )

@@ -1,0 +1,301 @@
+"""The inbound payloads: one ``msgspec.Struct`` per event, a tagged union on ``message.type``.
+
+Every delivery is ``{"message": {...}}``. ``decode_delivery`` turns the raw body into one of
+``AssistantRequest``, ``ToolCalls``, ``StatusUpdate`` or ``EndOfCallReport`` in a single pass
+with a decoder built once at import. Unknown fields are ignored, so new platform fields never
+break a receiver; statuses and end reasons stay open strings with named constants
+(PLATFORM.md 8 rows 22 and 24). Fields that web calls send as ``null`` are optional.
+
+The decoded event keeps the body it came from, so ``event.raw`` gives the untyped payload on
+demand without a second parse on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, ClassVar, Final, Literal, TypeAlias
+
+import msgspec
+
+__all__ = [
+    "EVENT_NAMES",
+    "AssistantRequest",
+    "Call",
+    "CallStatus",
+    "CallType",
+    "Customer",
+    "EndOfCallReport",
+    "EndReason",
+    "Event",
+    "EventName",
+    "Message",
+    "PhoneNumber",
+    "StatusUpdate",
+    "ToolCall",
+    "ToolCalls",
+    "ToolFunction",
+    "decode_delivery",
+]
+
+EventName: TypeAlias = Literal[
+    "assistant-request", "tool-calls", "status-update", "end-of-call-report"
+]
+"""The four documented event names (``message.type``)."""
+
+
+class CallStatus:
+    """Known values of ``call.status``. The platform may send others; they are kept as is."""
+
+    RINGING: Final = "ringing"
+    CONNECTING: Final = "connecting"
+    DIALING: Final = "dialing"
+    IN_PROGRESS: Final = "in-progress"
+    ENDED: Final = "ended"
+    ENDED_WITH_ERROR: Final = "ended-with-error"
+    FAILED: Final = "failed"
+    TRANSFERRED: Final = "transferred"
+    REJECTED: Final = "rejected"
+    INSUFFICIENT_CREDITS: Final = "insufficient-credits"
+
+
+class CallType:
+    """Known values of ``call.type``."""
+
+    INBOUND_PHONE_CALL: Final = "inbound_phone_call"
+    OUTBOUND_PHONE_CALL: Final = "outbound_phone_call"
+    WEB_CALL: Final = "web_call"
+
+
+class EndReason:
+    """End reasons seen in the platform's SDK. No list is documented; others pass through."""
+
+    USER_HANGUP: Final = "user_hangup"
+    MAX_DURATION: Final = "max_duration"
+
+
+class Call(msgspec.Struct, frozen=True):
+    """The call an event belongs to. ``id`` is opaque: UUIDs and ``call-…`` ids both occur."""
+
+    id: str
+    type: str
+    status: str
+    pipeline: str | None = None
+
+
+class PhoneNumber(msgspec.Struct, frozen=True):
+    """The platform's number on the call; every field is ``None`` on web calls."""
+
+    number: str | None = None
+    id: str | None = None
+    name: str | None = None
+
+
+class Customer(msgspec.Struct, frozen=True):
+    """The other party; ``number`` is ``None`` on web calls."""
+
+    number: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, tag_field="type", dict=True, omit_defaults=True):
+    """Fields every event carries. Handlers may annotate ``Event`` to receive any event."""
+
+    type: ClassVar[str]
+    timestamp: datetime.datetime
+    call: Call
+    phone_number: PhoneNumber = msgspec.field(default_factory=PhoneNumber)
+    customer: Customer = msgspec.field(default_factory=Customer)
+    # Kept undecoded: the resolved assistant config can be large and most handlers never read
+    # it. ``assistant`` decodes it on first access.
+    assistant_json: msgspec.Raw = msgspec.field(default=msgspec.Raw(), name="assistant")
+
+    @property
+    def assistant(self) -> dict[str, Any] | None:
+        """The resolved assistant configuration echoed by the platform, if sent."""
+        cache = self.__dict__
+        if "_assistant" not in cache:
+            raw = self.assistant_json
+            cache["_assistant"] = _decode_object(raw) if raw else None
+        value: dict[str, Any] | None = cache["_assistant"]
+        return value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """``assistant.metadata``: what the assistant-request answer attached to this call."""
+        assistant = self.assistant
+        metadata = assistant.get("metadata") if assistant else None
+        return metadata if isinstance(metadata, dict) else {}
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The untyped ``message`` object, decoded from the original body on first access."""
+        cache = self.__dict__
+        if "_raw" not in cache:
+            body = cache.get("_body")
+            if body is None:  # built in code rather than decoded: re-encode what it holds
+                cache["_raw"] = _decode_object(msgspec.json.encode(self))
+            else:
+                cache["_raw"] = _decode_object(body).get("message", {})
+        value: dict[str, Any] = cache["_raw"]
+        return value
+
+
+class AssistantRequest(Event, frozen=True, tag="assistant-request"):
+    """An inbound call is ringing; the answer chooses its configuration (5 s deadline)."""
+
+    type: ClassVar[str] = "assistant-request"
+
+
+class ToolFunction(msgspec.Struct, frozen=True):
+    """The function part of a tool call; ``arguments`` stay raw JSON until a tool binds them."""
+
+    name: str
+    arguments: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class ToolCall(msgspec.Struct, frozen=True, dict=True):
+    """One tool invocation; answer it by echoing ``id`` as ``tool_call_id``."""
+
+    id: str
+    function: ToolFunction
+    type: str = "function"
+
+    @property
+    def name(self) -> str:
+        """The tool's name as the model called it."""
+        return self.function.name
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments as a dict. A JSON-encoded string is decoded; unusable input is ``{}``."""
+        cache = self.__dict__
+        if "_arguments" not in cache:
+            value = _decode_any(self.function.arguments)
+            if isinstance(value, str):
+                value = _decode_any(value.encode())
+            cache["_arguments"] = value if isinstance(value, dict) else {}
+        arguments: dict[str, Any] = cache["_arguments"]
+        return arguments
+
+
+class ToolCalls(Event, frozen=True, tag="tool-calls"):
+    """The model called one or more custom tools; the answer carries their results (10 s)."""
+
+    type: ClassVar[str] = "tool-calls"
+    tool_call_list: list[ToolCall] = []
+
+
+class StatusUpdate(Event, frozen=True, tag="status-update"):
+    """The call's status changed. The answer's body is ignored."""
+
+    type: ClassVar[str] = "status-update"
+    error: str | None = None
+    end_reason: str | None = None
+
+    @property
+    def status(self) -> str:
+        """The new status, ``call.status``."""
+        return self.call.status
+
+
+class Message(msgspec.Struct, frozen=True):
+    """One transcript entry."""
+
+    role: str
+    content: str = ""
+
+
+class EndOfCallReport(Event, frozen=True, tag="end-of-call-report"):
+    """The call ended and post-processing finished. The answer's body is ignored."""
+
+    type: ClassVar[str] = "end-of-call-report"
+    # Documented as always present, but a report is worth more than strictness: a missing
+    # field must not turn the only copy of a call's transcript into a 400.
+    duration_seconds: int | None = None
+    summary: str | None = None
+    messages: list[Message] = []
+    analysis: dict[str, Any] | None = None
+    recording_url: str | None = None
+    started_at: datetime.datetime | None = None
+    ended_at: datetime.datetime | None = None
+    end_reason: str | None = None
+
+
+AnyEvent: TypeAlias = AssistantRequest | ToolCalls | StatusUpdate | EndOfCallReport
+
+EVENT_NAMES: Final[dict[str, type[Event]]] = {
+    "assistant-request": AssistantRequest,
+    "tool-calls": ToolCalls,
+    "status-update": StatusUpdate,
+    "end-of-call-report": EndOfCallReport,
+}
+"""Event name → the Struct it decodes into."""
+
+
+class _Delivery(msgspec.Struct):
+    message: AnyEvent
+
+
+class _Untyped(msgspec.Struct):
+    """Enough of an unknown event type to route it to ``{}`` and name it in the log."""
+
+    class _Message(msgspec.Struct):
+        type: str
+        call: dict[str, Any] | None = None
+
+    message: _Message
+
+
+_delivery_decoder = msgspec.json.Decoder(_Delivery)
+_untyped_decoder = msgspec.json.Decoder(_Untyped)
+_any_decoder = msgspec.json.Decoder()
+
+
+def decode_delivery(body: bytes) -> Event:
+    """Decode a raw delivery body into its typed event.
+
+    Raises:
+        msgspec.ValidationError: The body does not fit the envelope; the message names the path.
+        msgspec.DecodeError: The body is not JSON.
+        UnknownEventType: ``message.type`` is not one of the four known events.
+    """
+    try:
+        event: Event = _delivery_decoder.decode(body).message
+    except msgspec.ValidationError:
+        unknown = _unknown_type(body)
+        if unknown is not None:
+            raise unknown from None
+        raise
+    event.__dict__["_body"] = body
+    return event
+
+
+class UnknownEventType(Exception):
+    """The delivery is well formed but of a type this version does not know."""
+
+    def __init__(self, event_type: str, call_id: str | None) -> None:
+        super().__init__(event_type)
+        self.event_type = event_type
+        self.call_id = call_id
+
+
+def _unknown_type(body: bytes) -> UnknownEventType | None:
+    try:
+        message = _untyped_decoder.decode(body).message
+    except msgspec.MsgspecError:
+        return None
+    if message.type in EVENT_NAMES:
+        return None
+    call_id = message.call.get("id") if message.call else None
+    return UnknownEventType(message.type, call_id if isinstance(call_id, str) else None)
+
+
+def _decode_any(raw: bytes | msgspec.Raw) -> Any:
+    try:
+        return _any_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+def _decode_object(raw: bytes | msgspec.Raw) -> dict[str, Any]:
+    value = _decode_any(raw)
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,310 @@
+"""The registry: which functions answer which events and tools.
+
+Each decorator is sugar over one ``add_*`` primitive, and each primitive validates what it is
+given when it is given it: an unknown event name, a parameter the app cannot fill, an argument
+type that cannot become a JSON Schema, a duplicate tool name or a second assistant-request
+handler raises ``ConfigurationError`` at import time, never during a call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from .context import Injection, is_async_callable, plan_injections
+from .events import EVENT_NAMES, Event
+from .exceptions import ConfigurationError
+from .tools import Tool
+
+__all__ = ["ErrorHook", "Handler", "Registry", "Route"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ErrorHook = Callable[[BaseException, Event], Any]
+"""``hook(exception, event)``, sync or async: sees every handler and tool exception."""
+
+_INFORMATIONAL = ("status-update", "end-of-call-report")
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A function registered for an event."""
+
+    event: str
+    function: Callable[..., Any]
+    is_async: bool
+    injections: tuple[Injection, ...]
+    run_before_answer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row of ``Registry.routes()``: what is registered and the function it goes to."""
+
+    kind: str  # "event" or "tool"
+    name: str
+    function: str
+    note: str = ""
+
+
+class Registry:
+    """Handlers, tools and error hooks of one app. ``VoiceHooks`` is a ``Registry``."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[Handler]] = {name: [] for name in EVENT_NAMES}
+        self.tools: dict[str, Tool] = {}
+        self.error_hooks: list[tuple[ErrorHook, bool]] = []
+
+    # -- events -------------------------------------------------------------------------
+
+    def add_handler(
+        self, event: str, function: Callable[..., Any], *, run_before_answer: bool = False
+    ) -> Handler:
+        """Register ``function`` for ``event``.
+
+        ``status-update`` and ``end-of-call-report`` handlers run after the 200 is sent, as
+        background work the app owns; ``run_before_answer=True`` runs one before answering
+        instead. An ``assistant-request`` handler (one at most) returns the answer. A
+        ``tool-calls`` handler receives the calls no registered tool claims.
+
+        Args:
+            event: One of ``assistant-request``, ``tool-calls``, ``status-update``,
+                ``end-of-call-report``.
+            function: Sync or async; parameters annotated with the event type, ``Event`` or
+                ``CallContext`` are filled in.
+            run_before_answer: For informational events: run before the 200 goes out.
+
+        Example:
+            >>> from voicehooks import VoiceHooks
+            >>> app = VoiceHooks(verify_signatures=False)
+            >>> def on_status() -> None: ...
+            >>> app.add_handler("status-update", on_status).event
+            'status-update'
+        """
+        event_type = EVENT_NAMES.get(event)
+        name = getattr(function, "__qualname__", repr(function))
+        if event_type is None:
+            raise ConfigurationError(
+                f"{name}: unknown event {event!r}; use one of {', '.join(EVENT_NAMES)}"
+            )
+        if not callable(function):
+            raise ConfigurationError(f"{name!r} is not callable")
+        if event == "assistant-request" and self.handlers[event]:
+            first = self.handlers[event][0].function.__qualname__
+            raise ConfigurationError(
+                f"{name}: {first} already answers assistant-request; an inbound call gets one "
+                "configuration, so register one handler and branch inside it"
+            )
+        if run_before_answer and event not in _INFORMATIONAL:
+            raise ConfigurationError(
+                f"{name}: run_before_answer applies to {' and '.join(_INFORMATIONAL)}; "
+                f"{event} handlers always run before the answer"
+            )
+        try:
+            injections, _, _ = plan_injections(function, event_type, tool=False)
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        handler = Handler(
+            event, function, is_async_callable(function), injections, run_before_answer
+        )
+        self.handlers[event].append(handler)
+        return handler
+
+    @overload
+    def on(self, event: str, /) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, /, *, run_before_answer: bool) -> Callable[[F], F]: ...
+    def on(self, event: str, /, *, run_before_answer: bool = False) -> Callable[[F], F]:
+        """Decorator form of ``add_handler``.
+
+        Example:
+            >>> from voicehooks import VoiceHooks
+            >>> from voicehooks.events import StatusUpdate
+            >>> app = VoiceHooks(verify_signatures=False)
+            >>> @app.on("status-update")
+            ... async def on_status(event: StatusUpdate) -> None: ...
+        """
+
+        def register(function: F) -> F:
+            self.add_handler(event, function, run_before_answer=run_before_answer)
+            return function
+
+        return register
+
+    # -- tools --------------------------------------------------------------------------
+
+    def add_tool(
+        self,
+        function: Callable[..., Any],
+        name: str | None = None,
+        *,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        fire_and_forget: bool = False,
+        async_response: str | None = None,
+        url: str | None = None,
+    ) -> Tool:
+        """Register ``function`` as the tool ``name`` (default: the function's name).
+
+        Parameters annotated ``ToolCalls``, ``ToolCall`` or ``CallContext`` are filled in;
+        the others are the model's arguments, decoded and validated against their types.
+
+        Args:
+            function: Sync or async. Its docstring's first paragraph is the description and
+                its Google-style ``Args:`` lines describe the parameters.
+            name: The name the model calls.
+            description: Overrides the docstring.
+            timeout_seconds: This tool's deadline; the app's ``tool_timeout_seconds`` if None.
+            fire_and_forget: The platform's ``async: true``: answer at once, run afterwards.
+            async_response: With ``fire_and_forget``, what the assistant says meanwhile.
+            url: This tool's own webhook URL in ``tool_definitions``.
+
+        Example:
+            >>> from voicehooks import VoiceHooks
+            >>> app = VoiceHooks(verify_signatures=False)
+            >>> def status(order_number: str) -> dict[str, str]:
+            ...     '''Return a repair's status.'''
+            ...     return {"status": "ready"}
+            >>> app.add_tool(status).name
+            'status'
+        """
+        try:
+            tool = Tool.from_function(
+                function,
+                name,
+                description=description,
+                timeout_seconds=timeout_seconds,
+                fire_and_forget=fire_and_forget,
+                async_response=async_response,
+                url=url,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from None
+        existing = self.tools.get(tool.name)
+        if existing is not None:
+            raise ConfigurationError(
+                f"tool {tool.name!r} is already registered to {existing.function.__qualname__}; "
+                "pick another name with @app.tool('other_name')"
+            )
+        self.tools[tool.name] = tool
+        return tool
+
+    @overload
+    def tool(self, function: F, /) -> F: ...
+    @overload
+    def tool(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        fire_and_forget: bool = False,
+        async_response: str | None = None,
+        url: str | None = None,
+    ) -> Callable[[F], F]: ...
+    def tool(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        /,
+        *,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        fire_and_forget: bool = False,
+        async_response: str | None = None,
+        url: str | None = None,
+    ) -> Any:
+        """Decorator form of ``add_tool``; usable bare (``@app.tool``) or called.
+
+        Example:
+            >>> from voicehooks import VoiceHooks
+            >>> app = VoiceHooks(verify_signatures=False)
+            >>> @app.tool("check_repair_status")
+            ... async def status(order_number: str) -> dict[str, str]:
+            ...     '''Return the repair status for a work order number.'''
+            ...     return {"status": "ready for pickup"}
+        """
+        if callable(name):
+            self.add_tool(name)
+            return name
+
+        def register(function: F) -> F:
+            self.add_tool(
+                function,
+                name,
+                description=description,
+                timeout_seconds=timeout_seconds,
+                fire_and_forget=fire_and_forget,
+                async_response=async_response,
+                url=url,
+            )
+            return function
+
+        return register
+
+    def tool_definitions(self, url: str | None = None) -> list[dict[str, Any]]:
+        """The registered tools as the assistant's ``llm_config.tools[]`` entries.
+
+        Args:
+            url: The URL the platform should call, used for tools without their own.
+        """
+        return [tool.definition(url) for tool in self.tools.values()]
+
+    # -- errors -------------------------------------------------------------------------
+
+    def add_error_hook(self, hook: ErrorHook) -> ErrorHook:
+        """Call ``hook(exception, event)`` for every exception a handler or tool raises.
+
+        For error trackers. ``ToolError`` is an answer, not a failure, and is not reported.
+        A hook's own exception is logged and swallowed.
+        """
+        if not callable(hook):
+            raise ConfigurationError(f"{hook!r} is not callable")
+        if len(inspect.signature(hook).parameters) != 2:
+            raise ConfigurationError("an error hook takes two arguments: (exception, event)")
+        self.error_hooks.append((hook, is_async_callable(hook)))
+        return hook
+
+    def on_error(self, hook: F) -> F:
+        """Decorator form of ``add_error_hook``.
+
+        Example:
+            >>> from voicehooks import VoiceHooks
+            >>> app = VoiceHooks(verify_signatures=False)
+            >>> @app.on_error
+            ... def report(exc: BaseException, event: object) -> None: ...
+        """
+        self.add_error_hook(hook)
+        return hook
+
+    # -- listing ------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """Everything registered, events first, in registration order."""
+        rows = [
+            Route(
+                "event",
+                event,
+                _qualified(h.function),
+                "before answer" if h.run_before_answer else "",
+            )
+            for event, handlers in self.handlers.items()
+            for h in handlers
+        ]
+        rows += [
+            Route(
+                "tool",
+                t.name,
+                _qualified(t.function),
+                "fire-and-forget" if t.fire_and_forget else "",
+            )
+            for t in self.tools.values()
+        ]
+        return rows
+
+
+def _qualified(function: Callable[..., Any]) -> str:
+    module = getattr(function, "__module__", None) or "?"
+    return f"{module}:{getattr(function, '__qualname__', repr(function))}"

@@ -1,0 +1,228 @@
+"""Tools: a typed function becomes an argument Struct, a JSON Schema and a tool definition.
+
+At registration ``Tool.from_function`` reads the function's signature once: parameters the
+request fills in (see ``context``) are set aside; the rest become fields of a ``msgspec``
+Struct whose decoder and JSON Schema are built there and then. A type that msgspec cannot
+decode or describe fails at registration, not during a call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+from .context import Injection, is_async_callable, plan_injections
+from .events import ToolCall, ToolCalls
+
+__all__ = ["ArgumentError", "Tool", "parse_docstring"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+class ArgumentError(Exception):
+    """The model's arguments do not fit the tool; the message is phrased for the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A registered tool: the function, its argument decoder and its platform definition."""
+
+    name: str
+    function: Callable[..., Any]
+    description: str
+    parameters: dict[str, Any]
+    is_async: bool
+    timeout_seconds: float | None
+    fire_and_forget: bool
+    async_response: str | None
+    url: str | None
+    injections: tuple[Injection, ...]
+    decoder: msgspec.json.Decoder[Any] | None
+    argument_names: tuple[str, ...]
+
+    @classmethod
+    def from_function(
+        cls,
+        function: Callable[..., Any],
+        name: str | None = None,
+        *,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        fire_and_forget: bool = False,
+        async_response: str | None = None,
+        url: str | None = None,
+    ) -> Tool:
+        """Analyse ``function`` once and build its tool. Raises ``TypeError``/``ValueError``."""
+        tool_name = name or str(getattr(function, "__name__", ""))
+        if not _NAME.match(tool_name):
+            raise ValueError(
+                f"tool name {tool_name!r} is not valid: start with a letter or '_', then up to "
+                "63 letters, digits, '_' or '-'"
+            )
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError(f"tool {tool_name!r}: timeout_seconds must be > 0")
+        if async_response is not None and not fire_and_forget:
+            raise ValueError(
+                f"tool {tool_name!r}: async_response only applies with fire_and_forget=True"
+            )
+        summary, documented = parse_docstring(inspect.getdoc(function) or "")
+        text = description if description is not None else summary
+        if not text:
+            raise ValueError(
+                f"tool {tool_name!r} has no description: give the function a docstring or pass "
+                "description=...; the model decides when to call a tool from it"
+            )
+        injections, arguments, hints = plan_injections(function, ToolCalls, tool=True)
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for parameter in arguments.values():
+            annotation = hints[parameter.name]
+            if parameter.name in documented:
+                annotation = Annotated[
+                    annotation, msgspec.Meta(description=documented[parameter.name])
+                ]
+            if parameter.default is inspect.Parameter.empty:
+                fields.append((parameter.name, annotation))
+            else:
+                fields.append((parameter.name, annotation, parameter.default))
+        struct = msgspec.defstruct(f"{_camel(tool_name)}Arguments", fields, kw_only=True)
+        try:
+            decoder: msgspec.json.Decoder[Any] | None = (
+                msgspec.json.Decoder(struct) if fields else None
+            )
+            schema = _parameters_schema(struct)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"tool {tool_name!r}: an argument type cannot be used: {exc}") from exc
+        return cls(
+            name=tool_name,
+            function=function,
+            description=text,
+            parameters=schema,
+            is_async=is_async_callable(function),
+            timeout_seconds=timeout_seconds,
+            fire_and_forget=fire_and_forget,
+            async_response=async_response,
+            url=url,
+            injections=injections,
+            decoder=decoder,
+            argument_names=tuple(arguments),
+        )
+
+    def bind(self, call: ToolCall) -> dict[str, Any]:
+        """Decode ``call``'s arguments into keyword arguments, or raise ``ArgumentError``."""
+        if self.decoder is None:
+            return {}
+        raw = call.function.arguments
+        try:
+            decoded = self.decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            decoded = self._bind_string(raw, exc)
+        except msgspec.DecodeError:
+            raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
+        return {name: getattr(decoded, name) for name in self.argument_names}
+
+    def _bind_string(self, raw: msgspec.Raw, first: msgspec.ValidationError) -> Any:
+        # OpenAI-style engines send arguments as a JSON-encoded string (PLATFORM.md 8 row 11).
+        assert self.decoder is not None
+        try:
+            text = msgspec.json.decode(raw, type=str)
+        except msgspec.MsgspecError:
+            raise ArgumentError(self._explain(_describe(first))) from None
+        try:
+            return self.decoder.decode(text)
+        except msgspec.ValidationError as exc:
+            raise ArgumentError(self._explain(_describe(exc))) from None
+        except msgspec.DecodeError:
+            raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
+
+    def _explain(self, problem: str) -> str:
+        return (
+            f"The arguments for {self.name} were not usable: {problem}. "
+            "Ask the caller for it again."
+        )
+
+    def definition(self, url: str | None = None) -> dict[str, Any]:
+        """This tool as an entry of the assistant's ``llm_config.tools[]``.
+
+        Args:
+            url: Where the platform should send calls; the tool's own ``url`` wins.
+        """
+        entry: dict[str, Any] = {"name": self.name, "description": self.description}
+        target = self.url or url
+        if target:
+            entry["url"] = target
+        entry["async"] = self.fire_and_forget
+        if self.async_response is not None:
+            entry["async_response"] = self.async_response
+        entry["parameters"] = self.parameters
+        return entry
+
+
+def _describe(error: msgspec.ValidationError) -> str:
+    message = str(error)
+    missing = re.match(r"Object missing required field `([^`]+)`(?: - at `\$(.*)`)?", message)
+    if missing:
+        path = (missing.group(2) or "").lstrip(".")
+        field = f"{path}.{missing.group(1)}" if path else missing.group(1)
+        return f"the argument '{field}' is missing"
+    located = re.match(r"(.*) - at `\$\.?(.*)`$", message)
+    if located:
+        detail, path = located.groups()
+        detail = detail[0].lower() + detail[1:]
+        return f"the argument '{path}' is invalid ({detail})" if path else detail
+    return message[0].lower() + message[1:]
+
+
+def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """A self-contained JSON Schema for the argument struct, root inlined."""
+    schema = msgspec.json.schema(struct)
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    root: dict[str, Any] = definitions.pop(struct.__name__)
+    root.pop("title", None)
+    root.setdefault("properties", {})
+    if definitions:
+        root["$defs"] = definitions
+    return root
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_-]", name)) or "Tool"
+
+
+def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into its first paragraph and its ``Args:`` entries.
+
+    Example:
+        >>> parse_docstring("Book a slot.\\n\\nArgs:\\n    date: The day.\\n")
+        ('Book a slot.', {'date': 'The day.'})
+    """
+    paragraphs = doc.strip().split("\n\n")
+    summary = " ".join(paragraphs[0].split()) if paragraphs and paragraphs[0] else ""
+    if summary.endswith(":") and summary.split()[0] in ("Args:", "Arguments:"):
+        summary = ""
+    arguments: dict[str, str] = {}
+    lines = doc.splitlines()
+    in_args = False
+    current: str | None = None
+    base_indent = entry_indent = 0
+    for line in lines:
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:", "Parameters:"):
+            in_args, current, base_indent = True, None, len(line) - len(line.lstrip())
+            continue
+        if not in_args:
+            continue
+        indent = len(line) - len(line.lstrip())
+        if stripped and indent <= base_indent:
+            break  # the next section ("Returns:", ...) ends Args
+        entry = re.match(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?:\s*(.*)$", stripped)
+        if entry and (current is None or indent <= entry_indent):
+            current, entry_indent = entry.group(1), indent
+            arguments[current] = entry.group(2)
+        elif current and stripped:
+            arguments[current] = f"{arguments[current]} {stripped}".strip()
+    return summary, arguments
