@@ -243,6 +243,7 @@ class WebhookClient:
         to_app, app_inbox = anyio.create_memory_object_stream[dict[str, Any]](10)
         app_outbox, from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
         self._lifespan_send, self._lifespan_recv = to_app, from_app
+        self._lifespan_streams = (to_app, app_inbox, app_outbox, from_app)
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._state}
         self._group.start_soon(self._run_lifespan, scope, app_inbox, app_outbox)
         await to_app.send({"type": "lifespan.startup"})
@@ -265,6 +266,8 @@ class WebhookClient:
         await self._lifespan_recv.receive()
         group, self._group = self._group, None
         await group.__aexit__(exc_type, exc, tb)
+        for stream in self._lifespan_streams:
+            stream.close()
 
     # -- requests --
 

@@ -1,0 +1,353 @@
+"""The ASGI pipeline in-process: configuration, routing, and every bad-input answer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from voicehooks import ConfigurationError, VoiceHooks
+from voicehooks.events import StatusUpdate
+from voicehooks.testing import WebhookClient, status_update, tool_call, tool_calls
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_app_tests"
+
+
+def make_app(**options: Any) -> VoiceHooks:
+    return VoiceHooks(secret=SECRET, **options)
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def test_no_secret_anywhere_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_SECRET_FILE", raising=False)
+    with pytest.raises(ConfigurationError, match="VOICEHOOKS_SECRET"):
+        VoiceHooks()
+
+
+def test_unverified_mode_must_be_explicit_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        VoiceHooks(verify_signatures=False)
+    assert "verification is OFF" in caplog.text
+
+
+async def test_unverified_mode_warns_again_at_every_startup(caplog: pytest.LogCaptureFixture) -> None:
+    app = VoiceHooks(verify_signatures=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        async with WebhookClient(app):
+            pass
+    assert "verification is OFF" in caplog.text
+
+
+async def test_secrets_come_from_the_environment_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_SECRET", " old-secret , new-secret ,")
+    app = VoiceHooks()
+    for secret in ("old-secret", "new-secret"):
+        response = await WebhookClient(app, secret=secret).post(status_update())
+        assert response.status == 200
+    response = await WebhookClient(app, secret="other").post(status_update())
+    assert response.status == 401
+
+
+async def test_secrets_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("from-file\nsecond\n")
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.setenv("VOICEHOOKS_SECRET_FILE", str(path))
+    app = VoiceHooks()
+    assert (await WebhookClient(app, secret="second").post(status_update())).status == 200
+
+
+def test_an_unreadable_secret_file_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.setenv("VOICEHOOKS_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        VoiceHooks()
+
+
+async def test_a_sequence_of_secrets_is_accepted_and_the_match_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = VoiceHooks(secret=["one", "two"])
+    with caplog.at_level(logging.DEBUG, "voicehooks"):
+        response = await WebhookClient(app, secret="two").post(status_update())
+    assert response.status == 200
+    assert "secret #2 of 2" in caplog.text
+    assert "two" not in caplog.text.replace("of 2", "")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"secret": ""}, "empty"),
+        ({"secret": [" "]}, "empty"),
+        ({"secret": "s", "path": "hooks"}, "path"),
+        ({"secret": "s", "max_body_bytes": 0}, "max_body_bytes"),
+        ({"secret": "s", "tool_timeout_seconds": 0}, "tool_timeout_seconds"),
+        ({"secret": "s", "shutdown_grace_seconds": -1}, "shutdown_grace_seconds"),
+    ],
+)
+def test_bad_options_fail_at_construction(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        VoiceHooks(**options)
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+GOOD = msgspec.json.encode(status_update())
+
+
+@pytest.mark.parametrize(
+    ("request_options", "status", "message"),
+    [
+        ({"method": "GET"}, 405, "method GET is not allowed"),
+        ({"method": "PUT"}, 405, "method PUT is not allowed"),
+        ({"headers": {"content-type": "text/plain"}}, 415, "application/json"),
+        ({"headers": {"content-type": "application/xml"}}, 415, "application/json"),
+        ({"headers": {"content-type": "application/json; charset=latin-1"}}, 415, "json"),
+        ({"headers": {"content-type": ""}}, 415, "application/json"),
+        ({"signed": False}, 401, "missing X-Webhook-Timestamp"),
+        ({"headers": {"x-webhook-signature": "sha256=" + "0" * 64}}, 401, "does not match"),
+        ({"headers": {"x-webhook-signature": "sha256=abc"}}, 401, "64 hex"),
+        ({"headers": {"x-webhook-timestamp": "soon"}}, 401, "whole number"),
+        ({"timestamp": 1_000_000_000}, 401, "s old"),
+        ({"timestamp": 4_000_000_000}, 401, "in the future"),
+        ({"body": b"not json"}, 400, "not valid JSON"),
+        ({"body": b'{"message": {"type": "status-update"}}'}, 400, "does not fit"),
+        ({"body": b'{"msg": {}}'}, 400, "message"),
+        ({"body": b"\xff\xfe"}, 400, "not valid JSON"),
+    ],
+    ids=[
+        "get",
+        "put",
+        "text-plain",
+        "xml",
+        "non-utf8-charset",
+        "empty-content-type",
+        "unsigned",
+        "wrong-signature",
+        "malformed-signature",
+        "non-numeric-timestamp",
+        "stale",
+        "future",
+        "invalid-json",
+        "envelope-missing-fields",
+        "no-message",
+        "invalid-utf8",
+    ],
+)
+async def test_bad_input_gets_a_precise_status_and_a_json_error(
+    request_options: dict[str, Any], status: int, message: str
+) -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    body = request_options.pop("body", GOOD)
+    response = await client.post(body, **request_options)
+    assert response.status == status
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert message in error
+    assert "Traceback" not in error
+    if status == 405:
+        assert response.headers["allow"] == "POST"
+
+
+async def test_json_with_a_utf8_charset_is_json() -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    for content_type in ("application/json; charset=utf-8", 'Application/JSON;Charset="UTF-8"'):
+        response = await client.post(GOOD, headers={"content-type": content_type})
+        assert response.status == 200
+
+
+async def test_a_body_over_the_limit_is_refused_while_it_streams_in() -> None:
+    client = WebhookClient(make_app(max_body_bytes=1000), secret=SECRET)
+    pieces = [b"x" * 600, b"x" * 600, b"x" * 600]
+    response = await client.post(b"", chunks=pieces)
+    assert response.status == 413
+    assert "1000 bytes" in response.json()["error"]
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
+    client = WebhookClient(make_app(max_body_bytes=1000), secret=SECRET)
+    response = await client.post(GOOD, headers={"content-length": "5000"})
+    assert response.status == 413
+
+
+async def test_a_single_chunk_over_the_limit_is_refused() -> None:
+    client = WebhookClient(make_app(max_body_bytes=100), secret=SECRET)
+    assert (await client.post(b"x" * 101)).status == 413
+
+
+async def test_a_body_in_several_chunks_is_reassembled() -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    pieces = [GOOD[:10], GOOD[10:50], GOOD[50:]]
+    headers = client.signed_headers(GOOD)
+    response = await client.request("POST", "/", pieces, list(headers.items()))
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("header", ["x-webhook-signature", "x-webhook-timestamp"])
+async def test_repeated_security_headers_are_refused(header: str) -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    headers = list(client.signed_headers(GOOD).items())
+    headers.append((header, dict(headers)[header]))
+    response = await client.request("POST", "/", [GOOD], headers)
+    assert response.status == 401
+    assert "more than one" in response.json()["error"]
+
+
+async def test_an_unknown_event_type_is_acknowledged_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    body = {"message": {"type": "speech-update", "call": {"id": "call-77"}}}
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        response = await client.post(body)
+    assert (response.status, response.json()) == (200, {})
+    assert "speech-update" in caplog.text
+    assert "call-77" in caplog.text
+
+
+async def test_rejections_are_logged_with_their_reason(caplog: pytest.LogCaptureFixture) -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        await client.post(GOOD, signed=False)
+    assert "rejected 401: missing X-Webhook-Timestamp" in caplog.text
+
+
+async def test_one_line_per_delivery_with_type_call_status_and_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        await client.post(status_update(call_id="call-line"))
+    (record,) = [r for r in caplog.records if "call-line" in r.getMessage()]
+    assert record.getMessage().startswith("status-update call=call-line 200 ")
+    assert record.getMessage().endswith("ms")
+
+
+async def test_a_client_that_disconnects_before_its_body_gets_no_answer() -> None:
+    app = make_app()
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", b"application/json")]}
+    await app(scope, receive, send)
+    assert sent == []
+
+
+async def test_a_disconnect_in_the_middle_of_the_body_gets_no_answer() -> None:
+    app = make_app()
+    messages = [{"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", b"application/json")]}
+    await app(scope, receive, send)
+    assert sent == []
+
+
+async def test_an_answer_to_a_vanished_client_is_dropped_quietly() -> None:
+    app = make_app()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": GOOD}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise OSError("connection reset")
+
+    client = WebhookClient(app, secret=SECRET)
+    headers = [(k.encode(), v.encode()) for k, v in client.signed_headers(GOOD).items()]
+    await app({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive, send)
+
+
+# -- paths, mounting ---------------------------------------------------------------------
+
+
+async def test_other_paths_are_a_json_404() -> None:
+    client = WebhookClient(make_app(path="/voice"), secret=SECRET)
+    response = await client.post(GOOD, path="/")
+    assert response.status == 404
+    assert "error" in response.json()
+    assert (await client.post(GOOD, path="/voice")).status == 200
+    assert (await client.post(GOOD, path="/voice/")).status == 200
+
+
+async def test_websockets_are_closed() -> None:
+    app = make_app()
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "websocket", "path": "/", "headers": []}, receive, send)
+    assert sent[0]["type"] == "websocket.close"
+
+
+def hooks_with_a_handler() -> tuple[VoiceHooks, list[str]]:
+    hooks = make_app()
+    seen: list[str] = []
+
+    @hooks.on("status-update")
+    async def on_status(event: StatusUpdate) -> None:
+        seen.append(event.call.id)
+
+    @hooks.tool
+    async def echo(text: str) -> str:
+        """Echo the text."""
+        return text
+
+    return hooks, seen
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+async def test_mounted_under_a_path_it_answers_there(framework: str) -> None:
+    hooks, seen = hooks_with_a_handler()
+    parent: Any
+    if framework == "starlette":
+        parent = Starlette(routes=[Mount("/hooks/voice", app=hooks)])
+    else:
+        parent = FastAPI()
+        parent.mount("/hooks/voice", hooks)
+    client = WebhookClient(parent, secret=SECRET, path="/hooks/voice/")
+    response = await client.post(status_update(call_id="mounted-1"))
+    assert (response.status, response.json()) == (200, {})
+    assert seen == ["mounted-1"]  # no lifespan ran: the handler ran in the request's task
+    results = await client.call_tools(tool_call("echo", {"text": "hi"}, id="t1"))
+    assert results == ["hi"]
+    assert (await client.post(GOOD, path="/hooks/voice/other")).status == 404
+    assert (await client.post(GOOD, path="/hooks/voice/", method="GET")).status == 405
+
+
+async def test_tool_calls_through_the_pipeline_answer_in_the_object_format() -> None:
+    hooks, _ = hooks_with_a_handler()
+    client = WebhookClient(hooks, secret=SECRET)
+    response = await client.post(tool_calls(tool_call("echo", {"text": "a"}, id="t-1")))
+    assert response.json() == {"results": [{"tool_call_id": "t-1", "result": "a"}]}
