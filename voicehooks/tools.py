@@ -21,6 +21,7 @@ from .events import ToolCall, ToolCalls
 
 __all__ = ["ArgumentError", "Tool", "parse_docstring"]
 
+_SECTIONS = ("Args", "Arguments", "Parameters")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
@@ -184,6 +185,8 @@ def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
     root: dict[str, Any] = definitions.pop(struct.__name__)
     root.pop("title", None)
     root.setdefault("properties", {})
+    if not root.get("required"):
+        root.pop("required", None)
     if definitions:
         root["$defs"] = definitions
     return root
@@ -201,9 +204,8 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
         ('Book a slot.', {'date': 'The day.'})
     """
     paragraphs = doc.strip().split("\n\n")
-    summary = " ".join(paragraphs[0].split()) if paragraphs and paragraphs[0] else ""
-    if summary.endswith(":") and summary.split()[0] in ("Args:", "Arguments:"):
-        summary = ""
+    first = paragraphs[0]
+    summary = "" if first.split(":\n")[0].strip() in _SECTIONS else " ".join(first.split())
     arguments: dict[str, str] = {}
     lines = doc.splitlines()
     in_args = False
@@ -211,7 +213,7 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     base_indent = entry_indent = 0
     for line in lines:
         stripped = line.strip()
-        if stripped in ("Args:", "Arguments:", "Parameters:"):
+        if stripped[:-1] in _SECTIONS and stripped.endswith(":"):
             in_args, current, base_indent = True, None, len(line) - len(line.lstrip())
             continue
         if not in_args:
