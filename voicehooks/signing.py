@@ -22,6 +22,7 @@ DEFAULT_TOLERANCE_SECONDS = 300.0
 
 _PREFIX = "sha256="
 _MILLISECONDS_ABOVE = 10**11
+_MAX_DIGITS = 20
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -118,6 +119,10 @@ class Verifier:
             raise SignatureError("missing X-Webhook-Timestamp header")
         if not (timestamp.isascii() and timestamp.isdigit()):
             raise SignatureError("X-Webhook-Timestamp is not a whole number of seconds")
+        # Unix milliseconds have 13 digits. Far longer values would overflow float() or hit
+        # int()'s digit limit (a 500), so they are refused before conversion.
+        if len(timestamp) > _MAX_DIGITS:
+            raise SignatureError("X-Webhook-Timestamp has too many digits to be a Unix time")
         seconds = float(int(timestamp))
         if seconds > _MILLISECONDS_ABOVE:
             seconds /= 1000.0
