@@ -249,6 +249,10 @@ _delivery_decoder = msgspec.json.Decoder(_Delivery)
 _untyped_decoder = msgspec.json.Decoder(_Untyped)
 _any_decoder = msgspec.json.Decoder()
 
+# Malformed input msgspec reports with a builtin exception rather than DecodeError: invalid
+# UTF-8 inside a string, and nesting deeper than the interpreter's recursion limit.
+_MALFORMED = (UnicodeDecodeError, RecursionError)
+
 
 def decode_delivery(body: bytes) -> Event:
     """Decode a raw delivery body into its typed event.
@@ -265,6 +269,9 @@ def decode_delivery(body: bytes) -> Event:
         if unknown is not None:
             raise unknown from None
         raise
+    except _MALFORMED as exc:
+        reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+        raise msgspec.DecodeError(f"JSON is malformed: {reason}") from None
     event.__dict__["_body"] = body
     return event
 
@@ -281,7 +288,7 @@ class UnknownEventType(Exception):
 def _unknown_type(body: bytes) -> UnknownEventType | None:
     try:
         message = _untyped_decoder.decode(body).message
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, *_MALFORMED):
         return None
     if message.type in EVENT_NAMES:
         return None
@@ -292,7 +299,7 @@ def _unknown_type(body: bytes) -> UnknownEventType | None:
 def _decode_any(raw: bytes | msgspec.Raw) -> Any:
     try:
         return _any_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, *_MALFORMED):
         return None
 
 
