@@ -24,6 +24,10 @@ __all__ = ["ArgumentError", "Tool", "parse_docstring"]
 _SECTIONS = ("Args", "Arguments", "Parameters")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
+# Besides DecodeError, msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string and
+# RecursionError for nesting deeper than the interpreter allows: both are unusable arguments.
+_MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 
 class ArgumentError(Exception):
     """The model's arguments do not fit the tool; the message is phrased for the model."""
@@ -122,7 +126,7 @@ class Tool:
             decoded = self.decoder.decode(raw)
         except msgspec.ValidationError as exc:
             decoded = self._bind_string(raw, exc)
-        except msgspec.DecodeError:
+        except _MALFORMED:
             raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
         return {name: getattr(decoded, name) for name in self.argument_names}
 
@@ -131,13 +135,13 @@ class Tool:
         assert self.decoder is not None
         try:
             text = msgspec.json.decode(raw, type=str)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, *_MALFORMED):
             raise ArgumentError(self._explain(_describe(first))) from None
         try:
             return self.decoder.decode(text)
         except msgspec.ValidationError as exc:
             raise ArgumentError(self._explain(_describe(exc))) from None
-        except msgspec.DecodeError:
+        except _MALFORMED:
             raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
 
     def _explain(self, problem: str) -> str:
