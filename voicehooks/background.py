@@ -69,6 +69,12 @@ class BackgroundRunner:
                 await self._drain(group)
 
     async def _drain(self, group: TaskGroup) -> None:
+        if self._in_flight:
+            _log.info(
+                "shutdown: waiting up to %.1f s for %d background job(s)",
+                self.grace_seconds,
+                len(self._in_flight),
+            )
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.grace_seconds):
                 while self._in_flight:
