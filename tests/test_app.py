@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ def test_unverified_mode_must_be_explicit_and_warns(caplog: pytest.LogCaptureFix
     assert "verification is OFF" in caplog.text
 
 
-async def test_unverified_mode_warns_again_at_every_startup(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unverified_mode_warns_again_at_every_startup(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = VoiceHooks(verify_signatures=False)
     caplog.clear()
     with caplog.at_level(logging.WARNING, "voicehooks"):
@@ -247,26 +250,39 @@ async def test_a_client_that_disconnects_before_its_body_gets_no_answer() -> Non
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", b"application/json")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(b"content-type", b"application/json")],
+    }
     await app(scope, receive, send)
     assert sent == []
 
 
 async def test_a_disconnect_in_the_middle_of_the_body_gets_no_answer() -> None:
     app = make_app()
-    messages = [{"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", b"application/json")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(b"content-type", b"application/json")],
+    }
     await app(scope, receive, send)
     assert sent == []
 
@@ -277,7 +293,7 @@ async def test_an_answer_to_a_vanished_client_is_dropped_quietly() -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": GOOD}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         raise OSError("connection reset")
 
     client = WebhookClient(app, secret=SECRET)
@@ -304,7 +320,7 @@ async def test_websockets_are_closed() -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     await app({"type": "websocket", "path": "/", "headers": []}, receive, send)

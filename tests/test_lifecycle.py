@@ -133,9 +133,9 @@ async def test_a_failing_handler_is_answered_empty_logged_and_reported(
 
 def test_a_second_assistant_request_handler_fails_at_import_time() -> None:
     app = VoiceHooks(verify_signatures=False)
-    app.add_handler("assistant-request", lambda: {})
+    app.add_handler("assistant-request", dict)
     with pytest.raises(ConfigurationError, match="already answers assistant-request"):
-        app.add_handler("assistant-request", lambda: {})
+        app.add_handler("assistant-request", dict)
 
 
 # -- informational events ----------------------------------------------------------------
@@ -332,7 +332,9 @@ def test_handlers_fail_at_registration_with_a_fix() -> None:
     app = VoiceHooks(verify_signatures=False)
     with pytest.raises(ConfigurationError, match="unknown event 'call-ended'"):
         app.on("call-ended")(lambda: None)
-    with pytest.raises(ConfigurationError, match="annotated 'EndOfCallReport'.*StatusUpdate, CallContext"):
+    with pytest.raises(
+        ConfigurationError, match=r"annotated 'EndOfCallReport'.*StatusUpdate, CallContext"
+    ):
         app.add_handler("status-update", never)
     with pytest.raises(ConfigurationError, match="'event' has no annotation"):
         app.add_handler("status-update", untyped)

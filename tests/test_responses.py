@@ -13,19 +13,33 @@ from voicehooks.responses import validate_assistant_answer
 @pytest.mark.parametrize(
     ("body", "ids", "expected"),
     [
-        ({"results": [{"tool_call_id": "b", "result": 2}, {"tool_call_id": "a", "result": 1}]}, ["a", "b"], [1, 2]),
-        ({"results": [{"tool_call_id": "a", "result": 1}]}, ["a", "b"], [1, {"error": "The answer had no result for this call."}]),
+        (
+            {"results": [{"tool_call_id": "b", "result": 2}, {"tool_call_id": "a", "result": 1}]},
+            ["a", "b"],
+            [1, 2],
+        ),
+        (
+            {"results": [{"tool_call_id": "a", "result": 1}]},
+            ["a", "b"],
+            [1, {"error": "The answer had no result for this call."}],
+        ),
         ({"results": [{"tool_call_id": "zzz", "result": 9}]}, ["a"], [9]),
         ({"results": ["junk"]}, ["a"], [{"error": "The answer had no result for this call."}]),
         ({"result": {"x": 1}}, ["a"], [{"x": 1}]),
         ({"x": 1}, ["a"], [{"x": 1}]),
         ({"error": "down"}, ["a", "b"], [{"error": "down"}, {"error": "down"}]),
         ("text", ["a"], ["text"]),
-        ({"x": 1}, ["a", "b"], [{"error": "The answer did not say which call this result belongs to."}] * 2),
+        (
+            {"x": 1},
+            ["a", "b"],
+            [{"error": "The answer did not say which call this result belongs to."}] * 2,
+        ),
         ({"results": []}, [], []),
     ],
 )
-def test_results_from_response_reads_all_four_formats(body: Any, ids: list[str], expected: list[Any]) -> None:
+def test_results_from_response_reads_all_four_formats(
+    body: Any, ids: list[str], expected: list[Any]
+) -> None:
     assert results_from_response(body, ids) == expected
 
 
@@ -64,7 +78,10 @@ def test_tool_result_is_never_read_as_a_format() -> None:
         ),
         (
             AssistantResponse.override("A1", {"llm_config": {"model": "m"}}, first_message="Hi"),
-            {"assistant_id": "A1", "assistant_override": {"llm_config": {"model": "m"}, "first_message": "Hi"}},
+            {
+                "assistant_id": "A1",
+                "assistant_override": {"llm_config": {"model": "m"}, "first_message": "Hi"},
+            },
         ),
         (
             AssistantResponse.override("A1", max_duration_seconds=480, top_level_max_duration=True),
@@ -75,13 +92,17 @@ def test_tool_result_is_never_read_as_a_format() -> None:
             {"assistant": {"name": "Desk", "max_duration_seconds": 420}},
         ),
         (
-            AssistantResponse.inline(name="Desk", max_duration_seconds=420, top_level_max_duration=True),
+            AssistantResponse.inline(
+                name="Desk", max_duration_seconds=420, top_level_max_duration=True
+            ),
             {"assistant": {"name": "Desk"}, "max_duration_seconds": 420},
         ),
         (AssistantResponse.reject("We are closed."), {"error": "We are closed."}),
     ],
 )
-def test_builders_produce_exactly_one_documented_mode(response: AssistantResponse, body: Any) -> None:
+def test_builders_produce_exactly_one_documented_mode(
+    response: AssistantResponse, body: Any
+) -> None:
     assert response.body == body
     assert repr(response) == f"AssistantResponse({body!r})"
 

@@ -159,11 +159,17 @@ def test_a_negative_tolerance_is_a_configuration_error() -> None:
         Verifier(["s"], tolerance_seconds=-1)
 
 
-@given(body=st.binary(max_size=2048), secret=st.text(min_size=1, max_size=64), stamp=st.integers(0, 10**10))
+@given(
+    body=st.binary(max_size=2048),
+    secret=st.text(min_size=1, max_size=64),
+    stamp=st.integers(0, 10**10),
+)
 def test_sign_then_verify_round_trips(body: bytes, secret: str, stamp: int) -> None:
     headers = sign(body, secret, stamp)
     verifier = Verifier([secret], tolerance_seconds=None)
-    assert verifier.verify(body, headers["x-webhook-timestamp"], headers["x-webhook-signature"]) == 0
+    assert (
+        verifier.verify(body, headers["x-webhook-timestamp"], headers["x-webhook-signature"]) == 0
+    )
 
 
 @given(body=st.binary(max_size=256), flip=st.integers(0, 255))

@@ -126,7 +126,9 @@ async def test_a_sync_tool_past_its_deadline_is_abandoned_and_its_late_result_lo
     assert "finished after it was abandoned; its result was discarded" in caplog.text
 
 
-async def test_an_abandoned_sync_tool_that_raises_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_abandoned_sync_tool_that_raises_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app, client = make(tool_timeout_seconds=0.1)
     done = threading.Event()
 
@@ -316,11 +318,13 @@ async def test_bad_arguments_do_not_run_the_tool() -> None:
 async def test_an_unknown_tool_gets_an_error_result_and_one_warning_with_a_stub(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    _, client = make()
     with caplog.at_level(logging.WARNING, "voicehooks"):
         first = await client.call_tool("lookup_contact", query="+31699999999", limit=3, exact=True)
         await client.call_tool("lookup_contact", query="again")
-    assert first == {"error": "There is no tool called lookup_contact on this server. Do not call it again."}
+    assert first == {
+        "error": "There is no tool called lookup_contact on this server. Do not call it again."
+    }
     warnings = [r for r in caplog.records if "lookup_contact" in r.getMessage()]
     assert len(warnings) == 1
     text = warnings[0].getMessage()
@@ -341,7 +345,11 @@ async def test_a_raw_handler_gets_only_the_unclaimed_calls() -> None:
     @app.on("tool-calls")
     async def fallback(event: ToolCalls) -> dict[str, Any]:
         received.append([call.name for call in event.tool_call_list])
-        return {"results": [{"tool_call_id": c.id, "result": c.name.upper()} for c in event.tool_call_list]}
+        return {
+            "results": [
+                {"tool_call_id": c.id, "result": c.name.upper()} for c in event.tool_call_list
+            ]
+        }
 
     results = await client.call_tools(
         tool_call("alpha", id="1"), tool_call("known", id="2"), tool_call("beta", id="3")
@@ -361,7 +369,9 @@ async def test_a_raw_handler_gets_only_the_unclaimed_calls() -> None:
     ],
     ids=["object", "simple", "direct", "error", "none"],
 )
-async def test_a_raw_handler_may_answer_in_any_of_the_four_formats(answer: Any, expected: Any) -> None:
+async def test_a_raw_handler_may_answer_in_any_of_the_four_formats(
+    answer: Any, expected: Any
+) -> None:
     app, client = make()
     app.add_handler("tool-calls", lambda: answer)
     response = await client.post(tool_calls(tool_call("anything", id="x")))

@@ -69,7 +69,9 @@ async def book(
 
 
 def call(arguments: Any, name: str = "book") -> ToolCall:
-    return ToolCall(id="t1", function=ToolFunction(name, msgspec.Raw(msgspec.json.encode(arguments))))
+    return ToolCall(
+        id="t1", function=ToolFunction(name, msgspec.Raw(msgspec.json.encode(arguments)))
+    )
 
 
 @pytest.fixture
@@ -88,7 +90,11 @@ def test_the_schema_is_self_contained_with_documented_parameters(tool: Tool) -> 
     assert schema["type"] == "object"
     assert schema["required"] == ["date", "time"]
     props = schema["properties"]
-    assert props["date"] == {"description": "The day, as YYYY-MM-DD.", "type": "string", "format": "date"}
+    assert props["date"] == {
+        "description": "The day, as YYYY-MM-DD.",
+        "type": "string",
+        "format": "date",
+    }
     assert props["time"]["description"] == "The time, as HH:MM."
     assert sorted(props["service"]["enum"]) == ["brakes", "general"]
     assert props["count"] == {"type": "integer", "default": 1}
@@ -137,9 +143,15 @@ def test_arguments_may_arrive_as_a_json_string(tool: Tool) -> None:
     [
         ({"time": "9"}, "the argument 'date' is missing"),
         ({"date": "16 jan", "time": "9"}, "the argument 'date' is invalid"),
-        ({"date": "2026-01-16", "time": 9}, "the argument 'time' is invalid (expected `str`, got `int`)"),
+        (
+            {"date": "2026-01-16", "time": 9},
+            "the argument 'time' is invalid (expected `str`, got `int`)",
+        ),
         ({"date": "2026-01-16", "time": "9", "service": "oil"}, "'service' is invalid"),
-        ({"date": "2026-01-16", "time": "9", "address": {}}, "the argument 'address.street' is missing"),
+        (
+            {"date": "2026-01-16", "time": "9", "address": {}},
+            "the argument 'address.street' is missing",
+        ),
         ([1, 2], "expected `object`, got `array`"),
         ("not json", "not valid JSON"),
         ('["a"]', "expected `object`, got `array`"),
@@ -194,7 +206,11 @@ def test_the_definition_has_the_platform_shape() -> None:
         "url": "https://hooks.example/",
         "async": True,
         "async_response": "The text is on its way.",
-        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
     }
     assert second["url"] == "https://tools.example/status"
     assert second["description"] == "Repair status."
@@ -240,7 +256,9 @@ def positional(x: int, /) -> None:
         (book, {"async_response": "hi"}, "fire_and_forget"),
     ],
 )
-def test_bad_tools_fail_at_registration(function: Any, options: dict[str, Any], message: str) -> None:
+def test_bad_tools_fail_at_registration(
+    function: Any, options: dict[str, Any], message: str
+) -> None:
     app = VoiceHooks(verify_signatures=False)
     with pytest.raises(ConfigurationError, match=message.replace("*", r"\*")):
         app.add_tool(function, **options)
@@ -256,9 +274,7 @@ def test_duplicate_tool_names_fail_at_registration() -> None:
 def test_unresolvable_annotations_fail_at_registration() -> None:
     namespace: dict[str, Any] = {}
     exec(
-        "from __future__ import annotations\n"
-        "def broken(x: Missing) -> None:\n"
-        "    '''Broken.'''\n",
+        "from __future__ import annotations\ndef broken(x: Missing) -> None:\n    '''Broken.'''\n",
         namespace,
     )
     with pytest.raises(ConfigurationError, match="cannot resolve the annotations"):
@@ -283,12 +299,18 @@ def test_the_bare_decorator_keeps_the_function() -> None:
         ("", "", {}),
         ("One line.", "One line.", {}),
         ("Spans\n  two lines.\n\nMore.", "Spans two lines.", {}),
-        ("Sum.\n\nArgs:\n    a: First.\n    b (int): Second,\n        continued.\n", "Sum.", {"a": "First.", "b": "Second, continued."}),
+        (
+            "Sum.\n\nArgs:\n    a: First.\n    b (int): Second,\n        continued.\n",
+            "Sum.",
+            {"a": "First.", "b": "Second, continued."},
+        ),
         ("Sum.\n\nArguments:\n    a: x\nReturns:\n    y: not an argument\n", "Sum.", {"a": "x"}),
         ("Args:\n    a: only args\n", "", {"a": "only args"}),
     ],
 )
-def test_docstrings_are_read_google_style(doc: str, summary: str, arguments: dict[str, str]) -> None:
+def test_docstrings_are_read_google_style(
+    doc: str, summary: str, arguments: dict[str, str]
+) -> None:
     assert parse_docstring(doc) == (summary, arguments)
 
 

@@ -18,12 +18,12 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 import msgspec
 
 __all__ = [
-    "EVENT_NAMES",
     "AssistantRequest",
     "Call",
     "CallStatus",
     "CallType",
     "Customer",
+    "EVENT_NAMES",
     "EndOfCallReport",
     "EndReason",
     "Event",
@@ -34,6 +34,7 @@ __all__ = [
     "ToolCall",
     "ToolCalls",
     "ToolFunction",
+    "UnknownEventType",
     "decode_delivery",
 ]
 
