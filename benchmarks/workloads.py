@@ -1,0 +1,286 @@
+"""Deterministic, pre-signed requests for every workload.
+
+A ``Pool`` is a batch of requests of one workload, all signed at one timestamp before any
+timing starts. Every request carries its own call id and tool call ids, so duplicate
+suppression does real work on each one and never answers from its cache.
+
+The body of every request of a pool is ``prefix + tail``: the prefix (envelope, assistant
+configuration, transcript) is the same for the whole pool, the tail holds what differs
+(``tool_call_list`` and ``call``). JSON object order is insignificant, so putting the varying
+fields last changes nothing for a receiver, and it lets the HTTP load generator build each
+request from a few small strings instead of holding every 30 KB body in memory. The HMAC
+state over ``<timestamp>.<prefix>`` is computed once per pool and copied per request.
+
+Content is seeded: the same seed, workload and stream give the same bytes in every process,
+so each contender, in its own process, is measured on identical requests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_SEED",
+    "MAIN_WORKLOADS",
+    "SECRET",
+    "SYNC_WORKLOADS",
+    "WORKLOADS",
+    "Pool",
+    "Workload",
+    "make_pool",
+]
+
+SECRET: Final = "whsec_benchmark_only_not_a_real_secret"
+"""Signs every benchmark request; never used anywhere else."""
+
+DEFAULT_SEED: Final = 20260114
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One kind of request."""
+
+    name: str
+    event: str
+    summary: str
+
+
+WORKLOADS: Final[dict[str, Workload]] = {
+    w.name: w
+    for w in (
+        Workload("tool-1", "tool-calls", "one call of an async tool"),
+        Workload("tool-3", "tool-calls", "three calls of an async tool in one request"),
+        Workload("report", "end-of-call-report", "~30 KB report, 80-message transcript"),
+        Workload("assistant-request", "assistant-request", "inbound call; answer {}"),
+        Workload("tool-1-sync", "tool-calls", "one call of a sync tool (thread hop)"),
+    )
+}
+"""Every workload by name."""
+
+MAIN_WORKLOADS: Final = ("tool-1", "tool-3", "report", "assistant-request")
+"""The workloads the targets apply to."""
+
+SYNC_WORKLOADS: Final = ("tool-1-sync",)
+"""Reported separately: they measure a worker thread as much as the framework."""
+
+_encode = msgspec.json.Encoder().encode
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_VOCABULARY = (
+    "the bike order repair brake chain wheel pickup friday morning afternoon shop "
+    "appointment number check ready parts waiting invoice price warranty frame tyre "
+    "gear battery motor service question caller assistant thanks sure moment please "
+    "yes no tomorrow today week monday tuesday kade rijwielhuis confirm message text "
+    "booked slot adjustment replace inspect estimate minutes hours euro payment card "
+    "cash receipt"
+)
+_WORDS = _VOCABULARY.split()
+_TRANSCRIPT_MESSAGES = 80
+
+
+@dataclass
+class Pool:
+    """Requests of one workload, signed at ``timestamp``; request ``i`` is ``prefix + tails[i]``."""
+
+    workload: str
+    event: str
+    timestamp: int
+    prefix: bytes
+    tails: list[bytes]
+    signatures: list[str]
+
+    def __len__(self) -> int:
+        return len(self.tails)
+
+    def body(self, i: int) -> bytes:
+        """The body of request ``i``."""
+        return self.prefix + self.tails[i]
+
+    def headers(self, i: int) -> list[tuple[bytes, bytes]]:
+        """The headers of request ``i`` as an ASGI server passes them (lower-case names)."""
+        return [
+            (b"host", b"127.0.0.1"),
+            (b"user-agent", b"HMS-Sovereign/1.0"),
+            (b"content-type", b"application/json"),
+            (b"x-webhook-event", self.event.encode()),
+            (b"x-webhook-timestamp", str(self.timestamp).encode()),
+            (b"x-webhook-signature", b"sha256=" + self.signatures[i].encode()),
+            (b"content-length", str(len(self.prefix) + len(self.tails[i])).encode()),
+        ]
+
+
+def make_pool(
+    workload: str,
+    count: int,
+    *,
+    stream: str,
+    secret: str = SECRET,
+    seed: int = DEFAULT_SEED,
+    timestamp: int | None = None,
+) -> Pool:
+    """Build and sign ``count`` distinct requests of ``workload``.
+
+    Args:
+        workload: A name from ``WORKLOADS``.
+        count: How many requests.
+        stream: Names the purpose (``"timing"``, ``"warmup"``, …): different streams never
+            share an id, the same stream always gives the same requests.
+        secret: The signing secret.
+        seed: The content seed.
+        timestamp: Unix seconds to sign at; now when omitted.
+    """
+    spec = WORKLOADS[workload]
+    stamp = int(time.time()) if timestamp is None else timestamp
+    fixed = random.Random(f"{seed}:{spec.event}:fixed")
+    prefix = _encode({"message": _fixed_message(spec.event, stamp, fixed)})[:-2]
+    rng = random.Random(f"{seed}:{workload}:{stream}")
+    keyed = hmac.new(secret.encode(), f"{stamp}.".encode() + prefix, hashlib.sha256)
+    tails: list[bytes] = []
+    signatures: list[str] = []
+    for _ in range(count):
+        varying = _encode(_varying_fields(workload, rng))
+        tail = b"," + varying[1:-1] + b"}}"
+        mac = keyed.copy()
+        mac.update(tail)
+        tails.append(tail)
+        signatures.append(mac.hexdigest())
+    return Pool(workload, spec.event, stamp, prefix, tails, signatures)
+
+
+def _fixed_message(event: str, stamp: int, rng: random.Random) -> dict[str, Any]:
+    at = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+    message: dict[str, Any] = {
+        "type": event,
+        "timestamp": _iso(at),
+        "phone_number": {
+            "id": "b7e1c9a4-2f36-4d8b-9a15-6c0e3f2d7a81",
+            "number": "+31302047715",
+            "name": "Rijwielhuis Kade Service Line",
+        },
+        "customer": {"number": f"+316{rng.randrange(10**7, 10**8)}"},
+    }
+    if event == "tool-calls":
+        message["assistant"] = _assistant_config(rng, analysis=False)
+    elif event == "end-of-call-report":
+        message["assistant"] = _assistant_config(rng, analysis=True)
+        messages = [
+            {"role": "assistant" if i % 2 == 0 else "user", "content": _sentence(rng, 225, 405)}
+            for i in range(_TRANSCRIPT_MESSAGES)
+        ]
+        message.update(
+            duration_seconds=rng.randrange(120, 900),
+            started_at=_iso(at - datetime.timedelta(minutes=8)),
+            ended_at=_iso(at - datetime.timedelta(seconds=20)),
+            end_reason="user_hangup",
+            summary=_sentence(rng, 200, 300),
+            messages=messages,
+            analysis={
+                "sentiment": rng.randrange(1, 11),
+                "intent": "support",
+                "resolved": True,
+                "appointment_booked": rng.random() < 0.5,
+                "follow_up_needed": False,
+            },
+            recording_url="https://recordings.voice-platform.example/calls/recording.mp3",
+        )
+    return message
+
+
+def _varying_fields(workload: str, rng: random.Random) -> dict[str, Any]:
+    spec = WORKLOADS[workload]
+    fields: dict[str, Any] = {}
+    if spec.event == "tool-calls":
+        tool = "check_order_sync" if workload.endswith("-sync") else "check_order"
+        calls = 3 if workload == "tool-3" else 1
+        fields["tool_call_list"] = [
+            {
+                "id": "call_" + "".join(rng.choices(_ID_ALPHABET, k=24)),
+                "type": "function",
+                "function": {
+                    "name": tool,
+                    "arguments": {"order_number": f"WO-{rng.randrange(1000, 10000)}"},
+                },
+            }
+            for _ in range(calls)
+        ]
+    status = {"tool-calls": "in-progress", "assistant-request": "ringing"}.get(spec.event, "ended")
+    fields["call"] = {
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "type": "inbound_phone_call",
+        "status": status,
+    }
+    return fields
+
+
+def _assistant_config(rng: random.Random, *, analysis: bool) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "first_message": "Goedemorgen, Rijwielhuis Kade, waarmee kan ik helpen?",
+        "max_duration_seconds": 600,
+        "autonomous_silence_handling": True,
+        "voicemail_detection": False,
+        "stt_config": {"provider": "deepgram", "model": "nova-3-general", "language": "nl"},
+        "llm_config": {
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "temperature": 0.4,
+            "messages": [{"role": "system", "content": _sentence(rng, 300, 400)}],
+            "tools": [
+                {
+                    "name": "check_order",
+                    "description": "Return the repair status of a work order.",
+                    "url": "https://hooks.rijwielhuis-kade.example/voice",
+                    "async": False,
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"order_number": {"type": "string"}},
+                        "required": ["order_number"],
+                    },
+                }
+            ],
+        },
+        "tts_config": {"provider": "elevenlabs", "voice_id": "pNq7Rk2Lw4Xv9TbA1cDe"},
+        "metadata": {
+            "crm_contact_id": f"CNT-{rng.randrange(10000, 99999)}",
+            "segment": "repair-customer",
+            "source": "inbound-router",
+        },
+    }
+    if analysis:
+        config["analysis_plan"] = {
+            "structured_data_plan": {
+                "enabled": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "sentiment": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "intent": {"type": "string"},
+                        "resolved": {"type": "boolean"},
+                    },
+                },
+            },
+            "min_messages_threshold": 3,
+        }
+    return config
+
+
+def _sentence(rng: random.Random, low: int, high: int) -> str:
+    target = rng.randrange(low, high)
+    words: list[str] = []
+    size = 0
+    while size < target:
+        word = rng.choice(_WORDS)
+        words.append(word)
+        size += len(word) + 1
+    return " ".join(words).capitalize() + "."
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
