@@ -133,9 +133,15 @@ async def test_a_failing_handler_is_answered_empty_logged_and_reported(
 
 def test_a_second_assistant_request_handler_fails_at_import_time() -> None:
     app = VoiceHooks(verify_signatures=False)
-    app.add_handler("assistant-request", dict)
+    app.add_handler("assistant-request", answer_default)
     with pytest.raises(ConfigurationError, match="already answers assistant-request"):
-        app.add_handler("assistant-request", dict)
+        app.add_handler("assistant-request", answer_default)
+    with pytest.raises(ConfigurationError, match="cannot read the signature of dict"):
+        VoiceHooks(verify_signatures=False).add_handler("assistant-request", dict)
+
+
+def answer_default() -> dict[str, Any]:
+    return {}
 
 
 # -- informational events ----------------------------------------------------------------

@@ -86,9 +86,13 @@ def plan_injections(
         hints = typing.get_type_hints(function, include_extras=True)
     except Exception as exc:  # NameError and friends from unresolvable string annotations
         raise TypeError(f"cannot resolve the annotations of {name}: {exc}") from exc
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except ValueError:  # some builtins and C callables do not expose one
+        raise TypeError(f"cannot read the signature of {name}; wrap it in a def") from None
     injections: list[Injection] = []
     arguments: dict[str, inspect.Parameter] = {}
-    for parameter in inspect.signature(function).parameters.values():
+    for parameter in parameters:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise TypeError(f"{name} takes *{parameter.name}; list each parameter explicitly")
         if parameter.kind is parameter.POSITIONAL_ONLY:
