@@ -367,3 +367,31 @@ async def test_tool_calls_through_the_pipeline_answer_in_the_object_format() -> 
     client = WebhookClient(hooks, secret=SECRET)
     response = await client.post(tool_calls(tool_call("echo", {"text": "a"}, id="t-1")))
     assert response.json() == {"results": [{"tool_call_id": "t-1", "result": "a"}]}
+
+
+async def test_a_millisecond_timestamp_is_accepted_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import time as clock
+
+    client = WebhookClient(make_app(), secret=SECRET)
+    millis = int(clock.time() * 1000)
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        assert (await client.post(GOOD, timestamp=millis)).status == 200
+        assert (await client.post(GOOD, timestamp=millis)).status == 200
+    assert caplog.text.count("milliseconds") == 1
+
+
+async def test_a_bug_inside_voicehooks_is_a_generic_500_without_details(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app()
+
+    async def broken(event: Any) -> Any:
+        raise AssertionError("invariant 42 broken")
+
+    monkeypatch.setattr(app.dispatcher, "acknowledge", broken)
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        response = await WebhookClient(app, secret=SECRET).post(GOOD)
+    assert (response.status, response.json()) == (500, {"error": "internal error"})
+    assert "internal error while answering" in caplog.text
