@@ -1,4 +1,46 @@
-"""Test kit: a signed in-process client and factories for the four events.
+"""Test kit for voicehooks apps: a signed in-memory client, event factories and a clock.
+
+Use it in your own test suite the way you would use Starlette's ``TestClient``. Tests are
+async; run them with anyio's pytest plugin (installed with anyio) or pytest-asyncio::
+
+    import pytest
+    from voicehooks.testing import WebhookClient
+
+    from myapp import app
+
+    pytestmark = pytest.mark.anyio
+
+
+    async def test_repair_status() -> None:
+        async with WebhookClient(app) as client:
+            result = await client.call_tool("check_repair_status", order_number="WO-2291")
+        assert result == {"order_number": "WO-2291", "status": "ready for pickup"}
+
+What is in here:
+
+* ``WebhookClient`` sends deliveries to an ASGI app in memory, no socket and no server, signed
+  exactly as the platform signs them. It drives a ``VoiceHooks`` app, or a Starlette/FastAPI
+  app that mounts one (pass ``path=``). ``call_tool`` returns one tool's normalized result;
+  ``assistant_request`` returns the decoded answer; ``status_update`` and
+  ``end_of_call_report`` return the ``Response``; ``post`` sends anything at all.
+* Factories build the JSON payload of each event as a plain dict, with realistic defaults
+  taken from the platform's documentation: ``tool_call`` and ``tool_calls``,
+  ``assistant_request``, ``status_update``, ``end_of_call_report``. Every keyword a factory
+  does not know becomes a field of ``message`` and replaces the default of the same name, so
+  ``status_update("ended", end_reason="max_duration")`` or ``tool_calls(..., timestamp="...")``
+  build the edge case you need. A fresh call id is made up unless you pass ``call_id=``.
+* ``ManualClock`` is a clock that moves only when told to, for ``VoiceHooks(clock=...)`` and
+  ``WebhookClient(clock=...)``: test the 300 s freshness window without sleeping.
+
+With or without ``async with``:
+
+* ``async with WebhookClient(app) as client:`` runs the app's lifespan (your ``lifespan=``
+  setup and teardown, and the background runner), like a server does. Each answer comes back
+  as soon as it is sent while background handlers go on running, as in production; call
+  ``await client.wait_for_background()`` to wait for them, and leaving the block waits for
+  them too, then shuts the app down.
+* ``WebhookClient(app)`` alone runs no lifespan; each request then runs to its very end,
+  background handlers included, before the answer is returned.
 
 Example:
     >>> import anyio
@@ -14,12 +56,6 @@ Example:
     ...         print(await client.call_tool("add", a=2, b=3))
     >>> anyio.run(main)
     5
-
-``WebhookClient`` drives any ASGI app in memory, no socket: a ``VoiceHooks`` app, or a
-Starlette/FastAPI app that mounts one (pass ``path=``). Used as ``async with``, it runs the
-app's lifespan and, like a server, returns each answer as soon as it is sent while the app
-goes on with background work; leaving the block waits for that work and shuts down.
-Without ``async with``, each request runs to its very end before the answer is returned.
 """
 
 from __future__ import annotations
@@ -36,10 +72,12 @@ import anyio
 import anyio.abc
 import msgspec
 
+from .app import VoiceHooks
 from .responses import results_from_response
 from .signing import sign
 
 __all__ = [
+    "ManualClock",
     "Response",
     "WebhookClient",
     "assistant_request",
@@ -56,10 +94,18 @@ PHONE_NUMBER = {
     "number": "+31302047715",
     "name": "Rijwielhuis Kade Service Line",
 }
+"""The platform number the factories' calls come in on."""
+
 CUSTOMER_NUMBER = "+31655018342"
+"""The caller's number in the factories' calls."""
 
 
 # -- factories ---------------------------------------------------------------------------
+
+
+def _now_iso() -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _envelope(
@@ -75,10 +121,9 @@ def _envelope(
     web = call_type == "web_call"
     message: dict[str, Any] = {
         "type": event_type,
-        "timestamp": datetime.datetime.now(datetime.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "timestamp": _now_iso(),
         "call": {"id": call_id or str(uuid.uuid4()), "type": call_type, "status": status},
+        # Web calls have no phone numbers: the platform sends nulls (PLATFORM.md 8 row 27).
         "phone_number": {"id": None, "number": None, "name": None} if web else dict(PHONE_NUMBER),
         "customer": {"number": None if web else customer_number},
     }
@@ -91,7 +136,21 @@ def _envelope(
 def tool_call(
     name: str, arguments: Mapping[str, Any] | str | None = None, *, id: str | None = None
 ) -> dict[str, Any]:
-    """One entry of ``tool_call_list``; ``arguments`` may be a dict or a JSON string."""
+    """One entry of a ``tool-calls`` delivery's ``tool_call_list``.
+
+    Args:
+        name: The tool the model calls.
+        arguments: The model's arguments: a dict, or a JSON string as OpenAI-style engines
+            send them. ``{}`` when omitted.
+        id: The tool call id the answer must echo; a fresh ``tool_…`` id when omitted. Reuse
+            an id (with the same ``call_id``) to simulate a redelivery.
+
+    Example:
+        >>> tool_call("check_repair_status", {"order_number": "WO-2291"}, id="tool_1")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'id': 'tool_1', 'type': 'function',
+         'function': {'name': 'check_repair_status', 'arguments': {'order_number': 'WO-2291'}}}
+    """
     return {
         "id": id or f"tool_{uuid.uuid4().hex[:12]}",
         "type": "function",
@@ -107,7 +166,22 @@ def tool_calls(
     metadata: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A ``tool-calls`` delivery carrying ``calls`` (build each with ``tool_call``)."""
+    """A ``tool-calls`` delivery carrying ``calls`` (build each with ``tool_call``).
+
+    Args:
+        *calls: The entries of ``tool_call_list``, in order.
+        call_id: The call's id; a fresh UUID when omitted.
+        call_type: ``inbound_phone_call``, ``outbound_phone_call`` or ``web_call`` (web calls
+            carry no phone numbers).
+        customer_number: The caller's number (E.164), or ``None``.
+        metadata: Sent as ``assistant.metadata``, what an assistant-request answer attached.
+        **fields: Other ``message`` fields; they replace the defaults of the same name.
+
+    Example:
+        >>> body = tool_calls(tool_call("add", {"a": 1}), call_id="call-1")
+        >>> body["message"]["type"], body["message"]["call"]["status"]
+        ('tool-calls', 'in-progress')
+    """
     return _envelope(
         "tool-calls",
         "in-progress",
@@ -125,7 +199,17 @@ def assistant_request(
     customer_number: str | None = CUSTOMER_NUMBER,
     **fields: Any,
 ) -> dict[str, Any]:
-    """An ``assistant-request`` delivery for a ringing inbound call."""
+    """An ``assistant-request`` delivery: an inbound call is ringing and waits for its config.
+
+    Args:
+        call_id: The call's id; a fresh UUID when omitted.
+        customer_number: The caller's number (E.164), or ``None`` for a withheld number.
+        **fields: Other ``message`` fields; they replace the defaults of the same name.
+
+    Example:
+        >>> assistant_request(call_id="call-1")["message"]["call"]
+        {'id': 'call-1', 'type': 'inbound_phone_call', 'status': 'ringing'}
+    """
     return _envelope(
         "assistant-request",
         "ringing",
@@ -146,7 +230,25 @@ def status_update(
     metadata: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A ``status-update`` delivery; ``end_reason`` defaults to ``user_hangup`` once ended."""
+    """A ``status-update`` delivery: the call's status is now ``status``.
+
+    Once ended, ``end_reason`` defaults to ``user_hangup``; ``ended-with-error`` also carries
+    an ``error`` text, as the platform sends it.
+
+    Args:
+        status: The new ``call.status``: ``in-progress``, ``ended``, ``ended-with-error``, or
+            any other string (the platform may add statuses).
+        call_id: The call's id; a fresh UUID when omitted.
+        call_type: ``inbound_phone_call``, ``outbound_phone_call`` or ``web_call``.
+        customer_number: The caller's number (E.164), or ``None``.
+        metadata: Sent as ``assistant.metadata``.
+        **fields: Other ``message`` fields (``end_reason``, ``error``, ...); they replace the
+            defaults of the same name.
+
+    Example:
+        >>> status_update("ended")["message"]["end_reason"]
+        'user_hangup'
+    """
     if status.startswith("ended"):
         fields.setdefault("end_reason", "user_hangup")
     if status == "ended-with-error":
@@ -170,7 +272,22 @@ def end_of_call_report(
     metadata: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """An ``end-of-call-report`` delivery with a short transcript and an analysis."""
+    """An ``end-of-call-report`` delivery with a summary, a short transcript and an analysis.
+
+    Args:
+        call_id: The call's id; a fresh UUID when omitted.
+        call_type: ``inbound_phone_call``, ``outbound_phone_call`` or ``web_call``.
+        customer_number: The caller's number (E.164), or ``None``.
+        metadata: Sent as ``assistant.metadata``, the usual way to find the CRM record.
+        **fields: Other ``message`` fields (``duration_seconds``, ``summary``, ``messages``,
+            ``analysis``, ``recording_url``, ``started_at``, ``ended_at``, ``end_reason``);
+            they replace the defaults of the same name.
+
+    Example:
+        >>> report = end_of_call_report(duration_seconds=12)["message"]
+        >>> report["duration_seconds"], report["call"]["status"], len(report["messages"])
+        (12, 'ended', 3)
+    """
     report: dict[str, Any] = {
         "duration_seconds": 95,
         "summary": "The caller asked whether their bike was ready; it is ready for pickup.",
@@ -194,6 +311,36 @@ def end_of_call_report(
     )
 
 
+# -- clock -------------------------------------------------------------------------------
+
+
+class ManualClock:
+    """A clock that stands still until ``advance`` moves it; Unix seconds, like ``time.time``.
+
+    Share one between the app and the client to test the freshness window without sleeping.
+
+    Args:
+        now: The starting time; the current time when omitted.
+
+    Example:
+        >>> clock = ManualClock(1767182400)
+        >>> clock.advance(301)
+        >>> clock()
+        1767182701.0
+    """
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = float(time.time() if now is None else now)
+
+    def __call__(self) -> float:
+        """The current time of this clock."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward (backward when negative)."""
+        self.now += seconds
+
+
 # -- client ------------------------------------------------------------------------------
 
 
@@ -210,13 +357,25 @@ class Response(msgspec.Struct, frozen=True):
 
 
 class WebhookClient:
-    """Sends signed deliveries to an ASGI app in memory.
+    """Sends signed deliveries to an ASGI app in memory, the way the platform would.
 
     Args:
-        app: The ASGI app: a ``VoiceHooks`` app or a parent that mounts one.
-        secret: Signs every request; ``VOICEHOOKS_SECRET``'s first entry if omitted.
-        path: Where the webhook endpoint is (the mount path when mounted).
-        clock: Returns the Unix time used for ``X-Webhook-Timestamp``.
+        app: The ASGI app: a ``VoiceHooks`` app or a parent (Starlette, FastAPI) that mounts
+            one.
+        secret: Signs every request; ``VOICEHOOKS_SECRET``'s first entry when omitted. With
+            neither, requests go out unsigned.
+        path: Where the webhook endpoint is: the mount path when mounted (``"/hooks"``).
+        clock: Returns the Unix time used for ``X-Webhook-Timestamp``; see ``ManualClock``.
+
+    Example:
+        >>> import anyio
+        >>> from voicehooks import VoiceHooks
+        >>> from voicehooks.testing import WebhookClient
+        >>> app = VoiceHooks(secret="whsec_test")
+        >>> client = WebhookClient(app, secret="wrong")
+        >>> response = anyio.run(client.status_update)
+        >>> response.status, response.json()
+        (401, {'error': 'signature does not match any configured secret'})
     """
 
     def __init__(
@@ -235,20 +394,29 @@ class WebhookClient:
         self._group: anyio.abc.TaskGroup | None = None
         self._lifespan_send: Any = None
         self._state: dict[str, Any] = {}
+        self._hooks = _find_hooks(app)
+        self._requests_running = 0
 
     # -- lifespan --
 
     async def __aenter__(self) -> WebhookClient:
-        self._group = await anyio.create_task_group().__aenter__()
+        """Start the app's lifespan: its ``lifespan=`` setup and its background runner."""
+        group = self._group = await anyio.create_task_group().__aenter__()
         to_app, app_inbox = anyio.create_memory_object_stream[dict[str, Any]](10)
         app_outbox, from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
         self._lifespan_send, self._lifespan_recv = to_app, from_app
         self._lifespan_streams = (to_app, app_inbox, app_outbox, from_app)
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._state}
-        self._group.start_soon(self._run_lifespan, scope, app_inbox, app_outbox)
+        group.start_soon(self._run_lifespan, scope, app_inbox, app_outbox)
         await to_app.send({"type": "lifespan.startup"})
         message = await from_app.receive()
         if message["type"] != "lifespan.startup.complete":
+            # Leave the task group cleanly before reporting, or it would outlive this call.
+            self._group = None
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+            for stream in self._lifespan_streams:
+                stream.close()
             raise RuntimeError(f"the app's startup failed: {message.get('message', '')}")
         return self
 
@@ -261,6 +429,7 @@ class WebhookClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Wait for requests and background work, then shut the app down."""
         assert self._group is not None
         await self._lifespan_send.send({"type": "lifespan.shutdown"})
         await self._lifespan_recv.receive()
@@ -269,14 +438,56 @@ class WebhookClient:
         for stream in self._lifespan_streams:
             stream.close()
 
+    async def wait_for_background(self, timeout_seconds: float = 10.0) -> None:
+        """Wait until every request has finished and no background handler is running.
+
+        Informational handlers run after the answer, so a test that checks their effect
+        waits for them first::
+
+            async with WebhookClient(app) as client:
+                await client.end_of_call_report(call_id="call-1")
+                await client.wait_for_background()
+                assert stored("call-1")
+
+        Args:
+            timeout_seconds: Give up after this long.
+
+        Raises:
+            TimeoutError: Work was still running; the message names it by event and call id.
+        """
+        with anyio.move_on_after(timeout_seconds):
+            while self._requests_running or self._in_flight():
+                # Polling, not an event: the work belongs to the app, which does not tell us
+                # when it is done. A millisecond is far below any handler worth testing.
+                await anyio.sleep(0.001)
+            return
+        raise TimeoutError(
+            f"after {timeout_seconds} s, {self._requests_running} request(s) and the "
+            f"background work {self._in_flight()} (event, call id) were still running"
+        )
+
+    def _in_flight(self) -> list[tuple[str, str]]:
+        return [job for hooks in self._hooks for job in hooks.runner.in_flight]
+
     # -- requests --
 
-    def signed_headers(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
-        """The headers the platform would send with ``body``, signed with the client's secret."""
+    def signed_headers(
+        self, body: bytes, *, timestamp: int | None = None, event: str | None = None
+    ) -> dict[str, str]:
+        """The headers the platform would send with ``body``, signed with the client's secret.
+
+        Args:
+            body: The exact body bytes.
+            timestamp: Sign as of this Unix time instead of the clock's.
+            event: The event name for ``X-Webhook-Event``; left out when omitted.
+        """
         stamp = int(self.clock()) if timestamp is None else timestamp
         if self.secret is None:
-            return {"content-type": "application/json", "x-webhook-timestamp": str(stamp)}
-        return sign(body, self.secret, stamp)
+            headers = {"content-type": "application/json", "x-webhook-timestamp": str(stamp)}
+            if event is not None:
+                headers["x-webhook-event"] = event
+            return headers
+        return sign(body, self.secret, stamp, event=event)
 
     async def post(
         self,
@@ -289,10 +500,10 @@ class WebhookClient:
         path: str | None = None,
         chunks: Sequence[bytes] | None = None,
     ) -> Response:
-        """Send one request and return the answer.
+        """Send one request and return the answer, whatever its status.
 
         Args:
-            body: Raw bytes, or a payload to encode as JSON.
+            body: Raw bytes (sent exactly as given), or a payload to encode as JSON.
             headers: Extra headers; they replace the signed ones of the same name.
             signed: Add the platform's signature headers.
             timestamp: Sign as of this Unix time instead of the clock's.
@@ -301,11 +512,11 @@ class WebhookClient:
             chunks: Deliver the body in these pieces (their concatenation, not ``body``).
         """
         raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
-        all_headers = (
-            self.signed_headers(raw, timestamp=timestamp)
-            if signed
-            else {"content-type": "application/json"}
-        )
+        event = _event_name(body)
+        if signed:
+            all_headers = self.signed_headers(raw, timestamp=timestamp, event=event)
+        else:
+            all_headers = {"content-type": "application/json"}
         for key, value in (headers or {}).items():
             all_headers[key.lower()] = value
         pieces = list(chunks) if chunks is not None else [raw]
@@ -355,10 +566,13 @@ class WebhookClient:
                 await self.app(scope, receive, send)
             finally:
                 answered.set()
+                self._requests_running -= 1
 
+        self._requests_running += 1
         if self._group is None:
             await run()
         else:
+            # Like a server: the answer comes back when sent, the app's task goes on.
             self._group.start_soon(run)
             await answered.wait()
         if not start:
@@ -371,28 +585,88 @@ class WebhookClient:
     # -- event helpers --
 
     async def call_tools(self, *calls: Mapping[str, Any], **envelope: Any) -> list[Any]:
-        """Send one ``tool-calls`` delivery and return the per-call results, in order."""
+        """Send one ``tool-calls`` delivery and return the per-call results, in order.
+
+        Each result is normalized with ``voicehooks.results_from_response``: what the tool
+        returned, or ``{"error": "..."}`` for a ``ToolError``, bad arguments, a timeout or an
+        unknown tool.
+
+        Args:
+            *calls: The calls, built with ``tool_call``.
+            **envelope: Passed to the ``tool_calls`` factory (``call_id``, ``metadata``, ...).
+
+        Raises:
+            AssertionError: The answer was not a 200.
+
+        Example:
+            ``await client.call_tools(tool_call("a", {"x": 1}), tool_call("b"), call_id="c1")``
+        """
         response = await self.post(tool_calls(*calls, **envelope))
-        if response.status != 200:
-            raise AssertionError(f"tool-calls answered {response.status}: {response.body!r}")
+        _expect_ok(response, "tool-calls")
         return results_from_response(response.json(), [call["id"] for call in calls])
 
     async def call_tool(self, name: str, /, **arguments: Any) -> Any:
-        """Call tool ``name`` with ``arguments`` and return its normalized result."""
+        """Call tool ``name`` with the model's ``arguments`` and return its normalized result.
+
+        Example:
+            ``await client.call_tool("check_repair_status", order_number="WO-2291")``
+
+        Raises:
+            AssertionError: The answer was not a 200.
+        """
         (result,) = await self.call_tools(tool_call(name, arguments))
         return result
 
     async def assistant_request(self, **fields: Any) -> Any:
-        """Send an ``assistant-request`` and return the decoded answer."""
+        """Send an ``assistant-request`` and return the decoded answer (``{}`` by default).
+
+        Args:
+            **fields: Passed to the ``assistant_request`` factory (``call_id``,
+                ``customer_number``, other ``message`` fields).
+
+        Raises:
+            AssertionError: The answer was not a 200.
+        """
         response = await self.post(assistant_request(**fields))
-        if response.status != 200:
-            raise AssertionError(f"assistant-request answered {response.status}: {response.body!r}")
+        _expect_ok(response, "assistant-request")
         return response.json()
 
     async def status_update(self, status: str = "in-progress", **fields: Any) -> Response:
-        """Send a ``status-update``."""
+        """Send a ``status-update`` and return the answer; see the ``status_update`` factory."""
         return await self.post(status_update(status, **fields))
 
     async def end_of_call_report(self, **fields: Any) -> Response:
-        """Send an ``end-of-call-report``."""
+        """Send an ``end-of-call-report`` and return the answer; see its factory."""
         return await self.post(end_of_call_report(**fields))
+
+
+def _event_name(body: bytes | Mapping[str, Any]) -> str | None:
+    if isinstance(body, bytes):
+        return None  # raw bytes are sent as given; they may not even be JSON
+    message = body.get("message")
+    event = message.get("type") if isinstance(message, Mapping) else None
+    return event if isinstance(event, str) else None
+
+
+def _expect_ok(response: Response, event: str) -> None:
+    if response.status == 200:
+        return
+    hint = ""
+    if response.status == 401:
+        hint = (
+            " (the client's secret is not one the app accepts: pass WebhookClient(app, "
+            "secret=...) or set VOICEHOOKS_SECRET to the app's secret)"
+        )
+    raise AssertionError(f"{event} answered {response.status}: {response.body!r}{hint}")
+
+
+def _find_hooks(app: Any, depth: int = 0) -> list[VoiceHooks]:
+    """The ``VoiceHooks`` apps inside ``app``: itself, or mounted in a Starlette/FastAPI app."""
+    if isinstance(app, VoiceHooks):
+        return [app]
+    routes = getattr(app, "routes", None)
+    if depth > 4 or not isinstance(routes, list):
+        return []
+    return [
+        hooks for route in routes for hooks in _find_hooks(getattr(route, "app", None), depth + 1)
+    ]

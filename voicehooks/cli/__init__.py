@@ -1,8 +1,16 @@
-"""The ``voicehooks`` command: serve an app and describe what it registers.
+"""The ``voicehooks`` command: serve an app, describe it, send it test events, check captures.
 
 Targets are ``module:attr`` or ``path/to/file.py[:attr]`` (``attr`` defaults to ``app``); the
 current directory is importable. A target that cannot be loaded is a one-line error with exit
 code 2, never a traceback.
+
+Secrets come from the environment (``VOICEHOOKS_SECRET``, comma-separated, or the file named
+by ``VOICEHOOKS_SECRET_FILE``) or from an ``--env-file``; no command takes one as an option,
+so none ends up in a shell history. Nothing here prints a secret, a signature or a request
+body.
+
+Exit codes: 0 success; 1 the thing checked failed (an HTTP error, a signature that does not
+verify, a server that cannot be reached); 2 a usage error (click's own convention).
 """
 
 from __future__ import annotations
@@ -17,15 +25,24 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .app import VoiceHooks
-from .exceptions import ConfigurationError
+from voicehooks import __version__
+from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
+from voicehooks.exceptions import ConfigurationError
 
-__all__ = ["TargetError", "load_target", "main"]
+from .environment import env_file_option, patched_environ, read_env_file
+from .send import send
+from .verify import verify
+
+__all__ = ["TargetError", "load_target", "main", "read_env_file"]
+
+_PLACEHOLDER_SECRET = "whsec_placeholder_for_inspection_only"
 
 
 class TargetError(click.UsageError):
     """A ``module:attr`` target that cannot be loaded; exit code 2."""
+
+
+# -- loading targets ---------------------------------------------
 
 
 def _split(target: str) -> tuple[str, str, str | None]:
@@ -76,14 +93,48 @@ def load_target(target: str) -> tuple[VoiceHooks, str, str | None]:
     if not isinstance(instance, VoiceHooks):
         raise TargetError(
             f"{module_name}:{attr} is a {type(instance).__name__}, not a VoiceHooks app"
+            + (
+                " (serve a parent app that mounts one with uvicorn directly)"
+                if hasattr(instance, "routes")
+                else ""
+            )
         )
     return instance, f"{module_name}:{attr}", directory
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="voicehooks")
+def _inspect(target: str) -> VoiceHooks:
+    """Load ``target`` to describe it; a placeholder secret stands in if none is configured.
+
+    ``routes`` and ``tools`` never serve the app, so they should work in a shell that does
+    not hold the production secret.
+    """
+    if os.environ.get(SECRET_ENV, "").strip() or os.environ.get(SECRET_FILE_ENV):
+        return load_target(target)[0]
+    with patched_environ({SECRET_ENV: _PLACEHOLDER_SECRET}):
+        return load_target(target)[0]
+
+
+# -- the commands ----------------------------------------------------------------------
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Examples:
+  voicehooks run examples/quickstart.py --port 8000
+  voicehooks routes examples/quickstart.py
+  voicehooks send tool-calls --tool check_repair_status --args '{"order_number": "WO-2291"}'
+  voicehooks verify --body body.json --headers headers.txt
+
+Every command takes -h for its options and an example.""",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="voicehooks")
 def main() -> None:
-    """Receive HMS Sovereign / VoiceDock webhooks with typed Python functions."""
+    """Receive HMS Sovereign / VoiceDock webhooks with typed Python functions.
+
+    Secrets come from VOICEHOOKS_SECRET (comma-separated for rotation), the file named by
+    VOICEHOOKS_SECRET_FILE, or an --env-file; never from the command line.
+    """
 
 
 @main.command()
@@ -92,7 +143,11 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
 @click.option("--reload", is_flag=True, help="Restart when source files change (development).")
 @click.option(
-    "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes (share duplicate suppression through Redis when > 1).",
 )
 @click.option(
     "--log-level",
@@ -100,12 +155,14 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@env_file_option
 def run(target: str, host: str, port: int, reload: bool, workers: int, log_level: str) -> None:
     """Serve TARGET (module:attr or path/to/file.py[:attr]) with uvicorn.
 
     \b
-    Example:
+    Examples:
         VOICEHOOKS_SECRET=whsec_... voicehooks run myapp:app --port 8000
+        voicehooks run examples/quickstart.py --env-file .env --workers 4
     """
     import uvicorn
     import uvicorn.config
@@ -133,6 +190,7 @@ def run(target: str, host: str, port: int, reload: bool, workers: int, log_level
 
 @main.command()
 @click.argument("target")
+@env_file_option
 def routes(target: str) -> None:
     """List the events and tools TARGET registers and the function each goes to.
 
@@ -140,11 +198,13 @@ def routes(target: str) -> None:
     Example:
         voicehooks routes examples/quickstart.py
     """
-    app, _, _ = load_target(target)
+    app = _inspect(target)
     rows = [(r.kind, r.name, r.function, r.note) for r in app.routes()]
+    click.echo(f"POST {app.path}")
     if not rows:
-        click.echo("nothing registered")
+        click.echo("nothing registered: add @app.tool functions or @app.on handlers")
         return
+    rows.insert(0, ("KIND", "NAME", "FUNCTION", "NOTE"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
@@ -153,7 +213,10 @@ def routes(target: str) -> None:
 
 @main.command()
 @click.argument("target")
-@click.option("--url", default=None, help="The URL the platform should call the tools at.")
+@click.option(
+    "--url", default=None, metavar="URL", help="The URL the platform should call the tools at."
+)
+@env_file_option
 def tools(target: str, url: str | None) -> None:
     """Print TARGET's tool definitions as JSON, for the assistant's llm_config.tools.
 
@@ -161,5 +224,9 @@ def tools(target: str, url: str | None) -> None:
     Example:
         voicehooks tools examples/quickstart.py --url https://hooks.example.com/
     """
-    app, _, _ = load_target(target)
+    app = _inspect(target)
     click.echo(json.dumps(app.tool_definitions(url), indent=2, ensure_ascii=False))
+
+
+main.add_command(send)
+main.add_command(verify)
