@@ -10,11 +10,12 @@ on the event loop. Detection happens once, at registration.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +25,14 @@ import msgspec
 
 from .events import Event, ToolCall
 
-__all__ = ["CallContext", "Injection", "call_function", "is_async_callable", "plan_injections"]
+__all__ = [
+    "CallContext",
+    "Injection",
+    "call_function",
+    "call_with_deadline",
+    "is_async_callable",
+    "plan_injections",
+]
 
 _log = logging.getLogger("voicehooks")
 
@@ -159,9 +167,7 @@ def is_async_callable(function: Any) -> bool:
     if inspect.iscoroutinefunction(function):
         return True
     # A callable object: look at its __call__ method.
-    return not inspect.isroutine(function) and inspect.iscoroutinefunction(
-        type(function).__call__
-    )
+    return not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
 
 
 async def call_function(
@@ -198,3 +204,76 @@ async def call_function(
     except anyio.get_cancelled_exc_class():
         abandoned = True
         raise
+
+
+async def call_with_deadline(
+    function: Callable[..., Any],
+    is_async: bool,
+    kwargs: Mapping[str, Any],
+    limiter: anyio.CapacityLimiter,
+    label: str,
+    timeout_seconds: float,
+) -> tuple[bool, Any]:
+    """Call a user function under a deadline; return ``(True, value)`` or ``(False, None)``.
+
+    On asyncio an async function's first step runs at once, the way Python 3.12's eager tasks
+    start: one that answers without ever waiting (a cache hit, a computation) needs no timer,
+    and arming one costs several microseconds on a busy loop's timer heap. Only a function that suspends gets a deadline, and it is an
+    ``asyncio.timeout`` rather than an anyio cancel scope because it is entered after the
+    function's first step: anyio scopes must nest strictly, and that step may have opened
+    scopes or task groups of its own.
+    """
+    if not is_async:
+        with anyio.move_on_after(timeout_seconds):
+            return True, await call_function(function, False, kwargs, limiter, label)
+        return False, None
+    try:
+        asyncio.current_task()
+    except RuntimeError:  # another anyio backend (trio): the plain structured way
+        with anyio.move_on_after(timeout_seconds):
+            return True, await function(**kwargs)
+        return False, None
+    coroutine: Coroutine[Any, Any, Any] = function(**kwargs)
+    try:
+        suspended_at = coroutine.send(None)
+    except StopIteration as finished:
+        return True, finished.value
+    deadline = asyncio.timeout(timeout_seconds)
+    try:
+        async with deadline:
+            return True, await _Resume(coroutine, suspended_at)
+    except TimeoutError:
+        if deadline.expired():
+            return False, None
+        raise  # the function's own TimeoutError
+
+
+class _Resume:
+    """Awaits a coroutine that has already run up to its first suspension.
+
+    It hands what the coroutine yielded to the event loop, then relays what the loop sends or
+    throws (a cancellation included) until the coroutine returns: the same protocol ``await``
+    follows, picked up one step late.
+    """
+
+    __slots__ = ("_coroutine", "_yielded")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self._coroutine = coroutine
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, yielded = self._coroutine, self._yielded
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as thrown:
+                try:
+                    yielded = coroutine.throw(thrown)
+                except StopIteration as finished:
+                    return finished.value
+            else:
+                try:
+                    yielded = coroutine.send(sent)
+                except StopIteration as finished:
+                    return finished.value
