@@ -32,5 +32,11 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest  ## ruff, mypy --strict, then pytest with branch coverage (gate 95 %)
 
+bench: $(STAMP)  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)  ## the same, short: fewer repeats, 1 s HTTP runs, no memory level
+	$(BIN)/python -m benchmarks --quick
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build

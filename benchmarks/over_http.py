@@ -1,0 +1,359 @@
+"""The HTTP level: each contender under uvicorn, loaded by ``wrk`` on loopback.
+
+Every contender runs as its own ``python -m benchmarks.serve`` process (one uvicorn worker,
+uvloop, httptools, no access log), pinned with ``taskset`` to one core; ``wrk`` runs pinned
+to another with one thread. ``wrk.lua`` posts pre-signed deliveries from a pool file, each
+exactly once: a pool holds more requests than the fastest server can answer in the run's
+duration, and should a run use it up, wrk stops and the run is flagged ``exhausted``.
+
+A pool is signed once and served to every contender (each is its own process with its own
+duplicate store, so no contender sees a delivery twice); with the 300 s tolerance a pool stays
+valid for a few minutes, and pools are signed anew for every workload and round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import contenders
+from benchmarks.workloads import Pool, make_pool
+
+__all__ = [
+    "HttpSettings",
+    "Server",
+    "cpu_plan",
+    "run",
+    "running_servers",
+    "wrk_run",
+    "write_pool_file",
+]
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+_MAGIC = "voicehooks-bench-pool 1"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """How the HTTP level runs."""
+
+    contenders: tuple[str, ...]
+    workloads: tuple[str, ...]
+    duration_seconds: int = 5
+    warmup_seconds: int = 1
+    connections: int = 16
+    rounds: int = 1
+    max_rate: int = 40_000  # requests/s a pool is sized for; above it a run is "exhausted"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which cores the server and the load generator run on (``None``: not pinned)."""
+
+    server: str | None
+    client: str | None
+
+
+def cpu_plan() -> CpuPlan:
+    """Server on the first usable core, wrk on the second, when there are two and taskset."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2 or shutil.which("taskset") is None:
+        return CpuPlan(None, None)
+    return CpuPlan(str(cores[0]), str(cores[1]))
+
+
+def _pinned(core: str | None, command: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *command] if core is not None else command
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A contender served by uvicorn in its own process."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def rss_kib(self) -> dict[str, int]:
+        """``VmRSS`` and ``VmHWM`` (peak) of the server process, in KiB."""
+        values: dict[str, int] = {}
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0])
+        return values
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_listening(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            log = server.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{server.name} server exited early:\n{log}")
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", server.port), 0.2),
+        ):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{server.name} did not listen within {timeout} s")
+
+
+@contextlib.contextmanager
+def running_servers(
+    names: Sequence[str], workdir: Path, plan: CpuPlan
+) -> Iterator[dict[str, Server]]:
+    """Start one server per contender, all pinned to the server core; stop them at the end."""
+    servers: dict[str, Server] = {}
+    try:
+        for name in names:
+            port = _free_port()
+            log_path = workdir / f"server-{name}.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    _pinned(
+                        plan.server, [sys.executable, "-m", "benchmarks.serve", name, str(port)]
+                    ),
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            servers[name] = Server(name, port, process, log_path)
+        for server in servers.values():
+            _wait_listening(server)
+        yield servers
+    finally:
+        for server in servers.values():
+            if server.process.poll() is None:
+                server.process.send_signal(signal.SIGTERM)
+        for server in servers.values():
+            try:
+                server.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+
+
+def post(server: Server, pool: Pool, i: int) -> tuple[int, bytes]:
+    """Send request ``i`` of ``pool`` over HTTP; return status and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        headers = {k.decode(): v.decode() for k, v in pool.headers(i)}
+        connection.request("POST", "/", body=pool.body(i), headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# -- wrk ----------------------------------------------------------------------------------
+
+
+def write_pool_file(path: Path, pools: Sequence[Pool]) -> int:
+    """Write ``pools`` for ``wrk.lua``, their requests interleaved; return how many."""
+    stamps = {pool.timestamp for pool in pools}
+    if len(stamps) != 1:
+        raise ValueError("every pool of one file must be signed at the same timestamp")
+    total = 0
+    with open(path, "wb") as out:
+        out.write(f"{_MAGIC}\n{stamps.pop()}\n{len(pools)}\n".encode())
+        for pool in pools:
+            if b"\n" in pool.prefix:
+                raise ValueError("a body prefix must be one line")
+            out.write(pool.event.encode() + b" " + pool.prefix + b"\n")
+        for i in range(max(len(pool) for pool in pools)):
+            for k, pool in enumerate(pools, start=1):
+                if i < len(pool):
+                    out.write(b"%d %s %s\n" % (k, pool.signatures[i].encode(), pool.tails[i]))
+                    total += 1
+    return total
+
+
+def wrk_run(
+    port: int,
+    pool_file: Path,
+    *,
+    limit: int,
+    duration_seconds: int,
+    connections: int,
+    core: str | None,
+) -> dict[str, Any]:
+    """Run wrk once against ``port``; return what ``wrk.lua`` reports, plus requests/s.
+
+    The run ends after ``duration_seconds`` or as soon as ``limit`` requests were sent.
+    """
+    marker = pool_file.with_suffix(".exhausted")
+    marker.unlink(missing_ok=True)
+    command = _pinned(
+        core,
+        [
+            WRK,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration_seconds}s",
+            "--latency",
+            "-s",
+            str(HERE / "wrk.lua"),
+            f"http://127.0.0.1:{port}/",
+            "--",
+            str(pool_file),
+            str(limit),
+            str(marker),
+        ],
+    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + duration_seconds + 60
+    interrupted = False
+    while process.poll() is None:
+        if not interrupted and marker.exists():
+            process.send_signal(signal.SIGINT)  # wrk ends the run and prints its summary
+            interrupted = True
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError("wrk did not finish in time")
+        time.sleep(0.01)
+    stdout, stderr = process.communicate()
+    for line in stdout.decode(errors="replace").splitlines():
+        if line.startswith("WRK-JSON "):
+            result: dict[str, Any] = json.loads(line[len("WRK-JSON ") :])
+            break
+    else:
+        raise RuntimeError(f"wrk printed no result: {stderr.decode(errors='replace')[-1000:]}")
+    marker.unlink(missing_ok=True)
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+# -- the level ----------------------------------------------------------------------------
+
+
+def _check_answers(servers: Mapping[str, Server], workload: str, seed: int) -> None:
+    """The same delivery, over HTTP, gets the same answer from every conforming contender."""
+    pool = make_pool(workload, 1, stream="http-conformance", seed=seed)
+    answers = {name: post(server, pool, 0) for name, server in servers.items()}
+    reference = None
+    for name, (status, body) in answers.items():
+        if status != 200:
+            raise RuntimeError(f"{name} answered {status} over HTTP to {workload}")
+        if name not in contenders.CONFORMING:
+            continue
+        if reference is None:
+            reference = (name, body)
+        elif body != reference[1]:
+            raise RuntimeError(
+                f"{workload} over HTTP: {name} answered {body[:200]!r}, "
+                f"{reference[0]} {reference[1][:200]!r}"
+            )
+
+
+def run(settings: HttpSettings, *, log: Any = None) -> dict[str, Any]:
+    """Run every contender on every workload; return the results by workload and contender."""
+    plan = cpu_plan()
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {
+        w: {c: [] for c in settings.contenders} for w in settings.workloads
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="voicehooks-bench-") as tmp,
+        running_servers(settings.contenders, Path(tmp), plan) as servers,
+    ):
+        workdir = Path(tmp)
+        for workload in settings.workloads:
+            _check_answers(servers, workload, settings.seed)
+        for round_ in range(settings.rounds):
+            # Rotate the order each round so drift in the machine's load spreads evenly.
+            shift = round_ % len(settings.contenders)
+            order = settings.contenders[shift:] + settings.contenders[:shift]
+            for workload in settings.workloads:
+                stamp = int(time.time())
+                spare = 2 * settings.connections + 8
+                size = settings.duration_seconds * settings.max_rate
+                main_file = workdir / f"{workload}.pool"
+                write_pool_file(
+                    main_file,
+                    [
+                        make_pool(
+                            workload,
+                            size + spare,
+                            stream=f"http-{round_}",
+                            seed=settings.seed,
+                            timestamp=stamp,
+                        )
+                    ],
+                )
+                warm_file = workdir / f"{workload}.warm.pool"
+                if settings.warmup_seconds:
+                    warm = settings.warmup_seconds * settings.max_rate
+                    write_pool_file(
+                        warm_file,
+                        [
+                            make_pool(
+                                workload,
+                                warm + spare,
+                                stream=f"http-warm-{round_}",
+                                seed=settings.seed,
+                                timestamp=stamp,
+                            )
+                        ],
+                    )
+                for name in order:
+                    server = servers[name]
+                    if settings.warmup_seconds:
+                        wrk_run(
+                            server.port,
+                            warm_file,
+                            limit=settings.warmup_seconds * settings.max_rate,
+                            duration_seconds=settings.warmup_seconds,
+                            connections=settings.connections,
+                            core=plan.client,
+                        )
+                    result = wrk_run(
+                        server.port,
+                        main_file,
+                        limit=size,
+                        duration_seconds=settings.duration_seconds,
+                        connections=settings.connections,
+                        core=plan.client,
+                    )
+                    results[workload][name].append(result)
+                    if log is not None:
+                        log(
+                            f"  http {workload:<18} {name:<11} {result['rps']:>9.0f} req/s  "
+                            f"p50 {result['latency_us']['p50'] / 1000:.2f} ms  "
+                            f"p99 {result['latency_us']['p99'] / 1000:.2f} ms"
+                        )
+    return {
+        "cpu": {"server": plan.server, "wrk": plan.client},
+        "connections": settings.connections,
+        "duration_seconds": settings.duration_seconds,
+        "rounds": settings.rounds,
+        "runs": results,
+    }
