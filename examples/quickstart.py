@@ -1,10 +1,19 @@
 """Quick start: one tool and one end-of-call-report handler.
 
+What it shows: a tool is a typed, documented function (the docstring and the ``Args:`` lines
+become the description and JSON Schema the model sees); ``ToolError`` sends the caller a
+message the assistant can say aloud; an ``end-of-call-report`` handler runs after the
+platform has had its answer.
+
 Run it with ``make run`` (it sets a development secret), or:
 
     VOICEHOOKS_SECRET=whsec_dev_only voicehooks run examples/quickstart.py
 
-then point the assistant's webhook at http://<host>:8000/ and add the tool definitions that
+and in another shell, with the same ``VOICEHOOKS_SECRET``, send it a signed test event:
+
+    voicehooks send tool-calls --tool check_repair_status --args '{"order_number": "WO-2291"}'
+
+Then point the assistant's webhook at http://<host>:8000/ and add the tool definitions that
 ``voicehooks tools examples/quickstart.py`` prints to its ``llm_config.tools``.
 """
 

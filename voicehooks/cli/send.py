@@ -132,13 +132,21 @@ def send(
                 "--env-file FILE. --unsigned sends no signature."
             )
         headers = sign(body, secrets[0], timestamp, event=event)
-    status_code, reason, answer, milliseconds = _post(url, body, headers, timeout)
+    status_code, reason, answer, location, milliseconds = _post(url, body, headers, timeout)
     click.echo(f"{status_code} {reason} in {milliseconds:.1f} ms")
     decoded = _json_or_none(answer)
     if 200 <= status_code < 300:
         _show_answer(event, decoded, answer, calls)
         return
-    _show_rejection(status_code, decoded, answer, url)
+    if 300 <= status_code < 400 and location:
+        click.echo(
+            f"redirected to {location}: the platform may not follow a redirect with a POST. "
+            "Use that URL, in --url and in the assistant's webhook_url (a mounted app "
+            "answers at its path with the trailing slash).",
+            err=True,
+        )
+    else:
+        _show_rejection(status_code, decoded, answer, url)
     sys.exit(1)
 
 
@@ -226,8 +234,8 @@ def _body_from_file(body: bytes, event: str) -> tuple[bytes, list[tuple[str, str
 
 def _post(
     url: str, body: bytes, headers: Mapping[str, str], timeout: float
-) -> tuple[int, str, bytes, float]:
-    """POST ``body``; return status, reason, answer and milliseconds, or exit 1 saying why."""
+) -> tuple[int, str, bytes, str | None, float]:
+    """POST ``body``; return status, reason, answer, Location and milliseconds, or exit 1."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(
@@ -264,7 +272,8 @@ def _post(
     finally:
         connection.close()
     milliseconds = (time.perf_counter() - started) * 1000
-    return response.status, response.reason, answer, milliseconds
+    location = response.getheader("location")
+    return response.status, response.reason, answer, location, milliseconds
 
 
 def _fail(message: str) -> NoReturn:

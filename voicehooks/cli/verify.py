@@ -230,12 +230,13 @@ def _mismatch_hints(body: bytes, stamp: str, value: str, secrets: Sequence[str])
             ]
     for index, secret in enumerate(secrets):
         unquoted = secret.strip("'\"")
-        if unquoted and unquoted != secret:
-            if _matching_secret(body, stamp, value, [unquoted]) is not None:
-                return [
-                    f"Secret #{index + 1} matches once its surrounding quotes are removed: "
-                    f"take the quotes out of {SECRET_ENV}."
-                ]
+        if unquoted in ("", secret):
+            continue
+        if _matching_secret(body, stamp, value, [unquoted]) is not None:
+            return [
+                f"Secret #{index + 1} matches once its surrounding quotes are removed: "
+                f"take the quotes out of {SECRET_ENV}."
+            ]
     return [
         f"Most likely the secret differs: compare {SECRET_ENV} with the assistant's "
         "webhook_secret (during a rotation list both, comma-separated).",
