@@ -320,7 +320,8 @@ class ManualClock:
     Share one between the app and the client to test the freshness window without sleeping.
 
     Args:
-        now: The starting time; the current time when omitted.
+        now: The starting time; when omitted, the current time in whole seconds, like the
+            platform's timestamps (so a signature made at the start is exactly 0 s old).
 
     Example:
         >>> clock = ManualClock(1767182400)
@@ -330,7 +331,7 @@ class ManualClock:
     """
 
     def __init__(self, now: float | None = None) -> None:
-        self.now = float(time.time() if now is None else now)
+        self.now = float(int(time.time()) if now is None else now)
 
     def __call__(self) -> float:
         """The current time of this clock."""
@@ -411,13 +412,20 @@ class WebhookClient:
         await to_app.send({"type": "lifespan.startup"})
         message = await from_app.receive()
         if message["type"] != "lifespan.startup.complete":
-            # Leave the task group cleanly before reporting, or it would outlive this call.
+            # Leave the task group before reporting, or it would outlive this call; the
+            # lifespan task's own exception comes out of it and becomes the cause.
             self._group = None
             group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
-            for stream in self._lifespan_streams:
-                stream.close()
-            raise RuntimeError(f"the app's startup failed: {message.get('message', '')}")
+            cause: BaseException | None = None
+            try:
+                await group.__aexit__(None, None, None)
+            except BaseExceptionGroup as errors:
+                cause = errors.exceptions[0] if len(errors.exceptions) == 1 else errors
+            finally:
+                for stream in self._lifespan_streams:
+                    stream.close()
+            reason = f"{type(cause).__name__}: {cause}" if cause else message.get("message", "")
+            raise RuntimeError(f"the app's startup failed: {reason}") from cause
         return self
 
     async def _run_lifespan(self, scope: dict[str, Any], inbox: Any, outbox: Any) -> None:

@@ -1,0 +1,351 @@
+"""The test kit users build their suites on: factories, the signed client, the clock."""
+
+from __future__ import annotations
+
+import doctest
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+import voicehooks.testing
+from voicehooks import (
+    AssistantRequest,
+    AssistantResponse,
+    EndOfCallReport,
+    StatusUpdate,
+    ToolCall,
+    ToolCalls,
+    ToolError,
+    ToolResult,
+    VoiceHooks,
+)
+from voicehooks.events import decode_delivery
+from voicehooks.signing import Verifier
+from voicehooks.testing import (
+    CUSTOMER_NUMBER,
+    ManualClock,
+    WebhookClient,
+    assistant_request,
+    end_of_call_report,
+    status_update,
+    tool_call,
+    tool_calls,
+)
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_testing_kit"
+
+
+def test_the_docstring_examples_run() -> None:
+    failed, attempted = doctest.testmod(voicehooks.testing, optionflags=doctest.ELLIPSIS)
+    assert attempted >= 8
+    assert failed == 0
+
+
+# -- factories ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (tool_calls(tool_call("add", {"a": 1})), ToolCalls),
+        (assistant_request(), AssistantRequest),
+        (status_update(), StatusUpdate),
+        (end_of_call_report(), EndOfCallReport),
+    ],
+)
+def test_each_factory_builds_a_delivery_the_decoder_accepts(
+    payload: dict[str, Any], expected: type[Any]
+) -> None:
+    event = decode_delivery(msgspec.json.encode(payload))
+    assert type(event) is expected
+    assert event.customer.number == CUSTOMER_NUMBER
+    assert event.phone_number.number is not None
+    assert event.timestamp.tzinfo is not None
+
+
+def test_factories_make_fresh_ids_unless_given() -> None:
+    first, second = status_update(), status_update()
+    assert first["message"]["call"]["id"] != second["message"]["call"]["id"]
+    assert tool_call("a")["id"] != tool_call("a")["id"]
+    assert status_update(call_id="call-7")["message"]["call"]["id"] == "call-7"
+    assert tool_call("a", id="tool_7")["id"] == "tool_7"
+
+
+def test_factory_keywords_replace_the_defaults() -> None:
+    report = end_of_call_report(duration_seconds=3, summary="short", messages=[])["message"]
+    assert (report["duration_seconds"], report["summary"], report["messages"]) == (3, "short", [])
+    custom_time = "2026-01-14T09:41:07.412Z"
+    assert status_update(timestamp=custom_time)["message"]["timestamp"] == custom_time
+    request = assistant_request(customer_number=None)["message"]
+    assert request["customer"] == {"number": None}
+
+
+@pytest.mark.parametrize(
+    ("status", "end_reason", "error"),
+    [
+        ("in-progress", None, None),
+        ("ended", "user_hangup", None),
+        ("ended-with-error", "user_hangup", "Speech-to-text connection failed"),
+    ],
+)
+def test_status_update_fills_what_the_platform_sends_with_a_status(
+    status: str, end_reason: str | None, error: str | None
+) -> None:
+    event = decode_delivery(msgspec.json.encode(status_update(status)))
+    assert isinstance(event, StatusUpdate)
+    assert (event.status, event.end_reason, event.error) == (status, end_reason, error)
+
+
+def test_web_calls_carry_no_phone_numbers() -> None:
+    event = decode_delivery(msgspec.json.encode(end_of_call_report(call_type="web_call")))
+    assert event.call.type == "web_call"
+    assert event.customer.number is None
+    assert (event.phone_number.number, event.phone_number.id) == (None, None)
+
+
+def test_metadata_arrives_as_assistant_metadata() -> None:
+    body = tool_calls(tool_call("a"), metadata={"crm_contact_id": "CNT-1"})
+    assert decode_delivery(msgspec.json.encode(body)).metadata == {"crm_contact_id": "CNT-1"}
+
+
+def test_tool_call_arguments_may_be_a_json_string() -> None:
+    body = tool_calls(tool_call("add", '{"a": 1, "b": 2}'))
+    event = decode_delivery(msgspec.json.encode(body))
+    assert isinstance(event, ToolCalls)
+    assert event.tool_call_list[0].arguments == {"a": 1, "b": 2}
+
+
+# -- signing -----------------------------------------------------------------------------
+
+
+async def test_the_client_signs_as_the_platform_does() -> None:
+    clock = ManualClock(1767182400)
+    client = WebhookClient(VoiceHooks(secret=SECRET), secret=SECRET, clock=clock)
+    body = msgspec.json.encode(status_update())
+    headers = client.signed_headers(body, event="status-update")
+    assert headers["x-webhook-timestamp"] == "1767182400"
+    assert headers["x-webhook-event"] == "status-update"
+    verifier = Verifier([SECRET], clock=clock)
+    sent = (headers["x-webhook-timestamp"], headers["x-webhook-signature"])
+    assert verifier.verify(body, *sent) == 0
+
+
+async def test_the_client_takes_the_first_secret_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_SECRET", " first , second")
+    only_first = VoiceHooks(secret="first")
+    only_second = VoiceHooks(secret="second")
+    assert (await WebhookClient(only_first).status_update()).status == 200
+    assert (await WebhookClient(only_second).status_update()).status == 401
+
+
+async def test_without_any_secret_the_client_sends_unsigned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    client = WebhookClient(VoiceHooks(verify_signatures=False))
+    assert client.secret is None
+    assert "x-webhook-signature" not in client.signed_headers(b"{}")
+    assert (await client.status_update()).status == 200
+
+
+async def test_the_event_header_names_the_payload_type() -> None:
+    seen: list[str | None] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
+        seen.append(headers.get(b"x-webhook-event", b"").decode() or None)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    client = WebhookClient(app, secret=SECRET)
+    await client.post(end_of_call_report())
+    await client.post(b"not json")
+    assert seen == ["end-of-call-report", None]
+
+
+@pytest.mark.parametrize(("seconds", "status"), [(0, 200), (300, 200), (301, 401), (-301, 401)])
+async def test_a_shared_manual_clock_tests_the_freshness_window(seconds: int, status: int) -> None:
+    clock = ManualClock()
+    client = WebhookClient(VoiceHooks(secret=SECRET, clock=clock), secret=SECRET, clock=clock)
+    body = status_update()
+    headers = client.signed_headers(msgspec.json.encode(body))
+    clock.advance(seconds)  # the app reads the clock when the request arrives
+    response = await client.post(msgspec.json.encode(body), headers=headers)
+    assert response.status == status
+
+
+# -- event helpers -----------------------------------------------------------------------
+
+
+def tool_app() -> VoiceHooks:
+    app = VoiceHooks(secret=SECRET)
+
+    @app.tool
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @app.tool
+    def refuse(reason: str) -> None:
+        """Always refuses."""
+        raise ToolError(reason)
+
+    @app.tool
+    async def literal(call: ToolCall) -> ToolResult:
+        """Returns a dict shaped like a wrapper, literally."""
+        return ToolResult({"error": call.id})
+
+    return app
+
+
+async def test_call_tool_returns_the_normalized_result() -> None:
+    client = WebhookClient(tool_app(), secret=SECRET)
+    assert await client.call_tool("add", a=2, b=3) == 5
+    assert await client.call_tool("refuse", reason="No.") == {"error": "No."}
+    assert "'b' is missing" in (await client.call_tool("add", a=1))["error"]
+    assert "no tool called nope" in (await client.call_tool("nope"))["error"]
+
+
+async def test_call_tools_answers_each_call_in_order_with_the_envelope_given() -> None:
+    client = WebhookClient(tool_app(), secret=SECRET)
+    results = await client.call_tools(
+        tool_call("literal", id="tool_b"),
+        tool_call("add", {"a": 1, "b": 1}),
+        call_id="call-9",
+    )
+    assert results == [{"error": "tool_b"}, 2]
+
+
+async def test_a_refused_delivery_is_an_assertion_that_says_why() -> None:
+    client = WebhookClient(tool_app(), secret="not-the-apps")
+    with pytest.raises(AssertionError, match=r"tool-calls answered 401.*secret"):
+        await client.call_tool("add", a=1, b=2)
+    with pytest.raises(AssertionError, match="assistant-request answered 401"):
+        await client.assistant_request()
+
+
+async def test_assistant_request_returns_the_decoded_answer() -> None:
+    app = VoiceHooks(secret=SECRET)
+    seen: list[str | None] = []
+
+    @app.on("assistant-request")
+    async def answer(event: AssistantRequest) -> AssistantResponse:
+        seen.append(event.customer.number)
+        return AssistantResponse.reject("Closed.")
+
+    answer_body = await WebhookClient(app, secret=SECRET).assistant_request(customer_number=None)
+    assert answer_body == {"error": "Closed."}
+    assert seen == [None]
+
+
+# -- lifespan and background work --------------------------------------------------------
+
+
+async def test_async_with_runs_the_lifespan_and_answers_before_background_work() -> None:
+    events: list[str] = []
+    release = anyio.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: VoiceHooks) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    app = VoiceHooks(secret=SECRET, lifespan=lifespan)
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        await release.wait()
+        events.append(f"stored {event.call.id}")
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        response = await client.end_of_call_report(call_id="call-1")
+        assert response.status == 200
+        assert events == ["startup"]  # answered while the handler still waits
+        release.set()
+        await client.wait_for_background()
+        assert events == ["startup", "stored call-1"]
+    assert events == ["startup", "stored call-1", "shutdown"]
+
+
+async def test_without_async_with_a_request_runs_to_its_end() -> None:
+    app = VoiceHooks(secret=SECRET)
+    stored: list[str] = []
+
+    @app.on("status-update")
+    async def track(event: StatusUpdate) -> None:
+        await anyio.sleep(0.01)
+        stored.append(event.call.id)
+
+    client = WebhookClient(app, secret=SECRET)
+    await client.status_update(call_id="call-2")
+    assert stored == ["call-2"]
+    await client.wait_for_background(timeout_seconds=0.01)  # nothing left: returns at once
+
+
+async def test_wait_for_background_names_what_is_still_running() -> None:
+    app = VoiceHooks(secret=SECRET, shutdown_grace_seconds=0)
+
+    @app.on("status-update")
+    async def stuck() -> None:
+        await anyio.sleep_forever()
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.status_update(call_id="call-stuck")
+        with pytest.raises(TimeoutError, match="call-stuck"):
+            await client.wait_for_background(timeout_seconds=0.05)
+
+
+async def test_wait_for_background_finds_an_app_mounted_in_starlette() -> None:
+    hooks = VoiceHooks(secret=SECRET)
+    stored: list[str] = []
+
+    @hooks.on("status-update")
+    async def track(event: StatusUpdate) -> None:
+        await anyio.sleep(0.02)
+        stored.append(event.call.id)
+
+    @asynccontextmanager
+    async def lifespan(parent: Starlette) -> AsyncIterator[None]:
+        async with hooks.lifespan():
+            yield
+
+    parent = Starlette(routes=[Mount("/hooks", hooks)], lifespan=lifespan)
+    async with WebhookClient(parent, secret=SECRET, path="/hooks/") as client:
+        assert (await client.status_update(call_id="call-m")).status == 200
+        await client.wait_for_background()
+        assert stored == ["call-m"]
+
+
+async def test_a_failing_startup_raises_with_the_cause_and_leaves_nothing_running() -> None:
+    @asynccontextmanager
+    async def lifespan(app: VoiceHooks) -> AsyncIterator[None]:
+        if app.path == "/":
+            raise OSError("database unreachable")
+        yield
+
+    client = WebhookClient(VoiceHooks(secret=SECRET, lifespan=lifespan), secret=SECRET)
+    with pytest.raises(RuntimeError, match="startup failed: OSError: database unreachable"):
+        await client.__aenter__()
+    assert client._group is None
+    assert (await client.status_update()).status == 200  # usable without a lifespan
+
+
+def test_manual_clock_starts_now_and_moves_only_when_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("time.time", lambda: 1000.7)
+    clock = ManualClock()
+    assert clock() == clock() == 1000.0  # whole seconds, like the platform's timestamps
+    clock.advance(-0.5)
+    assert clock() == 999.5
