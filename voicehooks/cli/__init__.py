@@ -174,6 +174,8 @@ def run(target: str, host: str, port: int, reload: bool, workers: int, log_level
         "level": log_level.upper(),
         "propagate": False,
     }
+    # The app's own loggers (logging.getLogger(__name__)) show at the same level.
+    log_config["root"] = {"handlers": ["default"], "level": log_level.upper()}
     uvicorn.run(
         import_string,
         host=host,

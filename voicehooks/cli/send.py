@@ -122,7 +122,12 @@ def send(
         body, calls = _body_from_file(data.read(), event)
     else:
         body, calls = _sample(event, tool_names, arguments, caller, call_id, status)
-    headers = {"content-type": "application/json", "x-webhook-event": event}
+    stamp = int(time.time()) if timestamp is None else timestamp
+    headers = {
+        "content-type": "application/json",
+        "x-webhook-event": event,
+        "x-webhook-timestamp": str(stamp),
+    }
     if not unsigned:
         secrets = configured_secrets()
         if not secrets:
@@ -131,7 +136,7 @@ def send(
                 f"of a comma-separated list signs), or {SECRET_FILE_ENV}, or pass "
                 "--env-file FILE. --unsigned sends no signature."
             )
-        headers = sign(body, secrets[0], timestamp, event=event)
+        headers = sign(body, secrets[0], stamp, event=event)
     status_code, reason, answer, location, milliseconds = _post(url, body, headers, timeout)
     click.echo(f"{status_code} {reason} in {milliseconds:.1f} ms")
     decoded = _json_or_none(answer)
@@ -340,7 +345,7 @@ def _rejection_hint(status: int, said: str, url: str) -> str:
                 "The clocks differ: this machine's time (or --timestamp) and the server's are "
                 "further apart than its tolerance. Sync the clocks, or drop --timestamp."
             )
-        if "missing X-Webhook-Signature" in said:
+        if "missing X-Webhook-" in said:
             return f"The server verifies signatures: drop --unsigned and set {SECRET_ENV}."
         return (
             "The signature was refused: the secret used here probably differs from the "

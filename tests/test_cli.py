@@ -1,0 +1,178 @@
+"""The voicehooks command: help, version, routes, tools, target errors and --env-file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import voicehooks
+from voicehooks.cli import main, read_env_file
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = str(ROOT / "examples" / "quickstart.py")
+COMMANDS = ["routes", "run", "send", "tools", "verify"]
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A runner in a shell with no secret configured."""
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_SECRET_FILE", raising=False)
+    return CliRunner()
+
+
+def test_the_group_lists_every_command_with_examples(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert sorted(main.list_commands(click.Context(main))) == COMMANDS
+    for command in COMMANDS:
+        assert f"  {command}" in result.output
+    assert "Examples:" in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(main, [command, "-h"])
+    assert result.exit_code == 0
+    assert "Example" in result.output
+    assert f"voicehooks {command}" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(runner: CliRunner, flag: str) -> None:
+    result = runner.invoke(main, [flag])
+    assert result.exit_code == 0
+    assert result.output == f"voicehooks, version {voicehooks.__version__}\n"
+
+
+def test_routes_describes_the_quickstart_without_a_secret(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["routes", QUICKSTART])
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines()]
+    assert lines[0] == ["POST", "/"]
+    assert lines[1] == ["KIND", "NAME", "FUNCTION", "NOTE"]
+    assert lines[2] == ["event", "end-of-call-report", "quickstart:store_report"]
+    assert lines[3] == ["tool", "check_repair_status", "quickstart:check_repair_status"]
+    assert "VOICEHOOKS_SECRET" not in os.environ  # the placeholder did not leak
+
+
+def test_routes_of_an_empty_app_says_what_to_add(runner: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "empty_app.py"
+    target.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
+    result = runner.invoke(main, ["routes", str(target)])
+    assert result.exit_code == 0
+    assert "nothing registered: add @app.tool functions or @app.on handlers" in result.output
+
+
+def test_tools_prints_the_definitions_with_the_url(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tools", QUICKSTART, "--url", "https://hooks.example.com/"])
+    assert result.exit_code == 0, result.output
+    (definition,) = json.loads(result.output)
+    assert definition["name"] == "check_repair_status"
+    assert definition["url"] == "https://hooks.example.com/"
+    assert definition["parameters"]["required"] == ["order_number"]
+    assert definition["parameters"]["properties"]["order_number"]["description"] == (
+        "The work order number, like WO-2291."
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing_file.py", "no such file"),
+        ("no_such_module_anywhere:app", "no such module"),
+        (":app", "is not a target"),
+        (f"{QUICKSTART}:nope", "has no attribute 'nope'"),
+        (f"{QUICKSTART}:log", "is a Logger, not a VoiceHooks app"),
+    ],
+)
+def test_a_bad_target_is_one_line_and_exit_code_2(
+    runner: CliRunner, target: str, message: str
+) -> None:
+    result = runner.invoke(main, ["routes", target])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_refuses_an_app_without_a_secret_and_says_how(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    target = tmp_path / "secretless_app.py"
+    target.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
+    result = runner.invoke(main, ["run", str(target)])
+    assert result.exit_code == 2
+    assert "No webhook secret. Set VOICEHOOKS_SECRET" in result.output
+
+
+def test_a_parent_app_is_pointed_to_uvicorn(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_SECRET", "whsec_x")
+    result = runner.invoke(main, ["routes", str(ROOT / "examples" / "fastapi_mount.py")])
+    assert result.exit_code == 2
+    assert "is a FastAPI, not a VoiceHooks app (serve a parent app" in result.output
+
+
+# -- --env-file --------------------------------------------------------------------------
+
+
+def test_read_env_file_understands_dotenv_lines(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text(
+        "# secrets\n"
+        "\n"
+        "VOICEHOOKS_SECRET=whsec_a,whsec_b\n"
+        "export QUOTED='spaces inside # kept'\n"
+        'DOUBLE="x=y"\n'
+        "COMMENTED=value # trailing comment\n"
+        "EMPTY=\n"
+    )
+    assert read_env_file(path) == {
+        "VOICEHOOKS_SECRET": "whsec_a,whsec_b",
+        "QUOTED": "spaces inside # kept",
+        "DOUBLE": "x=y",
+        "COMMENTED": "value",
+        "EMPTY": "",
+    }
+
+
+def test_a_bad_env_file_line_is_named_without_its_value(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("OK=1\nwhsec_pasted_alone\n")
+    result = runner.invoke(main, ["routes", QUICKSTART, "--env-file", str(path)])
+    assert result.exit_code == 2
+    assert "line 2 is not NAME=value" in result.output
+    assert "whsec_pasted_alone" not in result.output
+
+
+def test_a_missing_env_file_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["tools", QUICKSTART, "--env-file", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
+
+
+def test_the_env_file_applies_to_the_command_only(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_SECRET", "from-the-shell")
+    path = tmp_path / ".env"
+    path.write_text("VOICEHOOKS_SECRET=from-the-file\nVOICEHOOKS_CLI_TEST_EXTRA=1\n")
+    target = tmp_path / "env_probe_app.py"
+    target.write_text(
+        "import os\nfrom voicehooks import VoiceHooks\n"
+        "app = VoiceHooks()\n"
+        "SEEN = os.environ['VOICEHOOKS_SECRET']\n"
+    )
+    result = runner.invoke(main, ["routes", f"{target}:app", "--env-file", str(path)])
+    assert result.exit_code == 0, result.output
+    import env_probe_app  # type: ignore[import-not-found]  # loaded by the command
+
+    assert env_probe_app.SEEN == "from-the-file"
+    assert os.environ["VOICEHOOKS_SECRET"] == "from-the-shell"
+    assert "VOICEHOOKS_CLI_TEST_EXTRA" not in os.environ
