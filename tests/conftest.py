@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from tests.redis_server import RedisServer, running_redis
 from tests.servers import free_port, running_server  # noqa: F401  (re-exported for tests)
 
 SECRET = "whsec_voicehooks_test_secret"
@@ -19,3 +23,19 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> str:
     """The test secret, also exported as VOICEHOOKS_SECRET."""
     monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
     return SECRET
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's VOICEHOOKS_REDIS_URL must not turn every test app into a Redis client.
+    monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free port, stopped afterwards.
+
+    Skips when redis-server is not installed, except under ``CI``, where it fails.
+    """
+    with running_redis(tmp_path) as server:
+        yield server

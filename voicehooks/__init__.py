@@ -11,9 +11,10 @@ from .events import (
     ToolCall,
     ToolCalls,
 )
-from .exceptions import ConfigurationError, ToolError, VoiceHooksError
+from .exceptions import ConfigurationError, StoreError, ToolError, VoiceHooksError
 from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
 from .signing import sign
+from .stores import DeliveryStore, MemoryStore, RedisStore
 
 __version__ = "0.1.0"
 
@@ -23,9 +24,13 @@ __all__ = [
     "CallContext",
     "CallStatus",
     "ConfigurationError",
+    "DeliveryStore",
     "EndOfCallReport",
     "Event",
+    "MemoryStore",
+    "RedisStore",
     "StatusUpdate",
+    "StoreError",
     "ToolCall",
     "ToolCalls",
     "ToolError",

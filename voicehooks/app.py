@@ -28,6 +28,7 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from .background import BackgroundRunner
+from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
 from .events import AssistantRequest, Event, ToolCalls, UnknownEventType, decode_delivery
 from .exceptions import (
@@ -37,10 +38,13 @@ from .exceptions import (
     PayloadTooLarge,
     RequestError,
     SignatureError,
+    StoreError,
     UnsupportedMediaType,
+    VoiceHooksError,
 )
 from .routing import Registry
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
+from .stores import DeliveryStore, default_store
 
 __all__ = ["VoiceHooks"]
 
@@ -51,13 +55,15 @@ Lifespan = Callable[["VoiceHooks"], AbstractAsyncContextManager[Any]]
 SECRET_ENV: Final = "VOICEHOOKS_SECRET"
 SECRET_FILE_ENV: Final = "VOICEHOOKS_SECRET_FILE"
 
-# The one place where a rejection becomes an HTTP status.
-_STATUS: Final[dict[type[RequestError], int]] = {
+# The one place where a rejection becomes an HTTP status. A StoreError reaches the pipeline
+# only with store_failure="reject", and with a message written for the sender.
+_STATUS: Final[dict[type[VoiceHooksError], int]] = {
     MethodNotAllowed: 405,
     UnsupportedMediaType: 415,
     PayloadTooLarge: 413,
     SignatureError: 401,
     PayloadError: 400,
+    StoreError: 503,
 }
 
 _JSON: Final = b"application/json"
@@ -83,6 +89,13 @@ class VoiceHooks(Registry):
         shutdown_grace_seconds: How long shutdown waits for background handlers.
         max_background_jobs: How many background handlers run at once.
         max_threads: Worker threads for sync handlers and tools.
+        deduplicate: Run each tool call and informational event once, however often it
+            is delivered; a duplicate gets the first answer (see ``voicehooks.dedupe``).
+        store: Where deliveries are remembered. Default: ``RedisStore.from_url`` of
+            ``VOICEHOOKS_REDIS_URL`` when set, else a ``MemoryStore`` (this process only).
+        store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
+            and log an error, or ``"reject"`` it with 503.
+        dedupe_ttl_seconds: How long a handled delivery is remembered.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); what it yields becomes the request state.
         clock: Current Unix time, for the freshness check; injectable for tests.
@@ -105,6 +118,10 @@ class VoiceHooks(Registry):
         shutdown_grace_seconds: float = 20.0,
         max_background_jobs: int = 64,
         max_threads: int = 40,
+        deduplicate: bool = True,
+        store: DeliveryStore | None = None,
+        store_failure: StoreFailure = "process",
+        dedupe_ttl_seconds: float = 3600.0,
         lifespan: Lifespan | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -117,11 +134,18 @@ class VoiceHooks(Registry):
             ("assistant_request_timeout_seconds", assistant_request_timeout_seconds),
             ("max_background_jobs", max_background_jobs),
             ("max_threads", max_threads),
+            ("dedupe_ttl_seconds", dedupe_ttl_seconds),
         ):
             if value <= 0:
                 raise ConfigurationError(f"{label} must be > 0, got {value!r}")
         if shutdown_grace_seconds < 0:
             raise ConfigurationError("shutdown_grace_seconds must be >= 0")
+        if store_failure not in ("process", "reject"):
+            raise ConfigurationError(
+                f"store_failure must be 'process' or 'reject', got {store_failure!r}"
+            )
+        if store is not None and not deduplicate:
+            raise ConfigurationError("store= has no use with deduplicate=False; drop one")
         self.verify_signatures = verify_signatures
         self.verifier: Verifier | None = None
         secrets = _resolve_secrets(secret)
@@ -152,6 +176,12 @@ class VoiceHooks(Registry):
             thread_limiter=anyio.CapacityLimiter(max_threads),
             submit=self.runner.submit,
         )
+        self.store: DeliveryStore | None = None
+        if deduplicate:
+            self.store = store if store is not None else default_store()
+            self.dispatcher.deduplicator = Deduplicator(
+                self.store, ttl_seconds=dedupe_ttl_seconds, store_failure=store_failure
+            )
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         self._secret_count = len(secrets)
         self._warned_milliseconds = False
@@ -172,9 +202,13 @@ class VoiceHooks(Registry):
         if not self.verify_signatures:
             _warn_unverified()
         user = self._user_lifespan(self) if self._user_lifespan else nullcontext()
-        # Background jobs drain before the user's teardown: they may use its resources.
-        async with user as state, self.runner.running():
-            yield state
+        try:
+            # Background jobs drain before the user's teardown: they may use its resources.
+            async with user as state, self.runner.running():
+                yield state
+        finally:
+            if self.store is not None:
+                await _close_store(self.store)
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -201,7 +235,7 @@ class VoiceHooks(Registry):
             else:
                 jobs = await self.dispatcher.acknowledge(event)
                 body = EMPTY
-        except RequestError as exc:
+        except (RequestError, StoreError) as exc:
             status = _STATUS[type(exc)]
             body = _encode({"error": str(exc)})
             _log.warning("rejected %d: %s", status, exc)
@@ -309,6 +343,15 @@ async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, b
         await send({"type": "http.response.body", "body": body})
     except OSError:
         _log.info("the client disconnected before the answer (%d) was sent", status)
+
+
+async def _close_store(store: DeliveryStore) -> None:
+    # Shielded and bounded: shutdown must neither be cut short here nor hang on the store.
+    with anyio.move_on_after(2.0, shield=True):
+        try:
+            await store.aclose()
+        except Exception as exc:
+            _log.warning("closing the duplicate-delivery store failed: %s", exc)
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:

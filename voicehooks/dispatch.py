@@ -23,8 +23,9 @@ import anyio
 import msgspec
 
 from .context import call_function, fill
+from .dedupe import Deduplicator
 from .events import AssistantRequest, Event, ToolCall, ToolCalls
-from .exceptions import ToolError
+from .exceptions import StoreError, ToolError
 from .responses import (
     AssistantResponse,
     error_result,
@@ -70,8 +71,10 @@ class Dispatcher:
         assistant_request_timeout_seconds: float,
         thread_limiter: anyio.CapacityLimiter,
         submit: Callable[[str, str, Callable[[], Awaitable[None]]], Awaitable[None]],
+        deduplicator: Deduplicator | None = None,
     ) -> None:
         self.registry = registry
+        self.deduplicator = deduplicator
         self.tool_timeout_seconds = tool_timeout_seconds
         self.assistant_request_timeout_seconds = assistant_request_timeout_seconds
         self.limiter = thread_limiter
@@ -91,13 +94,17 @@ class Dispatcher:
             results[0] = await self._run_tool(tools[calls[0].function.name], calls[0], event)
         else:
             unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
-            async with anyio.create_task_group() as group:
-                for i, call in enumerate(calls):
-                    tool = tools.get(call.function.name)
-                    if tool is not None:
-                        group.start_soon(self._run_into, results, i, tool, call, event)
-                if unclaimed:
-                    group.start_soon(self._answer_unclaimed, results, unclaimed, event)
+            try:
+                async with anyio.create_task_group() as group:
+                    for i, call in enumerate(calls):
+                        tool = tools.get(call.function.name)
+                        if tool is not None:
+                            group.start_soon(self._run_into, results, i, tool, call, event)
+                    if unclaimed:
+                        group.start_soon(self._answer_unclaimed, results, unclaimed, event)
+            except* StoreError as store_errors:
+                # store_failure="reject": the pipeline answers one StoreError with a 503.
+                raise _first_leaf(store_errors)  # noqa: B904  (keeps the store fault as cause)
         entries = [_Entry(call.id, result) for call, result in zip(calls, results, strict=True)]
         return self._encode(_Answer(entries))
 
@@ -107,11 +114,34 @@ class Dispatcher:
         results[i] = await self._run_tool(tool, call, event)
 
     async def _run_tool(self, tool: Tool, call: ToolCall, event: ToolCalls) -> msgspec.Raw:
+        once = self.deduplicator
+        if once is None or not tool.deduplicate:
+            return (await self._execute_tool(tool, call, event))[0]
+        timeout = tool.timeout_seconds or self.tool_timeout_seconds
+        answer = await once.run_tool(
+            event, call, timeout, lambda: self._execute_tool(tool, call, event)
+        )
+        if answer is None:
+            _log.warning(
+                "tool %s (call %s): a duplicate delivery got no result from the first in time",
+                tool.name,
+                event.call.id,
+            )
+            return self._raw(error_result(_TIMED_OUT.format(name=tool.name)))
+        return answer
+
+    async def _execute_tool(
+        self, tool: Tool, call: ToolCall, event: ToolCalls
+    ) -> tuple[msgspec.Raw, bool]:
+        """Run ``tool`` once: its answer, and whether a duplicate delivery may be given it.
+
+        ``False`` after an unexpected exception or a timeout: a redelivery may try again.
+        """
         try:
             kwargs = tool.bind(call)
         except ArgumentError as exc:
             _log.info("tool %s call=%s: unusable arguments", tool.name, event.call.id)
-            return self._raw(error_result(str(exc)))
+            return self._raw(error_result(str(exc))), True
         if tool.injections:
             kwargs.update(fill(tool.injections, event, call))
         label = f"tool {tool.name} (call {event.call.id})"
@@ -119,7 +149,7 @@ class Dispatcher:
             await self.submit(
                 "tool-calls", event.call.id, self._background_tool(tool, kwargs, event, label)
             )
-            return self._raw(tool.async_response or {"status": "started"})
+            return self._raw(tool.async_response or {"status": "started"}), True
         timeout = tool.timeout_seconds or self.tool_timeout_seconds
         with anyio.move_on_after(timeout):
             try:
@@ -127,21 +157,21 @@ class Dispatcher:
                     tool.function, tool.is_async, kwargs, self.limiter, label
                 )
             except ToolError as exc:
-                return self._raw(error_result(str(exc)))
+                return self._raw(error_result(str(exc))), True
             except Exception as exc:
                 _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
                 await self.report(exc, event)
-                return self._raw(error_result(_FAILED.format(name=tool.name)))
+                return self._raw(error_result(_FAILED.format(name=tool.name))), False
             try:
-                return msgspec.Raw(self._encode(normalize_result(value, call.id)))
+                return msgspec.Raw(self._encode(normalize_result(value, call.id))), True
             except (TypeError, ValueError, OverflowError) as exc:
                 _log.error(
                     "%s returned a %s that cannot be encoded as JSON", label, type(value).__name__
                 )
                 await self.report(exc, event)
-                return self._raw(error_result(_NOT_JSON.format(name=tool.name)))
+                return self._raw(error_result(_NOT_JSON.format(name=tool.name))), True
         _log.warning("%s timed out after %.1f s", label, timeout)
-        return self._raw(error_result(_TIMED_OUT.format(name=tool.name)))
+        return self._raw(error_result(_TIMED_OUT.format(name=tool.name))), False
 
     def _background_tool(
         self, tool: Tool, kwargs: dict[str, Any], event: ToolCalls, label: str
@@ -242,9 +272,16 @@ class Dispatcher:
     # -- status-update, end-of-call-report ----------------------------------------------
 
     async def acknowledge(self, event: Event) -> list[Callable[[], Awaitable[None]]]:
-        """Run the handlers that must finish before the answer; return the others as jobs."""
+        """Run the handlers that must finish before the answer; return the others as jobs.
+
+        A duplicate delivery runs nothing (see ``dedupe``).
+        """
         jobs: list[Callable[[], Awaitable[None]]] = []
-        for handler in self.registry.handlers[event.type]:
+        handlers = self.registry.handlers[event.type]
+        once = self.deduplicator
+        if handlers and once is not None and not await once.is_first_event(event):
+            return jobs
+        for handler in handlers:
             if handler.run_before_answer:
                 await self._observed(handler, event)
             else:
@@ -281,6 +318,11 @@ class Dispatcher:
                     hook(exc, event)
             except Exception:
                 _log.exception("error hook %r failed", hook)
+
+
+def _first_leaf(group: BaseExceptionGroup[StoreError]) -> StoreError:
+    first = group.exceptions[0]
+    return first if isinstance(first, StoreError) else _first_leaf(first)
 
 
 def _assistant_body(answer: Any) -> Any:

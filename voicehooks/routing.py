@@ -145,6 +145,7 @@ class Registry:
         fire_and_forget: bool = False,
         async_response: str | None = None,
         url: str | None = None,
+        deduplicate: bool = True,
     ) -> Tool:
         """Register ``function`` as the tool ``name`` (default: the function's name).
 
@@ -160,6 +161,8 @@ class Registry:
             fire_and_forget: The platform's ``async: true``: answer at once, run afterwards.
             async_response: With ``fire_and_forget``, what the assistant says meanwhile.
             url: This tool's own webhook URL in ``tool_definitions``.
+            deduplicate: ``False`` runs a redelivered call again instead of answering it
+                with the first run's result; no effect when the app does not deduplicate.
 
         Example:
             >>> from voicehooks import VoiceHooks
@@ -179,6 +182,7 @@ class Registry:
                 fire_and_forget=fire_and_forget,
                 async_response=async_response,
                 url=url,
+                deduplicate=deduplicate,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(str(exc)) from None
@@ -204,6 +208,7 @@ class Registry:
         fire_and_forget: bool = False,
         async_response: str | None = None,
         url: str | None = None,
+        deduplicate: bool = True,
     ) -> Callable[[F], F]: ...
     def tool(
         self,
@@ -215,6 +220,7 @@ class Registry:
         fire_and_forget: bool = False,
         async_response: str | None = None,
         url: str | None = None,
+        deduplicate: bool = True,
     ) -> Any:
         """Decorator form of ``add_tool``; usable bare (``@app.tool``) or called.
 
@@ -239,6 +245,7 @@ class Registry:
                 fire_and_forget=fire_and_forget,
                 async_response=async_response,
                 url=url,
+                deduplicate=deduplicate,
             )
             return function
 
@@ -298,7 +305,14 @@ class Registry:
                 "tool",
                 t.name,
                 _qualified(t.function),
-                "fire-and-forget" if t.fire_and_forget else "",
+                ", ".join(
+                    note
+                    for note, applies in (
+                        ("fire-and-forget", t.fire_and_forget),
+                        ("not deduplicated", not t.deduplicate),
+                    )
+                    if applies
+                ),
             )
             for t in self.tools.values()
         ]

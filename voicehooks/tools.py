@@ -49,6 +49,7 @@ class Tool:
     injections: tuple[Injection, ...]
     decoder: msgspec.json.Decoder[Any] | None
     argument_names: tuple[str, ...]
+    deduplicate: bool = True
 
     @classmethod
     def from_function(
@@ -61,6 +62,7 @@ class Tool:
         fire_and_forget: bool = False,
         async_response: str | None = None,
         url: str | None = None,
+        deduplicate: bool = True,
     ) -> Tool:
         """Analyse ``function`` once and build its tool. Raises ``TypeError``/``ValueError``."""
         tool_name = name or str(getattr(function, "__name__", ""))
@@ -115,6 +117,7 @@ class Tool:
             injections=injections,
             decoder=decoder,
             argument_names=tuple(arguments),
+            deduplicate=deduplicate,
         )
 
     def bind(self, call: ToolCall) -> dict[str, Any]:

@@ -1,0 +1,317 @@
+"""The delivery stores on their own: MemoryStore in-process, RedisStore against a real Redis."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+import pytest
+import redis.asyncio
+
+from tests.redis_server import RedisServer
+from voicehooks import ConfigurationError, MemoryStore, RedisStore, StoreError
+from voicehooks.stores import REDIS_URL_ENV, default_store
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- MemoryStore -------------------------------------------------------------------------
+
+
+async def test_memory_the_first_claim_wins_until_it_expires() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert await store.claim("k", 10)
+    assert not await store.claim("k", 10)
+    clock.now += 9.9
+    assert not await store.claim("k", 10)
+    clock.now += 0.2
+    assert await store.claim("k", 10)
+
+
+async def test_memory_a_zero_ttl_is_remembered_for_no_time() -> None:
+    store = MemoryStore()
+    assert await store.claim("k", 0)
+    assert len(store) == 0
+    assert await store.claim("k", 0)
+
+
+async def test_memory_a_stored_result_is_kept_for_its_own_ttl() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert await store.claim("k", 1)
+    await store.put_result("k", b'{"ok":true}', 100)
+    clock.now += 50  # long past the claim's own ttl
+    assert not await store.claim("k", 1)
+    assert await store.wait_result("k", 0) == b'{"ok":true}'
+    clock.now += 51
+    assert await store.wait_result("k", 0) is None
+    assert await store.claim("k", 1)
+
+
+async def test_memory_a_waiter_is_woken_by_the_result() -> None:
+    store = MemoryStore()
+    await store.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await store.wait_result("k", 30))
+
+            group.start_soon(wait)
+            group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            assert got == []
+            await store.put_result("k", b"42", 10)
+    assert got == [b"42", b"42"]
+
+
+async def test_memory_release_wakes_waiters_empty_handed_and_frees_the_key() -> None:
+    store = MemoryStore()
+    await store.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await store.wait_result("k", 30))
+
+            group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            await store.release("k")
+    assert got == [None]
+    assert await store.claim("k", 10)
+
+
+async def test_memory_waiting_gives_up_after_its_timeout() -> None:
+    store = MemoryStore()
+    await store.claim("k", 10)
+    assert await store.wait_result("k", 0.01) is None
+    assert await store.wait_result("unknown", 10) is None  # nothing to wait for: at once
+
+
+async def test_memory_the_size_bound_evicts_the_oldest_entry() -> None:
+    store = MemoryStore(max_entries=3)
+    for key in "abcd":
+        assert await store.claim(key, 60)
+    assert len(store) == 3
+    assert await store.claim("a", 60)  # forgotten: claimable again, and "b" goes in its place
+    assert not await store.claim("c", 60)
+    assert not await store.claim("d", 60)
+    assert await store.claim("b", 60)
+
+
+async def test_memory_expired_entries_are_dropped_as_new_ones_arrive() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    for i in range(10):
+        await store.claim(f"old-{i}", 1)
+    clock.now += 2
+    for i in range(10):
+        await store.claim(f"new-{i}", 60)
+    assert len(store) == 10
+
+
+async def test_memory_a_result_outlives_an_evicted_claim_and_moves_to_the_back() -> None:
+    store = MemoryStore(max_entries=2)
+    await store.claim("a", 60)
+    await store.claim("b", 60)
+    await store.put_result("a", b"1", 60)  # "a" is now the newest write
+    await store.claim("c", 60)  # evicts "b", the oldest
+    assert await store.wait_result("a", 0) == b"1"
+    assert await store.claim("b", 60)
+    await store.put_result("gone", b"2", 60)  # never claimed here: remembered anyway
+    assert await store.wait_result("gone", 0) == b"2"
+
+
+async def test_memory_aclose_forgets_everything() -> None:
+    store = MemoryStore()
+    await store.claim("k", 60)
+    await store.aclose()
+    assert len(store) == 0
+    assert await store.claim("k", 60)
+
+
+def test_memory_needs_room_for_one_entry() -> None:
+    with pytest.raises(ConfigurationError, match="max_entries"):
+        MemoryStore(max_entries=0)
+
+
+# -- RedisStore --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], RedisStore]]:
+    """Independent stores on one Redis, as separate processes would have."""
+    stores: list[RedisStore] = []
+
+    def make() -> RedisStore:
+        stores.append(RedisStore.from_url(redis_server.url))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        await store.aclose()
+
+
+async def test_redis_one_claim_wins_across_stores(make_store: Callable[[], RedisStore]) -> None:
+    stores = [make_store() for _ in range(4)]
+    wins: list[bool] = []
+    async with anyio.create_task_group() as group:
+        for store in stores:
+
+            async def claim(store: RedisStore = store) -> None:
+                wins.append(await store.claim("k", 10))
+
+            group.start_soon(claim)
+    assert sorted(wins) == [False, False, False, True]
+
+
+async def test_redis_every_key_expires(
+    make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
+) -> None:
+    store = make_store()
+    assert await store.claim("k", 10)
+    assert 9_000 < await redis_client.pttl("voicehooks:claim:k") <= 10_000
+    await store.put_result("k", b"result", 3600)
+    keys = sorted(await redis_client.keys("*"))
+    assert keys == [b"voicehooks:claim:k", b"voicehooks:result:k"]
+    for key in keys:
+        assert 3500 < await redis_client.ttl(key) <= 3600
+    assert await redis_client.get("voicehooks:result:k") == b"result"
+
+
+async def test_redis_a_waiter_elsewhere_gets_the_result(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    first, second = make_store(), make_store()
+    await first.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await second.wait_result("k", 30))
+
+            group.start_soon(wait)
+            await anyio.sleep(0.05)
+            assert got == []
+            await first.put_result("k", b"42", 60)
+    assert got == [b"42"]
+    assert await second.wait_result("k", 0.01) == b"42"
+
+
+async def test_redis_release_is_the_owners_and_ends_the_wait(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    first, second = make_store(), make_store()
+    await first.claim("k", 10)
+    await second.release("k")  # not its claim: nothing happens
+    assert not await second.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await second.wait_result("k", 30))
+
+            group.start_soon(wait)
+            await anyio.sleep(0.05)
+            await first.release("k")
+    assert got == [None]
+    assert await second.claim("k", 10)
+
+
+async def test_redis_a_stored_result_cannot_be_released(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    store = make_store()
+    await store.claim("k", 10)
+    await store.put_result("k", b"1", 60)
+    await store.release("k")
+    assert not await store.claim("k", 10)
+
+
+async def test_redis_waiting_gives_up_after_its_timeout(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    first, second = make_store(), make_store()
+    await first.claim("k", 10)
+    assert await second.wait_result("k", 0.05) is None
+
+
+async def test_redis_the_prefix_namespaces_keys(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis
+) -> None:
+    store = RedisStore(redis.asyncio.Redis.from_url(redis_server.url), prefix="staging:")
+    try:
+        assert await store.claim("k", 10)
+        assert await redis_client.keys("*") == [b"staging:claim:k"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("fault", ["stopped", "paused"])
+async def test_redis_faults_become_store_errors_within_the_operation_timeout(
+    redis_server: RedisServer, fault: str
+) -> None:
+    store = RedisStore.from_url(redis_server.url, operation_timeout_seconds=0.2)
+    try:
+        assert await store.claim("k", 10)
+        if fault == "stopped":
+            redis_server.stop()
+        else:
+            redis_server.pause()
+        operations: list[Awaitable[object]] = [
+            store.claim("j", 10),
+            store.put_result("k", b"1", 10),
+            store.wait_result("k", 5),
+            store.release("k"),
+        ]
+        for operation in operations:
+            with anyio.fail_after(2), pytest.raises(StoreError, match="redis"):
+                await operation
+    finally:
+        redis_server.resume()
+        await store.aclose()
+
+
+def test_redis_checks_its_options_and_url() -> None:
+    with pytest.raises(ConfigurationError, match="operation_timeout_seconds"):
+        RedisStore.from_url("redis://localhost", operation_timeout_seconds=0)
+    with pytest.raises(ConfigurationError, match="not a usable Redis URL") as caught:
+        RedisStore.from_url("http://user:hunter2@localhost")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_redis_without_the_package_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'voicehooks\[redis\]'"):
+        RedisStore.from_url("redis://localhost")
+
+
+async def test_the_default_store_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(default_store(), MemoryStore)
+    monkeypatch.setenv(REDIS_URL_ENV, "redis://127.0.0.1:1/0")
+    store = default_store()
+    assert isinstance(store, RedisStore)
+    await store.aclose()

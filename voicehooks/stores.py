@@ -1,0 +1,333 @@
+"""Where deliveries are remembered, so that a duplicate is answered without running twice.
+
+A ``DeliveryStore`` answers three questions for a key: am I the first to see it (``claim``),
+what did the first one answer (``put_result`` / ``wait_result``), and may someone else try
+again (``release``). Two implementations:
+
+* ``MemoryStore``, the default: one dict per process. Duplicates are caught within one
+  process only (``voicehooks run --workers 1``, the default). No locks, no threads, O(1).
+* ``RedisStore``: atomic across workers and hosts (``pip install 'voicehooks[redis]'``). Claims
+  are ``SET NX PX``, results live under their own key, and every key it writes expires.
+
+``VoiceHooks`` picks ``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` when that variable is set,
+a ``MemoryStore`` otherwise. A store signals trouble with ``StoreError`` and nothing else; what
+happens then is the app's choice (``store_failure``), never the store's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+
+import anyio
+
+from .exceptions import ConfigurationError, StoreError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["DeliveryStore", "MemoryStore", "REDIS_URL_ENV", "RedisStore", "default_store"]
+
+REDIS_URL_ENV: Final = "VOICEHOOKS_REDIS_URL"
+
+T = TypeVar("T")
+
+
+class DeliveryStore(Protocol):
+    """What once-only processing needs from a store. Every method is a coroutine.
+
+    Implementations raise ``StoreError`` (and only that) when they cannot answer, and should
+    answer fast: the caller is a live phone call. Keys are short strings chosen by voicehooks;
+    results are the encoded JSON of a tool's answer.
+    """
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim ``key`` for ``ttl_seconds``: ``True`` for the first caller, ``False`` after."""
+        ...
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        """Store the first caller's ``result`` and keep ``key`` claimed for ``ttl_seconds``.
+
+        Wakes every ``wait_result`` on ``key``.
+        """
+        ...
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        """The result stored for ``key``, waiting up to ``timeout_seconds`` for it.
+
+        ``None`` when it does not come in time, or when the claim is released or gone.
+        """
+        ...
+
+    async def release(self, key: str) -> None:
+        """Drop this process's claim of ``key`` so that a redelivery may run again."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's resources; the app's lifespan calls this at shutdown."""
+        ...
+
+
+def default_store() -> DeliveryStore:
+    """``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` if that is set, else a ``MemoryStore``."""
+    url = os.environ.get(REDIS_URL_ENV, "").strip()
+    return RedisStore.from_url(url) if url else MemoryStore()
+
+
+# -- in memory ---------------------------------------------------------------------------
+
+
+class _Slot:
+    __slots__ = ("done", "expires_at", "result")
+
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.result: bytes | None = None
+        self.done: anyio.Event | None = None  # created by the first waiter only
+
+
+class MemoryStore:
+    """The default store: a dict in this process, bounded in size, entries expire.
+
+    It catches duplicates that reach the same process. Behind several workers or hosts use
+    ``RedisStore``. Everything runs on the event loop, so no method needs a lock: a claim is a
+    dict lookup and an insert. Expired entries are dropped as new ones arrive; past
+    ``max_entries`` the oldest entry goes first (a duplicate arriving after its entry went
+    would run again, so size the bound for your traffic times the TTL).
+
+    Args:
+        max_entries: Most deliveries remembered at once.
+        clock: Monotonic seconds; injectable for tests.
+
+    Example:
+        >>> from voicehooks import MemoryStore, VoiceHooks
+        >>> app = VoiceHooks(secret="whsec_example", store=MemoryStore(max_entries=100_000))
+    """
+
+    def __init__(
+        self, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1:
+            raise ConfigurationError(f"max_entries must be >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._clock = clock
+        # Insertion-ordered: the front holds the oldest write, so eviction and expiry both
+        # look at the front only. ``put_result`` moves its entry to the back.
+        self._slots: dict[str, _Slot] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim ``key``; see ``DeliveryStore.claim``."""
+        now = self._clock()
+        slots = self._slots
+        slot = slots.get(key)
+        if slot is not None:
+            if slot.expires_at > now:
+                return False
+            self._drop(key)
+        slots[key] = _Slot(now + ttl_seconds)
+        self._trim(now)
+        return True
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        """Store ``result``; see ``DeliveryStore.put_result``."""
+        slot = self._slots.pop(key, None)
+        if slot is None:  # evicted or expired meanwhile: remember the result all the same
+            slot = _Slot(0.0)
+        slot.expires_at = self._clock() + ttl_seconds
+        slot.result = result
+        self._slots[key] = slot
+        if slot.done is not None:
+            slot.done.set()
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        """Wait for ``key``'s result; see ``DeliveryStore.wait_result``."""
+        slot = self._slots.get(key)
+        if slot is None or slot.expires_at <= self._clock():
+            return None
+        if slot.result is None:
+            if slot.done is None:
+                slot.done = anyio.Event()
+            with anyio.move_on_after(timeout_seconds):
+                await slot.done.wait()
+        return slot.result
+
+    async def release(self, key: str) -> None:
+        """Drop the claim of ``key``; see ``DeliveryStore.release``."""
+        self._drop(key)
+
+    async def aclose(self) -> None:
+        """Forget everything and wake all waiters (they get ``None``)."""
+        for key in list(self._slots):
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        slot = self._slots.pop(key, None)
+        if slot is not None and slot.done is not None:
+            slot.done.set()  # a waiter wakes, finds no result, and answers without one
+
+    def _trim(self, now: float) -> None:
+        slots = self._slots
+        if len(slots) > self.max_entries:
+            self._drop(next(iter(slots)))
+            return
+        # Two expired entries at most per claim: each claim adds one, so the dict still
+        # shrinks back, and no single request pays for a long sweep.
+        for _ in range(2):
+            if not slots:
+                return
+            key = next(iter(slots))
+            if slots[key].expires_at > now:
+                return
+            self._drop(key)
+
+
+# -- Redis -------------------------------------------------------------------------------
+
+# Both scripts touch one key or two keys of the same delivery; Redis runs each atomically.
+_PUT_RESULT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], 'done', 'PX', ARGV[2])
+return 1
+"""
+# Only the owner of a claim may release it: a claim that expired and was taken by another
+# process meanwhile must not be deleted by the first.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisStore:
+    """A store shared by every worker and host that points at the same Redis.
+
+    Keys are ``<prefix>claim:<key>`` (set with ``SET NX PX``, value: this process's token,
+    then ``done``) and ``<prefix>result:<key>`` (the first answer). Every key expires. A
+    waiting duplicate polls the two keys with a short backoff (5 ms, doubling to 50 ms).
+
+    Each operation has its own ``operation_timeout_seconds``; a slow, unreachable or failing
+    Redis raises ``StoreError`` and is never retried here: the caller is a live call.
+
+    Args:
+        client: A ``redis.asyncio.Redis``; the store owns it and closes it in ``aclose``.
+        prefix: Put in front of every key, to share one Redis between apps.
+        operation_timeout_seconds: Budget of one Redis command.
+
+    Example:
+        >>> from voicehooks import RedisStore, VoiceHooks
+        >>> store = RedisStore.from_url("redis://localhost:6379/0")  # connects on first use
+        >>> app = VoiceHooks(secret="whsec_example", store=store)
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "voicehooks:",
+        operation_timeout_seconds: float = 0.25,
+    ) -> None:
+        if operation_timeout_seconds <= 0:
+            raise ConfigurationError("operation_timeout_seconds must be > 0")
+        self.client = client
+        self.prefix = prefix
+        self.operation_timeout_seconds = operation_timeout_seconds
+        self._token = uuid.uuid4().hex  # marks the claims this process holds
+        self._put_result = client.register_script(_PUT_RESULT)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "voicehooks:",
+        operation_timeout_seconds: float = 0.25,
+    ) -> RedisStore:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+        The client connects lazily, fails fast (connect timeout = operation timeout, no
+        retries) and is closed by ``aclose``.
+
+        Raises:
+            ConfigurationError: The ``redis`` package is missing, or ``url`` is not a Redis URL.
+        """
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:
+            raise ConfigurationError(
+                "RedisStore needs the redis package: pip install 'voicehooks[redis]'"
+            ) from None
+        try:
+            client = Redis.from_url(
+                url,
+                socket_connect_timeout=operation_timeout_seconds,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as exc:
+            # Say what is wrong without echoing the URL: it may hold a password.
+            raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
+        return cls(client, prefix=prefix, operation_timeout_seconds=operation_timeout_seconds)
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim ``key`` with ``SET NX PX``; see ``DeliveryStore.claim``."""
+        command = self.client.set(
+            self.prefix + "claim:" + key, self._token, nx=True, px=_milliseconds(ttl_seconds)
+        )
+        return bool(await self._run("claim", command))
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        """Store ``result`` and mark the claim done, atomically; see ``DeliveryStore``."""
+        keys = [self.prefix + "result:" + key, self.prefix + "claim:" + key]
+        await self._run(
+            "put_result", self._put_result(keys=keys, args=[result, _milliseconds(ttl_seconds)])
+        )
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        """Poll for ``key``'s result; see ``DeliveryStore.wait_result``."""
+        keys = [self.prefix + "result:" + key, self.prefix + "claim:" + key]
+        delay = 0.005
+        with anyio.move_on_after(timeout_seconds):
+            while True:
+                result, claim = await self._run("wait_result", self.client.mget(keys))
+                if result is not None:
+                    return result if isinstance(result, bytes) else result.encode()
+                if claim is None:
+                    return None  # released, or expired: the first run gave up
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        return None
+
+    async def release(self, key: str) -> None:
+        """Delete ``key``'s claim if this process holds it; see ``DeliveryStore.release``."""
+        await self._run(
+            "release", self._release(keys=[self.prefix + "claim:" + key], args=[self._token])
+        )
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+        await self.client.aclose()
+
+    async def _run(self, name: str, command: Awaitable[T]) -> T:
+        try:
+            with anyio.fail_after(self.operation_timeout_seconds):
+                return await command
+        except TimeoutError:
+            raise StoreError(
+                f"redis {name} took longer than {self.operation_timeout_seconds} s"
+            ) from None
+        except Exception as exc:  # redis-py's errors, OSError, and whatever a client raises
+            raise StoreError(f"redis {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
