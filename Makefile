@@ -38,5 +38,8 @@ bench: $(STAMP)  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~
 bench-quick: $(STAMP)  ## the same, short: fewer repeats, 1 s HTTP runs, no memory level
 	$(BIN)/python -m benchmarks --quick
 
+loadtest: $(STAMP)  ## 100,000 signed deliveries at concurrency 64 against `voicehooks run`, every answer checked (< 1 min; aborts at 10)
+	$(BIN)/python -m benchmarks.loadtest
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build
