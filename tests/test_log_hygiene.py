@@ -8,6 +8,8 @@ valid deliveries of all four types, every rejection, failing and slow handlers a
 unknown tools and event types, background failures and cuts, duplicates, store failures, a
 client that is gone before the answer, and an internal error. Each log record is checked as
 a handler would see it: the message, its arguments, and the formatted text with traceback.
+The answers are checked too: no rejection echoes a personal value, and no answer shows an
+exception text, a traceback or a source path to the sender.
 
 What voicehooks cannot promise: the message of an exception raised by *user* code is logged
 with its traceback, as the user wrote it. ``test_user_exception_messages_are_not_logged``
@@ -87,6 +89,9 @@ ARGUMENT = MARKERS["argument"]
 
 # Pieces of any delivery body: none may reach a log record, whatever else it says.
 BODY_FRAGMENTS = ('"message":', '"tool_call_list"', '"messages":[', '"customer":{')
+# What a failure inside the app must never show the sender: exception texts and names,
+# tracebacks, source paths, object reprs.
+INTERNALS = ("crashed", "late crash", "Error", "Traceback", 'File "', ".py", " at 0x")
 
 
 def personal(**fields: Any) -> dict[str, Any]:
@@ -276,6 +281,7 @@ class Sent:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
         self.signatures: set[str] = set()
+        self.answers: list[Response] = []
 
     async def post(
         self,
@@ -302,9 +308,21 @@ class Sent:
         self.signatures.add(signed["x-webhook-signature"])
         self.signatures.add(signed["x-webhook-signature"].removeprefix("sha256="))
         with anyio.fail_after(10):
-            return await client.request(method, "/", chunks or [body], list(signed.items()))
+            response = await client.request(method, "/", chunks or [body], list(signed.items()))
+        self.answers.append(response)
+        return response
 
     def check(self, records: list[logging.LogRecord]) -> None:
+        """No record holds anything personal or secret; no answer shows the app's insides.
+
+        A rejection must not echo a personal value either; a 200 may (it carries the tools'
+        results, which are the caller's own data).
+        """
+        for answer in self.answers:
+            text = answer.body.decode("utf-8", "replace")
+            assert not [i for i in INTERNALS if i in text], answer
+            if answer.status >= 400:
+                assert not [m for m in MARKERS.values() if m in text], answer
         forbidden = dict(MARKERS)
         forbidden.update({f"signature {i}": s for i, s in enumerate(sorted(self.signatures))})
         forbidden.update(
