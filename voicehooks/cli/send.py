@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import Any, BinaryIO, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -69,7 +70,7 @@ __all__ = ["send"]
 )
 @click.option(
     "--data",
-    type=click.File("rb"),
+    type=click.Path(dir_okay=False, allow_dash=True),
     metavar="FILE",
     help="Send this file's bytes as the whole body instead of a sample ('-': stdin).",
 )
@@ -91,7 +92,7 @@ def send(
     caller: str | None,
     call_id: str | None,
     status: str | None,
-    data: BinaryIO | None,
+    data: str | None,
     timestamp: int | None,
     unsigned: bool,
     timeout: float,
@@ -119,7 +120,7 @@ def send(
             raise click.UsageError(
                 f"--data sends the file as it is; drop {', '.join(given)} or edit the file"
             )
-        body, calls = _body_from_file(data.read(), event)
+        body, calls = _body_from_file(_read_data(data), event)
     else:
         body, calls = _sample(event, tool_names, arguments, caller, call_id, status)
     stamp = int(time.time()) if timestamp is None else timestamp
@@ -153,6 +154,17 @@ def send(
     else:
         _show_rejection(status_code, decoded, answer, url)
     sys.exit(1)
+
+
+def _read_data(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path!r}: {exc.strerror}", param_hint="--data"
+        ) from None
 
 
 def _sample_options(

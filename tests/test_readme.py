@@ -1,0 +1,182 @@
+"""README.md is executable: every Python block runs, every command line parses.
+
+* Each ```python block runs in a fresh module of its own, in order, with ``VOICEHOOKS_SECRET``
+  set (blocks are meant to be copied one at a time, so each stands alone). The ``test_*``
+  functions a block defines are then run, as pytest would: that is how the testing section's
+  example is checked. Nothing needs a server or the network: clients are in-process.
+* Each command line of a ```sh or ```console block (``$ `` lines in console blocks) is
+  checked: a ``voicehooks`` command is parsed by click exactly as the shell would pass it, so
+  a renamed option or command breaks this test; ``routes`` and ``tools`` on a file of this
+  repository really run. ``make`` targets must exist in the Makefile and ``pip install``
+  extras in pyproject.toml.
+* The CLI reference is complete: every command and every option is mentioned.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+import sys
+import tomllib
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import voicehooks.cli.environment
+from voicehooks import VoiceHooks
+from voicehooks.cli import main
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+@dataclass(frozen=True)
+class Block:
+    language: str
+    line: int
+    code: str
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line}"
+
+
+def blocks(*languages: str) -> list[Block]:
+    found = []
+    for match in re.finditer(r"^```(\w*)\n(.*?)^```$", README, re.MULTILINE | re.DOTALL):
+        if match.group(1) in languages:
+            line = README.count("\n", 0, match.start()) + 2
+            found.append(Block(match.group(1), line, match.group(2)))
+    return found
+
+
+def command_lines(block: Block) -> Iterator[str]:
+    text = block.code.replace("\\\n", " ")
+    for line in text.splitlines():
+        if block.language == "console":
+            if line.startswith("$ "):
+                yield line[2:]
+        elif line.strip() and not line.lstrip().startswith("#"):
+            yield line
+
+
+PYTHON = blocks("python")
+COMMANDS = [(block, line) for block in blocks("sh", "console") for line in command_lines(block)]
+
+
+def test_the_readme_has_python_and_command_examples() -> None:
+    assert len(PYTHON) >= 8
+    assert len(COMMANDS) >= 15
+
+
+def test_the_first_hook_takes_under_20_lines() -> None:
+    quick_start = README.index("## Quick start")
+    first = next(block for block in PYTHON if README.index(block.code) > quick_start)
+    assert len(first.code.splitlines()) < 20
+    assert "@app.tool" in first.code
+
+
+def test_the_quick_start_secret_is_the_one_make_run_uses() -> None:
+    dev_secret = re.search(r"^DEV_SECRET := (\S+)$", MAKEFILE, re.MULTILINE)
+    assert dev_secret is not None
+    assert f"VOICEHOOKS_SECRET={dev_secret.group(1)}" in README
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=str)
+async def test_python_block_runs(
+    block: Block, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
+    name = f"readme_block_{block.line}"
+    module = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, name, module)  # so classes defined there resolve
+    exec(compile(block.code, str(block), "exec"), module.__dict__)
+    try:
+        for test_name, function in sorted(vars(module).items()):
+            if test_name.startswith("test_") and inspect.iscoroutinefunction(function):
+                await function()
+            elif test_name.startswith("test_") and callable(function):
+                function()
+    finally:
+        for value in vars(module).values():
+            store = getattr(value, "store", None) if isinstance(value, VoiceHooks) else None
+            if store is not None:
+                await store.aclose()
+
+
+@pytest.mark.parametrize(("block", "line"), COMMANDS, ids=lambda value: str(value)[:60])
+def test_command_line_is_valid(
+    block: Block, line: str, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    words = shlex.split(line, comments=True)
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+        words.pop(0)  # NAME=value before a command
+    program, *args = words
+    if program == "export":
+        assert all(re.fullmatch(r"[A-Z_]+=\S+", arg) for arg in args), line
+    elif Path(program).name == "voicehooks":
+        monkeypatch.chdir(ROOT)
+        # --env-file names a file of the reader's; parse the option, do not read the file.
+        monkeypatch.setattr(voicehooks.cli.environment, "read_env_file", lambda path: {})
+        check_voicehooks(args)
+    elif program == "make":
+        for arg in args:
+            if "=" in arg:
+                assert re.search(rf"^{arg.split('=')[0]} \?=", MAKEFILE, re.MULTILINE), line
+            else:
+                assert re.search(rf"^{arg}:", MAKEFILE, re.MULTILINE), f"no make target {arg}"
+    elif program == "pip":
+        assert args[0] == "install", line
+        check_pip_install(args[1:])
+    else:
+        pytest.fail(f"{block}: {program!r} is not a command this test knows how to check")
+
+
+def check_voicehooks(args: list[str]) -> None:
+    if not args or args[0].startswith("-"):
+        with pytest.raises(click.exceptions.Exit):
+            main.make_context("voicehooks", list(args))
+        return
+    name, *rest = args
+    parent = click.Context(main, info_name="voicehooks")
+    command = main.get_command(parent, name)
+    assert command is not None, f"voicehooks has no command {name!r}"
+    try:
+        with command.make_context(name, list(rest), parent=parent):
+            pass
+    except click.exceptions.Exit:  # --help
+        return
+    except click.UsageError as exc:
+        pytest.fail(f"voicehooks {' '.join(args)}: {exc.format_message()}")
+    target = Path(rest[0]) if rest else None
+    if name in ("routes", "tools") and target is not None and (ROOT / target).is_file():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+
+
+def check_pip_install(specs: list[str]) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in specs:
+        match = re.fullmatch(r"(\w+)(?:\[(\w+)\])?", spec)
+        assert match is not None, spec
+        assert match.group(1) == project["name"]
+        if match.group(2):
+            assert match.group(2) in project["optional-dependencies"]
+
+
+def test_the_cli_reference_mentions_every_command_and_option() -> None:
+    for name, command in sorted(main.commands.items()):
+        assert f"voicehooks {name}" in README, f"the README does not show voicehooks {name}"
+        for parameter in command.params:
+            for option in parameter.opts:
+                if option.startswith("--") and option != "--help":
+                    assert option in README, f"the README does not mention {name} {option}"
+    assert "voicehooks --version" in README
