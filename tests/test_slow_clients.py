@@ -266,4 +266,4 @@ def test_sigterm_is_not_held_up_by_a_client_stalled_mid_body(server: Server) -> 
     with connect(server) as sock:
         sock.sendall(head + body[:20])
         time.sleep(0.2)
-        terminate_within(server, GRACE_SECONDS + 5)
+        terminate_within(server, GRACE_SECONDS + 3)
