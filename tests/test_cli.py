@@ -176,3 +176,58 @@ def test_the_env_file_applies_to_the_command_only(
     assert env_probe_app.SEEN == "from-the-file"
     assert os.environ["VOICEHOOKS_SECRET"] == "from-the-shell"
     assert "VOICEHOOKS_CLI_TEST_EXTRA" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("import no_such_dependency_xyz\n", "importing 'broken_app' failed: No module named"),
+        (
+            "from voicehooks import VoiceHooks\napp = VoiceHooks()\n@app.on('hang-up')\n"
+            "def f() -> None: ...\n",
+            "broken_app: f: unknown event 'hang-up'",
+        ),
+        ("raise RuntimeError('boom')\n", "importing 'broken_app' raised RuntimeError: boom"),
+    ],
+)
+def test_an_app_that_fails_to_import_is_explained(
+    runner: CliRunner, tmp_path: Path, source: str, message: str
+) -> None:
+    (tmp_path / "broken_app.py").write_text(source)
+    result = runner.invoke(main, ["routes", str(tmp_path / "broken_app")])  # .py is implied
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_run_hands_uvicorn_the_app_and_a_log_config_for_the_apps_own_loggers(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda app, **options: calls.append({"app": app, **options})
+    )
+    env_file = tmp_path / ".env"
+    env_file.write_text("VOICEHOOKS_SECRET=whsec_from_file\n")
+    args = ["run", QUICKSTART, "--port", "9999", "--workers", "2", "--log-level", "debug"]
+    result = runner.invoke(main, [*args, "--env-file", str(env_file)])
+    assert result.exit_code == 0, result.output
+    (options,) = calls
+    assert options["app"] == "quickstart:app"
+    assert (options["port"], options["workers"], options["host"]) == (9999, 2, "127.0.0.1")
+    assert options["app_dir"] == str(ROOT / "examples")
+    log_config = options["log_config"]
+    assert isinstance(log_config, dict)
+    assert log_config["loggers"]["voicehooks"]["level"] == "DEBUG"
+    assert log_config["root"] == {"handlers": ["default"], "level": "DEBUG"}
+
+
+def test_an_unreadable_secret_file_is_a_usage_error(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_SECRET_FILE", str(tmp_path / "missing-secret"))
+    result = runner.invoke(main, ["send", "status-update"])
+    assert result.exit_code == 2
+    assert "VOICEHOOKS_SECRET_FILE=" in result.output
+    assert "cannot be read" in result.output

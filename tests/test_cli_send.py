@@ -302,6 +302,13 @@ def test_a_refused_connection_says_the_server_is_not_running(send: Send) -> None
     assert f"the server is probably not running at {address}" in result.stderr
 
 
+ANSWERS = {
+    "/inline": b'{"assistant": {"first_message": "Hi", "llm_config": {}}}',
+    "/list": b"[1]",
+    "/reference": b'{"assistant_id": "asst-2"}',
+}
+
+
 class _Stub(http.server.BaseHTTPRequestHandler):
     """Answers by path: a redirect, a 500, a non-JSON 200, or nothing for a while."""
 
@@ -316,6 +323,12 @@ class _Stub(http.server.BaseHTTPRequestHandler):
         elif self.path == "/fail":
             self.send_response(500)
             body = b'{"error":"internal error"}'
+        elif self.path == "/teapot":
+            self.send_response(418)
+            body = b""
+        elif self.path in ANSWERS:
+            self.send_response(200)
+            body = ANSWERS[self.path]
         else:
             self.send_response(200)
             body = b"ok"
@@ -357,6 +370,44 @@ def test_odd_answers_are_explained(
     result = send("status-update", "--url", stub + path, *options)
     assert result.exit_code == code
     assert expected in result.output
+
+
+@pytest.mark.parametrize(
+    ("path", "meaning"),
+    [
+        ("/inline", "an inline configuration with: first_message, llm_config"),
+        ("/list", "not an object: the platform would use the saved configuration"),
+        ("/reference", "uses saved assistant asst-2, overriding: nothing"),
+    ],
+)
+def test_every_assistant_request_mode_is_explained(
+    stub: str, send: Send, path: str, meaning: str
+) -> None:
+    result = send("assistant-request", "--url", stub + path)
+    assert result.exit_code == 0
+    assert lines(result)[-1] == meaning
+
+
+def test_an_unexpected_status_with_an_empty_body_is_still_reported(stub: str, send: Send) -> None:
+    result = send("end-of-call-report", "--url", stub + "/teapot")
+    assert result.exit_code == 1
+    assert "the server says: (an empty body)" in result.stdout
+    assert "The server answered 418; its log may say why." in result.stderr
+
+
+def test_data_may_come_from_stdin(server: Server) -> None:
+    body = (ROOT / "tests" / "fixtures" / "status-update-ended.json").read_bytes()
+    result = CliRunner(env={"VOICEHOOKS_SECRET": SECRET}).invoke(
+        main, ["send", "status-update", "--url", url(server), "--data", "-"], input=body
+    )
+    assert result.exit_code == 0, result.output
+    assert "answer: {}" in result.stdout
+
+
+def test_a_missing_data_file_is_a_usage_error(send: Send, tmp_path: Path) -> None:
+    result = send("status-update", "--data", str(tmp_path / "nope.json"))
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
 
 
 # -- usage errors: exit code 2 -----------------------------------------------------------

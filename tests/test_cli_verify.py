@@ -276,3 +276,9 @@ def _sign(stamp: str) -> str:
 
 def _headers(value: str = SIGNATURE) -> tuple[tuple[str, ...]]:
     return ((f"X-Webhook-Timestamp: {STAMP}", f"X-Webhook-Signature: {value}"),)
+
+
+def test_a_body_that_is_not_json_gets_the_general_hints(verify: Verify) -> None:
+    result = verify(b"not json at all", *_headers(), "--at", CAPTURED_AT)
+    assert result.exit_code == 1
+    assert "Most likely the secret differs" in result.output

@@ -349,3 +349,27 @@ def test_manual_clock_starts_now_and_moves_only_when_told(
     assert clock() == clock() == 1000.0  # whole seconds, like the platform's timestamps
     clock.advance(-0.5)
     assert clock() == 999.5
+
+
+async def test_a_raw_app_sees_the_body_then_a_disconnect_after_its_answer() -> None:
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        received.append(await receive())
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+        received.append(await receive())
+
+    client = WebhookClient(app, secret=SECRET)
+    with pytest.raises(AssertionError, match=r"tool-calls answered 500: b'\{\}'$"):
+        await client.call_tool("anything")
+    assert [message["type"] for message in received] == ["http.request", "http.disconnect"]
+    assert received[0]["more_body"] is False
+
+
+async def test_an_app_that_never_answers_is_an_error() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+
+    with pytest.raises(RuntimeError, match="the app returned without answering"):
+        await WebhookClient(app, secret=SECRET).status_update()
