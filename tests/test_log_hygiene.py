@@ -588,12 +588,6 @@ async def test_store_errors_log_nothing_personal(
     assert saw(logs.records, "store")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the message of an exception raised in user code is logged with its traceback, "
-    "so a tool that raises KeyError(caller_number) puts the number in the log",
-)
 async def test_user_exception_messages_are_not_logged(logs: pytest.LogCaptureFixture) -> None:
     sent = Sent()
     app = VoiceHooks(secret=SECRET)

@@ -42,6 +42,7 @@ from .exceptions import (
     UnsupportedMediaType,
     VoiceHooksError,
 )
+from .logs import describe
 from .routing import Registry
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 from .stores import DeliveryStore, default_store
@@ -246,9 +247,9 @@ class VoiceHooks(Registry):
                 exc.event_type,
                 exc.call_id,
             )
-        except Exception:
+        except Exception as exc:
             # A bug in voicehooks itself: user code is caught inside the dispatcher.
-            _log.exception("internal error while answering a delivery")
+            _log.error("internal error while answering a delivery: %s", describe(exc))
             status, body = 500, b'{"error":"internal error"}'
         extra = [(b"allow", b"POST")] if status == 405 else []
         await _send(send, status, body, extra)

@@ -23,6 +23,8 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import TaskGroup
 
+from .logs import describe
+
 __all__ = ["BackgroundRunner", "Job"]
 
 _log = logging.getLogger("voicehooks")
@@ -115,8 +117,10 @@ class BackgroundRunner:
         except anyio.get_cancelled_exc_class():
             _log.error("background %s handler for call %s was cut short", event_type, call_id)
             raise
-        except Exception:  # a job logs its own errors; this is the last line of defence
-            _log.exception("background %s job for call %s failed", event_type, call_id)
+        except Exception as exc:  # a job logs its own errors; this is the last line of defence
+            _log.error(
+                "background %s job for call %s raised %s", event_type, call_id, describe(exc)
+            )
         finally:
             del self._in_flight[token]
             if not self._in_flight and self._idle is not None:

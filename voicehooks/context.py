@@ -24,6 +24,7 @@ import anyio.to_thread
 import msgspec
 
 from .events import Event, ToolCall
+from .logs import describe
 
 __all__ = [
     "CallContext",
@@ -191,9 +192,9 @@ async def call_function(
     def run() -> Any:
         try:
             value = function(**kwargs)
-        except Exception:
+        except Exception as exc:
             if abandoned:
-                _log.error("%s raised after it was abandoned", label, exc_info=True)
+                _log.error("%s raised after it was abandoned: %s", label, describe(exc))
             raise
         if abandoned:
             _log.warning("%s finished after it was abandoned; its result was discarded", label)
@@ -218,8 +219,8 @@ async def call_with_deadline(
 
     On asyncio an async function's first step runs at once, the way Python 3.12's eager tasks
     start: one that answers without ever waiting (a cache hit, a computation) needs no timer,
-    and arming one costs several microseconds on a busy loop's timer heap. Only a function that suspends gets a deadline, and it is an
-    ``asyncio.timeout`` rather than an anyio cancel scope because it is entered after the
+    and arming one costs several microseconds on a busy loop's timer heap. Only a function
+    that suspends gets a deadline, and it is an ``asyncio.timeout`` rather than an anyio cancel scope because it is entered after the
     function's first step: anyio scopes must nest strictly, and that step may have opened
     scopes or task groups of its own.
     """

@@ -22,10 +22,11 @@ from typing import Any
 import anyio
 import msgspec
 
-from .context import call_function, fill
+from .context import call_function, call_with_deadline, fill
 from .dedupe import Deduplicator
 from .events import AssistantRequest, Event, ToolCall, ToolCalls
 from .exceptions import StoreError, ToolError
+from .logs import describe
 from .responses import (
     AssistantResponse,
     error_result,
@@ -151,27 +152,26 @@ class Dispatcher:
             )
             return self._raw(tool.async_response or {"status": "started"}), True
         timeout = tool.timeout_seconds or self.tool_timeout_seconds
-        with anyio.move_on_after(timeout):
-            try:
-                value = await call_function(
-                    tool.function, tool.is_async, kwargs, self.limiter, label
-                )
-            except ToolError as exc:
-                return self._raw(error_result(str(exc))), True
-            except Exception as exc:
-                _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
-                await self.report(exc, event)
-                return self._raw(error_result(_FAILED.format(name=tool.name))), False
-            try:
-                return msgspec.Raw(self._encode(normalize_result(value, call.id))), True
-            except (TypeError, ValueError, OverflowError) as exc:
-                _log.error(
-                    "%s returned a %s that cannot be encoded as JSON", label, type(value).__name__
-                )
-                await self.report(exc, event)
-                return self._raw(error_result(_NOT_JSON.format(name=tool.name))), True
-        _log.warning("%s timed out after %.1f s", label, timeout)
-        return self._raw(error_result(_TIMED_OUT.format(name=tool.name))), False
+        try:
+            finished, value = await call_with_deadline(
+                tool.function, tool.is_async, kwargs, self.limiter, label, timeout
+            )
+        except ToolError as exc:
+            return self._raw(error_result(str(exc))), True
+        except Exception as exc:
+            await self._failed(label, exc, event)
+            return self._raw(error_result(_FAILED.format(name=tool.name))), False
+        if not finished:
+            _log.warning("%s timed out after %.1f s", label, timeout)
+            return self._raw(error_result(_TIMED_OUT.format(name=tool.name))), False
+        try:
+            return msgspec.Raw(self._encode(normalize_result(value, call.id))), True
+        except (TypeError, ValueError, OverflowError) as exc:
+            _log.error(
+                "%s returned a %s that cannot be encoded as JSON", label, type(value).__name__
+            )
+            await self.report(exc, event)
+            return self._raw(error_result(_NOT_JSON.format(name=tool.name))), True
 
     def _background_tool(
         self, tool: Tool, kwargs: dict[str, Any], event: ToolCalls, label: str
@@ -180,8 +180,7 @@ class Dispatcher:
             try:
                 await call_function(tool.function, tool.is_async, kwargs, self.limiter, label)
             except Exception as exc:
-                _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
-                await self.report(exc, event)
+                await self._failed(label, exc, event)
 
         return job
 
@@ -201,19 +200,17 @@ class Dispatcher:
         ids = [call.id for call in calls]
         handler = handlers[0]
         label = f"tool-calls handler {handler.function.__qualname__} (call {event.call.id})"
-        body: Any = None
-        with anyio.move_on_after(self.tool_timeout_seconds) as scope:
-            try:
-                body = await self._call(handler, subset, label)
-            except ToolError as exc:
-                body = error_result(str(exc))
-            except Exception as exc:
-                _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
-                await self.report(exc, subset)
-                body = error_result(_FAILED.format(name=", ".join(c.function.name for c in calls)))
-        if scope.cancelled_caught:
+        names = ", ".join(c.function.name for c in calls)
+        try:
+            finished, body = await self._call(handler, subset, label, self.tool_timeout_seconds)
+        except ToolError as exc:
+            finished, body = True, error_result(str(exc))
+        except Exception as exc:
+            await self._failed(label, exc, subset)
+            finished, body = True, error_result(_FAILED.format(name=names))
+        if not finished:
             _log.warning("%s timed out after %.1f s", label, self.tool_timeout_seconds)
-            body = error_result(_TIMED_OUT.format(name=", ".join(c.function.name for c in calls)))
+            body = error_result(_TIMED_OUT.format(name=names))
         for i, result in zip(indices, results_from_response(body, ids), strict=True):
             try:
                 results[i] = msgspec.Raw(self._encode(result))
@@ -247,27 +244,21 @@ class Dispatcher:
         handler = handlers[0]
         label = f"assistant-request handler {handler.function.__qualname__} (call {event.call.id})"
         budget = self.assistant_request_timeout_seconds
-        with anyio.move_on_after(budget):
-            try:
-                answer = await self._call(handler, event, label)
-            except Exception as exc:
-                _log.error(
-                    "%s raised %s; answering {} (saved configuration)",
-                    label,
-                    type(exc).__name__,
-                    exc_info=True,
-                )
-                await self.report(exc, event)
-                return EMPTY
-            try:
-                return self._encode(_assistant_body(answer))
-            except (TypeError, ValueError, OverflowError) as exc:
-                _log.error("%s returned an unusable answer (%s); answering {}", label, exc)
-                return EMPTY
-        _log.warning(
-            "%s took longer than %.1f s; answering {} (saved configuration)", label, budget
-        )
-        return EMPTY
+        try:
+            finished, answer = await self._call(handler, event, label, budget)
+        except Exception as exc:
+            await self._failed(f"{label}; answering {{}} (saved configuration),", exc, event)
+            return EMPTY
+        if not finished:
+            _log.warning(
+                "%s took longer than %.1f s; answering {} (saved configuration)", label, budget
+            )
+            return EMPTY
+        try:
+            return self._encode(_assistant_body(answer))
+        except (TypeError, ValueError, OverflowError) as exc:
+            _log.error("%s returned an unusable answer (%s); answering {}", label, exc)
+            return EMPTY
 
     # -- status-update, end-of-call-report ----------------------------------------------
 
@@ -297,16 +288,25 @@ class Dispatcher:
     async def _observed(self, handler: Handler, event: Event) -> None:
         label = f"{event.type} handler {handler.function.__qualname__} (call {event.call.id})"
         try:
-            await self._call(handler, event, label)
+            kwargs = fill(handler.injections, event) if handler.injections else {}
+            await call_function(handler.function, handler.is_async, kwargs, self.limiter, label)
         except Exception as exc:
-            _log.error("%s raised %s", label, type(exc).__name__, exc_info=True)
-            await self.report(exc, event)
+            await self._failed(label, exc, event)
 
     # -- shared -------------------------------------------------------------------------
 
-    async def _call(self, handler: Handler, event: Event, label: str) -> Any:
+    async def _call(
+        self, handler: Handler, event: Event, label: str, timeout_seconds: float
+    ) -> tuple[bool, Any]:
         kwargs = fill(handler.injections, event) if handler.injections else {}
-        return await call_function(handler.function, handler.is_async, kwargs, self.limiter, label)
+        return await call_with_deadline(
+            handler.function, handler.is_async, kwargs, self.limiter, label, timeout_seconds
+        )
+
+    async def _failed(self, label: str, exc: Exception, event: Event) -> None:
+        # The message is withheld from the log (it may hold payload values); hooks get it all.
+        _log.error("%s raised %s", label, describe(exc))
+        await self.report(exc, event)
 
     async def report(self, exc: BaseException, event: Event) -> None:
         """Show ``exc`` to every error hook; a hook's own failure is logged and swallowed."""
@@ -316,8 +316,8 @@ class Dispatcher:
                     await hook(exc, event)
                 else:
                     hook(exc, event)
-            except Exception:
-                _log.exception("error hook %r failed", hook)
+            except Exception as exc:
+                _log.error("error hook %r raised %s", hook, describe(exc))
 
 
 def _first_leaf(group: BaseExceptionGroup[StoreError]) -> StoreError:
