@@ -7,6 +7,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 from fastapi import FastAPI
@@ -395,3 +396,28 @@ async def test_a_bug_inside_voicehooks_is_a_generic_500_without_details(
         response = await WebhookClient(app, secret=SECRET).post(GOOD)
     assert (response.status, response.json()) == (500, {"error": "internal error"})
     assert "internal error while answering" in caplog.text
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
+    app = make_app(body_timeout_seconds=0.1)
+    sent: list[Any] = []
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep(30)  # the client stalls
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    client = WebhookClient(app, secret=SECRET)
+    headers = [(k.encode(), v.encode()) for k, v in client.signed_headers(GOOD).items()]
+    with anyio.fail_after(5):
+        await app(
+            {"type": "http", "method": "POST", "path": "/", "headers": headers}, receive, send
+        )
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert b"did not arrive within 0.1 s" in sent[1]["body"]

@@ -28,6 +28,7 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from .background import BackgroundRunner
+from .context import call_with_deadline
 from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
 from .events import AssistantRequest, Event, ToolCalls, UnknownEventType, decode_delivery
@@ -37,6 +38,7 @@ from .exceptions import (
     PayloadError,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     SignatureError,
     StoreError,
     UnsupportedMediaType,
@@ -47,7 +49,7 @@ from .routing import Registry
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 from .stores import DeliveryStore, default_store
 
-__all__ = ["VoiceHooks"]
+__all__ = ["VoiceHooks", "resolve_secrets"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -62,12 +64,19 @@ _STATUS: Final[dict[type[VoiceHooksError], int]] = {
     MethodNotAllowed: 405,
     UnsupportedMediaType: 415,
     PayloadTooLarge: 413,
+    RequestTimeout: 408,
     SignatureError: 401,
     PayloadError: 400,
     StoreError: 503,
 }
 
 _JSON: Final = b"application/json"
+_EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
+    405: [(b"allow", b"POST")],
+    # The body was not read to its end: the connection cannot carry another request.
+    408: [(b"connection", b"close")],
+    413: [(b"connection", b"close")],
+}
 _encode = msgspec.json.Encoder().encode
 
 
@@ -84,6 +93,8 @@ class VoiceHooks(Registry):
             directions; ``None`` switches the freshness check off.
         path: The path the platform posts to.
         max_body_bytes: Larger bodies are refused with 413 while they stream in.
+        body_timeout_seconds: A body that takes longer to arrive is refused with 408, so a
+            client that stalls mid-body cannot hold a connection (or a shutdown) forever.
         tool_timeout_seconds: Budget of a ``tool-calls`` answer; the platform waits 10 s.
         assistant_request_timeout_seconds: Budget of an ``assistant-request`` answer; the
             platform waits 5 s, then uses the saved configuration, as ``{}`` does.
@@ -98,7 +109,7 @@ class VoiceHooks(Registry):
             and log an error, or ``"reject"`` it with 503.
         dedupe_ttl_seconds: How long a handled delivery is remembered.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
-            teardown (a database pool, say); what it yields becomes the request state.
+            teardown (a database pool, say); keep what handlers need on ``app.state``.
         clock: Current Unix time, for the freshness check; injectable for tests.
 
     Example:
@@ -114,6 +125,7 @@ class VoiceHooks(Registry):
         tolerance_seconds: float | None = DEFAULT_TOLERANCE_SECONDS,
         path: str = "/",
         max_body_bytes: int = 1024 * 1024,
+        body_timeout_seconds: float = 10.0,
         tool_timeout_seconds: float = 8.0,
         assistant_request_timeout_seconds: float = 4.0,
         shutdown_grace_seconds: float = 20.0,
@@ -131,6 +143,7 @@ class VoiceHooks(Registry):
             raise ConfigurationError(f"path must start with '/', got {path!r}")
         for label, value in (
             ("max_body_bytes", max_body_bytes),
+            ("body_timeout_seconds", body_timeout_seconds),
             ("tool_timeout_seconds", tool_timeout_seconds),
             ("assistant_request_timeout_seconds", assistant_request_timeout_seconds),
             ("max_background_jobs", max_background_jobs),
@@ -149,7 +162,7 @@ class VoiceHooks(Registry):
             raise ConfigurationError("store= has no use with deduplicate=False; drop one")
         self.verify_signatures = verify_signatures
         self.verifier: Verifier | None = None
-        secrets = _resolve_secrets(secret)
+        secrets = resolve_secrets(secret)
         if verify_signatures:
             if not secrets:
                 raise ConfigurationError(
@@ -165,6 +178,7 @@ class VoiceHooks(Registry):
         trimmed = path.rstrip("/")
         self._paths = frozenset({trimmed, trimmed + "/"})
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
         self.state = State()
         self._user_lifespan = lifespan
         self.runner = BackgroundRunner(
@@ -251,7 +265,7 @@ class VoiceHooks(Registry):
             # A bug in voicehooks itself: user code is caught inside the dispatcher.
             _log.error("internal error while answering a delivery: %s", describe(exc))
             status, body = 500, b'{"error":"internal error"}'
-        extra = [(b"allow", b"POST")] if status == 405 else []
+        extra = _EXTRA_HEADERS.get(status, [])
         await _send(send, status, body, extra)
         if event is not None and _log.isEnabledFor(logging.INFO):
             _log.info(
@@ -288,7 +302,17 @@ class VoiceHooks(Registry):
             raise UnsupportedMediaType("Content-Type must be application/json")
         if declared > self.max_body_bytes:
             raise PayloadTooLarge(self._too_large())
-        body = await self._read_body(receive)
+        # Usually the whole body is already buffered and this takes no timer at all.
+        finished, body = await call_with_deadline(
+            self._read_body,
+            True,
+            {"receive": receive},
+            self.dispatcher.limiter,
+            "reading the body",
+            self.body_timeout_seconds,
+        )
+        if not finished:
+            raise RequestTimeout(f"the body did not arrive within {self.body_timeout_seconds:g} s")
         if body is None:
             return None
         verifier = self.verifier
@@ -387,7 +411,10 @@ def _is_json(content_type: bytes | None) -> bool:
     return True
 
 
-def _resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
+def resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
+    """The secrets to accept: ``secret`` if given, else ``VOICEHOOKS_SECRET`` (comma-separated)
+    or the lines of the file named by ``VOICEHOOKS_SECRET_FILE``.
+    """
     if secret is None:
         raw = os.environ.get(SECRET_ENV, "")
         filename = os.environ.get(SECRET_FILE_ENV)

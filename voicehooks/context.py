@@ -220,9 +220,9 @@ async def call_with_deadline(
     On asyncio an async function's first step runs at once, the way Python 3.12's eager tasks
     start: one that answers without ever waiting (a cache hit, a computation) needs no timer,
     and arming one costs several microseconds on a busy loop's timer heap. Only a function
-    that suspends gets a deadline, and it is an ``asyncio.timeout`` rather than an anyio cancel scope because it is entered after the
-    function's first step: anyio scopes must nest strictly, and that step may have opened
-    scopes or task groups of its own.
+    that suspends gets a deadline, and it is an ``asyncio.timeout`` rather than an anyio
+    cancel scope because it is entered after the function's first step: anyio scopes must
+    nest strictly, and that step may have opened scopes or task groups of its own.
     """
     if not is_async:
         with anyio.move_on_after(timeout_seconds):

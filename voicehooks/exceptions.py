@@ -8,6 +8,7 @@
     │   ├── MethodNotAllowed        405
     │   ├── UnsupportedMediaType    415
     │   ├── PayloadTooLarge         413
+    │   ├── RequestTimeout          408
     │   ├── SignatureError          401
     │   └── PayloadError            400
     ├── ToolError               raised by a tool: its message is the result the caller hears
@@ -25,6 +26,7 @@ __all__ = [
     "PayloadError",
     "PayloadTooLarge",
     "RequestError",
+    "RequestTimeout",
     "SignatureError",
     "StoreError",
     "ToolError",
@@ -55,6 +57,10 @@ class UnsupportedMediaType(RequestError):
 
 class PayloadTooLarge(RequestError):
     """The request body is larger than the app's ``max_body_bytes``."""
+
+
+class RequestTimeout(RequestError):
+    """The body did not arrive within the app's ``body_timeout_seconds``."""
 
 
 class SignatureError(RequestError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .exceptions import ConfigurationError, SignatureError
 
-__all__ = ["DEFAULT_TOLERANCE_SECONDS", "Verifier", "sign", "signature"]
+__all__ = ["DEFAULT_TOLERANCE_SECONDS", "Verifier", "is_milliseconds", "sign", "signature"]
 
 DEFAULT_TOLERANCE_SECONDS = 300.0
 """The platform's suggested freshness window, applied in both directions."""

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from voicehooks.app import SECRET_ENV, _resolve_secrets
+from voicehooks.app import SECRET_ENV, resolve_secrets
 from voicehooks.exceptions import ConfigurationError
 
 __all__ = ["configured_secrets", "env_file_option", "patched_environ", "read_env_file"]
@@ -96,6 +96,6 @@ def configured_secrets() -> list[str]:
         click.UsageError: ``VOICEHOOKS_SECRET_FILE`` names a file that cannot be read.
     """
     try:
-        return _resolve_secrets(None)
+        return resolve_secrets(None)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
