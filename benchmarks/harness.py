@@ -71,6 +71,7 @@ class Mode:
     rounds: int
     http_duration: int
     http_warmup: int
+    http_rounds: int
     memory: bool
     fixed_number: int | None = None
     levels: tuple[str, ...] = ("inprocess", "http", "memory")
@@ -84,11 +85,29 @@ class Mode:
 
 
 MODES = {
+    # Over HTTP, several short runs with the contenders' order rotated between them resist a
+    # busy machine better than one long run: the median of three keeps out a burst.
     "full": Mode(
-        "full", 1.0, repeats=5, warmup=200, rounds=2, http_duration=5, http_warmup=1, memory=True
+        "full",
+        1.0,
+        repeats=5,
+        warmup=200,
+        rounds=2,
+        http_duration=3,
+        http_warmup=0,
+        http_rounds=3,
+        memory=True,
     ),
     "quick": Mode(
-        "quick", 0.2, repeats=3, warmup=50, rounds=1, http_duration=1, http_warmup=0, memory=False
+        "quick",
+        0.2,
+        repeats=3,
+        warmup=50,
+        rounds=1,
+        http_duration=1,
+        http_warmup=0,
+        http_rounds=1,
+        memory=False,
     ),
     "smoke": Mode(
         "smoke",
@@ -98,6 +117,7 @@ MODES = {
         rounds=1,
         http_duration=1,
         http_warmup=0,
+        http_rounds=1,
         memory=False,
         fixed_number=3,
         levels=("inprocess",),
@@ -232,14 +252,23 @@ def _inprocess_ratios(us: Mapping[str, float]) -> dict[str, float]:
     return ratios
 
 
-def _http_ratios(rps: Mapping[str, float]) -> dict[str, float]:
+def _http_ratios(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, float]:
+    # Per round, then the median: the two runs of a round were measured close together.
+    def ratio(top: str, bottom: str) -> float | None:
+        if top not in runs or bottom not in runs:
+            return None
+        pairs = zip(runs[top], runs[bottom], strict=True)
+        return statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+
     ratios: dict[str, float] = {}
-    if "voicehooks" in rps and "raw" in rps:
-        ratios["voicehooks/raw"] = rps["voicehooks"] / rps["raw"]
-    if "voicehooks" in rps and "fastapi" in rps:
-        ratios["voicehooks/fastapi"] = rps["voicehooks"] / rps["fastapi"]
-    if "constant" in rps and "voicehooks" in rps:
-        ratios["voicehooks/constant"] = rps["voicehooks"] / rps["constant"]
+    for key, (top, bottom) in {
+        "voicehooks/raw": ("voicehooks", "raw"),
+        "voicehooks/fastapi": ("voicehooks", "fastapi"),
+        "voicehooks/constant": ("voicehooks", "constant"),
+    }.items():
+        value = ratio(top, bottom)
+        if value is not None:
+            ratios[key] = value
     return ratios
 
 
@@ -258,7 +287,7 @@ def summarize_http(raw: Mapping[str, Any]) -> dict[str, Any]:
             }
         summary[workload] = {
             "contenders": rows,
-            "ratios": _http_ratios({n: row["rps"] for n, row in rows.items()}),
+            "ratios": _http_ratios(by_name),
         }
     return summary
 
@@ -374,7 +403,7 @@ def run(
                 duration_seconds=http_duration or mode.http_duration,
                 warmup_seconds=mode.http_warmup,
                 connections=connections,
-                rounds=1,
+                rounds=mode.http_rounds,
                 seed=seed,
             ),
             log=log,
@@ -459,7 +488,8 @@ def _http_tables(raw: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str
     lines = [
         f"HTTP, requests/s (uvicorn + httptools + uvloop, 1 worker on core {raw['cpu']['server']}; "
         f"wrk -t1 -c{raw['connections']} on core {raw['cpu']['wrk']}; "
-        f"{raw['duration_seconds']} s per run):",
+        f"median of {raw['rounds']} run(s) of {raw['duration_seconds']} s; ratios: median of the "
+        "rounds' ratios):",
         "",
         "| workload | " + " | ".join(names) + " | voicehooks/raw | voicehooks/FastAPI |",
         "|---|" + "---:|" * (len(names) + 2),

@@ -68,11 +68,12 @@ def run(
                 ]
                 pool_file = Path(tmp) / f"memory-{name}.pool"
                 write_pool_file(pool_file, pools)
-                # +1: wrk calls request() once before the run to inspect it.
+                # +1: wrk calls request() once before the run to inspect it; +connections:
+                # the requests in flight when the thread stops are never answered.
                 result = wrk_run(
                     server.port,
                     pool_file,
-                    limit=per_chunk + 1,
+                    limit=per_chunk + connections + 1,
                     duration_seconds=min(remaining, 60),
                     connections=connections,
                     core=plan.client,
