@@ -258,7 +258,7 @@ def _http_ratios(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, f
         if top not in runs or bottom not in runs:
             return None
         pairs = zip(runs[top], runs[bottom], strict=True)
-        return statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+        return statistics.median(float(a["rps"]) / float(b["rps"]) for a, b in pairs)
 
     ratios: dict[str, float] = {}
     for key, (top, bottom) in {
