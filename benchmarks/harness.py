@@ -261,6 +261,11 @@ def _http_ratios(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, f
         return statistics.median(float(a["rps"]) / float(b["rps"]) for a, b in pairs)
 
     ratios: dict[str, float] = {}
+    if "voicehooks" in runs and "raw" in runs:
+        pairs = zip(runs["voicehooks"], runs["raw"], strict=True)
+        ratios["cpu voicehooks/raw"] = statistics.median(
+            float(a["server_cpu_us"]) / float(b["server_cpu_us"]) for a, b in pairs
+        )
     for key, (top, bottom) in {
         "voicehooks/raw": ("voicehooks", "raw"),
         "voicehooks/fastapi": ("voicehooks", "fastapi"),
@@ -282,6 +287,7 @@ def summarize_http(raw: Mapping[str, Any]) -> dict[str, Any]:
                 "rps": statistics.median(r["rps"] for r in runs),
                 "p50_ms": statistics.median(r["latency_us"]["p50"] for r in runs) / 1000,
                 "p99_ms": statistics.median(r["latency_us"]["p99"] for r in runs) / 1000,
+                "server_cpu_us": statistics.median(r["server_cpu_us"] for r in runs),
                 "exhausted": any(r["exhausted"] for r in runs),
                 "errors": sum(sum(r["errors"].values()) for r in runs),
             }
@@ -509,6 +515,20 @@ def _http_tables(raw: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str
                 notes.append(f"{workload}/{name}: the request pool ran out (run cut short)")
             if row["errors"]:
                 notes.append(f"{workload}/{name}: {row['errors']} errors")
+    lines += [
+        "",
+        "HTTP, server CPU time per request in µs (user + system of the server process; "
+        "steadier than requests/s when other processes share the core):",
+        "",
+        "| workload | " + " | ".join(names) + " | voicehooks/raw |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for workload, data in summary.items():
+        rows = data["contenders"]
+        cells = " | ".join(f"{rows[n]['server_cpu_us']:.1f}" for n in names)
+        lines.append(
+            f"| {workload} | {cells} | {_times(data['ratios'].get('cpu voicehooks/raw'))} |"
+        )
     lines += ["", "HTTP latency, p50 / p99 in ms:", ""]
     lines += ["| workload | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for workload, data in summary.items():
