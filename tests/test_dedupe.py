@@ -445,6 +445,13 @@ class WriteOnlyFailure(MemoryStore):
         raise StoreError("disk full")
 
 
+class BlindWaiter(MemoryStore):
+    """Claims work; fetching a stored result fails."""
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        raise StoreError("connection lost")
+
+
 def assert_no_payload(caplog: pytest.LogCaptureFixture) -> None:
     assert ARGUMENT not in caplog.text
     assert "+316" not in caplog.text  # the factories' phone numbers
@@ -495,6 +502,25 @@ async def test_store_failure_reject_answers_503(
     assert runs == []
     assert "answering 503" in caplog.text
     assert_no_payload(caplog)
+
+
+@pytest.mark.parametrize("store_failure", ["process", "reject"])
+async def test_a_known_duplicate_is_never_run_again_when_its_result_cannot_be_fetched(
+    caplog: pytest.LogCaptureFixture, store_failure: Any
+) -> None:
+    app, runs = booking_app(store=BlindWaiter(), store_failure=store_failure)
+    client = WebhookClient(app, secret=SECRET)
+    assert (await client.post(booking())).status == 200
+    with caplog.at_level(logging.ERROR, logger="voicehooks"):
+        duplicate = await client.post(booking())
+    assert runs == [ARGUMENT]
+    if store_failure == "process":
+        assert duplicate.status == 200
+        assert "did not answer in time" in duplicate.json()["results"][0]["result"]["error"]
+        assert "answering the duplicate without the first result" in caplog.text
+    else:
+        assert duplicate.status == 503
+    assert "StoreError: connection lost" in caplog.text
 
 
 async def test_failing_to_record_a_result_still_answers_it(

@@ -21,6 +21,8 @@ fail *after* its side effect should raise ``ToolError`` or be idempotent).
 A store that fails or is slow never blocks a live call: with ``store_failure="process"`` (the
 default) the delivery is processed as if it were the first and an error is logged; with
 ``"reject"`` it is answered 503, for senders that retry and tools that must not run twice.
+A tool call the store already named a duplicate is never run again: if its first result
+cannot be fetched, it is answered with the timeout error result (or 503 with ``"reject"``).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class Deduplicator:
         try:
             first = await self.store.claim(event_key(body), self.ttl_seconds)
         except Exception as exc:
-            self._fault(exc, event)
+            self._fault(exc, event, "processing the delivery anyway")
             return True
         if not first:
             _log.info("duplicate %s (call %s) acknowledged; handlers not run", *_label(event))
@@ -104,7 +106,8 @@ class Deduplicator:
         """Run ``execute`` unless ``call`` ran before; a duplicate gets the first answer.
 
         Returns:
-            The answer, or ``None`` for a duplicate whose first run gave none in time.
+            The answer, or ``None`` for a duplicate whose first run gave none in time (or
+            whose result the store failed to fetch).
 
         Raises:
             StoreError: The store failed and ``store_failure`` is ``"reject"``.
@@ -112,17 +115,23 @@ class Deduplicator:
         key = tool_key(event.call.id, call.id)
         store = self.store
         try:
-            if not await store.claim(key, timeout_seconds + _IN_FLIGHT_MARGIN_SECONDS):
-                _log.info(
-                    "duplicate tool call %s (call %s): answering the first run's result",
-                    call.function.name,
-                    event.call.id,
-                )
-                result = await store.wait_result(key, timeout_seconds)
-                return None if result is None else msgspec.Raw(result)
+            first = await store.claim(key, timeout_seconds + _IN_FLIGHT_MARGIN_SECONDS)
         except Exception as exc:
-            self._fault(exc, event)
+            self._fault(exc, event, "processing the delivery anyway")
             return (await execute())[0]
+        if not first:
+            _log.info(
+                "duplicate tool call %s (call %s): answering the first run's result",
+                call.function.name,
+                event.call.id,
+            )
+            try:
+                result = await store.wait_result(key, timeout_seconds)
+            except Exception as exc:
+                # Known to be a duplicate: never run it again, even with store_failure="process".
+                self._fault(exc, event, "answering the duplicate without the first result")
+                return None
+            return None if result is None else msgspec.Raw(result)
         try:
             answer, keep = await execute()
         except BaseException:
@@ -130,35 +139,41 @@ class Deduplicator:
             with anyio.CancelScope(shield=True):
                 await self._settle(store.release(key), event)
             raise
-        if keep:
-            await self._settle(store.put_result(key, bytes(answer), self.ttl_seconds), event)
-        else:
-            await self._settle(store.release(key), event)
+        try:
+            if keep:
+                await store.put_result(key, bytes(answer), self.ttl_seconds)
+            else:
+                await store.release(key)
+        except Exception as exc:
+            _settle_failed(exc, event)  # the answer exists already: it is sent all the same
         return answer
 
     async def _settle(self, operation: Awaitable[None], event: Event) -> None:
-        # The answer exists already: a failure to record it is logged, never sent.
         try:
             await operation
         except Exception as exc:
-            _log.error(
-                "duplicate-delivery store failed recording %s (call %s): %s: %s",
-                *_label(event),
-                type(exc).__name__,
-                exc,
-            )
+            _settle_failed(exc, event)
 
-    def _fault(self, exc: Exception, event: Event) -> None:
+    def _fault(self, exc: Exception, event: Event, fallback: str) -> None:
         rejecting = self.store_failure == "reject"
         _log.error(
             "duplicate-delivery store failed for %s (call %s): %s: %s; %s",
             *_label(event),
             type(exc).__name__,
             exc,
-            "answering 503" if rejecting else "processing the delivery anyway",
+            "answering 503" if rejecting else fallback,
         )
         if rejecting:
             raise StoreError(_UNAVAILABLE) from exc
+
+
+def _settle_failed(exc: Exception, event: Event) -> None:
+    _log.error(
+        "duplicate-delivery store failed recording %s (call %s): %s: %s",
+        *_label(event),
+        type(exc).__name__,
+        exc,
+    )
 
 
 def _label(event: Event) -> tuple[str, str]:

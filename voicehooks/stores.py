@@ -20,6 +20,7 @@ import math
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
@@ -94,8 +95,8 @@ class MemoryStore:
     """The default store: a dict in this process, bounded in size, entries expire.
 
     It catches duplicates that reach the same process. Behind several workers or hosts use
-    ``RedisStore``. Everything runs on the event loop, so no method needs a lock: a claim is a
-    dict lookup and an insert. Expired entries are dropped as new ones arrive; past
+    ``RedisStore``. Everything runs on the event loop, so no method needs a lock, and each is
+    a few O(1) dict operations. Expired entries are dropped as new ones arrive; past
     ``max_entries`` the oldest entry goes first (a duplicate arriving after its entry went
     would run again, so size the bound for your traffic times the TTL).
 
@@ -115,9 +116,11 @@ class MemoryStore:
             raise ConfigurationError(f"max_entries must be >= 1, got {max_entries!r}")
         self.max_entries = max_entries
         self._clock = clock
-        # Insertion-ordered: the front holds the oldest write, so eviction and expiry both
-        # look at the front only. ``put_result`` moves its entry to the back.
-        self._slots: dict[str, _Slot] = {}
+        # Ordered by last write: the front holds the oldest, so expiry and eviction only look
+        # at the front, and ``put_result`` moves its entry to the back. An OrderedDict, not a
+        # dict: a dict finds its first key by skipping the holes that deletions leave at its
+        # front, which makes a queue of a dict O(n) per operation.
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -132,17 +135,30 @@ class MemoryStore:
                 return False
             self._drop(key)
         slots[key] = _Slot(now + ttl_seconds)
-        self._trim(now)
+        if len(slots) > self.max_entries:
+            self._drop(next(iter(slots)))
+            return True
+        # Two expired entries at most leave per claim: each claim adds one, so the store
+        # still shrinks back, and no single request pays for a long sweep.
+        for _ in range(2):
+            oldest = next(iter(slots))
+            if slots[oldest].expires_at > now:
+                break
+            self._drop(oldest)
+            if not slots:
+                break
         return True
 
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
         """Store ``result``; see ``DeliveryStore.put_result``."""
-        slot = self._slots.pop(key, None)
+        slots = self._slots
+        slot = slots.get(key)
         if slot is None:  # evicted or expired meanwhile: remember the result all the same
-            slot = _Slot(0.0)
+            slot = slots[key] = _Slot(0.0)
+        else:
+            slots.move_to_end(key)
         slot.expires_at = self._clock() + ttl_seconds
         slot.result = result
-        self._slots[key] = slot
         if slot.done is not None:
             slot.done.set()
 
@@ -171,21 +187,6 @@ class MemoryStore:
         slot = self._slots.pop(key, None)
         if slot is not None and slot.done is not None:
             slot.done.set()  # a waiter wakes, finds no result, and answers without one
-
-    def _trim(self, now: float) -> None:
-        slots = self._slots
-        if len(slots) > self.max_entries:
-            self._drop(next(iter(slots)))
-            return
-        # Two expired entries at most per claim: each claim adds one, so the dict still
-        # shrinks back, and no single request pays for a long sweep.
-        for _ in range(2):
-            if not slots:
-                return
-            key = next(iter(slots))
-            if slots[key].expires_at > now:
-                return
-            self._drop(key)
 
 
 # -- Redis -------------------------------------------------------------------------------
