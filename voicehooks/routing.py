@@ -11,12 +11,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from .context import Injection, is_async_callable, plan_injections
 from .events import EVENT_NAMES, Event
 from .exceptions import ConfigurationError
-from .tools import Tool
+from .tools import Tool, ToolOptions
 
 __all__ = ["ErrorHook", "Handler", "Registry", "Route"]
 
@@ -136,16 +136,7 @@ class Registry:
     # -- tools --------------------------------------------------------------------------
 
     def add_tool(
-        self,
-        function: Callable[..., Any],
-        name: str | None = None,
-        *,
-        description: str | None = None,
-        timeout_seconds: float | None = None,
-        fire_and_forget: bool = False,
-        async_response: str | None = None,
-        url: str | None = None,
-        deduplicate: bool = True,
+        self, function: Callable[..., Any], name: str | None = None, **options: Unpack[ToolOptions]
     ) -> Tool:
         """Register ``function`` as the tool ``name`` (default: the function's name).
 
@@ -156,6 +147,7 @@ class Registry:
             function: Sync or async. Its docstring's first paragraph is the description and
                 its Google-style ``Args:`` lines describe the parameters.
             name: The name the model calls.
+            **options: Any of the following.
             description: Overrides the docstring.
             timeout_seconds: This tool's deadline; the app's ``tool_timeout_seconds`` if None.
             fire_and_forget: The platform's ``async: true``: answer at once, run afterwards.
@@ -174,16 +166,7 @@ class Registry:
             'status'
         """
         try:
-            tool = Tool.from_function(
-                function,
-                name,
-                description=description,
-                timeout_seconds=timeout_seconds,
-                fire_and_forget=fire_and_forget,
-                async_response=async_response,
-                url=url,
-                deduplicate=deduplicate,
-            )
+            tool = Tool.from_function(function, name, **options)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(str(exc)) from None
         existing = self.tools.get(tool.name)
@@ -199,28 +182,10 @@ class Registry:
     def tool(self, function: F, /) -> F: ...
     @overload
     def tool(
-        self,
-        name: str | None = None,
-        /,
-        *,
-        description: str | None = None,
-        timeout_seconds: float | None = None,
-        fire_and_forget: bool = False,
-        async_response: str | None = None,
-        url: str | None = None,
-        deduplicate: bool = True,
+        self, name: str | None = None, /, **options: Unpack[ToolOptions]
     ) -> Callable[[F], F]: ...
     def tool(
-        self,
-        name: str | Callable[..., Any] | None = None,
-        /,
-        *,
-        description: str | None = None,
-        timeout_seconds: float | None = None,
-        fire_and_forget: bool = False,
-        async_response: str | None = None,
-        url: str | None = None,
-        deduplicate: bool = True,
+        self, name: str | Callable[..., Any] | None = None, /, **options: Unpack[ToolOptions]
     ) -> Any:
         """Decorator form of ``add_tool``; usable bare (``@app.tool``) or called.
 
@@ -233,20 +198,11 @@ class Registry:
             ...     return {"status": "ready for pickup"}
         """
         if callable(name):
-            self.add_tool(name)
+            self.add_tool(name, **options)
             return name
 
         def register(function: F) -> F:
-            self.add_tool(
-                function,
-                name,
-                description=description,
-                timeout_seconds=timeout_seconds,
-                fire_and_forget=fire_and_forget,
-                async_response=async_response,
-                url=url,
-                deduplicate=deduplicate,
-            )
+            self.add_tool(function, name, **options)
             return function
 
         return register

@@ -12,14 +12,14 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import msgspec
 
 from .context import Injection, is_async_callable, plan_injections
 from .events import ToolCall, ToolCalls
 
-__all__ = ["ArgumentError", "Tool", "parse_docstring"]
+__all__ = ["ArgumentError", "Tool", "ToolOptions", "parse_docstring"]
 
 _SECTIONS = ("Args", "Arguments", "Parameters")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -27,6 +27,17 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 # Besides DecodeError, msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string and
 # RecursionError for nesting deeper than the interpreter allows: both are unusable arguments.
 _MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+class ToolOptions(TypedDict, total=False):
+    """The options of ``@app.tool`` and ``app.add_tool``; ``Registry.add_tool`` documents them."""
+
+    description: str | None
+    timeout_seconds: float | None
+    fire_and_forget: bool
+    async_response: str | None
+    url: str | None
+    deduplicate: bool
 
 
 class ArgumentError(Exception):
