@@ -257,6 +257,28 @@ async def test_a_cancelled_run_is_released() -> None:
     assert len(runs) == 2
 
 
+async def test_a_cancelled_run_whose_release_fails_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = VoiceHooks(secret=SECRET, store=WriteOnlyFailure())
+    started = anyio.Event()
+
+    @app.tool
+    async def book(slot: str) -> str:
+        """Hang."""
+        started.set()
+        await anyio.sleep(30)
+        return "booked"
+
+    client = WebhookClient(app, secret=SECRET)
+    with caplog.at_level(logging.ERROR, logger="voicehooks"), anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.post, booking())
+            await started.wait()
+            group.cancel_scope.cancel()
+    assert "failed recording tool-calls (call call-1): StoreError: disk full" in caplog.text
+
+
 async def test_an_event_built_in_code_is_never_a_duplicate() -> None:
     once = Deduplicator(MemoryStore(), ttl_seconds=60, store_failure="process")
     report = msgspec.json.decode(

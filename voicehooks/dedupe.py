@@ -137,7 +137,10 @@ class Deduplicator:
         except BaseException:
             # Cancelled (shutdown): free the claim so that a redelivery is not refused.
             with anyio.CancelScope(shield=True):
-                await self._settle(store.release(key), event)
+                try:
+                    await store.release(key)
+                except Exception as exc:
+                    _settle_failed(exc, event)
             raise
         try:
             if keep:
@@ -147,12 +150,6 @@ class Deduplicator:
         except Exception as exc:
             _settle_failed(exc, event)  # the answer exists already: it is sent all the same
         return answer
-
-    async def _settle(self, operation: Awaitable[None], event: Event) -> None:
-        try:
-            await operation
-        except Exception as exc:
-            _settle_failed(exc, event)
 
     def _fault(self, exc: Exception, event: Event, fallback: str) -> None:
         rejecting = self.store_failure == "reject"
