@@ -215,7 +215,8 @@ class RedisStore:
     waiting duplicate polls the two keys with a short backoff (5 ms, doubling to 50 ms).
 
     Each operation has its own ``operation_timeout_seconds``; a slow, unreachable or failing
-    Redis raises ``StoreError`` and is never retried here: the caller is a live call.
+    Redis raises ``StoreError`` and is never retried here: the caller is a live call. The one
+    exception is a slow poll inside ``wait_result``, which polls on until its own deadline.
 
     Args:
         client: A ``redis.asyncio.Redis``; the store owns it and closes it in ``aclose``.
@@ -299,7 +300,10 @@ class RedisStore:
         delay = 0.005
         with anyio.move_on_after(timeout_seconds):
             while True:
-                result, claim = await self._run("wait_result", self.client.mget(keys))
+                try:
+                    result, claim = await self._run("wait_result", self.client.mget(keys))
+                except _Slow:
+                    continue  # one slow poll is no reason to give up: the wait has a deadline
                 if result is not None:
                     return result if isinstance(result, bytes) else result.encode()
                 if claim is None:
@@ -323,11 +327,15 @@ class RedisStore:
             with anyio.fail_after(self.operation_timeout_seconds):
                 return await command
         except TimeoutError:
-            raise StoreError(
+            raise _Slow(
                 f"redis {name} took longer than {self.operation_timeout_seconds} s"
             ) from None
         except Exception as exc:  # redis-py's errors, OSError, and whatever a client raises
             raise StoreError(f"redis {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+class _Slow(StoreError):
+    """A Redis command did not answer within the operation timeout."""
 
 
 def _milliseconds(seconds: float) -> int:
