@@ -24,7 +24,7 @@ from voicehooks import (
     VoiceHooks,
 )
 from voicehooks.dedupe import Deduplicator, event_key, tool_key
-from voicehooks.events import EndOfCallReport, StatusUpdate
+from voicehooks.events import EndOfCallReport, StatusUpdate, decode_delivery
 from voicehooks.testing import (
     WebhookClient,
     assistant_request,
@@ -279,12 +279,24 @@ async def test_a_cancelled_run_whose_release_fails_is_logged(
     assert "failed recording tool-calls (call call-1): StoreError: disk full" in caplog.text
 
 
-async def test_an_event_built_in_code_is_never_a_duplicate() -> None:
+async def test_events_are_identified_by_type_call_status_and_time_not_by_bytes() -> None:
     once = Deduplicator(MemoryStore(), ttl_seconds=60, store_failure="process")
-    report = msgspec.json.decode(
-        encode(end_of_call_report(call_id="call-1")["message"]), type=EndOfCallReport
+    payload = end_of_call_report(call_id="call-1")["message"]
+    compact = msgspec.json.decode(encode(payload), type=EndOfCallReport)
+    pretty = msgspec.json.decode(
+        msgspec.json.format(encode(payload), indent=4), type=EndOfCallReport
     )
-    assert [await once.is_first_event(report) for _ in range(2)] == [True, True]
+    later = msgspec.json.decode(
+        encode({**payload, "timestamp": "2030-01-01T00:00:00.000Z"}), type=EndOfCallReport
+    )
+    other_call = msgspec.json.decode(
+        encode({**payload, "call": {**payload["call"], "id": "call-2"}}), type=EndOfCallReport
+    )
+    assert await once.is_first_event(compact)
+    assert not await once.is_first_event(pretty)  # the same event, re-serialised
+    assert await once.is_first_event(later)
+    assert await once.is_first_event(other_call)
+    assert event_key(compact) == event_key(pretty) != event_key(later)
 
 
 async def test_a_fire_and_forget_tool_is_claimed_before_it_starts() -> None:
@@ -594,7 +606,7 @@ async def test_every_key_written_for_deliveries_expires(
         [
             f"voicehooks:claim:{tool_key('call-1', 'tc-1')}".encode(),
             f"voicehooks:result:{tool_key('call-1', 'tc-1')}".encode(),
-            f"voicehooks:claim:{event_key(report)}".encode(),
+            f"voicehooks:claim:{event_key(decode_delivery(report))}".encode(),
         ]
     )
     for key in keys:

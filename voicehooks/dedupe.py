@@ -6,10 +6,14 @@ identity of a delivery is derived from what it carries:
 * A **tool call** is its (call id, tool call id). The first delivery claims it, runs the tool
   and stores the encoded result; a duplicate answers that same result, waiting for it while
   the first still runs, within the tool's deadline (past it: the timeout error result).
-* A **status-update** or **end-of-call-report** is the SHA-256 of its raw body. A duplicate is
-  acknowledged with ``{}`` and its handlers do not run. The signature headers are not part of
-  the digest, so a re-signed redelivery and an exact replay inside the tolerance window are
-  both duplicates; two different events never share a body (it carries the event time).
+* A **status-update** or **end-of-call-report** is a digest of its identity: event type, call
+  id, call status and the event's own time (``message.timestamp``, milliseconds). A duplicate
+  is acknowledged with ``{}`` and its handlers do not run. The signature headers are not part
+  of it, so a re-signed redelivery and an exact replay inside the tolerance window are both
+  duplicates, and so is a redelivery whose JSON was re-serialised. PLATFORM.md 8 row 1
+  recommends these fields; the event time keeps two real events of one call apart. A digest
+  of the whole body would identify the same deliveries, but hashing a 30 KB report costs as
+  much as verifying its signature.
 * An **assistant-request** is never deduplicated: it only reads configuration and must be
   answered within 5 s, so answering a replay again is harmless and waiting on a store is not.
 
@@ -61,9 +65,14 @@ def tool_key(call_id: str, tool_call_id: str) -> str:
     return f"tool:{len(call_id)}:{call_id}:{tool_call_id}"
 
 
-def event_key(body: bytes) -> str:
-    """The store key of an informational delivery: a digest of its raw body."""
-    return "event:" + hashlib.sha256(body).hexdigest()
+def event_key(event: Event) -> str:
+    """The store key of an informational delivery: a digest of its identity."""
+    call = event.call
+    identity = _encode_identity((event.type, call.id, call.status, event.timestamp))
+    return "event:" + hashlib.sha256(identity).hexdigest()
+
+
+_encode_identity = msgspec.json.Encoder().encode
 
 
 class Deduplicator:
@@ -88,11 +97,8 @@ class Deduplicator:
         Raises:
             StoreError: The store failed and ``store_failure`` is ``"reject"``.
         """
-        body = event.__dict__.get("_body")
-        if body is None:  # built in code, not received: nothing to compare
-            return True
         try:
-            first = await self.store.claim(event_key(body), self.ttl_seconds)
+            first = await self.store.claim(event_key(event), self.ttl_seconds)
         except Exception as exc:
             self._fault(exc, event, "processing the delivery anyway")
             return True
