@@ -514,3 +514,27 @@ async def test_an_empty_tool_call_list_is_an_empty_object_answer() -> None:
     _, client = make()
     response = await client.post(tool_calls())
     assert response.json() == {"results": []}
+
+
+async def test_without_a_lifespan_a_fire_and_forget_tool_runs_after_the_answer_is_sent() -> None:
+    app, client = make()
+    order: list[str] = []
+
+    @app.tool(fire_and_forget=True)
+    async def slow_notify() -> None:
+        """Runs after the answer."""
+        await anyio.sleep(0.05)
+        order.append("tool finished")
+
+    body = msgspec.json.encode(tool_calls(tool_call("slow_notify", id="ff")))
+    headers = [(k.encode(), v.encode()) for k, v in client.signed_headers(body).items()]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            order.append("answer sent")
+
+    await app({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive, send)
+    assert order == ["answer sent", "tool finished"]

@@ -27,7 +27,7 @@ from starlette.datastructures import State
 from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
-from .background import BackgroundRunner
+from .background import BackgroundRunner, Job
 from .context import call_with_deadline
 from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
@@ -189,7 +189,6 @@ class VoiceHooks(Registry):
             tool_timeout_seconds=tool_timeout_seconds,
             assistant_request_timeout_seconds=assistant_request_timeout_seconds,
             thread_limiter=anyio.CapacityLimiter(max_threads),
-            submit=self.runner.submit,
         )
         self.store: DeliveryStore | None = None
         if deduplicate:
@@ -237,14 +236,14 @@ class VoiceHooks(Registry):
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         event: Event | None = None
-        jobs: list[Any] = []
+        jobs: list[Job] = []  # background work, started once the answer is out
         try:
             event = await self._receive_event(scope, receive)
             if event is None:
                 return  # the client went away before its body arrived
             status = 200
             if type(event) is ToolCalls:
-                body = await self.dispatcher.answer_tool_calls(event)
+                body = await self.dispatcher.answer_tool_calls(event, jobs)
             elif type(event) is AssistantRequest:
                 body = await self.dispatcher.answer_assistant_request(event)
             else:
@@ -275,7 +274,7 @@ class VoiceHooks(Registry):
                 status,
                 (time.perf_counter() - started) * 1000,
             )
-        if event is not None:
+        if event is not None and status == 200:  # a refused delivery will come again
             for job in jobs:
                 await self.runner.submit(event.type, event.call.id, job)
 

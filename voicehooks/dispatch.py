@@ -16,12 +16,12 @@ to the error hooks, and answered with something safe.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import msgspec
 
+from .background import Job
 from .context import call_function, call_with_deadline, fill
 from .dedupe import Deduplicator
 from .events import AssistantRequest, Event, ToolCall, ToolCalls
@@ -71,7 +71,6 @@ class Dispatcher:
         tool_timeout_seconds: float,
         assistant_request_timeout_seconds: float,
         thread_limiter: anyio.CapacityLimiter,
-        submit: Callable[[str, str, Callable[[], Awaitable[None]]], Awaitable[None]],
         deduplicator: Deduplicator | None = None,
     ) -> None:
         self.registry = registry
@@ -79,20 +78,23 @@ class Dispatcher:
         self.tool_timeout_seconds = tool_timeout_seconds
         self.assistant_request_timeout_seconds = assistant_request_timeout_seconds
         self.limiter = thread_limiter
-        self.submit = submit
         self._encode = msgspec.json.Encoder().encode
         self._warned_unknown: set[str] = set()
 
     # -- tool-calls ---------------------------------------------------------------------
 
-    async def answer_tool_calls(self, event: ToolCalls) -> bytes:
-        """Run every call of ``event`` and return the object-format answer."""
+    async def answer_tool_calls(self, event: ToolCalls, jobs: list[Job]) -> bytes:
+        """Run every call of ``event`` and return the object-format answer.
+
+        Fire-and-forget tools are added to ``jobs``, for the caller to start after answering.
+        """
         calls = event.tool_call_list
         tools = self.registry.tools
         results: list[msgspec.Raw] = [msgspec.Raw(EMPTY)] * len(calls)
         if len(calls) == 1 and calls[0].function.name in tools:
             # The common case pays for no task group.
-            results[0] = await self._run_tool(tools[calls[0].function.name], calls[0], event)
+            only = tools[calls[0].function.name]
+            results[0] = await self._run_tool(only, calls[0], event, jobs)
         else:
             unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
             try:
@@ -100,7 +102,7 @@ class Dispatcher:
                     for i, call in enumerate(calls):
                         tool = tools.get(call.function.name)
                         if tool is not None:
-                            group.start_soon(self._run_into, results, i, tool, call, event)
+                            group.start_soon(self._run_into, results, i, tool, call, event, jobs)
                     if unclaimed:
                         group.start_soon(self._answer_unclaimed, results, unclaimed, event)
             except* StoreError as store_errors:
@@ -110,17 +112,25 @@ class Dispatcher:
         return self._encode(_Answer(entries))
 
     async def _run_into(
-        self, results: list[msgspec.Raw], i: int, tool: Tool, call: ToolCall, event: ToolCalls
+        self,
+        results: list[msgspec.Raw],
+        i: int,
+        tool: Tool,
+        call: ToolCall,
+        event: ToolCalls,
+        jobs: list[Job],
     ) -> None:
-        results[i] = await self._run_tool(tool, call, event)
+        results[i] = await self._run_tool(tool, call, event, jobs)
 
-    async def _run_tool(self, tool: Tool, call: ToolCall, event: ToolCalls) -> msgspec.Raw:
+    async def _run_tool(
+        self, tool: Tool, call: ToolCall, event: ToolCalls, jobs: list[Job]
+    ) -> msgspec.Raw:
         once = self.deduplicator
         if once is None or not tool.deduplicate:
-            return (await self._execute_tool(tool, call, event))[0]
+            return (await self._execute_tool(tool, call, event, jobs))[0]
         timeout = tool.timeout_seconds or self.tool_timeout_seconds
         answer = await once.run_tool(
-            event, call, timeout, lambda: self._execute_tool(tool, call, event)
+            event, call, timeout, lambda: self._execute_tool(tool, call, event, jobs)
         )
         if answer is None:
             _log.warning(
@@ -132,7 +142,7 @@ class Dispatcher:
         return answer
 
     async def _execute_tool(
-        self, tool: Tool, call: ToolCall, event: ToolCalls
+        self, tool: Tool, call: ToolCall, event: ToolCalls, jobs: list[Job]
     ) -> tuple[msgspec.Raw, bool]:
         """Run ``tool`` once: its answer, and whether a duplicate delivery may be given it.
 
@@ -147,9 +157,7 @@ class Dispatcher:
             kwargs.update(fill(tool.injections, event, call))
         label = f"tool {tool.name} (call {event.call.id})"
         if tool.fire_and_forget:
-            await self.submit(
-                "tool-calls", event.call.id, self._background_tool(tool, kwargs, event, label)
-            )
+            jobs.append(self._background_tool(tool, kwargs, event, label))
             return self._raw(tool.async_response or {"status": "started"}), True
         timeout = tool.timeout_seconds or self.tool_timeout_seconds
         try:
@@ -175,7 +183,7 @@ class Dispatcher:
 
     def _background_tool(
         self, tool: Tool, kwargs: dict[str, Any], event: ToolCalls, label: str
-    ) -> Callable[[], Awaitable[None]]:
+    ) -> Job:
         async def job() -> None:
             try:
                 await call_function(tool.function, tool.is_async, kwargs, self.limiter, label)
@@ -262,12 +270,12 @@ class Dispatcher:
 
     # -- status-update, end-of-call-report ----------------------------------------------
 
-    async def acknowledge(self, event: Event) -> list[Callable[[], Awaitable[None]]]:
+    async def acknowledge(self, event: Event) -> list[Job]:
         """Run the handlers that must finish before the answer; return the others as jobs.
 
         A duplicate delivery runs nothing (see ``dedupe``).
         """
-        jobs: list[Callable[[], Awaitable[None]]] = []
+        jobs: list[Job] = []
         handlers = self.registry.handlers[event.type]
         once = self.deduplicator
         if handlers and once is not None and not await once.is_first_event(event):
@@ -279,7 +287,7 @@ class Dispatcher:
                 jobs.append(self._job(handler, event))
         return jobs
 
-    def _job(self, handler: Handler, event: Event) -> Callable[[], Awaitable[None]]:
+    def _job(self, handler: Handler, event: Event) -> Job:
         async def job() -> None:
             await self._observed(handler, event)
 
