@@ -50,6 +50,7 @@ LOAD_BEFORE_SIGTERM_SECONDS = 1.5
 MAX_REQUESTS_PER_CLIENT = 400  # a bound in count, besides the one in time
 
 APP = f'''
+import sys
 import time
 
 import anyio
@@ -66,10 +67,17 @@ from voicehooks import (
 app = VoiceHooks(secret="{SECRET}", shutdown_grace_seconds={GRACE_SECONDS}, max_background_jobs=16)
 
 
+def seen(call_id: str) -> None:
+    # One write per line: print() writes its parts separately, and sync handlers print from
+    # worker threads, so their words would interleave.
+    sys.stdout.write(f"seen {{call_id}}\\n")
+    sys.stdout.flush()
+
+
 @app.tool
 async def wait(milliseconds: int, context: CallContext) -> dict[str, str]:
     """Take a while on the event loop."""
-    print("seen", context.call_id, flush=True)
+    seen(context.call_id)
     await anyio.sleep(milliseconds / 1000)
     return {{"waited": context.call_id}}
 
@@ -77,26 +85,26 @@ async def wait(milliseconds: int, context: CallContext) -> dict[str, str]:
 @app.tool
 def wait_sync(milliseconds: int, context: CallContext) -> dict[str, str]:
     """Take a while in a worker thread."""
-    print("seen", context.call_id, flush=True)
+    seen(context.call_id)
     time.sleep(milliseconds / 1000)
     return {{"waited": context.call_id}}
 
 
 @app.on("assistant-request")
 async def configure(event: AssistantRequest) -> AssistantResponse:
-    print("seen", event.call.id, flush=True)
+    seen(event.call.id)
     return AssistantResponse.override("asst_1", first_message=event.call.id)
 
 
 @app.on("status-update", run_before_answer=True)
 async def status(event: StatusUpdate) -> None:
-    print("seen", event.call.id, flush=True)
+    seen(event.call.id)
     await anyio.sleep(0.05)
 
 
 @app.on("end-of-call-report", run_before_answer=True)
 def received(event: EndOfCallReport) -> None:
-    print("seen", event.call.id, flush=True)
+    seen(event.call.id)
 
 
 @app.on("end-of-call-report")

@@ -14,7 +14,8 @@
     ├── ToolError               raised by a tool: its message is the result the caller hears
     └── StoreError              the duplicate-delivery store failed or timed out
 
-Only ``RequestError`` subclasses ever reach the wire, as ``{"error": message}``. Their messages
+Only ``RequestError`` subclasses reach the wire, as ``{"error": message}``, and a
+``StoreError`` (503) when the app was built with ``store_failure="reject"``. Their messages
 describe the request, never its contents: no body, no signature, no secret.
 """
 
