@@ -231,3 +231,30 @@ def test_an_unreadable_secret_file_is_a_usage_error(
     assert result.exit_code == 2
     assert "VOICEHOOKS_SECRET_FILE=" in result.output
     assert "cannot be read" in result.output
+
+
+@pytest.mark.parametrize(
+    ("workers", "redis_url", "warned"), [(2, None, True), (1, None, False), (2, "redis://x", False)]
+)
+def test_run_warns_when_workers_would_not_share_duplicate_suppression(
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    workers: int,
+    redis_url: str | None,
+    warned: bool,
+) -> None:
+    import uvicorn
+
+    name = f"workers_app_{workers}_{bool(redis_url)}"  # a fresh module: the store is per import
+    (tmp_path / f"{name}.py").write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
+
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
+    monkeypatch.setenv("VOICEHOOKS_SECRET", "whsec_cli_workers")
+    if redis_url:
+        monkeypatch.setenv("VOICEHOOKS_REDIS_URL", redis_url)
+    result = runner.invoke(main, ["run", str(tmp_path / f"{name}.py"), "--workers", str(workers)])
+    assert result.exit_code == 0, result.output
+    assert served == [f"{name}:app"]
+    assert ("in-memory duplicate store" in result.output) is warned

@@ -28,6 +28,7 @@ import click
 from voicehooks import __version__
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
 from voicehooks.exceptions import ConfigurationError
+from voicehooks.stores import MemoryStore
 
 from .environment import env_file_option, patched_environ, read_env_file
 from .send import send
@@ -167,7 +168,14 @@ def run(target: str, host: str, port: int, reload: bool, workers: int, log_level
     import uvicorn
     import uvicorn.config
 
-    _, import_string, directory = load_target(target)
+    app, import_string, directory = load_target(target)
+    if workers > 1 and isinstance(app.store, MemoryStore):
+        click.echo(
+            f"warning: {workers} workers with the in-memory duplicate store: each worker only "
+            "remembers its own deliveries, so a redelivery that lands on another worker runs "
+            "again. Set VOICEHOOKS_REDIS_URL to share one Redis.",
+            err=True,
+        )
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["voicehooks"] = {
         "handlers": ["default"],
