@@ -14,6 +14,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import voicehooks.testing
+import voicehooks.testing.client
+import voicehooks.testing.factories
 from voicehooks import (
     AssistantRequest,
     AssistantResponse,
@@ -44,9 +46,10 @@ SECRET = "whsec_testing_kit"
 
 
 def test_the_docstring_examples_run() -> None:
-    failed, attempted = doctest.testmod(voicehooks.testing, optionflags=doctest.ELLIPSIS)
-    assert attempted >= 8
-    assert failed == 0
+    modules = (voicehooks.testing, voicehooks.testing.client, voicehooks.testing.factories)
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in modules]
+    assert sum(r.attempted for r in results) >= 8
+    assert sum(r.failed for r in results) == 0
 
 
 # -- factories ---------------------------------------------------------------------------

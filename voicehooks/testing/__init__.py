@@ -1,0 +1,83 @@
+"""Test kit for voicehooks apps: a signed in-memory client, event factories and a clock.
+
+Use it in your own test suite the way you would use Starlette's ``TestClient``. Tests are
+async; run them with anyio's pytest plugin (installed with anyio) or pytest-asyncio::
+
+    import pytest
+    from voicehooks.testing import WebhookClient
+
+    from myapp import app
+
+    pytestmark = pytest.mark.anyio
+
+
+    async def test_repair_status() -> None:
+        async with WebhookClient(app) as client:
+            result = await client.call_tool("check_repair_status", order_number="WO-2291")
+        assert result == {"order_number": "WO-2291", "status": "ready for pickup"}
+
+What is in here:
+
+* ``WebhookClient`` sends deliveries to an ASGI app in memory, no socket and no server, signed
+  exactly as the platform signs them. It drives a ``VoiceHooks`` app, or a Starlette/FastAPI
+  app that mounts one (pass ``path=``). ``call_tool`` returns one tool's normalized result;
+  ``assistant_request`` returns the decoded answer; ``status_update`` and
+  ``end_of_call_report`` return the ``Response``; ``post`` sends anything at all.
+* Factories build the JSON payload of each event as a plain dict, with realistic defaults
+  taken from the platform's documentation: ``tool_call`` and ``tool_calls``,
+  ``assistant_request``, ``status_update``, ``end_of_call_report``. Every keyword a factory
+  does not know becomes a field of ``message`` and replaces the default of the same name, so
+  ``status_update("ended", end_reason="max_duration")`` or ``tool_calls(..., timestamp="...")``
+  build the edge case you need. A fresh call id is made up unless you pass ``call_id=``.
+* ``ManualClock`` is a clock that moves only when told to, for ``VoiceHooks(clock=...)`` and
+  ``WebhookClient(clock=...)``: test the 300 s freshness window without sleeping.
+
+With or without ``async with``:
+
+* ``async with WebhookClient(app) as client:`` runs the app's lifespan (your ``lifespan=``
+  setup and teardown, and the background runner), like a server does. Each answer comes back
+  as soon as it is sent while background handlers go on running, as in production; call
+  ``await client.wait_for_background()`` to wait for them, and leaving the block waits for
+  them too, then shuts the app down.
+* ``WebhookClient(app)`` alone runs no lifespan; each request then runs to its very end,
+  background handlers included, before the answer is returned.
+
+Example:
+    >>> import anyio
+    >>> from voicehooks import VoiceHooks
+    >>> from voicehooks.testing import WebhookClient
+    >>> app = VoiceHooks(secret="whsec_test")
+    >>> @app.tool
+    ... async def add(a: int, b: int) -> int:
+    ...     '''Add two numbers.'''
+    ...     return a + b
+    >>> async def main() -> None:
+    ...     async with WebhookClient(app, secret="whsec_test") as client:
+    ...         print(await client.call_tool("add", a=2, b=3))
+    >>> anyio.run(main)
+    5
+"""
+
+from .client import ManualClock, Response, WebhookClient
+from .factories import (
+    CUSTOMER_NUMBER,
+    PHONE_NUMBER,
+    assistant_request,
+    end_of_call_report,
+    status_update,
+    tool_call,
+    tool_calls,
+)
+
+__all__ = [
+    "CUSTOMER_NUMBER",
+    "ManualClock",
+    "PHONE_NUMBER",
+    "Response",
+    "WebhookClient",
+    "assistant_request",
+    "end_of_call_report",
+    "status_update",
+    "tool_call",
+    "tool_calls",
+]
