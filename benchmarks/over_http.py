@@ -58,7 +58,7 @@ class HttpSettings:
     warmup_seconds: int = 1
     connections: int = 16
     rounds: int = 1
-    max_rate: int = 40_000  # requests/s a pool is sized for; above it a run is "exhausted"
+    max_rate: int = 60_000  # requests/s a pool is sized for; above it a run is "exhausted"
     seed: int = 0
 
 
@@ -111,26 +111,39 @@ class Server:
         return values
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open until all are chosen)."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def _wait_listening(server: Server, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            log = server.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{server.name} server exited early:\n{log}")
+        _check_alive(server)
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", server.port), 0.2),
         ):
-            return
+            break
         time.sleep(0.05)
-    raise TimeoutError(f"{server.name} did not listen within {timeout} s")
+    else:
+        raise TimeoutError(f"{server.name} did not listen within {timeout} s")
+    # A server that lost its port to another process exits a moment after someone else
+    # answered the connection: look again before trusting the port.
+    time.sleep(0.3)
+    _check_alive(server)
+
+
+def _check_alive(server: Server) -> None:
+    if server.process.poll() is not None:
+        log = server.log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the {server.name} server has exited:\n{log}")
 
 
 @contextlib.contextmanager
@@ -140,8 +153,7 @@ def running_servers(
     """Start one server per contender, all pinned to the server core; stop them at the end."""
     servers: dict[str, Server] = {}
     try:
-        for name in names:
-            port = _free_port()
+        for name, port in zip(names, _free_ports(len(names)), strict=True):
             log_path = workdir / f"server-{name}.log"
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
@@ -369,6 +381,7 @@ def run(settings: HttpSettings, *, log: Any = None) -> dict[str, Any]:
                     # The last file is the timed one. Its server CPU per request holds up on a
                     # busy machine better than requests/s: a stolen core slows the server
                     # down without making a request cost more of its time.
+                    _check_alive(servers[name])  # else its port may be someone else's
                     cpu = servers[name].cpu_seconds() - cpu_before
                     result["server_cpu_us"] = 1e6 * cpu / max(1, result["requests"])
                     results[workload][name].append(result)
