@@ -1,4 +1,4 @@
-"""voicehooks.context: calling user functions under deadlines, eagerly, without breaking scopes."""
+"""voicehooks.running: calling user functions under deadlines, eagerly, without breaking scopes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from voicehooks.context import call_with_deadline
+from voicehooks.running import call_with_deadline
 
 pytestmark = pytest.mark.anyio
 
@@ -151,3 +151,88 @@ async def test_outside_asyncio_the_deadline_is_an_anyio_scope(
 
     assert await run(quick) == (True, "ok")
     assert await run(slow, timeout=0.05) == (False, None)
+
+
+async def test_work_that_never_waits_runs_in_order_in_this_task() -> None:
+    from voicehooks.running import run_concurrently
+
+    here = asyncio.current_task()
+    seen: list[tuple[int, bool]] = []
+
+    def piece(i: int) -> Any:
+        async def run() -> None:
+            seen.append((i, asyncio.current_task() is here))
+
+        return run
+
+    await run_concurrently([piece(i) for i in range(4)])
+    assert seen == [(0, True), (1, True), (2, True), (3, True)]
+
+
+async def test_from_the_first_suspension_the_rest_run_concurrently() -> None:
+    from voicehooks.running import run_concurrently
+
+    here = asyncio.current_task()
+    seen: dict[str, bool] = {}
+
+    async def instant() -> None:
+        seen["a"] = asyncio.current_task() is here
+
+    def sleeper(name: str, seconds: float) -> Any:
+        async def run() -> None:
+            task = asyncio.current_task()
+            with anyio.fail_after(5):  # a scope opened before the first suspension
+                async with anyio.create_task_group() as group:
+                    group.start_soon(anyio.sleep, seconds)
+            seen[name] = task is here
+
+        return run
+
+    started = time.perf_counter()
+    await run_concurrently([instant, sleeper("b", 0.3), sleeper("c", 0.3), sleeper("d", 0.3)])
+    assert time.perf_counter() - started < 0.8  # 0.9 s one after the other
+    assert seen == {"a": True, "b": True, "c": False, "d": False}
+
+
+async def test_a_failure_cancels_the_rest_and_propagates() -> None:
+    from voicehooks.running import run_concurrently
+
+    cancelled: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await anyio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    async def failing() -> None:
+        await anyio.sleep(0.01)
+        raise LookupError("store down")
+
+    with pytest.raises(ExceptionGroup) as info:
+        await run_concurrently([slow, failing])
+    assert info.group_contains(LookupError)
+    assert cancelled == ["slow"]
+
+
+async def test_outside_asyncio_work_runs_in_an_anyio_task_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicehooks.running import run_concurrently
+
+    def no_asyncio_task() -> None:
+        raise RuntimeError("no running event loop")
+
+    monkeypatch.setattr(asyncio, "current_task", no_asyncio_task)
+    done: list[int] = []
+
+    def piece(i: int) -> Any:
+        async def run() -> None:
+            await anyio.sleep(0.01)
+            done.append(i)
+
+        return run
+
+    await run_concurrently([piece(1), piece(2)])
+    assert sorted(done) == [1, 2]

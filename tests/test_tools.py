@@ -317,7 +317,7 @@ def test_docstrings_are_read_google_style(
 def test_callable_objects_and_partials_are_detected_as_async() -> None:
     import functools
 
-    from voicehooks.context import is_async_callable
+    from voicehooks.running import is_async_callable
 
     class Handler:
         async def __call__(self) -> None: ...

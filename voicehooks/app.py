@@ -28,7 +28,6 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from .background import BackgroundRunner, Job
-from .context import call_with_deadline
 from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
 from .events import AssistantRequest, Event, ToolCalls, UnknownEventType, decode_delivery
@@ -46,6 +45,7 @@ from .exceptions import (
 )
 from .logs import describe
 from .routing import Registry
+from .running import call_with_deadline
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 from .stores import DeliveryStore, default_store
 

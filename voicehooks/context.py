@@ -1,41 +1,24 @@
-"""What a user function receives, chosen by its annotations, and how it is called.
+"""What a user function receives, chosen by its annotations.
 
 A handler or tool asks for things by annotating its parameters: the typed event (or its base
 ``Event``), a ``CallContext``, and for tools the single ``ToolCall``. Parameter *names* never
-matter. The plan is made once, at registration; a request only fills it in.
-
-Sync functions run in a worker thread through anyio with the caller's capacity limiter, never
-on the event loop. Detection happens once, at registration.
+matter. The plan is made once, at registration; a request only fills it in. How the function
+is then called (threads, deadlines) is ``running``'s business.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import inspect
-import logging
 import typing
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import anyio
-import anyio.to_thread
 import msgspec
 
 from .events import Event, ToolCall
-from .logs import describe
 
-__all__ = [
-    "CallContext",
-    "Injection",
-    "call_function",
-    "call_with_deadline",
-    "is_async_callable",
-    "plan_injections",
-]
-
-_log = logging.getLogger("voicehooks")
+__all__ = ["CallContext", "Injection", "fill", "plan_injections"]
 
 
 class CallContext(msgspec.Struct, frozen=True):
@@ -159,122 +142,3 @@ def fill(
         else:
             kwargs[injection.parameter] = tool_call
     return kwargs
-
-
-def is_async_callable(function: Any) -> bool:
-    """Whether calling ``function`` returns an awaitable (sees through ``functools.partial``)."""
-    while isinstance(function, functools.partial):
-        function = function.func
-    if inspect.iscoroutinefunction(function):
-        return True
-    # A callable object: look at its __call__ method.
-    return not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
-
-
-async def call_function(
-    function: Callable[..., Any],
-    is_async: bool,
-    kwargs: Mapping[str, Any],
-    limiter: anyio.CapacityLimiter,
-    label: str,
-) -> Any:
-    """Call a user function: awaited if async, in a worker thread if sync.
-
-    A sync function cannot be interrupted. If the awaiting side is cancelled (a deadline or
-    shutdown) the thread is abandoned: it runs to its end, and what it returns or raises then
-    is logged and discarded.
-    """
-    if is_async:
-        result: Awaitable[Any] = function(**kwargs)
-        return await result
-    abandoned = False
-
-    def run() -> Any:
-        try:
-            value = function(**kwargs)
-        except Exception as exc:
-            if abandoned:
-                _log.error("%s raised after it was abandoned: %s", label, describe(exc))
-            raise
-        if abandoned:
-            _log.warning("%s finished after it was abandoned; its result was discarded", label)
-        return value
-
-    try:
-        return await anyio.to_thread.run_sync(run, limiter=limiter, abandon_on_cancel=True)
-    except anyio.get_cancelled_exc_class():
-        abandoned = True
-        raise
-
-
-async def call_with_deadline(
-    function: Callable[..., Any],
-    is_async: bool,
-    kwargs: Mapping[str, Any],
-    limiter: anyio.CapacityLimiter,
-    label: str,
-    timeout_seconds: float,
-) -> tuple[bool, Any]:
-    """Call a user function under a deadline; return ``(True, value)`` or ``(False, None)``.
-
-    On asyncio an async function's first step runs at once, the way Python 3.12's eager tasks
-    start: one that answers without ever waiting (a cache hit, a computation) needs no timer,
-    and arming one costs several microseconds on a busy loop's timer heap. Only a function
-    that suspends gets a deadline, and it is an ``asyncio.timeout`` rather than an anyio
-    cancel scope because it is entered after the function's first step: anyio scopes must
-    nest strictly, and that step may have opened scopes or task groups of its own.
-    """
-    if not is_async:
-        with anyio.move_on_after(timeout_seconds):
-            return True, await call_function(function, False, kwargs, limiter, label)
-        return False, None
-    try:
-        asyncio.current_task()
-    except RuntimeError:  # another anyio backend (trio): the plain structured way
-        with anyio.move_on_after(timeout_seconds):
-            return True, await function(**kwargs)
-        return False, None
-    coroutine: Coroutine[Any, Any, Any] = function(**kwargs)
-    try:
-        suspended_at = coroutine.send(None)
-    except StopIteration as finished:
-        return True, finished.value
-    deadline = asyncio.timeout(timeout_seconds)
-    try:
-        async with deadline:
-            return True, await _Resume(coroutine, suspended_at)
-    except TimeoutError:
-        if deadline.expired():
-            return False, None
-        raise  # the function's own TimeoutError
-
-
-class _Resume:
-    """Awaits a coroutine that has already run up to its first suspension.
-
-    It hands what the coroutine yielded to the event loop, then relays what the loop sends or
-    throws (a cancellation included) until the coroutine returns: the same protocol ``await``
-    follows, picked up one step late.
-    """
-
-    __slots__ = ("_coroutine", "_yielded")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self._coroutine = coroutine
-        self._yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine, yielded = self._coroutine, self._yielded
-        while True:
-            try:
-                sent = yield yielded
-            except BaseException as thrown:
-                try:
-                    yielded = coroutine.throw(thrown)
-                except StopIteration as finished:
-                    return finished.value
-            else:
-                try:
-                    yielded = coroutine.send(sent)
-                except StopIteration as finished:
-                    return finished.value

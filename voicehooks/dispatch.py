@@ -15,14 +15,16 @@ to the error hooks, and answered with something safe.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
 import msgspec
 
 from .background import Job
-from .context import call_function, call_with_deadline, fill
+from .context import fill
 from .dedupe import Deduplicator
 from .events import AssistantRequest, Event, ToolCall, ToolCalls
 from .exceptions import StoreError, ToolError
@@ -35,6 +37,7 @@ from .responses import (
     validate_assistant_answer,
 )
 from .routing import Handler, Registry
+from .running import call_function, call_with_deadline, run_concurrently
 from .tools import ArgumentError, Tool
 
 __all__ = ["Dispatcher"]
@@ -96,15 +99,16 @@ class Dispatcher:
             only = tools[calls[0].function.name]
             results[0] = await self._run_tool(only, calls[0], event, jobs)
         else:
+            work: list[Callable[[], Coroutine[Any, Any, None]]] = [
+                functools.partial(self._run_into, results, i, tool, call, event, jobs)
+                for i, call in enumerate(calls)
+                if (tool := tools.get(call.function.name)) is not None
+            ]
             unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
+            if unclaimed:
+                work.append(functools.partial(self._answer_unclaimed, results, unclaimed, event))
             try:
-                async with anyio.create_task_group() as group:
-                    for i, call in enumerate(calls):
-                        tool = tools.get(call.function.name)
-                        if tool is not None:
-                            group.start_soon(self._run_into, results, i, tool, call, event, jobs)
-                    if unclaimed:
-                        group.start_soon(self._answer_unclaimed, results, unclaimed, event)
+                await run_concurrently(work)
             except* StoreError as store_errors:
                 # store_failure="reject": the pipeline answers one StoreError with a 503.
                 raise _first_leaf(store_errors)  # noqa: B904  (keeps the store fault as cause)

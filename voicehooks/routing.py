@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack, overload
 
-from .context import Injection, is_async_callable, plan_injections
+from .context import Injection, plan_injections
 from .events import EVENT_NAMES, Event
 from .exceptions import ConfigurationError
+from .running import is_async_callable
 from .tools import Tool, ToolOptions
 
 __all__ = ["ErrorHook", "Handler", "Registry", "Route"]

@@ -16,8 +16,9 @@ from typing import Annotated, Any, TypedDict
 
 import msgspec
 
-from .context import Injection, is_async_callable, plan_injections
+from .context import Injection, plan_injections
 from .events import ToolCall, ToolCalls
+from .running import is_async_callable
 
 __all__ = ["ArgumentError", "Tool", "ToolOptions", "parse_docstring"]
 
