@@ -364,3 +364,28 @@ def test_routes_list_every_registration() -> None:
 
 
 def never_status(event: StatusUpdate) -> None: ...
+
+
+@pytest.mark.parametrize("native_tasks", [True, False], ids=["asyncio-tasks", "anyio-task-group"])
+async def test_the_runner_drains_and_cuts_on_either_kind_of_task(
+    native_tasks: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import voicehooks.background
+
+    monkeypatch.setattr(voicehooks.background, "on_asyncio", lambda: native_tasks)
+    app, client = make(shutdown_grace_seconds=0.2)
+    finished: list[str] = []
+
+    @app.on("status-update")
+    async def handler(event: StatusUpdate) -> None:
+        await anyio.sleep(0.01 if event.call.id == "fast" else 30)
+        finished.append(event.call.id)
+
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with client:
+            await client.status_update(call_id="fast")
+            await client.status_update(call_id="stuck")
+            assert app.runner.owned
+    assert finished == ["fast"]
+    assert "handler for call stuck was cut short" in caplog.text
+    assert app.runner.in_flight == []

@@ -4,11 +4,11 @@ Informational events (``status-update``, ``end-of-call-report``) and fire-and-fo
 acknowledged first and processed afterwards. ``BackgroundRunner`` owns that work:
 
 * While the app's lifespan runs (``voicehooks run``, uvicorn, or a parent app that composes
-  ``app.lifespan()``), jobs run in the runner's task group. At shutdown the runner waits up to
+  ``app.lifespan()``), jobs run as tasks the runner owns. At shutdown the runner waits up to
   ``grace_seconds`` for them, then cancels what is left and logs each cut job by event type
   and call id. Nothing is dropped silently.
-* Without a lifespan (a mounted app whose parent never runs it), there is no task group to own
-  the job, so it runs in the request's own task after the answer has been sent, where the
+* Without a lifespan (a mounted app whose parent never runs it), nothing outlives a request to
+  own the job, so it runs in the request's own task after the answer has been sent, where the
   server's own shutdown waits for it.
 
 Either way at most ``max_concurrency`` jobs run at once; the rest wait their turn.
@@ -16,14 +16,16 @@ Either way at most ``max_concurrency`` jobs run at once; the rest wait their tur
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from .logs import describe
+from .running import on_asyncio
 
 __all__ = ["BackgroundRunner", "Job"]
 
@@ -44,7 +46,7 @@ class BackgroundRunner:
     def __init__(self, *, max_concurrency: int, grace_seconds: float) -> None:
         self.max_concurrency = max_concurrency
         self.grace_seconds = grace_seconds
-        self._group: TaskGroup | None = None
+        self._spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None
         self._slots: anyio.Semaphore | None = None
         self._in_flight: dict[object, tuple[str, str]] = {}
         self._idle: anyio.Event | None = None
@@ -57,20 +59,52 @@ class BackgroundRunner:
     @property
     def owned(self) -> bool:
         """Whether a lifespan is running, so jobs are owned by the runner's task group."""
-        return self._group is not None
+        return self._spawn is not None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Own background work for the duration of the block; drain it on exit."""
-        async with anyio.create_task_group() as group:
-            self._group = group
-            try:
-                yield
-            finally:
-                self._group = None  # from here on, late submissions run in their request
-                await self._drain(group)
+        if not on_asyncio():
+            async with anyio.create_task_group() as group:
 
-    async def _drain(self, group: TaskGroup) -> None:
+                def start(job: Coroutine[Any, Any, None]) -> None:
+                    group.start_soon(_await, job)
+
+                async with self._owning(start):
+                    yield
+                if self._in_flight:
+                    group.cancel_scope.cancel()
+            return
+        # On asyncio the runner keeps plain tasks: an anyio task group's start_soon costs
+        # ten times a create_task, once per background handler.
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        def spawn(job: Coroutine[Any, Any, None]) -> None:
+            task = loop.create_task(job)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async with self._owning(spawn):
+            yield
+        if tasks:
+            for task in tasks:
+                task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
+
+    @asynccontextmanager
+    async def _owning(
+        self, spawn: Callable[[Coroutine[Any, Any, None]], None]
+    ) -> AsyncIterator[None]:
+        self._spawn = spawn
+        try:
+            yield
+        finally:
+            self._spawn = None  # from here on, late submissions run in their request
+            await self._drain()
+
+    async def _drain(self) -> None:
         if self._in_flight:
             _log.info(
                 "shutdown: waiting up to %.1f s for %d background job(s)",
@@ -89,17 +123,15 @@ class BackgroundRunner:
                 len(self._in_flight),
                 self.grace_seconds,
             )
-            group.cancel_scope.cancel()
 
     async def submit(self, event_type: str, call_id: str, job: Job) -> None:
         """Start ``job`` in the background if a lifespan owns work, else run it right here.
 
         Callers send their answer before calling this, so "right here" is after the answer.
         """
-        group = self._group
-        if group is not None:
-            token = self._track(event_type, call_id)
-            group.start_soon(self._run, token, event_type, call_id, job)
+        spawn = self._spawn
+        if spawn is not None:
+            spawn(self._run(self._track(event_type, call_id), event_type, call_id, job))
         else:
             await self._run(self._track(event_type, call_id), event_type, call_id, job)
 
@@ -110,7 +142,8 @@ class BackgroundRunner:
 
     async def _run(self, token: object, event_type: str, call_id: str, job: Job) -> None:
         if self._slots is None:  # created lazily: anyio primitives want a running event loop
-            self._slots = anyio.Semaphore(self.max_concurrency)
+            # fast_acquire: a free slot is taken without a trip through the event loop.
+            self._slots = anyio.Semaphore(self.max_concurrency, fast_acquire=True)
         try:
             async with self._slots:
                 await job()
@@ -125,3 +158,7 @@ class BackgroundRunner:
             del self._in_flight[token]
             if not self._in_flight and self._idle is not None:
                 self._idle.set()
+
+
+async def _await(job: Coroutine[Any, Any, None]) -> None:
+    await job

@@ -24,7 +24,13 @@ import anyio.to_thread
 
 from .logs import describe
 
-__all__ = ["call_function", "call_with_deadline", "is_async_callable", "run_concurrently"]
+__all__ = [
+    "call_function",
+    "call_with_deadline",
+    "is_async_callable",
+    "on_asyncio",
+    "run_concurrently",
+]
 
 _log = logging.getLogger("voicehooks")
 
@@ -96,7 +102,7 @@ async def call_with_deadline(
         with anyio.move_on_after(timeout_seconds):
             return True, await call_function(function, False, kwargs, limiter, label)
         return False, None
-    if not _on_asyncio():  # another anyio backend (trio): the plain structured way
+    if not on_asyncio():  # another anyio backend (trio): the plain structured way
         with anyio.move_on_after(timeout_seconds):
             return True, await function(**kwargs)
         return False, None
@@ -154,7 +160,7 @@ async def run_concurrently(work: Sequence[Callable[[], Coroutine[Any, Any, None]
     calls all answer at once thus makes no task at all. Work must not raise except to fail the
     whole request: the first exception cancels the rest, as in a task group.
     """
-    if not _on_asyncio():
+    if not on_asyncio():
         async with anyio.create_task_group() as group:
             for piece in work:
                 group.start_soon(piece)
@@ -173,7 +179,8 @@ async def run_concurrently(work: Sequence[Callable[[], Coroutine[Any, Any, None]
         return
 
 
-def _on_asyncio() -> bool:
+def on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (rather than another anyio backend)."""
     try:
         asyncio.current_task()
     except RuntimeError:  # no asyncio loop: anyio runs on another backend
