@@ -180,3 +180,10 @@ def test_any_changed_byte_breaks_the_signature(body: bytes, flip: int) -> None:
         Verifier(["s"], tolerance_seconds=None).verify(
             tampered, headers["x-webhook-timestamp"], headers["x-webhook-signature"]
         )
+
+
+def test_a_skew_just_past_the_tolerance_is_not_rounded_into_it() -> None:
+    with pytest.raises(SignatureError, match=r"is 300\.4 s in the future; the tolerance is 300 s"):
+        at(VECTOR_TIMESTAMP - 300.4).verify(VECTOR_BODY, str(VECTOR_TIMESTAMP), VECTOR_HEADER)
+    with pytest.raises(SignatureError, match=r"is 300\.1 s old"):
+        at(VECTOR_TIMESTAMP + 300.04).verify(VECTOR_BODY, str(VECTOR_TIMESTAMP), VECTOR_HEADER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -140,8 +141,8 @@ class Verifier:
             if abs(skew) > self.tolerance_seconds:
                 direction = "old" if skew > 0 else "in the future"
                 raise SignatureError(
-                    f"X-Webhook-Timestamp is {abs(skew):.0f} s {direction}; "
-                    f"the tolerance is {self.tolerance_seconds:.0f} s"
+                    f"X-Webhook-Timestamp is {_seconds(abs(skew))} s {direction}; "
+                    f"the tolerance is {_seconds(self.tolerance_seconds)} s"
                 )
         return seconds
 
@@ -149,3 +150,9 @@ class Verifier:
 def is_milliseconds(timestamp: str) -> bool:
     """Whether a numeric timestamp header is read as milliseconds rather than seconds."""
     return int(timestamp) > _MILLISECONDS_ABOVE
+
+
+def _seconds(value: float) -> str:
+    # Rounded up to one decimal, shown without ".0": "301 s", "300.1 s" for 300.04 s, so a
+    # skew just past the tolerance never reads as equal to it.
+    return f"{math.ceil(value * 10) / 10:.1f}".removesuffix(".0")
