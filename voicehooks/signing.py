@@ -155,4 +155,4 @@ def is_milliseconds(timestamp: str) -> bool:
 def _seconds(value: float) -> str:
     # Rounded up to one decimal, shown without ".0": "301 s", "300.1 s" for 300.04 s, so a
     # skew just past the tolerance never reads as equal to it.
-    return f"{math.ceil(value * 10) / 10:.1f}".removesuffix(".0")
+    return f"{math.ceil(round(value * 10, 3)) / 10:.1f}".removesuffix(".0")
