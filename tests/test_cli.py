@@ -205,6 +205,7 @@ def test_run_hands_uvicorn_the_app_and_a_log_config_for_the_apps_own_loggers(
     import uvicorn
 
     calls: list[dict[str, object]] = []
+    monkeypatch.setenv("VOICEHOOKS_RUN_TARGET", "")  # restored after the test
     monkeypatch.setattr(
         uvicorn, "run", lambda app, **options: calls.append({"app": app, **options})
     )
@@ -214,7 +215,8 @@ def test_run_hands_uvicorn_the_app_and_a_log_config_for_the_apps_own_loggers(
     result = runner.invoke(main, [*args, "--env-file", str(env_file)])
     assert result.exit_code == 0, result.output
     (options,) = calls
-    assert options["app"] == "quickstart:app"
+    assert (options["app"], options["factory"]) == ("voicehooks.cli.serving:app", True)
+    assert os.environ["VOICEHOOKS_RUN_TARGET"] == QUICKSTART
     assert (options["port"], options["workers"], options["host"]) == (9999, 2, "127.0.0.1")
     assert options["app_dir"] == str(ROOT / "examples")
     log_config = options["log_config"]
@@ -250,11 +252,31 @@ def test_run_warns_when_workers_would_not_share_duplicate_suppression(
     (tmp_path / f"{name}.py").write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
 
     served: list[str] = []
+    monkeypatch.setenv("VOICEHOOKS_RUN_TARGET", "")  # restored after the test
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
     monkeypatch.setenv("VOICEHOOKS_SECRET", "whsec_cli_workers")
     if redis_url:
         monkeypatch.setenv("VOICEHOOKS_REDIS_URL", redis_url)
     result = runner.invoke(main, ["run", str(tmp_path / f"{name}.py"), "--workers", str(workers)])
     assert result.exit_code == 0, result.output
-    assert served == [f"{name}:app"]
+    assert served == ["voicehooks.cli.serving:app"]
     assert ("in-memory duplicate store" in result.output) is warned
+
+
+def test_each_server_process_loads_the_target_and_freezes_the_startup_heap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import gc
+
+    from voicehooks.cli import serving
+
+    (tmp_path / "served_app.py").write_text(
+        "from voicehooks import VoiceHooks\napp = VoiceHooks(secret='whsec_served')\n"
+    )
+    monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "served_app.py"))
+    try:
+        app = serving.app()
+        assert isinstance(app, voicehooks.VoiceHooks)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

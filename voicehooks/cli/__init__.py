@@ -168,7 +168,9 @@ def run(target: str, host: str, port: int, reload: bool, workers: int, log_level
     import uvicorn
     import uvicorn.config
 
-    app, import_string, directory = load_target(target)
+    from voicehooks.cli import serving
+
+    app, _, directory = load_target(target)  # fails here, in one line, before any server
     if workers > 1 and isinstance(app.store, MemoryStore):
         click.echo(
             f"warning: {workers} workers with the in-memory duplicate store: each worker only "
@@ -184,8 +186,10 @@ def run(target: str, host: str, port: int, reload: bool, workers: int, log_level
     }
     # The app's own loggers (logging.getLogger(__name__)) show at the same level.
     log_config["root"] = {"handlers": ["default"], "level": log_level.upper()}
+    os.environ[serving.TARGET_ENV] = target  # inherited by the server processes
     uvicorn.run(
-        import_string,
+        "voicehooks.cli.serving:app",
+        factory=True,
         host=host,
         port=port,
         reload=reload,
