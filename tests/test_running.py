@@ -136,10 +136,9 @@ async def test_sync_functions_run_under_the_deadline_in_a_thread() -> None:
 async def test_outside_asyncio_the_deadline_is_an_anyio_scope(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def no_asyncio_task() -> None:
-        raise RuntimeError("no running event loop")  # what asyncio says under trio
+    import voicehooks.running
 
-    monkeypatch.setattr(asyncio, "current_task", no_asyncio_task)
+    monkeypatch.setattr(voicehooks.running, "on_asyncio", lambda: False)  # as under trio
 
     async def quick() -> str:
         await anyio.sleep(0)
@@ -219,12 +218,10 @@ async def test_a_failure_cancels_the_rest_and_propagates() -> None:
 async def test_outside_asyncio_work_runs_in_an_anyio_task_group(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import voicehooks.running
     from voicehooks.running import run_concurrently
 
-    def no_asyncio_task() -> None:
-        raise RuntimeError("no running event loop")
-
-    monkeypatch.setattr(asyncio, "current_task", no_asyncio_task)
+    monkeypatch.setattr(voicehooks.running, "on_asyncio", lambda: False)  # as under trio
     done: list[int] = []
 
     def piece(i: int) -> Any:
@@ -236,3 +233,15 @@ async def test_outside_asyncio_work_runs_in_an_anyio_task_group(
 
     await run_concurrently([piece(1), piece(2)])
     assert sorted(done) == [1, 2]
+
+
+def test_the_backend_probe_sees_no_asyncio_outside_a_loop() -> None:
+    from voicehooks.running import on_asyncio
+
+    assert not on_asyncio()
+
+
+async def test_the_backend_probe_sees_asyncio_inside_its_loop() -> None:
+    from voicehooks.running import on_asyncio
+
+    assert on_asyncio()

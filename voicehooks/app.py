@@ -322,7 +322,13 @@ class VoiceHooks(Registry):
             )
             if index and _log.isEnabledFor(logging.DEBUG):
                 _log.debug("signature matched secret #%d of %d", index + 1, self._secret_count)
-            if stamp is not None and not self._warned_milliseconds and is_milliseconds(stamp):
+            # Seconds have 10 digits until the year 2286: only a longer stamp needs a look.
+            if (
+                stamp is not None
+                and len(stamp) > 10
+                and not self._warned_milliseconds
+                and is_milliseconds(stamp)
+            ):
                 self._warned_milliseconds = True
                 _log.warning("X-Webhook-Timestamp arrives in milliseconds; read as such")
         try:

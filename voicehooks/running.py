@@ -182,7 +182,7 @@ async def run_concurrently(work: Sequence[Callable[[], Coroutine[Any, Any, None]
 def on_asyncio() -> bool:
     """Whether the running event loop is asyncio's (rather than another anyio backend)."""
     try:
-        asyncio.current_task()
+        asyncio.get_running_loop()
     except RuntimeError:  # no asyncio loop: anyio runs on another backend
         return False
     return True
