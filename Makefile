@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest bench bench-quick loadtest clean
+.PHONY: run test lint typecheck pytest bench bench-quick loadtest clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,14 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest  ## ruff, mypy --strict, then pytest with branch coverage (gate 95 %)
 
-bench: $(STAMP)  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
+bench: $(STAMP) wrk  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
 	$(BIN)/python -m benchmarks
 
-bench-quick: $(STAMP)  ## the same, short: fewer repeats, 1 s HTTP runs, no memory level
+bench-quick: $(STAMP) wrk  ## the same, short: fewer repeats, 1 s HTTP runs, no memory level
 	$(BIN)/python -m benchmarks --quick
+
+wrk:  ## the HTTP load generator, from Debian's packages, when the machine lacks it
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
 loadtest: $(STAMP)  ## 100,000 signed deliveries at concurrency 64 against `voicehooks run`, every answer checked (< 1 min; aborts at 10)
 	$(BIN)/python -m benchmarks.loadtest
