@@ -60,7 +60,6 @@ class Tool:
     url: str | None
     injections: tuple[Injection, ...]
     decoder: msgspec.json.Decoder[Any] | None
-    argument_names: tuple[str, ...]
     deduplicate: bool = True
 
     @classmethod
@@ -128,7 +127,6 @@ class Tool:
             url=url,
             injections=injections,
             decoder=decoder,
-            argument_names=tuple(arguments),
             deduplicate=deduplicate,
         )
 
@@ -143,7 +141,7 @@ class Tool:
             decoded = self._bind_string(raw, exc)
         except _MALFORMED:
             raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
-        return {name: getattr(decoded, name) for name in self.argument_names}
+        return msgspec.structs.asdict(decoded)  # its fields are exactly the arguments
 
     def _bind_string(self, raw: msgspec.Raw, first: msgspec.ValidationError) -> Any:
         # OpenAI-style engines send arguments as a JSON-encoded string (PLATFORM.md 8 row 11).
