@@ -244,32 +244,15 @@ async def test_one_line_per_delivery_with_type_call_status_and_time(
     assert record.getMessage().endswith("ms")
 
 
-async def test_a_client_that_disconnects_before_its_body_gets_no_answer() -> None:
-    app = make_app()
-    sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    await app(scope, receive, send)
-    assert sent == []
-
-
-async def test_a_disconnect_in_the_middle_of_the_body_gets_no_answer() -> None:
-    app = make_app()
-    messages: list[dict[str, Any]] = [
-        {"type": "http.request", "body": b"{", "more_body": True},
-        {"type": "http.disconnect"},
-    ]
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"type": "http.disconnect"}],
+        [{"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}],
+    ],
+    ids=["before-the-body", "in-the-middle-of-the-body"],
+)
+async def test_a_client_that_disconnects_gets_no_answer(messages: list[dict[str, Any]]) -> None:
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
@@ -278,13 +261,10 @@ async def test_a_disconnect_in_the_middle_of_the_body_gets_no_answer() -> None:
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    await app(scope, receive, send)
+    headers = [(b"content-type", b"application/json")]
+    await make_app()(
+        {"type": "http", "method": "POST", "path": "/", "headers": headers}, receive, send
+    )
     assert sent == []
 
 
