@@ -95,7 +95,7 @@ class Dispatcher:
         tools = self.registry.tools
         results: list[msgspec.Raw] = [msgspec.Raw(EMPTY)] * len(calls)
         if len(calls) == 1 and calls[0].function.name in tools:
-            # The common case pays for no task group.
+            # The common case: no list of work, no concurrency machinery at all.
             only = tools[calls[0].function.name]
             results[0] = await self._run_tool(only, calls[0], event, jobs)
         else:
