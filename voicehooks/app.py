@@ -184,18 +184,20 @@ class VoiceHooks(Registry):
         self.runner = BackgroundRunner(
             max_concurrency=max_background_jobs, grace_seconds=shutdown_grace_seconds
         )
+        self.store: DeliveryStore | None = None
+        deduplicator = None
+        if deduplicate:
+            self.store = store if store is not None else default_store()
+            deduplicator = Deduplicator(
+                self.store, ttl_seconds=dedupe_ttl_seconds, store_failure=store_failure
+            )
         self.dispatcher = Dispatcher(
             self,
             tool_timeout_seconds=tool_timeout_seconds,
             assistant_request_timeout_seconds=assistant_request_timeout_seconds,
             thread_limiter=anyio.CapacityLimiter(max_threads),
+            deduplicator=deduplicator,
         )
-        self.store: DeliveryStore | None = None
-        if deduplicate:
-            self.store = store if store is not None else default_store()
-            self.dispatcher.deduplicator = Deduplicator(
-                self.store, ttl_seconds=dedupe_ttl_seconds, store_failure=store_failure
-            )
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         self._secret_count = len(secrets)
         self._warned_milliseconds = False
