@@ -538,3 +538,42 @@ async def test_without_a_lifespan_a_fire_and_forget_tool_runs_after_the_answer_i
 
     await app({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive, send)
     assert order == ["answer sent", "tool finished"]
+
+
+@pytest.mark.parametrize("stuck_is_sync", [False, True], ids=["async", "sync"])
+@pytest.mark.parametrize("stuck_at", [0, 1, 2])
+async def test_a_call_cut_by_its_deadline_leaves_its_still_running_siblings_alone(
+    stuck_at: int, stuck_is_sync: bool
+) -> None:
+    # The first call that suspends goes on in the request's own task, the later ones in tasks
+    # of their own: a deadline in either place must cut only its own call.
+    app, client = make(tool_timeout_seconds=5)
+
+    async def stuck_async() -> str:
+        await anyio.sleep(30)
+        return "never"
+
+    def stuck_sync() -> str:
+        time.sleep(0.6)  # abandoned at its deadline; its thread ends on its own
+        return "late"
+
+    app.add_tool(
+        stuck_sync if stuck_is_sync else stuck_async,
+        "stuck",
+        description="Never answers in time.",
+        timeout_seconds=0.1,
+    )
+
+    @app.tool
+    async def slower(label: str) -> str:
+        """Still running when the stuck call is cut."""
+        await anyio.sleep(0.4)
+        return label
+
+    calls = [tool_call("slower", {"label": label}, id=label) for label in "xy"]
+    calls.insert(stuck_at, tool_call("stuck", id="s"))
+    started = time.perf_counter()
+    results = await client.call_tools(*calls)
+    assert "did not answer in time" in results[stuck_at]["error"]
+    assert [r for i, r in enumerate(results) if i != stuck_at] == ["x", "y"]
+    assert time.perf_counter() - started < 3
