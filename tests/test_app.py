@@ -401,3 +401,12 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
     assert sent[0]["status"] == 408
     assert (b"connection", b"close") in sent[0]["headers"]
     assert b"did not arrive within 0.1 s" in sent[1]["body"]
+
+
+async def test_during_a_rotation_the_log_names_the_first_secret_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = VoiceHooks(secret=["one", "two"])
+    with caplog.at_level(logging.DEBUG, "voicehooks"):
+        assert (await WebhookClient(app, secret="one").post(status_update())).status == 200
+    assert "secret #1 of 2" in caplog.text

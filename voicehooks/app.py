@@ -322,7 +322,7 @@ class VoiceHooks(Registry):
             index = verifier.verify(
                 body, stamp, signature.decode("latin-1") if signature is not None else None
             )
-            if index and _log.isEnabledFor(logging.DEBUG):
+            if self._secret_count > 1 and _log.isEnabledFor(logging.DEBUG):
                 _log.debug("signature matched secret #%d of %d", index + 1, self._secret_count)
             # Seconds have 10 digits until the year 2286: only a longer stamp needs a look.
             if (
