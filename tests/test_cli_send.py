@@ -55,7 +55,7 @@ async def route(context: CallContext) -> AssistantResponse:
 
 @app.on("status-update")
 async def slow_handler() -> None:
-    await anyio.sleep(0.5)  # after the answer: send must not wait for it
+    await anyio.sleep(2)  # after the answer: send must not wait for it
 '''
 
 
@@ -186,7 +186,7 @@ def test_informational_events_are_acknowledged_at_once(
     started = time.monotonic()
     result = send(event, "--url", url(server), *options)
     assert result.exit_code == 0, result.output
-    assert time.monotonic() - started < 0.5  # the status handler sleeps 0.5 s after the 200
+    assert time.monotonic() - started < 1.5  # the status handler sleeps 2 s after the 200
     assert lines(result)[1:] == [
         "answer: {}",
         "acknowledged: the platform ignores this body; handlers run after it",
