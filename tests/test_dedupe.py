@@ -452,6 +452,9 @@ class BrokenStore:
         self.error = error
         self.closed = False
 
+    async def open(self) -> None:
+        raise self.error
+
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         raise self.error
 

@@ -61,14 +61,6 @@ def store_lines(logs: str) -> list[str]:
     return [line for line in logs.splitlines() if "store" in line]
 
 
-def warm_up(ports: list[int]) -> None:
-    # A process's first store operation also connects to Redis and loads the scripts; under a
-    # loaded CI machine that can outlast the 0.25 s operation timeout. Production pays it once
-    # per process too; the tests below are about duplicates, not about a cold start.
-    for i, port in enumerate(ports):
-        assert post(port, booking(f"warm-{i}"), int(time.time()))[0] == 200
-
-
 def environment(redis_server: RedisServer, runs_file: Path) -> dict[str, str]:
     return {
         "VOICEHOOKS_SECRET": SECRET,
@@ -85,7 +77,6 @@ def test_two_workers_sharing_redis_run_each_tool_call_once(
     slots = [f"slot-{i}" for i in range(4)]
     now = int(time.time())
     with running_server(TARGET, tmp_path, args=["--workers", "2"], env=env) as server:
-        warm_up([server.port] * 4)
         # Each tool call four times at once, each copy re-signed with its own timestamp.
         requests = [(server.port, booking(slot), now + k) for slot in slots for k in range(4)]
         answers = post_all(requests)
@@ -94,9 +85,7 @@ def test_two_workers_sharing_redis_run_each_tool_call_once(
     for i in range(len(slots)):
         copies = {body for _, body in answers[4 * i : 4 * i + 4]}
         assert len(copies) == 1, store_lines(logs)  # every copy got the first run's answer
-    assert executions(runs_file) == Counter(
-        {f"book {slot}": 1 for slot in [*slots, *(f"warm-{i}" for i in range(4))]}
-    )
+    assert executions(runs_file) == Counter({f"book {slot}": 1 for slot in slots})
 
 
 def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
@@ -112,7 +101,6 @@ def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
         running_server(TARGET, tmp_path, env=env) as host_b,
     ):
         hosts = [host_a.port, host_b.port]
-        warm_up(hosts)
         # One tool call, delivered three times to each host at once.
         answers = post_all([(hosts[i % 2], booking(SLOT), now + i) for i in range(6)])
         # One report, replayed exactly (same timestamp, same signature) to both hosts.
@@ -126,7 +114,7 @@ def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
     assert [status for status, _ in answers] == [200] * 6
     assert len({body for _, body in answers}) == 1, store_lines(logs)
     assert reports == [(200, b"{}")] * 2
-    assert len(ttls) == 7  # claim and result of the call and the warm-ups, the report's claim
+    assert len(ttls) == 3  # the tool call's claim and result, the report's claim
     assert all(0 < ttl <= 3600 for ttl in ttls)
     # Redis gone: both hosts still answer, run the call, and say why it was unguarded.
     assert [status for status, _ in after] == [200, 200]
@@ -137,8 +125,6 @@ def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
             "report call-1": 1,
             f"book after-{hosts[0]}": 1,
             f"book after-{hosts[1]}": 1,
-            "book warm-0": 1,
-            "book warm-1": 1,
         }
     )
     assert logs.count("processing the delivery anyway") == 2

@@ -540,6 +540,9 @@ async def test_a_client_gone_before_the_answer_and_an_internal_error_log_nothing
 class FailingStore:
     """A duplicate-delivery store that is down: every operation raises ``StoreError``."""
 
+    async def open(self) -> None:
+        raise StoreError("the stub store is down")
+
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         raise StoreError("the stub store is down")
 

@@ -320,3 +320,46 @@ async def test_the_default_store_follows_the_environment(monkeypatch: pytest.Mon
     store = default_store()
     assert isinstance(store, RedisStore)
     await store.aclose()
+
+
+async def test_redis_open_connects_and_loads_the_scripts_before_the_first_call(
+    make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
+) -> None:
+    await redis_client.script_flush()
+    store = make_store()
+    await store.open()
+    shas = [store._put_result.sha, store._release.sha]
+    assert await redis_client.script_exists(*shas) == [True, True]
+    assert await store.claim("k", 10)
+
+
+async def test_redis_open_fails_fast_with_a_store_error() -> None:
+    from tests.servers import free_port
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    with anyio.fail_after(5), pytest.raises(StoreError, match="redis open failed"):
+        await store.open()
+    await store.aclose()
+
+
+async def test_the_app_opens_its_store_at_startup_and_starts_even_if_it_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from voicehooks import VoiceHooks
+    from voicehooks.testing import WebhookClient
+
+    class Recording(MemoryStore):
+        opened = 0
+
+        async def open(self) -> None:
+            type(self).opened += 1
+            raise StoreError("the store is down")
+
+    store = Recording()
+    app = VoiceHooks(secret="whsec_store_open", store=store)
+    with caplog.at_level("ERROR", "voicehooks"):
+        async with WebhookClient(app, secret="whsec_store_open") as client:
+            assert (await client.status_update()).status == 200
+    assert Recording.opened == 1
+    assert "not ready at startup: the store is down" in caplog.text
+    await MemoryStore().open()  # the in-memory store has nothing to prepare

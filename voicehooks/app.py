@@ -218,6 +218,8 @@ class VoiceHooks(Registry):
         if not self.verify_signatures:
             _warn_unverified()
         user = self._user_lifespan(self) if self._user_lifespan else nullcontext()
+        if self.store is not None:
+            await _open_store(self.store)
         try:
             # Background jobs drain before the user's teardown: they may use its resources.
             async with user as state, self.runner.running():
@@ -375,6 +377,15 @@ async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, b
         await send({"type": "http.response.body", "body": body})
     except OSError:
         _log.info("the client disconnected before the answer (%d) was sent", status)
+
+
+async def _open_store(store: DeliveryStore) -> None:
+    # A store that is down at startup is no reason not to start: deliveries meet it as a
+    # store fault, handled the way store_failure says.
+    try:
+        await store.open()
+    except Exception as exc:
+        _log.error("the duplicate-delivery store is not ready at startup: %s", exc)
 
 
 async def _close_store(store: DeliveryStore) -> None:

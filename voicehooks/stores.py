@@ -46,6 +46,11 @@ class DeliveryStore(Protocol):
     results are the encoded JSON of a tool's answer.
     """
 
+    async def open(self) -> None:
+        """Get ready to answer fast (connect, load scripts); the app's lifespan calls this at
+        startup, so the first live call does not pay for it."""
+        ...
+
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         """Claim ``key`` for ``ttl_seconds``: ``True`` for the first caller, ``False`` after."""
         ...
@@ -118,6 +123,9 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._slots)
+
+    async def open(self) -> None:
+        """Nothing to prepare; see ``DeliveryStore.open``."""
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         """Claim ``key``; see ``DeliveryStore.claim``."""
@@ -219,7 +227,7 @@ class RedisStore:
 
     Example:
         >>> from voicehooks import RedisStore, VoiceHooks
-        >>> store = RedisStore.from_url("redis://localhost:6379/0")  # connects on first use
+        >>> store = RedisStore.from_url("redis://localhost:6379/0")  # connects at startup
         >>> app = VoiceHooks(secret="whsec_example", store=store)
     """
 
@@ -249,7 +257,7 @@ class RedisStore:
     ) -> RedisStore:
         """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        The client connects lazily, fails fast (connect timeout = operation timeout, no
+        The client connects in ``open`` (the app's startup) or on first use, fails fast (connect timeout = operation timeout, no
         retries) and is closed by ``aclose``.
 
         Raises:
@@ -273,6 +281,16 @@ class RedisStore:
             # Say what is wrong without echoing the URL: it may hold a password.
             raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
         return cls(client, prefix=prefix, operation_timeout_seconds=operation_timeout_seconds)
+
+    async def open(self) -> None:
+        """Connect and load the scripts, so the first live call pays for neither.
+
+        Raises:
+            StoreError: Redis did not answer; the app logs it and starts all the same.
+        """
+        await self._run("open", self.client.ping())
+        for script in (_PUT_RESULT, _RELEASE):
+            await self._run("open", self.client.script_load(script))
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         """Claim ``key`` with ``SET NX PX``; see ``DeliveryStore.claim``."""
