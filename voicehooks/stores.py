@@ -257,8 +257,8 @@ class RedisStore:
     ) -> RedisStore:
         """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        The client connects in ``open`` (the app's startup) or on first use, fails fast (connect timeout = operation timeout, no
-        retries) and is closed by ``aclose``.
+        The client connects in ``open`` (the app's startup) or on first use, fails fast
+        (connect timeout = operation timeout, no retries) and is closed by ``aclose``.
 
         Raises:
             ConfigurationError: The ``redis`` package is missing, or ``url`` is not a Redis URL.
