@@ -58,7 +58,7 @@ class BackgroundRunner:
 
     @property
     def owned(self) -> bool:
-        """Whether a lifespan is running, so jobs are owned by the runner's task group."""
+        """Whether a lifespan is running, so jobs run as the runner's own tasks."""
         return self._spawn is not None
 
     @asynccontextmanager
@@ -129,11 +129,11 @@ class BackgroundRunner:
 
         Callers send their answer before calling this, so "right here" is after the answer.
         """
-        spawn = self._spawn
-        if spawn is not None:
-            spawn(self._run(self._track(event_type, call_id), event_type, call_id, job))
+        run = self._run(self._track(event_type, call_id), event_type, call_id, job)
+        if self._spawn is not None:
+            self._spawn(run)
         else:
-            await self._run(self._track(event_type, call_id), event_type, call_id, job)
+            await run
 
     def _track(self, event_type: str, call_id: str) -> object:
         token = object()

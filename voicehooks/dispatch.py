@@ -132,9 +132,8 @@ class Dispatcher:
         once = self.deduplicator
         if once is None or not tool.deduplicate:
             return (await self._execute_tool(tool, call, event, jobs))[0]
-        timeout = tool.timeout_seconds or self.tool_timeout_seconds
         answer = await once.run_tool(
-            event, call, timeout, lambda: self._execute_tool(tool, call, event, jobs)
+            event, call, self._timeout_of(tool), lambda: self._execute_tool(tool, call, event, jobs)
         )
         if answer is None:
             _log.warning(
@@ -163,7 +162,7 @@ class Dispatcher:
         if tool.fire_and_forget:
             jobs.append(self._background_tool(tool, kwargs, event, label))
             return self._raw(tool.async_response or {"status": "started"}), True
-        timeout = tool.timeout_seconds or self.tool_timeout_seconds
+        timeout = self._timeout_of(tool)
         try:
             finished, value = await call_with_deadline(
                 tool.function, tool.is_async, kwargs, self.limiter, label, timeout
@@ -184,6 +183,9 @@ class Dispatcher:
             )
             await self.report(exc, event)
             return self._raw(error_result(_NOT_JSON.format(name=tool.name))), True
+
+    def _timeout_of(self, tool: Tool) -> float:
+        return tool.timeout_seconds or self.tool_timeout_seconds
 
     def _background_tool(
         self, tool: Tool, kwargs: dict[str, Any], event: ToolCalls, label: str
