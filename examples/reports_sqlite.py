@@ -70,7 +70,7 @@ class Reports:
         ended_at = report.ended_at or report.timestamp
         row = (
             report.call.id,
-            ended_at.isoformat(),
+            ended_at.isoformat() if ended_at is not None else None,
             report.end_reason,
             report.duration_seconds,
             report.summary,

@@ -132,7 +132,14 @@ GOOD = msgspec.json.encode(status_update())
         ({"timestamp": 1_000_000_000}, 401, "s old"),
         ({"timestamp": 4_000_000_000}, 401, "in the future"),
         ({"body": b"not json"}, 400, "not valid JSON"),
-        ({"body": b'{"message": {"type": "status-update"}}'}, 400, "does not fit"),
+        (
+            {"body": b'{"message": {"type": "tool-calls", "tool_call_list": [{"function": {}}]}}'},
+            400,
+            "$.message.tool_call_list[0]",
+        ),
+        ({"body": b'{"message": {"call": {"id": "c1"}}}'}, 400, "does not fit"),
+        ({"body": b'{"message": {"type": 7}}'}, 400, "$.message.type"),
+        ({"body": b'{"message": []}'}, 400, "$.message"),
         ({"body": b'{"msg": {}}'}, 400, "message"),
         ({"body": b"\xff\xfe"}, 400, "not valid JSON"),
     ],
@@ -150,7 +157,10 @@ GOOD = msgspec.json.encode(status_update())
         "stale",
         "future",
         "invalid-json",
-        "envelope-missing-fields",
+        "tool-call-without-id",
+        "no-type",
+        "type-not-a-string",
+        "message-not-an-object",
         "no-message",
         "invalid-utf8",
     ],
@@ -371,7 +381,7 @@ async def test_a_bug_inside_voicehooks_is_a_generic_500_without_details(
     async def broken(event: Any) -> Any:
         raise AssertionError("invariant 42 broken")
 
-    monkeypatch.setattr(app.dispatcher, "acknowledge", broken)
+    monkeypatch.setattr(app.dispatcher, "answer", broken)
     with caplog.at_level(logging.ERROR, "voicehooks"):
         response = await WebhookClient(app, secret=SECRET).post(GOOD)
     assert (response.status, response.json()) == (500, {"error": "internal error"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -294,7 +295,10 @@ async def test_shutdown_cuts_what_outlives_the_grace_period_and_names_it(
     assert time.perf_counter() - started < 5
     assert finished == ["quick"]
     assert "1 background job(s) still running after the 0.2 s grace period" in caplog.text
-    assert "background end-of-call-report handler for call stuck-call was cut short" in caplog.text
+    assert re.search(
+        r"background end-of-call-report handler \S+slow \(call stuck-call\) was cut short",
+        caplog.text,
+    )
 
 
 async def test_a_composed_lifespan_owns_background_work_of_a_mounted_app() -> None:
@@ -337,7 +341,7 @@ def untyped(event) -> None:  # type: ignore[no-untyped-def]
 def test_handlers_fail_at_registration_with_a_fix() -> None:
     app = VoiceHooks(verify_signatures=False)
     with pytest.raises(ConfigurationError, match="unknown event 'call-ended'"):
-        app.on("call-ended")(lambda: None)
+        app.on("call-ended")(lambda: None)  # type: ignore[arg-type]  # the runtime check
     with pytest.raises(
         ConfigurationError, match=r"annotated 'EndOfCallReport'.*StatusUpdate, CallContext"
     ):
@@ -366,13 +370,9 @@ def test_routes_list_every_registration() -> None:
 def never_status(event: StatusUpdate) -> None: ...
 
 
-@pytest.mark.parametrize("native_tasks", [True, False], ids=["asyncio-tasks", "anyio-task-group"])
-async def test_the_runner_drains_and_cuts_on_either_kind_of_task(
-    native_tasks: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+async def test_the_runner_drains_what_finishes_and_cuts_what_does_not(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import voicehooks.background
-
-    monkeypatch.setattr(voicehooks.background, "on_asyncio", lambda: native_tasks)
     app, client = make(shutdown_grace_seconds=0.2)
     finished: list[str] = []
 
@@ -387,5 +387,5 @@ async def test_the_runner_drains_and_cuts_on_either_kind_of_task(
             await client.status_update(call_id="stuck")
             assert app.runner.owned
     assert finished == ["fast"]
-    assert "handler for call stuck was cut short" in caplog.text
+    assert re.search(r"handler \S+ \(call stuck\) was cut short", caplog.text)
     assert app.runner.in_flight == []

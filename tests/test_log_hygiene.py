@@ -449,7 +449,7 @@ async def test_every_rejection_logs_nothing_personal(logs: pytest.LogCaptureFixt
         (401, {"timestamp": int("9" * 30)}),
         (401, {"payload": body.replace(b"eoc-rejected", b"eoc-tampered"), "signed_as": body}),
         (400, {"payload": body[: len(body) // 2]}),
-        (400, {"payload": body.replace(b'"duration_seconds":95', b'"duration_seconds":"95"')}),
+        (400, {"payload": body.replace(b'"type":"end-of-call-report"', b'"type":95')}),
         (400, {"payload": body.replace(MARKERS["summary"].encode(), b"\xff\xfe")}),
         (
             400,
@@ -530,7 +530,7 @@ async def test_a_client_gone_before_the_answer_and_an_internal_error_log_nothing
     async def broken(event: ToolCalls) -> bytes:
         raise RuntimeError("a bug inside voicehooks")
 
-    monkeypatch.setattr(app.dispatcher, "answer_tool_calls", broken)
+    monkeypatch.setattr(app.dispatcher, "answer", broken)
     response = await sent.post(WebhookClient(app, secret=SECRET), calls("call-bug", "find_order"))
     assert response.status == 500
     assert saw(logs.records, "internal error")

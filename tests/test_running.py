@@ -1,23 +1,25 @@
-"""voicehooks.running: calling user functions under deadlines, eagerly, without breaking scopes."""
+"""voicehooks.running: calling user functions under deadlines, eagerly, without breaking scopes,
+and threads that stay bounded when sync functions hang."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 import anyio
 import pytest
 
-from voicehooks.running import call_with_deadline
+from voicehooks.running import HungThreads, Threads, UserFunction, within
 
 pytestmark = pytest.mark.anyio
 
-LIMITER = anyio.CapacityLimiter(4)
+THREADS = Threads(max_threads=4, max_abandoned=2)
 
 
 async def run(function: Any, timeout: float = 1.0, **kwargs: Any) -> tuple[bool, Any]:
-    return await call_with_deadline(function, True, kwargs, LIMITER, "test", timeout)
+    return await within(timeout, UserFunction(function).call(THREADS, **kwargs))
 
 
 async def test_a_function_that_never_waits_answers_without_a_timer() -> None:
@@ -130,26 +132,78 @@ async def test_sync_functions_run_under_the_deadline_in_a_thread() -> None:
         time.sleep(0.01)
         return "thread"
 
-    assert await call_with_deadline(blocking, False, {}, LIMITER, "t", 1) == (True, "thread")
+    assert await run(blocking) == (True, "thread")
 
 
-async def test_outside_asyncio_the_deadline_is_an_anyio_scope(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import voicehooks.running
+async def test_positional_arguments_reach_the_function() -> None:
+    def hook(exc: BaseException, event: object) -> str:
+        return f"{type(exc).__name__}/{event}"
 
-    monkeypatch.setattr(voicehooks.running, "on_asyncio", lambda: False)  # as under trio
+    work = UserFunction(hook).call(THREADS, KeyError("x"), "ev")
+    assert await within(1, work) == (True, "KeyError/ev")
 
-    async def quick() -> str:
-        await anyio.sleep(0)
-        return "ok"
 
-    async def slow() -> str:
-        await anyio.sleep(30)
-        return "never"
+async def test_a_future_is_awaited_under_the_deadline_too() -> None:
+    never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    assert await within(0.05, never) == (False, None)
+    done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    done.set_result("ready")
+    assert await within(1, done) == (True, "ready")
 
-    assert await run(quick) == (True, "ok")
-    assert await run(slow, timeout=0.05) == (False, None)
+
+async def test_a_sync_function_past_its_deadline_is_abandoned_and_counted() -> None:
+    release = threading.Event()
+
+    def hangs() -> str:
+        release.wait(10)
+        return "late"
+
+    function = UserFunction(hangs)
+    threads = Threads(max_threads=4, max_abandoned=2)
+    assert await within(0.05, function.call(threads)) == (False, None)
+    assert await within(0.05, function.call(threads)) == (False, None)
+    assert function.abandoned == 2
+    # At the bound a new call is refused at once, before any thread is taken.
+    with pytest.raises(HungThreads):
+        _ = function.call(threads)
+    release.set()
+    with anyio.fail_after(5):
+        while function.abandoned:
+            await anyio.sleep(0.01)
+    assert await within(1, function.call(threads)) == (True, "late")
+
+
+async def test_abandoned_threads_free_their_slot_for_other_functions() -> None:
+    release = threading.Event()
+    threads = Threads(max_threads=1, max_abandoned=1)
+
+    def hangs() -> None:
+        release.wait(10)
+
+    def quick() -> str:
+        return "quick"
+
+    try:
+        assert await within(0.05, UserFunction(hangs).call(threads)) == (False, None)
+        assert await within(2, UserFunction(quick).call(threads)) == (True, "quick")
+    finally:
+        release.set()
+
+
+async def test_a_thread_that_ends_as_its_caller_gives_up_is_not_counted_twice() -> None:
+    # Many short sync calls with deadlines around their own length: whichever side wins
+    # each race, the count of abandoned threads returns to zero.
+    def brief() -> None:
+        time.sleep(0.002)
+
+    function = UserFunction(brief)
+    threads = Threads(max_threads=8, max_abandoned=1000)
+    for _ in range(50):
+        await within(0.002, function.call(threads))
+    with anyio.fail_after(5):
+        while function.abandoned:
+            await anyio.sleep(0.01)
+    assert function.abandoned == 0
 
 
 async def test_work_that_never_waits_runs_in_order_in_this_task() -> None:
@@ -213,35 +267,3 @@ async def test_a_failure_cancels_the_rest_and_propagates() -> None:
         await run_concurrently([slow, failing])
     assert info.group_contains(LookupError)
     assert cancelled == ["slow"]
-
-
-async def test_outside_asyncio_work_runs_in_an_anyio_task_group(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import voicehooks.running
-    from voicehooks.running import run_concurrently
-
-    monkeypatch.setattr(voicehooks.running, "on_asyncio", lambda: False)  # as under trio
-    done: list[int] = []
-
-    def piece(i: int) -> Any:
-        async def run() -> None:
-            await anyio.sleep(0.01)
-            done.append(i)
-
-        return run
-
-    await run_concurrently([piece(1), piece(2)])
-    assert sorted(done) == [1, 2]
-
-
-def test_the_backend_probe_sees_no_asyncio_outside_a_loop() -> None:
-    from voicehooks.running import on_asyncio
-
-    assert not on_asyncio()
-
-
-async def test_the_backend_probe_sees_asyncio_inside_its_loop() -> None:
-    from voicehooks.running import on_asyncio
-
-    assert on_asyncio()

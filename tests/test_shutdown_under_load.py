@@ -239,7 +239,7 @@ def test_sigterm_under_load_answers_everything_accepted_and_names_what_it_cuts(
     started = set(re.findall(r"^background start (\S+)$", log, re.MULTILINE))
     done = set(re.findall(r"^background done (\S+)$", log, re.MULTILINE))
     cut = set(
-        re.findall(r"background end-of-call-report handler for call (\S+) was cut short", log)
+        re.findall(r"background end-of-call-report handler \S+ \(call (\S+)\) was cut short", log)
     )
     answered = [o for o in load.outcomes if o.status is not None]
     unanswered = [o for o in load.outcomes if o.status is None]

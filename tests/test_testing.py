@@ -71,6 +71,7 @@ def test_each_factory_builds_a_delivery_the_decoder_accepts(
     assert type(event) is expected
     assert event.customer.number == CUSTOMER_NUMBER
     assert event.phone_number.number is not None
+    assert event.timestamp is not None
     assert event.timestamp.tzinfo is not None
 
 

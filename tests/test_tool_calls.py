@@ -20,6 +20,7 @@ from voicehooks import (
     ToolResult,
     VoiceHooks,
 )
+from voicehooks.dedupe import delivery_id
 from voicehooks.events import Event
 from voicehooks.testing import WebhookClient, tool_call, tool_calls
 
@@ -299,7 +300,9 @@ async def test_injected_parameters_receive_the_event_the_call_and_the_context() 
         customer_number="+31655018342",
         phone_number="+31302047715",
         assistant_metadata={"crm": "CNT-1"},
+        delivery_id=delivery_id(seen["event"], seen["call"]),
     )
+    assert len(seen["context"].delivery_id) == 32
 
 
 async def test_bad_arguments_do_not_run_the_tool() -> None:

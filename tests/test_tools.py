@@ -82,7 +82,7 @@ def tool() -> Tool:
 def test_name_and_description_come_from_the_function(tool: Tool) -> None:
     assert tool.name == "book"
     assert tool.description == "Book an appointment. Ask the caller for the date and time first."
-    assert tool.is_async
+    assert tool.fn.is_async
 
 
 def test_the_schema_is_self_contained_with_documented_parameters(tool: Tool) -> None:
@@ -185,7 +185,7 @@ def test_injected_parameters_are_left_out_of_the_schema() -> None:
     tool = Tool.from_function(lookup)
     assert list(tool.parameters["properties"]) == ["query"]
     assert {i.source for i in tool.injections} == {"event", "tool_call", "context"}
-    assert not tool.is_async
+    assert not tool.fn.is_async
 
 
 def test_the_definition_has_the_platform_shape() -> None:

@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from .background import BackgroundRunner, Job
 from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
-from .events import AssistantRequest, Event, ToolCalls, UnknownEventType, decode_delivery
+from .events import Event, UnknownEventType, decode_delivery
 from .exceptions import (
     ConfigurationError,
     MethodNotAllowed,
@@ -39,13 +39,13 @@ from .exceptions import (
     RequestError,
     RequestTimeout,
     SignatureError,
-    StoreError,
+    Unavailable,
     UnsupportedMediaType,
-    VoiceHooksError,
 )
-from .logs import describe
+from .logs import describe, masked
+from .observers import Delivery, DeliveryOutcome, Observer, ObserverSet
 from .routing import Registry
-from .running import call_with_deadline
+from .running import Threads, within
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 from .stores import DeliveryStore, default_store
 
@@ -58,18 +58,6 @@ Lifespan = Callable[["VoiceHooks"], AbstractAsyncContextManager[Any]]
 SECRET_ENV: Final = "VOICEHOOKS_SECRET"
 SECRET_FILE_ENV: Final = "VOICEHOOKS_SECRET_FILE"
 
-# The one place where a rejection becomes an HTTP status. A StoreError reaches the pipeline
-# only with store_failure="reject", and with a message written for the sender.
-_STATUS: Final[dict[type[VoiceHooksError], int]] = {
-    MethodNotAllowed: 405,
-    UnsupportedMediaType: 415,
-    PayloadTooLarge: 413,
-    RequestTimeout: 408,
-    SignatureError: 401,
-    PayloadError: 400,
-    StoreError: 503,
-}
-
 _JSON: Final = b"application/json"
 _EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
     405: [(b"allow", b"POST")],
@@ -77,6 +65,7 @@ _EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
     408: [(b"connection", b"close")],
     413: [(b"connection", b"close")],
 }
+_NO_HEADERS: Final[list[tuple[bytes, bytes]]] = []
 _encode = msgspec.json.Encoder().encode
 
 
@@ -100,7 +89,16 @@ class VoiceHooks(Registry):
             platform waits 5 s, then uses the saved configuration, as ``{}`` does.
         shutdown_grace_seconds: How long shutdown waits for background handlers.
         max_background_jobs: How many background handlers run at once.
-        max_threads: Worker threads for sync handlers and tools.
+        max_queued_jobs: How many background jobs may wait or run at once; past it, and past
+            ``max_queued_bytes`` of their bodies, informational deliveries are refused 503
+            with ``Retry-After`` instead of being accepted and lost.
+        max_queued_bytes: See ``max_queued_jobs``.
+        background_timeout_seconds: Each background handler's deadline (``None``: none).
+        max_threads: Worker threads for sync tools and the assistant-request handler.
+        max_background_threads: Worker threads for sync handlers that run after the answer,
+            kept apart so post-call work never delays a caller.
+        max_abandoned_threads: Threads a sync function may leave running past its deadline;
+            past that, its new calls are refused at once instead of taking another thread.
         deduplicate: Run each tool call and informational event once, however often it
             is delivered; a duplicate gets the first answer (see ``voicehooks.dedupe``).
         store: Where deliveries are remembered. Default: ``RedisStore.from_url`` of
@@ -110,6 +108,7 @@ class VoiceHooks(Registry):
         dedupe_ttl_seconds: How long a handled delivery is remembered.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
+        observers: Told about every delivery, tool call and job (see ``voicehooks.observers``).
         clock: Current Unix time, for the freshness check; injectable for tests.
 
     Example:
@@ -130,12 +129,18 @@ class VoiceHooks(Registry):
         assistant_request_timeout_seconds: float = 4.0,
         shutdown_grace_seconds: float = 20.0,
         max_background_jobs: int = 64,
+        max_queued_jobs: int = 2_000,
+        max_queued_bytes: int = 64 * 1024 * 1024,
+        background_timeout_seconds: float | None = 300.0,
         max_threads: int = 40,
+        max_background_threads: int = 8,
+        max_abandoned_threads: int = 4,
         deduplicate: bool = True,
         store: DeliveryStore | None = None,
         store_failure: StoreFailure = "process",
         dedupe_ttl_seconds: float = 3600.0,
         lifespan: Lifespan | None = None,
+        observers: Sequence[Observer] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -147,7 +152,12 @@ class VoiceHooks(Registry):
             ("tool_timeout_seconds", tool_timeout_seconds),
             ("assistant_request_timeout_seconds", assistant_request_timeout_seconds),
             ("max_background_jobs", max_background_jobs),
+            ("max_queued_jobs", max_queued_jobs),
+            ("max_queued_bytes", max_queued_bytes),
+            ("background_timeout_seconds", background_timeout_seconds or 1),
             ("max_threads", max_threads),
+            ("max_background_threads", max_background_threads),
+            ("max_abandoned_threads", max_abandoned_threads),
             ("dedupe_ttl_seconds", dedupe_ttl_seconds),
         ):
             if value <= 0:
@@ -181,9 +191,6 @@ class VoiceHooks(Registry):
         self.body_timeout_seconds = body_timeout_seconds
         self.state = State()
         self._user_lifespan = lifespan
-        self.runner = BackgroundRunner(
-            max_concurrency=max_background_jobs, grace_seconds=shutdown_grace_seconds
-        )
         self.store: DeliveryStore | None = None
         deduplicator = None
         if deduplicate:
@@ -191,16 +198,33 @@ class VoiceHooks(Registry):
             deduplicator = Deduplicator(
                 self.store, ttl_seconds=dedupe_ttl_seconds, store_failure=store_failure
             )
+        self.observers = ObserverSet(observers)
         self.dispatcher = Dispatcher(
             self,
             tool_timeout_seconds=tool_timeout_seconds,
             assistant_request_timeout_seconds=assistant_request_timeout_seconds,
-            thread_limiter=anyio.CapacityLimiter(max_threads),
+            background_timeout_seconds=background_timeout_seconds,
+            live_threads=Threads(max_threads, max_abandoned_threads),
+            background_threads=Threads(max_background_threads, max_abandoned_threads),
             deduplicator=deduplicator,
+            observers=self.observers,
         )
+        self.runner = BackgroundRunner(
+            self.dispatcher.run_job,
+            max_concurrency=max_background_jobs,
+            max_queued=max_queued_jobs,
+            max_queued_bytes=max_queued_bytes,
+            grace_seconds=shutdown_grace_seconds,
+        )
+        self.dispatcher.admit = self.runner.admit
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         self._secret_count = len(secrets)
         self._warned_milliseconds = False
+
+    def add_observer(self, observer: Observer) -> Observer:
+        """Install ``observer``: it is told about every delivery, tool call and job."""
+        self.observers.add(observer)
+        return observer
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[Any]:
@@ -238,51 +262,57 @@ class VoiceHooks(Registry):
             await self._router(scope, receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        event: Event | None = None
+        delivery = Delivery(scope["headers"])
+        observers = self.observers
+        if observers:
+            observers.delivery_started(delivery)
         jobs: list[Job] = []  # background work, started once the answer is out
+        extra = _NO_HEADERS
         try:
-            event = await self._receive_event(scope, receive)
-            if event is None:
-                return  # the client went away before its body arrived
+            event = await self._receive_event(scope, receive, delivery)
+            if event is None:  # the client went away before its body arrived
+                delivery.outcome = DeliveryOutcome.DISCONNECTED
+                self._answered(delivery)
+                return
+            body, jobs = await self.dispatcher.answer(delivery)
             status = 200
-            if type(event) is ToolCalls:
-                body = await self.dispatcher.answer_tool_calls(event, jobs)
-            elif type(event) is AssistantRequest:
-                body = await self.dispatcher.answer_assistant_request(event)
-            else:
-                jobs = await self.dispatcher.acknowledge(event)
-                body = EMPTY
-        except (RequestError, StoreError) as exc:
-            status = _STATUS[type(exc)]
+        except RequestError as exc:
+            status = exc.status
             body = _encode({"error": str(exc)})
+            extra = _rejection_headers(exc)
             _log.warning("rejected %d: %s", status, exc)
         except UnknownEventType as exc:
             status, body = 200, EMPTY
+            delivery.event_type, delivery.call_id = exc.event_type, exc.call_id
+            delivery.outcome = DeliveryOutcome.UNKNOWN_EVENT
             _log.warning(
                 "unknown event type %r (call %s) answered {}; a newer voicehooks may handle it",
-                exc.event_type,
-                exc.call_id,
+                exc.event_type[:64],
+                masked(exc.call_id),
             )
         except Exception as exc:
             # A bug in voicehooks itself: user code is caught inside the dispatcher.
             _log.error("internal error while answering a delivery: %s", describe(exc))
             status, body = 500, b'{"error":"internal error"}'
-        extra = _EXTRA_HEADERS.get(status, [])
+            delivery.outcome = DeliveryOutcome.INTERNAL_ERROR
         await _send(send, status, body, extra)
-        if event is not None and _log.isEnabledFor(logging.INFO):
-            _log.info(
-                "%s call=%s %d %.1fms",
-                event.type,
-                event.call.id,
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
-        if event is not None and status == 200:  # a refused delivery will come again
-            for job in jobs:
-                await self.runner.submit(event.type, event.call.id, job)
+        delivery.status, delivery.answer = status, body
+        if not delivery.outcome:
+            delivery.outcome = DeliveryOutcome.ANSWERED if status < 400 else _rejected(status)
+        self._answered(delivery)
+        if jobs and status == 200:  # a refused delivery will come again
+            await self.runner.submit(jobs)
 
-    async def _receive_event(self, scope: Scope, receive: Receive) -> Event | None:
+    def _answered(self, delivery: Delivery) -> None:
+        delivery.duration_seconds = time.perf_counter() - delivery.started
+        if delivery.event_type is not None and _log.isEnabledFor(logging.INFO):
+            _log_delivery(delivery)
+        if self.observers:
+            self.observers.delivery_answered(delivery)
+
+    async def _receive_event(
+        self, scope: Scope, receive: Receive, delivery: Delivery
+    ) -> Event | None:
         if scope["method"] != "POST":
             raise MethodNotAllowed(f"method {scope['method']} is not allowed; the platform POSTs")
         content_type = timestamp = signature = None
@@ -306,18 +336,12 @@ class VoiceHooks(Registry):
         if declared > self.max_body_bytes:
             raise PayloadTooLarge(self._too_large())
         # Usually the whole body is already buffered and this takes no timer at all.
-        finished, body = await call_with_deadline(
-            self._read_body,
-            True,
-            {"receive": receive},
-            self.dispatcher.limiter,
-            "reading the body",
-            self.body_timeout_seconds,
-        )
+        finished, body = await within(self.body_timeout_seconds, self._read_body(receive))
         if not finished:
             raise RequestTimeout(f"the body did not arrive within {self.body_timeout_seconds:g} s")
         if body is None:
             return None
+        delivery.body = body
         verifier = self.verifier
         if verifier is not None:
             stamp = timestamp.decode("latin-1") if timestamp is not None else None
@@ -336,11 +360,22 @@ class VoiceHooks(Registry):
                 self._warned_milliseconds = True
                 _log.warning("X-Webhook-Timestamp arrives in milliseconds; read as such")
         try:
-            return decode_delivery(body)
+            event = decode_delivery(body)
         except msgspec.ValidationError as exc:
             raise PayloadError(f"the payload does not fit the webhook envelope: {exc}") from None
         except msgspec.DecodeError as exc:
             raise PayloadError(f"the body is not valid JSON: {exc}") from None
+        delivery.event, delivery.event_type, delivery.call_id = event, event.type, event.call.id
+        if event.decode_issues:
+            _log.warning(
+                "%s (call %s) kept with %d field(s) that could not be read, given their "
+                "defaults: %s",
+                event.type,
+                masked(event.call.id),
+                len(event.decode_issues),
+                ", ".join(f"{i.path} (expected {i.expected})" for i in event.decode_issues[:20]),
+            )
+        return event
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         message = await receive()
@@ -368,6 +403,36 @@ class VoiceHooks(Registry):
 
     def _too_large(self) -> str:
         return f"the body is larger than the limit of {self.max_body_bytes} bytes"
+
+
+def _log_delivery(delivery: Delivery) -> None:
+    tools = [(run.name if run.registered else "?", run.outcome) for run in delivery.tools]
+    _log.info(
+        "%s call=%s %d %.1fms%s",
+        delivery.event_type,
+        masked(delivery.call_id),
+        delivery.status,
+        delivery.duration_seconds * 1000,
+        (" tools=" + ",".join(f"{name}:{outcome}" for name, outcome in tools)) if tools else "",
+        extra={
+            "event": delivery.event_type,
+            "call_id": masked(delivery.call_id),
+            "status": delivery.status,
+            "outcome": delivery.outcome,
+            "duration_ms": round(delivery.duration_seconds * 1000, 3),
+            "tools": [{"name": name, "outcome": outcome} for name, outcome in tools],
+        },
+    )
+
+
+def _rejected(status: int) -> str:
+    return f"rejected_{status}"
+
+
+def _rejection_headers(exc: RequestError) -> list[tuple[bytes, bytes]]:
+    if isinstance(exc, Unavailable) and exc.retry_after_seconds is not None:
+        return [(b"retry-after", str(exc.retry_after_seconds).encode())]
+    return _EXTRA_HEADERS.get(exc.status, _NO_HEADERS)
 
 
 async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
@@ -401,6 +466,12 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1000})
         return
+    if scope.get("method") == "POST":  # a misconfigured webhook URL, most likely
+        _log.warning(
+            "rejected 404: POST to %r, which is not the webhook endpoint (check the URL the "
+            "platform is given against the app's path and mount point)",
+            scope["path"][:100],
+        )
     await _send(send, 404, b'{"error":"not found: the webhook endpoint is at the app\'s path"}', [])
 
 

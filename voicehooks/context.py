@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from .dedupe import delivery_id
 from .events import Event, ToolCall
 
 __all__ = ["CallContext", "Injection", "fill", "plan_injections"]
@@ -25,6 +26,11 @@ class CallContext(msgspec.Struct, frozen=True):
     """The call an event belongs to, for handlers and tools that do not need the whole event.
 
     Annotate a parameter with ``CallContext`` to receive it.
+
+    ``delivery_id`` is stable across redeliveries of the same work (the same tool call, or the
+    same informational event): a ready idempotency key for side effects. ``attempt`` counts
+    runs of background work from 1 (durable mode retries); ``is_replay`` is true for a
+    delivery replayed from the development inspector.
     """
 
     call_id: str
@@ -33,10 +39,20 @@ class CallContext(msgspec.Struct, frozen=True):
     customer_number: str | None
     phone_number: str | None
     assistant_metadata: dict[str, Any]
+    delivery_id: str = ""
+    attempt: int = 1
+    is_replay: bool = False
 
     @classmethod
-    def from_event(cls, event: Event) -> CallContext:
-        """Build the context of ``event``'s call."""
+    def from_event(
+        cls,
+        event: Event,
+        tool_call: ToolCall | None = None,
+        *,
+        attempt: int = 1,
+        is_replay: bool = False,
+    ) -> CallContext:
+        """Build the context of ``event``'s call (and of ``tool_call``, for a tool)."""
         call = event.call
         return cls(
             call_id=call.id,
@@ -45,6 +61,9 @@ class CallContext(msgspec.Struct, frozen=True):
             customer_number=event.customer.number,
             phone_number=event.phone_number.number,
             assistant_metadata=event.metadata,
+            delivery_id=delivery_id(event, tool_call),
+            attempt=attempt,
+            is_replay=is_replay,
         )
 
 
@@ -131,6 +150,9 @@ def fill(
     injections: tuple[Injection, ...],
     event: Event,
     tool_call: ToolCall | None = None,
+    *,
+    attempt: int = 1,
+    is_replay: bool = False,
 ) -> dict[str, Any]:
     """Build the keyword arguments for ``injections`` from one request."""
     kwargs: dict[str, Any] = {}
@@ -138,7 +160,9 @@ def fill(
         if injection.source == "event":
             kwargs[injection.parameter] = event
         elif injection.source == "context":
-            kwargs[injection.parameter] = CallContext.from_event(event)
+            kwargs[injection.parameter] = CallContext.from_event(
+                event, tool_call, attempt=attempt, is_replay=is_replay
+            )
         else:
             kwargs[injection.parameter] = tool_call
     return kwargs

@@ -40,10 +40,11 @@ import anyio
 import msgspec
 
 from .events import Event, ToolCall, ToolCalls
-from .exceptions import StoreError
+from .exceptions import Unavailable
+from .logs import masked
 from .stores import DeliveryStore
 
-__all__ = ["Deduplicator", "StoreFailure", "event_key", "tool_key"]
+__all__ = ["Deduplicator", "StoreFailure", "delivery_id", "event_key", "tool_key"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -66,13 +67,32 @@ def tool_key(call_id: str, tool_call_id: str) -> str:
 
 
 def event_key(event: Event) -> str:
-    """The store key of an informational delivery: a digest of its identity."""
-    call = event.call
-    identity = _encode_identity((event.type, call.id, call.status, event.timestamp))
-    return "event:" + hashlib.sha256(identity).hexdigest()
+    """The store key of an informational delivery: a digest of its identity.
+
+    Kept on the event once made: duplicate suppression and ``delivery_id`` both read it.
+    """
+    cache = event.__dict__
+    key: str | None = cache.get("_key")
+    if key is None:
+        call = event.call
+        identity = _encode_identity((event.type, call.id, call.status, event.timestamp))
+        key = cache["_key"] = "event:" + hashlib.sha256(identity).hexdigest()
+    return key
 
 
 _encode_identity = msgspec.json.Encoder().encode
+
+
+def delivery_id(event: Event, tool_call: ToolCall | None = None) -> str:
+    """A stable id of one piece of work: ``tool_call`` of ``event``, or ``event`` itself.
+
+    The same identity duplicate suppression uses, so a redelivery has the same id: 32 hex
+    characters, for the user's own idempotency keys.
+    """
+    if tool_call is not None:
+        key = tool_key(event.call.id, tool_call.id).encode()
+        return hashlib.sha256(key).hexdigest()[:32]
+    return event_key(event)[6:38]  # after "event:"
 
 
 class Deduplicator:
@@ -95,7 +115,7 @@ class Deduplicator:
         """Claim an informational delivery; ``False`` if it was seen before.
 
         Raises:
-            StoreError: The store failed and ``store_failure`` is ``"reject"``.
+            Unavailable: The store failed and ``store_failure`` is ``"reject"``.
         """
         try:
             first = await self.store.claim(event_key(event), self.ttl_seconds)
@@ -116,7 +136,7 @@ class Deduplicator:
             whose result the store failed to fetch).
 
         Raises:
-            StoreError: The store failed and ``store_failure`` is ``"reject"``.
+            Unavailable: The store failed and ``store_failure`` is ``"reject"``.
         """
         key = tool_key(event.call.id, call.id)
         store = self.store
@@ -129,7 +149,7 @@ class Deduplicator:
             _log.info(
                 "duplicate tool call %s (call %s): answering the first run's result",
                 call.function.name,
-                event.call.id,
+                masked(event.call.id),
             )
             try:
                 result = await store.wait_result(key, timeout_seconds)
@@ -167,7 +187,7 @@ class Deduplicator:
             "answering 503" if rejecting else fallback,
         )
         if rejecting:
-            raise StoreError(_UNAVAILABLE) from exc
+            raise Unavailable(_UNAVAILABLE) from exc
 
 
 def _settle_failed(exc: Exception, event: Event) -> None:
@@ -180,4 +200,4 @@ def _settle_failed(exc: Exception, event: Event) -> None:
 
 
 def _label(event: Event) -> tuple[str, str]:
-    return event.type, event.call.id
+    return event.type, masked(event.call.id)

@@ -1,16 +1,23 @@
-"""Routing a decoded event to its handlers and turning what they return into the answer.
+"""Answering a decoded delivery with the app's handlers and tools, and running its jobs.
 
-One method per kind of event, each returning the JSON body to send:
+``Dispatcher.answer(delivery)`` is the one entry point, for every event type; it returns the
+JSON body to send and the jobs to run after sending it:
 
 * ``tool-calls``: every call runs concurrently under its deadline, isolated from the others'
-  failures; the answer is always the object format, one entry per call, in request order.
+  failures, on the live threads; the answer is always the object format, one entry per
+  call, in request order. A fire-and-forget call is answered at once and becomes a job.
 * ``assistant-request``: the one handler runs under its budget (4 s by default, the platform
   waits 5 s); a slow, failing or malformed answer becomes ``{}``, the saved configuration.
-* ``status-update``/``end-of-call-report``: handlers marked ``run_before_answer`` run now;
-  the rest are returned as jobs for the background runner, to start once ``{}`` has been sent.
+* ``status-update``/``end-of-call-report``: each handler becomes a job; one marked
+  ``run_before_answer`` is run at once, before the answer.
 
-Handler bugs never reach the sender: they are logged with the event type and call id, shown
-to the error hooks, and answered with something safe.
+``Dispatcher.run_job(job)`` runs one job on the background threads under the background
+deadline, in this process's runner or a durable-queue worker alike.
+
+Handler bugs never reach the sender: they are logged with the event type and call id (never
+the exception's message), shown to the error hooks, and answered with something safe. Every
+tool call leaves a ``ToolRun`` on its ``Delivery``, every job a ``JobRun``, for the log line
+and the observers.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -27,8 +34,17 @@ from .background import Job
 from .context import fill
 from .dedupe import Deduplicator
 from .events import AssistantRequest, Event, ToolCall, ToolCalls
-from .exceptions import StoreError, ToolError
-from .logs import describe
+from .exceptions import ToolError, Unavailable
+from .logs import Throttle, describe, masked
+from .observers import (
+    Delivery,
+    DeliveryOutcome,
+    JobOutcome,
+    JobRun,
+    ObserverSet,
+    ToolOutcome,
+    ToolRun,
+)
 from .responses import (
     AssistantResponse,
     error_result,
@@ -37,14 +53,14 @@ from .responses import (
     validate_assistant_answer,
 )
 from .routing import Handler, Registry
-from .running import call_function, call_with_deadline, run_concurrently
+from .running import HungThreads, Threads, UserFunction, run_concurrently, within
 from .tools import ArgumentError, Tool
 
 __all__ = ["Dispatcher"]
 
 _log = logging.getLogger("voicehooks")
 
-EMPTY = b"{}"
+EMPTY: Final = b"{}"
 
 _FAILED = (
     "The tool {name} failed unexpectedly. Tell the caller it cannot be done right now "
@@ -53,6 +69,13 @@ _FAILED = (
 _TIMED_OUT = "The tool {name} did not answer in time. Tell the caller it cannot be done right now."
 _UNKNOWN = "There is no tool called {name} on this server. Do not call it again."
 _NOT_JSON = "The tool {name} returned a result that could not be sent."
+_BUSY = "The tool {name} cannot be started right now. Tell the caller it cannot be done now."
+
+# The model chooses tool names: the ones remembered for "warned once" are bounded, and so is
+# the rate of the warning itself.
+_MAX_UNKNOWN_NAMES: Final = 128
+_HOOK_BUDGET_SECONDS: Final = 2.0  # an error hook must not hold up an answer for long
+_EMPTY_RAW: Final = msgspec.Raw(EMPTY)
 
 
 class _Entry(msgspec.Struct):
@@ -65,7 +88,18 @@ class _Answer(msgspec.Struct):
 
 
 class Dispatcher:
-    """Answers decoded events with the handlers and tools of a ``Registry``."""
+    """Answers decoded deliveries with the handlers and tools of a ``Registry``.
+
+    Args:
+        registry: The handlers, tools and error hooks.
+        tool_timeout_seconds: The app-wide tool deadline (a tool may set its own).
+        assistant_request_timeout_seconds: The assistant-request handler's budget.
+        background_timeout_seconds: Each job's deadline; ``None`` for none.
+        live_threads: Threads for sync tools and the assistant-request handler.
+        background_threads: Threads for sync handlers that run after the answer.
+        deduplicator: Once-only processing, or ``None``.
+        observers: Told about every tool call and job.
+    """
 
     def __init__(
         self,
@@ -73,175 +107,242 @@ class Dispatcher:
         *,
         tool_timeout_seconds: float,
         assistant_request_timeout_seconds: float,
-        thread_limiter: anyio.CapacityLimiter,
+        background_timeout_seconds: float | None,
+        live_threads: Threads,
+        background_threads: Threads,
         deduplicator: Deduplicator | None = None,
+        observers: ObserverSet | None = None,
     ) -> None:
         self.registry = registry
         self.deduplicator = deduplicator
         self.tool_timeout_seconds = tool_timeout_seconds
         self.assistant_request_timeout_seconds = assistant_request_timeout_seconds
-        self.limiter = thread_limiter
+        self.background_timeout_seconds = background_timeout_seconds
+        self.live_threads = live_threads
+        self.background_threads = background_threads
+        self.observers = observers if observers is not None else ObserverSet()
+        # Refuses a delivery whose jobs would not fit; the app points it at its job queue.
+        self.admit: Callable[[int], None] = _admit_all
         self._encode = msgspec.json.Encoder().encode
-        self._warned_unknown: set[str] = set()
+        self._unknown_names: set[str] = set()
+        self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
+
+    async def answer(self, delivery: Delivery) -> tuple[bytes, list[Job]]:
+        """The body to answer ``delivery.event`` with, and the jobs to run once it is sent.
+
+        Raises:
+            Unavailable: The delivery cannot be taken now (a full queue, or a failing store
+                with ``store_failure="reject"``); nothing of it was accepted.
+        """
+        event = delivery.event
+        kind = type(event)
+        if kind is ToolCalls:
+            assert isinstance(event, ToolCalls)
+            return await self._tool_calls(event, delivery)
+        if kind is AssistantRequest:
+            assert isinstance(event, AssistantRequest)
+            return await self._assistant_request(event), []
+        assert event is not None
+        return EMPTY, await self._informational(event, delivery)
 
     # -- tool-calls ---------------------------------------------------------------------
 
-    async def answer_tool_calls(self, event: ToolCalls, jobs: list[Job]) -> bytes:
-        """Run every call of ``event`` and return the object-format answer.
-
-        Fire-and-forget tools are added to ``jobs``, for the caller to start after answering.
-        """
+    async def _tool_calls(self, event: ToolCalls, delivery: Delivery) -> tuple[bytes, list[Job]]:
         calls = event.tool_call_list
         tools = self.registry.tools
-        results: list[msgspec.Raw] = [msgspec.Raw(EMPTY)] * len(calls)
+        jobs: list[Job] = []
         if len(calls) == 1 and calls[0].function.name in tools:
             # The common case: no list of work, no concurrency machinery at all.
-            only = tools[calls[0].function.name]
-            results[0] = await self._run_tool(only, calls[0], event, jobs)
-        else:
-            work: list[Callable[[], Coroutine[Any, Any, None]]] = [
-                functools.partial(self._run_into, results, i, tool, call, event, jobs)
-                for i, call in enumerate(calls)
-                if (tool := tools.get(call.function.name)) is not None
-            ]
-            unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
-            if unclaimed:
-                work.append(functools.partial(self._answer_unclaimed, results, unclaimed, event))
-            try:
-                await run_concurrently(work)
-            except* StoreError as store_errors:
-                # store_failure="reject": the pipeline answers one StoreError with a 503.
-                raise _first_leaf(store_errors)  # noqa: B904  (keeps the store fault as cause)
+            only = calls[0]
+            result = await self._tool(tools[only.function.name], only, event, delivery, jobs)
+            return self._encode(_Answer([_Entry(only.id, result)])), jobs
+        results: list[msgspec.Raw] = [_EMPTY_RAW] * len(calls)
+        work: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            functools.partial(self._tool_into, results, i, tool, call, event, delivery, jobs)
+            for i, call in enumerate(calls)
+            if (tool := tools.get(call.function.name)) is not None
+        ]
+        unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
+        if unclaimed:
+            work.append(functools.partial(self._unclaimed, results, unclaimed, event, delivery))
+        try:
+            await run_concurrently(work)
+        except* Unavailable as refused:
+            # store_failure="reject": the pipeline answers one Unavailable with a 503.
+            raise _first_leaf(refused)  # noqa: B904  (keeps the store fault as cause)
         entries = [_Entry(call.id, result) for call, result in zip(calls, results, strict=True)]
-        return self._encode(_Answer(entries))
+        return self._encode(_Answer(entries)), jobs
 
-    async def _run_into(
+    async def _tool_into(
         self,
         results: list[msgspec.Raw],
         i: int,
         tool: Tool,
         call: ToolCall,
         event: ToolCalls,
+        delivery: Delivery,
         jobs: list[Job],
     ) -> None:
-        results[i] = await self._run_tool(tool, call, event, jobs)
+        results[i] = await self._tool(tool, call, event, delivery, jobs)
 
-    async def _run_tool(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, jobs: list[Job]
+    async def _tool(
+        self, tool: Tool, call: ToolCall, event: ToolCalls, delivery: Delivery, jobs: list[Job]
     ) -> msgspec.Raw:
-        once = self.deduplicator
-        if once is None or not tool.deduplicate:
-            return (await self._execute_tool(tool, call, event, jobs))[0]
-        answer = await once.run_tool(
-            event, call, self._timeout_of(tool), lambda: self._execute_tool(tool, call, event, jobs)
-        )
-        if answer is None:
-            _log.warning(
-                "tool %s (call %s): a duplicate delivery got no result from the first in time",
-                tool.name,
-                event.call.id,
+        run = ToolRun(tool.name, call.id, True)
+        delivery.tools.append(run)
+        observers = self.observers
+        if observers:
+            observers.tool_started(delivery, run)
+        try:
+            once = self.deduplicator
+            if once is None or not tool.deduplicate:
+                return (await self._execute(tool, call, event, delivery, jobs, run))[0]
+            answer = await once.run_tool(
+                event,
+                call,
+                self._timeout_of(tool),
+                lambda: self._execute(tool, call, event, delivery, jobs, run),
             )
-            return self._raw(error_result(_TIMED_OUT.format(name=tool.name)))
-        return answer
+            if answer is None:
+                _log.warning(
+                    "tool %s (call %s): a duplicate delivery got no result from the first in time",
+                    tool.name,
+                    masked(event.call.id),
+                )
+                run.outcome = ToolOutcome.TIMEOUT
+                return self._raw(error_result(_TIMED_OUT.format(name=tool.name)))
+            if not run.outcome:  # answered from the store: the first delivery ran it
+                run.outcome = ToolOutcome.DUPLICATE
+            return answer
+        finally:
+            run.end(run.outcome or ToolOutcome.FAILED)
+            if observers:
+                observers.tool_ended(delivery, run)
 
-    async def _execute_tool(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, jobs: list[Job]
+    async def _execute(
+        self,
+        tool: Tool,
+        call: ToolCall,
+        event: ToolCalls,
+        delivery: Delivery,
+        jobs: list[Job],
+        run: ToolRun,
     ) -> tuple[msgspec.Raw, bool]:
         """Run ``tool`` once: its answer, and whether a duplicate delivery may be given it.
 
         ``False`` after an unexpected exception or a timeout: a redelivery may try again.
+        Sets ``run.outcome``.
         """
         try:
             kwargs = tool.bind(call)
         except ArgumentError as exc:
-            _log.info("tool %s call=%s: unusable arguments", tool.name, event.call.id)
+            _log.info("tool %s call=%s: unusable arguments", tool.name, masked(event.call.id))
+            run.outcome = ToolOutcome.INVALID_ARGUMENTS
             return self._raw(error_result(str(exc))), True
-        if tool.injections:
-            kwargs.update(fill(tool.injections, event, call))
-        label = f"tool {tool.name} (call {event.call.id})"
         if tool.fire_and_forget:
-            jobs.append(self._background_tool(tool, kwargs, event, label))
+            try:
+                self.admit(_size(event))
+            except Unavailable:
+                run.outcome = ToolOutcome.OVERLOADED
+                return self._raw(error_result(_BUSY.format(name=tool.name))), False
+            jobs.append(Job(event, "tool:" + call.id, delivery.trace, delivery.is_replay))
+            run.outcome = ToolOutcome.STARTED
             return self._raw(tool.async_response or {"status": "started"}), True
+        if tool.injections:
+            kwargs.update(fill(tool.injections, event, call, is_replay=delivery.is_replay))
         timeout = self._timeout_of(tool)
         try:
-            finished, value = await call_with_deadline(
-                tool.function, tool.is_async, kwargs, self.limiter, label, timeout
-            )
+            finished, value = await within(timeout, tool.fn.call(self.live_threads, **kwargs))
         except ToolError as exc:
+            run.outcome = ToolOutcome.ERROR
             return self._raw(error_result(str(exc))), True
+        except HungThreads:
+            _log.warning(
+                "%s: %d earlier calls are still running after their deadline; refusing a new "
+                "one instead of starting another thread",
+                _tool_label(tool, event),
+                tool.fn.abandoned,
+            )
+            run.outcome = ToolOutcome.OVERLOADED
+            return self._raw(error_result(_BUSY.format(name=tool.name))), False
         except Exception as exc:
-            await self._failed(label, exc, event)
+            run.outcome = ToolOutcome.FAILED
+            await self._failed(_tool_label(tool, event), exc, event, self.live_threads)
             return self._raw(error_result(_FAILED.format(name=tool.name))), False
         if not finished:
-            _log.warning("%s timed out after %.1f s", label, timeout)
+            _log.warning("%s timed out after %.1f s", _tool_label(tool, event), timeout)
+            run.outcome = ToolOutcome.TIMEOUT
             return self._raw(error_result(_TIMED_OUT.format(name=tool.name))), False
         try:
-            return msgspec.Raw(self._encode(normalize_result(value, call.id))), True
+            answer = msgspec.Raw(self._encode(normalize_result(value, call.id)))
         except (TypeError, ValueError, OverflowError) as exc:
-            _log.error(
-                "%s returned a %s that cannot be encoded as JSON", label, type(value).__name__
-            )
-            await self.report(exc, event)
+            label = _tool_label(tool, event)
+            kind = type(value).__name__
+            _log.error("%s returned a %s that cannot be encoded as JSON", label, kind)
+            await self.report(exc, event, self.live_threads)
+            run.outcome = ToolOutcome.FAILED
             return self._raw(error_result(_NOT_JSON.format(name=tool.name))), True
+        run.outcome = ToolOutcome.OK
+        return answer, True
 
     def _timeout_of(self, tool: Tool) -> float:
         return tool.timeout_seconds or self.tool_timeout_seconds
 
-    def _background_tool(
-        self, tool: Tool, kwargs: dict[str, Any], event: ToolCalls, label: str
-    ) -> Job:
-        async def job() -> None:
-            try:
-                await call_function(tool.function, tool.is_async, kwargs, self.limiter, label)
-            except Exception as exc:
-                await self._failed(label, exc, event)
-
-        return job
-
-    async def _answer_unclaimed(
-        self, results: list[msgspec.Raw], indices: list[int], event: ToolCalls
+    async def _unclaimed(
+        self, results: list[msgspec.Raw], indices: list[int], event: ToolCalls, delivery: Delivery
     ) -> None:
         calls = [event.tool_call_list[i] for i in indices]
+        runs = [ToolRun(call.function.name, call.id, False) for call in calls]
+        delivery.tools.extend(runs)
         handlers = self.registry.handlers["tool-calls"]
         if not handlers:
-            for i, call in zip(indices, calls, strict=True):
+            for i, call, run in zip(indices, calls, runs, strict=True):
                 self._warn_unknown(call)
                 results[i] = self._raw(error_result(_UNKNOWN.format(name=call.function.name)))
+                run.end(ToolOutcome.UNKNOWN)
             return
         # Only the raw handler's share of the calls: what no registered tool claims.
         subset = msgspec.structs.replace(event, tool_call_list=calls)
         subset.__dict__.update(event.__dict__)  # keeps .raw: the delivery as it arrived
         ids = [call.id for call in calls]
         handler = handlers[0]
-        label = f"tool-calls handler {handler.function.__qualname__} (call {event.call.id})"
-        names = ", ".join(c.function.name for c in calls)
+        label = _handler_label(handler, event)
+        names = ", ".join(call.function.name for call in calls)
+        outcome = ToolOutcome.OK
         try:
-            finished, body = await self._call(handler, subset, label, self.tool_timeout_seconds)
+            kwargs = fill(handler.injections, subset, is_replay=delivery.is_replay)
+            budget = self.tool_timeout_seconds
+            finished, body = await within(budget, handler.fn.call(self.live_threads, **kwargs))
         except ToolError as exc:
-            finished, body = True, error_result(str(exc))
+            finished, body, outcome = True, error_result(str(exc)), ToolOutcome.ERROR
         except Exception as exc:
-            await self._failed(label, exc, subset)
+            if not isinstance(exc, HungThreads):
+                await self._failed(label, exc, subset, self.live_threads)
             finished, body = True, error_result(_FAILED.format(name=names))
+            outcome = ToolOutcome.FAILED
         if not finished:
             _log.warning("%s timed out after %.1f s", label, self.tool_timeout_seconds)
-            body = error_result(_TIMED_OUT.format(name=names))
-        for i, result in zip(indices, results_from_response(body, ids), strict=True):
+            body, outcome = error_result(_TIMED_OUT.format(name=names)), ToolOutcome.TIMEOUT
+        for i, result, run in zip(indices, results_from_response(body, ids), runs, strict=True):
             try:
                 results[i] = msgspec.Raw(self._encode(result))
+                run.end(outcome)
             except (TypeError, ValueError, OverflowError):
                 _log.error("%s returned a result that cannot be encoded as JSON", label)
-                results[i] = self._raw(
-                    error_result(_NOT_JSON.format(name=event.tool_call_list[i].function.name))
-                )
+                name = event.tool_call_list[i].function.name
+                results[i] = self._raw(error_result(_NOT_JSON.format(name=name)))
+                run.end(ToolOutcome.FAILED)
 
     def _warn_unknown(self, call: ToolCall) -> None:
         name = call.function.name
-        if name in self._warned_unknown:
+        if name in self._unknown_names or len(self._unknown_names) >= _MAX_UNKNOWN_NAMES:
             return
-        self._warned_unknown.add(name)
+        if not self._unknown_throttle.allow():
+            return
+        self._unknown_names.add(name)
         _log.warning(
             "the model called tool %r, which is not registered. To handle it, add:\n%s",
-            name,
+            name[:64],
             stub_for(call),
         )
 
@@ -250,93 +351,206 @@ class Dispatcher:
 
     # -- assistant-request --------------------------------------------------------------
 
-    async def answer_assistant_request(self, event: AssistantRequest) -> bytes:
+    async def _assistant_request(self, event: AssistantRequest) -> bytes:
         """Run the assistant-request handler under its budget; ``{}`` on any trouble."""
         handlers = self.registry.handlers["assistant-request"]
         if not handlers:
             return EMPTY
         handler = handlers[0]
-        label = f"assistant-request handler {handler.function.__qualname__} (call {event.call.id})"
         budget = self.assistant_request_timeout_seconds
         try:
-            finished, answer = await self._call(handler, event, label, budget)
+            kwargs = fill(handler.injections, event) if handler.injections else {}
+            finished, answer = await within(budget, handler.fn.call(self.live_threads, **kwargs))
         except Exception as exc:
-            await self._failed(f"{label}; answering {{}} (saved configuration),", exc, event)
+            label = _handler_label(handler, event)
+            if isinstance(exc, HungThreads):
+                _log.warning("%s has hung threads; answering {} (saved configuration)", label)
+            else:
+                await self._failed(
+                    f"{label}; answering {{}} (saved configuration),", exc, event, self.live_threads
+                )
             return EMPTY
         if not finished:
             _log.warning(
-                "%s took longer than %.1f s; answering {} (saved configuration)", label, budget
+                "%s took longer than %.1f s; answering {} (saved configuration)",
+                _handler_label(handler, event),
+                budget,
             )
             return EMPTY
         try:
             return self._encode(_assistant_body(answer))
         except (TypeError, ValueError, OverflowError) as exc:
-            _log.error("%s returned an unusable answer (%s); answering {}", label, exc)
+            _log.error(
+                "%s returned an unusable answer (%s); answering {}",
+                _handler_label(handler, event),
+                exc,
+            )
             return EMPTY
 
     # -- status-update, end-of-call-report ----------------------------------------------
 
-    async def acknowledge(self, event: Event) -> list[Job]:
-        """Run the handlers that must finish before the answer; return the others as jobs.
+    async def _informational(self, event: Event, delivery: Delivery) -> list[Job]:
+        """The delivery's jobs; ``run_before_answer`` ones are run here and now.
 
-        A duplicate delivery runs nothing (see ``dedupe``).
+        A duplicate delivery runs nothing (see ``dedupe``); a delivery whose jobs would not
+        fit the queue is refused before it is claimed, so that its redelivery is not a
+        "duplicate".
         """
-        jobs: list[Job] = []
         handlers = self.registry.handlers[event.type]
+        if not handlers:
+            return []
+        if not all(handler.run_before_answer for handler in handlers):
+            self.admit(_size(event))
         once = self.deduplicator
-        if handlers and once is not None and not await once.is_first_event(event):
-            return jobs
+        if once is not None and not await once.is_first_event(event):
+            delivery.outcome = DeliveryOutcome.DUPLICATE
+            return []
+        jobs: list[Job] = []
         for handler in handlers:
+            job = Job(event, handler.target, delivery.trace, delivery.is_replay)
             if handler.run_before_answer:
-                await self._observed(handler, event)
+                await self.run_job(job)
             else:
-                jobs.append(self._job(handler, event))
+                jobs.append(job)
         return jobs
 
-    def _job(self, handler: Handler, event: Event) -> Job:
-        async def job() -> None:
-            await self._observed(handler, event)
+    # -- jobs ---------------------------------------------------------------------------
 
-        return job
+    async def run_job(self, job: Job, attempt: int = 1) -> str:
+        """Run ``job`` to its end on the background threads; return its ``JobOutcome``.
 
-    async def _observed(self, handler: Handler, event: Event) -> None:
-        label = f"{event.type} handler {handler.function.__qualname__} (call {event.call.id})"
+        Failures are logged and shown to the error hooks; only cancellation propagates
+        (after the job is named in the log as cut).
+        """
+        event = job.event
+        prepared = self._prepare(job, attempt)
+        if prepared is None:
+            return JobOutcome.FAILED
+        fn, kwargs = prepared
+        run = JobRun(event.type, event.call.id, fn.name, job.delivery_id, attempt, job.trace)
+        observers = self.observers
+        if observers:
+            observers.job_started(run)
+        outcome = JobOutcome.FAILED
         try:
-            kwargs = fill(handler.injections, event) if handler.injections else {}
-            await call_function(handler.function, handler.is_async, kwargs, self.limiter, label)
-        except Exception as exc:
-            await self._failed(label, exc, event)
+            outcome = await self._run_prepared(fn, kwargs, job)
+        except anyio.get_cancelled_exc_class():
+            outcome = JobOutcome.CUT
+            _log.error("background %s was cut short", _job_label(job, fn))
+            raise
+        finally:
+            run.end(outcome)
+            if observers:
+                observers.job_ended(run)
+        return outcome
 
-    # -- shared -------------------------------------------------------------------------
-
-    async def _call(
-        self, handler: Handler, event: Event, label: str, timeout_seconds: float
-    ) -> tuple[bool, Any]:
-        kwargs = fill(handler.injections, event) if handler.injections else {}
-        return await call_with_deadline(
-            handler.function, handler.is_async, kwargs, self.limiter, label, timeout_seconds
+    def _prepare(self, job: Job, attempt: int) -> tuple[UserFunction, dict[str, Any]] | None:
+        event, target = job.event, job.target
+        if target.startswith("tool:"):
+            return self._prepare_tool(job, attempt)
+        for handler in self.registry.handlers[event.type]:
+            if handler.target == target:
+                kwargs = fill(handler.injections, event, attempt=attempt, is_replay=job.is_replay)
+                return handler.fn, kwargs
+        _log.error(
+            "no %s handler %s is registered (any more): job for call %s not run",
+            event.type,
+            target.removeprefix("handler:"),
+            masked(event.call.id),
         )
+        return None
 
-    async def _failed(self, label: str, exc: Exception, event: Event) -> None:
+    def _prepare_tool(self, job: Job, attempt: int) -> tuple[UserFunction, dict[str, Any]] | None:
+        tool_call_id = job.target[5:]
+        event = job.event
+        call = next((c for c in getattr(event, "tool_call_list", ()) if c.id == tool_call_id), None)
+        tool = self.registry.tools.get(call.function.name) if call is not None else None
+        if call is None or tool is None:
+            _log.error(
+                "fire-and-forget job %s for call %s names no registered tool",
+                job.target,
+                masked(event.call.id),
+            )
+            return None
+        try:
+            kwargs = tool.bind(call)
+        except ArgumentError:
+            return None  # refused when it was answered; a redelivered job finds it so again
+        kwargs.update(fill(tool.injections, event, call, attempt=attempt, is_replay=job.is_replay))
+        return tool.fn, kwargs
+
+    async def _run_prepared(self, fn: UserFunction, kwargs: dict[str, Any], job: Job) -> str:
+        event = job.event
+        label = _job_label(job, fn)
+        timeout = self.background_timeout_seconds
+        try:
+            work = fn.call(self.background_threads, **kwargs)
+            if timeout is None:
+                await work
+            else:
+                finished, _ = await within(timeout, work)
+                if not finished:
+                    _log.error("%s did not finish within %.1f s; given up", label, timeout)
+                    return JobOutcome.TIMEOUT
+        except ToolError:
+            _log.info("%s raised ToolError after its answer was sent; nobody hears it", label)
+        except HungThreads:
+            _log.error("%s not run: earlier runs still hold hung threads", label)
+            return JobOutcome.FAILED
+        except Exception as exc:
+            await self._failed(label, exc, event, self.background_threads)
+            return JobOutcome.FAILED
+        return JobOutcome.DONE
+
+    # -- failures -----------------------------------------------------------------------
+
+    async def _failed(self, label: str, exc: Exception, event: Event, threads: Threads) -> None:
         # The message is withheld from the log (it may hold payload values); hooks get it all.
         _log.error("%s raised %s", label, describe(exc))
-        await self.report(exc, event)
+        await self.report(exc, event, threads)
 
-    async def report(self, exc: BaseException, event: Event) -> None:
-        """Show ``exc`` to every error hook; a hook's own failure is logged and swallowed."""
-        for hook, is_async in self.registry.error_hooks:
+    async def report(self, exc: BaseException, event: Event, threads: Threads) -> None:
+        """Show ``exc`` to every error hook, each within a short budget.
+
+        A hook's own failure is logged and swallowed; a sync hook runs on ``threads``.
+        """
+        for hook in self.registry.error_hooks:
             try:
-                if is_async:
-                    await hook(exc, event)
-                else:
-                    hook(exc, event)
-            except Exception as exc:
-                _log.error("error hook %r raised %s", hook, describe(exc))
+                finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(threads, exc, event))
+            except Exception as failure:
+                _log.error("error hook %s raised %s", hook.name, describe(failure))
+            else:
+                if not finished:
+                    budget = _HOOK_BUDGET_SECONDS
+                    _log.error("error hook %s took longer than %.0f s", hook.name, budget)
 
 
-def _first_leaf(group: BaseExceptionGroup[StoreError]) -> StoreError:
+def _admit_all(size: int) -> None:
+    """The admission of a dispatcher that no app has pointed at its queue: no bound."""
+
+
+def _size(event: Event) -> int:
+    body: bytes | None = event.__dict__.get("_body")
+    return len(body) if body is not None else 0
+
+
+def _tool_label(tool: Tool, event: Event) -> str:
+    return f"tool {tool.name} (call {masked(event.call.id)})"
+
+
+def _job_label(job: Job, fn: UserFunction) -> str:
+    event = job.event
+    what = fn.name if job.target.startswith("tool:") else f"{event.type} handler {fn.name}"
+    return f"{what} (call {masked(event.call.id)})"
+
+
+def _handler_label(handler: Handler, event: Event) -> str:
+    return f"{event.type} handler {handler.fn.name} (call {masked(event.call.id)})"
+
+
+def _first_leaf(group: BaseExceptionGroup[Unavailable]) -> Unavailable:
     first = group.exceptions[0]
-    return first if isinstance(first, StoreError) else _first_leaf(first)
+    return first if isinstance(first, Unavailable) else _first_leaf(first)
 
 
 def _assistant_body(answer: Any) -> Any:
@@ -362,10 +576,10 @@ def stub_for(call: ToolCall) -> str:
     }
     params = ", ".join(
         f"{key}: {kinds.get(type(value), 'Any')}"
-        for key, value in call.arguments.items()
+        for key, value in list(call.arguments.items())[:20]
         if key.isidentifier()
     )
-    name = call.function.name
+    name = call.function.name[:64]
     func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
     return (
         f'@app.tool("{name}")\n'

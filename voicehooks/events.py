@@ -13,9 +13,12 @@ demand without a second parse on the hot path.
 from __future__ import annotations
 
 import datetime
+import typing
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
+
+from .tolerance import DecodeIssue, repair
 
 __all__ = [
     "AssistantRequest",
@@ -23,6 +26,7 @@ __all__ = [
     "CallStatus",
     "CallType",
     "Customer",
+    "DecodeIssue",
     "EVENT_NAMES",
     "EndOfCallReport",
     "EndReason",
@@ -75,11 +79,15 @@ class EndReason:
 
 
 class Call(msgspec.Struct, frozen=True):
-    """The call an event belongs to. ``id`` is opaque: UUIDs and ``call-…`` ids both occur."""
+    """The call an event belongs to. ``id`` is opaque: UUIDs and ``call-…`` ids both occur.
 
-    id: str
-    type: str
-    status: str
+    Every field is documented as present; each still has a default, so that a delivery that
+    lacks one is kept (and the gap named in ``Event.decode_issues``) rather than refused.
+    """
+
+    id: str = ""
+    type: str = ""
+    status: str = ""
     pipeline: str | None = None
 
 
@@ -101,8 +109,8 @@ class Event(msgspec.Struct, frozen=True, tag_field="type", dict=True, omit_defau
     """Fields every event carries. Handlers may annotate ``Event`` to receive any event."""
 
     type: ClassVar[str]
-    timestamp: datetime.datetime
-    call: Call
+    timestamp: datetime.datetime | None = None
+    call: Call = msgspec.field(default_factory=Call)
     phone_number: PhoneNumber = msgspec.field(default_factory=PhoneNumber)
     customer: Customer = msgspec.field(default_factory=Customer)
     # Kept undecoded: the resolved assistant config can be large and most handlers never read
@@ -125,6 +133,15 @@ class Event(msgspec.Struct, frozen=True, tag_field="type", dict=True, omit_defau
         assistant = self.assistant
         metadata = assistant.get("metadata") if assistant else None
         return metadata if isinstance(metadata, dict) else {}
+
+    @property
+    def decode_issues(self) -> tuple[DecodeIssue, ...]:
+        """Fields that could not be read and were given their default (see ``DecodeIssue``).
+
+        Empty for a delivery that fits the documented types, which is nearly every one.
+        """
+        issues: tuple[DecodeIssue, ...] = self.__dict__.get("_issues", ())
+        return issues
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -178,11 +195,11 @@ class ToolCall(msgspec.Struct, frozen=True, dict=True):
         return arguments
 
 
-class ToolCalls(Event, frozen=True, tag="tool-calls"):
+class ToolCalls(Event, frozen=True, tag="tool-calls", kw_only=True):
     """The model called one or more custom tools; the answer carries their results (10 s)."""
 
     type: ClassVar[str] = "tool-calls"
-    tool_call_list: list[ToolCall] = []
+    tool_call_list: list[ToolCall]
 
 
 class StatusUpdate(Event, frozen=True, tag="status-update"):
@@ -199,9 +216,9 @@ class StatusUpdate(Event, frozen=True, tag="status-update"):
 
 
 class Message(msgspec.Struct, frozen=True):
-    """One transcript entry."""
+    """One transcript entry. ``content`` is ``""`` for turns without text (tool calls)."""
 
-    role: str
+    role: str = ""
     content: str = ""
 
 
@@ -224,12 +241,9 @@ class EndOfCallReport(Event, frozen=True, tag="end-of-call-report"):
 AnyEvent: TypeAlias = AssistantRequest | ToolCalls | StatusUpdate | EndOfCallReport
 
 EVENT_NAMES: Final[dict[str, type[Event]]] = {
-    "assistant-request": AssistantRequest,
-    "tool-calls": ToolCalls,
-    "status-update": StatusUpdate,
-    "end-of-call-report": EndOfCallReport,
+    event.type: event for event in typing.get_args(AnyEvent)
 }
-"""Event name → the Struct it decodes into."""
+"""Event name → the Struct it decodes into, in the order of ``AnyEvent``."""
 
 
 class _Delivery(msgspec.Struct):
@@ -249,6 +263,7 @@ class _Untyped(msgspec.Struct):
 _delivery_decoder = msgspec.json.Decoder(_Delivery)
 _untyped_decoder = msgspec.json.Decoder(_Untyped)
 _any_decoder = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder().encode
 
 # Malformed input msgspec reports with a builtin exception rather than DecodeError: invalid
 # UTF-8 inside a string, and nesting deeper than the interpreter's recursion limit.
@@ -258,22 +273,46 @@ _MALFORMED = (UnicodeDecodeError, RecursionError)
 def decode_delivery(body: bytes) -> Event:
     """Decode a raw delivery body into its typed event.
 
+    The strict typed decode runs first; only when it fails does the tolerant path repair the
+    fields that drifted from their documented types (see ``voicehooks.tolerance``) and name
+    them in ``event.decode_issues``.
+
     Raises:
-        msgspec.ValidationError: The body does not fit the envelope; the message names the path.
+        msgspec.ValidationError: The envelope's essentials are missing or unusable (no
+            ``message`` object, no string ``message.type``, a tool call without a usable
+            ``id`` or ``function.name``); the message names the path.
         msgspec.DecodeError: The body is not JSON.
         UnknownEventType: ``message.type`` is not one of the four known events.
     """
     try:
         event: Event = _delivery_decoder.decode(body).message
-    except msgspec.ValidationError:
+    except msgspec.ValidationError as error:
         unknown = _unknown_type(body)
         if unknown is not None:
             raise unknown from None
-        raise
+        event = _tolerant(body, error)
     except _MALFORMED as exc:
         reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
         raise msgspec.DecodeError(f"JSON is malformed: {reason}") from None
     event.__dict__["_body"] = body
+    return event
+
+
+def _tolerant(body: bytes, error: msgspec.ValidationError) -> Event:
+    try:
+        delivery = _any_decoder.decode(body)  # valid JSON: the strict decode got past parsing
+        message = delivery.get("message") if isinstance(delivery, dict) else None
+        kind = message.get("type") if isinstance(message, dict) else None
+        event_type = EVENT_NAMES.get(kind) if isinstance(kind, str) else None
+        if not isinstance(message, dict) or event_type is None:
+            raise error  # no message object or no known type: nothing to repair
+        repaired, issues = repair(message, event_type)
+        repaired["type"] = event_type.type
+        event: Event = _delivery_decoder.decode(_encode({"message": repaired})).message
+    except _MALFORMED:
+        raise error from None  # too deep to walk: refused as the strict decode refused it
+    if issues:
+        event.__dict__["_issues"] = tuple(issues)
     return event
 
 

@@ -4,22 +4,25 @@
 
     VoiceHooksError
     ├── ConfigurationError      the app or a registration is wrong; raised at import time
-    ├── RequestError            a delivery is rejected; the pipeline maps each to one status
+    ├── RequestError            a delivery is rejected; its class says the HTTP status
     │   ├── MethodNotAllowed        405
     │   ├── UnsupportedMediaType    415
     │   ├── PayloadTooLarge         413
     │   ├── RequestTimeout          408
     │   ├── SignatureError          401
-    │   └── PayloadError            400
+    │   ├── PayloadError            400
+    │   └── Unavailable             503 (with Retry-After): the app cannot take it now
     ├── ToolError               raised by a tool: its message is the result the caller hears
     └── StoreError              the duplicate-delivery store failed or timed out
 
-Only ``RequestError`` subclasses reach the wire, as ``{"error": message}``, and a
-``StoreError`` (503) when the app was built with ``store_failure="reject"``. Their messages
-describe the request, never its contents: no body, no signature, no secret.
+Only ``RequestError`` subclasses reach the wire, as ``{"error": message}`` with the class's
+``status``. Their messages describe the request, never its contents: no body, no signature,
+no secret.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 __all__ = [
     "ConfigurationError",
@@ -31,6 +34,7 @@ __all__ = [
     "SignatureError",
     "StoreError",
     "ToolError",
+    "Unavailable",
     "UnsupportedMediaType",
     "VoiceHooksError",
 ]
@@ -45,31 +49,62 @@ class ConfigurationError(VoiceHooksError):
 
 
 class RequestError(VoiceHooksError):
-    """A delivery was rejected before any handler ran. The message is sent to the sender."""
+    """A delivery was rejected before any handler ran. The message is sent to the sender.
+
+    Each subclass names its HTTP ``status``; the pipeline reads it from the class.
+    """
+
+    status: ClassVar[int]
 
 
 class MethodNotAllowed(RequestError):
     """The request used a method other than POST."""
 
+    status = 405
+
 
 class UnsupportedMediaType(RequestError):
     """The request's content type is not JSON."""
+
+    status = 415
 
 
 class PayloadTooLarge(RequestError):
     """The request body is larger than the app's ``max_body_bytes``."""
 
+    status = 413
+
 
 class RequestTimeout(RequestError):
     """The body did not arrive within the app's ``body_timeout_seconds``."""
+
+    status = 408
 
 
 class SignatureError(RequestError):
     """The signature or timestamp is missing, malformed, stale or does not match."""
 
+    status = 401
+
 
 class PayloadError(RequestError):
     """The body is not JSON, or does not fit the platform's envelope."""
+
+    status = 400
+
+
+class Unavailable(RequestError):
+    """The app cannot take the delivery now (a full queue, a store that must not be skipped).
+
+    Answered 503 with ``Retry-After`` when ``retry_after_seconds`` is set: a sender that
+    retries comes back later, and nothing was accepted that could then be lost.
+    """
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class ToolError(VoiceHooksError):

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack, overload
 
 from .context import Injection, plan_injections
-from .events import EVENT_NAMES, Event
+from .events import EVENT_NAMES, Event, EventName
 from .exceptions import ConfigurationError
-from .running import is_async_callable
+from .running import UserFunction
 from .tools import Tool, ToolOptions
 
 __all__ = ["ErrorHook", "Handler", "Registry", "Route"]
@@ -34,10 +34,19 @@ class Handler:
     """A function registered for an event."""
 
     event: str
-    function: Callable[..., Any]
-    is_async: bool
+    fn: UserFunction
     injections: tuple[Injection, ...]
     run_before_answer: bool
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The user's function."""
+        return self.fn.function
+
+    @property
+    def target(self) -> str:
+        """How a background job names this handler: ``handler:<module>:<qualname>``."""
+        return "handler:" + _qualified(self.fn.function)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +65,12 @@ class Registry:
     def __init__(self) -> None:
         self.handlers: dict[str, list[Handler]] = {name: [] for name in EVENT_NAMES}
         self.tools: dict[str, Tool] = {}
-        self.error_hooks: list[tuple[ErrorHook, bool]] = []
+        self.error_hooks: list[UserFunction] = []
 
     # -- events -------------------------------------------------------------------------
 
     def add_handler(
-        self, event: str, function: Callable[..., Any], *, run_before_answer: bool = False
+        self, event: EventName, function: Callable[..., Any], *, run_before_answer: bool = False
     ) -> Handler:
         """Register ``function`` for ``event``.
 
@@ -107,17 +116,13 @@ class Registry:
             injections, _, _ = plan_injections(function, event_type, tool=False)
         except TypeError as exc:
             raise ConfigurationError(str(exc)) from None
-        handler = Handler(
-            event, function, is_async_callable(function), injections, run_before_answer
-        )
+        handler = Handler(event, UserFunction(function), injections, run_before_answer)
         self.handlers[event].append(handler)
         return handler
 
-    @overload
-    def on(self, event: str, /) -> Callable[[F], F]: ...
-    @overload
-    def on(self, event: str, /, *, run_before_answer: bool) -> Callable[[F], F]: ...
-    def on(self, event: str, /, *, run_before_answer: bool = False) -> Callable[[F], F]:
+    def on(
+        self, event: EventName | None = None, /, *, run_before_answer: bool = False
+    ) -> Callable[[F], F]:
         """Decorator form of ``add_handler``.
 
         Example:
@@ -127,6 +132,13 @@ class Registry:
             >>> @app.on("status-update")
             ... async def on_status(event: StatusUpdate) -> None: ...
         """
+        if event is None or callable(event):
+            # A bare @app.on would otherwise register nothing and replace the function.
+            name = getattr(event, "__qualname__", "the handler")
+            raise ConfigurationError(
+                f'@app.on needs the event name: write @app.on("end-of-call-report") above '
+                f"{name} (one of {', '.join(EVENT_NAMES)})"
+            )
 
         def register(function: F) -> F:
             self.add_handler(event, function, run_before_answer=run_before_answer)
@@ -228,10 +240,14 @@ class Registry:
             raise ConfigurationError(f"{hook!r} is not callable")
         if len(inspect.signature(hook).parameters) != 2:
             raise ConfigurationError("an error hook takes two arguments: (exception, event)")
-        self.error_hooks.append((hook, is_async_callable(hook)))
+        self.error_hooks.append(UserFunction(hook))
         return hook
 
-    def on_error(self, hook: F) -> F:
+    def remove_error_hook(self, hook: ErrorHook) -> None:
+        """Unregister ``hook``; nothing happens if it is not registered."""
+        self.error_hooks[:] = [fn for fn in self.error_hooks if fn.function is not hook]
+
+    def on_error(self, hook: F | None = None, /) -> F:
         """Decorator form of ``add_error_hook``.
 
         Example:
@@ -240,6 +256,8 @@ class Registry:
             >>> @app.on_error
             ... def report(exc: BaseException, event: object) -> None: ...
         """
+        if hook is None:
+            raise ConfigurationError("write @app.on_error without parentheses")
         self.add_error_hook(hook)
         return hook
 

@@ -1,22 +1,38 @@
-"""Running user functions: sync ones in worker threads, async ones eagerly, under deadlines.
+"""Calling user functions: one prepared value per function, one call path, one deadline helper.
 
-Sync functions run in a worker thread through anyio with the app's capacity limiter, never on
-the event loop; whether a function is async is decided once, at registration.
+Every handler, tool and error hook is held as a ``UserFunction``: the function, whether it is
+async (decided once, at registration) and its name for the log. ``call`` returns the awaitable
+that runs it: the coroutine itself for an async function, a worker thread for a sync one,
+never the event loop.
 
-On asyncio, async functions start eagerly, the way Python 3.12's eager tasks start: their
-first step runs at once in the caller's task. One that answers without ever waiting (a cache
-hit, a computation) then costs no timer and no task; arming a timer costs several
-microseconds on a busy loop's timer heap, and an anyio task group tens of microseconds. Only
-work that suspends gets a deadline and, when several calls run together, tasks.
+Threads come from a ``Threads`` pool: a capacity limiter plus a bound on *abandoned* threads.
+A sync function cannot be interrupted; when its caller stops waiting (a deadline, shutdown)
+the thread is abandoned and runs to its end on its own. Such a thread no longer holds a
+limiter slot, so without a bound a tool that hangs would take one more thread per call.
+Each function therefore counts its abandoned threads, and once it has ``max_abandoned`` of
+them a new call raises ``HungThreads`` at once instead of starting another. Live tools and
+background handlers use separate pools, so post-call work can never take the threads a
+caller is waiting on. Threads in use are at most the sum of the pools' limits plus
+``max_abandoned`` per sync function.
+
+``within(timeout, awaitable)`` is the one deadline helper. It starts the awaitable eagerly,
+the way Python 3.12's eager tasks start: its first step runs at once in the caller's task. A
+function that answers without ever waiting (a cache hit, a computation) then costs no timer;
+arming one costs several microseconds on a busy loop's timer heap. Only work that suspends
+gets a deadline, and it is an ``asyncio.timeout`` rather than an anyio cancel scope because
+it is entered after the first step: anyio scopes must nest strictly, and that step may have
+opened scopes or task groups of its own. voicehooks runs on asyncio only (uvicorn's loops).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import anyio
@@ -25,11 +41,12 @@ import anyio.to_thread
 from .logs import describe
 
 __all__ = [
-    "call_function",
-    "call_with_deadline",
+    "HungThreads",
+    "Threads",
+    "UserFunction",
     "is_async_callable",
-    "on_asyncio",
     "run_concurrently",
+    "within",
 ]
 
 _log = logging.getLogger("voicehooks")
@@ -45,76 +62,114 @@ def is_async_callable(function: Any) -> bool:
     return not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
 
 
-async def call_function(
-    function: Callable[..., Any],
-    is_async: bool,
-    kwargs: Mapping[str, Any],
-    limiter: anyio.CapacityLimiter,
-    label: str,
-) -> Any:
-    """Call a user function: awaited if async, in a worker thread if sync.
+class HungThreads(Exception):
+    """A sync function already has its limit of abandoned threads still running."""
 
-    A sync function cannot be interrupted. If the awaiting side is cancelled (a deadline or
-    shutdown) the thread is abandoned: it runs to its end, and what it returns or raises then
-    is logged and discarded.
+
+class Threads:
+    """Worker threads for sync user functions: a capacity limiter and an abandonment bound.
+
+    Args:
+        max_threads: Sync calls running at once; more wait for a slot.
+        max_abandoned: Abandoned threads one function may have before it is refused.
     """
-    if is_async:
-        result: Awaitable[Any] = function(**kwargs)
-        return await result
-    abandoned = False
 
-    def run() -> Any:
+    __slots__ = ("limiter", "max_abandoned")
+
+    def __init__(self, max_threads: int, max_abandoned: int) -> None:
+        self.limiter = anyio.CapacityLimiter(max_threads)
+        self.max_abandoned = max_abandoned
+
+
+class UserFunction:
+    """A handler, tool or error hook prepared once: how to call it and what to call it.
+
+    Args:
+        function: The user's function, sync or async.
+        name: How the log names it; its ``__qualname__`` when omitted.
+    """
+
+    __slots__ = ("abandoned", "function", "is_async", "name")
+
+    def __init__(self, function: Callable[..., Any], name: str | None = None) -> None:
+        self.function = function
+        self.is_async = is_async_callable(function)
+        self.name: str = name or str(getattr(function, "__qualname__", repr(function)))
+        self.abandoned = 0  # sync only: threads abandoned by their caller and still running
+
+    def call(self, threads: Threads, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        """The coroutine that runs the function with ``args`` and ``kwargs``.
+
+        Raises:
+            HungThreads: A sync function has ``threads.max_abandoned`` abandoned threads.
+        """
+        if self.is_async:
+            coroutine: Coroutine[Any, Any, Any] = self.function(*args, **kwargs)
+            return coroutine
+        if self.abandoned >= threads.max_abandoned:
+            raise HungThreads(self.name)
+        return self._in_thread(functools.partial(self.function, *args, **kwargs), threads.limiter)
+
+    async def _in_thread(self, function: Callable[[], Any], limiter: anyio.CapacityLimiter) -> Any:
+        loop = asyncio.get_running_loop()
+        name = self.name
+        lock = threading.Lock()  # orders "the thread ended" against "the caller gave up"
+        state = {"abandoned": False, "ended": False}
+
+        def run() -> Any:
+            try:
+                value = function()
+            except Exception as exc:
+                if state["abandoned"]:
+                    _log.error("%s raised after it was abandoned: %s", name, describe(exc))
+                raise
+            finally:
+                with lock:
+                    state["ended"] = True
+                    if state["abandoned"]:
+                        _call_soon(loop, self._thread_ended)
+            if state["abandoned"]:
+                _log.warning("%s finished after it was abandoned; its result was discarded", name)
+            return value
+
         try:
-            value = function(**kwargs)
-        except Exception as exc:
-            if abandoned:
-                _log.error("%s raised after it was abandoned: %s", label, describe(exc))
+            return await anyio.to_thread.run_sync(run, limiter=limiter, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            with lock:
+                if not state["ended"]:
+                    state["abandoned"] = True
+                    self.abandoned += 1
             raise
-        if abandoned:
-            _log.warning("%s finished after it was abandoned; its result was discarded", label)
-        return value
 
-    try:
-        return await anyio.to_thread.run_sync(run, limiter=limiter, abandon_on_cancel=True)
-    except anyio.get_cancelled_exc_class():
-        abandoned = True
-        raise
+    def _thread_ended(self) -> None:
+        self.abandoned -= 1
 
 
-async def call_with_deadline(
-    function: Callable[..., Any],
-    is_async: bool,
-    kwargs: Mapping[str, Any],
-    limiter: anyio.CapacityLimiter,
-    label: str,
-    timeout_seconds: float,
-) -> tuple[bool, Any]:
-    """Call a user function under a deadline; return ``(True, value)`` or ``(False, None)``.
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody counts any more
+        loop.call_soon_threadsafe(callback)
 
-    On asyncio an async function's first step runs at once, the way Python 3.12's eager tasks
-    start: one that answers without ever waiting (a cache hit, a computation) needs no timer,
-    and arming one costs several microseconds on a busy loop's timer heap. Only a function
-    that suspends gets a deadline, and it is an ``asyncio.timeout`` rather than an anyio
-    cancel scope because it is entered after the function's first step: anyio scopes must
-    nest strictly, and that step may have opened scopes or task groups of its own.
+
+async def within(timeout_seconds: float, awaitable: Awaitable[Any]) -> tuple[bool, Any]:
+    """Await ``awaitable`` under a deadline: ``(True, value)``, or ``(False, None)`` past it.
+
+    A coroutine starts eagerly and gets a timer only if it suspends (see the module
+    docstring). An exception it raises propagates; so does its own ``TimeoutError``.
     """
-    if not is_async:
-        with anyio.move_on_after(timeout_seconds):
-            return True, await call_function(function, False, kwargs, limiter, label)
-        return False, None
-    if not on_asyncio():  # another anyio backend (trio): the plain structured way
-        with anyio.move_on_after(timeout_seconds):
-            return True, await function(**kwargs)
-        return False, None
-    coroutine: Coroutine[Any, Any, Any] = function(**kwargs)
+    if not isinstance(awaitable, Coroutine):  # a future or another awaitable: no eager start
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return True, await awaitable
+        except TimeoutError:
+            return False, None
     try:
-        suspended_at = coroutine.send(None)
+        suspended_at = awaitable.send(None)
     except StopIteration as finished:
         return True, finished.value
     deadline = asyncio.timeout(timeout_seconds)
     try:
         async with deadline:
-            return True, await _Resume(coroutine, suspended_at)
+            return True, await _Resume(awaitable, suspended_at)
     except TimeoutError:
         if deadline.expired():
             return False, None
@@ -155,16 +210,11 @@ class _Resume:
 async def run_concurrently(work: Sequence[Callable[[], Coroutine[Any, Any, None]]]) -> None:
     """Run every piece of ``work`` concurrently and return when all are done.
 
-    On asyncio they start one after the other in this task, eagerly; from the first one that
-    suspends, that one goes on in this task and the rest start as tasks. A request whose tool
-    calls all answer at once thus makes no task at all. Work must not raise except to fail the
-    whole request: the first exception cancels the rest, as in a task group.
+    They start one after the other in this task, eagerly; from the first one that suspends,
+    that one goes on in this task and the rest start as tasks. A request whose tool calls all
+    answer at once thus makes no task at all. Work must not raise except to fail the whole
+    request: the first exception cancels the rest, as in a task group.
     """
-    if not on_asyncio():
-        async with anyio.create_task_group() as group:
-            for piece in work:
-                group.start_soon(piece)
-        return
     for index, piece in enumerate(work):
         coroutine = piece()
         try:
@@ -177,12 +227,3 @@ async def run_concurrently(work: Sequence[Callable[[], Coroutine[Any, Any, None]
                 group.create_task(later())
             await _Resume(coroutine, suspended_at)
         return
-
-
-def on_asyncio() -> bool:
-    """Whether the running event loop is asyncio's (rather than another anyio backend)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # no asyncio loop: anyio runs on another backend
-        return False
-    return True

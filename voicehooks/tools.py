@@ -18,7 +18,7 @@ import msgspec
 
 from .context import Injection, plan_injections
 from .events import ToolCall, ToolCalls
-from .running import is_async_callable
+from .running import UserFunction
 
 __all__ = ["ArgumentError", "Tool", "ToolOptions", "parse_docstring"]
 
@@ -50,10 +50,9 @@ class Tool:
     """A registered tool: the function, its argument decoder and its platform definition."""
 
     name: str
-    function: Callable[..., Any]
+    fn: UserFunction
     description: str
     parameters: dict[str, Any]
-    is_async: bool
     timeout_seconds: float | None
     fire_and_forget: bool
     async_response: str | None
@@ -61,6 +60,11 @@ class Tool:
     injections: tuple[Injection, ...]
     decoder: msgspec.json.Decoder[Any] | None
     deduplicate: bool = True
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The user's function."""
+        return self.fn.function
 
     @classmethod
     def from_function(
@@ -117,10 +121,9 @@ class Tool:
             raise TypeError(f"tool {tool_name!r}: an argument type cannot be used: {exc}") from exc
         return cls(
             name=tool_name,
-            function=function,
+            fn=UserFunction(function, f"tool {tool_name}"),
             description=text,
             parameters=schema,
-            is_async=is_async_callable(function),
             timeout_seconds=timeout_seconds,
             fire_and_forget=fire_and_forget,
             async_response=async_response,

@@ -1,0 +1,166 @@
+"""Repairing a delivery whose fields drifted from their documented types.
+
+The platform documents its field types loosely (PLATFORM.md §2, §6, §8) and they drift: a
+``duration_seconds`` of ``95.0``, a transcript turn whose ``content`` is ``null``, a web
+call's ``"customer": null``, an epoch number where an ISO time was documented. A strict
+decoder refuses the whole delivery for any of them, and an end-of-call-report is the only copy
+of a call's transcript. So when the strict decode fails, the body is decoded untyped and
+``repair`` walks it along the target type:
+
+* a value that can be read without guessing is converted: whole floats and numeric strings
+  where an int is declared, numbers where a string is, epoch seconds or milliseconds where a
+  time is;
+* ``null`` becomes the field's default;
+* anything else is dropped, so the field gets its default, and named in a ``DecodeIssue``
+  (path and expected type, never the value).
+
+Strictness stays where it protects: a required field (the envelope's essentials: a
+``tool-calls`` delivery's ``tool_call_list``, each call's ``id`` and ``function.name``) is
+never repaired, so the typed decode that follows still refuses it with msgspec's path; a
+tool call answered under an id the platform did not send would be lost to it. Values typed
+``Any`` (``analysis``, tool arguments, the assistant configuration) are user data and pass
+through untouched.
+
+This path runs only after the strict decode failed: the common delivery never pays for it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from functools import cache
+from typing import Any, Final
+
+import msgspec
+import msgspec.inspect as mi
+
+__all__ = ["DecodeIssue", "repair"]
+
+
+class DecodeIssue(msgspec.Struct, frozen=True):
+    """A field of a delivery that could not be read and was given its default instead.
+
+    ``path`` is where it was (``$.message.duration_seconds``), ``expected`` the type the
+    field has; the value itself is never kept: it may be personal data.
+    """
+
+    path: str
+    expected: str
+
+
+_DROP: Final = object()
+_MILLISECONDS_ABOVE: Final = 10**11  # as in signing: seconds have 10 digits until 2286
+_LEAVES: Final[dict[type[mi.Type], type]] = {
+    mi.IntType: int,
+    mi.FloatType: float,
+    mi.BoolType: bool,
+    mi.DateTimeType: datetime.datetime,
+}
+_NAMES: Final[dict[type[mi.Type], str]] = {
+    mi.StrType: "string",
+    mi.IntType: "integer",
+    mi.FloatType: "number",
+    mi.BoolType: "boolean",
+    mi.DateTimeType: "date-time",
+    mi.ListType: "array",
+    mi.DictType: "object",
+    mi.StructType: "object",
+}
+
+
+def repair(
+    message: dict[str, Any], target: type[msgspec.Struct]
+) -> tuple[dict[str, Any], list[DecodeIssue]]:
+    """Fit the untyped ``message`` to the Struct ``target``; see the module docstring.
+
+    Returns:
+        The repaired copy (unknown keys left out) and the issues found, in document order.
+    """
+    issues: list[DecodeIssue] = []
+    repaired = _struct(message, _info(target), "$.message", issues)
+    return repaired, issues
+
+
+@cache
+def _info(target: type[msgspec.Struct]) -> mi.StructType:
+    info = mi.type_info(target)
+    assert isinstance(info, mi.StructType)
+    return info
+
+
+def _struct(
+    value: dict[str, Any], info: mi.StructType, path: str, issues: list[DecodeIssue]
+) -> dict[str, Any]:
+    repaired: dict[str, Any] = {}
+    for field in info.fields:
+        name = field.encode_name
+        if name not in value:
+            continue
+        if field.required:
+            repaired[name] = value[name]  # an essential: the typed decode judges it as it is
+            continue
+        fitted = _fit(value[name], field.type, f"{path}.{name}", issues)
+        if fitted is not _DROP:
+            repaired[name] = fitted
+    return repaired
+
+
+def _fit(value: Any, info: mi.Type, path: str, issues: list[DecodeIssue]) -> Any:
+    """``value`` fitted to ``info``, or ``_DROP`` (with an issue unless the value was null)."""
+    if value is None:
+        return None if _nullable(info) else _DROP
+    if isinstance(info, mi.UnionType):
+        members = [member for member in info.types if not isinstance(member, mi.NoneType)]
+        # Only optional values occur in the event Structs; other unions go to the decoder.
+        return _fit(value, members[0], path, issues) if len(members) == 1 else value
+    kind = type(info)
+    if kind in (mi.AnyType, mi.RawType):
+        return value
+    if kind is mi.StructType and isinstance(value, dict):
+        assert isinstance(info, mi.StructType)
+        return _struct(value, info, path, issues)
+    if kind is mi.ListType and isinstance(value, list):
+        assert isinstance(info, mi.ListType)
+        return _list(value, info.item_type, path, issues)
+    if kind is mi.DictType and isinstance(value, dict):
+        return value  # dict[str, Any] in the event Structs: user data
+    if kind is mi.StrType:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return msgspec.json.encode(value).decode()
+    elif kind in _LEAVES:
+        fitted = _leaf(value, _LEAVES[kind])
+        if fitted is not _DROP:
+            return fitted
+    issues.append(DecodeIssue(path, _NAMES.get(kind, kind.__name__)))
+    return _DROP
+
+
+def _list(value: list[Any], item: mi.Type, path: str, issues: list[DecodeIssue]) -> list[Any]:
+    essential = isinstance(item, mi.StructType) and any(f.required for f in item.fields)
+    fitted_items = []
+    for index, entry in enumerate(value):
+        fitted = _fit(entry, item, f"{path}[{index}]", issues)
+        if fitted is not _DROP:
+            fitted_items.append(fitted)
+        elif essential:
+            fitted_items.append(entry)  # a tool call without an id: refused by path
+    return fitted_items
+
+
+def _leaf(value: Any, python_type: type) -> Any:
+    if python_type is datetime.datetime and isinstance(value, int | float):
+        if isinstance(value, bool):
+            return _DROP
+        if abs(value) >= _MILLISECONDS_ABOVE:
+            value = value / 1000
+    try:
+        return msgspec.convert(value, python_type, strict=False)
+    except msgspec.ValidationError:
+        return _DROP
+
+
+def _nullable(info: mi.Type) -> bool:
+    return isinstance(info, mi.NoneType | mi.AnyType) or (
+        isinstance(info, mi.UnionType) and any(isinstance(t, mi.NoneType) for t in info.types)
+    )
