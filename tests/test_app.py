@@ -420,3 +420,95 @@ async def test_during_a_rotation_the_log_names_the_first_secret_too(
     with caplog.at_level(logging.DEBUG, "voicehooks"):
         assert (await WebhookClient(app, secret="one").post(status_update())).status == 200
     assert "secret #1 of 2" in caplog.text
+
+
+# -- rejections and the log --------------------------------------------------------------
+
+
+def test_every_request_error_has_a_status_on_its_class() -> None:
+    import voicehooks.exceptions as errors
+
+    def subclasses(cls: type[errors.RequestError]) -> list[type[errors.RequestError]]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    found = subclasses(errors.RequestError)
+    assert {cls.__name__ for cls in found} >= {
+        "MethodNotAllowed",
+        "UnsupportedMediaType",
+        "PayloadTooLarge",
+        "RequestTimeout",
+        "SignatureError",
+        "PayloadError",
+        "Unavailable",
+    }
+    for cls in found:
+        assert 400 <= cls.status < 600, cls
+
+
+async def test_a_post_to_a_path_the_app_does_not_serve_is_logged_as_a_rejection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = WebhookClient(make_app(path="/hooks"), secret=SECRET)
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        response = await client.post(msgspec.json.encode(status_update()), path="/hook")
+        await client.post(b"", method="GET", path="/favicon.ico", signed=False)
+    assert response.status == 404
+    assert "rejected 404: POST to '/hook', which is not the webhook endpoint" in caplog.text
+    assert "favicon" not in caplog.text  # probes by other methods stay quiet
+
+
+async def test_call_ids_that_embed_a_phone_number_are_masked_in_every_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app()
+    call_id = "call-_+31612345678_XqaQ"
+
+    @app.tool
+    def fails() -> None:
+        """Fails."""
+        raise RuntimeError("boom")
+
+    @app.on("status-update")
+    def also_fails() -> None:
+        raise RuntimeError("boom")
+
+    client = WebhookClient(app, secret=SECRET)
+    with caplog.at_level(logging.DEBUG, "voicehooks"):
+        await client.call_tools(tool_call("fails"), tool_call("ghost"), call_id=call_id)
+        await client.status_update(call_id=call_id)
+        await client.post(tool_calls(tool_call("x"), call_id=call_id, type="transcript"))
+    assert "call-_+***********_XqaQ" in caplog.text
+    assert "31612345678" not in caplog.text
+
+
+async def test_the_per_delivery_line_names_each_tool_and_how_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app()
+
+    @app.tool
+    def ok() -> str:
+        """Fine."""
+        return "fine"
+
+    @app.tool
+    def slow() -> None:
+        """Too slow."""
+        import time
+
+        time.sleep(0.3)
+
+    app.tools["slow"] = __import__("dataclasses").replace(app.tools["slow"], timeout_seconds=0.05)
+    client = WebhookClient(app, secret=SECRET)
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        await client.call_tools(
+            tool_call("ok"), tool_call("slow"), tool_call("not-a-tool"), call_id="c-line"
+        )
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("tool-calls call=c-line")]
+    assert line.getMessage().endswith("tools=ok:ok,slow:timeout,?:unknown")
+    assert line.tools == [  # type: ignore[attr-defined]
+        {"name": "ok", "outcome": "ok"},
+        {"name": "slow", "outcome": "timeout"},
+        {"name": "?", "outcome": "unknown"},
+    ]
+    assert line.status == 200  # type: ignore[attr-defined]

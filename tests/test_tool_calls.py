@@ -580,3 +580,56 @@ async def test_a_call_cut_by_its_deadline_leaves_its_still_running_siblings_alon
     assert "did not answer in time" in results[stuck_at]["error"]
     assert [r for i, r in enumerate(results) if i != stuck_at] == ["x", "y"]
     assert time.perf_counter() - started < 3
+
+
+async def test_warnings_about_unknown_tools_are_bounded_and_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        for i in range(40):
+            await client.call_tools(*(tool_call(f"invented_{i}_{j}") for j in range(10)))
+    warnings = [r for r in caplog.records if "which is not registered" in r.getMessage()]
+    assert len(warnings) == 10  # at most 10 a minute, whatever the model invents
+    assert len(app.dispatcher._unknown_names) <= 128
+
+
+async def test_a_sync_error_hook_runs_off_the_event_loop() -> None:
+    app, client = make()
+    loop_thread = threading.get_ident()
+    hook_threads: list[int] = []
+
+    @app.on_error
+    def record(exc: BaseException, event: Event) -> None:
+        hook_threads.append(threading.get_ident())
+
+    @app.tool
+    def broken() -> None:
+        """Breaks."""
+        raise RuntimeError("bug")
+
+    await client.call_tool("broken")
+    assert len(hook_threads) == 1
+    assert hook_threads[0] != loop_thread
+
+
+async def test_a_hanging_error_hook_does_not_hold_the_answer_past_its_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make()
+
+    @app.on_error
+    async def hangs(exc: BaseException, event: Event) -> None:
+        await anyio.sleep(30)
+
+    @app.tool
+    def broken() -> None:
+        """Breaks."""
+        raise RuntimeError("bug")
+
+    started = time.perf_counter()
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        result = await client.call_tool("broken")
+    assert "failed unexpectedly" in result["error"]
+    assert time.perf_counter() - started < 6
+    assert "took longer than 2 s" in caplog.text

@@ -11,7 +11,8 @@ from .events import (
     ToolCall,
     ToolCalls,
 )
-from .exceptions import ConfigurationError, StoreError, ToolError, VoiceHooksError
+from .exceptions import ConfigurationError, StoreError, ToolError, Unavailable, VoiceHooksError
+from .observers import Observer
 from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
 from .signing import sign
 from .stores import DeliveryStore, MemoryStore, RedisStore
@@ -28,6 +29,7 @@ __all__ = [
     "EndOfCallReport",
     "Event",
     "MemoryStore",
+    "Observer",
     "RedisStore",
     "StatusUpdate",
     "StoreError",
@@ -35,6 +37,7 @@ __all__ = [
     "ToolCalls",
     "ToolError",
     "ToolResult",
+    "Unavailable",
     "VoiceHooks",
     "VoiceHooksError",
     "__version__",

@@ -66,6 +66,7 @@ _EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
     413: [(b"connection", b"close")],
 }
 _NO_HEADERS: Final[list[tuple[bytes, bytes]]] = []
+_REJECTION_LEVEL: Final = {503: logging.DEBUG}
 _encode = msgspec.json.Encoder().encode
 
 
@@ -280,7 +281,8 @@ class VoiceHooks(Registry):
             status = exc.status
             body = _encode({"error": str(exc)})
             extra = _rejection_headers(exc)
-            _log.warning("rejected %d: %s", status, exc)
+            # An Unavailable was logged where it arose, once per episode: not once per request.
+            _log.log(_REJECTION_LEVEL.get(status, logging.WARNING), "rejected %d: %s", status, exc)
         except UnknownEventType as exc:
             status, body = 200, EMPTY
             delivery.event_type, delivery.call_id = exc.event_type, exc.call_id

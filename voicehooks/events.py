@@ -21,6 +21,7 @@ import msgspec
 from .tolerance import DecodeIssue, repair
 
 __all__ = [
+    "AnyEvent",
     "AssistantRequest",
     "Call",
     "CallStatus",

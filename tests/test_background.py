@@ -1,0 +1,232 @@
+"""voicehooks.background: bounded after-the-answer work that never starves a live tool, and
+every job accepted ends as done, failed or cut."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from voicehooks import VoiceHooks
+from voicehooks.background import Job
+from voicehooks.events import EndOfCallReport, StatusUpdate
+from voicehooks.testing import CUSTOMER_NUMBER, WebhookClient, end_of_call_report
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_background_tests"
+
+
+def make(**options: Any) -> tuple[VoiceHooks, WebhookClient]:
+    app = VoiceHooks(secret=SECRET, **options)
+    return app, WebhookClient(app, secret=SECRET)
+
+
+async def test_a_full_queue_refuses_with_503_and_retry_after_and_accepts_again_once_drained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make(max_queued_jobs=3, max_background_jobs=1)
+    release = anyio.Event()
+    handled: list[str] = []
+
+    @app.on("end-of-call-report")
+    async def slow_crm(event: EndOfCallReport) -> None:
+        await release.wait()
+        handled.append(event.call.id)
+
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        async with client:
+            answers = [await client.end_of_call_report(call_id=f"c{i}") for i in range(6)]
+            assert [answer.status for answer in answers] == [200, 200, 200, 503, 503, 503]
+            refused = answers[3]
+            assert refused.headers["retry-after"] == "5"
+            assert "queue is full" in refused.json()["error"]
+            release.set()
+            await client.wait_for_background()
+            again = await client.end_of_call_report(call_id="c3")
+            assert again.status == 200
+            await client.wait_for_background()
+    assert sorted(handled) == ["c0", "c1", "c2", "c3"]
+    full = [r for r in caplog.records if "queue is full" in r.getMessage()]
+    assert len(full) == 1  # one line per episode, not one per refusal
+    assert any("has room again" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_queue_is_bounded_in_bytes_too() -> None:
+    body_size = len(__import__("msgspec").json.encode(end_of_call_report()))
+    app, client = make(max_queued_bytes=int(body_size * 1.5), max_background_jobs=1)
+    release = anyio.Event()
+
+    @app.on("end-of-call-report")
+    async def slow(event: EndOfCallReport) -> None:
+        await release.wait()
+
+    async with client:
+        first = await client.end_of_call_report(call_id="b1")
+        second = await client.end_of_call_report(call_id="b2")
+        release.set()
+    assert first.status == 200
+    assert second.status == 503
+
+
+async def test_a_refused_delivery_is_not_remembered_as_a_duplicate() -> None:
+    app, client = make(max_queued_jobs=1, max_background_jobs=1)
+    release = anyio.Event()
+    handled: list[str] = []
+
+    @app.on("end-of-call-report")
+    async def slow(event: EndOfCallReport) -> None:
+        await release.wait()
+        handled.append(event.call.id)
+
+    payload = end_of_call_report(call_id="again")
+    async with client:
+        await client.end_of_call_report(call_id="first")
+        refused = await client.post(payload)
+        release.set()
+        await client.wait_for_background()
+        retried = await client.post(payload)  # the same delivery, sent again
+        await client.wait_for_background()
+    assert refused.status == 503
+    assert retried.status == 200
+    assert handled == ["first", "again"]
+
+
+async def test_blocked_background_handlers_never_delay_a_live_sync_tool() -> None:
+    app, client = make(max_background_jobs=64, max_background_threads=8)
+    release = threading.Event()
+
+    @app.on("status-update")
+    def blocking_crm(event: StatusUpdate) -> None:
+        release.wait(20)
+
+    @app.tool
+    def lookup(query: str) -> str:
+        """Look a contact up."""
+        time.sleep(0.01)
+        return f"found {query}"
+
+    try:
+        async with client:
+            for i in range(40):
+                await client.status_update(call_id=f"s{i}")
+            started = time.perf_counter()
+            result = await client.call_tool("lookup", query="Sanne")
+            elapsed = time.perf_counter() - started
+            release.set()
+    finally:
+        release.set()
+    assert result == "found Sanne"
+    assert elapsed < 4  # 0.1.0: "did not answer in time" after the 8 s deadline
+
+
+async def test_a_hanging_sync_tool_leaves_a_bounded_number_of_threads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make(tool_timeout_seconds=0.05, max_abandoned_threads=3)
+    release = threading.Event()
+
+    @app.tool(deduplicate=False)
+    def hangs() -> str:
+        """Never answers in time."""
+        release.wait(20)
+        return "late"
+
+    before = threading.active_count()
+    try:
+        with caplog.at_level(logging.WARNING, "voicehooks"):
+            results = [await client.call_tool("hangs") for _ in range(10)]
+        grew = threading.active_count() - before
+    finally:
+        release.set()
+    assert all("did not answer in time" in r["error"] for r in results[:3])
+    assert all("cannot be started right now" in r["error"] for r in results[3:])
+    assert grew <= 3 + 1  # the abandoned ones, and at most one idle worker
+    assert "refusing a new one instead of starting another thread" in caplog.text
+    with anyio.fail_after(5):
+        while app.tools["hangs"].fn.abandoned:
+            await anyio.sleep(0.01)
+
+
+async def test_without_a_lifespan_a_cancelled_request_names_the_jobs_it_did_not_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make()
+    ran: list[str] = []
+
+    @app.on("end-of-call-report")
+    async def first(event: EndOfCallReport) -> None:
+        ran.append("first")
+        await anyio.sleep(30)
+
+    @app.on("end-of-call-report")
+    async def second(event: EndOfCallReport) -> None:
+        ran.append("second")
+
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        with anyio.move_on_after(0.2):
+            await client.end_of_call_report(call_id="cancelled")
+    assert ran == ["first"]
+    assert re.search(
+        r"end-of-call-report handler \S+first \(call cancelled\) was cut short", caplog.text
+    )
+    assert re.search(
+        r"end-of-call-report handler \S+second \(call cancelled\) was cut short before it ran",
+        caplog.text,
+    )
+    assert app.runner.in_flight == []
+
+
+async def test_jobs_waiting_for_a_slot_at_shutdown_are_named_as_cut(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make(max_background_jobs=1, shutdown_grace_seconds=0.1)
+
+    @app.on("status-update")
+    async def slow(event: StatusUpdate) -> None:
+        await anyio.sleep(30)
+
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with client:
+            await client.status_update(call_id="running")
+            await client.status_update(call_id="waiting")
+    assert re.search(r"\(call running\) was cut short$", caplog.text, re.MULTILINE)
+    assert re.search(r"\(call waiting\) was cut short before it ran", caplog.text)
+
+
+async def test_a_failing_and_a_timed_out_job_end_logged(caplog: pytest.LogCaptureFixture) -> None:
+    app, client = make(background_timeout_seconds=0.05)
+
+    @app.on("end-of-call-report")
+    async def broken(event: EndOfCallReport) -> None:
+        raise ValueError(f"crm said no to {event.customer.number}")
+
+    @app.on("end-of-call-report")
+    async def stuck(event: EndOfCallReport) -> None:
+        await anyio.sleep(30)
+
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with client:
+            await client.end_of_call_report(call_id="f1")
+            await client.wait_for_background()
+    assert re.search(r"handler \S+broken \(call f1\) raised ValueError", caplog.text)
+    assert re.search(r"handler \S+stuck \(call f1\) did not finish within 0.1 s", caplog.text)
+    assert CUSTOMER_NUMBER not in caplog.text
+
+
+def test_a_job_knows_its_size_and_its_delivery_id() -> None:
+    import msgspec
+
+    from voicehooks.events import decode_delivery
+
+    body = msgspec.json.encode(end_of_call_report(call_id="j1"))
+    event = decode_delivery(body)
+    job = Job(event, "handler:m:f")
+    assert job.size == len(body)
+    assert job.delivery_id == Job(decode_delivery(body), "handler:m:g").delivery_id
+    assert len(job.delivery_id) == 32
