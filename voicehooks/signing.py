@@ -40,13 +40,21 @@ def signature(body: bytes, secret: str, timestamp: str | int) -> str:
 
 
 def sign(
-    body: bytes | str, secret: str, timestamp: int | None = None, *, event: str | None = None
+    body: bytes | str,
+    secret: str | None,
+    timestamp: int | None = None,
+    *,
+    event: str | None = None,
 ) -> dict[str, str]:
     """Return the headers the platform sends with ``body``, signed with ``secret``.
 
+    The one place that knows the platform's header set: the test client and
+    ``voicehooks send`` build theirs here too.
+
     Args:
         body: The exact body bytes (a str is encoded as UTF-8).
-        secret: The webhook secret.
+        secret: The webhook secret; ``None`` leaves the signature out, as the platform does
+            for an assistant without a secret.
         timestamp: Unix seconds; now when omitted.
         event: The event name for ``X-Webhook-Event``; left out when omitted.
 
@@ -61,8 +69,9 @@ def sign(
         "content-type": "application/json",
         "user-agent": "HMS-Sovereign/1.0",
         "x-webhook-timestamp": str(stamp),
-        "x-webhook-signature": signature(raw, secret, stamp),
     }
+    if secret is not None:
+        headers["x-webhook-signature"] = signature(raw, secret, stamp)
     if event is not None:
         headers["x-webhook-event"] = event
     return headers

@@ -124,11 +124,7 @@ def send(
     else:
         body, calls = _sample(event, tool_names, arguments, caller, call_id, status)
     stamp = int(time.time()) if timestamp is None else timestamp
-    headers = {
-        "content-type": "application/json",
-        "x-webhook-event": event,
-        "x-webhook-timestamp": str(stamp),
-    }
+    headers = sign(body, None, stamp, event=event)
     if not unsigned:
         secrets = configured_secrets()
         if not secrets:

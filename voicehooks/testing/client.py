@@ -202,11 +202,6 @@ class WebhookClient:
             event: The event name for ``X-Webhook-Event``; left out when omitted.
         """
         stamp = int(self.clock()) if timestamp is None else timestamp
-        if self.secret is None:
-            headers = {"content-type": "application/json", "x-webhook-timestamp": str(stamp)}
-            if event is not None:
-                headers["x-webhook-event"] = event
-            return headers
         return sign(body, self.secret, stamp, event=event)
 
     async def post(
