@@ -190,6 +190,21 @@ async def test_abandoned_threads_free_their_slot_for_other_functions() -> None:
         release.set()
 
 
+async def test_a_call_given_up_before_its_thread_started_never_runs() -> None:
+    ran: list[str] = []
+    threads = Threads(max_threads=1, max_abandoned=1)
+    function = UserFunction(lambda: ran.append("ran"))
+    holder = object()
+    threads.limiter.acquire_on_behalf_of_nowait(holder)  # every slot taken: the call waits
+    try:
+        assert await within(0.05, function.call(threads)) == (False, None)
+    finally:
+        threads.limiter.release_on_behalf_of(holder)
+    await anyio.sleep(0.1)
+    assert ran == []
+    assert function.abandoned == 0
+
+
 async def test_a_thread_that_ends_as_its_caller_gives_up_is_not_counted_twice() -> None:
     # Many short sync calls with deadlines around their own length: whichever side wins
     # each race, the count of abandoned threads returns to zero.

@@ -111,38 +111,74 @@ class UserFunction:
         return self._in_thread(functools.partial(self.function, *args, **kwargs), threads.limiter)
 
     async def _in_thread(self, function: Callable[[], Any], limiter: anyio.CapacityLimiter) -> Any:
-        loop = asyncio.get_running_loop()
-        name = self.name
-        lock = threading.Lock()  # orders "the thread ended" against "the caller gave up"
-        state = {"abandoned": False, "ended": False}
-
-        def run() -> Any:
-            try:
-                value = function()
-            except Exception as exc:
-                if state["abandoned"]:
-                    _log.error("%s raised after it was abandoned: %s", name, describe(exc))
-                raise
-            finally:
-                with lock:
-                    state["ended"] = True
-                    if state["abandoned"]:
-                        _call_soon(loop, self._thread_ended)
-            if state["abandoned"]:
-                _log.warning("%s finished after it was abandoned; its result was discarded", name)
-            return value
-
+        call = _ThreadCall(self, function, asyncio.get_running_loop())
         try:
-            return await anyio.to_thread.run_sync(run, limiter=limiter, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(call.run, limiter=limiter, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
-            with lock:
-                if not state["ended"]:
-                    state["abandoned"] = True
-                    self.abandoned += 1
+            call.give_up()
             raise
 
     def _thread_ended(self) -> None:
         self.abandoned -= 1
+
+
+class _ThreadCall:
+    """One sync call in a worker thread, and the race between its end and its caller's.
+
+    The caller may give up (deadline, shutdown) before the thread starts, while it runs, or
+    just as it ends. A lock orders the three: a call given up before it started never runs
+    the function at all; one given up while running is counted as abandoned until it ends.
+    """
+
+    __slots__ = (
+        "_counted",
+        "_ended",
+        "_gave_up",
+        "_lock",
+        "_loop",
+        "_owner",
+        "_started",
+        "function",
+    )
+
+    def __init__(
+        self, owner: UserFunction, function: Callable[[], Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._owner = owner
+        self.function = function
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._started = self._ended = self._gave_up = self._counted = False
+
+    def run(self) -> Any:
+        """In the worker thread: run the function unless its caller already gave up."""
+        with self._lock:
+            if self._gave_up:
+                return None  # nobody waits for it any more: not worth starting
+            self._started = True
+        name = self._owner.name
+        try:
+            value = self.function()
+        except Exception as exc:
+            if self._counted:
+                _log.error("%s raised after it was abandoned: %s", name, describe(exc))
+            raise
+        finally:
+            with self._lock:
+                self._ended = True
+                if self._counted:
+                    _call_soon(self._loop, self._owner._thread_ended)
+        if self._counted:
+            _log.warning("%s finished after it was abandoned; its result was discarded", name)
+        return value
+
+    def give_up(self) -> None:
+        """On the loop: the caller stops waiting; a running thread is counted as abandoned."""
+        with self._lock:
+            self._gave_up = True
+            if self._started and not self._ended:
+                self._counted = True
+                self._owner.abandoned += 1
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
