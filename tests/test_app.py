@@ -61,9 +61,9 @@ async def test_secrets_come_from_the_environment_comma_separated(
     app = VoiceHooks()
     for secret in ("old-secret", "new-secret"):
         response = await WebhookClient(app, secret=secret).post(status_update())
-        assert response.status == 200
+        assert response.status_code == 200
     response = await WebhookClient(app, secret="other").post(status_update())
-    assert response.status == 401
+    assert response.status_code == 401
 
 
 async def test_secrets_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ async def test_secrets_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
     monkeypatch.setenv("VOICEHOOKS_SECRET_FILE", str(path))
     app = VoiceHooks()
-    assert (await WebhookClient(app, secret="second").post(status_update())).status == 200
+    assert (await WebhookClient(app, secret="second").post(status_update())).status_code == 200
 
 
 def test_an_unreadable_secret_file_is_a_configuration_error(
@@ -90,7 +90,7 @@ async def test_a_sequence_of_secrets_is_accepted_and_the_match_is_logged(
     app = VoiceHooks(secret=["one", "two"])
     with caplog.at_level(logging.DEBUG, "voicehooks"):
         response = await WebhookClient(app, secret="two").post(status_update())
-    assert response.status == 200
+    assert response.status_code == 200
     assert "secret #2 of 2" in caplog.text
     assert "two" not in caplog.text.replace("of 2", "")
 
@@ -171,7 +171,7 @@ async def test_bad_input_gets_a_precise_status_and_a_json_error(
     client = WebhookClient(make_app(), secret=SECRET)
     body = request_options.pop("body", GOOD)
     response = await client.post(body, **request_options)
-    assert response.status == status
+    assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert message in error
@@ -184,26 +184,26 @@ async def test_json_with_a_utf8_charset_is_json() -> None:
     client = WebhookClient(make_app(), secret=SECRET)
     for content_type in ("application/json; charset=utf-8", 'Application/JSON;Charset="UTF-8"'):
         response = await client.post(GOOD, headers={"content-type": content_type})
-        assert response.status == 200
+        assert response.status_code == 200
 
 
 async def test_a_body_over_the_limit_is_refused_while_it_streams_in() -> None:
     client = WebhookClient(make_app(max_body_bytes=1000), secret=SECRET)
     pieces = [b"x" * 600, b"x" * 600, b"x" * 600]
     response = await client.post(b"", chunks=pieces)
-    assert response.status == 413
+    assert response.status_code == 413
     assert "1000 bytes" in response.json()["error"]
 
 
 async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
     client = WebhookClient(make_app(max_body_bytes=1000), secret=SECRET)
     response = await client.post(GOOD, headers={"content-length": "5000"})
-    assert response.status == 413
+    assert response.status_code == 413
 
 
 async def test_a_single_chunk_over_the_limit_is_refused() -> None:
     client = WebhookClient(make_app(max_body_bytes=100), secret=SECRET)
-    assert (await client.post(b"x" * 101)).status == 413
+    assert (await client.post(b"x" * 101)).status_code == 413
 
 
 async def test_a_body_in_several_chunks_is_reassembled() -> None:
@@ -211,7 +211,7 @@ async def test_a_body_in_several_chunks_is_reassembled() -> None:
     pieces = [GOOD[:10], GOOD[10:50], GOOD[50:]]
     headers = client.signed_headers(GOOD)
     response = await client.request("POST", "/", pieces, list(headers.items()))
-    assert response.status == 200
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize("header", ["x-webhook-signature", "x-webhook-timestamp"])
@@ -220,7 +220,7 @@ async def test_repeated_security_headers_are_refused(header: str) -> None:
     headers = list(client.signed_headers(GOOD).items())
     headers.append((header, dict(headers)[header]))
     response = await client.request("POST", "/", [GOOD], headers)
-    assert response.status == 401
+    assert response.status_code == 401
     assert "more than one" in response.json()["error"]
 
 
@@ -231,7 +231,7 @@ async def test_an_unknown_event_type_is_acknowledged_and_logged(
     body = {"message": {"type": "speech-update", "call": {"id": "call-77"}}}
     with caplog.at_level(logging.WARNING, "voicehooks"):
         response = await client.post(body)
-    assert (response.status, response.json()) == (200, {})
+    assert (response.status_code, response.json()) == (200, {})
     assert "speech-update" in caplog.text
     assert "call-77" in caplog.text
 
@@ -298,10 +298,10 @@ async def test_an_answer_to_a_vanished_client_is_dropped_quietly() -> None:
 async def test_other_paths_are_a_json_404() -> None:
     client = WebhookClient(make_app(path="/voice"), secret=SECRET)
     response = await client.post(GOOD, path="/")
-    assert response.status == 404
+    assert response.status_code == 404
     assert "error" in response.json()
-    assert (await client.post(GOOD, path="/voice")).status == 200
-    assert (await client.post(GOOD, path="/voice/")).status == 200
+    assert (await client.post(GOOD, path="/voice")).status_code == 200
+    assert (await client.post(GOOD, path="/voice/")).status_code == 200
 
 
 async def test_websockets_are_closed() -> None:
@@ -345,12 +345,12 @@ async def test_mounted_under_a_path_it_answers_there(framework: str) -> None:
         parent.mount("/hooks/voice", hooks)
     client = WebhookClient(parent, secret=SECRET, path="/hooks/voice/")
     response = await client.post(status_update(call_id="mounted-1"))
-    assert (response.status, response.json()) == (200, {})
+    assert (response.status_code, response.json()) == (200, {})
     assert seen == ["mounted-1"]  # no lifespan ran: the handler ran in the request's task
     results = await client.call_tools(tool_call("echo", {"text": "hi"}, id="t1"))
     assert results == ["hi"]
-    assert (await client.post(GOOD, path="/hooks/voice/other")).status == 404
-    assert (await client.post(GOOD, path="/hooks/voice/", method="GET")).status == 405
+    assert (await client.post(GOOD, path="/hooks/voice/other")).status_code == 404
+    assert (await client.post(GOOD, path="/hooks/voice/", method="GET")).status_code == 405
 
 
 async def test_tool_calls_through_the_pipeline_answer_in_the_object_format() -> None:
@@ -368,8 +368,8 @@ async def test_a_millisecond_timestamp_is_accepted_and_warned_about_once(
     client = WebhookClient(make_app(), secret=SECRET)
     millis = int(clock.time() * 1000)
     with caplog.at_level(logging.WARNING, "voicehooks"):
-        assert (await client.post(GOOD, timestamp=millis)).status == 200
-        assert (await client.post(GOOD, timestamp=millis)).status == 200
+        assert (await client.post(GOOD, timestamp=millis)).status_code == 200
+        assert (await client.post(GOOD, timestamp=millis)).status_code == 200
     assert caplog.text.count("milliseconds") == 1
 
 
@@ -384,7 +384,7 @@ async def test_a_bug_inside_voicehooks_is_a_generic_500_without_details(
     monkeypatch.setattr(app.dispatcher, "answer", broken)
     with caplog.at_level(logging.ERROR, "voicehooks"):
         response = await WebhookClient(app, secret=SECRET).post(GOOD)
-    assert (response.status, response.json()) == (500, {"error": "internal error"})
+    assert (response.status_code, response.json()) == (500, {"error": "internal error"})
     assert "internal error while answering" in caplog.text
 
 
@@ -418,7 +418,7 @@ async def test_during_a_rotation_the_log_names_the_first_secret_too(
 ) -> None:
     app = VoiceHooks(secret=["one", "two"])
     with caplog.at_level(logging.DEBUG, "voicehooks"):
-        assert (await WebhookClient(app, secret="one").post(status_update())).status == 200
+        assert (await WebhookClient(app, secret="one").post(status_update())).status_code == 200
     assert "secret #1 of 2" in caplog.text
 
 

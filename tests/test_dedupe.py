@@ -88,8 +88,8 @@ async def test_a_re_signed_tool_call_runs_once_and_both_answers_are_equal(
     async with WebhookClient(app, secret=SECRET) as client:
         first = await client.post(body, timestamp=now)
         second = await client.post(body, timestamp=now + 30)
-    assert (first.status, second.status) == (200, 200)
-    assert first.body == second.body
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.content == second.content
     assert runs == [ARGUMENT]
 
 
@@ -99,8 +99,8 @@ async def test_an_exact_replay_inside_the_tolerance_window_is_a_duplicate() -> N
     body = booking()
     headers = client.signed_headers(body)
     answers = [await client.post(body, signed=False, headers=headers) for _ in range(2)]
-    assert answers[0].status == 200
-    assert answers[0].body == answers[1].body
+    assert answers[0].status_code == 200
+    assert answers[0].content == answers[1].content
     assert runs == [ARGUMENT]
 
 
@@ -108,7 +108,7 @@ async def test_other_tool_calls_and_other_calls_are_not_duplicates() -> None:
     app, runs = booking_app()
     client = WebhookClient(app, secret=SECRET)
     for body in (booking(), booking(tool_call_id="tc-2"), booking(call_id="call-2")):
-        assert (await client.post(body)).status == 200
+        assert (await client.post(body)).status_code == 200
     assert len(runs) == 3
 
 
@@ -149,7 +149,7 @@ async def test_a_concurrent_duplicate_waits_for_the_first_result(store: Delivery
     async with WebhookClient(app, secret=SECRET) as client:
 
         async def send(name: str) -> None:
-            answers[name] = (await client.post(body)).body
+            answers[name] = (await client.post(body)).content
 
         with anyio.fail_after(10):
             async with anyio.create_task_group() as group:
@@ -176,8 +176,8 @@ async def test_a_tool_error_is_kept_and_answered_again() -> None:
 
     client = WebhookClient(app, secret=SECRET)
     answers = [await client.post(booking()) for _ in range(2)]
-    assert answers[0].body == answers[1].body
-    assert b"That slot is taken." in answers[0].body
+    assert answers[0].content == answers[1].content
+    assert b"That slot is taken." in answers[0].content
     assert runs == [1]
 
 
@@ -312,7 +312,7 @@ async def test_a_fire_and_forget_tool_is_claimed_before_it_starts() -> None:
     async with WebhookClient(app, secret=SECRET) as client:
         answers = [await client.post(body) for _ in range(3)]
         await client.wait_for_background()
-    assert answers[0].body == answers[1].body == answers[2].body
+    assert answers[0].content == answers[1].content == answers[2].content
     assert runs == ["x"]
 
 
@@ -339,7 +339,7 @@ async def test_the_same_end_of_call_report_twice_runs_its_handlers_once(
     async with WebhookClient(app, secret=SECRET) as client:
         answers = [await client.post(body, timestamp=now + i) for i in range(3)]
         await client.wait_for_background()
-    assert [(a.status, a.body) for a in answers] == [(200, b"{}")] * 3
+    assert [(a.status_code, a.content) for a in answers] == [(200, b"{}")] * 3
     assert after == before == ["call-9"]
 
 
@@ -367,7 +367,7 @@ async def test_an_event_without_handlers_costs_no_claim() -> None:
     store = MemoryStore()
     app = VoiceHooks(secret=SECRET, store=store)
     client = WebhookClient(app, secret=SECRET)
-    assert (await client.post(end_of_call_report())).status == 200
+    assert (await client.post(end_of_call_report())).status_code == 200
     assert len(store) == 0
 
 
@@ -505,9 +505,9 @@ async def test_a_failing_store_still_answers_and_logs_an_error(
     with caplog.at_level(logging.INFO, logger="voicehooks"):
         answer = await client.post(booking())
         report = await client.post(end_of_call_report())
-    assert answer.status == 200
+    assert answer.status_code == 200
     assert answer.json()["results"][0]["result"]["booked"] == ARGUMENT
-    assert (report.status, seen) == (200, [1])
+    assert (report.status_code, seen) == (200, [1])
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(failures) == 2
     assert all("processing the delivery anyway" in r.getMessage() for r in failures)
@@ -531,7 +531,7 @@ async def test_store_failure_reject_answers_503(
     client = WebhookClient(app, secret=SECRET)
     with caplog.at_level(logging.INFO, logger="voicehooks"):
         response = await client.post(payload)
-    assert response.status == 503
+    assert response.status_code == 503
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
         "error": "the duplicate-delivery store is unavailable; deliver again later"
@@ -547,16 +547,16 @@ async def test_a_known_duplicate_is_never_run_again_when_its_result_cannot_be_fe
 ) -> None:
     app, runs = booking_app(store=BlindWaiter(), store_failure=store_failure)
     client = WebhookClient(app, secret=SECRET)
-    assert (await client.post(booking())).status == 200
+    assert (await client.post(booking())).status_code == 200
     with caplog.at_level(logging.ERROR, logger="voicehooks"):
         duplicate = await client.post(booking())
     assert runs == [ARGUMENT]
     if store_failure == "process":
-        assert duplicate.status == 200
+        assert duplicate.status_code == 200
         assert "did not answer in time" in duplicate.json()["results"][0]["result"]["error"]
         assert "answering the duplicate without the first result" in caplog.text
     else:
-        assert duplicate.status == 503
+        assert duplicate.status_code == 503
     assert "StoreError: connection lost" in caplog.text
 
 
@@ -567,7 +567,7 @@ async def test_failing_to_record_a_result_still_answers_it(
     client = WebhookClient(app, secret=SECRET)
     with caplog.at_level(logging.ERROR, logger="voicehooks"):
         answer = await client.post(booking())
-    assert answer.status == 200
+    assert answer.status_code == 200
     assert answer.json()["results"][0]["result"]["booked"] == ARGUMENT
     assert "failed recording tool-calls (call call-1): StoreError: disk full" in caplog.text
 
@@ -641,16 +641,16 @@ async def test_redis_stopped_mid_test_deliveries_are_still_answered(
     store = RedisStore.from_url(redis_server.url)
     app, runs = booking_app(store=store, store_failure=store_failure)
     async with WebhookClient(app, secret=SECRET) as client:
-        assert (await client.post(booking())).status == 200
+        assert (await client.post(booking())).status_code == 200
         redis_server.stop()
         with caplog.at_level(logging.ERROR, logger="voicehooks"), anyio.fail_after(5):
             second = await client.post(booking(tool_call_id="tc-2"))
     if store_failure == "process":
-        assert second.status == 200
+        assert second.status_code == 200
         assert second.json()["results"][0]["result"]["booked"] == ARGUMENT
         assert len(runs) == 2
     else:
-        assert second.status == 503
+        assert second.status_code == 503
         assert len(runs) == 1
     assert "redis claim failed: ConnectionError" in caplog.text
     assert_no_payload(caplog)
@@ -668,7 +668,7 @@ async def test_a_frozen_redis_costs_a_delivery_no_more_than_the_operation_timeou
         answer = await client.post(booking(tool_call_id="tc-2"))
         elapsed = time.perf_counter() - started
         redis_server.resume()
-    assert answer.status == 200
+    assert answer.status_code == 200
     assert len(runs) == 2
     # The claim times out after 0.2 s and the call runs unguarded: far inside its 8 s.
     assert elapsed < 2.0
@@ -678,7 +678,7 @@ async def _post_concurrently(clients: list[WebhookClient], body: bytes, count: i
     answers: list[bytes] = []
 
     async def send(client: WebhookClient) -> None:
-        answers.append((await client.post(body)).body)
+        answers.append((await client.post(body)).content)
 
     async with anyio.create_task_group() as group:
         for i in range(count):

@@ -73,7 +73,7 @@ async def test_quickstart_logs_the_report_without_personal_data(
     async with WebhookClient(quickstart.app) as client:
         response = await client.end_of_call_report(call_id="call-qs-1", duration_seconds=61)
         await client.wait_for_background()
-    assert response.status == 200
+    assert response.status_code == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "quickstart"]
     assert lines == ["call call-qs-1 ended after 61 s (user_hangup)"]
 
@@ -215,7 +215,7 @@ async def test_reports_are_stored_in_sqlite_after_the_answer(
         )
         await client.wait_for_background()
         stored_before_shutdown = _rows(database)
-    assert first.status == second.status == 200
+    assert first.status_code == second.status_code == 200
     assert stored_before_shutdown == [
         ("call-a", "user_hangup", 42, '{"intent": "repair-status", "resolved": true}', 3),
         ("call-b", "max_duration", 95, None, 0),
@@ -270,7 +270,7 @@ async def test_fastapi_mount_serves_hooks_and_api_with_the_lifespan_composed(loa
         calls = await client.request("GET", "/calls", [], [])
     assert owned_inside
     assert not hooks.runner.owned
-    assert calls.status == 200
+    assert calls.status_code == 200
     assert calls.json() == {"live": 1}
     assert {"call-2"} == fastapi_mount.LIVE_CALLS
 
@@ -279,5 +279,5 @@ async def test_fastapi_mount_rejects_unsigned_deliveries_at_the_mount_path(load:
     fastapi_mount = load("fastapi_mount")
     client = WebhookClient(fastapi_mount.app, path="/hooks/", secret="not-the-secret")
     response = await client.status_update()
-    assert response.status == 401
+    assert response.status_code == 401
     assert not fastapi_mount.LIVE_CALLS

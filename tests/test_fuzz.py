@@ -161,11 +161,11 @@ async def send(
     client = WebhookClient(target, secret=SECRET)
     with anyio.fail_after(REQUEST_DEADLINE_SECONDS):
         response = await client.request(method, "/", list(chunks), list(headers))
-    assert 200 <= response.status < 300 or 400 <= response.status < 500, response
+    assert 200 <= response.status_code < 300 or 400 <= response.status_code < 500, response
     assert response.headers["content-type"] == "application/json", response
-    payload = msgspec.json.decode(response.body)
+    payload = msgspec.json.decode(response.content)
     assert isinstance(payload, dict), response
-    if response.status >= 400:
+    if response.status_code >= 400:
         assert isinstance(payload.get("error"), str), response
         assert payload["error"], response
     return response
@@ -344,7 +344,7 @@ def mutated_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, Any] | None]:
 
 def _check_tool_answer(sent: dict[str, Any] | None, response: Response) -> None:
     """A 200 to a tool-calls delivery that decoded answers every call, by id, in order."""
-    if sent is None or response.status != 200:
+    if sent is None or response.status_code != 200:
         return
     message = sent.get("message")
     if not isinstance(message, dict) or message.get("type") != "tool-calls":
@@ -366,7 +366,7 @@ async def test_valid_deliveries_are_answered_200_with_one_result_per_call(
     body = _encode(delivery)
     response = await send(target, [body], signed(body))
     if len(body) <= target.max_body_bytes:
-        assert response.status == 200
+        assert response.status_code == 200
         _check_tool_answer(delivery, response)
 
 
@@ -397,7 +397,7 @@ async def test_truncated_bodies_are_a_400(delivery: dict[str, Any], cut: float) 
     whole = _encode(delivery)
     body = whole[: int(len(whole) * cut)]
     response = await send(app, [body], signed(body))
-    assert response.status == 400
+    assert response.status_code == 400
 
 
 @FUZZ
@@ -409,7 +409,7 @@ async def test_bodies_in_any_chunking_get_the_same_answer_or_a_413(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     response = await send(app_small, chunks, signed(body))
-    assert response.status == (200 if len(body) <= app_small.max_body_bytes else 413)
+    assert response.status_code == (200 if len(body) <= app_small.max_body_bytes else 413)
 
 
 # -- headers -----------------------------------------------------------------------------
@@ -590,4 +590,4 @@ async def test_huge_numeric_headers_are_a_4xx(name: str, value: str) -> None:
     body = _encode(status_update(call_id="call_1"))
     headers = [(k, v) for k, v in signed(body) if k != name] + [(name, value)]
     response = await send(app, [body], headers)
-    assert response.status in (401, 413)
+    assert response.status_code in (401, 413)

@@ -160,7 +160,7 @@ async def test_status_updates_are_acknowledged_before_their_handler_finishes() -
 
     async with client:
         response = await client.status_update("ended", call_id="c1")
-        assert (response.status, response.json()) == (200, {})
+        assert (response.status_code, response.json()) == (200, {})
         assert done == []  # answered while the handler still waits
         assert app.runner.in_flight == [("status-update", "c1")]
         release.set()
@@ -245,7 +245,7 @@ async def test_without_a_lifespan_handlers_run_after_the_answer_in_the_request()
 
     response = await client.status_update()  # no `async with`: no lifespan ran
     order.append("returned")
-    assert response.status == 200
+    assert response.status_code == 200
     assert order == ["handler", "returned"]
     assert not app.runner.owned
 

@@ -319,9 +319,9 @@ class Sent:
         results, which are the caller's own data).
         """
         for answer in self.answers:
-            text = answer.body.decode("utf-8", "replace")
+            text = answer.content.decode("utf-8", "replace")
             assert not [i for i in INTERNALS if i in text], answer
-            if answer.status >= 400:
+            if answer.status_code >= 400:
                 assert not [m for m in MARKERS.values() if m in text], answer
         forbidden = dict(MARKERS)
         forbidden.update({f"signature {i}": s for i, s in enumerate(sorted(self.signatures))})
@@ -365,35 +365,35 @@ async def test_valid_deliveries_and_failing_user_code_log_nothing_personal(
         names += ["sleepy_sync_crash", "unencodable", "remember", "typed", "never_registered"]
         for name in names:
             response = await sent.post(client, calls(f"call-{name}", name))
-            assert response.status == 200
+            assert response.status_code == 200
         both = await sent.post(client, calls("call-two", "find_order", "no_such_tool"))
-        assert both.status == 200
+        assert both.status_code == 200
         # A tool that gets the arguments as a JSON string, with a personal value in it.
         stringly = tool_calls(
             tool_call("find_order", msgspec.json.encode({"order_number": ARGUMENT}).decode()),
             call_id="call-string",
             **personal(),
         )
-        assert (await sent.post(client, stringly)).status == 200
+        assert (await sent.post(client, stringly)).status_code == 200
         for behaviour in ("ok", "crash", "slow", "bad", "unencodable"):
             answer = await sent.post(
                 client, assistant_request(call_id=f"ar-{behaviour}", **personal())
             )
-            assert answer.status == 200
+            assert answer.status_code == 200
         for call_id in ("st-ok", "st-crash"):
-            assert (await sent.post(client, status(call_id))).status == 200
+            assert (await sent.post(client, status(call_id))).status_code == 200
         for call_id in ("eoc-ok", "eoc-crash", "eoc-slow"):
-            assert (await sent.post(client, report(call_id))).status == 200
+            assert (await sent.post(client, report(call_id))).status_code == 200
         # Duplicates, and a delivery signed with the second (rotated) secret.
-        assert (await sent.post(client, report("eoc-ok"))).status == 200
-        assert (await sent.post(client, status("st-ok"), secret=SECOND_SECRET)).status == 200
+        assert (await sent.post(client, report("eoc-ok"))).status_code == 200
+        assert (await sent.post(client, status("st-ok"), secret=SECOND_SECRET)).status_code == 200
         # Milliseconds.
         millis = int(time.time() * 1000)
-        assert (await sent.post(client, status("st-ms"), timestamp=millis)).status == 200
+        assert (await sent.post(client, status("st-ms"), timestamp=millis)).status_code == 200
         await anyio.sleep(0.3)  # let the abandoned threads finish and log
     # Without a lifespan: background work runs in the request's own task.
     plain = WebhookClient(build_app(), secret=SECRET)
-    assert (await sent.post(plain, report("eoc-inline-crash"))).status == 200
+    assert (await sent.post(plain, report("eoc-inline-crash"))).status_code == 200
     sent.check(logs.records)
     for words in [
         ("crash", "RuntimeError"),
@@ -422,7 +422,7 @@ async def test_a_raw_tool_calls_handler_that_fails_logs_nothing_personal(
     app = with_raw_handler(build_app())
     client = WebhookClient(app, secret=SECRET)
     for call_id in ("raw-ok", "raw-crash", "raw-slow", "raw-unencodable"):
-        assert (await sent.post(client, calls(call_id, "unclaimed_tool"))).status == 200
+        assert (await sent.post(client, calls(call_id, "unclaimed_tool"))).status_code == 200
     sent.check(logs.records)
     assert saw(logs.records, "raw-crash", "RuntimeError")
     assert saw(logs.records, "raw-slow", "timed out")
@@ -463,7 +463,7 @@ async def test_every_rejection_logs_nothing_personal(logs: pytest.LogCaptureFixt
     for expected, options in cases:
         payload = options.pop("payload", body)
         response = await sent.post(client, payload, **options)
-        assert response.status == expected, (expected, options, response)
+        assert response.status_code == expected, (expected, options, response)
         assert isinstance(response.json()["error"], str)
     # Missing headers and repeated ones: sent raw.
     stamp = str(now)
@@ -480,11 +480,11 @@ async def test_every_rejection_logs_nothing_personal(logs: pytest.LogCaptureFixt
     ):
         sent.signatures.update(v for k, v in headers if k == "x-webhook-signature")
         response = await client.request("POST", "/", [body], headers)
-        assert response.status == 401
+        assert response.status_code == 401
     # An unknown event type carrying a transcript.
     unknown = report("eoc-unknown-type")
     unknown["message"]["type"] = "transcript"
-    assert (await sent.post(client, unknown)).status == 200
+    assert (await sent.post(client, unknown)).status_code == 200
     sent.check(logs.records)
     for status_code in (400, 401, 405, 413, 415):
         assert saw(logs.records, f"rejected {status_code}")
@@ -532,7 +532,7 @@ async def test_a_client_gone_before_the_answer_and_an_internal_error_log_nothing
 
     monkeypatch.setattr(app.dispatcher, "answer", broken)
     response = await sent.post(WebhookClient(app, secret=SECRET), calls("call-bug", "find_order"))
-    assert response.status == 500
+    assert response.status_code == 500
     assert saw(logs.records, "internal error")
     sent.check(logs.records)
 
@@ -586,7 +586,7 @@ async def test_store_errors_log_nothing_personal(
                 report(f"eoc-store-{index}"),
             ):
                 response = await sent.post(client, payload)
-                assert response.status == (503 if store_failure == "reject" else 200)
+                assert response.status_code == (503 if store_failure == "reject" else 200)
     sent.check(logs.records)
     assert saw(logs.records, "store")
 
@@ -603,5 +603,5 @@ async def test_user_exception_messages_are_not_logged(logs: pytest.LogCaptureFix
 
     assert (
         await sent.post(WebhookClient(app, secret=SECRET), calls("call-key", "lookup"))
-    ).status == 200
+    ).status_code == 200
     sent.check(logs.records)

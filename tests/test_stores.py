@@ -359,7 +359,7 @@ async def test_the_app_opens_its_store_at_startup_and_starts_even_if_it_is_down(
     app = VoiceHooks(secret="whsec_store_open", store=store)
     with caplog.at_level("ERROR", "voicehooks"):
         async with WebhookClient(app, secret="whsec_store_open") as client:
-            assert (await client.status_update()).status == 200
+            assert (await client.status_update()).status_code == 200
     assert Recording.opened == 1
     assert "not ready at startup: the store is down" in caplog.text
     await MemoryStore().open()  # the in-memory store has nothing to prepare

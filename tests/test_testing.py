@@ -148,8 +148,8 @@ async def test_the_client_takes_the_first_secret_of_the_environment(
     monkeypatch.setenv("VOICEHOOKS_SECRET", " first , second")
     only_first = VoiceHooks(secret="first")
     only_second = VoiceHooks(secret="second")
-    assert (await WebhookClient(only_first).status_update()).status == 200
-    assert (await WebhookClient(only_second).status_update()).status == 401
+    assert (await WebhookClient(only_first).status_update()).status_code == 200
+    assert (await WebhookClient(only_second).status_update()).status_code == 401
 
 
 async def test_without_any_secret_the_client_sends_unsigned(
@@ -159,7 +159,7 @@ async def test_without_any_secret_the_client_sends_unsigned(
     client = WebhookClient(VoiceHooks(verify_signatures=False))
     assert client.secret is None
     assert "x-webhook-signature" not in client.signed_headers(b"{}")
-    assert (await client.status_update()).status == 200
+    assert (await client.status_update()).status_code == 200
 
 
 async def test_the_event_header_names_the_payload_type() -> None:
@@ -177,6 +177,15 @@ async def test_the_event_header_names_the_payload_type() -> None:
     assert seen == ["end-of-call-report", None]
 
 
+async def test_a_response_carries_httpx_s_names() -> None:
+    response = await WebhookClient(VoiceHooks(secret=SECRET), secret="wrong").status_update()
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == response.text.encode()
+    assert response.json() == msgspec.json.decode(response.content)
+    assert "signature" in response.json()["error"]
+
+
 @pytest.mark.parametrize(("seconds", "status"), [(0, 200), (300, 200), (301, 401), (-301, 401)])
 async def test_a_shared_manual_clock_tests_the_freshness_window(seconds: int, status: int) -> None:
     clock = ManualClock()
@@ -185,7 +194,7 @@ async def test_a_shared_manual_clock_tests_the_freshness_window(seconds: int, st
     headers = client.signed_headers(msgspec.json.encode(body))
     clock.advance(seconds)  # the app reads the clock when the request arrives
     response = await client.post(msgspec.json.encode(body), headers=headers)
-    assert response.status == status
+    assert response.status_code == status
 
 
 # -- event helpers -----------------------------------------------------------------------
@@ -274,7 +283,7 @@ async def test_async_with_runs_the_lifespan_and_answers_before_background_work()
 
     async with WebhookClient(app, secret=SECRET) as client:
         response = await client.end_of_call_report(call_id="call-1")
-        assert response.status == 200
+        assert response.status_code == 200
         assert events == ["startup"]  # answered while the handler still waits
         release.set()
         await client.wait_for_background()
@@ -326,7 +335,7 @@ async def test_wait_for_background_finds_an_app_mounted_in_starlette() -> None:
 
     parent = Starlette(routes=[Mount("/hooks", hooks)], lifespan=lifespan)
     async with WebhookClient(parent, secret=SECRET, path="/hooks/") as client:
-        assert (await client.status_update(call_id="call-m")).status == 200
+        assert (await client.status_update(call_id="call-m")).status_code == 200
         await client.wait_for_background()
         assert stored == ["call-m"]
 
@@ -342,7 +351,7 @@ async def test_a_failing_startup_raises_with_the_cause_and_leaves_nothing_runnin
     with pytest.raises(RuntimeError, match="startup failed: OSError: database unreachable"):
         await client.__aenter__()
     assert client._group is None
-    assert (await client.status_update()).status == 200  # usable without a lifespan
+    assert (await client.status_update()).status_code == 200  # usable without a lifespan
 
 
 def test_manual_clock_starts_now_and_moves_only_when_told(

@@ -248,7 +248,7 @@ async def test_whatever_a_tool_returns_is_normalized_to_the_object_format(
         return returned
 
     response = await client.post(tool_calls(tool_call("answer", id="ID")))
-    assert response.status == 200
+    assert response.status_code == 200
     assert response.json() == {"results": [{"tool_call_id": "ID", "result": expected}]}
 
 

@@ -58,15 +58,24 @@ class ManualClock:
 
 
 class Response(msgspec.Struct, frozen=True):
-    """An answer: status, lower-cased headers and the body bytes."""
+    """An answer, with the names httpx gives them.
 
-    status: int
+    ``status_code``; ``headers``, a dict with lower-cased names (the app never repeats one);
+    ``content``, the body bytes; ``text``, the body as a string; ``json()``, the body decoded.
+    """
+
+    status_code: int
     headers: dict[str, str]
-    body: bytes
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8, the only charset the app sends."""
+        return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
         """The body decoded as JSON."""
-        return msgspec.json.decode(self.body)
+        return msgspec.json.decode(self.content)
 
 
 class WebhookClient:
@@ -87,7 +96,7 @@ class WebhookClient:
         >>> app = VoiceHooks(secret="whsec_test")
         >>> client = WebhookClient(app, secret="wrong")
         >>> response = anyio.run(client.status_update)
-        >>> response.status, response.json()
+        >>> response.status_code, response.json()
         (401, {'error': 'signature does not match any configured secret'})
     """
 
@@ -364,15 +373,15 @@ def _event_name(body: bytes | Mapping[str, Any]) -> str | None:
 
 
 def _expect_ok(response: Response, event: str) -> None:
-    if response.status == 200:
+    if response.status_code == 200:
         return
     hint = ""
-    if response.status == 401:
+    if response.status_code == 401:
         hint = (
             " (the client's secret is not one the app accepts: pass WebhookClient(app, "
             "secret=...) or set VOICEHOOKS_SECRET to the app's secret)"
         )
-    raise AssertionError(f"{event} answered {response.status}: {response.body!r}{hint}")
+    raise AssertionError(f"{event} answered {response.status_code}: {response.content!r}{hint}")
 
 
 def _find_hooks(app: Any, depth: int = 0) -> list[VoiceHooks]:
