@@ -354,6 +354,50 @@ async def test_a_failing_startup_raises_with_the_cause_and_leaves_nothing_runnin
     assert (await client.status_update()).status_code == 200  # usable without a lifespan
 
 
+async def test_an_assertion_inside_async_with_surfaces_as_itself() -> None:
+    stopped: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: VoiceHooks) -> AsyncIterator[None]:
+        yield
+        stopped.append("teardown")
+
+    client = WebhookClient(VoiceHooks(secret=SECRET, lifespan=lifespan), secret=SECRET)
+    with pytest.raises(AssertionError, match="the user's own check") as caught:
+        async with client:
+            raise AssertionError("the user's own check")
+    assert caught.type is AssertionError  # not an ExceptionGroup around it
+    assert stopped == ["teardown"]  # the app was shut down all the same
+
+
+async def test_a_failing_teardown_surfaces_as_itself() -> None:
+    @asynccontextmanager
+    async def lifespan(app: VoiceHooks) -> AsyncIterator[None]:
+        yield
+        raise OSError("pool would not close")
+
+    client = WebhookClient(VoiceHooks(secret=SECRET, lifespan=lifespan), secret=SECRET)
+    with pytest.raises(OSError, match="pool would not close"):
+        async with client:
+            pass
+
+
+async def test_a_cancelled_block_stops_the_app_and_stays_cancelled() -> None:
+    app = VoiceHooks(secret=SECRET, shutdown_grace_seconds=0.1)
+
+    @app.on("status-update")
+    async def stuck() -> None:
+        await anyio.sleep_forever()
+
+    with anyio.move_on_after(5) as outer, anyio.CancelScope() as scope:
+        async with WebhookClient(app, secret=SECRET) as client:
+            await client.status_update()
+            scope.cancel()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert not outer.cancelled_caught
+
+
 def test_manual_clock_starts_now_and_moves_only_when_told(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -22,7 +22,10 @@ What is in here:
   exactly as the platform signs them. It drives a ``VoiceHooks`` app, or a Starlette/FastAPI
   app that mounts one (pass ``path=``). ``call_tool`` returns one tool's normalized result;
   ``assistant_request`` returns the decoded answer; ``status_update`` and
-  ``end_of_call_report`` return the ``Response``; ``post`` sends anything at all.
+  ``end_of_call_report`` return the ``Response`` (``status_code``, ``headers``, ``content``,
+  ``text``, ``json()``, named as in httpx); ``post`` sends anything at all.
+* ``SyncWebhookClient`` is the same client for plain ``def test_...()`` functions, like
+  Starlette's ``TestClient``: the same methods, without ``await``.
 * Factories build the JSON payload of each event as a plain dict, with realistic defaults
   taken from the platform's documentation: ``tool_call`` and ``tool_calls``,
   ``assistant_request``, ``status_update``, ``end_of_call_report``. Every keyword a factory
@@ -68,12 +71,14 @@ from .factories import (
     tool_call,
     tool_calls,
 )
+from .sync import SyncWebhookClient
 
 __all__ = [
     "CUSTOMER_NUMBER",
     "ManualClock",
     "PHONE_NUMBER",
     "Response",
+    "SyncWebhookClient",
     "WebhookClient",
     "assistant_request",
     "end_of_call_report",

@@ -158,14 +158,27 @@ class WebhookClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Wait for requests and background work, then shut the app down."""
-        assert self._group is not None
-        await self._lifespan_send.send({"type": "lifespan.shutdown"})
-        await self._lifespan_recv.receive()
+        """Wait for requests and background work, then shut the app down.
+
+        An exception raised in the block comes out as itself, not inside an exception group:
+        a failed ``assert`` reads as one.
+        """
         group, self._group = self._group, None
-        await group.__aexit__(exc_type, exc, tb)
-        for stream in self._lifespan_streams:
-            stream.close()
+        assert group is not None
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        try:
+            if not cancelled:
+                await self._lifespan_send.send({"type": "lifespan.shutdown"})
+                await self._lifespan_recv.receive()
+            # A cancellation goes in, to stop the app's tasks at once; any other exception
+            # stays out, or the task group would wrap it in an ExceptionGroup.
+            await group.__aexit__(*((exc_type, exc, tb) if cancelled else (None, None, None)))
+        except BaseExceptionGroup as errors:
+            # The app's own task failed (a raw ASGI app, a teardown): show that, unwrapped.
+            raise (errors.exceptions[0] if len(errors.exceptions) == 1 else errors) from None
+        finally:
+            for stream in self._lifespan_streams:
+                stream.close()
 
     async def wait_for_background(self, timeout_seconds: float = 10.0) -> None:
         """Wait until every request has finished and no background handler is running.
