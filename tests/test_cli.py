@@ -178,25 +178,52 @@ def test_the_env_file_applies_to_the_command_only(
     assert "VOICEHOOKS_CLI_TEST_EXTRA" not in os.environ
 
 
+def test_a_misconfigured_app_is_one_line_and_exit_code_2(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "misconfigured_app.py").write_text(
+        "from voicehooks import VoiceHooks\napp = VoiceHooks()\n@app.on('hang-up')\n"
+        "def f() -> None: ...\n"
+    )
+    result = runner.invoke(main, ["routes", str(tmp_path / "misconfigured_app")])  # .py implied
+    assert result.exit_code == 2
+    assert "misconfigured_app: f: unknown event 'hang-up'" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
-    ("source", "message"),
+    ("source", "last_line"),
     [
-        ("import no_such_dependency_xyz\n", "importing 'broken_app' failed: No module named"),
-        (
-            "from voicehooks import VoiceHooks\napp = VoiceHooks()\n@app.on('hang-up')\n"
-            "def f() -> None: ...\n",
-            "broken_app: f: unknown event 'hang-up'",
-        ),
-        ("raise RuntimeError('boom')\n", "importing 'broken_app' raised RuntimeError: boom"),
+        ("import no_such_dependency_xyz\n", "ModuleNotFoundError: No module named"),
+        ("def f():\n    return 1 / 0\n\nf()\n", "ZeroDivisionError: division by zero"),
+        ("from helper_of_broken_app import nothing\n", "ImportError: cannot import name"),
     ],
 )
-def test_an_app_that_fails_to_import_is_explained(
-    runner: CliRunner, tmp_path: Path, source: str, message: str
+def test_an_app_that_raises_while_importing_shows_its_traceback(
+    runner: CliRunner, tmp_path: Path, source: str, last_line: str
 ) -> None:
+    (tmp_path / "helper_of_broken_app.py").write_text("something = 1\n")
     (tmp_path / "broken_app.py").write_text(source)
-    result = runner.invoke(main, ["routes", str(tmp_path / "broken_app")])  # .py is implied
-    assert result.exit_code == 2
-    assert message in result.output
+    result = runner.invoke(main, ["routes", str(tmp_path / "broken_app.py")])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    # From the app's own code on: no frame of the CLI or of importlib above it.
+    assert lines[:2] == [
+        "Traceback (most recent call last):",
+        f'  File "{tmp_path / "broken_app.py"}", line {source.count(chr(10))}, in <module>',
+    ]
+    assert last_line in result.output
+    assert lines[-1].startswith("Error: importing 'broken_app' raised ")
+    assert lines[-1].endswith("Error (traceback above)")
+
+
+def test_a_server_process_raises_the_apps_own_import_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from voicehooks.cli import serving
+
+    (tmp_path / "crashing_served_app.py").write_text("raise LookupError('no config')\n")
+    monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "crashing_served_app.py"))
+    with pytest.raises(LookupError, match="no config"):
+        serving.app()  # uvicorn prints it with its traceback, as for any factory
 
 
 def test_run_hands_uvicorn_the_app_and_a_log_config_for_the_apps_own_loggers(

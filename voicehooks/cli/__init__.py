@@ -1,8 +1,11 @@
 """The ``voicehooks`` command: serve an app, describe it, send it test events, check captures.
 
 Targets are ``module:attr`` or ``path/to/file.py[:attr]`` (``attr`` defaults to ``app``); the
-current directory is importable. A target that cannot be loaded is a one-line error with exit
-code 2, never a traceback.
+current directory is importable. A target that is not there (no such file, module or
+attribute, or not a ``VoiceHooks`` app) or an app configured wrongly (``ConfigurationError``)
+is a one-line error with exit code 2. Any other exception raised while importing the app is a
+bug in it: its traceback is shown, from the app's own code on, as uvicorn does, with exit
+code 1.
 
 Secrets come from the environment (``VOICEHOOKS_SECRET``, comma-separated, or the file named
 by ``VOICEHOOKS_SECRET_FILE``) or from an ``--env-file``; no command takes one as an option,
@@ -20,8 +23,10 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
 import click
 
@@ -34,13 +39,46 @@ from .environment import env_file_option, patched_environ, read_env_file
 from .send import send
 from .verify import verify
 
-__all__ = ["TargetError", "load_target", "main", "read_env_file"]
+__all__ = ["TargetError", "TargetImportError", "load_target", "main", "read_env_file"]
 
 _PLACEHOLDER_SECRET = "whsec_placeholder_for_inspection_only"
 
 
 class TargetError(click.UsageError):
     """A ``module:attr`` target that cannot be loaded; exit code 2."""
+
+
+class TargetImportError(click.ClickException):
+    """Importing the app raised: shown as the traceback from the app's code on; exit code 1.
+
+    Args:
+        module_name: The module being imported.
+        error: What its import raised.
+    """
+
+    exit_code = 1
+
+    def __init__(self, module_name: str, error: BaseException) -> None:
+        super().__init__(f"importing {module_name!r} raised {type(error).__name__}")
+        self.error = error
+        self.traceback = "".join(
+            traceback.format_exception(type(error), error, _user_frames(error.__traceback__))
+        )
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the traceback, then the one-line summary, to stderr."""
+        click.echo(self.traceback, file=file, err=True, nl=False)
+        click.echo(f"Error: {self.message} (traceback above)", file=file, err=True)
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its first frames: this module's and the import machinery's."""
+    while tb is not None and (
+        tb.tb_frame.f_code.co_filename in (__file__, importlib.__file__)
+        or tb.tb_frame.f_code.co_filename.startswith("<frozen ")
+    ):
+        tb = tb.tb_next
+    return tb
 
 
 # -- loading targets ---------------------------------------------
@@ -67,6 +105,7 @@ def load_target(target: str) -> tuple[VoiceHooks, str, str | None]:
 
     Raises:
         TargetError: The message says what is wrong and how to fix it.
+        TargetImportError: Importing the app raised; it carries the traceback.
     """
     module_name, attr, directory = _split(target)
     for entry in (directory, os.getcwd()):
@@ -75,16 +114,18 @@ def load_target(target: str) -> tuple[VoiceHooks, str, str | None]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        # Only the target itself (or a package above it) missing is a usage error; a module
+        # the app imports that is missing is the app's bug, shown with its traceback.
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise TargetError(
                 f"cannot import {module_name!r}: no such module (run from the directory that "
                 "contains it, or give a file path)"
             ) from None
-        raise TargetError(f"importing {module_name!r} failed: {exc}") from None
+        raise TargetImportError(module_name, exc) from None
     except ConfigurationError as exc:
         raise TargetError(f"{module_name}: {exc}") from None
     except Exception as exc:
-        raise TargetError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
+        raise TargetImportError(module_name, exc) from None
     instance: Any = module
     for part in attr.split("."):
         try:

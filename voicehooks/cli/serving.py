@@ -15,7 +15,7 @@ import os
 from typing import Final
 
 from voicehooks.app import VoiceHooks
-from voicehooks.cli import load_target
+from voicehooks.cli import TargetImportError, load_target
 
 __all__ = ["TARGET_ENV", "app"]
 
@@ -25,6 +25,9 @@ TARGET_ENV: Final = "VOICEHOOKS_RUN_TARGET"
 
 def app() -> VoiceHooks:
     """Load the app named by ``$VOICEHOOKS_RUN_TARGET`` and freeze the startup heap."""
-    instance, _, _ = load_target(os.environ[TARGET_ENV])
+    try:
+        instance, _, _ = load_target(os.environ[TARGET_ENV])
+    except TargetImportError as exc:
+        raise exc.error from None  # uvicorn shows it with its own traceback
     gc.freeze()
     return instance
