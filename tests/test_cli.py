@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -301,8 +302,12 @@ def test_each_server_process_loads_the_target_and_freezes_the_startup_heap(
         "from voicehooks import VoiceHooks\napp = VoiceHooks(secret='whsec_served')\n"
     )
     monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "served_app.py"))
+
+    async def load() -> voicehooks.VoiceHooks:
+        return serving.app()  # uvicorn calls the factory on its event loop
+
     try:
-        app = serving.app()
+        app = asyncio.run(load())
         assert isinstance(app, voicehooks.VoiceHooks)
         assert gc.get_freeze_count() > 0
     finally:

@@ -159,6 +159,14 @@ def _inspect(target: str) -> VoiceHooks:
 # -- the commands ----------------------------------------------------------------------
 
 
+def _check_root_path(_: click.Context, __: click.Parameter, value: str) -> str:
+    if value and (not value.startswith("/") or value.endswith("/")):
+        raise click.BadParameter(
+            f"{value!r}: write a path like /hooks (a leading /, no trailing /)"
+        )
+    return value
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="""\b
@@ -179,32 +187,94 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(context_settings={"show_default": True})
 @click.argument("target")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
-@click.option("--reload", is_flag=True, help="Restart when source files change (development).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    envvar="VOICEHOOKS_HOST",
+    show_envvar=True,
+    help="Interface to bind.",
+)
+@click.option(
+    "--port",
+    default=8000,
+    type=int,
+    envvar="VOICEHOOKS_PORT",
+    show_envvar=True,
+    help="Port to bind.",
+)
 @click.option(
     "--workers",
     default=1,
-    show_default=True,
     type=click.IntRange(min=1),
+    envvar="VOICEHOOKS_WORKERS",
+    show_envvar=True,
     help="Worker processes (share duplicate suppression through Redis when > 1).",
+)
+@click.option(
+    "--reload",
+    is_flag=True,
+    envvar="VOICEHOOKS_RELOAD",
+    show_envvar=True,
+    help="Restart when source files change (development).",
 )
 @click.option(
     "--log-level",
     default="info",
-    show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    envvar="VOICEHOOKS_LOG_LEVEL",
+    show_envvar=True,
+)
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=True,
+    envvar="VOICEHOOKS_PROXY_HEADERS",
+    show_envvar=True,
+    help="Take the client's address and scheme from X-Forwarded-For and X-Forwarded-Proto "
+    "when the connection comes from --forwarded-allow-ips.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    metavar="IPS",
+    envvar="VOICEHOOKS_FORWARDED_ALLOW_IPS",
+    show_envvar=True,
+    show_default="$FORWARDED_ALLOW_IPS or 127.0.0.1,::1",
+    help="Comma-separated addresses or networks of the proxies whose headers are trusted "
+    "('*' trusts any).",
+)
+@click.option(
+    "--root-path",
+    default="",
+    metavar="PATH",
+    envvar="VOICEHOOKS_ROOT_PATH",
+    show_envvar=True,
+    callback=_check_root_path,
+    help="The path prefix a proxy strips before forwarding (the ASGI root_path).",
 )
 @env_file_option
-def run(target: str, host: str, port: int, reload: bool, workers: int, log_level: str) -> None:
+def run(
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+    log_level: str,
+    proxy_headers: bool,
+    forwarded_allow_ips: str | None,
+    root_path: str,
+) -> None:
     """Serve TARGET (module:attr or path/to/file.py[:attr]) with uvicorn.
+
+    Every option can also come from its environment variable (shown with it below), or
+    from --env-file; an option on the command line wins.
 
     \b
     Examples:
         VOICEHOOKS_SECRET=whsec_... voicehooks run myapp:app --port 8000
         voicehooks run examples/quickstart.py --env-file .env --workers 4
+        voicehooks run myapp:app --root-path /hooks --forwarded-allow-ips 10.0.0.5
     """
     import uvicorn
     import uvicorn.config
@@ -240,6 +310,10 @@ def run(target: str, host: str, port: int, reload: bool, workers: int, log_level
         app_dir=directory or os.getcwd(),
         lifespan="on",
         access_log=False,  # voicehooks logs one line per delivery itself
+        http=serving.http_parser(),
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        root_path=root_path,
     )
 
 
