@@ -9,6 +9,7 @@ that no accepted delivery's background work went missing.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -38,7 +39,10 @@ async def lifespan(app: VoiceHooks) -> AsyncIterator[None]:
     """Print the background counts once every background job has finished."""
     yield
     pairs = " ".join(f"{kind}={count}" for kind, count in sorted(background.items()))
-    print(COUNTS_PREFIX, pairs, flush=True)
+    # One write: print() writes the parts and the newline separately, and a line another
+    # thread wrote between them would hide this one from loadtest.py.
+    sys.stdout.write(f"{COUNTS_PREFIX} {pairs}\n")
+    sys.stdout.flush()
 
 
 app = VoiceHooks(lifespan=lifespan)

@@ -67,11 +67,15 @@ from voicehooks import (
 app = VoiceHooks(secret="{SECRET}", shutdown_grace_seconds={GRACE_SECONDS}, max_background_jobs=16)
 
 
-def seen(call_id: str) -> None:
-    # One write per line: print() writes its parts separately, and sync handlers print from
-    # worker threads, so their words would interleave.
-    sys.stdout.write(f"seen {{call_id}}\\n")
+def say(line: str) -> None:
+    # One write per line: print() writes each part and the newline separately, and sync
+    # handlers write from worker threads, so another line could land in the middle.
+    sys.stdout.write(line + "\\n")
     sys.stdout.flush()
+
+
+def seen(call_id: str) -> None:
+    say(f"seen {{call_id}}")
 
 
 @app.tool
@@ -110,9 +114,9 @@ def received(event: EndOfCallReport) -> None:
 @app.on("end-of-call-report")
 async def process(event: EndOfCallReport) -> None:
     # duration_seconds carries how long to work, in milliseconds, for the test.
-    print("background start", event.call.id, flush=True)
+    say(f"background start {{event.call.id}}")
     await anyio.sleep((event.duration_seconds or 0) / 1000)
-    print("background done", event.call.id, flush=True)
+    say(f"background done {{event.call.id}}")
 '''
 
 

@@ -45,6 +45,7 @@ BODY_TIMEOUT_SECONDS = 0.5
 BODY_TIMEOUT_OPTION = f", body_timeout_seconds={BODY_TIMEOUT_SECONDS}"
 
 APP = f'''
+import sys
 import time
 
 import anyio
@@ -54,36 +55,43 @@ from voicehooks import CallContext, EndOfCallReport, StatusUpdate, VoiceHooks
 app = VoiceHooks(secret="{SECRET}", shutdown_grace_seconds={GRACE_SECONDS}{BODY_TIMEOUT_OPTION})
 
 
+def say(word: str, call_id: str) -> None:
+    # One write per line: print() writes each part and the newline separately, and the sync
+    # tool writes from a worker thread, so another line could land in the middle.
+    sys.stdout.write(f"{{word}} {{call_id}}\\n")
+    sys.stdout.flush()
+
+
 @app.tool
 async def slow(seconds: float, context: CallContext) -> str:
     """Sleep on the event loop."""
-    print("start", context.call_id, flush=True)
+    say("start", context.call_id)
     await anyio.sleep(seconds)
-    print("done", context.call_id, flush=True)
+    say("done", context.call_id)
     return "slept"
 
 
 @app.tool
 def slow_sync(seconds: float, context: CallContext) -> str:
     """Sleep in a worker thread."""
-    print("start", context.call_id, flush=True)
+    say("start", context.call_id)
     time.sleep(seconds)
-    print("done", context.call_id, flush=True)
+    say("done", context.call_id)
     return "slept"
 
 
 @app.on("status-update", run_before_answer=True)
 async def before_answer(event: StatusUpdate) -> None:
-    print("start", event.call.id, flush=True)
+    say("start", event.call.id)
     await anyio.sleep(0.5)
-    print("done", event.call.id, flush=True)
+    say("done", event.call.id)
 
 
 @app.on("end-of-call-report")
 async def in_background(event: EndOfCallReport) -> None:
-    print("start", event.call.id, flush=True)
+    say("start", event.call.id)
     await anyio.sleep(0.5)
-    print("done", event.call.id, flush=True)
+    say("done", event.call.id)
 '''
 
 
