@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -427,7 +428,9 @@ def test_a_missing_data_file_is_a_usage_error(send: Send, tmp_path: Path) -> Non
         (["tool-calls", "--tool", "a", "--status", "ended"], "--status belongs to status-update"),
         (["status-update", "--url", "127.0.0.1:8000"], "is not an http(s) URL"),
         (["status-update", "--url", "http://127.0.0.1:99999/"], "has an invalid port"),
-        (["hang-up"], "'hang-up' is not one of"),
+        (["hang-up"], "voicehooks send hang-up --data FILE"),
+        (["tool-call"], "there is no sample of 'tool-call'; did you mean tool-calls?"),
+        (["End-of-call-report"], "did you mean end-of-call-report?"),
     ],
 )
 def test_usage_errors_exit_2_and_say_what_to_do(send: Send, args: list[str], message: str) -> None:
@@ -445,6 +448,31 @@ def test_data_excludes_the_sample_options(send: Send, tmp_path: Path) -> None:
     result = send("tool-calls", "--data", str(body))
     assert result.exit_code == 2
     assert "the file holds a status-update event, not tool-calls" in result.output
+
+
+def test_an_event_without_a_sample_sends_nothing(server: Server, send: Send) -> None:
+    before = server.log()
+    result = send("transfer-destination-request", "--url", url(server))
+    assert result.exit_code == 2
+    assert "there is no sample of 'transfer-destination-request'" in result.output
+    time.sleep(0.2)
+    assert server.log() == before  # no end-of-call-report sample, or anything, went out
+
+
+def test_the_advice_for_a_file_of_another_type_is_a_command_that_works(
+    server: Server, send: Send, tmp_path: Path
+) -> None:
+    body = tmp_path / "captured delivery.json"
+    body.write_text('{"message": {"type": "transfer-destination-request", "call": {"id": "c-9"}}}')
+    result = send("end-of-call-report", "--url", url(server), "--data", str(body))
+    assert result.exit_code == 2
+    advice = result.output.strip().splitlines()[-1].split(": ", 2)[-1]
+    program, command, *args = shlex.split(advice)
+    assert (program, command) == ("voicehooks", "send")
+    result = send(*args, "--url", url(server))
+    assert result.exit_code == 0, result.output
+    assert lines(result)[0].startswith("200 OK")
+    assert "answer: {}" in result.stdout  # voicehooks acknowledges a type it does not know
 
 
 def test_no_secret_says_where_to_put_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,20 +9,21 @@ likely means the two sides hold different secrets.
 
 from __future__ import annotations
 
+import difflib
 import http.client
 import json
+import shlex
 import ssl
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV
-from voicehooks.events import EVENT_NAMES
 from voicehooks.responses import results_from_response
 from voicehooks.signing import sign
 from voicehooks.testing import (
@@ -37,9 +38,18 @@ from .environment import configured_secrets, env_file_option
 
 __all__ = ["send"]
 
+# The events a sample is made for; tool-calls, which takes --tool, is built apart. Any other
+# type can still be sent from a file (--data): the platform has more than voicehooks knows.
+_SAMPLES: dict[str, Callable[..., dict[str, Any]]] = {
+    "assistant-request": assistant_request,
+    "status-update": status_update,
+    "end-of-call-report": end_of_call_report,
+}
+_SAMPLED = ["tool-calls", *_SAMPLES]
+
 
 @click.command()
-@click.argument("event", type=click.Choice(list(EVENT_NAMES)), metavar="EVENT")
+@click.argument("event", metavar="EVENT")
 @click.option(
     "--url",
     default="http://127.0.0.1:8000/",
@@ -99,11 +109,11 @@ def send(
 ) -> None:
     """Send a signed sample EVENT to a running app and show its answer.
 
-    EVENT is tool-calls, assistant-request, status-update or end-of-call-report. The
-    sample is what the platform sends (voicehooks.testing's factories), signed with the
-    first secret in VOICEHOOKS_SECRET. Prints the HTTP status, the time to the answer and
-    the answer; tool results one per call. Exit code 0 on a 2xx, 1 on an HTTP error or no
-    answer, 2 on a usage error.
+    EVENT is tool-calls, assistant-request, status-update or end-of-call-report, or with
+    --data any event type. The sample is what the platform sends (voicehooks.testing's
+    factories), signed with the first secret in VOICEHOOKS_SECRET. Prints the HTTP
+    status, the time to the answer and the answer; tool results one per call. Exit code 0
+    on a 2xx, 1 on an HTTP error or no answer, 2 on a usage error.
 
     \b
     Examples:
@@ -120,7 +130,7 @@ def send(
             raise click.UsageError(
                 f"--data sends the file as it is; drop {', '.join(given)} or edit the file"
             )
-        body, calls = _body_from_file(_read_data(data), event)
+        body, calls = _body_from_file(_read_data(data), event, data)
     else:
         body, calls = _sample(event, tool_names, arguments, caller, call_id, status)
     stamp = int(time.time()) if timestamp is None else timestamp
@@ -192,13 +202,23 @@ def _sample(
         payload = tool_calls(*calls, **envelope)
         ids = [(call["id"], call["function"]["name"]) for call in calls]
         return json.dumps(payload).encode(), ids
-    if event == "assistant-request":
-        payload = assistant_request(**envelope)
-    elif event == "status-update":
-        payload = status_update(status or "in-progress", **envelope)
-    else:
-        payload = end_of_call_report(**envelope)
-    return json.dumps(payload).encode(), []
+    factory = _SAMPLES.get(event)
+    if factory is None:
+        raise click.UsageError(_no_sample(event))
+    if event == "status-update":
+        envelope["status"] = status or "in-progress"
+    return json.dumps(factory(**envelope)).encode(), []
+
+
+def _no_sample(event: str) -> str:
+    close = difflib.get_close_matches(event, _SAMPLED, n=1)
+    known = ", ".join(_SAMPLED)
+    if close:
+        return f"there is no sample of {event!r}; did you mean {close[0]}? Samples: {known}"
+    return (
+        f"there is no sample of {event!r} (samples: {known}); to send a delivery of another "
+        f"type, save one and send it as it is: voicehooks send {event} --data FILE"
+    )
 
 
 def _pair(names: Sequence[str], arguments: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -227,14 +247,17 @@ def _pair(names: Sequence[str], arguments: Sequence[str]) -> list[tuple[str, dic
     return list(zip(names, parsed, strict=True))
 
 
-def _body_from_file(body: bytes, event: str) -> tuple[bytes, list[tuple[str, str]]]:
+def _body_from_file(body: bytes, event: str, path: str) -> tuple[bytes, list[tuple[str, str]]]:
     message = _json_or_none(body)
     message = message.get("message") if isinstance(message, dict) else None
     if not isinstance(message, dict):
         return body, []  # sent anyway: a malformed body is a legitimate thing to try
     found = message.get("type")
     if isinstance(found, str) and found != event:
-        raise click.UsageError(f"the file holds a {found} event, not {event}; send {found}")
+        raise click.UsageError(
+            f"the file holds a {found} event, not {event}: voicehooks send "
+            f"{shlex.quote(found)} --data {shlex.quote(path)}"
+        )
     calls = message.get("tool_call_list") if event == "tool-calls" else None
     ids: list[tuple[str, str]] = []
     for call in calls if isinstance(calls, list) else []:
