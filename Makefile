@@ -18,7 +18,8 @@ run: $(STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a devel
 	@echo "Serving examples/quickstart.py on http://127.0.0.1:$(PORT)/ (development secret)."
 	@echo "In another shell, send it a signed test event:"
 	@echo "  VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks send tool-calls --url http://127.0.0.1:$(PORT)/ --tool check_repair_status --args '{\"order_number\": \"WO-2291\"}'"
-	VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks run examples/quickstart.py --port $(PORT)
+# exec: the server takes the shell's place, so stopping make by its PID stops the server too
+	VOICEHOOKS_SECRET=$(DEV_SECRET) exec $(BIN)/voicehooks run examples/quickstart.py --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

@@ -1,4 +1,4 @@
-"""Appointments: typed tool arguments, business hours, and a booking that never runs twice.
+r"""Appointments: typed tool arguments, business hours, and a booking that never runs twice.
 
 What it shows:
 
@@ -19,12 +19,14 @@ Run it:
 
     VOICEHOOKS_SECRET=whsec_dev_only voicehooks run examples/appointments.py
 
-and in another shell, with the same ``VOICEHOOKS_SECRET``:
+and in another shell, with the same ``VOICEHOOKS_SECRET``, for next Monday:
 
+    MONDAY=$(python3 -c 'import datetime as d; t = d.date.today()
+    print(t + d.timedelta(days=7 - t.weekday()))')
     voicehooks send assistant-request
-    voicehooks send tool-calls --tool available_slots --args '{"day": "2026-01-16"}'
-    voicehooks send tool-calls --tool book_appointment --args \\
-        '{"day": "2026-01-16", "slot": "14:30", "bike": {"brand": "Gazelle", "kind": "e-bike"}}'
+    voicehooks send tool-calls --tool available_slots --args "{\"day\": \"$MONDAY\"}"
+    voicehooks send tool-calls --tool book_appointment --args \
+        "{\"day\": \"$MONDAY\", \"slot\": \"14:30\", \"bike\": {\"brand\": \"Gazelle\"}}"
 """
 
 from __future__ import annotations

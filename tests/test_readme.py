@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import re
 import shlex
+import subprocess
 import sys
 import tomllib
 import types
@@ -116,6 +118,10 @@ async def test_python_block_runs(
 def test_command_line_is_valid(
     block: Block, line: str, monkeypatch: pytest.MonkeyPatch, secret: str
 ) -> None:
+    computed = re.fullmatch(r"[A-Z_]+=\$\(python3 -c '([^']*)'\)", line)
+    if computed:  # a value for the next lines, like a date relative to today
+        check_computed_date(computed.group(1))
+        return
     words = shlex.split(line, comments=True)
     while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
         words.pop(0)  # NAME=value before a command
@@ -138,6 +144,24 @@ def test_command_line_is_valid(
         check_pip_install(args[1:])
     else:
         pytest.fail(f"{block}: {program!r} is not a command this test knows how to check")
+
+
+def check_computed_date(code: str) -> None:
+    printed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    assert datetime.date.fromisoformat(printed) > datetime.date.today(), printed
+
+
+def test_no_example_holds_a_date_that_expires() -> None:
+    texts = {"README.md": README}
+    texts.update(
+        {str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "examples").glob("*.py")}
+    )
+    for name, text in texts.items():
+        assert re.findall(r"\b20\d\d-[01]\d-[0-3]\d\b", text) == [], (
+            f"{name}: compute it from today"
+        )
 
 
 def check_voicehooks(args: list[str]) -> None:
