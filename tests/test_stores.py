@@ -298,12 +298,46 @@ async def test_redis_faults_become_store_errors_within_the_operation_timeout(
         await store.aclose()
 
 
-def test_redis_checks_its_options_and_url() -> None:
+def test_redis_checks_its_options_and_scheme() -> None:
     with pytest.raises(ConfigurationError, match="operation_timeout_seconds"):
         RedisStore.from_url("redis://localhost", operation_timeout_seconds=0)
-    with pytest.raises(ConfigurationError, match="not a usable Redis URL") as caught:
+    with pytest.raises(ConfigurationError, match="must start with redis://") as caught:
         RedisStore.from_url("http://user:hunter2@localhost")
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "password", ["Zq7/Xw9", "Zq7?Xw9", "Zq7#Xw9", "Zq7/Xw9?Kp3#Vb5", "Zq7[Xw9"]
+)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis://:{}@localhost:6379/0",
+        "redis://default:{}@localhost:6379/0",
+        "rediss://default:{}@redis.example.com/1",
+        "REDIS://:{}@localhost",
+    ],
+)
+def test_a_url_that_does_not_parse_is_reported_without_any_part_of_it(
+    template: str, password: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="does not parse") as caught:
+        RedisStore.from_url(template.format(password))
+    error = caught.value
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    for fragment in ("Zq7", "Xw9", "Kp3", "Vb5", "localhost", "example"):
+        assert fragment not in str(error)
+    assert "%2F" in str(error)  # how to write such a password
+
+
+async def test_a_percent_encoded_password_reaches_redis_intact() -> None:
+    store = RedisStore.from_url("redis://default:Zq7%2FXw9%3FKp3%23Vb5@localhost:6379/0")
+    try:
+        kwargs = store.client.connection_pool.connection_kwargs
+        assert (kwargs["username"], kwargs["password"]) == ("default", "Zq7/Xw9?Kp3#Vb5")
+    finally:
+        await store.aclose()
 
 
 def test_redis_without_the_package_says_how_to_install_it(

@@ -271,15 +271,24 @@ class RedisStore:
             raise ConfigurationError(
                 "RedisStore needs the redis package: pip install 'voicehooks[redis]'"
             ) from None
+        if url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                "not a Redis URL: it must start with redis://, rediss:// or unix://"
+            )
         try:
             client = Redis.from_url(
                 url,
                 socket_connect_timeout=operation_timeout_seconds,
                 retry=Retry(NoBackoff(), 0),
             )
-        except ValueError as exc:
-            # Say what is wrong without echoing the URL: it may hold a password.
-            raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
+        except ValueError:
+            # Nothing of the URL or of the parser's message: a password with '/', '?' or '#'
+            # ends the host part early, and the parser quotes a piece of it as the "port".
+            raise ConfigurationError(
+                "the Redis URL does not parse (redis://[[user]:password@]host[:port][/db]); "
+                "percent-encode a password's reserved characters: / %2F, ? %3F, # %23, "
+                "@ %40, : %3A"
+            ) from None
         return cls(client, prefix=prefix, operation_timeout_seconds=operation_timeout_seconds)
 
     async def open(self) -> None:
