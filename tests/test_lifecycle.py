@@ -29,9 +29,10 @@ pytestmark = pytest.mark.anyio
 SECRET = "whsec_lifecycle"
 
 
-def make(**options: Any) -> tuple[VoiceHooks, WebhookClient]:
+def make(*, raise_exceptions: bool = True, **options: Any) -> tuple[VoiceHooks, WebhookClient]:
+    """An app and its client; ``raise_exceptions=False`` where a test makes user code fail."""
     app = VoiceHooks(secret=SECRET, **options)
-    return app, WebhookClient(app, secret=SECRET)
+    return app, WebhookClient(app, secret=SECRET, raise_exceptions=raise_exceptions)
 
 
 # -- assistant-request -------------------------------------------------------------------
@@ -118,7 +119,7 @@ async def test_an_unusable_answer_is_logged_and_answered_empty(
 async def test_a_failing_handler_is_answered_empty_logged_and_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
     reports: list[str] = []
     app.add_error_hook(lambda exc, event: reports.append(event.call.id))
 
@@ -170,7 +171,7 @@ async def test_status_updates_are_acknowledged_before_their_handler_finishes() -
 async def test_several_handlers_may_listen_and_failures_are_isolated(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
     seen: list[str] = []
     reports: list[tuple[str, str]] = []
 

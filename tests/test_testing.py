@@ -398,6 +398,126 @@ async def test_a_cancelled_block_stops_the_app_and_stays_cancelled() -> None:
     assert not outer.cancelled_caught
 
 
+# -- raise_exceptions --------------------------------------------------------------------
+
+
+def buggy_app() -> VoiceHooks:
+    app = VoiceHooks(secret=SECRET)
+
+    @app.tool
+    async def lookup(order_number: str) -> str:
+        """A tool with a bug for one input and a polite refusal for another."""
+        if order_number == "refused":
+            raise ToolError("No such order.")
+        return {"WO-1": "ready"}[order_number]
+
+    @app.on("end-of-call-report")
+    def store(event: EndOfCallReport) -> None:
+        raise ZeroDivisionError("a bug after the answer")
+
+    return app
+
+
+async def test_a_bug_in_a_tool_fails_the_test_as_itself() -> None:
+    app = buggy_app()
+    async with WebhookClient(app, secret=SECRET) as client:
+        assert await client.call_tool("lookup", order_number="WO-1") == "ready"
+        assert await client.call_tool("lookup", order_number="refused") == {
+            "error": "No such order."
+        }
+        with pytest.raises(KeyError, match="WO-2") as caught:
+            await client.call_tool("lookup", order_number="WO-2")
+        assert caught.traceback[-1].name == "lookup"  # the tool's own line, not the client's
+        assert len(app.error_hooks) == 1
+    assert app.error_hooks == []  # the client's hook is gone with the block
+
+
+async def test_a_bug_after_the_answer_is_raised_by_wait_for_background_or_the_block() -> None:
+    async with WebhookClient(buggy_app(), secret=SECRET) as client:
+        assert (await client.end_of_call_report()).status_code == 200
+        with pytest.raises(ZeroDivisionError, match="a bug after the answer"):
+            await client.wait_for_background()
+        await client.wait_for_background()  # raised once, then forgotten
+    with pytest.raises(ZeroDivisionError, match="a bug after the answer"):
+        async with WebhookClient(buggy_app(), secret=SECRET) as client:
+            await client.end_of_call_report()
+
+
+async def test_without_a_lifespan_a_bug_after_the_answer_is_raised_by_the_call() -> None:
+    app = buggy_app()
+    with pytest.raises(ZeroDivisionError):
+        await WebhookClient(app, secret=SECRET).end_of_call_report()
+    assert app.error_hooks == []
+
+
+async def test_several_bugs_raise_the_first_and_name_the_others() -> None:
+    app = buggy_app()
+    client = WebhookClient(app, secret=SECRET)
+    calls = [tool_call("lookup", {"order_number": n}) for n in ("X", "WO-1", "refused", "Y")]
+    with pytest.raises(KeyError, match="X") as caught:
+        await client.call_tools(*calls)
+    assert caught.value.__notes__ == ["(the app raised 1 more: KeyError)"]
+
+
+async def test_the_apps_own_error_hooks_still_see_the_bug() -> None:
+    app = buggy_app()
+    seen: list[str] = []
+
+    @app.on_error
+    def tracker(exc: BaseException, event: object) -> None:
+        seen.append(type(exc).__name__)
+
+    with pytest.raises(KeyError):
+        await WebhookClient(app, secret=SECRET).call_tool("lookup", order_number="?")
+    assert seen == ["KeyError"]
+    assert [hook.function for hook in app.error_hooks] == [tracker]
+
+
+async def test_a_mounted_app_is_watched_too() -> None:
+    hooks = buggy_app()
+    parent = Starlette(routes=[Mount("/hooks", hooks)])
+    client = WebhookClient(parent, secret=SECRET, path="/hooks/")
+    with pytest.raises(KeyError):
+        await client.call_tool("lookup", order_number="?")
+
+
+async def test_raise_exceptions_false_answers_as_in_production() -> None:
+    app = buggy_app()
+    async with WebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
+        assert app.error_hooks == []
+        result = await client.call_tool("lookup", order_number="WO-2")
+        assert "failed unexpectedly" in result["error"]
+        assert (await client.end_of_call_report()).status_code == 200
+        await client.wait_for_background()
+
+
+async def test_a_failing_startup_leaves_no_hook_behind() -> None:
+    @asynccontextmanager
+    async def lifespan(app: VoiceHooks) -> AsyncIterator[None]:
+        if app.path == "/":
+            raise OSError("database unreachable")
+        yield
+
+    app = VoiceHooks(secret=SECRET, lifespan=lifespan)
+    with pytest.raises(RuntimeError, match="startup failed"):
+        async with WebhookClient(app, secret=SECRET):
+            pass
+    assert app.error_hooks == []
+
+
+async def test_the_client_reads_the_secret_file_as_the_app_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("whsec_from_file\nwhsec_older\n")
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.setenv("VOICEHOOKS_SECRET_FILE", str(secret_file))
+    app = VoiceHooks()  # reads the same file
+    client = WebhookClient(app)
+    assert client.secret == "whsec_from_file"
+    assert (await client.status_update()).status_code == 200
+
+
 def test_manual_clock_starts_now_and_moves_only_when_told(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

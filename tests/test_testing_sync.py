@@ -111,3 +111,18 @@ def test_a_failing_startup_raises_and_leaves_no_thread_behind() -> None:
         client.__enter__()
     assert threading.active_count() == before
     assert client.status_update().status_code == 200  # usable without a lifespan
+
+
+def test_a_bug_in_a_tool_is_raised_from_the_call_unless_told_otherwise() -> None:
+    app = VoiceHooks(secret=SECRET)
+
+    @app.tool
+    def divide(a: int, b: int) -> float:
+        """Divide; a bug when b is 0."""
+        return a / b
+
+    with SyncWebhookClient(app, secret=SECRET) as client, pytest.raises(ZeroDivisionError):
+        client.call_tool("divide", a=1, b=0)
+    with SyncWebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
+        assert "failed unexpectedly" in client.call_tool("divide", a=1, b=0)["error"]
+    assert app.error_hooks == []

@@ -29,13 +29,14 @@ pytestmark = pytest.mark.anyio
 SECRET = "whsec_tool_tests"
 
 
-def make(**options: Any) -> tuple[VoiceHooks, WebhookClient]:
+def make(*, raise_exceptions: bool = True, **options: Any) -> tuple[VoiceHooks, WebhookClient]:
+    """An app and its client; ``raise_exceptions=False`` where a test makes user code fail."""
     app = VoiceHooks(secret=SECRET, **options)
-    return app, WebhookClient(app, secret=SECRET)
+    return app, WebhookClient(app, secret=SECRET, raise_exceptions=raise_exceptions)
 
 
 async def test_calls_in_one_request_run_concurrently_in_order_and_isolated() -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
 
     @app.tool
     async def nap(seconds: float, label: str) -> str:
@@ -179,7 +180,7 @@ async def test_a_sync_tool_runs_in_a_thread_and_does_not_block_other_requests() 
 async def test_tool_error_text_reaches_the_caller_and_other_exceptions_do_not(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
 
     @app.tool
     async def taken() -> None:
@@ -255,7 +256,7 @@ async def test_whatever_a_tool_returns_is_normalized_to_the_object_format(
 async def test_a_result_that_cannot_be_encoded_is_an_error_result(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
     reports: list[BaseException] = []
     app.add_error_hook(lambda exc, event: reports.append(exc))
 
@@ -397,7 +398,7 @@ async def test_a_raw_handler_error_format_applies_to_each_of_its_calls() -> None
 
 
 async def test_a_failing_or_slow_raw_handler_answers_errors() -> None:
-    app, client = make(tool_timeout_seconds=0.1)
+    app, client = make(tool_timeout_seconds=0.1, raise_exceptions=False)
     mode = {"value": "raise"}
 
     @app.on("tool-calls")
@@ -456,7 +457,7 @@ async def test_a_fire_and_forget_tool_is_answered_at_once_and_runs_afterwards() 
 async def test_a_failing_fire_and_forget_tool_is_logged_and_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
     reports: list[str] = []
 
     @app.on_error
@@ -478,7 +479,7 @@ async def test_a_failing_fire_and_forget_tool_is_logged_and_reported(
 async def test_error_hooks_see_tool_exceptions_but_not_tool_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
     seen: list[tuple[str, str]] = []
 
     @app.on_error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -12,7 +11,7 @@ import anyio
 import anyio.abc
 import msgspec
 
-from voicehooks.app import VoiceHooks
+from voicehooks.app import VoiceHooks, resolve_secrets
 from voicehooks.responses import results_from_response
 from voicehooks.signing import sign
 
@@ -84,10 +83,17 @@ class WebhookClient:
     Args:
         app: The ASGI app: a ``VoiceHooks`` app or a parent (Starlette, FastAPI) that mounts
             one.
-        secret: Signs every request; ``VOICEHOOKS_SECRET``'s first entry when omitted. With
-            neither, requests go out unsigned.
+        secret: Signs every request. When omitted, the first secret the app itself would read:
+            ``VOICEHOOKS_SECRET`` (comma-separated) or the file named by
+            ``VOICEHOOKS_SECRET_FILE``. With none, requests go out unsigned.
         path: Where the webhook endpoint is: the mount path when mounted (``"/hooks"``).
         clock: Returns the Unix time used for ``X-Webhook-Timestamp``; see ``ManualClock``.
+        raise_exceptions: An unexpected exception in a tool or handler (a bug, not a
+            ``ToolError``) fails the test: it is raised again, as itself, from the client call
+            that sent the delivery, or for work after the answer from the next client call,
+            ``wait_for_background()`` or the end of ``async with``. ``False`` leaves it to the
+            app, as in production: a generic error for the model, a log line, the error
+            hooks. Like Starlette's ``TestClient(raise_server_exceptions=...)``.
 
     Example:
         >>> import anyio
@@ -107,22 +113,27 @@ class WebhookClient:
         secret: str | None = None,
         path: str = "/",
         clock: Callable[[], float] = time.time,
+        raise_exceptions: bool = True,
     ) -> None:
         self.app = app
-        env = os.environ.get("VOICEHOOKS_SECRET", "").split(",")[0].strip()
-        self.secret = secret if secret is not None else env or None
+        self.secret = secret if secret is not None else next(iter(resolve_secrets(None)), None)
         self.path = path
         self.clock = clock
+        self.raise_exceptions = raise_exceptions
         self._group: anyio.abc.TaskGroup | None = None
         self._lifespan_send: Any = None
         self._state: dict[str, Any] = {}
         self._hooks = _find_hooks(app)
         self._requests_running = 0
+        self._errors: list[BaseException] = []  # caught by the error hook, not yet raised
+        self._watchers = 0  # lifespans and requests under way while the hook is registered
+        self._hook = self._record_error  # one bound method: registered and removed by identity
 
     # -- lifespan --
 
     async def __aenter__(self) -> WebhookClient:
         """Start the app's lifespan: its ``lifespan=`` setup and its background runner."""
+        self._watch()
         group = self._group = await anyio.create_task_group().__aenter__()
         to_app, app_inbox = anyio.create_memory_object_stream[dict[str, Any]](10)
         app_outbox, from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
@@ -145,6 +156,7 @@ class WebhookClient:
             finally:
                 for stream in self._lifespan_streams:
                     stream.close()
+                self._unwatch()
             reason = f"{type(cause).__name__}: {cause}" if cause else message.get("message", "")
             raise RuntimeError(f"the app's startup failed: {reason}") from cause
         return self
@@ -179,6 +191,9 @@ class WebhookClient:
         finally:
             for stream in self._lifespan_streams:
                 stream.close()
+            self._unwatch()
+        if exc is None:
+            self._raise_errors()  # from work after the last answer
 
     async def wait_for_background(self, timeout_seconds: float = 10.0) -> None:
         """Wait until every request has finished and no background handler is running.
@@ -196,12 +211,14 @@ class WebhookClient:
 
         Raises:
             TimeoutError: Work was still running; the message names it by event and call id.
+            Exception: With ``raise_exceptions``, what a handler or tool raised.
         """
         with anyio.move_on_after(timeout_seconds):
             while self._requests_running or self._in_flight():
                 # Polling, not an event: the work belongs to the app, which does not tell us
                 # when it is done. A millisecond is far below any handler worth testing.
                 await anyio.sleep(0.001)
+            self._raise_errors()
             return
         raise TimeoutError(
             f"after {timeout_seconds} s, {self._requests_running} request(s) and the "
@@ -210,6 +227,33 @@ class WebhookClient:
 
     def _in_flight(self) -> list[tuple[str, str]]:
         return [job for hooks in self._hooks for job in hooks.runner.in_flight]
+
+    # -- raise_exceptions: through the apps' own error hooks --
+
+    def _watch(self) -> None:
+        if self.raise_exceptions and self._watchers == 0:
+            for hooks in self._hooks:
+                hooks.add_error_hook(self._hook)
+        self._watchers += 1
+
+    def _unwatch(self) -> None:
+        self._watchers -= 1
+        if self._watchers == 0:
+            for hooks in self._hooks:
+                hooks.remove_error_hook(self._hook)
+
+    async def _record_error(self, exc: BaseException, event: object) -> None:
+        self._errors.append(exc)  # async: called on the loop, no thread needed
+
+    def _raise_errors(self) -> None:
+        if not self._errors:
+            return
+        first, *others = self._errors
+        self._errors.clear()
+        if others:
+            names = ", ".join(type(other).__name__ for other in others)
+            first.add_note(f"(the app raised {len(others)} more: {names})")
+        raise first
 
     # -- requests --
 
@@ -306,12 +350,17 @@ class WebhookClient:
                 self._requests_running -= 1
 
         self._requests_running += 1
-        if self._group is None:
-            await run()
-        else:
-            # Like a server: the answer comes back when sent, the app's task goes on.
-            self._group.start_soon(run)
-            await answered.wait()
+        self._watch()
+        try:
+            if self._group is None:
+                await run()
+            else:
+                # Like a server: the answer comes back when sent, the app's task goes on.
+                self._group.start_soon(run)
+                await answered.wait()
+        finally:
+            self._unwatch()
+        self._raise_errors()
         if not start:
             raise RuntimeError("the app returned without answering")
         headers_out = {

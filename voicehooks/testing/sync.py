@@ -38,6 +38,8 @@ class SyncWebhookClient:
         secret: Signs every request; see ``WebhookClient``.
         path: Where the webhook endpoint is: the mount path when mounted.
         clock: Returns the Unix time used for ``X-Webhook-Timestamp``.
+        raise_exceptions: Raise a tool's or handler's unexpected exception from the call;
+            see ``WebhookClient``.
 
     Example:
         >>> from voicehooks import VoiceHooks
@@ -59,8 +61,11 @@ class SyncWebhookClient:
         secret: str | None = None,
         path: str = "/",
         clock: Callable[[], float] = time.time,
+        raise_exceptions: bool = True,
     ) -> None:
-        self.client = WebhookClient(app, secret=secret, path=path, clock=clock)
+        self.client = WebhookClient(
+            app, secret=secret, path=path, clock=clock, raise_exceptions=raise_exceptions
+        )
         self._portal: BlockingPortal | None = None
         self._exit_stack: ExitStack | None = None
 
