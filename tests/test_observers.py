@@ -43,10 +43,11 @@ class Recorder(Observer):
         self.calls.append(("job_ended", (job.name.rsplit(".", 1)[-1], job.outcome)))
 
 
-def make() -> tuple[VoiceHooks, Recorder, WebhookClient]:
+def make(*, raise_exceptions: bool = True) -> tuple[VoiceHooks, Recorder, WebhookClient]:
+    """An app, its observer and its client; ``raise_exceptions=False`` where user code fails."""
     recorder = Recorder()
     app = VoiceHooks(secret=SECRET, observers=[recorder])
-    return app, recorder, WebhookClient(app, secret=SECRET)
+    return app, recorder, WebhookClient(app, secret=SECRET, raise_exceptions=raise_exceptions)
 
 
 async def test_a_tool_delivery_is_observed_from_start_to_answer() -> None:
@@ -73,7 +74,7 @@ async def test_a_tool_delivery_is_observed_from_start_to_answer() -> None:
 
 
 async def test_background_jobs_are_observed_with_their_outcome() -> None:
-    app, recorder, client = make()
+    app, recorder, client = make(raise_exceptions=False)
 
     @app.on("end-of-call-report")
     async def store(event: EndOfCallReport) -> None:

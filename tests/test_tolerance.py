@@ -208,7 +208,7 @@ async def test_a_drifted_delivery_reaches_its_handler_with_what_could_be_kept(
     client = WebhookClient(build_app(seen), secret=SECRET)
     with caplog.at_level(logging.DEBUG, "voicehooks"):
         response = await client.post(payload)
-    assert response.status == 200, response
+    assert response.status_code == 200, response
     if "result" in expected:
         assert response.json()["results"][0]["result"] == expected["result"]
     check(seen, expected, paths)
@@ -230,7 +230,7 @@ async def test_the_warning_names_paths_and_types_never_values(
     )
     with caplog.at_level(logging.DEBUG, "voicehooks"):
         response = await client.post(payload)
-    assert response.status == 200
+    assert response.status_code == 200
     assert "31612345678" not in caplog.text
     assert "ninety-five" not in caplog.text
     assert "$.message.summary (expected string)" in caplog.text

@@ -596,7 +596,7 @@ async def test_warnings_about_unknown_tools_are_bounded_and_rate_limited(
 
 
 async def test_a_sync_error_hook_runs_off_the_event_loop() -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
     loop_thread = threading.get_ident()
     hook_threads: list[int] = []
 
@@ -617,7 +617,7 @@ async def test_a_sync_error_hook_runs_off_the_event_loop() -> None:
 async def test_a_hanging_error_hook_does_not_hold_the_answer_past_its_budget(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make()
+    app, client = make(raise_exceptions=False)
 
     @app.on_error
     async def hangs(exc: BaseException, event: Event) -> None:
