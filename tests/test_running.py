@@ -151,17 +151,35 @@ async def test_a_future_is_awaited_under_the_deadline_too() -> None:
     assert await within(1, done) == (True, "ready")
 
 
+async def give_up_once_running(function: UserFunction, threads: Threads) -> None:
+    """Call ``function`` and stop waiting as soon as its thread runs: abandoned for sure,
+    however loaded the machine (a fixed deadline could pass before the thread starts)."""
+    started = threading.Event()
+    with anyio.CancelScope() as scope:
+
+        async def cancel_once_started() -> None:
+            while not started.is_set():
+                await anyio.sleep(0.005)
+            scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(cancel_once_started)
+            await function.call(threads, started=started)
+
+
 async def test_a_sync_function_past_its_deadline_is_abandoned_and_counted() -> None:
     release = threading.Event()
 
-    def hangs() -> str:
+    def hangs(started: threading.Event | None = None) -> str:
+        if started is not None:
+            started.set()
         release.wait(10)
         return "late"
 
     function = UserFunction(hangs)
     threads = Threads(max_threads=4, max_abandoned=2)
-    assert await within(0.05, function.call(threads)) == (False, None)
-    assert await within(0.05, function.call(threads)) == (False, None)
+    await give_up_once_running(function, threads)
+    await give_up_once_running(function, threads)
     assert function.abandoned == 2
     # At the bound a new call is refused at once, before any thread is taken.
     with pytest.raises(HungThreads):
