@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest bench bench-quick loadtest clean wrk
+.PHONY: run test lint typecheck pytest docs bench bench-quick loadtest clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet -e . --group dev --group bench
+	$(BIN)/python -m pip install --quiet -e . --group dev --group bench --group docs
 	touch $(STAMP)
 
 run: $(STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a development secret
@@ -31,7 +31,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
 
-test: lint typecheck pytest  ## ruff, mypy --strict, then pytest with branch coverage (gate 95 %)
+docs: $(STAMP)  ## the docs site from docs/ and the docstrings into site/; any warning fails it
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint typecheck docs pytest  ## ruff, mypy --strict, the docs build, then pytest with branch coverage (gate 95 %)
 
 bench: $(STAMP) wrk  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
 	$(BIN)/python -m benchmarks
@@ -46,4 +49,4 @@ loadtest: $(STAMP)  ## 100,000 signed deliveries at concurrency 64 against `voic
 	$(BIN)/python -m benchmarks.loadtest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site

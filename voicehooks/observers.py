@@ -3,7 +3,7 @@
 The app calls its observers at a few points of every delivery: when it starts, when each tool
 call starts and ends, when the answer has been sent, and when each background job starts and
 ends. Metrics (``voicehooks.metrics``), traces (``voicehooks.tracing``) and the development
-inspector are observers; an error tracker or a vendor agent can be one too::
+inspector are observers; an error tracker or a vendor agent can be one too:
 
     from voicehooks import Observer, VoiceHooks
 

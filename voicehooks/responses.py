@@ -41,7 +41,7 @@ __all__ = [
 class ToolResult(msgspec.Struct, frozen=True):
     """Send ``value`` as a tool's result exactly as it is, even a dict shaped like a format.
 
-    Example:
+    Examples:
         >>> ToolResult({"error": "not an error, a field called error"}).value
         {'error': 'not an error, a field called error'}
     """
@@ -86,7 +86,7 @@ def results_from_response(body: Any, call_ids: Sequence[str]) -> list[Any]:
         One result per id, in the same order. An id the answer does not cover gets an error
         result saying so.
 
-    Example:
+    Examples:
         >>> results_from_response({"results": [{"tool_call_id": "a", "result": 1}]}, ["a"])
         [1]
         >>> results_from_response({"error": "down"}, ["a", "b"])
@@ -123,7 +123,7 @@ class AssistantResponse:
     PLATFORM.md 8 row 18 recommends; pass ``top_level_max_duration=True`` for the top-level
     form the platform's examples show.
 
-    Example:
+    Examples:
         >>> AssistantResponse.override("e2a9", first_message="Hi Sanne!").body
         {'assistant_id': 'e2a9', 'assistant_override': {'first_message': 'Hi Sanne!'}}
         >>> AssistantResponse.reject("We are closed.").body

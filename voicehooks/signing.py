@@ -31,7 +31,7 @@ _MALFORMED = "X-Webhook-Signature is not 'sha256=' followed by 64 hex characters
 def signature(body: bytes, secret: str, timestamp: str | int) -> str:
     """Return the ``X-Webhook-Signature`` value for ``body`` signed at ``timestamp``.
 
-    Example:
+    Examples:
         >>> signature(b"{}", "s3cret", 1767182400)[:7]
         'sha256='
     """
@@ -58,7 +58,7 @@ def sign(
         timestamp: Unix seconds; now when omitted.
         event: The event name for ``X-Webhook-Event``; left out when omitted.
 
-    Example:
+    Examples:
         >>> headers = sign(b'{"message":{}}', "s3cret", 1767182400)
         >>> sorted(headers)
         ['content-type', 'user-agent', 'x-webhook-signature', 'x-webhook-timestamp']

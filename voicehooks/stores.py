@@ -100,7 +100,7 @@ class MemoryStore:
         max_entries: Most deliveries remembered at once.
         clock: Monotonic seconds; injectable for tests.
 
-    Example:
+    Examples:
         >>> from voicehooks import MemoryStore, VoiceHooks
         >>> app = VoiceHooks(secret="whsec_example", store=MemoryStore(max_entries=100_000))
     """
@@ -225,7 +225,7 @@ class RedisStore:
         prefix: Put in front of every key, to share one Redis between apps.
         operation_timeout_seconds: Budget of one Redis command.
 
-    Example:
+    Examples:
         >>> from voicehooks import RedisStore, VoiceHooks
         >>> store = RedisStore.from_url("redis://localhost:6379/0")  # connects at startup
         >>> app = VoiceHooks(secret="whsec_example", store=store)

@@ -1,7 +1,7 @@
 """Test kit for voicehooks apps: a signed in-memory client, event factories and a clock.
 
 Use it in your own test suite the way you would use Starlette's ``TestClient``. Tests are
-async; run them with anyio's pytest plugin (installed with anyio) or pytest-asyncio::
+async; run them with anyio's pytest plugin (installed with anyio) or pytest-asyncio:
 
     import pytest
     from voicehooks.testing import WebhookClient
@@ -48,7 +48,7 @@ With or without ``async with``:
 * ``WebhookClient(app)`` alone runs no lifespan; each request then runs to its very end,
   background handlers included, before the answer is returned.
 
-Example:
+Examples:
     >>> import anyio
     >>> from voicehooks import VoiceHooks
     >>> from voicehooks.testing import WebhookClient

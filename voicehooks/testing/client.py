@@ -34,7 +34,7 @@ class ManualClock:
         now: The starting time; when omitted, the current time in whole seconds, like the
             platform's timestamps (so a signature made at the start is exactly 0 s old).
 
-    Example:
+    Examples:
         >>> clock = ManualClock(1767182400)
         >>> clock.advance(301)
         >>> clock()
@@ -95,7 +95,7 @@ class WebhookClient:
             app, as in production: a generic error for the model, a log line, the error
             hooks. Like Starlette's ``TestClient(raise_server_exceptions=...)``.
 
-    Example:
+    Examples:
         >>> import anyio
         >>> from voicehooks import VoiceHooks
         >>> from voicehooks.testing import WebhookClient
@@ -199,7 +199,7 @@ class WebhookClient:
         """Wait until every request has finished and no background handler is running.
 
         Informational handlers run after the answer, so a test that checks their effect
-        waits for them first::
+        waits for them first:
 
             async with WebhookClient(app) as client:
                 await client.end_of_call_report(call_id="call-1")
@@ -384,7 +384,7 @@ class WebhookClient:
         Raises:
             AssertionError: The answer was not a 200.
 
-        Example:
+        Examples:
             ``await client.call_tools(tool_call("a", {"x": 1}), tool_call("b"), call_id="c1")``
         """
         response = await self.post(tool_calls(*calls, **envelope))
@@ -394,7 +394,7 @@ class WebhookClient:
     async def call_tool(self, name: str, /, **arguments: Any) -> Any:
         """Call tool ``name`` with the model's ``arguments`` and return its normalized result.
 
-        Example:
+        Examples:
             ``await client.call_tool("check_repair_status", order_number="WO-2291")``
 
         Raises:

@@ -74,7 +74,7 @@ def tool_call(
         id: The tool call id the answer must echo; a fresh ``tool_…`` id when omitted. Reuse
             an id (with the same ``call_id``) to simulate a redelivery.
 
-    Example:
+    Examples:
         >>> tool_call("check_repair_status", {"order_number": "WO-2291"}, id="tool_1")
         ... # doctest: +NORMALIZE_WHITESPACE
         {'id': 'tool_1', 'type': 'function',
@@ -106,7 +106,7 @@ def tool_calls(
         metadata: Sent as ``assistant.metadata``, what an assistant-request answer attached.
         **fields: Other ``message`` fields; they replace the defaults of the same name.
 
-    Example:
+    Examples:
         >>> body = tool_calls(tool_call("add", {"a": 1}), call_id="call-1")
         >>> body["message"]["type"], body["message"]["call"]["status"]
         ('tool-calls', 'in-progress')
@@ -135,7 +135,7 @@ def assistant_request(
         customer_number: The caller's number (E.164), or ``None`` for a withheld number.
         **fields: Other ``message`` fields; they replace the defaults of the same name.
 
-    Example:
+    Examples:
         >>> assistant_request(call_id="call-1")["message"]["call"]
         {'id': 'call-1', 'type': 'inbound_phone_call', 'status': 'ringing'}
     """
@@ -174,7 +174,7 @@ def status_update(
         **fields: Other ``message`` fields (``end_reason``, ``error``, ...); they replace the
             defaults of the same name.
 
-    Example:
+    Examples:
         >>> status_update("ended")["message"]["end_reason"]
         'user_hangup'
     """
@@ -212,7 +212,7 @@ def end_of_call_report(
             ``analysis``, ``recording_url``, ``started_at``, ``ended_at``, ``end_reason``);
             they replace the defaults of the same name.
 
-    Example:
+    Examples:
         >>> report = end_of_call_report(duration_seconds=12)["message"]
         >>> report["duration_seconds"], report["call"]["status"], len(report["messages"])
         (12, 'ended', 3)

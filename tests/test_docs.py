@@ -1,15 +1,24 @@
-"""README.md is executable: every Python block runs, every command line parses.
+"""The README and the docs site are executable: every Python block runs, every command parses.
+
+The documents are ``README.md`` and every page under ``docs/``.
 
 * Each ```python block runs in a fresh module of its own, in order, with ``VOICEHOOKS_SECRET``
-  set (blocks are meant to be copied one at a time, so each stands alone). The ``test_*``
-  functions a block defines are then run, as pytest would: that is how the testing section's
-  example is checked. Nothing needs a server or the network: clients are in-process.
+  set (blocks are meant to be copied one at a time, so each stands alone). A block titled
+  with a file name (```` ```python title="myapp.py" ````, as the site shows it) is also
+  importable by the later blocks of its page under that name (``from myapp import app``),
+  the way a reader's files are. The ``test_*`` functions a block defines are then run, as
+  pytest would: that is how the testing examples are checked. Nothing needs a server or the
+  network: clients are in-process.
 * Each command line of a ```sh or ```console block (``$ `` lines in console blocks) is
   checked: a ``voicehooks`` command is parsed by click exactly as the shell would pass it, so
   a renamed option or command breaks this test; ``routes`` and ``tools`` on a file of this
-  repository really run. ``make`` targets must exist in the Makefile and ``pip install``
+  repository really run; ``uvicorn`` commands are parsed by uvicorn's own click command.
+  ``make`` targets must exist in the Makefile and ``pip install``
   extras in pyproject.toml.
-* The CLI reference is complete: every command and every option is mentioned.
+* The CLI reference page is complete: every command and every option is mentioned.
+* Every module that ``voicehooks`` exports from has an API reference page in the site's nav.
+
+``make docs`` builds the site with ``mkdocs build --strict``, which checks every link.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 import tomllib
 import types
 from collections.abc import Iterator
@@ -28,8 +38,10 @@ from pathlib import Path
 
 import click
 import pytest
+import uvicorn
 from click.testing import CliRunner
 
+import voicehooks
 import voicehooks.cli.environment
 from voicehooks import VoiceHooks
 from voicehooks.cli import main
@@ -37,27 +49,53 @@ from voicehooks.cli import main
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 MAKEFILE = (ROOT / "Makefile").read_text()
+CLI_REFERENCE = ROOT / "docs" / "reference" / "cli.md"
+FENCE = re.compile(r"^( *)```(\w*)([^\n]*)\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
+TITLE = re.compile(r'title="([\w/]+)\.py"')
 
 
 @dataclass(frozen=True)
 class Block:
+    document: Path
     language: str
     line: int
     code: str
+    title: str | None  # the file name a block is titled with, without ".py"
 
     def __str__(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.document.relative_to(ROOT)}:{self.line}"
+
+    @property
+    def module_name(self) -> str:
+        if self.title is not None:
+            return self.title.rpartition("/")[2]
+        return f"docs_block_{self.document.stem}_{self.line}"
+
+
+def blocks_of(document: Path, *languages: str) -> list[Block]:
+    text = document.read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        indent, language, info, code = match.groups()
+        if language in languages:
+            title = TITLE.search(info)
+            found.append(
+                Block(
+                    document,
+                    language,
+                    text.count("\n", 0, match.start()) + 2,
+                    textwrap.dedent(code) if indent else code,
+                    title.group(1) if title else None,
+                )
+            )
+    return found
 
 
 def blocks(*languages: str) -> list[Block]:
-    found = []
-    for match in re.finditer(r"^```(\w*)\n(.*?)^```$", README, re.MULTILINE | re.DOTALL):
-        if match.group(1) in languages:
-            line = README.count("\n", 0, match.start()) + 2
-            found.append(Block(match.group(1), line, match.group(2)))
-    return found
+    return [block for document in DOCUMENTS for block in blocks_of(document, *languages)]
 
 
 def command_lines(block: Block) -> Iterator[str]:
@@ -74,14 +112,18 @@ PYTHON = blocks("python")
 COMMANDS = [(block, line) for block in blocks("sh", "console") for line in command_lines(block)]
 
 
-def test_the_readme_has_python_and_command_examples() -> None:
-    assert len(PYTHON) >= 8
-    assert len(COMMANDS) >= 15
+def test_the_documents_have_python_and_command_examples() -> None:
+    assert len(PYTHON) >= 20
+    assert len(COMMANDS) >= 25
+    assert len(blocks_of(README, "python")) >= 1
 
 
 def test_the_first_hook_takes_under_20_lines() -> None:
-    quick_start = README.index("## Quick start")
-    first = next(block for block in PYTHON if README.index(block.code) > quick_start)
+    text = README.read_text()
+    quick_start = text.index("## Quick start")
+    first = next(
+        block for block in blocks_of(README, "python") if text.index(block.code) > quick_start
+    )
     assert len(first.code.splitlines()) < 20
     assert "@app.tool" in first.code
 
@@ -89,7 +131,14 @@ def test_the_first_hook_takes_under_20_lines() -> None:
 def test_the_quick_start_secret_is_the_one_make_run_uses() -> None:
     dev_secret = re.search(r"^DEV_SECRET := (\S+)$", MAKEFILE, re.MULTILINE)
     assert dev_secret is not None
-    assert f"VOICEHOOKS_SECRET={dev_secret.group(1)}" in README
+    assert f"VOICEHOOKS_SECRET={dev_secret.group(1)}" in README.read_text()
+
+
+def load(block: Block, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType(block.module_name)
+    monkeypatch.setitem(sys.modules, block.module_name, module)  # so its classes resolve
+    exec(compile(block.code, str(block), "exec"), module.__dict__)
+    return module
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=str)
@@ -97,21 +146,24 @@ async def test_python_block_runs(
     block: Block, secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
-    name = f"readme_block_{block.line}"
-    module = types.ModuleType(name)
-    monkeypatch.setitem(sys.modules, name, module)  # so classes defined there resolve
-    exec(compile(block.code, str(block), "exec"), module.__dict__)
+    modules = [
+        load(earlier, monkeypatch)
+        for earlier in blocks_of(block.document, "python")
+        if earlier.line < block.line and earlier.title is not None
+    ]
+    modules.append(load(block, monkeypatch))
     try:
-        for test_name, function in sorted(vars(module).items()):
+        for test_name, function in sorted(vars(modules[-1]).items()):
             if test_name.startswith("test_") and inspect.iscoroutinefunction(function):
                 await function()
             elif test_name.startswith("test_") and callable(function):
                 function()
     finally:
-        for value in vars(module).values():
-            store = getattr(value, "store", None) if isinstance(value, VoiceHooks) else None
-            if store is not None:
-                await store.aclose()
+        for module in modules:
+            for value in vars(module).values():
+                store = getattr(value, "store", None) if isinstance(value, VoiceHooks) else None
+                if store is not None:
+                    await store.aclose()
 
 
 @pytest.mark.parametrize(("block", "line"), COMMANDS, ids=lambda value: str(value)[:60])
@@ -133,6 +185,9 @@ def test_command_line_is_valid(
         # --env-file names a file of the reader's; parse the option, do not read the file.
         monkeypatch.setattr(voicehooks.cli.environment, "read_env_file", lambda path: {})
         check_voicehooks(args)
+    elif program == "uvicorn":
+        with uvicorn.main.make_context("uvicorn", list(args)):
+            pass
     elif program == "make":
         for arg in args:
             if "=" in arg:
@@ -197,10 +252,25 @@ def check_pip_install(specs: list[str]) -> None:
 
 
 def test_the_cli_reference_mentions_every_command_and_option() -> None:
+    reference = CLI_REFERENCE.read_text()
+    where = CLI_REFERENCE.relative_to(ROOT)
     for name, command in sorted(main.commands.items()):
-        assert f"voicehooks {name}" in README, f"the README does not show voicehooks {name}"
+        assert f"voicehooks {name}" in reference, f"{where} does not show voicehooks {name}"
         for parameter in command.params:
             for option in parameter.opts:
                 if option.startswith("--") and option != "--help":
-                    assert option in README, f"the README does not mention {name} {option}"
-    assert "voicehooks --version" in README
+                    assert option in reference, f"{where} does not mention {name} {option}"
+    assert "voicehooks --version" in reference
+
+
+def test_every_module_voicehooks_exports_from_has_a_reference_page() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    modules = {
+        value.__module__
+        for value in vars(voicehooks).values()
+        if isinstance(value, type) or inspect.isfunction(value)
+    } | {"voicehooks.testing"}
+    for module in sorted(modules):
+        page = Path("reference", *module.split(".")[1:]).with_suffix(".md")
+        assert (ROOT / "docs" / page).read_text().strip() == f"::: {module}", page
+        assert f"- {module}: {page.as_posix()}" in nav, f"mkdocs.yml's nav lacks {page}"
