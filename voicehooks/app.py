@@ -112,7 +112,7 @@ class VoiceHooks(Registry):
         observers: Told about every delivery, tool call and job (see ``voicehooks.observers``).
         clock: Current Unix time, for the freshness check; injectable for tests.
 
-    Example:
+    Examples:
         >>> from voicehooks import VoiceHooks
         >>> app = VoiceHooks(secret="whsec_example")
     """

@@ -1,7 +1,5 @@
 """The voicehooks error tree.
 
-::
-
     VoiceHooksError
     ├── ConfigurationError      the app or a registration is wrong; raised at import time
     ├── RequestError            a delivery is rejected; its class says the HTTP status
@@ -110,7 +108,7 @@ class Unavailable(RequestError):
 class ToolError(VoiceHooksError):
     """Raise in a tool to answer the call with an error the assistant may say aloud.
 
-    Example:
+    Examples:
         >>> raise ToolError("That slot is taken. Offer the caller another time.")
         Traceback (most recent call last):
         ...

@@ -86,7 +86,7 @@ class Registry:
                 ``CallContext`` are filled in.
             run_before_answer: For informational events: run before the 200 goes out.
 
-        Example:
+        Examples:
             >>> from voicehooks import VoiceHooks
             >>> app = VoiceHooks(verify_signatures=False)
             >>> def on_status() -> None: ...
@@ -125,7 +125,7 @@ class Registry:
     ) -> Callable[[F], F]:
         """Decorator form of ``add_handler``.
 
-        Example:
+        Examples:
             >>> from voicehooks import VoiceHooks
             >>> from voicehooks.events import StatusUpdate
             >>> app = VoiceHooks(verify_signatures=False)
@@ -160,16 +160,21 @@ class Registry:
             function: Sync or async. Its docstring's first paragraph is the description and
                 its Google-style ``Args:`` lines describe the parameters.
             name: The name the model calls.
-            **options: Any of the following.
-            description: Overrides the docstring.
-            timeout_seconds: This tool's deadline; the app's ``tool_timeout_seconds`` if None.
-            fire_and_forget: The platform's ``async: true``: answer at once, run afterwards.
-            async_response: With ``fire_and_forget``, what the assistant says meanwhile.
-            url: This tool's own webhook URL in ``tool_definitions``.
-            deduplicate: ``False`` runs a redelivered call again instead of answering it
-                with the first run's result; no effect when the app does not deduplicate.
+            **options: The tool's options, below (``ToolOptions``).
 
-        Example:
+        Other Parameters:
+            description (str | None): Overrides the docstring.
+            timeout_seconds (float | None): This tool's deadline; the app's
+                ``tool_timeout_seconds`` if None.
+            fire_and_forget (bool): The platform's ``async: true``: answer at once, run
+                afterwards.
+            async_response (str | None): With ``fire_and_forget``, what the assistant says
+                meanwhile.
+            url (str | None): This tool's own webhook URL in ``tool_definitions``.
+            deduplicate (bool): ``False`` runs a redelivered call again instead of answering
+                it with the first run's result; no effect when the app does not deduplicate.
+
+        Examples:
             >>> from voicehooks import VoiceHooks
             >>> app = VoiceHooks(verify_signatures=False)
             >>> def status(order_number: str) -> dict[str, str]:
@@ -202,7 +207,7 @@ class Registry:
     ) -> Any:
         """Decorator form of ``add_tool``; usable bare (``@app.tool``) or called.
 
-        Example:
+        Examples:
             >>> from voicehooks import VoiceHooks
             >>> app = VoiceHooks(verify_signatures=False)
             >>> @app.tool("check_repair_status")
@@ -250,7 +255,7 @@ class Registry:
     def on_error(self, hook: F | None = None, /) -> F:
         """Decorator form of ``add_error_hook``.
 
-        Example:
+        Examples:
             >>> from voicehooks import VoiceHooks
             >>> app = VoiceHooks(verify_signatures=False)
             >>> @app.on_error
