@@ -10,7 +10,7 @@ dispatcher knows how to run a job; the runner decides when, and owns it until it
   run at once. Past that, ``admit`` refuses a new informational delivery with 503 and
   ``Retry-After`` before anything is accepted, so nothing is acknowledged that could then be
   lost to memory pressure. A sender that does not retry loses that event: the trade-off is
-  an honest refusal now instead of a silent loss later (see README, "Background work").
+  an honest refusal now instead of a silent loss later (see docs/concepts/background-work.md).
   The bound is checked when a delivery starts, so concurrent requests may pass it by at most
   their number.
 * **Owned.** While the app's lifespan runs, jobs run as tasks the runner owns, at most
