@@ -16,6 +16,7 @@ The documents are ``README.md`` and every page under ``docs/``.
   ``make`` targets must exist in the Makefile and ``pip install``
   extras in pyproject.toml.
 * The CLI reference page is complete: every command and every option is mentioned.
+* The README's relative links name files that exist (mkdocs checks the pages' links).
 * Every module that ``voicehooks`` exports from has an API reference page in the site's nav.
 
 ``make docs`` builds the site with ``mkdocs build --strict``, which checks every link.
@@ -274,3 +275,9 @@ def test_every_module_voicehooks_exports_from_has_a_reference_page() -> None:
         page = Path("reference", *module.split(".")[1:]).with_suffix(".md")
         assert (ROOT / "docs" / page).read_text().strip() == f"::: {module}", page
         assert f"- {module}: {page.as_posix()}" in nav, f"mkdocs.yml's nav lacks {page}"
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text()):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
