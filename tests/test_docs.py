@@ -13,8 +13,7 @@ The documents are ``README.md`` and every page under ``docs/``.
   checked: a ``voicehooks`` command is parsed by click exactly as the shell would pass it, so
   a renamed option or command breaks this test; ``routes`` and ``tools`` on a file of this
   repository really run; ``uvicorn`` commands are parsed by uvicorn's own click command.
-  ``make`` targets must exist in the Makefile and ``pip install``
-  extras in pyproject.toml.
+  ``make`` targets must exist in the Makefile and ``pip install`` extras in pyproject.toml.
 * The CLI reference page is complete: every command and every option is mentioned.
 * The README's relative links name files that exist (mkdocs checks the pages' links).
 * Every module that ``voicehooks`` exports from has an API reference page in the site's nav.
