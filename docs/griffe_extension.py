@@ -1,9 +1,10 @@
-"""A griffe extension for the API reference: leave out undocumented instance attributes.
+"""A griffe extension for the API reference: instance attributes without their plumbing.
 
-The reference shows undocumented members (``show_if_no_docstring``) because the fields of
-the event Structs have no docstrings and are exactly what a reader looks up. An attribute
-that is only assigned in ``__init__`` (``self.dispatcher = ...``) is the object's plumbing
-instead, unless its author gave it a docstring: those are left out.
+The reference shows undocumented members (``show_if_no_docstring``): the fields of the event
+Structs and of the observer records have no docstrings and are exactly what a reader looks
+up. Two things griffe would show with them say nothing to a reader, so they are left out:
+the value of an attribute assigned in ``__init__`` (``self.path = path``, or a constructor
+call spread over ten lines) and ``__slots__``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from typing import Any
 import griffe
 
 
-class HideUndocumentedInstanceAttributes(griffe.Extension):
-    """Drop every attribute labelled only ``instance-attribute`` that has no docstring."""
+class InstanceAttributesWithoutValues(griffe.Extension):
+    """Drop ``__slots__`` and the values of attributes assigned only in ``__init__``."""
 
     def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
-        for name, member in list(cls.members.items()):
-            if (
-                isinstance(member, griffe.Attribute)
-                and member.labels == {"instance-attribute"}
-                and member.docstring is None
-            ):
-                del cls.members[name]
+        cls.members.pop("__slots__", None)
+        for member in cls.members.values():
+            if isinstance(member, griffe.Attribute) and member.labels == {"instance-attribute"}:
+                member.value = None
