@@ -27,7 +27,7 @@ _PHONE_LIKE = re.compile(r"\d{7,}")
 def masked(call_id: str | None) -> str:
     """``call_id`` with every run of 7 or more digits starred out, for the log.
 
-    Example:
+    Examples:
         >>> masked("call-_+31612345678_XqaQ")
         'call-_+***********_XqaQ'
         >>> masked("3f8c2d1e-6b7a-4c59")
@@ -41,7 +41,7 @@ def masked(call_id: str | None) -> str:
 class Throttle:
     """Allows at most ``limit`` events per ``period_seconds``; counts the ones it refused.
 
-    Example:
+    Examples:
         >>> throttle = Throttle(limit=2, period_seconds=60)
         >>> [throttle.allow() for _ in range(3)]
         [True, True, False]
@@ -85,7 +85,7 @@ class Throttle:
 def describe(exc: BaseException) -> str:
     """The exception's type and traceback, without its message or its chained messages.
 
-    Example:
+    Examples:
         >>> number = "+31600000000"
         >>> try:
         ...     {}[number]

@@ -219,7 +219,7 @@ def _camel(name: str) -> str:
 def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     """Split a Google-style docstring into its first paragraph and its ``Args:`` entries.
 
-    Example:
+    Examples:
         >>> parse_docstring("Book a slot.\\n\\nArgs:\\n    date: The day.\\n")
         ('Book a slot.', {'date': 'The day.'})
     """
