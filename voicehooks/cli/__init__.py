@@ -324,7 +324,7 @@ def routes(target: str) -> None:
     """List the events and tools TARGET registers and the function each goes to.
 
     \b
-    Examples:
+    Example:
         voicehooks routes examples/quickstart.py
     """
     app = _inspect(target)
@@ -350,7 +350,7 @@ def tools(target: str, url: str | None) -> None:
     """Print TARGET's tool definitions as JSON, for the assistant's llm_config.tools.
 
     \b
-    Examples:
+    Example:
         voicehooks tools examples/quickstart.py --url https://hooks.example.com/
     """
     app = _inspect(target)
