@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from voicehooks import VoiceHooks
-from voicehooks.testing import WebhookClient, tool_call
+from voicehooks.testing import WebhookClient, run_scenario, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +63,15 @@ async def test_quickstart_answers_the_repair_status(load: Any) -> None:
         unknown = await client.call_tool("check_repair_status", order_number="WO-1")
     assert ready == {"order_number": "wo-2291 ", "status": "ready for pickup"}
     assert unknown == {"error": "There is no work order WO-1. Ask the caller to check the number."}
+
+
+async def test_the_quickstart_scenario_passes_against_the_quickstart(load: Any) -> None:
+    quickstart = load("quickstart")
+    report = await run_scenario(EXAMPLES / "scenarios" / "quickstart.toml", quickstart.app)
+    report.check()
+    assert len(report.steps) == 8
+    assert report.steps[0].event == "assistant-request"
+    assert report.steps[-1].event == "end-of-call-report"
 
 
 async def test_quickstart_logs_the_report_without_personal_data(

@@ -37,6 +37,7 @@ from voicehooks.stores import MemoryStore
 
 from .environment import env_file_option, patched_environ, read_env_file
 from .send import send
+from .simulate import simulate
 from .verify import verify
 
 __all__ = ["TargetError", "TargetImportError", "load_target", "main", "read_env_file"]
@@ -358,4 +359,5 @@ def tools(target: str, url: str | None) -> None:
 
 
 main.add_command(send)
+main.add_command(simulate)
 main.add_command(verify)

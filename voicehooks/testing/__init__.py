@@ -35,6 +35,10 @@ What is in here:
   does not know becomes a field of ``message`` and replaces the default of the same name, so
   ``status_update("ended", end_reason="max_duration")`` or ``tool_calls(..., timestamp="...")``
   build the edge case you need. A fresh call id is made up unless you pass ``call_id=``.
+* ``run_scenario(path, app)`` runs a whole-call scenario file (one call id through
+  assistant-request, tool calls, status updates and the report, with expectations) and
+  returns a report; ``report.check()`` fails the test with a readable account. The format is
+  in ``voicehooks.testing.scenarios``; ``voicehooks simulate`` runs the same file.
 * ``ManualClock`` is a clock that moves only when told to, for ``VoiceHooks(clock=...)`` and
   ``WebhookClient(clock=...)``: test the 300 s freshness window without sleeping.
 
@@ -74,6 +78,7 @@ from .factories import (
     tool_call,
     tool_calls,
 )
+from .scenarios import Scenario, ScenarioError, ScenarioReport, run_scenario
 from .sync import SyncWebhookClient
 
 __all__ = [
@@ -81,10 +86,14 @@ __all__ = [
     "ManualClock",
     "PHONE_NUMBER",
     "Response",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioReport",
     "SyncWebhookClient",
     "WebhookClient",
     "assistant_request",
     "end_of_call_report",
+    "run_scenario",
     "status_update",
     "tool_call",
     "tool_calls",
