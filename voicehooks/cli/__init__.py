@@ -36,6 +36,7 @@ from voicehooks.exceptions import ConfigurationError
 from voicehooks.stores import MemoryStore
 
 from .environment import env_file_option, patched_environ, read_env_file
+from .replay import replay
 from .send import send
 from .simulate import simulate
 from .verify import verify
@@ -358,6 +359,7 @@ def tools(target: str, url: str | None) -> None:
     click.echo(json.dumps(app.tool_definitions(url), indent=2, ensure_ascii=False))
 
 
+main.add_command(replay)
 main.add_command(send)
 main.add_command(simulate)
 main.add_command(verify)
