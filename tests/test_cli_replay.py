@@ -165,3 +165,6 @@ def test_resign_without_a_secret_and_a_broken_file_are_usage_errors(
     result = CliRunner().invoke(main, ["replay", str(broken)])
     assert result.exit_code == 2
     assert "broken.jsonl:1: not a recording" in result.output
+    result = CliRunner().invoke(main, ["replay", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2
+    assert "cannot read" in result.output

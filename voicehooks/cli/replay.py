@@ -27,7 +27,7 @@ _FILTER_KEYS = ("event", "call", "tool", "status", "outcome")
 
 
 @click.command()
-@click.argument("recording_file", metavar="FILE", type=click.Path(dir_okay=False, exists=True))
+@click.argument("recording_file", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--url", default="http://127.0.0.1:8000/", show_default=True, help="Where to send.")
 @click.option("--resign", is_flag=True, help="Sign again with VOICEHOOKS_SECRET, as of now.")
 @click.option(
@@ -75,6 +75,8 @@ def replay(
         recordings = [r for r in read_recording(recording_file) if _matches(r, wanted)]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {recording_file!r}: {exc.strerror}") from None
     secret = None
     if resign:
         secrets = configured_secrets()
