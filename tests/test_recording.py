@@ -108,13 +108,13 @@ def test_a_slow_disk_drops_records_instead_of_blocking(
     size = len(BODY) + len(delivery().answer)
     recorder = Recorder(path, max_pending_bytes=2 * size)
     disk = threading.Event()
-    original = recorder._file.write
+    original = recorder._append
 
-    def stuck_write(data: bytes) -> int:
+    def stuck_write(data: bytes) -> None:
         disk.wait(10)  # the disk hangs until the test lets it go
-        return original(data)
+        original(data)
 
-    monkeypatch.setattr(recorder._file, "write", stuck_write)
+    monkeypatch.setattr(recorder, "_append", stuck_write)
     with caplog.at_level(logging.WARNING, logger="voicehooks"):
         for _ in range(5):  # returns at once each time: nothing waits for the disk
             recorder.delivery_answered(delivery())
@@ -131,13 +131,11 @@ def test_a_write_error_is_logged_and_the_recorder_goes_on(
     recorder = Recorder(tmp_path / "deliveries.jsonl")
     calls = []
 
-    def failing_write(data: bytes) -> int:
+    def failing_write(data: bytes) -> None:
         calls.append(data)
-        if len(calls) == 1:
-            raise OSError(28, "No space left on device")
-        return len(data)
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(recorder._file, "write", failing_write)
+    monkeypatch.setattr(recorder, "_append", failing_write)
     recorder.delivery_answered(delivery())
     recorder.close()
     assert "No space left on device" in caplog.text

@@ -105,7 +105,7 @@ class Recorder(Observer):
                 "(chmod 600 it)",
                 self.path,
             )
-        self._file = os.fdopen(fd, "ab")
+        self._fd = fd
         self.max_pending_bytes = max_pending_bytes
         self.dropped = 0
         self.written = 0
@@ -162,8 +162,7 @@ class Recorder(Observer):
                 done = [entry for entry in batch if entry is not _STOP]
                 lines = b"".join(self._encoder.encode(_record(d)) + b"\n" for _, d in done)
                 try:
-                    self._file.write(lines)
-                    self._file.flush()
+                    self._append(lines)
                     self.written += len(done)
                 except OSError as exc:
                     _log.error("writing the recording %s failed: %s", self.path, exc.strerror)
@@ -172,7 +171,14 @@ class Recorder(Observer):
                 if stop:
                     return
         finally:
-            self._file.close()
+            os.close(self._fd)
+
+    def _append(self, data: bytes) -> None:
+        # One write(2) per batch on an O_APPEND file: processes that record to the same file
+        # (``--workers``) do not interleave within a line.
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
 
 def _record(delivery: Delivery) -> Recording:

@@ -1,4 +1,4 @@
-"""What each server process of ``voicehooks run`` loads: the app, then a frozen startup heap.
+"""What each server process of ``voicehooks run`` and ``dev`` loads: the app, then a frozen heap.
 
 uvicorn calls ``app()`` as a factory in every worker process (and after every reload). After
 the import, everything that exists lives as long as the process: modules, the registry, the
@@ -7,7 +7,8 @@ collections that a busy server triggers every few thousand requests stop scannin
 were the p99 latency (tens of milliseconds) before. It is process-wide, which is why the
 process owner does it here and the library does not.
 
-Each process then says which event loop and HTTP parser it runs on: uvloop and httptools are
+``run --record`` adds a ``Recorder`` to the app; ``dev`` serves it wrapped in the
+``Inspector``. Each process then says which event loop and HTTP parser it runs on: uvloop and httptools are
 what the benchmarks measure, and about three times the throughput of asyncio's loop and h11.
 """
 
@@ -20,23 +21,49 @@ import logging
 import os
 from typing import Final
 
-from voicehooks.app import VoiceHooks
+from starlette.types import ASGIApp
+
+from voicehooks.app import resolve_secrets
 from voicehooks.cli import TargetImportError, load_target
 
-__all__ = ["TARGET_ENV", "app", "http_parser"]
+__all__ = ["HISTORY_ENV", "INSPECTOR_ENV", "RECORD_ENV", "TARGET_ENV", "app", "http_parser"]
 
 _log = logging.getLogger("voicehooks")
 
 TARGET_ENV: Final = "VOICEHOOKS_RUN_TARGET"
 """Where ``voicehooks run`` leaves its TARGET for the server processes it starts."""
+RECORD_ENV: Final = "VOICEHOOKS_RUN_RECORD"
+"""The ``--record FILE`` of ``run`` and ``dev``, absolute."""
+INSPECTOR_ENV: Final = "VOICEHOOKS_RUN_INSPECTOR"
+"""Set by ``voicehooks dev``: ``local``, or ``remote`` with ``--allow-remote-inspector``."""
+HISTORY_ENV: Final = "VOICEHOOKS_RUN_INSPECTOR_HISTORY"
+"""Set by ``voicehooks dev``: the file that keeps the inspector's list across reloads."""
 
 
-def app() -> VoiceHooks:
-    """Load the app named by ``$VOICEHOOKS_RUN_TARGET`` and freeze the startup heap."""
+def app() -> ASGIApp:
+    """Load the app named by ``$VOICEHOOKS_RUN_TARGET``, add what ``run``/``dev`` asked for
+    (a recorder, the inspector), and freeze the startup heap."""
     try:
         instance, _, _ = load_target(os.environ[TARGET_ENV])
     except TargetImportError as exc:
         raise exc.error from None  # uvicorn shows it with its own traceback
+    served: ASGIApp = instance
+    record = os.environ.get(RECORD_ENV)
+    if record:
+        from voicehooks.recording import Recorder
+
+        instance.add_observer(Recorder(record))
+    inspector = os.environ.get(INSPECTOR_ENV)
+    if inspector:
+        from voicehooks.inspector import Inspector
+
+        secrets = resolve_secrets(None)
+        served = Inspector(
+            instance,
+            secret=secrets[0] if secrets else None,
+            allow_remote=inspector == "remote",
+            history=os.environ.get(HISTORY_ENV) or None,
+        )
     gc.freeze()
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     http = http_parser()
@@ -47,7 +74,7 @@ def app() -> VoiceHooks:
         http,
         "" if fast else " (uvloop and httptools, where they install, serve about 3x faster)",
     )
-    return instance
+    return served
 
 
 def http_parser() -> str:

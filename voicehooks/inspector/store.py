@@ -1,0 +1,184 @@
+"""What the inspector shows: the recent deliveries, their log lines, and who is watching.
+
+``RecentDeliveries`` is an observer. It keeps the last ``capacity`` deliveries (a ring: the
+oldest is forgotten when a new one arrives), each with the log lines emitted while it was
+handled (at most ``MAX_LOG_LINES``, then one line saying how many more were left out), and
+tells each live page (a server-sent-events subscriber, at most ``MAX_WATCHERS``) that a new
+one arrived. A page that does not keep up is disconnected rather than buffered for: the
+browser reconnects and reloads the list.
+
+Log lines are captured by a handler on the ``voicehooks`` logger and the root logger (so the
+app's own ``logging.getLogger(__name__)`` lines come along), attributed to the delivery
+through a context variable set when it starts: tools, sync functions in worker threads and
+the background handlers it causes all inherit it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+from collections import deque
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from voicehooks.observers import Delivery, Observer, ToolRun
+from voicehooks.recording import REPLAY_HEADER, SIGNED_HEADERS
+
+__all__ = ["MAX_LOG_LINES", "MAX_WATCHERS", "Entry", "RecentDeliveries"]
+
+MAX_LOG_LINES: Final = 200
+MAX_LOG_LINE_CHARS: Final = 2000
+MAX_WATCHERS: Final = 32
+REPLAY_OF_HEADER: Final = b"x-voicehooks-replay-of"
+
+_current: contextvars.ContextVar[Entry | None] = contextvars.ContextVar(
+    "voicehooks_inspector_entry", default=None
+)
+
+
+@dataclass
+class Entry:
+    """One delivery as the inspector shows it."""
+
+    id: int
+    delivery: Delivery
+    replay_of: int | None = None
+    logs: list[str] = field(default_factory=list)
+    left_out: int = 0  # log lines past MAX_LOG_LINES
+
+    @property
+    def tools(self) -> list[ToolRun]:
+        """The delivery's tool calls, with their outcome and time."""
+        return self.delivery.tools
+
+    @property
+    def signed_headers(self) -> dict[str, str]:
+        """The headers the signature covers (the others are not kept)."""
+        return {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in self.delivery.headers
+            if name in SIGNED_HEADERS or name == REPLAY_HEADER
+        }
+
+
+class RecentDeliveries(Observer):
+    """The last ``capacity`` deliveries, newest last, and the pages watching for new ones."""
+
+    def __init__(self, capacity: int = 200) -> None:
+        self.capacity = capacity
+        self._entries: deque[Entry] = deque()
+        self._by_id: dict[int, Entry] = {}
+        self._ids = itertools.count(1)
+        self._watchers: set[MemoryObjectSendStream[int]] = set()
+        self._capture = _Capture()
+
+    # -- observer --
+
+    def delivery_started(self, delivery: Delivery) -> None:
+        """Start collecting the delivery's log lines."""
+        entry = Entry(next(self._ids), delivery)
+        for name, value in delivery.headers:
+            if name == REPLAY_OF_HEADER and value.isdigit():
+                entry.replay_of = int(value)
+        _current.set(entry)
+
+    def delivery_answered(self, delivery: Delivery) -> None:
+        """Keep the delivery and tell the watching pages."""
+        entry = _current.get()
+        if entry is None or entry.delivery is not delivery:  # started before we were installed
+            entry = Entry(next(self._ids), delivery)
+        self._entries.append(entry)
+        self._by_id[entry.id] = entry
+        if len(self._entries) > self.capacity:
+            del self._by_id[self._entries.popleft().id]
+        for watcher in list(self._watchers):
+            try:
+                watcher.send_nowait(entry.id)
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._watchers.discard(watcher)  # too slow or gone: it reconnects and reloads
+                watcher.close()
+
+    # -- reading --
+
+    def newest_first(self) -> list[Entry]:
+        """Every kept delivery, newest first."""
+        return list(reversed(self._entries))
+
+    def get(self, entry_id: int) -> Entry | None:
+        """The delivery with this id, if it is still kept."""
+        return self._by_id.get(entry_id)
+
+    def replays_of(self, entry_id: int) -> list[Entry]:
+        """The kept replays of a delivery, newest first."""
+        return [entry for entry in self.newest_first() if entry.replay_of == entry_id]
+
+    # -- watching --
+
+    def watch(self) -> AbstractContextManager[MemoryObjectReceiveStream[int]] | None:
+        """A stream of new delivery ids for one page, for a ``with`` block; ``None`` when
+        ``MAX_WATCHERS`` pages already watch."""
+        if len(self._watchers) >= MAX_WATCHERS:
+            return None
+        send, receive = anyio.create_memory_object_stream[int](64)
+        self._watchers.add(send)
+        return self._watching(send, receive)
+
+    @contextmanager
+    def _watching(
+        self, send: MemoryObjectSendStream[int], receive: MemoryObjectReceiveStream[int]
+    ) -> Iterator[MemoryObjectReceiveStream[int]]:
+        try:
+            yield receive
+        finally:
+            self._watchers.discard(send)
+            send.close()
+            receive.close()
+
+    def close_watchers(self) -> None:
+        """End every page's stream (at shutdown)."""
+        for watcher in self._watchers:
+            watcher.close()
+        self._watchers.clear()
+
+    # -- log capture --
+
+    def capture_logs(self) -> None:
+        """Attribute log lines to the delivery being handled (idempotent)."""
+        for logger in (logging.getLogger("voicehooks"), logging.getLogger()):
+            if self._capture not in logger.handlers:
+                logger.addHandler(self._capture)
+
+    def stop_capturing_logs(self) -> None:
+        """Undo ``capture_logs``."""
+        for logger in (logging.getLogger("voicehooks"), logging.getLogger()):
+            logger.removeHandler(self._capture)
+
+
+class _Capture(logging.Handler):
+    """Appends each log record to the current delivery's lines, bounded."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._last: logging.LogRecord | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        entry = _current.get()
+        # A record that propagates from the voicehooks logger to the root one arrives twice.
+        if entry is None or record is self._last:
+            return
+        self._last = record
+        if len(entry.logs) >= MAX_LOG_LINES:
+            entry.left_out += 1
+            return
+        try:
+            text = record.getMessage()
+        except Exception:  # a bad format string in someone's log call
+            text = str(record.msg)
+        line = f"{record.levelname:<7} {record.name}: {text}"
+        entry.logs.append(line[:MAX_LOG_LINE_CHARS])
