@@ -66,15 +66,19 @@ def running_server(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    command: str = "run",
 ) -> Iterator[Server]:
-    """Run ``voicehooks run TARGET --port <free>`` until the block ends (then SIGTERM it)."""
+    """Run ``voicehooks run TARGET --port <free>`` until the block ends (then SIGTERM it).
+
+    ``command="dev"`` runs ``voicehooks dev`` instead (pass ``--no-reload`` in ``args``).
+    """
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "voicehooks", "run", target, "--port", str(port), *args],
+            [sys.executable, "-m", "voicehooks", command, target, "--port", str(port), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,

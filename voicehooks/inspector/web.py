@@ -179,7 +179,8 @@ class Inspector:
         delivery = entry.delivery
         if delivery.body is None or delivery.event_type is None:
             return _refuse("nothing to replay: it was refused before decoding", 409, wants_json)
-        bypass = (await request.form()).get("bypass_dedupe") == "1"
+        form = urllib.parse.parse_qs((await request.body()).decode("latin-1"))
+        bypass = form.get("bypass_dedupe") == ["1"]
         status = await self.replay(entry.id, delivery.body, delivery.event_type, bypass)
         newest = self.recent.replays_of(entry.id)
         if not newest:  # pragma: no cover - the app records every delivery it answers

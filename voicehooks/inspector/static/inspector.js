@@ -5,6 +5,9 @@
 const calls = document.getElementById("calls");
 if (calls && window.EventSource) {
   const source = new EventSource("/_voicehooks/events");
+  // The page says whether it is live (the stream is open), for people and for tests.
+  source.addEventListener("open", () => { document.body.dataset.live = "on"; });
+  source.addEventListener("error", () => { document.body.dataset.live = "off"; });
   source.addEventListener("delivery", async (message) => {
     const response = await fetch("/_voicehooks/fragment", { headers: { accept: "text/html" } });
     if (!response.ok) return;
