@@ -306,7 +306,11 @@ class WebhookClient:
     async def request(
         self, method: str, path: str, body: Sequence[bytes], headers: Sequence[tuple[str, str]]
     ) -> Response:
-        """Send one raw request: the body in pieces, headers as given (repeats allowed)."""
+        """Send one raw request: the body in pieces, headers as given (repeats allowed).
+
+        A ``?query`` in ``path`` becomes the scope's ``query_string``.
+        """
+        path, _, query = path.partition("?")
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -315,7 +319,7 @@ class WebhookClient:
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
-            "query_string": b"",
+            "query_string": query.encode("latin-1"),
             "root_path": "",
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
             "client": ("127.0.0.1", 50000),

@@ -1,0 +1,237 @@
+"""``Inspector`` in memory: its pages without JavaScript, refusals, live stream and replay."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import pytest
+
+from voicehooks import CallContext, ToolError, VoiceHooks
+from voicehooks.inspector import Inspector
+from voicehooks.inspector import web as inspector_web
+from voicehooks.inspector.store import MAX_WATCHERS
+from voicehooks.testing import Response, WebhookClient, status_update, tool_call, tool_calls
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_inspector_web"
+CALLER = "+31655018342"
+HOST = ("host", "127.0.0.1:8000")
+
+
+def make() -> tuple[Inspector, WebhookClient, list[bool]]:
+    app = VoiceHooks(secret=SECRET)
+    replays: list[bool] = []
+
+    @app.tool
+    async def lookup(order: str, context: CallContext) -> str:
+        """Look an order up."""
+        replays.append(context.is_replay)
+        if order == "none":
+            raise ToolError("No such order.")
+        return f"order {order}"
+
+    inspector = Inspector(app, secret=SECRET)
+    return inspector, WebhookClient(inspector, secret=SECRET), replays
+
+
+async def get(client: WebhookClient, path: str, *headers: tuple[str, str]) -> Response:
+    return await client.request("GET", path, [b""], [HOST, *headers])
+
+
+async def post(
+    client: WebhookClient, path: str, form: bytes = b"", headers: Sequence[tuple[str, str]] = ()
+) -> Response:
+    content = ("content-type", "application/x-www-form-urlencoded")
+    return await client.request("POST", path, [form], [HOST, content, *headers])
+
+
+def text(response: Response) -> str:
+    return html.unescape(response.body.decode())
+
+
+async def test_the_list_groups_deliveries_by_call_newest_first() -> None:
+    inspector, client, _ = make()
+    try:
+        empty = await get(client, "/_voicehooks/")
+        assert "No deliveries yet" in text(empty)
+        await client.post(tool_calls(tool_call("lookup", {"order": "A1"}), call_id="call-1"))
+        await client.post(status_update("ended", call_id="call-2"))
+        await client.post(tool_calls(tool_call("lookup", {"order": "none"}), call_id="call-1"))
+        await client.post(b"{}", headers={"x-webhook-signature": "sha256=00"})
+        page = text(await get(client, "/_voicehooks/"))
+    finally:
+        inspector.recent.stop_capturing_logs()
+    assert page.index("Not decoded") < page.index("call-1") < page.index("call-2")
+    assert re.findall(r'data-id="(\d+)"', page) == ["4", "3", "1", "2"]
+    assert "401</span> rejected_401" in page
+    assert "lookup <span" in page
+    response = await get(client, "/_voicehooks/")
+    assert response.headers["cache-control"] == "no-store"
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    fragment = text(await get(client, "/_voicehooks/fragment"))
+    assert fragment.startswith('<section class="call">')
+
+
+async def test_a_delivery_page_masks_until_asked_and_shows_logs_and_tools(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inspector, client, _ = make()
+    try:
+        await client.post(
+            tool_calls(tool_call("lookup", {"order": "A1"}), call_id="c", customer_number=CALLER)
+        )
+        masked = text(await get(client, "/_voicehooks/deliveries/1"))
+        revealed = text(await get(client, "/_voicehooks/deliveries/1?reveal=1"))
+    finally:
+        inspector.recent.stop_capturing_logs()
+    assert CALLER not in masked
+    assert "+31•••••••42" in masked
+    assert "[hidden: 2 characters]" in masked
+    assert CALLER in revealed
+    assert '"order": "A1"' in revealed
+    assert "order A1" in masked  # the answer sent
+    assert "x-webhook-signature: sha256=" in masked
+    assert "<td>lookup</td>" in masked
+    assert "tool-calls call=c 200" in masked  # the delivery's own log line
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+async def test_a_replay_is_a_new_delivery_flagged_as_a_replay(bypass: bool) -> None:
+    inspector, client, seen = make()
+    try:
+        await client.post(tool_calls(tool_call("lookup", {"order": "A1"}), call_id="c"))
+        form = b"bypass_dedupe=1" if bypass else b""
+        accept = ("accept", "application/json")
+        answer = await post(client, "/_voicehooks/deliveries/1/replay", form, [accept])
+        page = text(await get(client, "/_voicehooks/deliveries/1"))
+        without_js = await post(client, "/_voicehooks/deliveries/1/replay", form)
+    finally:
+        inspector.recent.stop_capturing_logs()
+    assert answer.status == 200
+    assert answer.json() == {"id": 2, "status": 200}
+    assert 'Replayed as</dt><dd><a href="/_voicehooks/deliveries/2">#2</a>' in page
+    assert without_js.status == 303
+    assert without_js.headers["location"] == "/_voicehooks/deliveries/3"
+    # Without bypassing, the replays are duplicates: answered with the first result, not run.
+    assert seen == ([False, True, True] if bypass else [False])
+    assert inspector.recent.get(2) is not None
+    assert inspector.recent.get(2).delivery.is_replay  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "message"),
+    [
+        ("/_voicehooks/deliveries/9/replay", [], 404, "no longer kept"),
+        ("/_voicehooks/deliveries/1/replay", [], 409, "refused before decoding"),
+        (
+            "/_voicehooks/deliveries/1/replay",
+            [("origin", "http://evil.example")],
+            403,
+            "inspector's own page",
+        ),
+    ],
+)
+@pytest.mark.parametrize("wants_json", [False, True])
+async def test_a_replay_that_cannot_be_done_says_why(
+    path: str, headers: list[tuple[str, str]], status: int, message: str, wants_json: bool
+) -> None:
+    inspector, client, _ = make()
+    try:
+        await client.post(b"not json")
+        accept = [("accept", "application/json")] if wants_json else []
+        response = await post(client, path, b"", [*headers, *accept])
+    finally:
+        inspector.recent.stop_capturing_logs()
+    assert response.status == status
+    assert message in (response.json()["error"] if wants_json else text(response))
+
+
+@pytest.mark.parametrize(
+    ("client_host", "host"),
+    [("10.0.0.7", "127.0.0.1:8000"), ("127.0.0.1", "evil.example:8000")],
+)
+async def test_only_loopback_clients_naming_a_loopback_host_are_answered(
+    client_host: str, host: str
+) -> None:
+    inspector, _, _ = make()
+    inspector.recent.stop_capturing_logs()
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/_voicehooks/",
+        "headers": [(b"host", host.encode())],
+        "client": (client_host, 5000),
+        "query_string": b"",
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await inspector(scope, receive, send)
+    assert sent[0]["status"] == 403
+    inspector.allow_remote = True
+    sent.clear()
+    await inspector(scope, receive, send)
+    assert sent[0]["status"] == 200
+
+
+async def test_static_files_and_unknown_pages() -> None:
+    inspector, client, _ = make()
+    inspector.recent.stop_capturing_logs()
+    script = await get(client, "/_voicehooks/static/inspector.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in text(script)
+    assert (await get(client, "/_voicehooks/static/inspector.css")).status == 200
+    assert (await get(client, "/_voicehooks/static/secrets.txt")).status == 404
+    assert (await get(client, "/_voicehooks/deliveries/5")).status == 404
+    moved = await get(client, "/_voicehooks")
+    assert moved.status in (307, 308)
+    assert (await get(client, "/elsewhere")).status == 404  # the app's own 404
+
+
+async def test_the_live_stream_announces_deliveries_then_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inspector_web, "STREAM_SECONDS", 0.5)
+    monkeypatch.setattr(inspector_web, "KEEPALIVE_SECONDS", 0.2)
+    inspector, client, _ = make()
+    streamed: list[Response] = []
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                streamed.append(await get(client, "/_voicehooks/events"))
+
+            group.start_soon(watch)
+            await anyio.sleep(0.1)
+            await client.post(status_update("ended", call_id="c"))
+    finally:
+        inspector.recent.stop_capturing_logs()
+    (response,) = streamed
+    assert response.headers["content-type"].startswith("text/event-stream")
+    body = text(response)
+    assert body.startswith("retry: 1000\n\n")
+    assert "event: delivery\ndata: 1\n\n" in body
+    assert ": keep-alive\n\n" in body
+
+
+async def test_too_many_live_pages_are_refused() -> None:
+    inspector, client, _ = make()
+    inspector.recent.stop_capturing_logs()
+    held = [inspector.recent.watch() for _ in range(MAX_WATCHERS)]
+    response = await get(client, "/_voicehooks/events")
+    assert response.status == 503
+    inspector.recent.close_watchers()
+    for watching in held:
+        assert watching is not None
+        with watching:
+            pass
