@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,17 @@ async def test_a_thirty_step_scenario_runs() -> None:
     report = await run_text(steps, app)
     report.check()
     assert seen["runs"] == 30
+
+
+def test_the_readme_scenario_is_a_valid_scenario() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = re.findall(r"^```toml\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+    scenario = Scenario.parse(block)
+    assert [step.event for step in scenario.steps] == [
+        "assistant-request",
+        "tool-calls",
+        "tool-calls",
+        "tool-calls",
+        "status-update",
+        "end-of-call-report",
+    ]
