@@ -157,3 +157,19 @@ def test_a_line_that_is_not_a_recording_names_its_line_number(tmp_path: Path) ->
         file.write("\n{not json\n")
     with pytest.raises(ValueError, match=r"deliveries.jsonl:3: not a recording"):
         list(read_recording(path))
+
+
+def test_a_record_that_cannot_be_built_is_logged_and_the_next_one_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "deliveries.jsonl"
+    recorder = Recorder(path)
+    broken = delivery()
+    broken.tools = [None]  # type: ignore[list-item]
+    recorder.delivery_answered(broken)
+    recorder.close()
+    recorder = Recorder(path)
+    recorder.delivery_answered(delivery())
+    recorder.close()
+    assert "recording a delivery failed: AttributeError" in caplog.text
+    assert len(list(read_recording(path))) == 1

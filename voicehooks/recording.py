@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import msgspec
 
+from .logs import describe
 from .observers import Delivery, Observer
 
 __all__ = ["REPLAY_HEADER", "RecordedTool", "Recorder", "Recording", "read_recording"]
@@ -160,12 +161,15 @@ class Recorder(Observer):
                     batch.append(self._queue.get())
                 stop = any(entry is _STOP for entry in batch)
                 done = [entry for entry in batch if entry is not _STOP]
-                lines = b"".join(self._encoder.encode(_record(d)) + b"\n" for _, d in done)
                 try:
-                    self._append(lines)
+                    self._append(
+                        b"".join(self._encoder.encode(_record(d)) + b"\n" for _, d in done)
+                    )
                     self.written += len(done)
                 except OSError as exc:
                     _log.error("writing the recording %s failed: %s", self.path, exc.strerror)
+                except Exception as exc:  # a bug here must not stop the recording for good
+                    _log.error("recording a delivery failed: %s", describe(exc))
                 with self._lock:
                     self._pending_bytes -= sum(size for size, _ in done)
                 if stop:
