@@ -167,8 +167,6 @@ def test_a_record_that_cannot_be_built_is_logged_and_the_next_one_written(
     broken = delivery()
     broken.tools = [None]  # type: ignore[list-item]
     recorder.delivery_answered(broken)
-    recorder.close()
-    recorder = Recorder(path)
     recorder.delivery_answered(delivery())
     recorder.close()
     assert "recording a delivery failed: AttributeError" in caplog.text

@@ -161,15 +161,17 @@ class Recorder(Observer):
                     batch.append(self._queue.get())
                 stop = any(entry is _STOP for entry in batch)
                 done = [entry for entry in batch if entry is not _STOP]
+                lines = []
+                for _, delivery in done:
+                    try:
+                        lines.append(self._encoder.encode(_record(delivery)) + b"\n")
+                    except Exception as exc:  # a bug here must not stop the recording
+                        _log.error("recording a delivery failed: %s", describe(exc))
                 try:
-                    self._append(
-                        b"".join(self._encoder.encode(_record(d)) + b"\n" for _, d in done)
-                    )
-                    self.written += len(done)
+                    self._append(b"".join(lines))
+                    self.written += len(lines)
                 except OSError as exc:
                     _log.error("writing the recording %s failed: %s", self.path, exc.strerror)
-                except Exception as exc:  # a bug here must not stop the recording for good
-                    _log.error("recording a delivery failed: %s", describe(exc))
                 with self._lock:
                     self._pending_bytes -= sum(size for size, _ in done)
                 if stop:
