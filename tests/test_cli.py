@@ -16,7 +16,7 @@ from voicehooks.cli import main, read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "examples" / "quickstart.py")
-COMMANDS = ["routes", "run", "send", "tools", "verify"]
+COMMANDS = ["dev", "replay", "routes", "run", "send", "simulate", "tools", "verify"]
 
 
 @pytest.fixture
