@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from voicehooks import ConfigurationError, VoiceHooks
+from voicehooks import CallContext, ConfigurationError, VoiceHooks
 from voicehooks.events import StatusUpdate
 from voicehooks.testing import WebhookClient, status_update, tool_call, tool_calls
 
@@ -512,3 +512,40 @@ async def test_the_per_delivery_line_names_each_tool_and_how_it_ended(
         {"name": "?", "outcome": "unknown"},
     ]
     assert line.status == 200  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("development", "header", "runs", "replays"),
+    [
+        (False, "bypass-dedupe", 1, [False, False]),  # production: anyone could send it
+        (True, "1", 1, [False]),  # a replay, still suppressed as a duplicate
+        (True, "bypass-dedupe", 2, [False, True]),
+    ],
+)
+async def test_the_replay_header_is_honoured_in_development_mode_only(
+    development: bool, header: str, runs: int, replays: list[bool], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    app.development = development
+    seen: list[bool] = []
+
+    @app.tool
+    async def book(context: CallContext) -> str:
+        """Book once."""
+        seen.append(context.is_replay)
+        return "booked"
+
+    delivery = tool_calls(tool_call("book", id="tool-1"), call_id="call-1")
+    caplog.set_level(logging.INFO, "voicehooks")
+    async with WebhookClient(app, secret=SECRET) as client:
+        first = await client.post(delivery)
+        again = await client.post(delivery, headers={"x-voicehooks-replay": header})
+    assert first.body == again.body
+    assert len(seen) == runs
+    assert seen == replays[:runs]
+    replay_lines = [r.getMessage() for r in caplog.records if r.getMessage().endswith("replay")]
+    bypass_lines = [
+        r.getMessage() for r in caplog.records if "duplicates bypassed" in r.getMessage()
+    ]
+    assert len(replay_lines) == (development and header == "1")
+    assert len(bypass_lines) == (development and header == "bypass-dedupe")

@@ -93,6 +93,7 @@ def test_a_new_user_sees_sends_replays_and_simulates(tmp_path: Path) -> None:
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert replayed.stdout.splitlines()[-1] == "12 replayed: 12 same, 0 different"
     assert f"replaying delivery #{tool_delivery} (bypassing duplicates)" in log
+    assert "tools=check_repair_status:ok replay (duplicates bypassed)" in log
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert [line["event"] for line in lines[:3]] == [
         "assistant-request",

@@ -73,8 +73,8 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-def send(server: Server, payload: dict[str, object]) -> int:
-    poster = Poster(server.url + "/", SECRET)
+def send(server: Server, payload: dict[str, object], secret: str = SECRET) -> int:
+    poster = Poster(server.url + "/", secret)
     try:
         body = json.dumps(payload).encode()
         message = payload["message"]
@@ -117,9 +117,12 @@ def test_the_list_fills_as_deliveries_arrive(
     missing = tool_call("check_repair_status", {"order_number": "WO-0000"})
     assert send(server, tool_calls(missing, call_id=call, customer_number=CALLER)) == 200
     assert send(server, status_update("ended", call_id=call, customer_number=CALLER)) == 200
-    wait(browser, lambda b: len(rows(b)) >= before + 4)  # no reload: the page updated itself
+    assert send(server, status_update("ended", call_id=call), secret="whsec_wrong") == 401
+    wait(browser, lambda b: len(rows(b)) >= before + 5)  # no reload: the page updated itself
     assert "call-browser-1" in text(browser, "#calls")
     assert "check_repair_status ok" in text(browser, "#calls")
+    assert "check_repair_status error" in text(browser, "#calls")  # a ToolError: an answer
+    assert "401 rejected_401" in text(browser, "#calls")
     shot = tmp_path / "inspector.png"
     assert browser.save_screenshot(str(shot))
     header = shot.read_bytes()[:24]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import MutableMapping, Sequence
 from typing import Any
@@ -66,7 +67,7 @@ async def test_the_list_groups_deliveries_by_call_newest_first() -> None:
         page = text(await get(client, "/_voicehooks/"))
     finally:
         inspector.recent.stop_capturing_logs()
-    assert page.index("Not decoded") < page.index("call-1") < page.index("call-2")
+    assert page.index("Refused or not decoded") < page.index("call-1") < page.index("call-2")
     assert re.findall(r'data-id="(\d+)"', page) == ["4", "3", "1", "2"]
     assert "401</span> rejected_401" in page
     assert "lookup <span" in page
@@ -80,10 +81,15 @@ async def test_the_list_groups_deliveries_by_call_newest_first() -> None:
 async def test_a_delivery_page_masks_until_asked_and_shows_logs_and_tools(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "voicehooks")
     inspector, client, _ = make()
     try:
         await client.post(
-            tool_calls(tool_call("lookup", {"order": "A1"}), call_id="c", customer_number=CALLER)
+            tool_calls(
+                tool_call("lookup", {"order": "A1"}),
+                call_id="call-31655018342",
+                customer_number=CALLER,
+            )
         )
         masked = text(await get(client, "/_voicehooks/deliveries/1"))
         revealed = text(await get(client, "/_voicehooks/deliveries/1?reveal=1"))
@@ -97,7 +103,10 @@ async def test_a_delivery_page_masks_until_asked_and_shows_logs_and_tools(
     assert "order A1" in masked  # the answer sent
     assert "x-webhook-signature: sha256=" in masked
     assert "<td>lookup</td>" in masked
-    assert "tool-calls call=c 200" in masked  # the delivery's own log line
+    assert "tool-calls call=call-*********** 200" in masked  # the delivery's own log line
+    assert "tools=lookup:ok" in masked
+    assert "31655018342" not in masked
+    assert "call-31655018342" in revealed
 
 
 @pytest.mark.parametrize("bypass", [False, True])

@@ -44,6 +44,7 @@ from .exceptions import (
 )
 from .logs import describe, masked
 from .observers import Delivery, DeliveryOutcome, Observer, ObserverSet
+from .recording import REPLAY_HEADER
 from .routing import Registry
 from .running import Threads, within
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
@@ -111,6 +112,12 @@ class VoiceHooks(Registry):
             teardown (a database pool, say); keep what handlers need on ``app.state``.
         observers: Told about every delivery, tool call and job (see ``voicehooks.observers``).
         clock: Current Unix time, for the freshness check; injectable for tests.
+
+    Attributes:
+        development: Development mode, set by ``voicehooks dev`` (its inspector): a delivery
+            with ``X-Voicehooks-Replay`` is a replay (``CallContext.is_replay``), and with the
+            value ``bypass-dedupe`` it runs even if it is a duplicate. Outside development
+            mode the header is ignored: it is not signed, and anyone could send it.
 
     Examples:
         >>> from voicehooks import VoiceHooks
@@ -221,6 +228,7 @@ class VoiceHooks(Registry):
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         self._secret_count = len(secrets)
         self._warned_milliseconds = False
+        self.development = False
 
     def add_observer(self, observer: Observer) -> Observer:
         """Install ``observer``: it is told about every delivery, tool call and job."""
@@ -337,6 +345,8 @@ class VoiceHooks(Registry):
             raise UnsupportedMediaType("Content-Type must be application/json")
         if declared > self.max_body_bytes:
             raise PayloadTooLarge(self._too_large())
+        if self.development:  # never read in production: the header is not signed
+            _read_replay_header(scope["headers"], delivery)
         # Usually the whole body is already buffered and this takes no timer at all.
         finished, body = await within(self.body_timeout_seconds, self._read_body(receive))
         if not finished:
@@ -407,15 +417,26 @@ class VoiceHooks(Registry):
         return f"the body is larger than the limit of {self.max_body_bytes} bytes"
 
 
+def _read_replay_header(headers: Sequence[tuple[bytes, bytes]], delivery: Delivery) -> None:
+    for name, value in headers:
+        if name == REPLAY_HEADER:
+            delivery.is_replay = True
+            delivery.bypass_dedupe = value == b"bypass-dedupe"
+
+
 def _log_delivery(delivery: Delivery) -> None:
     tools = [(run.name if run.registered else "?", run.outcome) for run in delivery.tools]
+    replay = ""
+    if delivery.is_replay:
+        replay = " replay (duplicates bypassed)" if delivery.bypass_dedupe else " replay"
     _log.info(
-        "%s call=%s %d %.1fms%s",
+        "%s call=%s %d %.1fms%s%s",
         delivery.event_type,
         masked(delivery.call_id),
         delivery.status,
         delivery.duration_seconds * 1000,
         (" tools=" + ",".join(f"{name}:{outcome}" for name, outcome in tools)) if tools else "",
+        replay,
         extra={
             "event": delivery.event_type,
             "call_id": masked(delivery.call_id),
@@ -423,6 +444,7 @@ def _log_delivery(delivery: Delivery) -> None:
             "outcome": delivery.outcome,
             "duration_ms": round(delivery.duration_seconds * 1000, 3),
             "tools": [{"name": name, "outcome": outcome} for name, outcome in tools],
+            "replay": delivery.is_replay,
         },
     )
 

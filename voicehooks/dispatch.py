@@ -194,7 +194,7 @@ class Dispatcher:
         if observers:
             observers.tool_started(delivery, run)
         try:
-            once = self.deduplicator
+            once = None if delivery.bypass_dedupe else self.deduplicator
             if once is None or not tool.deduplicate:
                 return (await self._execute(tool, call, event, delivery, jobs, run))[0]
             answer = await once.run_tool(
@@ -401,7 +401,7 @@ class Dispatcher:
             return []
         if not all(handler.run_before_answer for handler in handlers):
             self.admit(_size(event))
-        once = self.deduplicator
+        once = None if delivery.bypass_dedupe else self.deduplicator
         if once is not None and not await once.is_first_event(event):
             delivery.outcome = DeliveryOutcome.DUPLICATE
             return []

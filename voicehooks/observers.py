@@ -117,12 +117,14 @@ class Delivery:
     ``event_type`` and ``call_id`` then stay ``None`` too (an unknown event type keeps its
     name). ``trace`` is a carrier for context propagation (W3C ``traceparent``): an observer
     may fill it when the delivery starts, and the background jobs the delivery causes carry it
-    along, in this process or through the durable queue.
+    along, in this process or through the durable queue. ``is_replay`` and ``bypass_dedupe``
+    are only ever true in development mode (see ``VoiceHooks.development``).
     """
 
     __slots__ = (
         "answer",
         "body",
+        "bypass_dedupe",
         "call_id",
         "duration_seconds",
         "event",
@@ -146,6 +148,7 @@ class Delivery:
         self.event_type: str | None = None
         self.call_id: str | None = None
         self.is_replay = False
+        self.bypass_dedupe = False
         self.status = 0
         self.outcome = ""
         self.answer = b""

@@ -9,7 +9,8 @@ Masked by default, in a decoded delivery:
 * what was said or derived from it: ``messages[].content``, ``transcript``, ``summary``,
   ``analysis``, ``recording_url``;
 * the values of tool-call arguments (the keys stay): callers dictate names, addresses and
-  order numbers, and the model passes them on.
+  order numbers, and the model passes them on;
+* runs of 7 or more digits in ids (a call id made from a phone number), as the log does.
 
 Kept: event type, call id and status, timestamps, the platform number's name (a business
 line), the assistant configuration and metadata (the app's own data), tool names and ids.
@@ -22,6 +23,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Final
+
+from voicehooks.logs import masked
 
 __all__ = ["mask", "mask_phone_numbers"]
 
@@ -71,6 +74,8 @@ def _walk(value: Any, key: str | None, hide: bool) -> Any:
     if isinstance(value, str):
         if _looks_like_phone(value):
             return _phone(value)
+        if key == "id":  # call ids made from a phone number exist: the log's rule applies
+            return masked(value)
         if key == "arguments":  # OpenAI-style engines send the arguments as a JSON string
             return _masked_json_arguments(value)
         if hide or key == "content":

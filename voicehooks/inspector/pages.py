@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any, Final
 
+from voicehooks.logs import masked
+
 from .masking import mask, mask_phone_numbers
 from .store import Entry
 
@@ -59,7 +61,7 @@ def deliveries_fragment(entries: list[Entry]) -> str:
 
 
 def _group(call_id: str, entries: list[Entry]) -> str:
-    title = f"Call <code>{escape(call_id)}</code>" if call_id else "Not decoded (no call id)"
+    title = f"Call <code>{escape(masked(call_id))}</code>" if call_id else "Refused or not decoded"
     rows = "".join(_row(entry) for entry in entries)
     return (
         f'<section class="call"><h2>{title}</h2><table><thead><tr><th scope="col">Delivery</th>'
@@ -100,8 +102,9 @@ def delivery_page(entry: Entry, *, reveal: bool, replays: Iterable[Entry]) -> st
             "Phone numbers, what was said and tool arguments are hidden. "
             f'<a href="{link}?reveal=1">Show personal data</a>.'
         )
+    call_id = delivery.call_id or "-"
     facts = [
-        ("Call", f"<code>{escape(delivery.call_id or '-')}</code>"),
+        ("Call", f"<code>{escape(call_id if reveal else masked(call_id))}</code>"),
         ("Event", escape(delivery.event_type or "-")),
         ("Received (UTC)", _time(delivery.received_at)),
         ("Status", f"{delivery.status} {escape(delivery.outcome)}"),
@@ -215,4 +218,6 @@ def _status_tone(status: int) -> str:
 
 
 def _tone(outcome: str) -> str:
-    return "good" if outcome in ("ok", "interim", "started", "duplicate") else "bad"
+    if outcome in ("ok", "interim", "started", "duplicate"):
+        return "good"
+    return "warn" if outcome == "error" else "bad"  # a ToolError is an answer, not a failure
