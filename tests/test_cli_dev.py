@@ -8,6 +8,7 @@ JavaScript, replay one delivery, run the example scenario in memory and against 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -80,13 +81,11 @@ def test_a_new_user_sees_sends_replays_and_simulates(tmp_path: Path) -> None:
         assert f'yes, of <a href="/_voicehooks/deliveries/{tool_delivery}">' in detail
         assert "ready for pickup" in detail
 
-        in_memory = CliRunner(env=env).invoke(
-            main, ["simulate", SCENARIO, QUICKSTART, "--no-timing"]
-        )
+        in_memory = voicehooks("simulate", SCENARIO, QUICKSTART, "--no-timing")
         over_http = voicehooks("simulate", SCENARIO, "--url", url, "--no-timing")
-        assert in_memory.exit_code == 0, in_memory.output
+        assert in_memory.returncode == 0, in_memory.stdout + in_memory.stderr
         assert over_http.returncode == 0, over_http.stdout
-        assert over_http.stdout.splitlines()[1:] == in_memory.output.splitlines()[1:]
+        assert over_http.stdout.splitlines()[1:] == in_memory.stdout.splitlines()[1:]
 
         replayed = voicehooks("replay", str(record), "--url", url, "--resign")
         log = server.log()
@@ -120,3 +119,29 @@ def test_a_record_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -
     )
     assert result.exit_code == 2
     assert "cannot write" in result.output
+
+
+def test_each_server_process_adds_the_recorder_and_the_inspector(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from voicehooks.cli import serving
+    from voicehooks.inspector import Inspector
+    from voicehooks.recording import Recorder
+
+    monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
+    monkeypatch.setenv(serving.TARGET_ENV, str(ROOT / QUICKSTART))
+    monkeypatch.setenv(serving.RECORD_ENV, str(tmp_path / "r.jsonl"))
+    monkeypatch.setenv(serving.INSPECTOR_ENV, "remote")
+    monkeypatch.delitem(sys.modules, "quickstart", raising=False)
+    try:
+        served = serving.app()
+    finally:
+        gc.unfreeze()  # what a server process does once is not for the test process
+    assert isinstance(served, Inspector)
+    assert served.allow_remote
+    assert served.secret == SECRET
+    assert served.app.development
+    (recorder,) = [o for o in served.app.observers.observers if isinstance(o, Recorder)]
+    recorder.close()
+    served.recent.stop_capturing_logs()
+    assert recorder.path == tmp_path / "r.jsonl"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ QUICKSTART = str(ROOT / "examples" / "quickstart.py")
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
+    # Another test may have imported the quickstart with its own secret: import it afresh.
+    monkeypatch.delitem(sys.modules, "quickstart", raising=False)
     return CliRunner()
 
 
@@ -75,3 +80,23 @@ def test_a_server_that_is_not_running_exits_1(runner: CliRunner) -> None:
     result = runner.invoke(main, ["simulate", SCENARIO, "--url", url])
     assert result.exit_code == 1
     assert "cannot reach" in result.output
+
+
+def test_a_server_that_drops_the_connection_twice_is_reported(runner: CliRunner) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def drop_two() -> None:
+            for _ in range(2):
+                connection, _ = listener.accept()
+                connection.recv(65536)
+                connection.close()  # no answer at all
+
+        thread = threading.Thread(target=drop_two, daemon=True)
+        thread.start()
+        result = runner.invoke(main, ["simulate", SCENARIO, "--url", f"http://127.0.0.1:{port}/"])
+        thread.join(5)
+    assert result.exit_code == 1
+    assert "closed the connection twice" in result.output

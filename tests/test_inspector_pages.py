@@ -1,0 +1,47 @@
+"""The inspector's pages for the odd deliveries: no body, not JSON, no answer, many logs."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from voicehooks.inspector.pages import delivery_page
+from voicehooks.inspector.store import Entry
+from voicehooks.observers import Delivery
+
+
+def page(entry: Entry, reveal: bool = False) -> str:
+    return html.unescape(delivery_page(entry, reveal=reveal, replays=[]))
+
+
+def entry(body: bytes | None, answer: bytes = b"", event: str | None = None) -> Entry:
+    delivery = Delivery([(b"content-type", b"application/json")])
+    delivery.body, delivery.answer, delivery.event_type = body, answer, event
+    return Entry(7, delivery)
+
+
+def test_a_request_whose_body_never_arrived_cannot_be_replayed() -> None:
+    shown = page(entry(None))
+    assert "(the body never arrived)" in shown
+    assert "Nothing to replay" in shown
+    assert "(none)" in shown  # no answer
+
+
+@pytest.mark.parametrize(("reveal", "shown"), [(False, "(not JSON; hidden)"), (True, "Sanne +316")])
+def test_a_body_that_is_not_json_is_hidden_until_asked(reveal: bool, shown: str) -> None:
+    assert shown in page(entry(b"Sanne +316", b"not json either"), reveal)
+
+
+def test_a_replay_without_its_original_and_a_long_log() -> None:
+    replayed = entry(b"{}", b'{"a": "+31655018342"}', "status-update")
+    replayed.delivery.is_replay = True
+    replayed.logs = ["INFO    voicehooks: one"]
+    replayed.left_out = 3
+    shown = page(replayed)
+    assert "<dt>Replay</dt><dd>yes</dd>" in shown
+    assert "… 3 more lines left out" in shown
+    assert '"a": "+31•••••••42"' in shown
+    assert '"a": "+31655018342"' in page(replayed, reveal=True)
+    assert "answer (not" not in shown
+    assert "not json" in page(entry(b"{}", b"not json", "status-update"))
