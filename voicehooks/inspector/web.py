@@ -40,8 +40,7 @@ __all__ = ["Inspector"]
 _log = logging.getLogger("voicehooks")
 
 LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
-STREAM_SECONDS: Final = 25.0  # a live page's stream ends, and reconnects, this often
-KEEPALIVE_SECONDS: Final = 10.0
+STREAM_SECONDS: Final = 2.0  # a live page's stream ends, and reconnects, this often
 _HEADERS: Final = {
     "cache-control": "no-store",
     "content-security-policy": "default-src 'self'; frame-ancestors 'none'",
@@ -149,18 +148,21 @@ class Inspector:
             return PlainTextResponse("too many pages are watching", 503, headers=_HEADERS)
 
         async def stream() -> AsyncIterator[str]:
-            yield "retry: 1000\n\n"  # the browser reconnects a second after the stream ends
-            with watching as ids, anyio.move_on_after(STREAM_SECONDS):
-                while True:
-                    with anyio.move_on_after(KEEPALIVE_SECONDS) as wait:
-                        try:
+            # Short streams: a server that reloads or stops waits for open responses, and
+            # uvicorn tells them nothing. The page reconnects at once and reloads the list.
+            yield "retry: 250\n\n"
+            with watching as ids:
+                deadline = anyio.current_time() + STREAM_SECONDS
+                while (remaining := deadline - anyio.current_time()) > 0:
+                    entry_id = None
+                    with anyio.move_on_after(remaining):  # no yield inside: a generator's
+                        try:  # scope must not stay open across its suspensions
                             entry_id = await ids.receive()
                         except (anyio.EndOfStream, anyio.ClosedResourceError):
                             return
-                    if wait.cancelled_caught:
-                        yield ": keep-alive\n\n"
-                    else:
-                        yield f"event: delivery\ndata: {entry_id}\n\n"
+                    if entry_id is None:
+                        return
+                    yield f"event: delivery\ndata: {entry_id}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_HEADERS)
 

@@ -2,21 +2,29 @@
 "use strict";
 
 // The list updates itself: the server says "a delivery arrived" and we fetch the new list.
+// Streams are short (the server reconnects us every few seconds); each time the stream opens,
+// the list is fetched again, so nothing that arrived in between is missed.
 const calls = document.getElementById("calls");
 if (calls && window.EventSource) {
-  const source = new EventSource("/_voicehooks/events");
-  // The page says whether it is live (the stream is open), for people and for tests.
-  source.addEventListener("open", () => { document.body.dataset.live = "on"; });
-  source.addEventListener("error", () => { document.body.dataset.live = "off"; });
-  source.addEventListener("delivery", async (message) => {
+  const refresh = async (fresh) => {
     const response = await fetch("/_voicehooks/fragment", { headers: { accept: "text/html" } });
     if (!response.ok) return;
     const focused = document.activeElement && document.activeElement.getAttribute("href");
     calls.innerHTML = await response.text();
-    const row = calls.querySelector(`tr[data-id="${CSS.escape(message.data)}"]`);
+    const row = fresh && calls.querySelector(`tr[data-id="${CSS.escape(fresh)}"]`);
     if (row) row.classList.add("fresh");
     if (focused) calls.querySelector(`a[href="${CSS.escape(focused)}"]`)?.focus();
+  };
+  let opened = false;
+  const source = new EventSource("/_voicehooks/events");
+  // The page says whether it is live (the stream is open), for people and for tests.
+  source.addEventListener("open", () => {
+    if (opened) refresh(null);  // a reconnection: catch up
+    opened = true;
+    document.body.dataset.live = "on";
   });
+  source.addEventListener("error", () => { document.body.dataset.live = "off"; });
+  source.addEventListener("delivery", (message) => refresh(message.data));
 }
 
 // Replay without leaving the page; the result is announced in the form's status output.
