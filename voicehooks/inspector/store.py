@@ -2,8 +2,9 @@
 
 ``RecentDeliveries`` is an observer. It keeps the last ``capacity`` deliveries (a ring: the
 oldest is forgotten when a new one arrives; at most ``capacity`` times the app's
-``max_body_bytes`` of bodies, a few MB with real traffic), each with the log lines emitted while it was
-handled (at most ``MAX_LOG_LINES``, then one line saying how many more were left out), and
+``max_body_bytes`` of bodies, a few MB with real traffic), each with the log lines emitted
+while it was handled (at most ``MAX_LOG_LINES``, then one line saying how many more were left
+out), and
 tells each live page (a server-sent-events subscriber, at most ``MAX_WATCHERS``) that a new
 one arrived. A page that does not keep up is disconnected rather than buffered for: the
 browser reconnects and reloads the list.
