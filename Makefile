@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest docs bench bench-quick loadtest clean wrk
+.PHONY: run dev test lint typecheck pytest docs bench bench-quick loadtest clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a devel
 	@echo "  VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks send tool-calls --url http://127.0.0.1:$(PORT)/ --tool check_repair_status --args '{\"order_number\": \"WO-2291\"}'"
 # exec: the server takes the shell's place, so stopping make by its PID stops the server too
 	VOICEHOOKS_SECRET=$(DEV_SECRET) exec $(BIN)/voicehooks run examples/quickstart.py --port $(PORT)
+
+dev: $(STAMP)  ## the same with reload and the inspector at http://127.0.0.1:$(PORT)/_voicehooks/
+	@echo "In another shell: VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks simulate examples/scenarios/quickstart.toml --url http://127.0.0.1:$(PORT)/"
+	VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks dev examples/quickstart.py --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
