@@ -14,6 +14,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -145,3 +147,38 @@ def test_each_server_process_adds_the_recorder_and_the_inspector(
     recorder.close()
     served.recent.stop_capturing_logs()
     assert recorder.path == tmp_path / "r.jsonl"
+
+
+@pytest.mark.slow
+def test_fix_the_code_and_replay_the_delivery_after_the_reload(tmp_path: Path) -> None:
+    source = (ROOT / QUICKSTART).read_text()
+    app_file = tmp_path / "app.py"
+    app_file.write_text(source)
+    env = {"VOICEHOOKS_SECRET": SECRET}
+    logs = tmp_path / "logs"  # outside the watched directory
+    logs.mkdir()
+    histories = set(Path(tempfile.gettempdir()).glob("voicehooks-dev-*"))
+    with running_server("app.py", logs, env=env, command="dev", cwd=tmp_path) as server:
+        sent = voicehooks(
+            "send",
+            "tool-calls",
+            "--url",
+            server.url + "/",
+            "--tool",
+            "check_repair_status",
+            "--args",
+            '{"order_number": "WO-2317"}',
+        )
+        assert "waiting for parts" in sent.stdout, sent.stdout + sent.stderr
+        app_file.write_text(source.replace("waiting for parts", "parts arrived, ready Friday"))
+        deadline = time.monotonic() + 20
+        while server.log().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        _, _, page = fetch(server, "/_voicehooks/")
+        assert 'data-id="1"' in page  # the list survived the reload
+        _, final, detail = fetch(server, "/_voicehooks/deliveries/1/replay", b"bypass_dedupe=1")
+    assert final.endswith("/_voicehooks/deliveries/2")
+    assert "parts arrived, ready Friday" in detail  # the fixed code answered the replay
+    # The list's file (personal data) went with the server.
+    assert set(Path(tempfile.gettempdir()).glob("voicehooks-dev-*")) <= histories

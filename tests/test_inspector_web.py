@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 import logging
 import re
+import stat
 from collections.abc import MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -241,3 +243,57 @@ async def test_too_many_live_pages_are_refused() -> None:
         assert watching is not None
         with watching:
             pass
+
+
+async def test_the_list_outlives_a_restart_and_its_deliveries_can_still_be_replayed(
+    tmp_path: Path,
+) -> None:
+    history = tmp_path / "inspector.jsonl"
+    first = Inspector(VoiceHooks(secret=SECRET), secret=SECRET, history=history)
+    try:
+        async with WebhookClient(first, secret=SECRET) as client:
+            await client.post(status_update("ended", call_id="call-31655018342"))
+            await client.post(b"\xff not json", headers={"x-webhook-signature": "sha256=00"})
+    finally:
+        first.recent.stop_capturing_logs()
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+    inspector, client, _ = make()  # a fresh app, as after a reload
+    inspector.recent.stop_capturing_logs()
+    inspector.recent.load(history)
+    before = [entry.id for entry in inspector.recent.newest_first()]
+    assert before == [2, 1]
+    restored = inspector.recent.get(1)
+    assert restored is not None
+    assert restored.delivery.status == 200
+    assert restored.delivery.call_id == "call-31655018342"
+    assert restored.logs == first.recent.get(1).logs  # type: ignore[union-attr]
+    assert inspector.recent.get(2).delivery.body == b"\xff not json"  # type: ignore[union-attr]
+    accept = ("accept", "application/json")
+    answer = await post(client, "/_voicehooks/deliveries/1/replay", b"", [accept])
+    assert answer.json() == {"id": 3, "status": 200}  # ids go on where they stopped
+
+
+@pytest.mark.parametrize("content", [None, b"not a saved list\n"])
+def test_a_missing_or_broken_history_starts_an_empty_list(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    history = tmp_path / "inspector.jsonl"
+    if content is not None:
+        history.write_bytes(content)
+    inspector = Inspector(VoiceHooks(secret=SECRET), secret=SECRET, history=history)
+    inspector.recent.stop_capturing_logs()
+    assert inspector.recent.newest_first() == []
+
+
+async def test_a_history_that_cannot_be_written_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inspector = Inspector(
+        VoiceHooks(secret=SECRET), secret=SECRET, history=tmp_path / "missing" / "list.jsonl"
+    )
+    try:
+        async with WebhookClient(inspector, secret=SECRET):
+            pass
+    finally:
+        inspector.recent.stop_capturing_logs()
+    assert "the inspector's list could not be kept" in caplog.text

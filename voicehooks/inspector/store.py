@@ -9,6 +9,11 @@ tells each live page (a server-sent-events subscriber, at most ``MAX_WATCHERS``)
 one arrived. A page that does not keep up is disconnected rather than buffered for: the
 browser reconnects and reloads the list.
 
+The list survives the reloads of ``voicehooks dev``: ``save`` writes it to a file (mode 0600)
+when the server process stops, and ``load`` reads it back in the next one, ids included, so a
+delivery can be replayed after the fix that reloaded the code. The file holds what the ring
+holds, personal data included; ``voicehooks dev`` deletes it when it exits.
+
 Log lines are captured by a handler on the ``voicehooks`` logger and the root logger (so the
 app's own ``logging.getLogger(__name__)`` lines come along), attributed to the delivery
 through a context variable set when it starts: tools, sync functions in worker threads and
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import logging
+import os
 from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
+import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from voicehooks.observers import Delivery, Observer, ToolRun
@@ -148,6 +155,33 @@ class RecentDeliveries(Observer):
             watcher.close()
         self._watchers.clear()
 
+    # -- surviving a reload --
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the kept deliveries to ``path`` (replaced; mode 0600)."""
+        encode = msgspec.json.Encoder().encode
+        lines = b"".join(encode(_Saved.of(entry)) + b"\n" for entry in self._entries)
+        temporary = f"{os.fspath(path)}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(lines)
+        os.replace(temporary, path)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Take back what ``save`` wrote; a missing or unreadable file leaves the list empty."""
+        decoder = msgspec.json.Decoder(_Saved)
+        try:
+            with open(path, "rb") as file:
+                saved = [decoder.decode(line) for line in file if line.strip()]
+        except (OSError, msgspec.DecodeError):
+            return
+        for item in saved[-self.capacity :]:
+            entry = item.entry()
+            self._entries.append(entry)
+            self._by_id[entry.id] = entry
+        if saved:
+            self._ids = itertools.count(max(item.id for item in saved) + 1)
+
     # -- log capture --
 
     def capture_logs(self) -> None:
@@ -184,3 +218,64 @@ class _Capture(logging.Handler):
             text = str(record.msg)
         line = f"{record.levelname:<7} {record.name}: {text}"
         entry.logs.append(line[:MAX_LOG_LINE_CHARS])
+
+
+class _Saved(msgspec.Struct, array_like=True):
+    """One entry as ``save`` writes it. Bytes travel as latin-1 text: lossless for any body."""
+
+    id: int
+    replay_of: int | None
+    logs: list[str]
+    left_out: int
+    received_at: float
+    headers: list[tuple[str, str]]
+    body: str | None
+    event_type: str | None
+    call_id: str | None
+    status: int
+    outcome: str
+    answer: str
+    duration_seconds: float
+    is_replay: bool
+    bypass_dedupe: bool
+    tools: list[tuple[str, str, bool, str, float]]
+
+    @classmethod
+    def of(cls, entry: Entry) -> _Saved:
+        d = entry.delivery
+        return cls(
+            entry.id,
+            entry.replay_of,
+            entry.logs,
+            entry.left_out,
+            d.received_at,
+            list(entry.signed_headers.items()),
+            d.body.decode("latin-1") if d.body is not None else None,
+            d.event_type,
+            d.call_id,
+            d.status,
+            d.outcome,
+            d.answer.decode("latin-1"),
+            d.duration_seconds,
+            d.is_replay,
+            d.bypass_dedupe,
+            [
+                (r.name, r.tool_call_id, r.registered, r.outcome, r.duration_seconds)
+                for r in d.tools
+            ],
+        )
+
+    def entry(self) -> Entry:
+        delivery = Delivery([(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers])
+        delivery.received_at = self.received_at
+        delivery.body = self.body.encode("latin-1") if self.body is not None else None
+        delivery.event_type, delivery.call_id = self.event_type, self.call_id
+        delivery.status, delivery.outcome = self.status, self.outcome
+        delivery.answer = self.answer.encode("latin-1")
+        delivery.duration_seconds = self.duration_seconds
+        delivery.is_replay, delivery.bypass_dedupe = self.is_replay, self.bypass_dedupe
+        for name, tool_call_id, registered, outcome, seconds in self.tools:
+            run = ToolRun(name, tool_call_id, registered)
+            run.outcome, run.duration_seconds = outcome, seconds
+            delivery.tools.append(run)
+        return Entry(self.id, delivery, self.replay_of, self.logs, self.left_out)

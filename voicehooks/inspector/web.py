@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import os
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from voicehooks.app import VoiceHooks
 from voicehooks.recording import REPLAY_HEADER
@@ -63,6 +64,8 @@ class Inspector:
         capacity: How many recent deliveries are kept (the oldest go first).
         allow_remote: Answer inspector requests from other hosts too. The pages show personal
             data on request and can replay deliveries: only on a trusted network.
+        history: A file that carries the list across restarts: read now, written when the
+            app shuts down (``voicehooks dev`` passes one so that a reload keeps the list).
     """
 
     def __init__(
@@ -72,14 +75,18 @@ class Inspector:
         secret: str | None,
         capacity: int = 200,
         allow_remote: bool = False,
+        history: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app = app
+        self.history = history
         self.secret = secret
         self.allow_remote = allow_remote
         self.recent = RecentDeliveries(capacity)
         app.add_observer(self.recent)
         app.development = True
         self.recent.capture_logs()
+        if history is not None:
+            self.recent.load(history)
         self._router = Router(
             routes=[
                 Route(f"{PREFIX}/", self._index),
@@ -97,13 +104,27 @@ class Inspector:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
         path = scope.get("path", "")
-        if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
+        if scope["type"] == "lifespan" and self.history is not None:
+            await self.app(scope, receive, self._saving_at_shutdown(send))
+        elif scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
         elif not self._allowed(scope):
             page = message_page("Not here", "The inspector answers on this machine only.")
             await HTMLResponse(page, 403, headers=_HEADERS)(scope, receive, send)
         else:
             await self._router(scope, receive, send)
+
+    def _saving_at_shutdown(self, send: Send) -> Send:
+        async def send_then_save(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                assert self.history is not None
+                try:
+                    self.recent.save(self.history)
+                except OSError as exc:
+                    _log.warning("the inspector's list could not be kept: %s", exc.strerror)
+            await send(message)
+
+        return send_then_save
 
     def _allowed(self, scope: Scope) -> bool:
         if self.allow_remote:
