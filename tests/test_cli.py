@@ -303,7 +303,7 @@ def test_each_server_process_loads_the_target_and_freezes_the_startup_heap(
     )
     monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "served_app.py"))
 
-    async def load() -> voicehooks.VoiceHooks:
+    async def load() -> object:
         return serving.app()  # uvicorn calls the factory on its event loop
 
     try:

@@ -8,6 +8,7 @@ JavaScript, replay one delivery, run the example scenario in memory and against 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -135,8 +136,12 @@ def test_each_server_process_adds_the_recorder_and_the_inspector(
     monkeypatch.setenv(serving.RECORD_ENV, str(tmp_path / "r.jsonl"))
     monkeypatch.setenv(serving.INSPECTOR_ENV, "remote")
     monkeypatch.delitem(sys.modules, "quickstart", raising=False)
+
+    async def load() -> object:
+        return serving.app()  # uvicorn calls the factory on its event loop
+
     try:
-        served = serving.app()
+        served = asyncio.run(load())
     finally:
         gc.unfreeze()  # what a server process does once is not for the test process
     assert isinstance(served, Inspector)

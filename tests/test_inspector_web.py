@@ -54,7 +54,7 @@ async def post(
 
 
 def text(response: Response) -> str:
-    return html.unescape(response.body.decode())
+    return html.unescape(response.content.decode())
 
 
 async def test_the_list_groups_deliveries_by_call_newest_first() -> None:
@@ -123,10 +123,10 @@ async def test_a_replay_is_a_new_delivery_flagged_as_a_replay(bypass: bool) -> N
         without_js = await post(client, "/_voicehooks/deliveries/1/replay", form)
     finally:
         inspector.recent.stop_capturing_logs()
-    assert answer.status == 200
+    assert answer.status_code == 200
     assert answer.json() == {"id": 2, "status": 200}
     assert 'Replayed as</dt><dd><a href="/_voicehooks/deliveries/2">#2</a>' in page
-    assert without_js.status == 303
+    assert without_js.status_code == 303
     assert without_js.headers["location"] == "/_voicehooks/deliveries/3"
     # Without bypassing, the replays are duplicates: answered with the first result, not run.
     assert seen == ([False, True, True] if bypass else [False])
@@ -158,7 +158,7 @@ async def test_a_replay_that_cannot_be_done_says_why(
         response = await post(client, path, b"", [*headers, *accept])
     finally:
         inspector.recent.stop_capturing_logs()
-    assert response.status == status
+    assert response.status_code == status
     assert message in (response.json()["error"] if wants_json else text(response))
 
 
@@ -201,12 +201,12 @@ async def test_static_files_and_unknown_pages() -> None:
     script = await get(client, "/_voicehooks/static/inspector.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert "EventSource" in text(script)
-    assert (await get(client, "/_voicehooks/static/inspector.css")).status == 200
-    assert (await get(client, "/_voicehooks/static/secrets.txt")).status == 404
-    assert (await get(client, "/_voicehooks/deliveries/5")).status == 404
+    assert (await get(client, "/_voicehooks/static/inspector.css")).status_code == 200
+    assert (await get(client, "/_voicehooks/static/secrets.txt")).status_code == 404
+    assert (await get(client, "/_voicehooks/deliveries/5")).status_code == 404
     moved = await get(client, "/_voicehooks")
-    assert moved.status in (307, 308)
-    assert (await get(client, "/elsewhere")).status == 404  # the app's own 404
+    assert moved.status_code in (307, 308)
+    assert (await get(client, "/elsewhere")).status_code == 404  # the app's own 404
 
 
 async def test_the_live_stream_announces_deliveries_then_ends(
@@ -237,7 +237,7 @@ async def test_too_many_live_pages_are_refused() -> None:
     inspector.recent.stop_capturing_logs()
     held = [inspector.recent.watch() for _ in range(MAX_WATCHERS)]
     response = await get(client, "/_voicehooks/events")
-    assert response.status == 503
+    assert response.status_code == 503
     inspector.recent.close_watchers()
     for watching in held:
         assert watching is not None

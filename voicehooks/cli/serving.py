@@ -8,8 +8,9 @@ were the p99 latency (tens of milliseconds) before. It is process-wide, which is
 process owner does it here and the library does not.
 
 ``run --record`` adds a ``Recorder`` to the app; ``dev`` serves it wrapped in the
-``Inspector``. Each process then says which event loop and HTTP parser it runs on: uvloop and httptools are
-what the benchmarks measure, and about three times the throughput of asyncio's loop and h11.
+``Inspector``. Each process then says which event loop and HTTP parser it runs on: uvloop and
+httptools are what the benchmarks measure, and about three times the throughput of asyncio's
+loop and h11.
 """
 
 from __future__ import annotations

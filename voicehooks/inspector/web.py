@@ -219,7 +219,10 @@ class Inspector:
         _log.info(
             "replaying delivery #%d%s", entry_id, " (bypassing duplicates)" if bypass_dedupe else ""
         )
-        client = WebhookClient(self.app, secret=self.secret, path=self.app.path)
+        # A bug the replay meets is answered and logged as in production, not raised here.
+        client = WebhookClient(
+            self.app, secret=self.secret, path=self.app.path, raise_exceptions=False
+        )
         headers = {
             "x-webhook-event": event,
             REPLAY_HEADER.decode(): "bypass-dedupe" if bypass_dedupe else "1",
@@ -228,7 +231,7 @@ class Inspector:
         started = time.perf_counter()
         response = await client.post(body, headers=headers)
         _log.debug("replay answered in %.1f ms", (time.perf_counter() - started) * 1000)
-        return response.status
+        return response.status_code
 
 
 def _gone() -> Response:

@@ -337,6 +337,7 @@ async def run_scenario(
     *,
     secret: str | None = None,
     path: str = "/",
+    raise_exceptions: bool = True,
 ) -> ScenarioReport:
     """Run a scenario in memory against ``app``, its lifespan running as under a server.
 
@@ -345,6 +346,8 @@ async def run_scenario(
         app: The ``VoiceHooks`` app (or a parent that mounts it at ``path``).
         secret: Signs the deliveries; ``VOICEHOOKS_SECRET``'s first entry when omitted.
         path: Where the webhook endpoint is.
+        raise_exceptions: A bug in a tool or handler fails the run, raised as itself (see
+            ``WebhookClient``); ``False`` answers it as in production, a step's failure.
 
     Returns:
         The report; call ``report.check()`` to fail a test with it.
@@ -353,11 +356,12 @@ async def run_scenario(
         ``(await run_scenario("scenarios/repair.toml", app)).check()``
     """
     loaded = scenario if isinstance(scenario, Scenario) else Scenario.load(scenario)
-    async with WebhookClient(app, secret=secret, path=path) as client:
+    client = WebhookClient(app, secret=secret, path=path, raise_exceptions=raise_exceptions)
+    async with client:
 
         async def send(body: bytes, event: str) -> tuple[int, bytes]:
             response = await client.post(body, headers={"x-webhook-event": event})
-            return response.status, response.body
+            return response.status_code, response.content
 
         return await run(loaded, send)
 
