@@ -13,6 +13,7 @@ from .events import (
 )
 from .exceptions import ConfigurationError, StoreError, ToolError, Unavailable, VoiceHooksError
 from .observers import Observer
+from .recording import Recorder
 from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
 from .signing import sign
 from .stores import DeliveryStore, MemoryStore, RedisStore
@@ -30,6 +31,7 @@ __all__ = [
     "Event",
     "MemoryStore",
     "Observer",
+    "Recorder",
     "RedisStore",
     "StatusUpdate",
     "StoreError",
