@@ -243,8 +243,9 @@ async def test_a_thirty_step_scenario_runs() -> None:
     assert seen["runs"] == 30
 
 
-def test_the_readme_scenario_is_a_valid_scenario() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+def test_the_documented_scenario_is_a_valid_scenario() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "inspect-and-replay.md"
+    readme = page.read_text()
     (block,) = re.findall(r"^```toml\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
     scenario = Scenario.parse(block)
     assert [step.event for step in scenario.steps] == [
