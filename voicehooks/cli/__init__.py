@@ -19,13 +19,10 @@ verify, a server that cannot be reached); 2 a usage error (click's own conventio
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -38,9 +35,11 @@ from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
 from voicehooks.exceptions import ConfigurationError
 from voicehooks.stores import MemoryStore
 
+from .dev import dev
 from .environment import env_file_option, patched_environ, read_env_file
 from .replay import replay
 from .send import send
+from .serve import serve
 from .simulate import simulate
 from .verify import verify
 
@@ -302,7 +301,7 @@ def run(
             "again. Set VOICEHOOKS_REDIS_URL to share one Redis.",
             err=True,
         )
-    _serve(
+    serve(
         target,
         directory,
         host=host,
@@ -315,155 +314,6 @@ def run(
         forwarded_allow_ips=forwarded_allow_ips,
         root_path=root_path,
     )
-
-
-@main.command(context_settings={"show_default": True})
-@click.argument("target")
-@click.option("--host", default="127.0.0.1", help="Interface to bind.")
-@click.option("--port", default=8000, type=int, help="Port to bind.")
-@click.option("--no-reload", is_flag=True, help="Do not restart when source files change.")
-@click.option(
-    "--log-level",
-    default="info",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-)
-@click.option(
-    "--record",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Append every verified delivery to FILE as JSON lines (personal data: mode 0600).",
-)
-@click.option(
-    "--allow-remote-inspector",
-    is_flag=True,
-    help="Serve the inspector on a non-loopback --host too (it shows personal data).",
-)
-@env_file_option
-def dev(
-    target: str,
-    host: str,
-    port: int,
-    no_reload: bool,
-    log_level: str,
-    record: str | None,
-    allow_remote_inspector: bool,
-) -> None:
-    """Serve TARGET for development: reload, a readable log, the inspector at /_voicehooks/.
-
-    The inspector lists recent deliveries grouped by call, shows each one (personal data
-    masked until asked for), its answer, log lines and tool timings, and replays any of
-    them. Development only: one process, deliveries kept in memory (and across reloads in a
-    private temporary file), replays may bypass duplicate suppression.
-
-    \b
-    Examples:
-        VOICEHOOKS_SECRET=whsec_dev voicehooks dev examples/quickstart.py
-        voicehooks dev myapp:app --port 8001 --record deliveries.jsonl --env-file .env
-    """
-    if host not in ("127.0.0.1", "::1", "localhost") and not allow_remote_inspector:
-        raise click.UsageError(
-            f"--host {host} would show the inspector (personal data, replays) to other "
-            "machines. Use 127.0.0.1, or add --allow-remote-inspector on a trusted network."
-        )
-    _, _, directory = load_target(target)
-    click.echo(f"Inspector: http://{_url_host(host)}:{port}/_voicehooks/", err=True)
-    # The inspector's list outlives each reload in a private file, deleted when dev exits.
-    history = tempfile.mkdtemp(prefix="voicehooks-dev-")
-    try:
-        _serve(
-            target,
-            directory,
-            host=host,
-            port=port,
-            reload=not no_reload,
-            workers=1,
-            log_level=log_level,
-            record=record,
-            inspector="remote" if allow_remote_inspector else "local",
-            history=os.path.join(history, "inspector.jsonl"),
-        )
-    finally:
-        shutil.rmtree(history, ignore_errors=True)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _serve(
-    target: str,
-    directory: str | None,
-    *,
-    host: str,
-    port: int,
-    reload: bool,
-    workers: int,
-    log_level: str,
-    record: str | None,
-    inspector: str | None = None,
-    history: str | None = None,
-    **uvicorn_options: Any,
-) -> None:
-    """Run uvicorn on ``voicehooks.cli.serving:app``; what it adds travels in the environment."""
-    import uvicorn
-    import uvicorn.config
-
-    from voicehooks.cli import serving
-
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["voicehooks"] = {
-        "handlers": ["default"],
-        "level": log_level.upper(),
-        "propagate": False,
-    }
-    # The app's own loggers (logging.getLogger(__name__)) show at the same level.
-    log_config["root"] = {"handlers": ["default"], "level": log_level.upper()}
-    # The reloader's file watcher logs every change it sees at INFO: noise, not news.
-    log_config["loggers"]["watchfiles"] = {"level": "WARNING"}
-    if inspector is not None:  # development: the time and the logger's name on every line
-        formatter = log_config["formatters"]["default"]
-        formatter["fmt"] = "%(asctime)s %(levelprefix)s %(name)s: %(message)s"
-        formatter["datefmt"] = "%H:%M:%S"
-    # Inherited by the server processes (see serving.py).
-    environment = {
-        serving.TARGET_ENV: target,
-        serving.RECORD_ENV: _record_file(record) if record is not None else None,
-        serving.INSPECTOR_ENV: inspector,
-        serving.HISTORY_ENV: history,
-    }
-    for name, value in environment.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    uvicorn.run(
-        "voicehooks.cli.serving:app",
-        factory=True,
-        host=host,
-        port=port,
-        reload=reload,
-        workers=workers if not reload else None,
-        log_level=log_level,
-        log_config=log_config,
-        app_dir=directory or os.getcwd(),
-        lifespan="on",
-        access_log=False,  # voicehooks logs one line per delivery itself
-        http=serving.http_parser(),
-        # The inspector's live pages hold a stream open: do not wait long for them to end.
-        timeout_graceful_shutdown=3 if inspector is not None else None,
-        **uvicorn_options,
-    )
-
-
-def _record_file(path: str) -> str:
-    """``path`` made absolute, after checking that it can be written (created 0600)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot write {path!r}: {exc.strerror}", param_hint="--record"
-        ) from None
-    return os.path.abspath(path)
 
 
 @main.command()
@@ -506,6 +356,7 @@ def tools(target: str, url: str | None) -> None:
     click.echo(json.dumps(app.tool_definitions(url), indent=2, ensure_ascii=False))
 
 
+main.add_command(dev)
 main.add_command(replay)
 main.add_command(send)
 main.add_command(simulate)

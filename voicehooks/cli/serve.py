@@ -1,0 +1,92 @@
+"""Serving a target with uvicorn, for ``voicehooks run`` and ``voicehooks dev``.
+
+What a server process adds to the app (a recorder, the inspector) travels to it in the
+environment, because uvicorn starts the processes (workers, reloads) and imports the app in
+each; ``serving.py`` is the other end.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import click
+
+__all__ = ["record_file", "serve"]
+
+
+def serve(
+    target: str,
+    directory: str | None,
+    *,
+    host: str,
+    port: int,
+    reload: bool,
+    workers: int,
+    log_level: str,
+    record: str | None,
+    inspector: str | None = None,
+    history: str | None = None,
+    **uvicorn_options: Any,
+) -> None:
+    """Run uvicorn on ``voicehooks.cli.serving:app``; what it adds travels in the environment."""
+    import uvicorn
+    import uvicorn.config
+
+    from voicehooks.cli import serving
+
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["voicehooks"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
+    # The app's own loggers (logging.getLogger(__name__)) show at the same level.
+    log_config["root"] = {"handlers": ["default"], "level": log_level.upper()}
+    # The reloader's file watcher logs every change it sees at INFO: noise, not news.
+    log_config["loggers"]["watchfiles"] = {"level": "WARNING"}
+    if inspector is not None:  # development: the time and the logger's name on every line
+        formatter = log_config["formatters"]["default"]
+        formatter["fmt"] = "%(asctime)s %(levelprefix)s %(name)s: %(message)s"
+        formatter["datefmt"] = "%H:%M:%S"
+    # Inherited by the server processes (see serving.py).
+    environment = {
+        serving.TARGET_ENV: target,
+        serving.RECORD_ENV: record_file(record) if record is not None else None,
+        serving.INSPECTOR_ENV: inspector,
+        serving.HISTORY_ENV: history,
+    }
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    uvicorn.run(
+        "voicehooks.cli.serving:app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        workers=workers if not reload else None,
+        log_level=log_level,
+        log_config=log_config,
+        app_dir=directory or os.getcwd(),
+        lifespan="on",
+        access_log=False,  # voicehooks logs one line per delivery itself
+        http=serving.http_parser(),
+        # The inspector's live pages hold a stream open: do not wait long for them to end.
+        timeout_graceful_shutdown=3 if inspector is not None else None,
+        **uvicorn_options,
+    )
+
+
+def record_file(path: str) -> str:
+    """``path`` made absolute, after checking that it can be written (created 0600)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {path!r}: {exc.strerror}", param_hint="--record"
+        ) from None
+    return os.path.abspath(path)
