@@ -1,0 +1,259 @@
+"""Prometheus metrics: an observer that counts deliveries, tool calls and background jobs.
+
+``pip install 'voicehooks[metrics]'``, then ``voicehooks run --metrics`` (or
+``VOICEHOOKS_METRICS=1``) serves ``GET /metrics`` on the app's own port. What it exports:
+
+* ``voicehooks_deliveries_total{event, outcome}`` (counter)
+* ``voicehooks_delivery_duration_seconds{event}`` (histogram)
+* ``voicehooks_tool_calls_total{tool, outcome}`` (counter)
+* ``voicehooks_tool_duration_seconds{tool}`` (histogram)
+* ``voicehooks_background_jobs{state="running"}`` (gauge)
+* ``voicehooks_background_jobs_ended_total{outcome}`` (counter)
+* ``voicehooks_background_job_duration_seconds`` (histogram)
+* ``voicehooks_background_queue_depth`` (gauge; the durable queue sets it)
+
+Outcomes are the values of ``DeliveryOutcome``, ``ToolOutcome`` and ``JobOutcome``
+(``answered``, ``duplicate``, ``rejected_401``, ...; ``ok``, ``error``, ``timeout``, ...).
+Labels never carry a call id, a phone number or an argument. ``event`` is one of the four
+event types or ``_unknown`` (rejected before decoding, or a type this version does not know);
+``tool`` is a registered tool's name or ``_unknown``, so a model that invents tool names
+cannot grow the series without bound. The duration buckets are fitted to the platform's
+budgets: 4 and 5 s (assistant-request), 8 and 10 s (tool calls).
+
+Several worker processes (``voicehooks run --workers N``) share one count through
+prometheus_client's multiprocess mode: ``voicehooks run`` gives them a private
+``PROMETHEUS_MULTIPROC_DIR``, removes it at exit, and each scrape first drops the live gauges
+of workers that have died. Under gunicorn, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+directory yourself (see the README).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from .events import EVENT_NAMES
+from .exceptions import ConfigurationError
+from .observers import Delivery, JobRun, Observer, ToolRun
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from starlette.types import Receive, Scope, Send
+
+__all__ = [
+    "BUCKETS_SECONDS",
+    "METRICS_ENV",
+    "MULTIPROC_DIR_ENV",
+    "PrometheusObserver",
+    "exposition",
+]
+
+METRICS_ENV: Final = "VOICEHOOKS_METRICS"
+"""Set to ``1`` to serve ``GET /metrics`` (what ``voicehooks run --metrics`` does)."""
+MULTIPROC_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus_client's multiprocess mode keeps each process's values."""
+
+BUCKETS_SECONDS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    4.0,
+    5.0,
+    8.0,
+    10.0,
+)
+"""Histogram buckets: fine below 100 ms where a healthy answer lands, then the budgets."""
+
+UNKNOWN: Final = "_unknown"
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError:
+        raise ConfigurationError(
+            "metrics need prometheus_client: pip install 'voicehooks[metrics]'"
+        ) from None
+    return prometheus_client
+
+
+class PrometheusObserver(Observer):
+    """Count deliveries, tool calls and background jobs into a Prometheus registry.
+
+    Args:
+        registry: Where the metrics are registered; a private one by default, so several
+            apps in one process (tests) do not collide. ``exposition`` serves it together
+            with prometheus_client's default registry (process metrics, your own metrics).
+
+    Example:
+        >>> from voicehooks import VoiceHooks
+        >>> from voicehooks.metrics import PrometheusObserver
+        >>> app = VoiceHooks(secret="whsec_example", observers=[PrometheusObserver()])
+
+    Each label combination's child is looked up once and kept: the label sets are bounded
+    (event types x outcomes, registered tools x outcomes), and a cached child costs one
+    dict lookup per delivery instead of prometheus_client's ``labels()`` call.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        prometheus = _prometheus()
+        self.registry: CollectorRegistry = (
+            registry if registry is not None else prometheus.CollectorRegistry(auto_describe=True)
+        )
+        r = self.registry
+        self.deliveries = prometheus.Counter(
+            "voicehooks_deliveries",
+            "Deliveries received, by event type and how they ended.",
+            ["event", "outcome"],
+            registry=r,
+        )
+        self.delivery_duration = prometheus.Histogram(
+            "voicehooks_delivery_duration_seconds",
+            "Time from receiving a delivery to sending its answer.",
+            ["event"],
+            buckets=BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.tool_calls = prometheus.Counter(
+            "voicehooks_tool_calls",
+            "Tool calls, by tool and how they ended.",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.tool_duration = prometheus.Histogram(
+            "voicehooks_tool_duration_seconds",
+            "Time a tool call took until its answer (its interim text, if it sent one).",
+            ["tool"],
+            buckets=BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.jobs = prometheus.Gauge(
+            "voicehooks_background_jobs",
+            "Background jobs (handlers after the answer, fire-and-forget tools) by state.",
+            ["state"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.jobs_ended = prometheus.Counter(
+            "voicehooks_background_jobs_ended",
+            "Background jobs that ended, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.job_duration = prometheus.Histogram(
+            "voicehooks_background_job_duration_seconds",
+            "Time a background job ran.",
+            buckets=BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.queue_depth = prometheus.Gauge(
+            "voicehooks_background_queue_depth",
+            "Jobs waiting in the durable queue (set by durable mode; absent otherwise).",
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self._running = self.jobs.labels(state="running")
+        self._running.set(0)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def delivery_answered(self, delivery: Delivery) -> None:
+        """Count the delivery and observe how long it took."""
+        event = delivery.event_type
+        if event not in EVENT_NAMES or delivery.outcome == "unknown_event":
+            event = UNKNOWN
+        self._child(self.deliveries, event, delivery.outcome).inc()
+        self._child(self.delivery_duration, event).observe(delivery.duration_seconds)
+
+    def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
+        """Count the tool call and observe how long it took."""
+        tool = run.name if run.registered else UNKNOWN
+        self._child(self.tool_calls, tool, run.outcome).inc()
+        self._child(self.tool_duration, tool).observe(run.duration_seconds)
+
+    def job_started(self, job: JobRun) -> None:
+        """One more job running."""
+        self._running.inc()
+
+    def job_ended(self, job: JobRun) -> None:
+        """One job less running; count how it ended."""
+        self._running.dec()
+        self._child(self.jobs_ended, job.outcome).inc()
+        self.job_duration.observe(job.duration_seconds)
+
+    def set_queue_depth(self, depth: int) -> None:
+        """The hook for durable mode: how many jobs wait in the shared queue right now."""
+        self.queue_depth.set(depth)
+
+    async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /metrics`` as a raw ASGI app: the text exposition format."""
+        if scope["method"] != "GET":
+            await _respond(send, 405, b"text/plain", b"GET /metrics\n", [(b"allow", b"GET")])
+            return
+        body, content_type = await anyio.to_thread.run_sync(exposition, self.registry)
+        await _respond(send, 200, content_type.encode(), body, [])
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """What ``GET /metrics`` answers: the body and its content type.
+
+    In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) the values of every process are
+    merged from that directory, after the live gauges of dead processes are dropped;
+    otherwise ``registry`` and prometheus_client's default registry are served together.
+    """
+    prometheus = _prometheus()
+    from prometheus_client import multiprocess
+
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory:
+        _forget_dead_processes(directory)
+        merged = prometheus.CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, directory)  # type: ignore[no-untyped-call]
+        return prometheus.generate_latest(merged), prometheus.CONTENT_TYPE_LATEST
+    body = prometheus.generate_latest(registry) + prometheus.generate_latest(prometheus.REGISTRY)
+    return body, prometheus.CONTENT_TYPE_LATEST
+
+
+def _forget_dead_processes(directory: str) -> None:
+    # A worker that crashed never ran its shutdown: its "running jobs" would count forever.
+    from prometheus_client import multiprocess
+
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid_text = os.path.basename(path).rsplit("_", 1)[-1].removesuffix(".db")
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            multiprocess.mark_process_dead(int(pid_text), directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process of the same pid
+        return True
+    return True
+
+
+async def _respond(
+    send: Send, status: int, content_type: bytes, body: bytes, extra: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
+    await send({"type": "http.response.body", "body": body})
