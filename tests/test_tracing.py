@@ -1,0 +1,256 @@
+"""The tracing observer, driven with hand-made records, checked with the OTel SDK's
+in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from voicehooks import tracing
+from voicehooks.observers import Delivery, JobRun, ToolRun
+from voicehooks.tracing import TracingObserver
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01".encode()
+CALL_ID = "call-_+31612345678_XqaQ"
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+def delivery(headers: list[tuple[bytes, bytes]] | None = None) -> Delivery:
+    return Delivery(headers or [(b"content-type", b"application/json")])
+
+
+def answer(record: Delivery, status: int = 200, outcome: str = "answered") -> None:
+    record.event_type = "tool-calls"
+    record.call_id = CALL_ID
+    record.status = status
+    record.outcome = outcome
+
+
+def only(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    found = [span for span in spans if span.name == name]
+    assert len(found) == 1, [span.name for span in spans]
+    return found[0]
+
+
+def test_a_delivery_is_a_server_span_with_http_attributes_and_a_masked_call_id(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery([(b"user-agent", b"VoiceDock/1.0")])
+    observer.delivery_started(record)
+    answer(record)
+    observer.delivery_answered(record)
+    (span,) = exporter.get_finished_spans()
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "POST"
+    attributes = dict(span.attributes or {})
+    assert attributes["http.request.method"] == "POST"
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["user_agent.original"] == "VoiceDock/1.0"
+    assert attributes["voicehooks.event.type"] == "tool-calls"
+    assert attributes["voicehooks.delivery.outcome"] == "answered"
+    assert attributes["voicehooks.call.id"] == "call-_+***********_XqaQ"
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.parent is None
+
+
+def test_an_incoming_traceparent_makes_the_delivery_part_of_the_senders_trace(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery([(b"traceparent", TRACEPARENT)])
+    observer.delivery_started(record)
+    answer(record)
+    observer.delivery_answered(record)
+    (span,) = exporter.get_finished_spans()
+    assert span.context is not None
+    assert span.parent is not None
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == PARENT_ID
+    assert span.parent.is_remote
+
+
+def test_inside_an_active_server_span_the_delivery_is_an_internal_child(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    outer = provider.get_tracer("parent-app").start_span("POST /hooks/", kind=SpanKind.SERVER)
+    with trace.use_span(outer, end_on_exit=True):
+        record = delivery([(b"traceparent", TRACEPARENT)])  # the parent already used it
+        observer.delivery_started(record)
+        answer(record)
+        observer.delivery_answered(record)
+    spans = exporter.get_finished_spans()
+    assert [s.kind for s in spans].count(SpanKind.SERVER) == 1
+    child = only(spans, "voicehooks tool-calls")
+    assert child.kind is SpanKind.INTERNAL
+    assert child.parent is not None
+    assert outer.get_span_context().span_id == child.parent.span_id
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"), [(200, None), (401, None), (413, None), (500, "500"), (503, "503")]
+)
+def test_only_a_5xx_marks_the_delivery_span_as_an_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter, status: int, error_type: str | None
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_started(record)
+    record.status, record.outcome = status, f"rejected_{status}"
+    observer.delivery_answered(record)
+    (span,) = exporter.get_finished_spans()
+    assert (span.attributes or {}).get("error.type") == error_type
+    expected = StatusCode.ERROR if error_type else StatusCode.UNSET
+    assert span.status.status_code is expected
+    assert "voicehooks.event.type" not in (span.attributes or {})
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failed"),
+    [
+        ("ok", False),
+        ("interim", False),
+        ("duplicate", False),
+        ("started", False),
+        ("error", True),
+        ("failed", True),
+        ("timeout", True),
+        ("invalid_arguments", True),
+        ("unknown", True),
+        ("overloaded", True),
+    ],
+)
+def test_a_tool_call_is_an_execute_tool_child_span_per_the_genai_conventions(
+    provider: TracerProvider, exporter: InMemorySpanExporter, outcome: str, failed: bool
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_started(record)
+    run = ToolRun("check_repair_status", "tool_0612345678_a", registered=True)
+    observer.tool_started(record, run)
+    run.end(outcome)
+    observer.tool_ended(record, run)
+    answer(record)
+    observer.delivery_answered(record)
+    spans = exporter.get_finished_spans()
+    tool = only(spans, "execute_tool check_repair_status")
+    server = only(spans, "POST")
+    assert tool.kind is SpanKind.INTERNAL
+    assert tool.parent is not None
+    assert server.context is not None
+    assert tool.parent.span_id == server.context.span_id
+    attributes = dict(tool.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "execute_tool"
+    assert attributes["gen_ai.tool.name"] == "check_repair_status"
+    assert attributes["gen_ai.tool.call.id"] == "tool_**********_a"
+    assert attributes["gen_ai.tool.type"] == "function"
+    assert attributes.get("error.type") == (outcome if failed else None)
+    assert (tool.status.status_code is StatusCode.ERROR) is failed
+    assert not any("argument" in key or "result" in key for key in attributes)
+
+
+def test_a_background_job_is_a_root_span_linked_to_its_delivery(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_started(record)
+    assert record.trace["traceparent"].startswith("00-")
+    answer(record, outcome="answered")
+    observer.delivery_answered(record)
+    job = JobRun("end-of-call-report", CALL_ID, "reports:store", "d1", 2, record.trace)
+    observer.job_started(job)
+    job.end("failed")
+    observer.job_ended(job)
+    server = only(exporter.get_finished_spans(), "POST")
+    span = only(exporter.get_finished_spans(), "background reports:store")
+    assert span.parent is None
+    assert server.context is not None
+    assert span.context is not None
+    assert span.context.trace_id != server.context.trace_id
+    assert [link.context.span_id for link in span.links] == [server.context.span_id]
+    attributes = dict(span.attributes or {})
+    assert attributes["voicehooks.job.attempt"] == 2
+    assert attributes["voicehooks.call.id"] == "call-_+***********_XqaQ"
+    assert attributes["error.type"] == "failed"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_job_without_a_carrier_has_no_link_and_done_is_no_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    job = JobRun("status-update", "c1", "h", "d1", 1, {})
+    observer.job_started(job)
+    job.end("done")
+    observer.job_ended(job)
+    (span,) = exporter.get_finished_spans()
+    assert not span.links
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_the_delivery_span_is_current_until_the_answer(provider: TracerProvider) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_started(record)
+    current = trace.get_current_span()
+    assert current.get_span_context().is_valid
+    answer(record)
+    observer.delivery_answered(record)
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_ends_of_unknown_records_are_ignored(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_answered(record)
+    observer.tool_ended(record, ToolRun("t", "x", True))
+    observer.job_ended(JobRun("status-update", "c", "h", "d", 1, {}))
+    assert exporter.get_finished_spans() == ()
+
+
+def test_open_spans_are_bounded_and_the_oldest_is_ended_as_abandoned(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracing, "MAX_OPEN_SPANS", 2)
+    observer = TracingObserver(provider)
+    jobs = [JobRun("status-update", "c", f"h{n}", "d", 1, {}) for n in range(3)]
+    for job in jobs:
+        observer.job_started(job)
+    assert len(list(observer.open_spans())) == 2
+    (abandoned,) = exporter.get_finished_spans()
+    assert abandoned.name == "background h0"
+    assert (abandoned.attributes or {})["voicehooks.span.abandoned"] is True
+
+
+def test_without_opentelemetry_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from voicehooks.exceptions import ConfigurationError
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(ConfigurationError, match=r"voicehooks\[otel\]"):
+        TracingObserver()
