@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import MutableMapping
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -223,3 +225,24 @@ def test_multiprocess_mode_sums_processes_and_forgets_the_running_jobs_of_dead_o
                 worker.stdin.close()
             if worker.stdout is not None:
                 worker.stdout.close()
+
+
+async def test_the_endpoint_is_an_asgi_app_answering_the_exposition() -> None:
+    observer = PrometheusObserver()
+    observer.delivery_answered(delivery("tool-calls", "answered"))
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await observer.endpoint({"type": "http", "method": "GET"}, receive, send)
+    start, body = sent
+    assert start["status"] == 200
+    headers = dict(start["headers"])
+    assert headers[b"content-type"].startswith(b"text/plain; version=")
+    text = body["body"]
+    assert isinstance(text, bytes)
+    assert b'voicehooks_deliveries_total{event="tool-calls",outcome="answered"} 1.0' in text

@@ -47,6 +47,7 @@ __all__ = [
     "BUCKETS_SECONDS",
     "METRICS_ENV",
     "MULTIPROC_DIR_ENV",
+    "MetricsEndpoint",
     "PrometheusObserver",
     "exposition",
 ]
@@ -202,13 +203,31 @@ class PrometheusObserver(Observer):
         """The hook for durable mode: how many jobs wait in the shared queue right now."""
         self.queue_depth.set(depth)
 
-    async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /metrics`` as a raw ASGI app: the text exposition format."""
-        if scope["method"] != "GET":
-            await _respond(send, 405, b"text/plain", b"GET /metrics\n", [(b"allow", b"GET")])
-            return
+    @property
+    def endpoint(self) -> MetricsEndpoint:
+        """``GET /metrics`` for this observer's registry, as an ASGI app to route or mount."""
+        return MetricsEndpoint(self.registry)
+
+
+class MetricsEndpoint:
+    """An ASGI app answering every request with the text exposition (see ``exposition``).
+
+    The exposition is built in a worker thread: in multiprocess mode it reads every
+    process's files, which must not stall the event loop during a live call.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer with the metrics."""
         body, content_type = await anyio.to_thread.run_sync(exposition, self.registry)
-        await _respond(send, 200, content_type.encode(), body, [])
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
@@ -249,11 +268,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # pragma: no cover - another user's process of the same pid
         return True
     return True
-
-
-async def _respond(
-    send: Send, status: int, content_type: bytes, body: bytes, extra: list[tuple[bytes, bytes]]
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
-    await send({"type": "http.response.body", "body": body})
