@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import MutableMapping
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
