@@ -143,7 +143,7 @@ def _report(title: str, results: dict[str, list[float]], baseline: bool) -> None
     for name, values in results.items():
         median = statistics.median(values)
         extra = f"  (+{median - base:.2f} µs)" if baseline and name != "none" else ""
-        spread = f"{min(values):.2f}–{max(values):.2f}"
+        spread = f"{min(values):.2f} to {max(values):.2f}"
         print(f"  {name:<16} {median:8.2f} µs  [rounds {spread}]{extra}")
 
 
