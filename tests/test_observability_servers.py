@@ -10,6 +10,7 @@ the phone number or the secret.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import Server, running_command, running_server
 from voicehooks import sign
@@ -51,6 +53,16 @@ def post(port: int, path: str, body: bytes, *, signed: bool = True) -> int:
         response = connection.getresponse()
         response.read()
         return response.status
+    finally:
+        connection.close()
+
+
+def post_answer(port: int, body: bytes) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/", body=body, headers=sign(body, SECRET))
+        response = connection.getresponse()
+        return response.status, response.read()
     finally:
         connection.close()
 
@@ -174,3 +186,57 @@ def test_gunicorn_with_uvicorn_workers_shows_the_lines_after_the_one_line_setup(
     with running_command(argv, tmp_path, env=observed_env) as server:
         exercise(server)
         assert_text_lines(server)
+
+
+def scrape(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, text = get(server.port, "/metrics")
+    assert status == 200, text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def two_workers(kind: str, tmp_path: Path) -> contextlib.AbstractContextManager[Server]:
+    if kind == "voicehooks run":
+        args = ["--workers", "2", "--metrics"]
+        return running_server("tests/apps/observed.py", tmp_path, env=ENV, args=args)
+    # gunicorn, as the README documents it: an empty multiprocess directory and the switch.
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    env = {**ENV, "VOICEHOOKS_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    argv = lambda port: [  # noqa: E731
+        sys.executable, "-m", "gunicorn", "tests.apps.observed:app",
+        "--bind", f"127.0.0.1:{port}", "--workers", "2",
+        "--worker-class", "uvicorn_worker.UvicornWorker",
+    ]  # fmt: skip
+    return running_command(argv, tmp_path, env=env)
+
+
+@pytest.mark.parametrize("kind", ["voicehooks run", "gunicorn"])
+def test_two_workers_count_every_delivery_exactly_once(tmp_path: Path, kind: str) -> None:
+    with two_workers(kind, tmp_path) as server:
+        wait_for(server, r"Started server process(.|\n)*Started server process")
+        pids: set[int] = set()
+        sent = 0
+        # Until both workers have answered (bounded), then a fixed number more.
+        while (len(pids) < 2 and sent < 200) or sent < 30:
+            body = msgspec.json.encode(tool_calls(tool_call("whoami", id=f"t{sent}")))
+            status, answer = post_answer(server.port, body)
+            assert status == 200
+            pids.add(int(json.loads(answer)["results"][0]["result"]))
+            sent += 1
+        for _ in range(5):
+            assert post(server.port, "/", DELIVERY, signed=False) == 401
+        assert len(pids) == 2, "one worker answered everything; the sum proves nothing"
+        for _ in range(4):  # each scrape may reach either worker: all must agree
+            values = scrape(server)
+            key = (("event", "tool-calls"), ("outcome", "answered"))
+            assert values[("voicehooks_deliveries_total", key)] == sent
+            key = (("event", "_unknown"), ("outcome", "rejected_401"))
+            assert values[("voicehooks_deliveries_total", key)] == 5
+            key = (("outcome", "ok"), ("tool", "whoami"))
+            assert values[("voicehooks_tool_calls_total", key)] == sent
+            tool_count = "voicehooks_tool_duration_seconds_count"
+            assert values[(tool_count, (("tool", "whoami"),))] == sent

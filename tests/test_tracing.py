@@ -12,8 +12,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from voicehooks import tracing
+from voicehooks import VoiceHooks, tracing
+from voicehooks.events import EndOfCallReport
 from voicehooks.observers import Delivery, JobRun, ToolRun
+from voicehooks.testing import WebhookClient, tool_call, tool_calls
 from voicehooks.tracing import TracingObserver
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -254,3 +256,91 @@ def test_without_opentelemetry_the_error_names_the_extra(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ConfigurationError, match=r"voicehooks\[otel\]"):
         TracingObserver()
+
+
+# -- through the app ------------------------------------------------------------------
+
+SECRET = "whsec_tracing_tests"
+
+
+def traced_app(provider: TracerProvider) -> VoiceHooks:
+    app = VoiceHooks(secret=SECRET, observers=[TracingObserver(provider)])
+
+    @app.tool
+    async def lookup(order_number: str) -> str:
+        """Look an order up."""
+        return f"ready: {order_number}"
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        pass
+
+    return app
+
+
+@pytest.mark.anyio
+async def test_through_the_app_tools_nest_under_the_delivery_and_jobs_link_to_it(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = traced_app(provider)
+    async with WebhookClient(app, secret=SECRET) as client:
+        body = tool_calls(
+            tool_call("lookup", {"order_number": "ARGUMENT-MARKER"}, id="tool_1"),
+            tool_call("no_such_tool", id="tool_2"),
+            call_id=CALL_ID,
+        )
+        response = await client.post(body, headers={"traceparent": TRACEPARENT.decode()})
+        assert response.status == 200
+        await client.end_of_call_report(call_id=CALL_ID)
+        await client.wait_for_background()
+    spans = exporter.get_finished_spans()
+    servers = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert len(servers) == 2  # the tool-calls and the report deliveries
+    delivery_span = next(
+        s for s in servers if (s.attributes or {})["voicehooks.event.type"] == "tool-calls"
+    )
+    assert delivery_span.context is not None
+    assert format(delivery_span.context.trace_id, "032x") == TRACE_ID
+    lookup = only(spans, "execute_tool lookup")
+    unknown = only(spans, "execute_tool no_such_tool")
+    for tool in (lookup, unknown):
+        assert tool.parent is not None
+        assert tool.parent.span_id == delivery_span.context.span_id
+    assert (unknown.attributes or {})["error.type"] == "unknown"
+    assert "error.type" not in (lookup.attributes or {})
+    report = next(s for s in servers if s is not delivery_span)
+    assert report.context is not None
+    job = only(spans, "background tests.test_tracing:traced_app.<locals>.store")
+    assert [link.context.span_id for link in job.links] == [report.context.span_id]
+    for span in spans:
+        assert "ARGUMENT-MARKER" not in str(dict(span.attributes or {}))
+        assert "31612345678" not in str(dict(span.attributes or {}))
+
+
+@pytest.mark.anyio
+async def test_under_the_asgi_instrumentation_of_a_parent_app_there_is_one_server_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    hooks = traced_app(provider)
+    parent = FastAPI()
+    parent.mount("/hooks", hooks)
+    instrumented = OpenTelemetryMiddleware(parent, tracer_provider=provider)
+    client = WebhookClient(instrumented, secret=SECRET, path="/hooks/")
+    body = tool_calls(tool_call("lookup", {"order_number": "WO-1"}), call_id=CALL_ID)
+    response = await client.post(body, headers={"traceparent": TRACEPARENT.decode()})
+    assert response.status == 200
+    spans = exporter.get_finished_spans()
+    (server,) = [span for span in spans if span.kind is SpanKind.SERVER]
+    delivery_span = only(spans, "voicehooks tool-calls")
+    assert server.context is not None
+    assert delivery_span.context is not None
+    assert delivery_span.kind is SpanKind.INTERNAL
+    assert delivery_span.parent is not None
+    assert delivery_span.parent.span_id == server.context.span_id
+    assert format(server.context.trace_id, "032x") == TRACE_ID  # the instrumentation's doing
+    tool = only(spans, "execute_tool lookup")
+    assert tool.parent is not None
+    assert tool.parent.span_id == delivery_span.context.span_id

@@ -43,6 +43,12 @@ async def crash(note: str) -> None:
     raise KeyError(note)
 
 
+@app.tool
+async def whoami() -> int:
+    """The serving process's id: which worker answered."""
+    return os.getpid()
+
+
 @app.on("end-of-call-report")
 async def store(event: EndOfCallReport) -> None:
     log.info("report stored")
