@@ -14,8 +14,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from voicehooks.metrics import BUCKETS_SECONDS, MULTIPROC_DIR_ENV, PrometheusObserver, exposition
+from voicehooks import ConfigurationError, ToolError, VoiceHooks
+from voicehooks.events import EndOfCallReport
+from voicehooks.metrics import (
+    BUCKETS_SECONDS,
+    METRICS_ENV,
+    MULTIPROC_DIR_ENV,
+    PrometheusObserver,
+    exposition,
+)
 from voicehooks.observers import Delivery, JobRun, ToolRun
+from voicehooks.testing import WebhookClient, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -162,8 +171,6 @@ def test_the_exposition_serves_the_default_registry_too() -> None:
 def test_without_prometheus_client_the_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from voicehooks.exceptions import ConfigurationError
-
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ConfigurationError, match=r"voicehooks\[metrics\]"):
         PrometheusObserver()
@@ -246,3 +253,84 @@ async def test_the_endpoint_is_an_asgi_app_answering_the_exposition() -> None:
     text = body["body"]
     assert isinstance(text, bytes)
     assert b'voicehooks_deliveries_total{event="tool-calls",outcome="answered"} 1.0' in text
+
+
+# -- through the app ------------------------------------------------------------------
+
+SECRET = "whsec_metrics_tests"
+
+
+def metered_app(**options: Any) -> VoiceHooks:
+    app = VoiceHooks(secret=SECRET, **options)
+
+    @app.tool
+    async def lookup(order_number: str) -> str:
+        """Look an order up."""
+        return f"ready: {order_number}"
+
+    @app.tool
+    async def decline() -> None:
+        """Decline."""
+        raise ToolError("no")
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        pass
+
+    return app
+
+
+async def test_an_app_with_metrics_counts_and_serves_them_at_get_metrics() -> None:
+    app = metered_app(metrics=True)
+    async with WebhookClient(app, secret=SECRET) as client:
+        for _ in range(3):
+            await client.call_tools(
+                tool_call("lookup", {"order_number": "WO-1"}),
+                tool_call("decline"),
+                tool_call("made_up_+31612345678"),
+            )
+        await client.end_of_call_report()
+        await client.wait_for_background()
+        assert (await client.post(b"{}", signed=False)).status == 401
+        response = await client.request("GET", "/metrics", [], [])
+        refused = await client.request("POST", "/metrics", [], [])
+    assert response.status == 200
+    assert refused.status == 405
+    text = response.body.decode()
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    deliveries = "voicehooks_deliveries_total"
+    assert values[(deliveries, (("event", "tool-calls"), ("outcome", "answered")))] == 3
+    assert values[(deliveries, (("event", "end-of-call-report"), ("outcome", "answered")))] == 1
+    assert values[(deliveries, (("event", "_unknown"), ("outcome", "rejected_401")))] == 1
+    calls = "voicehooks_tool_calls_total"
+    assert values[(calls, (("outcome", "ok"), ("tool", "lookup")))] == 3
+    assert values[(calls, (("outcome", "error"), ("tool", "decline")))] == 3
+    assert values[(calls, (("outcome", "unknown"), ("tool", "_unknown")))] == 3
+    assert values[("voicehooks_background_jobs_ended_total", (("outcome", "done"),))] == 1
+    assert values[("voicehooks_background_jobs", (("state", "running"),))] == 0
+    assert "31612345678" not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [("1", True), ("true", True), ("0", False), ("", False), (None, False)]
+)
+def test_voicehooks_metrics_in_the_environment_switches_them_on(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv(METRICS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(METRICS_ENV, value)
+    app = metered_app()
+    assert (app.metrics is not None) is on
+    assert bool(app.observers) is on
+    assert metered_app(metrics=False).metrics is None
+
+
+def test_metrics_refuse_a_webhook_path_of_slash_metrics() -> None:
+    with pytest.raises(ConfigurationError, match="another path"):
+        VoiceHooks(secret=SECRET, path="/metrics", metrics=True)

@@ -144,6 +144,16 @@ def test_voicehooks_run_json_logs_are_one_object_per_line_without_private_values
     assert all(list(line)[:4] == ["time", "level", "logger", "message"] for line in lines)
     (delivery,) = [line for line in lines if str(line["message"]).startswith("tool-calls ")]
     assert delivery["level"] == "INFO"
+    assert delivery["event"] == "tool-calls"
+    assert delivery["call_id"] == "call-_+***********_XqaQ"
+    assert delivery["status"] == 200
+    assert isinstance(delivery["duration_ms"], float)
+    assert delivery["tools"] == [
+        {"name": "lookup", "outcome": "ok"},
+        {"name": "decline", "outcome": "error"},
+        {"name": "crash", "outcome": "failed"},
+        {"name": "?", "outcome": "unknown"},
+    ]
     (rejection,) = [line for line in lines if str(line["message"]).startswith("rejected 401")]
     assert rejection["level"] == "WARNING"
     assert_nothing_private(log)

@@ -3,6 +3,7 @@ in-memory exporter."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,13 @@ CALL_ID = "call-_+31612345678_XqaQ"
 @pytest.fixture
 def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
+
+
+@pytest.fixture(autouse=True)
+def _no_span_left_current() -> Iterator[None]:
+    yield
+    # Every start the observer attached, its end detached: nothing leaks into the next test.
+    assert not trace.get_current_span().get_span_context().is_valid
 
 
 @pytest.fixture
@@ -240,8 +248,13 @@ def test_open_spans_are_bounded_and_the_oldest_is_ended_as_abandoned(
     monkeypatch.setattr(tracing, "MAX_OPEN_SPANS", 2)
     observer = TracingObserver(provider)
     jobs = [JobRun("status-update", "c", f"h{n}", "d", 1, {}) for n in range(3)]
-    for job in jobs:
-        observer.job_started(job)
+
+    def start_all() -> None:
+        for job in jobs:
+            observer.job_started(job)
+
+    # In a context of its own: each job's span is made current, and these never end.
+    contextvars.copy_context().run(start_all)
     assert len(list(observer.open_spans())) == 2
     (abandoned,) = exporter.get_finished_spans()
     assert abandoned.name == "background h0"
@@ -310,7 +323,7 @@ async def test_through_the_app_tools_nest_under_the_delivery_and_jobs_link_to_it
     assert "error.type" not in (lookup.attributes or {})
     report = next(s for s in servers if s is not delivery_span)
     assert report.context is not None
-    job = only(spans, "background tests.test_tracing:traced_app.<locals>.store")
+    job = only(spans, "background traced_app.<locals>.store")
     assert [link.context.span_id for link in job.links] == [report.context.span_id]
     for span in spans:
         assert "ARGUMENT-MARKER" not in str(dict(span.attributes or {}))

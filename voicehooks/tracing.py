@@ -24,11 +24,11 @@ While a delivery or a job runs, its span is the current one, so spans your own c
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .exceptions import ConfigurationError
+from .logs import masked
 from .observers import Delivery, JobRun, Observer, ToolOutcome, ToolRun
 
 if TYPE_CHECKING:
@@ -47,11 +47,6 @@ oldest is ended (marked ``voicehooks.span.abandoned``) so a lost end cannot grow
 _TOOL_SUCCESS: Final = frozenset(
     {ToolOutcome.OK, ToolOutcome.INTERIM, ToolOutcome.DUPLICATE, ToolOutcome.STARTED}
 )
-_DIGITS: Final = re.compile(r"\d{7,}")
-
-
-def _mask(identifier: str) -> str:
-    return _DIGITS.sub(lambda m: "*" * len(m.group()), identifier)
 
 
 def _otel() -> Any:
@@ -129,6 +124,8 @@ class TracingObserver(Observer):
             self._internal.add(id(delivery))
         current = trace.set_span_in_context(span)
         self._propagate.inject(delivery.trace, context=current)
+        # Started and answered in the request's own task: current in between, so spans the
+        # app's code makes (in tools, in handlers before the answer) nest under it.
         self._remember(delivery, span, self._context.attach(current))
 
     def delivery_answered(self, delivery: Delivery) -> None:
@@ -147,7 +144,7 @@ class TracingObserver(Observer):
                 span.update_name(f"voicehooks {delivery.event_type}")
             span.set_attribute("voicehooks.event.type", delivery.event_type)
         if delivery.call_id is not None:
-            span.set_attribute("voicehooks.call.id", _mask(delivery.call_id))
+            span.set_attribute("voicehooks.call.id", masked(delivery.call_id))
         span.set_attribute("voicehooks.delivery.outcome", delivery.outcome)
         if delivery.status:
             span.set_attribute("http.response.status_code", delivery.status)
@@ -169,7 +166,7 @@ class TracingObserver(Observer):
             attributes={
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": run.name,
-                "gen_ai.tool.call.id": _mask(run.tool_call_id),
+                "gen_ai.tool.call.id": masked(run.tool_call_id),
                 "gen_ai.tool.type": "function",
             },
         )
@@ -208,17 +205,20 @@ class TracingObserver(Observer):
                 "voicehooks.job.name": job.name,
                 "voicehooks.job.attempt": job.attempt,
                 "voicehooks.event.type": job.event_type,
-                "voicehooks.call.id": _mask(job.call_id),
+                "voicehooks.call.id": masked(job.call_id),
             },
         )
-        self._remember(job, span, None)
+        # The job starts and ends in one task: its span can be the current one meanwhile.
+        self._remember(job, span, self._context.attach(trace.set_span_in_context(span)))
 
     def job_ended(self, job: JobRun) -> None:
         """Record how the job ended; any outcome but ``done`` is an error."""
         entry = self._forget(job)
         if entry is None:
             return
-        span = entry[0]
+        span, token = entry
+        if token is not None:
+            self._context.detach(token)
         span.set_attribute("voicehooks.job.outcome", job.outcome)
         if job.outcome != "done":
             span.set_attribute("error.type", job.outcome)
