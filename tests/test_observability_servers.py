@@ -159,6 +159,16 @@ def test_voicehooks_run_json_logs_are_one_object_per_line_without_private_values
     assert_nothing_private(log)
 
 
+def test_voicehooks_run_passes_a_log_config_file_through(tmp_path: Path) -> None:
+    args = ["--log-config", "examples/logging.yaml", "--log-level", "debug"]
+    with running_server("tests/apps/observed.py", tmp_path, env=ENV, args=args) as server:
+        exercise(server)
+        log = wait_for(server, r'"logger":"voicehooks","message":"tool-calls ')
+    lines = json_lines(log)
+    assert {"voicehooks", "observed", "uvicorn.error"} <= {line["logger"] for line in lines}
+    assert_nothing_private(log)
+
+
 def test_plain_uvicorn_shows_the_lines_after_the_one_line_setup(
     tmp_path: Path, observed_env: dict[str, str]
 ) -> None:
