@@ -42,6 +42,9 @@ POINTS_PER_DELIVERY = 4
 """Observer points one delivery with one tool call passes: started, tool started/ended, answered."""
 
 
+_PROVIDERS: list[Any] = []  # shut down at the end: each owns an export thread
+
+
 def _tracing() -> TracingObserver:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -55,7 +58,9 @@ def _tracing() -> TracingObserver:
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    _PROVIDERS.append(provider)
+    # A queue large enough that no span is dropped: dropping is cheaper than exporting.
+    provider.add_span_processor(BatchSpanProcessor(Dropping(), max_queue_size=1 << 17))
     return TracingObserver(provider)
 
 
@@ -161,8 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     loop, factory = inprocess.event_loop_factory()
-    with asyncio.Runner(loop_factory=factory) as runner:
-        results = runner.run(_run(args))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            results = runner.run(_run(args))
+    finally:
+        while _PROVIDERS:
+            _PROVIDERS.pop().shutdown()
     _report(
         f"{args.workload}, in-process on {loop}: µs per delivery, median of {args.rounds} rounds",
         results["end_to_end"],

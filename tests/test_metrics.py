@@ -334,3 +334,68 @@ def test_voicehooks_metrics_in_the_environment_switches_them_on(
 def test_metrics_refuse_a_webhook_path_of_slash_metrics() -> None:
     with pytest.raises(ConfigurationError, match="another path"):
         VoiceHooks(secret=SECRET, path="/metrics", metrics=True)
+
+
+def test_the_fast_path_buckets_exactly_as_prometheus_client_does() -> None:
+    from prometheus_client import Histogram
+
+    amounts = [0.0, 0.001, 0.0010001, 0.005, 0.02, 4.0, 7.99, 8.0, 10.0, 10.5, 1e9]
+    observer = PrometheusObserver()
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "voicehooks_tool_duration_seconds",
+        "reference",
+        ["tool"],
+        buckets=BUCKETS_SECONDS,
+        registry=reference,
+    )
+    for amount in amounts:
+        observer.tool_ended(delivery("tool-calls", "answered"), tool("book", "ok", seconds=amount))
+        histogram.labels("book").observe(amount)
+    ours = {
+        k: v
+        for k, v in samples(observer.registry).items()
+        if k[0] == "voicehooks_tool_duration_seconds_bucket"
+    }
+    theirs = {
+        k: v
+        for k, v in samples(reference).items()
+        if k[0] == "voicehooks_tool_duration_seconds_bucket"
+    }
+    assert len(ours) == len(BUCKETS_SECONDS) + 1
+    assert ours == theirs
+
+
+class _PlainChild:
+    """A metric child with only the public methods (no value objects to reach into)."""
+
+    def __init__(self) -> None:
+        self.added: list[float] = []
+
+    def inc(self, amount: float = 1) -> None:
+        self.added.append(amount)
+
+    def observe(self, amount: float) -> None:
+        self.added.append(amount)
+
+
+class _PlainMetric:
+    def __init__(self, histogram: bool) -> None:
+        self.child = _PlainChild()
+        if histogram:
+            self.child._upper_bounds = [1.0]  # type: ignore[attr-defined]  # but no _sum
+
+    def labels(self, *values: str) -> _PlainChild:
+        return self.child
+
+
+@pytest.mark.parametrize("histogram", [False, True])
+def test_without_the_value_objects_the_public_methods_are_used(histogram: bool) -> None:
+    from voicehooks.metrics import _cache
+
+    metric = _PlainMetric(histogram)
+    cache: dict[tuple[str, ...], Any] = {}
+    add = _cache(cache, metric, ("x",))
+    add(2.5)
+    assert metric.child.added == [2.5]
+    assert cache == {("x",): add}

@@ -29,8 +29,10 @@ directory yourself (see the README).
 
 from __future__ import annotations
 
+import bisect
 import glob
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -166,28 +168,36 @@ class PrometheusObserver(Observer):
         )
         self._running = self.jobs.labels(state="running")
         self._running.set(0)
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        # label values -> the child's add or observe function, made on first use
+        self._count_delivery: dict[tuple[str, ...], _Add] = {}
+        self._time_delivery: dict[tuple[str, ...], _Add] = {}
+        self._count_tool: dict[tuple[str, ...], _Add] = {}
+        self._time_tool: dict[tuple[str, ...], _Add] = {}
+        self._count_job: dict[tuple[str, ...], _Add] = {}
 
     def delivery_answered(self, delivery: Delivery) -> None:
         """Count the delivery and observe how long it took."""
         event = delivery.event_type
         if event not in EVENT_NAMES or delivery.outcome == "unknown_event":
             event = UNKNOWN
-        self._child(self.deliveries, event, delivery.outcome).inc()
-        self._child(self.delivery_duration, event).observe(delivery.duration_seconds)
+        counted: tuple[str, ...] = (event, delivery.outcome)
+        add = self._count_delivery.get(counted)
+        (add or _cache(self._count_delivery, self.deliveries, counted))(1)
+        timed: tuple[str, ...] = (event,)
+        add = self._time_delivery.get(timed)
+        (add or _cache(self._time_delivery, self.delivery_duration, timed))(
+            delivery.duration_seconds
+        )
 
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
         """Count the tool call and observe how long it took."""
         tool = run.name if run.registered else UNKNOWN
-        self._child(self.tool_calls, tool, run.outcome).inc()
-        self._child(self.tool_duration, tool).observe(run.duration_seconds)
+        counted: tuple[str, ...] = (tool, run.outcome)
+        add = self._count_tool.get(counted)
+        (add or _cache(self._count_tool, self.tool_calls, counted))(1)
+        timed: tuple[str, ...] = (tool,)
+        add = self._time_tool.get(timed)
+        (add or _cache(self._time_tool, self.tool_duration, timed))(run.duration_seconds)
 
     def job_started(self, job: JobRun) -> None:
         """One more job running."""
@@ -196,7 +206,8 @@ class PrometheusObserver(Observer):
     def job_ended(self, job: JobRun) -> None:
         """One job less running; count how it ended."""
         self._running.dec()
-        self._child(self.jobs_ended, job.outcome).inc()
+        key = (job.outcome,)
+        (self._count_job.get(key) or _cache(self._count_job, self.jobs_ended, key))(1)
         self.job_duration.observe(job.duration_seconds)
 
     def set_queue_depth(self, depth: int) -> None:
@@ -207,6 +218,45 @@ class PrometheusObserver(Observer):
     def endpoint(self) -> MetricsEndpoint:
         """``GET /metrics`` for this observer's registry, as an ASGI app to route or mount."""
         return MetricsEndpoint(self.registry)
+
+
+_Add = Callable[[float], None]
+
+
+def _cache(cache: dict[tuple[str, ...], _Add], metric: Any, labels: tuple[str, ...]) -> _Add:
+    """The fast path to one child of ``metric``: its ``inc`` or ``observe``, minus overhead.
+
+    prometheus_client's public ``inc``/``observe`` re-check on every call what cannot change
+    for a child, and a histogram scans its buckets linearly. This goes to the child's value
+    objects (``_value``; ``_sum``, ``_buckets`` and ``_upper_bounds``, unchanged since 0.4)
+    and finds the bucket by bisection; where they are missing it uses the public method.
+    """
+    child = metric.labels(*labels)
+    add: _Add
+    if hasattr(child, "_upper_bounds"):
+        try:
+            add = _Observe(child._sum.inc, [b.inc for b in child._buckets], child._upper_bounds)
+        except AttributeError:
+            add = child.observe
+    else:
+        value = getattr(child, "_value", None)
+        add = value.inc if value is not None else child.inc
+    cache[labels] = add
+    return add
+
+
+class _Observe:
+    __slots__ = ("add_sum", "add_to_bucket", "bounds")
+
+    def __init__(self, add_sum: _Add, add_to_bucket: list[_Add], bounds: list[float]) -> None:
+        self.add_sum = add_sum
+        self.add_to_bucket = add_to_bucket
+        self.bounds = bounds
+
+    def __call__(self, amount: float) -> None:
+        self.add_sum(amount)
+        # Buckets are stored per interval (the exposition sums them): the first bound >= it.
+        self.add_to_bucket[bisect.bisect_left(self.bounds, amount)](1)
 
 
 class MetricsEndpoint:

@@ -138,19 +138,20 @@ class TracingObserver(Observer):
             self._context.detach(token)
         internal = id(delivery) in self._internal
         self._internal.discard(id(delivery))
+        attributes: dict[str, Any] = {"voicehooks.delivery.outcome": delivery.outcome}
         if delivery.event_type is not None:
             # A server span keeps the HTTP convention's name; a child names what it did.
             if internal:
                 span.update_name(f"voicehooks {delivery.event_type}")
-            span.set_attribute("voicehooks.event.type", delivery.event_type)
+            attributes["voicehooks.event.type"] = delivery.event_type
         if delivery.call_id is not None:
-            span.set_attribute("voicehooks.call.id", masked(delivery.call_id))
-        span.set_attribute("voicehooks.delivery.outcome", delivery.outcome)
+            attributes["voicehooks.call.id"] = masked(delivery.call_id)
         if delivery.status:
-            span.set_attribute("http.response.status_code", delivery.status)
+            attributes["http.response.status_code"] = delivery.status
             if delivery.status >= 500:
-                span.set_attribute("error.type", str(delivery.status))
+                attributes["error.type"] = str(delivery.status)
                 span.set_status(self._trace.StatusCode.ERROR)
+        span.set_attributes(attributes)
         span.end()
 
     # -- tool calls -----------------------------------------------------------------
