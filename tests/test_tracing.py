@@ -357,3 +357,30 @@ async def test_under_the_asgi_instrumentation_of_a_parent_app_there_is_one_serve
     tool = only(spans, "execute_tool lookup")
     assert tool.parent is not None
     assert tool.parent.span_id == delivery_span.context.span_id
+
+
+def test_a_call_no_registered_tool_claims_gets_its_span_when_the_delivery_is_answered(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_started(record)
+    run = ToolRun("ghost", "tool_9", registered=False)
+    record.tools.append(run)
+    run.end("unknown")
+    answer(record)
+    observer.delivery_answered(record)
+    server = only(exporter.get_finished_spans(), "POST")
+    ghost = only(exporter.get_finished_spans(), "execute_tool ghost")
+    assert server.context is not None
+    assert ghost.parent is not None
+    assert ghost.parent.span_id == server.context.span_id
+    assert (ghost.attributes or {})["error.type"] == "unknown"
+    assert ghost.start_time is not None
+    assert server.start_time is not None
+    assert ghost.end_time is not None
+    assert server.end_time is not None
+    # Within the delivery's span (1 ms of slack: a wall clock and a monotonic one meet here).
+    slack = 1_000_000
+    assert server.start_time - slack <= ghost.start_time <= ghost.end_time
+    assert ghost.end_time <= server.end_time + slack

@@ -294,28 +294,6 @@ class Dispatcher:
         calls = [event.tool_call_list[i] for i in indices]
         runs = [ToolRun(call.function.name, call.id, False) for call in calls]
         delivery.tools.extend(runs)
-        observers = self.observers
-        if observers:
-            for run in runs:
-                observers.tool_started(delivery, run)
-        try:
-            await self._answer_unclaimed(results, indices, calls, runs, event, delivery)
-        finally:
-            for run in runs:
-                if not run.outcome:
-                    run.end(ToolOutcome.FAILED)
-                if observers:
-                    observers.tool_ended(delivery, run)
-
-    async def _answer_unclaimed(
-        self,
-        results: list[msgspec.Raw],
-        indices: list[int],
-        calls: list[ToolCall],
-        runs: list[ToolRun],
-        event: ToolCalls,
-        delivery: Delivery,
-    ) -> None:
         handlers = self.registry.handlers["tool-calls"]
         if not handlers:
             for i, call, run in zip(indices, calls, runs, strict=True):

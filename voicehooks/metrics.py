@@ -17,7 +17,8 @@ Outcomes are the values of ``DeliveryOutcome``, ``ToolOutcome`` and ``JobOutcome
 Labels never carry a call id, a phone number or an argument. ``event`` is one of the four
 event types or ``_unknown`` (rejected before decoding, or a type this version does not know);
 ``tool`` is a registered tool's name or ``_unknown``, so a model that invents tool names
-cannot grow the series without bound. The duration buckets are fitted to the platform's
+cannot grow the series without bound (calls no registered tool claims are not run as tools;
+they are counted when their delivery is answered). The duration buckets are fitted to the platform's
 budgets: 4 and 5 s (assistant-request), 8 and 10 s (tool calls).
 
 Several worker processes (``voicehooks run --workers N``) share one count through
@@ -188,6 +189,9 @@ class PrometheusObserver(Observer):
         (add or _cache(self._time_delivery, self.delivery_duration, timed))(
             delivery.duration_seconds
         )
+        for run in delivery.tools:
+            if not run.registered:  # not run as a tool, so never reported by tool_ended
+                self.tool_ended(delivery, run)
 
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
         """Count the tool call and observe how long it took."""

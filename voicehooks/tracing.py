@@ -59,6 +59,16 @@ def _otel() -> Any:
     return trace
 
 
+def _tool_attributes(run: ToolRun) -> dict[str, Any]:
+    # Per the GenAI conventions; arguments and results (opt-in there) never.
+    return {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": run.name,
+        "gen_ai.tool.call.id": masked(run.tool_call_id),
+        "gen_ai.tool.type": "function",
+    }
+
+
 class _HeaderGetter:
     """Reads W3C trace context (or any configured propagator's headers) from ASGI headers."""
 
@@ -136,6 +146,9 @@ class TracingObserver(Observer):
         span, token = entry
         if token is not None:
             self._context.detach(token)
+        for run in delivery.tools:
+            if not run.registered:  # recorded, never run as a tool: its span after the fact
+                self._unclaimed_tool_span(delivery, span, run)
         internal = id(delivery) in self._internal
         self._internal.discard(id(delivery))
         attributes: dict[str, Any] = {"voicehooks.delivery.outcome": delivery.outcome}
@@ -164,12 +177,7 @@ class TracingObserver(Observer):
             f"execute_tool {run.name}",
             context=parent,
             kind=self._trace.SpanKind.INTERNAL,
-            attributes={
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": run.name,
-                "gen_ai.tool.call.id": masked(run.tool_call_id),
-                "gen_ai.tool.type": "function",
-            },
+            attributes=_tool_attributes(run),
         )
         self._remember(run, span, None)
 
@@ -178,12 +186,27 @@ class TracingObserver(Observer):
         entry = self._forget(run)
         if entry is None:
             return
-        span = entry[0]
+        self._end_tool_span(entry[0], run)
+
+    def _unclaimed_tool_span(self, delivery: Delivery, parent: Span, run: ToolRun) -> None:
+        # perf_counter offsets from the delivery's start, on the delivery's wall clock.
+        started = delivery.received_at + (run.started - delivery.started)
+        started_ns = int(started * 1e9)
+        span = self._tracer.start_span(
+            f"execute_tool {run.name}",
+            context=self._trace.set_span_in_context(parent),
+            kind=self._trace.SpanKind.INTERNAL,
+            attributes=_tool_attributes(run),
+            start_time=started_ns,
+        )
+        self._end_tool_span(span, run, started_ns + int(run.duration_seconds * 1e9))
+
+    def _end_tool_span(self, span: Span, run: ToolRun, end_time: int | None = None) -> None:
         span.set_attribute("voicehooks.tool.outcome", run.outcome)
         if run.outcome not in _TOOL_SUCCESS:
             span.set_attribute("error.type", run.outcome)
             span.set_status(self._trace.StatusCode.ERROR)
-        span.end()
+        span.end(end_time)
 
     # -- background jobs --------------------------------------------------------------
 
