@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -166,3 +167,27 @@ async def test_the_delivery_record_holds_what_an_inspector_needs() -> None:
     assert [(run.name, run.outcome, run.registered) for run in delivery.tools] == [
         ("echo", "ok", True)
     ]
+
+
+def test_each_point_calls_only_the_observers_that_override_it() -> None:
+    class EndsOnly(Observer):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def delivery_answered(self, delivery: Delivery) -> None:
+            self.seen.append("answered")
+
+    class Everything:  # duck-typed, not a subclass: every method counts
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            return lambda *args: self.seen.append(name)
+
+    ends, everything = EndsOnly(), Everything()
+    observers = ObserverSet([ends, everything])  # type: ignore[list-item]
+    delivery = Delivery([])
+    observers.delivery_started(delivery)
+    observers.delivery_answered(delivery)
+    assert ends.seen == ["answered"]
+    assert everything.seen == ["delivery_started", "delivery_answered"]
