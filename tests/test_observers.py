@@ -191,3 +191,37 @@ def test_each_point_calls_only_the_observers_that_override_it() -> None:
     observers.delivery_answered(delivery)
     assert ends.seen == ["answered"]
     assert everything.seen == ["delivery_started", "delivery_answered"]
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("delivery_started", ("delivery",)),
+        ("delivery_answered", ("delivery",)),
+        ("tool_started", ("delivery", "run")),
+        ("tool_ended", ("delivery", "run")),
+        ("job_started", ("job",)),
+        ("job_ended", ("job",)),
+    ],
+)
+def test_an_observer_failing_at_any_point_is_logged_once_per_method(
+    method: str, args: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing(Observer):
+        pass
+
+    def fail(self: Observer, *given: object) -> None:
+        raise RuntimeError("secret detail")
+
+    setattr(Failing, method, fail)
+    observers = ObserverSet([Failing()])
+    records = {
+        "delivery": Delivery([]),
+        "run": ToolRun("t", "tc", True),
+        "job": JobRun("status-update", "c", "h", "d", 1, {}),
+    }
+    for _ in range(3):
+        getattr(observers, method)(*(records[name] for name in args))
+    (logged,) = [r for r in caplog.records if "observer" in r.getMessage()]
+    assert f"Failing.{method} raised RuntimeError" in logged.getMessage()
+    assert "secret detail" not in logged.getMessage()

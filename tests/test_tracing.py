@@ -384,3 +384,50 @@ def test_a_call_no_registered_tool_claims_gets_its_span_when_the_delivery_is_ans
     slack = 1_000_000
     assert server.start_time - slack <= ghost.start_time <= ghost.end_time
     assert ghost.end_time <= server.end_time + slack
+
+
+@pytest.mark.parametrize(
+    ("host", "address", "port"),
+    [
+        (b"hooks.example.com", "hooks.example.com", None),
+        (b"hooks.example.com:8443", "hooks.example.com", 8443),
+        (b"[::1]:8000", "::1", 8000),
+        (b"[::1]", "::1", None),
+    ],
+)
+def test_the_host_header_gives_server_address_and_port(
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    host: bytes,
+    address: str,
+    port: int | None,
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery([(b"host", host)])
+    observer.delivery_started(record)
+    answer(record)
+    observer.delivery_answered(record)
+    (span,) = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["server.address"] == address
+    assert attributes.get("server.port") == port
+
+
+def test_a_request_that_was_not_a_post_is_named_http_with_method_other(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    observer = TracingObserver(provider)
+    record = delivery()
+    observer.delivery_started(record)
+    record.status, record.outcome = 405, "rejected_405"
+    observer.delivery_answered(record)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "HTTP"
+    assert (span.attributes or {})["http.request.method"] == "_OTHER"
+
+
+def test_the_header_getter_lists_and_reads_asgi_headers() -> None:
+    headers = [(b"traceparent", b"a"), (b"x-one", b"1"), (b"x-one", b"2")]
+    assert tracing._GETTER.keys(headers) == ["traceparent", "x-one", "x-one"]
+    assert tracing._GETTER.get(headers, "X-One") == ["1", "2"]
+    assert tracing._GETTER.get(headers, "missing") is None

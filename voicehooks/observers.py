@@ -264,7 +264,7 @@ class ObserverSet:
             try:
                 call(delivery)
             except Exception as exc:
-                self._failed_once(call, exc)
+                self._failed_once(call, "delivery_started", exc)
 
     def delivery_answered(self, delivery: Delivery) -> None:
         """Tell every observer; see ``Observer.delivery_answered``."""
@@ -272,7 +272,7 @@ class ObserverSet:
             try:
                 call(delivery)
             except Exception as exc:
-                self._failed_once(call, exc)
+                self._failed_once(call, "delivery_answered", exc)
 
     def tool_started(self, delivery: Delivery, run: ToolRun) -> None:
         """Tell every observer; see ``Observer.tool_started``."""
@@ -280,7 +280,7 @@ class ObserverSet:
             try:
                 call(delivery, run)
             except Exception as exc:
-                self._failed_once(call, exc)
+                self._failed_once(call, "tool_started", exc)
 
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
         """Tell every observer; see ``Observer.tool_ended``."""
@@ -288,7 +288,7 @@ class ObserverSet:
             try:
                 call(delivery, run)
             except Exception as exc:
-                self._failed_once(call, exc)
+                self._failed_once(call, "tool_ended", exc)
 
     def job_started(self, job: JobRun) -> None:
         """Tell every observer; see ``Observer.job_started``."""
@@ -296,7 +296,7 @@ class ObserverSet:
             try:
                 call(job)
             except Exception as exc:
-                self._failed_once(call, exc)
+                self._failed_once(call, "job_started", exc)
 
     def job_ended(self, job: JobRun) -> None:
         """Tell every observer; see ``Observer.job_ended``."""
@@ -304,11 +304,10 @@ class ObserverSet:
             try:
                 call(job)
             except Exception as exc:
-                self._failed_once(call, exc)
+                self._failed_once(call, "job_ended", exc)
 
-    def _failed_once(self, call: Callable[..., None], exc: Exception) -> None:
+    def _failed_once(self, call: Callable[..., None], method: str, exc: Exception) -> None:
         observer = getattr(call, "__self__", call)
-        method = getattr(call, "__name__", "?")
         key = (id(observer), method)
         if key not in self._failed:  # once: an observer called per request must not flood
             self._failed.add(key)

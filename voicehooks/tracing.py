@@ -69,6 +69,14 @@ def _tool_attributes(run: ToolRun) -> dict[str, Any]:
     }
 
 
+def _host(value: str) -> tuple[str, int | None]:
+    """``server.address`` and ``server.port`` from a Host header (``[::1]:8000`` too)."""
+    address, colon, port = value.rpartition(":")
+    if colon and port.isdigit() and (not address.startswith("[") or address.endswith("]")):
+        return address.strip("[]"), int(port)
+    return value.strip("[]"), None
+
+
 class _HeaderGetter:
     """Reads W3C trace context (or any configured propagator's headers) from ASGI headers."""
 
@@ -127,6 +135,11 @@ class TracingObserver(Observer):
         for name, value in delivery.headers:
             if name == b"user-agent":
                 attributes["user_agent.original"] = value.decode("latin-1")
+            elif name == b"host" and kind == trace.SpanKind.SERVER:
+                address, port = _host(value.decode("latin-1"))
+                attributes["server.address"] = address
+                if port is not None:
+                    attributes["server.port"] = port
         if kind == trace.SpanKind.SERVER:
             span = self._tracer.start_span("POST", parent, kind, attributes)
         else:
@@ -159,6 +172,10 @@ class TracingObserver(Observer):
             attributes["voicehooks.event.type"] = delivery.event_type
         if delivery.call_id is not None:
             attributes["voicehooks.call.id"] = masked(delivery.call_id)
+        if delivery.status == 405:  # not the POST the span was opened as
+            attributes["http.request.method"] = "_OTHER"
+            if not internal:
+                span.update_name("HTTP")
         if delivery.status:
             attributes["http.response.status_code"] = delivery.status
             if delivery.status >= 500:
