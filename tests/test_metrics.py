@@ -399,3 +399,17 @@ def test_without_the_value_objects_the_public_methods_are_used(histogram: bool) 
     add(2.5)
     assert metric.child.added == [2.5]
     assert cache == {("x",): add}
+
+
+async def test_mounted_in_fastapi_the_metrics_are_under_the_mount_path() -> None:
+    from fastapi import FastAPI
+
+    hooks = metered_app(metrics=True)
+    parent = FastAPI()
+    parent.mount("/hooks", hooks)
+    client = WebhookClient(parent, secret=SECRET, path="/hooks/")
+    await client.status_update()
+    response = await client.request("GET", "/hooks/metrics", [], [])
+    assert response.status == 200
+    line = 'voicehooks_deliveries_total{event="status-update",outcome="answered"} 1.0'
+    assert line in response.body.decode()
