@@ -175,7 +175,8 @@ def test_a_tool_call_is_an_execute_tool_child_span_per_the_genai_conventions(
     assert attributes["gen_ai.tool.name"] == "check_repair_status"
     assert attributes["gen_ai.tool.call.id"] == "tool_**********_a"
     assert attributes["gen_ai.tool.type"] == "function"
-    assert attributes.get("error.type") == (outcome if failed else None)
+    expected = ("ToolError" if outcome == "error" else outcome) if failed else None
+    assert attributes.get("error.type") == expected
     assert (tool.status.status_code is StatusCode.ERROR) is failed
     assert not any("argument" in key or "result" in key for key in attributes)
 

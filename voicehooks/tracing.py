@@ -13,7 +13,8 @@ exporter as for any other service), then ``VoiceHooks(observers=[TracingObserver
 * A tool call is an ``INTERNAL`` child span following the GenAI conventions:
   ``execute_tool {name}``, ``gen_ai.operation.name=execute_tool``, ``gen_ai.tool.name``,
   ``gen_ai.tool.call.id``, ``gen_ai.tool.type=function``, and ``error.type`` with an Error
-  status when it failed. Arguments and results are never recorded.
+  status when it did not answer normally (``ToolError``, or the outcome: ``timeout``,
+  ``failed``, ``unknown``, ...). Arguments and results are never recorded.
 * A background job runs after the answer, when its delivery's span has ended: it is a root
   span ``background {name}`` with a link to the delivery's span (through the ``traceparent``
   the delivery's ``trace`` carrier holds, in this process or through a durable queue).
@@ -221,7 +222,9 @@ class TracingObserver(Observer):
     def _end_tool_span(self, span: Span, run: ToolRun, end_time: int | None = None) -> None:
         span.set_attribute("voicehooks.tool.outcome", run.outcome)
         if run.outcome not in _TOOL_SUCCESS:
-            span.set_attribute("error.type", run.outcome)
+            # The conventions' error.type is the exception type where there is one.
+            error = "ToolError" if run.outcome == ToolOutcome.ERROR else run.outcome
+            span.set_attribute("error.type", error)
             span.set_status(self._trace.StatusCode.ERROR)
         span.end(end_time)
 
