@@ -144,3 +144,14 @@ def test_setup_takes_a_numeric_level(
     logging.getLogger("voicehooks").warning("rejected 401: no signature")
     (line,) = capsys.readouterr().err.splitlines()
     assert re.fullmatch(rf"{TIME} WARNING voicehooks: rejected 401: no signature", line)
+
+
+def test_setup_does_nothing_where_voicehooks_run_configured_logging_already(
+    clean_logging: None,
+) -> None:
+    logging.config.dictConfig(logging_config("json", "info"))
+    (handler,) = logging.getLogger().handlers
+    setup(format="text", level="DEBUG")
+    assert logging.getLogger().handlers == [handler]
+    assert isinstance(handler.formatter, JSONFormatter)
+    assert logging.getLogger().level == logging.INFO

@@ -126,10 +126,19 @@ def observed_env() -> dict[str, str]:
     return {**ENV, "OBSERVED_SETUP": "1"}
 
 
-def test_voicehooks_run_shows_text_lines_with_time_level_and_logger(tmp_path: Path) -> None:
-    with running_server("tests/apps/observed.py", tmp_path, env=ENV) as server:
+@pytest.mark.parametrize("with_setup_line", [False, True])
+def test_voicehooks_run_shows_text_lines_with_time_level_and_logger_once(
+    tmp_path: Path, with_setup_line: bool
+) -> None:
+    env = {**ENV, "OBSERVED_SETUP": "1"} if with_setup_line else ENV
+    # Two workers: each imports the app after uvicorn configured its logging.
+    args = ["--workers", "2"] if with_setup_line else []
+    with running_server("tests/apps/observed.py", tmp_path, env=env, args=args) as server:
         exercise(server)
         assert_text_lines(server)
+        log = server.log()
+    # The app's setup() line leaves voicehooks run's configuration alone: no doubled lines.
+    assert len(re.findall(r"INFO voicehooks: tool-calls ", log)) == 1
 
 
 def test_voicehooks_run_json_logs_are_one_object_per_line_without_private_values(

@@ -269,12 +269,21 @@ def setup(format: LogFormat = "text", level: str | int = "INFO") -> None:
     server configured its loggers already (uvicorn, gunicorn), their handlers get the same
     format and keep their destinations. Calling it again replaces what it installed.
 
+    Under ``voicehooks run`` (or any config that gives the root logger a handler with one of
+    these formatters) it does nothing: the process owner chose already, and a second handler
+    would print every line twice.
+
     Args:
         format: ``"text"`` or ``"json"`` (one object per line, see ``JSONFormatter``).
         level: The root logger's level, a name (``"INFO"``) or a number.
     """
     formatter = _formatter_class(format)()
     root = logging.getLogger()
+    if any(
+        isinstance(h.formatter, tuple(_FORMATTERS.values())) and not isinstance(h, _SetupHandler)
+        for h in root.handlers
+    ):
+        return
     for handler in [h for h in root.handlers if isinstance(h, _SetupHandler)]:
         root.removeHandler(handler)
     handler = _SetupHandler(sys.stderr)
