@@ -291,12 +291,12 @@ async def test_an_app_with_metrics_counts_and_serves_them_at_get_metrics() -> No
             )
         await client.end_of_call_report()
         await client.wait_for_background()
-        assert (await client.post(b"{}", signed=False)).status == 401
+        assert (await client.post(b"{}", signed=False)).status_code == 401
         response = await client.request("GET", "/metrics", [], [])
         refused = await client.request("POST", "/metrics", [], [])
-    assert response.status == 200
-    assert refused.status == 405
-    text = response.body.decode()
+    assert response.status_code == 200
+    assert refused.status_code == 405
+    text = response.text
     values = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -410,6 +410,6 @@ async def test_mounted_in_fastapi_the_metrics_are_under_the_mount_path() -> None
     client = WebhookClient(parent, secret=SECRET, path="/hooks/")
     await client.status_update()
     response = await client.request("GET", "/hooks/metrics", [], [])
-    assert response.status == 200
+    assert response.status_code == 200
     line = 'voicehooks_deliveries_total{event="status-update",outcome="answered"} 1.0'
-    assert line in response.body.decode()
+    assert line in response.text

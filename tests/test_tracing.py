@@ -304,7 +304,7 @@ async def test_through_the_app_tools_nest_under_the_delivery_and_jobs_link_to_it
             call_id=CALL_ID,
         )
         response = await client.post(body, headers={"traceparent": TRACEPARENT.decode()})
-        assert response.status == 200
+        assert response.status_code == 200
         await client.end_of_call_report(call_id=CALL_ID)
         await client.wait_for_background()
     spans = exporter.get_finished_spans()
@@ -345,7 +345,7 @@ async def test_under_the_asgi_instrumentation_of_a_parent_app_there_is_one_serve
     client = WebhookClient(instrumented, secret=SECRET, path="/hooks/")
     body = tool_calls(tool_call("lookup", {"order_number": "WO-1"}), call_id=CALL_ID)
     response = await client.post(body, headers={"traceparent": TRACEPARENT.decode()})
-    assert response.status == 200
+    assert response.status_code == 200
     spans = exporter.get_finished_spans()
     (server,) = [span for span in spans if span.kind is SpanKind.SERVER]
     delivery_span = only(spans, "voicehooks tool-calls")
