@@ -1,4 +1,5 @@
-"""Real servers for tests: ``voicehooks run`` in a subprocess on a free loopback port."""
+"""Real servers for tests: ``voicehooks run`` (or any server command) in a subprocess on a free
+loopback port."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,13 +73,40 @@ def running_server(
 
     ``command="dev"`` runs ``voicehooks dev`` instead (pass ``--no-reload`` in ``args``).
     """
+    with running_command(
+        lambda port: [
+            sys.executable,
+            "-m",
+            "voicehooks",
+            command,
+            target,
+            "--port",
+            str(port),
+            *args,
+        ],
+        tmp_path,
+        env=env,
+        cwd=cwd,
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_command(
+    argv: Callable[[int], Sequence[str]],
+    tmp_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[Server]:
+    """Run the server command ``argv(port)`` on a free port until the block ends (SIGTERM)."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "voicehooks", command, target, "--port", str(port), *args],
+            list(argv(port)),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -113,3 +113,14 @@ def _accept_everything(inner: ASGIApp) -> ASGIApp:
         await inner({**scope, "headers": headers}, again, send)
 
     return app
+
+
+def test_the_observers_benchmark_measures_every_configuration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import observers
+
+    assert observers.main(["--number", "20", "--rounds", "1"]) == 0
+    output = capsys.readouterr().out
+    for name in observers.CONFIGURATIONS:
+        assert output.count(f"  {name} ") == 2, output

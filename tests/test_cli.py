@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -249,8 +250,94 @@ def test_run_hands_uvicorn_the_app_and_a_log_config_for_the_apps_own_loggers(
     assert options["app_dir"] == str(ROOT / "examples")
     log_config = options["log_config"]
     assert isinstance(log_config, dict)
-    assert log_config["loggers"]["voicehooks"]["level"] == "DEBUG"
-    assert log_config["root"] == {"handlers": ["default"], "level": "DEBUG"}
+    assert log_config["root"] == {"handlers": ["stderr"], "level": "DEBUG"}
+    assert log_config["formatters"]["voicehooks"]["()"] == "voicehooks.logs.TextFormatter"
+
+
+def served_options(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> tuple[dict[str, object], str]:
+    """Run ``voicehooks run QUICKSTART *args`` with uvicorn.run replaced by a recorder."""
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+
+    def record(app: str, **options: object) -> None:
+        environ = {k: os.environ.get(k) for k in ("VOICEHOOKS_METRICS", "PROMETHEUS_MULTIPROC_DIR")}
+        directory = environ["PROMETHEUS_MULTIPROC_DIR"] or ""
+        calls.append(
+            {
+                **options,
+                "environ": environ,
+                "dir_exists": bool(directory) and os.path.isdir(directory),
+            }
+        )
+
+    monkeypatch.setenv("VOICEHOOKS_RUN_TARGET", "")
+    monkeypatch.setenv("VOICEHOOKS_SECRET", "whsec_cli_options")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_METRICS", raising=False)
+    monkeypatch.setattr(uvicorn, "run", record)
+    result = runner.invoke(main, ["run", QUICKSTART, *args])
+    assert len(calls) <= 1
+    return (calls[0] if calls else {}), result.output
+
+
+def test_run_with_json_logs_formats_every_line_as_json(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options, _ = served_options(runner, monkeypatch, ["--log-format", "json"])
+    log_config = options["log_config"]
+    assert isinstance(log_config, dict)
+    assert log_config["formatters"]["voicehooks"]["()"] == "voicehooks.logs.JSONFormatter"
+
+
+def test_run_passes_a_log_config_file_through(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "logging.yaml"
+    config.write_text("version: 1\n")
+    options, _ = served_options(runner, monkeypatch, ["--log-config", str(config)])
+    assert options["log_config"] == str(config)
+
+
+def test_run_refuses_a_log_config_together_with_a_log_format(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "logging.json"
+    config.write_text("{}")
+    options, output = served_options(
+        runner, monkeypatch, ["--log-config", str(config), "--log-format", "json"]
+    )
+    assert not options
+    assert "--log-config replaces --log-format" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "multiprocess"),
+    [(["--metrics"], False), (["--metrics", "--workers", "2"], True)],
+)
+def test_run_with_metrics_switches_them_on_and_owns_the_multiprocess_directory(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, args: list[str], multiprocess: bool
+) -> None:
+    options, _ = served_options(runner, monkeypatch, args)
+    environ = options["environ"]
+    assert isinstance(environ, dict)
+    assert environ["VOICEHOOKS_METRICS"] == "1"
+    assert bool(environ["PROMETHEUS_MULTIPROC_DIR"]) is multiprocess
+    assert options["dir_exists"] is multiprocess
+    if multiprocess:
+        assert not os.path.exists(environ["PROMETHEUS_MULTIPROC_DIR"])  # removed at exit
+    assert "VOICEHOOKS_METRICS" not in os.environ
+
+
+def test_run_with_metrics_without_prometheus_client_names_the_extra(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    options, output = served_options(runner, monkeypatch, ["--metrics"])
+    assert not options
+    assert "voicehooks[metrics]" in output
 
 
 def test_an_unreadable_secret_file_is_a_usage_error(

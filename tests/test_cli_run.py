@@ -157,7 +157,10 @@ def test_the_server_says_which_loop_and_parser_it_runs_on(tmp_path: Path) -> Non
         assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM once drained
     lines = [line for line in server.log().splitlines() if "event loop" in line]
     # The development environment has the fast stack, as a default install does.
-    assert lines == ["INFO:     running on the uvloop event loop and the httptools HTTP parser"]
+    (line,) = lines
+    assert line.endswith(
+        "INFO voicehooks: running on the uvloop event loop and the httptools HTTP parser"
+    )
 
 
 @pytest.mark.parametrize(

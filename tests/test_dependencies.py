@@ -52,7 +52,11 @@ def third_party_imports() -> dict[str, set[str]]:
         for name in imported_top_level_names(path):
             if name in sys.stdlib_module_names or name in ("voicehooks", "__future__"):
                 continue
-            for distribution in providers.get(name, [f"<no installed distribution: {name}>"]):
+            candidates = providers.get(name, [f"<no installed distribution: {name}>"])
+            # A namespace package (opentelemetry) comes from several distributions: an import
+            # of it is declared when one of them is.
+            chosen = [d for d in candidates if normalized(d) in declared()] or candidates
+            for distribution in chosen:
                 found.setdefault(normalized(distribution), set()).add(
                     str(path.relative_to(PACKAGE))
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -166,3 +167,61 @@ async def test_the_delivery_record_holds_what_an_inspector_needs() -> None:
     assert [(run.name, run.outcome, run.registered) for run in delivery.tools] == [
         ("echo", "ok", True)
     ]
+
+
+def test_each_point_calls_only_the_observers_that_override_it() -> None:
+    class EndsOnly(Observer):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def delivery_answered(self, delivery: Delivery) -> None:
+            self.seen.append("answered")
+
+    class Everything:  # duck-typed, not a subclass: every method counts
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            return lambda *args: self.seen.append(name)
+
+    ends, everything = EndsOnly(), Everything()
+    observers = ObserverSet([ends, everything])  # type: ignore[list-item]
+    delivery = Delivery([])
+    observers.delivery_started(delivery)
+    observers.delivery_answered(delivery)
+    assert ends.seen == ["answered"]
+    assert everything.seen == ["delivery_started", "delivery_answered"]
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("delivery_started", ("delivery",)),
+        ("delivery_answered", ("delivery",)),
+        ("tool_started", ("delivery", "run")),
+        ("tool_ended", ("delivery", "run")),
+        ("job_started", ("job",)),
+        ("job_ended", ("job",)),
+    ],
+)
+def test_an_observer_failing_at_any_point_is_logged_once_per_method(
+    method: str, args: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing(Observer):
+        pass
+
+    def fail(self: Observer, *given: object) -> None:
+        raise RuntimeError("secret detail")
+
+    setattr(Failing, method, fail)
+    observers = ObserverSet([Failing()])
+    records = {
+        "delivery": Delivery([]),
+        "run": ToolRun("t", "tc", True),
+        "job": JobRun("status-update", "c", "h", "d", 1, {}),
+    }
+    for _ in range(3):
+        getattr(observers, method)(*(records[name] for name in args))
+    (logged,) = [r for r in caplog.records if "observer" in r.getMessage()]
+    assert f"Failing.{method} raised RuntimeError" in logged.getMessage()
+    assert "secret detail" not in logged.getMessage()

@@ -24,7 +24,7 @@ from typing import Any, Final
 import anyio
 import msgspec
 from starlette.datastructures import State
-from starlette.routing import Router
+from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from .background import BackgroundRunner, Job
@@ -43,6 +43,7 @@ from .exceptions import (
     UnsupportedMediaType,
 )
 from .logs import describe, masked
+from .metrics import METRICS_ENV, PrometheusObserver
 from .observers import Delivery, DeliveryOutcome, Observer, ObserverSet
 from .recording import REPLAY_HEADER
 from .routing import Registry
@@ -111,6 +112,10 @@ class VoiceHooks(Registry):
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
         observers: Told about every delivery, tool call and job (see ``voicehooks.observers``).
+        metrics: Count deliveries, tool calls and jobs for Prometheus and serve them at
+            ``GET /metrics`` (``pip install 'voicehooks[metrics]'``); ``None`` reads
+            ``VOICEHOOKS_METRICS`` (``1`` switches them on), which ``voicehooks run --metrics``
+            sets. The observer is ``app.metrics``.
         clock: Current Unix time, for the freshness check; injectable for tests.
 
     Attributes:
@@ -149,6 +154,7 @@ class VoiceHooks(Registry):
         dedupe_ttl_seconds: float = 3600.0,
         lifespan: Lifespan | None = None,
         observers: Sequence[Observer] = (),
+        metrics: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -226,9 +232,22 @@ class VoiceHooks(Registry):
         )
         self.dispatcher.admit = self.runner.admit
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
+        self.metrics: PrometheusObserver | None = None
+        if metrics if metrics is not None else _switched_on(os.environ.get(METRICS_ENV)):
+            self.metrics = self._serve_metrics()
         self._secret_count = len(secrets)
         self._warned_milliseconds = False
         self.development = False
+
+    def _serve_metrics(self) -> PrometheusObserver:
+        if "/metrics" in self._paths:
+            raise ConfigurationError(
+                "metrics are served at /metrics: give the webhook another path"
+            )
+        observer = PrometheusObserver()
+        self._router.routes.append(Route("/metrics", observer.endpoint, methods=["GET"]))
+        self.add_observer(observer)
+        return observer
 
     def add_observer(self, observer: Observer) -> Observer:
         """Install ``observer``: it is told about every delivery, tool call and job."""
@@ -548,6 +567,10 @@ def resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
     if secret is not None and not secrets:
         raise ConfigurationError("secret= was given but is empty")
     return secrets
+
+
+def _switched_on(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _warn_unverified() -> None:

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from .events import Event
@@ -223,17 +223,33 @@ class Observer:
         """A background job ended: ``job.outcome`` and ``job.duration_seconds`` are set."""
 
 
+_METHODS: Final = (
+    "delivery_started",
+    "delivery_answered",
+    "tool_started",
+    "tool_ended",
+    "job_started",
+    "job_ended",
+)
+
+
 class ObserverSet:
     """The app's observers, called in order; a failing observer is logged and skipped.
 
-    It is falsy when empty, so the pipeline guards each call with one truth test.
+    It is falsy when empty, so the pipeline guards each call with one truth test. Each point
+    calls only the observers that override its method: a metrics observer that ignores
+    ``delivery_started`` costs nothing there.
     """
 
-    __slots__ = ("_failed", "observers")
+    __slots__ = ("_calls", "_failed", "observers")
 
     def __init__(self, observers: Sequence[Observer] = ()) -> None:
-        self.observers: list[Observer] = list(observers)
+        self.observers: list[Observer] = []
         self._failed: set[tuple[int, str]] = set()
+        # method name -> the bound methods of the observers that override it, in order
+        self._calls: dict[str, list[Callable[..., None]]] = {name: [] for name in _METHODS}
+        for observer in observers:
+            self.add(observer)
 
     def __bool__(self) -> bool:
         return bool(self.observers)
@@ -241,47 +257,66 @@ class ObserverSet:
     def add(self, observer: Observer) -> None:
         """Install one more observer."""
         self.observers.append(observer)
+        for name in _METHODS:
+            if getattr(type(observer), name, None) is not getattr(Observer, name):
+                self._calls[name].append(getattr(observer, name))
 
     def delivery_started(self, delivery: Delivery) -> None:
         """Tell every observer; see ``Observer.delivery_started``."""
-        for observer in self.observers:
-            self._call(observer, "delivery_started", delivery)
+        for call in self._calls["delivery_started"]:
+            try:
+                call(delivery)
+            except Exception as exc:
+                self._failed_once(call, "delivery_started", exc)
 
     def delivery_answered(self, delivery: Delivery) -> None:
         """Tell every observer; see ``Observer.delivery_answered``."""
-        for observer in self.observers:
-            self._call(observer, "delivery_answered", delivery)
+        for call in self._calls["delivery_answered"]:
+            try:
+                call(delivery)
+            except Exception as exc:
+                self._failed_once(call, "delivery_answered", exc)
 
     def tool_started(self, delivery: Delivery, run: ToolRun) -> None:
         """Tell every observer; see ``Observer.tool_started``."""
-        for observer in self.observers:
-            self._call(observer, "tool_started", delivery, run)
+        for call in self._calls["tool_started"]:
+            try:
+                call(delivery, run)
+            except Exception as exc:
+                self._failed_once(call, "tool_started", exc)
 
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
         """Tell every observer; see ``Observer.tool_ended``."""
-        for observer in self.observers:
-            self._call(observer, "tool_ended", delivery, run)
+        for call in self._calls["tool_ended"]:
+            try:
+                call(delivery, run)
+            except Exception as exc:
+                self._failed_once(call, "tool_ended", exc)
 
     def job_started(self, job: JobRun) -> None:
         """Tell every observer; see ``Observer.job_started``."""
-        for observer in self.observers:
-            self._call(observer, "job_started", job)
+        for call in self._calls["job_started"]:
+            try:
+                call(job)
+            except Exception as exc:
+                self._failed_once(call, "job_started", exc)
 
     def job_ended(self, job: JobRun) -> None:
         """Tell every observer; see ``Observer.job_ended``."""
-        for observer in self.observers:
-            self._call(observer, "job_ended", job)
+        for call in self._calls["job_ended"]:
+            try:
+                call(job)
+            except Exception as exc:
+                self._failed_once(call, "job_ended", exc)
 
-    def _call(self, observer: Observer, method: str, *args: Any) -> None:
-        try:
-            getattr(observer, method)(*args)
-        except Exception as exc:
-            key = (id(observer), method)
-            if key not in self._failed:  # once: an observer called per request must not flood
-                self._failed.add(key)
-                _log.error(
-                    "observer %s.%s raised %s; further failures of it are not logged",
-                    type(observer).__qualname__,
-                    method,
-                    type(exc).__qualname__,
-                )
+    def _failed_once(self, call: Callable[..., None], method: str, exc: Exception) -> None:
+        observer = getattr(call, "__self__", call)
+        key = (id(observer), method)
+        if key not in self._failed:  # once: an observer called per request must not flood
+            self._failed.add(key)
+            _log.error(
+                "observer %s.%s raised %s; further failures of it are not logged",
+                type(observer).__qualname__,
+                method,
+                type(exc).__qualname__,
+            )

@@ -19,20 +19,26 @@ verify, a server that cannot be reached); 2 a usage error (click's own conventio
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import click
+from click.core import ParameterSource
 
 from voicehooks import __version__
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
 from voicehooks.exceptions import ConfigurationError
+from voicehooks.logs import LogFormat, logging_config
+from voicehooks.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
 from voicehooks.stores import MemoryStore
 
 from .dev import dev
@@ -268,8 +274,33 @@ def main() -> None:
     show_envvar=True,
     help="Append every verified delivery to FILE as JSON lines (personal data: mode 0600).",
 )
+@click.option(
+    "--log-format",
+    default="text",
+    type=click.Choice(["text", "json"]),
+    envvar="VOICEHOOKS_LOG_FORMAT",
+    show_envvar=True,
+    help="text: time, level, logger, message; json: one object per line.",
+)
+@click.option(
+    "--log-config",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    envvar="VOICEHOOKS_LOG_CONFIG",
+    show_envvar=True,
+    help="A logging config (dictConfig .json/.yaml, or .ini) used instead of --log-format.",
+)
+@click.option(
+    "--metrics",
+    is_flag=True,
+    envvar=METRICS_ENV,
+    show_envvar=True,
+    help="Serve Prometheus metrics at GET /metrics on the same port.",
+)
 @env_file_option
+@click.pass_context
 def run(
+    ctx: click.Context,
     target: str,
     host: str,
     port: int,
@@ -280,6 +311,9 @@ def run(
     forwarded_allow_ips: str | None,
     root_path: str,
     record: str | None,
+    log_format: LogFormat,
+    log_config: str | None,
+    metrics: bool,
 ) -> None:
     """Serve TARGET (module:attr or path/to/file.py[:attr]) with uvicorn.
 
@@ -291,29 +325,67 @@ def run(
         VOICEHOOKS_SECRET=whsec_... voicehooks run myapp:app --port 8000
         voicehooks run examples/quickstart.py --env-file .env --workers 4
         voicehooks run myapp:app --root-path /hooks --forwarded-allow-ips 10.0.0.5
+        voicehooks run myapp:app --log-format json --metrics
         voicehooks run myapp:app --record deliveries.jsonl
     """
-    app, _, directory = load_target(target)  # fails here, in one line, before any server
-    if workers > 1 and isinstance(app.store, MemoryStore):
-        click.echo(
-            f"warning: {workers} workers with the in-memory duplicate store: each worker only "
-            "remembers its own deliveries, so a redelivery that lands on another worker runs "
-            "again. Set VOICEHOOKS_REDIS_URL to share one Redis.",
-            err=True,
+    if log_config and ctx.get_parameter_source("log_format") is ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            "--log-config replaces --log-format: name voicehooks.logs.JSONFormatter or "
+            "TextFormatter in the file instead"
         )
-    serve(
-        target,
-        directory,
-        host=host,
-        port=port,
-        reload=reload,
-        workers=workers,
-        log_level=log_level,
-        record=record,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips,
-        root_path=root_path,
-    )
+    with contextlib.ExitStack() as stack:
+        if metrics:
+            # Before the app is imported: it reads the switch, and prometheus_client reads
+            # the directory when it is first imported.
+            stack.enter_context(_metrics_environment(workers if not reload else 1))
+        app, _, directory = load_target(target)  # fails here, in one line, before any server
+        if workers > 1 and isinstance(app.store, MemoryStore):
+            click.echo(
+                f"warning: {workers} workers with the in-memory duplicate store: each worker "
+                "only remembers its own deliveries, so a redelivery that lands on another "
+                "worker runs again. Set VOICEHOOKS_REDIS_URL to share one Redis.",
+                err=True,
+            )
+        serve(
+            target,
+            directory,
+            host=host,
+            port=port,
+            reload=reload,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config or logging_config(log_format, log_level),
+            record=record,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+            root_path=root_path,
+        )
+
+
+@contextlib.contextmanager
+def _metrics_environment(workers: int) -> Iterator[None]:
+    """Switch metrics on for the server processes; with several, a private multiprocess dir.
+
+    The directory is created empty before the workers start and removed when the server
+    stops, so counts never leak from one run into the next. A directory the user set in
+    ``PROMETHEUS_MULTIPROC_DIR`` is used as it is and left alone.
+    """
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise click.UsageError(
+            "--metrics needs prometheus_client: pip install 'voicehooks[metrics]'"
+        ) from None
+    values = {METRICS_ENV: "1"}
+    if workers == 1 or os.environ.get(MULTIPROC_DIR_ENV):
+        with patched_environ(values):
+            yield
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="voicehooks-metrics-") as directory,
+        patched_environ({**values, MULTIPROC_DIR_ENV: directory}),
+    ):
+        yield
 
 
 @main.command()

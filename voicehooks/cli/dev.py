@@ -8,6 +8,8 @@ import tempfile
 
 import click
 
+from voicehooks.logs import logging_config
+
 from .environment import env_file_option
 from .serve import serve
 
@@ -77,6 +79,7 @@ def dev(
             reload=not no_reload,
             workers=1,
             log_level=log_level,
+            log_config=logging_config("text", log_level),
             record=record,
             inspector="remote" if allow_remote_inspector else "local",
             history=os.path.join(history, "inspector.jsonl"),

@@ -25,6 +25,7 @@ def serve(
     reload: bool,
     workers: int,
     log_level: str,
+    log_config: str | dict[str, Any],
     record: str | None,
     inspector: str | None = None,
     history: str | None = None,
@@ -32,24 +33,13 @@ def serve(
 ) -> None:
     """Run uvicorn on ``voicehooks.cli.serving:app``; what it adds travels in the environment."""
     import uvicorn
-    import uvicorn.config
 
     from voicehooks.cli import serving
 
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["voicehooks"] = {
-        "handlers": ["default"],
-        "level": log_level.upper(),
-        "propagate": False,
-    }
-    # The app's own loggers (logging.getLogger(__name__)) show at the same level.
-    log_config["root"] = {"handlers": ["default"], "level": log_level.upper()}
-    # The reloader's file watcher logs every change it sees at INFO: noise, not news.
-    log_config["loggers"]["watchfiles"] = {"level": "WARNING"}
-    if inspector is not None:  # development: the time and the logger's name on every line
-        formatter = log_config["formatters"]["default"]
-        formatter["fmt"] = "%(asctime)s %(levelprefix)s %(name)s: %(message)s"
-        formatter["datefmt"] = "%H:%M:%S"
+    if isinstance(log_config, dict):
+        log_config = copy.deepcopy(log_config)
+        # The reloader's file watcher logs every change it sees at INFO: noise, not news.
+        log_config["loggers"]["watchfiles"] = {"level": "WARNING"}
     # Inherited by the server processes (see serving.py).
     environment = {
         serving.TARGET_ENV: target,
