@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
-.PHONY: run dev test lint typecheck pytest docs bench bench-quick loadtest clean wrk
+.PHONY: run dev test lint typecheck pytest docs bench bench-quick bench-durable loadtest chaos clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ wrk:  ## the HTTP load generator, from Debian's packages, when the machine lacks
 
 loadtest: $(STAMP)  ## 100,000 signed deliveries at concurrency 64 against `voicehooks run`, every answer checked (< 1 min; aborts at 10)
 	$(BIN)/python -m benchmarks.loadtest
+
+bench-durable: $(STAMP)  ## end-of-call-report ack latency in-process vs durable (Redis Streams), worker throughput (~1 min)
+	$(BIN)/python -m benchmarks.durable
+
+chaos: $(STAMP)  ## durable mode: 10,000 deliveries, a worker kill -9'ed every 2 s, Redis restarted; prints the table
+	$(BIN)/python -m tests.chaos --deliveries 10000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site

@@ -29,6 +29,7 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> str:
 def _no_redis_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's VOICEHOOKS_REDIS_URL must not turn every test app into a Redis client.
     monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_QUEUE_URL", raising=False)
 
 
 @pytest.fixture

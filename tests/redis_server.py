@@ -1,4 +1,4 @@
-"""A private ``redis-server`` for tests: a free loopback port, a temp dir, no persistence.
+"""A private ``redis-server`` for tests: a free loopback port, a temp dir, persistence optional.
 
 Tests that need Redis take the ``redis_server`` fixture (tests/conftest.py). Without a
 ``redis-server`` binary (or the ``redis`` package) they skip with a message saying how to get
@@ -29,6 +29,7 @@ class RedisServer:
 
     process: subprocess.Popen[bytes]
     port: int
+    command: list[str]
 
     @property
     def url(self) -> str:
@@ -39,6 +40,17 @@ class RedisServer:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop the server gracefully (SIGTERM: it flushes its append-only file) and start it
+        again on the same port and directory; returns once it answers PING."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=timeout)
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_ping(self, timeout)
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open but nothing is answered."""
@@ -69,8 +81,14 @@ def require_redis() -> str:
 
 
 @contextlib.contextmanager
-def running_redis(tmp_path: Path, timeout: float = 10.0) -> Iterator[RedisServer]:
-    """Start ``redis-server`` on a free port in ``tmp_path`` and stop it when the block ends."""
+def running_redis(
+    tmp_path: Path, timeout: float = 10.0, *, appendonly: bool = False
+) -> Iterator[RedisServer]:
+    """Start ``redis-server`` on a free port in ``tmp_path`` and stop it when the block ends.
+
+    With ``appendonly`` it persists every write (``appendonly yes``, ``appendfsync
+    everysec``), so ``RedisServer.restart`` keeps the data, as production Redis should.
+    """
     binary = require_redis()
     port = free_port()
     directory = tmp_path / f"redis-{port}"
@@ -80,22 +98,19 @@ def running_redis(tmp_path: Path, timeout: float = 10.0) -> Iterator[RedisServer
         "bind": "127.0.0.1",
         "dir": str(directory),
         "save": "",  # no snapshots
-        "appendonly": "no",
+        "appendonly": "yes" if appendonly else "no",
         "logfile": str(directory / "redis.log"),
     }
-    process = subprocess.Popen(
-        [binary, *(part for key, value in options.items() for part in (f"--{key}", value))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = RedisServer(process, port)
+    command = [binary, *(part for key, value in options.items() for part in (f"--{key}", value))]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(process, port, command)
     try:
         _wait_for_ping(server, timeout)
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()  # nothing to save, and SIGKILL also ends a paused server
-            process.wait()
+        if server.process.poll() is None:
+            server.process.kill()  # nothing to keep, and SIGKILL also ends a paused server
+            server.process.wait()
 
 
 def _wait_for_ping(server: RedisServer, timeout: float) -> None:

@@ -17,7 +17,18 @@ from voicehooks.cli import main, read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "examples" / "quickstart.py")
-COMMANDS = ["dev", "replay", "routes", "run", "send", "simulate", "tools", "verify"]
+COMMANDS = [
+    "dev",
+    "queue",
+    "replay",
+    "routes",
+    "run",
+    "send",
+    "simulate",
+    "tools",
+    "verify",
+    "worker",
+]
 
 
 @pytest.fixture

@@ -356,6 +356,16 @@ async def test_the_default_store_follows_the_environment(monkeypatch: pytest.Mon
     await store.aclose()
 
 
+async def test_the_default_store_follows_the_durable_queue_when_it_has_no_url_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_URL", "redis://127.0.0.1:1/3")
+    store = default_store()
+    assert isinstance(store, RedisStore)
+    assert store.client.connection_pool.connection_kwargs["db"] == 3
+    await store.aclose()
+
+
 async def test_redis_open_connects_and_loads_the_scripts_before_the_first_call(
     make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
 ) -> None:

@@ -11,8 +11,16 @@ from .events import (
     ToolCall,
     ToolCalls,
 )
-from .exceptions import ConfigurationError, StoreError, ToolError, Unavailable, VoiceHooksError
+from .exceptions import (
+    ConfigurationError,
+    QueueError,
+    StoreError,
+    ToolError,
+    Unavailable,
+    VoiceHooksError,
+)
 from .observers import Observer
+from .queue import RedisQueue
 from .recording import Recorder
 from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
 from .signing import sign
@@ -31,7 +39,9 @@ __all__ = [
     "Event",
     "MemoryStore",
     "Observer",
+    "QueueError",
     "Recorder",
+    "RedisQueue",
     "RedisStore",
     "StatusUpdate",
     "StoreError",

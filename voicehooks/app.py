@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import msgspec
@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from .background import BackgroundRunner, Job
 from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
+from .durable import close_queue, enqueue_jobs, open_queue
 from .events import Event, UnknownEventType, decode_delivery
 from .exceptions import (
     ConfigurationError,
@@ -50,6 +51,10 @@ from .routing import Registry
 from .running import Threads, within
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 from .stores import DeliveryStore, default_store
+
+if TYPE_CHECKING:
+    from .durable import QueueFailure
+    from .queue import RedisQueue
 
 __all__ = ["VoiceHooks", "resolve_secrets"]
 
@@ -105,10 +110,17 @@ class VoiceHooks(Registry):
         deduplicate: Run each tool call and informational event once, however often it
             is delivered; a duplicate gets the first answer (see ``voicehooks.dedupe``).
         store: Where deliveries are remembered. Default: ``RedisStore.from_url`` of
-            ``VOICEHOOKS_REDIS_URL`` when set, else a ``MemoryStore`` (this process only).
+            ``VOICEHOOKS_REDIS_URL``, else of ``VOICEHOOKS_QUEUE_URL``, when set; else a
+            ``MemoryStore`` (this process only).
         store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
             and log an error, or ``"reject"`` it with 503.
         dedupe_ttl_seconds: How long a handled delivery is remembered.
+        queue: Durable mode (see "Scaling out" in the README and ``voicehooks.durable``):
+            after-the-answer work goes to this Redis stream before the 200, for
+            ``voicehooks worker`` processes to run. Default: ``RedisQueue.from_url`` of
+            ``VOICEHOOKS_QUEUE_URL`` when set, else none (the work runs in this process).
+        queue_failure: When Redis cannot take a delivery's jobs: ``"process"`` them here
+            and log an error, or ``"reject"`` the delivery with 503.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
         observers: Told about every delivery, tool call and job (see ``voicehooks.observers``).
@@ -152,6 +164,8 @@ class VoiceHooks(Registry):
         store: DeliveryStore | None = None,
         store_failure: StoreFailure = "process",
         dedupe_ttl_seconds: float = 3600.0,
+        queue: RedisQueue | None = None,
+        queue_failure: QueueFailure = "process",
         lifespan: Lifespan | None = None,
         observers: Sequence[Observer] = (),
         metrics: bool | None = None,
@@ -182,6 +196,10 @@ class VoiceHooks(Registry):
             raise ConfigurationError(
                 f"store_failure must be 'process' or 'reject', got {store_failure!r}"
             )
+        if queue_failure not in ("process", "reject"):
+            raise ConfigurationError(
+                f"queue_failure must be 'process' or 'reject', got {queue_failure!r}"
+            )
         if store is not None and not deduplicate:
             raise ConfigurationError("store= has no use with deduplicate=False; drop one")
         self.verify_signatures = verify_signatures
@@ -205,6 +223,12 @@ class VoiceHooks(Registry):
         self.body_timeout_seconds = body_timeout_seconds
         self.state = State()
         self._user_lifespan = lifespan
+        if queue is None:
+            from .durable import default_queue
+
+            queue = default_queue()
+        self.queue = queue
+        self.queue_failure: QueueFailure = queue_failure
         self.store: DeliveryStore | None = None
         deduplicator = None
         if deduplicate:
@@ -272,6 +296,8 @@ class VoiceHooks(Registry):
         user = self._user_lifespan(self) if self._user_lifespan else nullcontext()
         if self.store is not None:
             await _open_store(self.store)
+        if self.queue is not None:
+            await open_queue(self.queue)
         try:
             # Background jobs drain before the user's teardown: they may use its resources.
             async with user as state, self.runner.running():
@@ -279,6 +305,8 @@ class VoiceHooks(Registry):
         finally:
             if self.store is not None:
                 await _close_store(self.store)
+            if self.queue is not None:
+                await close_queue(self.queue)
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -303,6 +331,10 @@ class VoiceHooks(Registry):
                 self._answered(delivery)
                 return
             body, jobs = await self.dispatcher.answer(delivery)
+            if jobs and self.queue is not None:  # durable mode: in Redis before the 200
+                jobs = await enqueue_jobs(
+                    self.queue, jobs, self.queue_failure, self.dispatcher.deduplicator
+                )
             status = 200
         except RequestError as exc:
             status = exc.status

@@ -416,11 +416,13 @@ class Dispatcher:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    async def run_job(self, job: Job, attempt: int = 1) -> str:
+    async def run_job(self, job: Job, attempt: int = 1, attempts_left: int | None = None) -> str:
         """Run ``job`` to its end on the background threads; return its ``JobOutcome``.
 
         Failures are logged and shown to the error hooks; only cancellation propagates
-        (after the job is named in the log as cut).
+        (after the job is named in the log as cut). ``attempts_left`` is durable mode's count
+        of runs still allowed after this one: observers then see a failure or timeout as
+        ``RETRYING`` (some left) or ``DEAD`` (none); the return value stays what happened.
         """
         event = job.event
         prepared = self._prepare(job, attempt)
@@ -439,7 +441,7 @@ class Dispatcher:
             _log.error("background %s was cut short", _job_label(job, fn))
             raise
         finally:
-            run.end(outcome)
+            run.end(_observed(outcome, attempts_left))
             if observers:
                 observers.job_ended(run)
         return outcome
@@ -523,6 +525,12 @@ class Dispatcher:
                 if not finished:
                     budget = _HOOK_BUDGET_SECONDS
                     _log.error("error hook %s took longer than %.0f s", hook.name, budget)
+
+
+def _observed(outcome: str, attempts_left: int | None) -> str:
+    if attempts_left is None or outcome not in (JobOutcome.FAILED, JobOutcome.TIMEOUT):
+        return outcome
+    return JobOutcome.RETRYING if attempts_left > 0 else JobOutcome.DEAD
 
 
 def _admit_all(size: int) -> None:

@@ -11,7 +11,9 @@
     │   ├── PayloadError            400
     │   └── Unavailable             503 (with Retry-After): the app cannot take it now
     ├── ToolError               raised by a tool: its message is the result the caller hears
-    └── StoreError              the duplicate-delivery store failed or timed out
+    ├── StoreError              the duplicate-delivery store failed or timed out
+    └── QueueError              the durable queue's Redis failed or timed out
+        └── QueueFull               the durable queue is at its length bound
 
 Only ``RequestError`` subclasses reach the wire, as ``{"error": message}`` with the class's
 ``status``. Their messages describe the request, never its contents: no body, no signature,
@@ -27,6 +29,8 @@ __all__ = [
     "MethodNotAllowed",
     "PayloadError",
     "PayloadTooLarge",
+    "QueueError",
+    "QueueFull",
     "RequestError",
     "RequestTimeout",
     "SignatureError",
@@ -118,3 +122,11 @@ class ToolError(VoiceHooksError):
 
 class StoreError(VoiceHooksError):
     """The duplicate-delivery store failed or did not answer in time."""
+
+
+class QueueError(VoiceHooksError):
+    """The durable queue's Redis could not take or give out entries (down, slow, full)."""
+
+
+class QueueFull(QueueError):
+    """The stream is at ``max_length``: adding more would let Redis trim unhandled work."""

@@ -10,8 +10,10 @@ again (``release``). Two implementations:
   are ``SET NX PX``, results live under their own key, and every key it writes expires.
 
 ``VoiceHooks`` picks ``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` when that variable is set,
-a ``MemoryStore`` otherwise. A store signals trouble with ``StoreError`` and nothing else; what
-happens then is the app's choice (``store_failure``), never the store's.
+else one on the durable queue's Redis (``$VOICEHOOKS_QUEUE_URL``: receivers and workers on
+several hosts must share the store), a ``MemoryStore`` otherwise. A store signals trouble
+with ``StoreError`` and nothing else; what happens then is the app's choice
+(``store_failure``), never the store's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryStore", "MemoryStore", "REDIS_URL_ENV", "RedisStore", "default_store"]
 
 REDIS_URL_ENV: Final = "VOICEHOOKS_REDIS_URL"
+QUEUE_URL_ENV: Final = "VOICEHOOKS_QUEUE_URL"  # voicehooks.queue's; not imported: no cycle
 
 T = TypeVar("T")
 
@@ -79,8 +82,9 @@ class DeliveryStore(Protocol):
 
 
 def default_store() -> DeliveryStore:
-    """``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` if that is set, else a ``MemoryStore``."""
-    url = os.environ.get(REDIS_URL_ENV, "").strip()
+    """A ``RedisStore`` on ``$VOICEHOOKS_REDIS_URL``, else on ``$VOICEHOOKS_QUEUE_URL``, else
+    a ``MemoryStore``."""
+    url = os.environ.get(REDIS_URL_ENV, "").strip() or os.environ.get(QUEUE_URL_ENV, "").strip()
     return RedisStore.from_url(url) if url else MemoryStore()
 
 

@@ -42,6 +42,7 @@ from voicehooks.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
 from voicehooks.stores import MemoryStore
 
 from .dev import dev
+from .durable import queue, worker
 from .environment import env_file_option, patched_environ, read_env_file
 from .replay import replay
 from .send import send
@@ -188,6 +189,7 @@ Examples:
   voicehooks verify --body body.json --headers headers.txt
   voicehooks simulate examples/scenarios/quickstart.toml examples/quickstart.py
   voicehooks replay deliveries.jsonl --url http://127.0.0.1:8000/ --resign
+  voicehooks worker myapp:app --concurrency 16
 
 Every command takes -h for its options and an example.""",
 )
@@ -429,7 +431,9 @@ def tools(target: str, url: str | None) -> None:
 
 
 main.add_command(dev)
+main.add_command(queue)
 main.add_command(replay)
 main.add_command(send)
 main.add_command(simulate)
 main.add_command(verify)
+main.add_command(worker)

@@ -1,0 +1,186 @@
+"""Durable mode's price: acknowledgement latency in-process vs durable, and worker throughput.
+
+``make bench-durable`` (or ``python -m benchmarks.durable``) starts a private ``redis-server``
+(``appendonly yes``, ``appendfsync everysec``, as production should run it) and:
+
+1. **Acknowledgement latency**: ``voicehooks run benchmarks/loadtest_app.py`` without, then
+   with ``VOICEHOOKS_QUEUE_URL``; signed end-of-call-reports (the ~30 KB ``report`` workload
+   of ``benchmarks/workloads.py``) over one keep-alive connection, one at a time (the latency a
+   single platform request sees), then 16 at a time. Reported: p50 and p99 from sending the
+   request to the last byte of the ``{}``. In-process, the answer goes out before the handler
+   runs; durable, after the entry is in Redis (one script call) and the duplicate store's claim
+   (Redis too: several receivers must share it).
+2. **Worker throughput**: ``--entries`` reports are put in the stream, then one
+   ``voicehooks worker`` (``--concurrency`` 8, then 32) is started and timed until the stream
+   is empty: entries per second, handler included (a sync handler that counts the report).
+
+Client, servers, worker and Redis share the machine, so these are floors, and only
+comparable within one run. Bounded in count; the whole run takes about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadtest import percentile, read_answer
+from benchmarks.workloads import make_pool
+from tests.redis_server import running_redis
+from tests.servers import ROOT, running_server
+from voicehooks.queue import RedisQueue
+
+APP = "benchmarks/loadtest_app.py"
+SECRET = "whsec_bench_durable_only"
+QUIET = ["--log-level", "warning"]
+
+
+def report_requests(count: int, port: int, run: str) -> list[bytes]:
+    """``count`` distinct signed ~30 KB end-of-call-reports (``benchmarks/workloads.py``)."""
+    pool = make_pool("report", count, stream=run, secret=SECRET)
+    requests = []
+    for i in range(len(pool)):
+        head = [f"POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"]
+        head += [f"{name.decode()}: {value.decode()}\r\n" for name, value in pool.headers(i)[1:]]
+        requests.append("".join(head).encode() + b"\r\n" + pool.body(i))
+    return requests
+
+
+async def latencies(port: int, total: int, concurrency: int, run: str) -> list[float]:
+    """Milliseconds per request; every answer must be a 200."""
+    requests = report_requests(total, port, run)
+    pending = iter(requests)
+    measured: list[float] = []
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for request in pending:
+                started = time.perf_counter()
+                writer.write(request)
+                status, body, _ = await read_answer(reader)
+                measured.append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"answer {status}: {body[:200]!r}")
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return measured
+
+
+def ack_latency(directory: Path, env: dict[str, str], requests: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with running_server(APP, directory, args=QUIET, env=env) as server:
+        asyncio.run(latencies(server.port, 300, 4, "warm"))  # connections, caches, scripts
+        for concurrency in (1, 16):
+            ordered = sorted(asyncio.run(latencies(server.port, requests, concurrency, "m")))
+            results[f"c{concurrency}"] = {
+                "p50_ms": round(percentile(ordered, 0.50), 2),
+                "p99_ms": round(percentile(ordered, 0.99), 2),
+            }
+    return results
+
+
+def fill(directory: Path, env: dict[str, str], entries: int, run: str) -> None:
+    """Put ``entries`` reports in the stream the real way: through a durable receiver."""
+    with running_server(APP, directory, args=QUIET, env=env) as server:
+        asyncio.run(latencies(server.port, entries, 16, run))
+
+
+async def drain(url: str) -> None:
+    client = RedisQueue.from_url(url).client
+    await client.delete("voicehooks:jobs")
+    await client.aclose()
+
+
+async def backlog(url: str) -> int:
+    queue = RedisQueue.from_url(url)
+    try:
+        return (await queue.stats()).length
+    finally:
+        await queue.aclose()
+
+
+def worker_throughput(
+    directory: Path, env: dict[str, str], url: str, entries: int, concurrency: int
+) -> float:
+    fill(directory, env, entries, f"fill{concurrency}")
+    if asyncio.run(backlog(url)) < entries:
+        raise RuntimeError("the stream does not hold the reports just sent")
+    command = [sys.executable, "-m", "voicehooks", "worker", APP, *QUIET]
+    command += ["--concurrency", str(concurrency)]
+    with open(directory / f"worker-{concurrency}.log", "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        started = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            left = asyncio.run(backlog(url))
+            if started is None and left < entries:
+                started = time.monotonic()  # the first entry is done: startup is excluded
+                first_left = left
+            if left == 0 and started is not None:
+                return first_left / max(time.monotonic() - started, 1e-9)
+            time.sleep(0.02)
+        raise RuntimeError("the worker did not drain the stream within 300 s")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _temporary() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="voicehooks-bench-durable-") as tmp:
+        yield Path(tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table (and ``--json``); exit code 0 unless something failed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per latency measurement")
+    parser.add_argument("--entries", type=int, default=5000, help="per throughput measurement")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    with _temporary() as directory, running_redis(directory, appendonly=True) as redis:
+        base = {**os.environ, "VOICEHOOKS_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+        base.pop("VOICEHOOKS_REDIS_URL", None)
+        base.pop("VOICEHOOKS_QUEUE_URL", None)
+        durable = {**base, "VOICEHOOKS_QUEUE_URL": redis.url}
+        results: dict[str, Any] = {
+            "load_average_at_start": [round(x, 2) for x in load],
+            "cpus": os.cpu_count(),
+            "ack": {"in-process": ack_latency(directory, base, args.requests)},
+            "worker_entries_per_second": {},
+        }
+        results["ack"]["durable"] = ack_latency(directory, durable, args.requests)
+        asyncio.run(drain(redis.url))  # the latency run's entries: not part of the next
+        results["worker_entries_per_second"] = {
+            f"c{c}": round(worker_throughput(directory, durable, redis.url, args.entries, c))
+            for c in (8, 32)
+        }
+    print(f"load average at start: {results['load_average_at_start']} on {results['cpus']} CPUs")
+    print("| end-of-call-report ack | concurrency 1: p50 / p99 ms | concurrency 16: p50 / p99 ms |")
+    print("|---|---|---|")
+    for mode, by in results["ack"].items():
+        cells = [f"{by[c]['p50_ms']} / {by[c]['p99_ms']}" for c in ("c1", "c16")]
+        print(f"| {mode} | {cells[0]} | {cells[1]} |")
+    rates = results["worker_entries_per_second"]
+    print(f"worker throughput (entries/s): concurrency 8: {rates['c8']}, 32: {rates['c32']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,406 @@
+"""Durable mode in-process: the receiver queues jobs before its 200, the worker's callback runs
+them in the same app; against a real redis-server. (Real processes: tests/test_chaos.py.)"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from tests.redis_server import RedisServer
+from voicehooks import CallContext, EndOfCallReport, StatusUpdate, VoiceHooks
+from voicehooks.cli import durable as cli_durable
+from voicehooks.cli import main
+from voicehooks.durable import (
+    JobEntry,
+    QueuedJobs,
+    decode_entry,
+    default_queue,
+    encode_entry,
+)
+from voicehooks.observers import JobOutcome
+from voicehooks.queue import QUEUE_URL_ENV, Entry, RedisQueue
+from voicehooks.stores import MemoryStore, RedisStore
+from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
+from voicehooks.worker import Result, Worker
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_durable_unit_tests"
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, str, int]] = []
+        self.statuses: list[str] = []
+        self.notes: list[str] = []
+
+
+MakeApp = Callable[..., tuple[VoiceHooks, Recorded]]
+
+
+@pytest.fixture
+async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
+    queues: list[RedisQueue] = []
+
+    def make(**options: object) -> tuple[VoiceHooks, Recorded]:
+        queue = RedisQueue.from_url(redis_server.url, operation_timeout_seconds=0.3)
+        queues.append(queue)
+        options.setdefault("queue", queue)
+        options.setdefault("store", MemoryStore())
+        app = VoiceHooks(secret=SECRET, **options)  # type: ignore[arg-type]
+        seen = Recorded()
+
+        @app.on("end-of-call-report")
+        async def save(report: EndOfCallReport, context: CallContext) -> None:
+            seen.reports.append((report.call.id, context.delivery_id, context.attempt))
+            if "flaky" in report.call.id and context.attempt == 1:
+                raise ConnectionError("the CRM is down")
+
+        @app.on("status-update")
+        def track(update: StatusUpdate) -> None:
+            seen.statuses.append(update.call.id)
+
+        @app.tool(fire_and_forget=True, async_response="Noted.")
+        async def note(text: str) -> None:
+            """Keep a note for later."""
+            seen.notes.append(text)
+
+        @app.tool
+        async def add(a: int, b: int) -> int:
+            """Add two numbers."""
+            return a + b
+
+        return app, seen
+
+    yield make
+    for queue in queues:
+        await queue.aclose()
+
+
+async def read_all(queue: RedisQueue) -> list[Entry]:
+    return await queue.read("test-worker", 100, 0.01)
+
+
+async def test_an_entry_round_trips_the_body_bytes_target_and_trace() -> None:
+    entry = JobEntry(b'{"message": {}}\n', "handler:app:on_report", {"traceparent": "00-ab"}, 1.5)
+    assert decode_entry(encode_entry(entry)) == entry
+    with pytest.raises(msgspec.DecodeError):
+        decode_entry(b"not msgpack at all \xc1")
+
+
+async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
+    make_app: MakeApp,
+) -> None:
+    app, seen = make_app()
+    assert app.queue is not None
+    payload = end_of_call_report(call_id="call-1")
+    async with WebhookClient(app, secret=SECRET) as client:
+        response = await client.post(payload)
+        assert response.status_code == 200
+        await client.wait_for_background()
+    assert seen.reports == []  # the receiver ran nothing after the answer
+    (entry,) = await read_all(app.queue)
+    data = decode_entry(entry.data)
+    assert data.body == msgspec.json.encode(payload)  # the very bytes that were verified
+    assert data.target.startswith("handler:")
+    assert data.target.endswith("save")
+    run = QueuedJobs(app)
+    async with app.lifespan():
+        assert await run(entry) == (JobOutcome.DONE, JobOutcome.DONE)
+        assert (await run(entry)).outcome == JobOutcome.DONE  # finished work: skipped
+    assert len(seen.reports) == 1
+    call_id, delivery_id, attempt = seen.reports[0]
+    assert (call_id, attempt) == ("call-1", 1)
+    assert delivery_id
+
+
+async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
+    make_app: MakeApp,
+) -> None:
+    app, seen = make_app()
+    assert app.queue is not None
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="flaky-1")
+    done = anyio.Event()
+    run = QueuedJobs(app)
+
+    results: list[Result] = []
+
+    async def watched(entry: Entry) -> Result:
+        result = await run(entry)
+        results.append(result)
+        if result.outcome == JobOutcome.DONE:
+            done.set()
+        return result
+
+    worker = Worker(app.queue, watched, retry_delay_seconds=0.01, read_block_seconds=0.1)
+    stop = anyio.Event()
+    async with app.lifespan(), anyio.create_task_group() as group:
+        group.start_soon(worker.serve, stop)
+        with anyio.fail_after(10):
+            await done.wait()
+        stop.set()
+    assert [(c, a) for c, _, a in seen.reports] == [("flaky-1", 1), ("flaky-1", 2)]
+    assert seen.reports[0][1] == seen.reports[1][1]
+    assert results == [("failed", "ConnectionError"), ("done", "done")]
+    assert (await app.queue.stats()).length == 0
+
+
+async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_queued(
+    make_app: MakeApp,
+) -> None:
+    app, seen = make_app()
+    assert app.queue is not None
+    payload = tool_calls(
+        tool_call("add", {"a": 2, "b": 3}, id="t-add"),
+        tool_call("note", {"text": "call back"}, id="t-note"),
+    )
+    async with WebhookClient(app, secret=SECRET) as client:
+        response = await client.post(payload)
+        await client.wait_for_background()
+    assert response.json() == {
+        "results": [
+            {"tool_call_id": "t-add", "result": 5},
+            {"tool_call_id": "t-note", "result": "Noted."},
+        ]
+    }
+    assert seen.notes == []
+    (entry,) = await read_all(app.queue)
+    assert decode_entry(entry.data).target == "tool:t-note"
+    async with app.lifespan():
+        assert (await QueuedJobs(app)(entry)).outcome == JobOutcome.DONE
+    assert seen.notes == ["call back"]
+
+
+async def test_when_redis_is_down_the_jobs_run_here_and_the_log_says_so(
+    make_app: MakeApp, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, seen = make_app()
+    redis_server.stop()
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with WebhookClient(app, secret=SECRET) as client:
+            await client.end_of_call_report(call_id="call-down")
+            await client.wait_for_background()
+    assert [c for c, _, _ in seen.reports] == ["call-down"]
+    assert "the job queue is unavailable" in caplog.text
+    assert "running 1 job(s) of this delivery in this process" in caplog.text
+
+
+async def test_with_reject_a_redis_outage_is_a_503(
+    make_app: MakeApp, redis_server: RedisServer
+) -> None:
+    app, seen = make_app(queue_failure="reject")
+    redis_server.stop()
+    async with WebhookClient(app, secret=SECRET) as client:
+        response = await client.post(end_of_call_report(call_id="call-down"))
+        await client.wait_for_background()
+    assert response.status_code == 503
+    assert seen.reports == []
+
+
+async def test_a_full_queue_is_a_503_with_retry_after_and_the_redelivery_is_not_a_duplicate(
+    redis_server: RedisServer, make_app: MakeApp
+) -> None:
+    queue = RedisQueue.from_url(redis_server.url, max_length=2)
+    app, seen = make_app(queue=queue)
+    over = end_of_call_report(call_id="call-over")
+    async with WebhookClient(app, secret=SECRET) as client:
+        for index in range(2):
+            await client.end_of_call_report(call_id=f"call-{index}")
+        response = await client.post(over)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "10"
+        await queue.ack([entry.id for entry in await read_all(queue)])  # workers caught up
+        assert (await client.post(over)).status_code == 200
+        await client.wait_for_background()
+    assert seen.reports == []
+    assert [decode_entry(e.data).body for e in await read_all(queue)] == [msgspec.json.encode(over)]
+    await queue.aclose()
+
+
+async def test_a_tool_call_is_never_refused_for_the_queue_its_jobs_run_here(
+    make_app: MakeApp, redis_server: RedisServer
+) -> None:
+    app, seen = make_app(queue_failure="reject")
+    redis_server.stop()
+    async with WebhookClient(app, secret=SECRET) as client:
+        result = await client.call_tool("note", text="call back")
+        await client.wait_for_background()
+    assert result == "Noted."
+    assert seen.notes == ["call back"]
+
+
+async def test_an_unreadable_entry_raises_so_that_it_ends_in_the_dead_letters(
+    make_app: MakeApp,
+) -> None:
+    app, _ = make_app()
+    with pytest.raises(msgspec.DecodeError):
+        await QueuedJobs(app)(Entry("1-0", b"\xc1 not an entry", 1))
+
+
+def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_queue() is None
+    monkeypatch.setenv(QUEUE_URL_ENV, "redis://127.0.0.1:1/2")
+    assert isinstance(default_queue(), RedisQueue)
+    assert VoiceHooks(secret=SECRET).queue is not None
+
+
+def test_queue_failure_must_be_a_known_policy() -> None:
+    with pytest.raises(Exception, match="queue_failure"):
+        VoiceHooks(secret=SECRET, queue_failure="drop")  # type: ignore[arg-type]
+
+
+# -- voicehooks worker -------------------------------------------------------------------
+
+
+def test_the_worker_command_wants_a_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: None)
+    app_file = tmp_path / "plain_app.py"
+    app_file.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks(secret='whsec_x')\n")
+    result = CliRunner().invoke(main, ["worker", str(app_file)])
+    assert result.exit_code == 2
+    assert f"set {QUEUE_URL_ENV}=redis://" in result.output
+
+
+def test_the_worker_command_builds_a_worker_from_its_options(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_file = tmp_path / "queued_app.py"
+    app_file.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
+    monkeypatch.setenv(QUEUE_URL_ENV, redis_server.url)
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)  # a worker verifies nothing
+    served: list[Worker] = []
+
+    async def fake_serve(app: VoiceHooks, worker: Worker, stop: anyio.Event | None = None) -> None:
+        served.append(worker)
+
+    monkeypatch.setattr(cli_durable, "_serve", fake_serve)
+    logging_setup: list[tuple[str, str]] = []
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: logging_setup.append(a))
+    args = ["worker", str(app_file), "--concurrency", "3", "--claim-idle-seconds", "7"]
+    args += ["--max-attempts", "2", "--retry-delay-seconds", "0.5", "--log-level", "warning"]
+    args += ["--log-format", "json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert logging_setup == [("json", "warning")]
+    (worker,) = served
+    assert (worker.concurrency, worker.claim_idle_seconds, worker.max_attempts) == (3, 7.0, 2)
+    assert (worker.retry_delay_seconds, worker.grace_seconds) == (0.5, 20.0)
+
+
+async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, seen = make_app()
+    assert app.queue is not None
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="call-w")
+    worker = Worker(app.queue, QueuedJobs(app), read_block_seconds=0.1)
+    stop = anyio.Event()
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        async with anyio.create_task_group() as group:
+            group.start_soon(cli_durable._serve, app, worker, stop)
+            with anyio.fail_after(10):
+                while not seen.reports:
+                    await anyio.sleep(0.02)
+            stop.set()
+    assert [c for c, _, _ in seen.reports] == ["call-w"]
+    assert f"worker {worker.consumer}: consuming voicehooks:jobs" in caplog.text
+
+
+async def test_a_full_queue_runs_the_fire_and_forget_tools_of_a_live_call_here(
+    redis_server: RedisServer, make_app: MakeApp
+) -> None:
+    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    app, seen = make_app(queue=queue)
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="fills-it")
+        assert await client.call_tool("note", text="call back") == "Noted."
+        await client.wait_for_background()
+    await queue.aclose()
+    assert seen.notes == ["call back"]
+
+
+async def test_with_redis_down_the_worker_runs_and_logs_what_it_cannot_check_or_mark(
+    redis_server: RedisServer, make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, seen = make_app(store=RedisStore.from_url(redis_server.url), queue_failure="reject")
+    handler = app.handlers["end-of-call-report"][0]
+    body = msgspec.json.encode(end_of_call_report(call_id="call-x"))
+    entry = Entry("1-0", encode_entry(JobEntry(body, handler.target)), 1)
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        async with WebhookClient(app, secret=SECRET) as client:
+            response = await client.post(body)
+            assert (await QueuedJobs(app)(entry)).outcome == JobOutcome.DONE
+    assert response.status_code == 503
+    assert [c for c, _, _ in seen.reports] == ["call-x"]
+    assert "cannot say whether" in caplog.text
+    assert "could not mark it done" in caplog.text
+    assert "releasing a refused delivery's claim failed" in caplog.text
+
+
+async def test_an_event_built_in_code_is_queued_as_a_delivery(make_app: MakeApp) -> None:
+    from voicehooks.background import Job
+    from voicehooks.durable import enqueue_jobs
+    from voicehooks.events import decode_delivery
+
+    app, _ = make_app()
+    assert app.queue is not None
+    await app.queue.open()
+    decoded = decode_delivery(msgspec.json.encode(end_of_call_report(call_id="built")))
+    built = msgspec.structs.replace(decoded)  # a copy: no original body with it
+    assert "_body" not in built.__dict__
+    handler = app.handlers["end-of-call-report"][0]
+    assert await enqueue_jobs(app.queue, [Job(built, handler.target)], "reject", None) == []
+    (entry,) = await read_all(app.queue)
+    assert decode_delivery(decode_entry(entry.data).body).call.id == "built"
+
+
+async def test_observers_see_a_failed_run_as_retrying_then_dead(make_app: MakeApp) -> None:
+    from voicehooks.observers import JobRun, Observer
+
+    app, _ = make_app()
+    assert app.queue is not None
+    ended: list[tuple[str, int]] = []
+
+    class Jobs(Observer):
+        def job_ended(self, job: JobRun) -> None:
+            ended.append((job.outcome, job.attempt))
+
+    app.add_observer(Jobs())
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="flaky-2")
+    (entry,) = await read_all(app.queue)
+    run = QueuedJobs(app, max_attempts=2)
+    async with app.lifespan():
+        assert await run(entry) == ("failed", "ConnectionError")
+        assert await QueuedJobs(app, max_attempts=1)(entry) == ("failed", "ConnectionError")
+        assert (await run(Entry(entry.id, entry.data, 2))).outcome == "done"
+    assert ended == [("retrying", 1), ("dead", 1), ("done", 2)]
+
+
+def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_file = tmp_path / "memory_app.py"
+    app_file.write_text(
+        "from voicehooks import MemoryStore, RedisQueue, VoiceHooks\n"
+        f"app = VoiceHooks(secret='whsec_x', store=MemoryStore(), "
+        f"queue=RedisQueue.from_url({redis_server.url!r}))\n"
+    )
+
+    async def fake_serve(app: VoiceHooks, worker: Worker, stop: anyio.Event | None = None) -> None:
+        pass
+
+    monkeypatch.setattr(cli_durable, "_serve", fake_serve)
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: None)
+    result = CliRunner().invoke(main, ["worker", str(app_file)])
+    assert result.exit_code == 0, result.output
+    assert "warning: the duplicate store is in memory" in result.output
