@@ -1,5 +1,6 @@
-"""voicehooks.background: bounded after-the-answer work that never starves a live tool, and
-every job accepted ends as done, failed or cut."""
+"""voicehooks.background: informational events acknowledged first, bounded after-the-answer
+work that never starves a live tool, lifespans that drain it, and every job accepted ending
+as done, failed or cut."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ import logging
 import re
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 
-from voicehooks import VoiceHooks
+from voicehooks import (
+    CallContext,
+    ConfigurationError,
+    EndOfCallReport,
+    Event,
+    StatusUpdate,
+    VoiceHooks,
+)
 from voicehooks.background import Job
-from voicehooks.events import EndOfCallReport, StatusUpdate
 from voicehooks.testing import CUSTOMER_NUMBER, WebhookClient, end_of_call_report
 
 pytestmark = pytest.mark.anyio
@@ -233,3 +242,207 @@ def test_a_job_knows_its_size_and_its_delivery_id() -> None:
     assert job.size == len(body)
     assert job.delivery_id == Job(decode_delivery(body), "handler:m:g").delivery_id
     assert len(job.delivery_id) == 32
+
+
+# -- informational events ----------------------------------------------------------------
+
+
+async def test_status_updates_are_acknowledged_before_their_handler_finishes() -> None:
+    app, client = make()
+    release = anyio.Event()
+    done: list[str] = []
+
+    @app.on("status-update")
+    async def slow(event: StatusUpdate) -> None:
+        await release.wait()
+        done.append(event.status)
+
+    async with client:
+        response = await client.status_update("ended", call_id="c1")
+        assert (response.status_code, response.json()) == (200, {})
+        assert done == []  # answered while the handler still waits
+        assert app.runner.in_flight == [("status-update", "c1")]
+        release.set()
+    assert done == ["ended"]
+
+
+async def test_several_handlers_may_listen_and_failures_are_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make(raise_exceptions=False)
+    seen: list[str] = []
+    reports: list[tuple[str, str]] = []
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        seen.append(f"store:{event.duration_seconds}")
+
+    @app.on("end-of-call-report")
+    def crash(event: Event) -> None:
+        raise ValueError("disk full")
+
+    @app.on("end-of-call-report")
+    def notify(context: CallContext) -> None:
+        seen.append(f"notify:{context.call_id}")
+
+    app.add_error_hook(lambda exc, event: reports.append((type(exc).__name__, event.type)))
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with client:
+            await client.end_of_call_report(call_id="c7")
+    assert sorted(seen) == ["notify:c7", "store:95"]
+    assert reports == [("ValueError", "end-of-call-report")]
+    assert "end-of-call-report handler" in caplog.text
+    assert "(call c7) raised ValueError" in caplog.text
+
+
+async def test_run_before_answer_handlers_finish_before_the_answer() -> None:
+    app, client = make()
+    done: list[str] = []
+
+    @app.on("status-update", run_before_answer=True)
+    async def first(event: StatusUpdate) -> None:
+        await anyio.sleep(0.05)
+        done.append("before")
+
+    async with client:
+        await client.status_update()
+        assert done == ["before"]
+
+
+def test_run_before_answer_is_only_for_informational_events() -> None:
+    app = VoiceHooks(verify_signatures=False)
+    with pytest.raises(ConfigurationError, match="run_before_answer"):
+        app.on("tool-calls", run_before_answer=True)(lambda: None)
+
+
+async def test_background_concurrency_is_bounded() -> None:
+    app, client = make(max_background_jobs=2)
+    running = 0
+    peak = 0
+
+    @app.on("status-update")
+    async def busy() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.05)
+        running -= 1
+
+    async with client:
+        for _ in range(6):
+            await client.status_update()
+    assert peak == 2
+
+
+async def test_without_a_lifespan_handlers_run_after_the_answer_in_the_request() -> None:
+    app, client = make()
+    order: list[str] = []
+
+    @app.on("status-update")
+    async def handler() -> None:
+        order.append("handler")
+
+    response = await client.status_update()  # no `async with`: no lifespan ran
+    order.append("returned")
+    assert response.status_code == 200
+    assert order == ["handler", "returned"]
+    assert not app.runner.owned
+
+
+# -- lifespan ----------------------------------------------------------------------------
+
+
+async def test_the_user_lifespan_wraps_the_background_work() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: VoiceHooks) -> AsyncIterator[dict[str, Any]]:
+        events.append("startup")
+        app.state.pool = "pool"
+        yield {"db": "pool"}
+        events.append("teardown")
+
+    app, client = make(lifespan=lifespan)
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        await anyio.sleep(0.1)
+        events.append(f"stored with {app.state.pool}")
+
+    async with client:
+        await client.end_of_call_report()
+        events.append("answered")
+    assert events == ["startup", "answered", "stored with pool", "teardown"]
+
+
+async def test_shutdown_cuts_what_outlives_the_grace_period_and_names_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make(shutdown_grace_seconds=0.2)
+    finished: list[str] = []
+
+    @app.on("end-of-call-report")
+    async def slow(event: EndOfCallReport) -> None:
+        await anyio.sleep(0.05 if event.call.id == "quick" else 30)
+        finished.append(event.call.id)
+
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        async with client:
+            await client.end_of_call_report(call_id="quick")
+            await client.end_of_call_report(call_id="stuck-call")
+    assert time.perf_counter() - started < 5
+    assert finished == ["quick"]
+    assert "1 background job(s) still running after the 0.2 s grace period" in caplog.text
+    assert re.search(
+        r"background end-of-call-report handler \S+slow \(call stuck-call\) was cut short",
+        caplog.text,
+    )
+
+
+async def test_a_composed_lifespan_owns_background_work_of_a_mounted_app() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    hooks = VoiceHooks(secret=SECRET)
+    release = anyio.Event()
+    done: list[str] = []
+
+    @hooks.on("status-update")
+    async def handler(event: StatusUpdate) -> None:
+        await release.wait()
+        done.append(event.call.id)
+
+    @asynccontextmanager
+    async def parent_lifespan(parent: Starlette) -> AsyncIterator[None]:
+        async with hooks.lifespan():
+            yield
+
+    parent = Starlette(routes=[Mount("/hooks", app=hooks)], lifespan=parent_lifespan)
+    async with WebhookClient(parent, secret=SECRET, path="/hooks/") as client:
+        await client.status_update(call_id="m1")
+        assert hooks.runner.owned
+        assert done == []
+        release.set()
+    assert done == ["m1"]
+
+
+async def test_the_runner_drains_what_finishes_and_cuts_what_does_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, client = make(shutdown_grace_seconds=0.2)
+    finished: list[str] = []
+
+    @app.on("status-update")
+    async def handler(event: StatusUpdate) -> None:
+        await anyio.sleep(0.01 if event.call.id == "fast" else 30)
+        finished.append(event.call.id)
+
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with client:
+            await client.status_update(call_id="fast")
+            await client.status_update(call_id="stuck")
+            assert app.runner.owned
+    assert finished == ["fast"]
+    assert re.search(r"handler \S+ \(call stuck\) was cut short", caplog.text)
+    assert app.runner.in_flight == []

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from voicehooks import ConfigurationError, VoiceHooks
+from voicehooks import (
+    ConfigurationError,
+    EndOfCallReport,
+    StatusUpdate,
+    VoiceHooks,
+)
 from voicehooks.events import EVENT_NAMES, AnyEvent
 
 
@@ -61,3 +66,45 @@ def test_a_handler_names_its_background_target_by_module_and_qualname() -> None:
 
     (handler,) = app.handlers["status-update"]
     assert handler.target == f"handler:{__name__}:{on_status.__qualname__}"
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+async def never(event: EndOfCallReport) -> None: ...
+
+
+def untyped(event) -> None:  # type: ignore[no-untyped-def]
+    ...
+
+
+def test_handlers_fail_at_registration_with_a_fix() -> None:
+    app = VoiceHooks(verify_signatures=False)
+    with pytest.raises(ConfigurationError, match="unknown event 'call-ended'"):
+        app.on("call-ended")(lambda: None)  # type: ignore[arg-type]  # the runtime check
+    with pytest.raises(
+        ConfigurationError, match=r"annotated 'EndOfCallReport'.*StatusUpdate, CallContext"
+    ):
+        app.add_handler("status-update", never)
+    with pytest.raises(ConfigurationError, match="'event' has no annotation"):
+        app.add_handler("status-update", untyped)
+    with pytest.raises(ConfigurationError, match="not callable"):
+        app.add_handler("status-update", 42)  # type: ignore[arg-type]
+
+
+def test_routes_list_every_registration() -> None:
+    app = VoiceHooks(verify_signatures=False)
+    app.on("status-update", run_before_answer=True)(never_status)
+
+    @app.tool(fire_and_forget=True)
+    def ping() -> None:
+        """Ping."""
+
+    rows = [(r.kind, r.name, r.function.split(":")[1], r.note) for r in app.routes()]
+    assert rows == [
+        ("event", "status-update", "never_status", "before answer"),
+        ("tool", "ping", "test_routes_list_every_registration.<locals>.ping", "fire-and-forget"),
+    ]
+
+
+def never_status(event: StatusUpdate) -> None: ...
