@@ -320,7 +320,7 @@ class VoiceHooks(Registry):
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         delivery = Delivery(scope["headers"])
         observers = self.observers
-        if observers:
+        if observers.active:
             observers.delivery_started(delivery)
         jobs: list[Job] = []  # background work, started once the answer is out
         extra = _NO_HEADERS
@@ -368,7 +368,7 @@ class VoiceHooks(Registry):
         delivery.duration_seconds = time.perf_counter() - delivery.started
         if delivery.event_type is not None and _log.isEnabledFor(logging.INFO):
             _log_delivery(delivery)
-        if self.observers:
+        if self.observers.active:
             self.observers.delivery_answered(delivery)
 
     async def _receive_event(

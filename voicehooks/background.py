@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -44,9 +44,11 @@ __all__ = ["BackgroundRunner", "Job"]
 _log = logging.getLogger("voicehooks")
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     """One piece of after-the-answer work.
+
+    A named tuple: made for every background handler of every delivery, and a tuple is the
+    cheapest immutable value to make (a frozen dataclass costs several times as much).
 
     Attributes:
         event: The delivery's event; its original body travels with it (``event.raw``).
@@ -58,7 +60,7 @@ class Job:
 
     event: Event
     target: str
-    trace: dict[str, str] = field(default_factory=dict)
+    trace: Mapping[str, str] = MappingProxyType({})
     is_replay: bool = False
 
     @property
@@ -113,6 +115,7 @@ class BackgroundRunner:
         self._spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None
         self._slots: anyio.Semaphore | None = None
         self._in_flight: dict[object, Job] = {}
+        self._sizes: dict[object, int] = {}
         self._running = 0
         self._bytes = 0
         self._idle: anyio.Event | None = None
@@ -226,12 +229,13 @@ class BackgroundRunner:
     def _track(self, job: Job) -> object:
         token = object()
         self._in_flight[token] = job
-        self._bytes += job.size
+        self._sizes[token] = size = job.size
+        self._bytes += size
         return token
 
     def _untrack(self, token: object, job: Job) -> None:
         del self._in_flight[token]
-        self._bytes -= job.size
+        self._bytes -= self._sizes.pop(token)
         if not self._in_flight and self._idle is not None:
             self._idle.set()
 

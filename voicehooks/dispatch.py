@@ -191,7 +191,7 @@ class Dispatcher:
         run = ToolRun(tool.name, call.id, True)
         delivery.tools.append(run)
         observers = self.observers
-        if observers:
+        if observers.active:
             observers.tool_started(delivery, run)
         try:
             once = None if delivery.bypass_dedupe else self.deduplicator
@@ -216,7 +216,7 @@ class Dispatcher:
             return answer
         finally:
             run.end(run.outcome or ToolOutcome.FAILED)
-            if observers:
+            if observers.active:
                 observers.tool_ended(delivery, run)
 
     async def _execute(
@@ -399,8 +399,10 @@ class Dispatcher:
         handlers = self.registry.handlers[event.type]
         if not handlers:
             return []
-        if not all(handler.run_before_answer for handler in handlers):
-            self.admit(_size(event))
+        for handler in handlers:
+            if not handler.run_before_answer:  # some of its work will wait in the queue
+                self.admit(_size(event))
+                break
         once = None if delivery.bypass_dedupe else self.deduplicator
         if once is not None and not await once.is_first_event(event):
             delivery.outcome = DeliveryOutcome.DUPLICATE
@@ -429,20 +431,41 @@ class Dispatcher:
         if prepared is None:
             return JobOutcome.FAILED
         fn, kwargs = prepared
-        run = JobRun(event.type, event.call.id, fn.name, job.delivery_id, attempt, job.trace)
         observers = self.observers
-        if observers:
+        run = None  # the record exists only for observers
+        if observers.active:
+            run = JobRun(event.type, event.call.id, fn.name, job.delivery_id, attempt, job.trace)
             observers.job_started(run)
         outcome = JobOutcome.FAILED
+        timeout = self.background_timeout_seconds  # labels are built only for a log line
         try:
-            outcome = await self._run_prepared(fn, kwargs, job)
+            work = fn.call(self.background_threads, **kwargs)
+            if timeout is None:
+                await work
+                outcome = JobOutcome.DONE
+            else:
+                finished, _ = await within(timeout, work)
+                if finished:
+                    outcome = JobOutcome.DONE
+                else:
+                    label = _job_label(job, fn)
+                    _log.error("%s did not finish within %.1f s; given up", label, timeout)
+                    outcome = JobOutcome.TIMEOUT
         except anyio.get_cancelled_exc_class():
             outcome = JobOutcome.CUT
             _log.error("background %s was cut short", _job_label(job, fn))
             raise
+        except ToolError:
+            label = _job_label(job, fn)
+            _log.info("%s raised ToolError after its answer was sent; nobody hears it", label)
+            outcome = JobOutcome.DONE
+        except HungThreads:
+            _log.error("%s not run: earlier runs still hold hung threads", _job_label(job, fn))
+        except Exception as exc:
+            await self._failed(_job_label(job, fn), exc, event, self.background_threads)
         finally:
-            run.end(_observed(outcome, attempts_left))
-            if observers:
+            if run is not None:
+                run.end(_observed(outcome, attempts_left))
                 observers.job_ended(run)
         return outcome
 
@@ -452,6 +475,8 @@ class Dispatcher:
             return self._prepare_tool(job, attempt)
         for handler in self.registry.handlers[event.type]:
             if handler.target == target:
+                if not handler.injections:
+                    return handler.fn, {}
                 kwargs = fill(handler.injections, event, attempt=attempt, is_replay=job.is_replay)
                 return handler.fn, kwargs
         _log.error(
@@ -480,29 +505,6 @@ class Dispatcher:
             return None  # refused when it was answered; a redelivered job finds it so again
         kwargs.update(fill(tool.injections, event, call, attempt=attempt, is_replay=job.is_replay))
         return tool.fn, kwargs
-
-    async def _run_prepared(self, fn: UserFunction, kwargs: dict[str, Any], job: Job) -> str:
-        event = job.event
-        label = _job_label(job, fn)
-        timeout = self.background_timeout_seconds
-        try:
-            work = fn.call(self.background_threads, **kwargs)
-            if timeout is None:
-                await work
-            else:
-                finished, _ = await within(timeout, work)
-                if not finished:
-                    _log.error("%s did not finish within %.1f s; given up", label, timeout)
-                    return JobOutcome.TIMEOUT
-        except ToolError:
-            _log.info("%s raised ToolError after its answer was sent; nobody hears it", label)
-        except HungThreads:
-            _log.error("%s not run: earlier runs still hold hung threads", label)
-            return JobOutcome.FAILED
-        except Exception as exc:
-            await self._failed(label, exc, event, self.background_threads)
-            return JobOutcome.FAILED
-        return JobOutcome.DONE
 
     # -- failures -----------------------------------------------------------------------
 

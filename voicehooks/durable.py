@@ -157,7 +157,7 @@ async def enqueue_jobs(
     """
     now = time.time()
     entries = [
-        encode_entry(JobEntry(_body(job.event), job.target, job.trace, now, job.is_replay))
+        encode_entry(JobEntry(_body(job.event), job.target, dict(job.trace), now, job.is_replay))
         for job in jobs
     ]
     event = jobs[0].event

@@ -37,16 +37,13 @@ class Handler:
     fn: UserFunction
     injections: tuple[Injection, ...]
     run_before_answer: bool
+    target: str
+    """How a background job names this handler: ``handler:<module>:<qualname>``."""
 
     @property
     def function(self) -> Callable[..., Any]:
         """The user's function."""
         return self.fn.function
-
-    @property
-    def target(self) -> str:
-        """How a background job names this handler: ``handler:<module>:<qualname>``."""
-        return "handler:" + _qualified(self.fn.function)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +113,13 @@ class Registry:
             injections, _, _ = plan_injections(function, event_type, tool=False)
         except TypeError as exc:
             raise ConfigurationError(str(exc)) from None
-        handler = Handler(event, UserFunction(function), injections, run_before_answer)
+        handler = Handler(
+            event,
+            UserFunction(function),
+            injections,
+            run_before_answer,
+            "handler:" + _qualified(function),
+        )
         self.handlers[event].append(handler)
         return handler
 
