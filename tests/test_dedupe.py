@@ -467,6 +467,9 @@ class BrokenStore:
     async def release(self, key: str) -> None:
         raise self.error
 
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        raise self.error
+
     async def aclose(self) -> None:
         self.closed = True
         raise self.error

@@ -555,6 +555,9 @@ class FailingStore:
     async def release(self, key: str) -> None:
         raise StoreError("the stub store is down")
 
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        raise StoreError("the stub store is down")
+
     async def aclose(self) -> None:
         raise StoreError("the stub store is down")
 

@@ -407,3 +407,59 @@ async def test_the_app_opens_its_store_at_startup_and_starts_even_if_it_is_down(
     assert Recording.opened == 1
     assert "not ready at startup: the store is down" in caplog.text
     await MemoryStore().open()  # the in-memory store has nothing to prepare
+
+
+# -- rate-limit tokens (both stores) -----------------------------------------------------
+
+
+async def test_memory_tokens_come_back_one_window_after_each_was_taken() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert [await store.take_token("c", 3, 10) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert await store.take_token("c", 3, 10) == 10
+    assert await store.take_token("other", 3, 10) == 0.0
+    clock.now += 4
+    assert await store.take_token("c", 3, 10) == 6
+    clock.now += 6
+    assert await store.take_token("c", 3, 10) == 0.0  # the first token came back
+    assert await store.take_token("c", 3, 10) == 0.0
+    assert await store.take_token("c", 3, 10) == 0.0
+    assert await store.take_token("c", 3, 10) == 10
+
+
+async def test_memory_buckets_are_bounded_and_spent_ones_leave() -> None:
+    clock = Clock()
+    store = MemoryStore(max_entries=2, clock=clock)
+    for key in ("a", "b", "c"):
+        await store.take_token(key, 1, 10)
+    assert list(store._buckets) == ["b", "c"]  # the least recently used went first
+    clock.now += 11
+    await store.take_token("d", 1, 10)  # "b" has all its tokens back: it leaves
+    assert list(store._buckets) == ["c", "d"]
+    await store.aclose()
+    assert not store._buckets
+
+
+async def test_redis_tokens_keep_the_limit_across_clients(redis_server: RedisServer) -> None:
+    first = RedisStore.from_url(redis_server.url)
+    second = RedisStore.from_url(redis_server.url)
+    await first.open()
+    try:
+        waits = [await store.take_token("c", 4, 0.6) for store in (first, second) * 3]
+        assert waits[:4] == [0.0] * 4
+        assert all(0 < wait <= 0.6 for wait in waits[4:])
+        await anyio.sleep(waits[-1] + 0.05)
+        assert await second.take_token("c", 4, 0.6) == 0.0
+        ttl = await first.client.pttl("voicehooks:tokens:c")
+        assert 0 < ttl <= 600
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_redis_a_token_fault_is_a_store_error(redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(redis_server.url)
+    redis_server.stop()
+    with pytest.raises(StoreError, match="take_token"):
+        await store.take_token("c", 1, 1)
+    await store.aclose()

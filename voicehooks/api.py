@@ -40,7 +40,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import quote
 
@@ -271,9 +271,16 @@ class PlatformClient:
     # -- call control -------------------------------------------------------------------
 
     async def control(
-        self, call_id: str, command: Mapping[str, Any], *, deadline_seconds: float | None = None
+        self,
+        call_id: str,
+        command: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        *,
+        deadline_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Send one command object to ``POST /calls/{call_id}/control``.
+
+        ``command`` may be a function, called once when the first attempt may go out (after
+        any wait for a rate-limit slot): a queue can then send what arrived meanwhile.
 
         Returns:
             The platform's answer, ``{"success": true, ...}``.
@@ -281,8 +288,15 @@ class PlatformClient:
         Raises:
             PlatformAPIError: One of its subclasses, see the module docstring.
         """
-        kind = str(command.get("type", "command"))
-        body = json.dumps(command, separators=(",", ":")).encode()
+        if callable(command):
+            kind = "command"
+            build = command
+
+            def body() -> bytes:
+                return _encode(build())
+        else:
+            kind = str(command.get("type", "command"))
+            body = _encode(command)  # type: ignore[assignment]
         answer = await self._request(
             "POST",
             f"calls/{quote(call_id, safe='')}/control",
@@ -381,7 +395,7 @@ class PlatformClient:
         self,
         method: str,
         path: str,
-        body: bytes | None,
+        body: bytes | Callable[[], bytes] | None,
         *,
         label: str,
         paced_call: str | None = None,
@@ -399,6 +413,8 @@ class PlatformClient:
             attempt += 1
             if paced_call is not None and self.pacer is not None:
                 await self.pacer.acquire(paced_call, deadline)
+            if callable(body):
+                body = body()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PlatformUnavailable(f"{label}: no time left within {budget:g} s")
@@ -408,7 +424,14 @@ class PlatformClient:
             )
             error: PlatformAPIError
             try:
-                response = await client.request(method, path, content=body, timeout=timeout)
+                # httpx's timeouts bound each network operation, not the whole exchange: a
+                # slow trickle of bytes would outlast them. This bounds the attempt.
+                with anyio.fail_after(min(self.timeout_seconds, remaining)):
+                    response = await client.request(method, path, content=body, timeout=timeout)
+            except TimeoutError:
+                error = PlatformUnavailable(f"{label}: timed out")
+                retryable = paced_call is None  # a command may have reached the platform
+                pause = _pause(attempt)
             except httpx.TransportError as exc:
                 error = PlatformUnavailable(f"{label}: {type(exc).__name__}")
                 # A command whose request may have reached the platform is not sent again.
@@ -433,6 +456,10 @@ class PlatformClient:
                 "%s: %s; attempt %d again in %.2f s", label, _brief(error), attempt + 1, pause
             )
             await anyio.sleep(pause)
+
+
+def _encode(command: Mapping[str, Any]) -> bytes:
+    return json.dumps(command, separators=(",", ":")).encode()
 
 
 def _brief(error: PlatformAPIError) -> str:

@@ -2,12 +2,15 @@
 
 A ``DeliveryStore`` answers three questions for a key: am I the first to see it (``claim``),
 what did the first one answer (``put_result`` / ``wait_result``), and may someone else try
-again (``release``). Two implementations:
+again (``release``). It also keeps the one rate limit the app shares between its processes,
+the platform's 10 call-control commands per minute per call (``take_token``). Two
+implementations:
 
 * ``MemoryStore``, the default: one dict per process. Duplicates are caught within one
   process only (``voicehooks run --workers 1``, the default). No locks, no threads, O(1).
 * ``RedisStore``: atomic across workers and hosts (``pip install 'voicehooks[redis]'``). Claims
-  are ``SET NX PX``, results live under their own key, and every key it writes expires.
+  are ``SET NX PX``, results live under their own key, rate-limit tokens are one Lua script
+  on Redis's own clock, and every key it writes expires.
 
 ``VoiceHooks`` picks ``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` when that variable is set,
 else one on the durable queue's Redis (``$VOICEHOOKS_QUEUE_URL``: receivers and workers on
@@ -22,7 +25,7 @@ import math
 import os
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
@@ -76,6 +79,18 @@ class DeliveryStore(Protocol):
         """Drop this process's claim of ``key`` so that a redelivery may run again."""
         ...
 
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        """Take one of ``key``'s ``capacity`` tokens; each comes back ``window_seconds`` later.
+
+        So at most ``capacity`` tokens are taken within any ``window_seconds``, whichever way
+        the limited side counts its window.
+
+        Returns:
+            ``0.0`` when a token was taken, else the seconds until one comes back (nothing
+            is taken then).
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release the store's resources; the app's lifespan calls this at shutdown."""
         ...
@@ -100,8 +115,12 @@ class MemoryStore:
     ``max_entries`` the oldest entry goes first (a duplicate arriving after its entry went
     would run again, so size the bound for your traffic times the TTL).
 
+    Rate-limit buckets (``take_token``) are kept apart, at most ``max_entries`` of them, the
+    least recently used dropped first (its call would then get a fresh budget: size the bound
+    above the number of calls live at once). A bucket whose tokens have all come back leaves.
+
     Args:
-        max_entries: Most deliveries remembered at once.
+        max_entries: Most deliveries remembered at once, and most rate-limit buckets.
         clock: Monotonic seconds; injectable for tests.
 
     Examples:
@@ -124,6 +143,8 @@ class MemoryStore:
         # where 50,000 small objects made each full collection a pause of tens of ms.
         self._slots: OrderedDict[str, tuple[float, bytes | None]] = OrderedDict()
         self._waiters: dict[str, anyio.Event] = {}  # only for keys a duplicate waits on
+        # key -> when each token still out was taken, oldest first; least recently used first.
+        self._buckets: OrderedDict[str, deque[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -183,10 +204,33 @@ class MemoryStore:
         """Drop the claim of ``key``; see ``DeliveryStore.release``."""
         self._drop(key)
 
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        """Take a token of ``key``; see ``DeliveryStore.take_token``."""
+        now = self._clock()
+        buckets = self._buckets
+        taken = buckets.get(key)
+        if taken is None:
+            taken = buckets[key] = deque()
+            if len(buckets) > self.max_entries:
+                buckets.popitem(last=False)
+            else:  # a bucket whose tokens have all come back leaves, one per new bucket
+                oldest_key, oldest = next(iter(buckets.items()))
+                if oldest_key != key and (not oldest or now - oldest[-1] >= window_seconds):
+                    del buckets[oldest_key]
+        else:
+            buckets.move_to_end(key)
+        while taken and now - taken[0] >= window_seconds:
+            taken.popleft()
+        if len(taken) < capacity:
+            taken.append(now)
+            return 0.0
+        return window_seconds - (now - taken[0])
+
     async def aclose(self) -> None:
         """Forget everything and wake all waiters (they get ``None``)."""
         for key in list(self._slots):
             self._drop(key)
+        self._buckets.clear()
 
     def _drop(self, key: str) -> None:
         self._slots.pop(key, None)
@@ -203,6 +247,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], 'done', 'PX', ARGV[2])
 return 1
 """
+# A token bucket whose tokens come back one window after each was taken: a list of the times
+# the tokens still out were taken, on Redis's own clock (the workers' clocks may differ).
+# Answers 0 (taken) or the milliseconds until the oldest token comes back.
+_TAKE_TOKEN = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local capacity = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+while true do
+    local oldest = redis.call('LINDEX', KEYS[1], 0)
+    if not oldest or now - tonumber(oldest) < window then break end
+    redis.call('LPOP', KEYS[1])
+end
+if redis.call('LLEN', KEYS[1]) < capacity then
+    redis.call('RPUSH', KEYS[1], now)
+    redis.call('PEXPIRE', KEYS[1], window)
+    return 0
+end
+return math.max(1, window - (now - tonumber(redis.call('LINDEX', KEYS[1], 0))))
+"""
 # Only the owner of a claim may release it: a claim that expired and was taken by another
 # process meanwhile must not be deleted by the first.
 _RELEASE = """
@@ -217,7 +281,8 @@ class RedisStore:
     """A store shared by every worker and host that points at the same Redis.
 
     Keys are ``<prefix>claim:<key>`` (set with ``SET NX PX``, value: this process's token,
-    then ``done``) and ``<prefix>result:<key>`` (the first answer). Every key expires. A
+    then ``done``), ``<prefix>result:<key>`` (the first answer) and ``<prefix>tokens:<key>``
+    (a rate-limit bucket, one Lua script per ``take_token``). Every key expires. A
     waiting duplicate polls the two keys with a short backoff (5 ms, doubling to 50 ms).
 
     Each operation has its own ``operation_timeout_seconds``; a slow, unreachable or failing
@@ -250,6 +315,7 @@ class RedisStore:
         self._token = uuid.uuid4().hex  # marks the claims this process holds
         self._put_result = client.register_script(_PUT_RESULT)
         self._release = client.register_script(_RELEASE)
+        self._take_token = client.register_script(_TAKE_TOKEN)
 
     @classmethod
     def from_url(
@@ -302,7 +368,7 @@ class RedisStore:
             StoreError: Redis did not answer; the app logs it and starts all the same.
         """
         await self._run("open", self.client.ping())
-        for script in (_PUT_RESULT, _RELEASE):
+        for script in (_PUT_RESULT, _RELEASE, _TAKE_TOKEN):
             await self._run("open", self.client.script_load(script))
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
@@ -342,6 +408,17 @@ class RedisStore:
         await self._run(
             "release", self._release(keys=[self.prefix + "claim:" + key], args=[self._token])
         )
+
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        """Take a token of ``key`` atomically; see ``DeliveryStore.take_token``."""
+        wait = await self._run(
+            "take_token",
+            self._take_token(
+                keys=[self.prefix + "tokens:" + key],
+                args=[capacity, _milliseconds(window_seconds)],
+            ),
+        )
+        return int(wait) / 1000
 
     async def aclose(self) -> None:
         """Close the client and its connections."""

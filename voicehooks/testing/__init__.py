@@ -39,6 +39,9 @@ What is in here:
   assistant-request, tool calls, status updates and the report, with expectations) and
   returns a report; ``report.check()`` fails the test with a readable account. The format is
   in ``voicehooks.testing.scenarios``; ``voicehooks simulate`` runs the same file.
+* ``FakePlatform`` fakes the platform's REST endpoints a receiver calls (call control, calls,
+  assistants), in-process (``transport()``) or on a loopback port (``serve()``), with the real
+  API's auth, limits and error bodies; it records every command (needs the ``api`` extra).
 * ``ManualClock`` is a clock that moves only when told to, for ``VoiceHooks(clock=...)`` and
   ``WebhookClient(clock=...)``: test the 300 s freshness window without sleeping.
 
@@ -78,13 +81,16 @@ from .factories import (
     tool_call,
     tool_calls,
 )
+from .fake_platform import FakePlatform, RecordedRequest
 from .scenarios import Scenario, ScenarioError, ScenarioReport, run_scenario
 from .sync import SyncWebhookClient
 
 __all__ = [
     "CUSTOMER_NUMBER",
+    "FakePlatform",
     "ManualClock",
     "PHONE_NUMBER",
+    "RecordedRequest",
     "Response",
     "Scenario",
     "ScenarioError",
