@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import anyio
 
-from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited
+from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited, masked
 from .exceptions import ConfigurationError, StoreError
 from .logs import describe
 from .stores import DeliveryStore
@@ -92,7 +92,7 @@ class CommandLimiter:
                 return
             if time.monotonic() + wait > deadline:
                 raise RateLimited(
-                    f"no call-control slot for call {call_id} before the deadline "
+                    f"no call-control slot for call {masked(call_id)} before the deadline "
                     f"({self.limit.commands} per {self.limit.window_seconds:g} s)",
                     retry_after_seconds=wait,
                 )
@@ -230,7 +230,7 @@ class LateResults:
             _log.info(
                 "late result of %s for call %s was already claimed; not sent again",
                 result.tool,
-                result.call_id,
+                masked(result.call_id),
             )
             return False
         if self._pending >= self.max_pending:
@@ -277,7 +277,9 @@ class LateResults:
             if reason is not None:
                 await self._give_up(batch, reason)
             else:
-                _log.info("late result(s) delivered to call %s: %d merged", call_id, len(batch))
+                _log.info(
+                    "late result(s) delivered to call %s: %d merged", masked(call_id), len(batch)
+                )
         del self._queues[call_id]
 
     def _settle(self, batch: list[_Pending], reason: str | None) -> None:
@@ -292,13 +294,17 @@ class LateResults:
             _log.warning(
                 "late result of %s for call %s not delivered: %s",
                 result.tool,
-                result.call_id,
+                masked(result.call_id),
                 reason,
             )
             try:
                 await self.undelivered(
                     LateResult(
-                        result.call_id, result.tool_call_id, result.tool, result.text, reason
+                        masked(result.call_id),
+                        result.tool_call_id,
+                        result.tool,
+                        result.text,
+                        reason,
                     )
                 )
             except Exception as exc:
