@@ -1,0 +1,181 @@
+"""voicehooks.reconcile on its own: which calls are fetched, when, and reconciled only once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from voicehooks import ConfigurationError, MemoryStore
+from voicehooks.api import PlatformClient
+from voicehooks.reconcile import Reconciler, Reconciliation, report_body
+from voicehooks.testing import FakePlatform
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def platform() -> FakePlatform:
+    return FakePlatform()
+
+
+@pytest.fixture
+async def api(platform: FakePlatform) -> AsyncIterator[PlatformClient]:
+    async with PlatformClient(
+        api_key=platform.api_key, base_url=platform.base_url, transport=platform.transport()
+    ) as client:
+        yield client
+
+
+class Dispatched:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def __call__(self, body: bytes) -> None:
+        self.bodies.append(msgspec.json.decode(body))
+
+
+def reconciler(
+    api: PlatformClient, store: MemoryStore, dispatched: Dispatched, clock: Clock, **settings: Any
+) -> Reconciler:
+    return Reconciler(
+        api, store, dispatched, Reconciliation(after_seconds=600, **settings), clock=clock
+    )
+
+
+async def test_an_ended_call_without_a_report_is_reconciled_once_after_the_wait(
+    api: PlatformClient, platform: FakePlatform
+) -> None:
+    clock, store, dispatched = Clock(), MemoryStore(), Dispatched()
+    first = reconciler(api, store, dispatched, clock)
+    second = reconciler(api, store, dispatched, clock)  # another worker, same store
+    platform.end_call(
+        "c-1", duration_seconds=42, summary="Booked a repair.", end_reason="user_hangup"
+    )
+    first.seen("c-1")
+    second.seen("c-1")
+    clock.now += 599
+    assert await first.sweep() == 0
+    assert platform.requests == []  # not due yet: nothing fetched
+    clock.now += 2
+    assert await first.sweep() + await second.sweep() == 1
+    (body,) = dispatched.bodies
+    assert body["message"]["type"] == "end-of-call-report"
+    assert body["message"]["reconciled"] is True
+    assert body["message"]["call"] == {"id": "c-1", "type": "", "status": "ended"}
+    assert body["message"]["duration_seconds"] == 42
+    assert body["message"]["end_reason"] == "user_hangup"
+    assert len(first) == len(second) == 0
+
+
+async def test_a_call_whose_report_came_is_not_fetched(
+    api: PlatformClient, platform: FakePlatform
+) -> None:
+    clock, store, dispatched = Clock(), MemoryStore(), Dispatched()
+    here = reconciler(api, store, dispatched, clock)
+    elsewhere = reconciler(api, store, dispatched, clock)
+    platform.end_call("c-2")
+    here.seen("c-2")
+    elsewhere.seen("c-2")
+    await here.reported("c-2")  # the report reached this worker
+    clock.now += 601
+    assert await here.sweep() == 0
+    assert await elsewhere.sweep() == 0  # fetched, but the claim says it was reported
+    assert dispatched.bodies == []
+    assert len(platform.requests) == 1
+
+
+async def test_a_live_call_is_looked_at_again_later_and_a_seen_call_waits_again(
+    api: PlatformClient, platform: FakePlatform
+) -> None:
+    clock, store, dispatched = Clock(), MemoryStore(), Dispatched()
+    worker = reconciler(api, store, dispatched, clock)
+    platform.add_call("c-3")  # in progress
+    worker.seen("c-3")
+    clock.now += 601
+    assert await worker.sweep() == 0
+    assert len(worker) == 1
+    clock.now += 300
+    worker.seen("c-3")  # a new delivery: the wait starts again
+    clock.now += 301
+    assert await worker.sweep() == 0
+    assert len(platform.requests) == 1
+    platform.end_call("c-3")
+    clock.now += 300
+    assert await worker.sweep() == 1
+
+
+async def test_fetch_failures_are_retried_then_given_up_and_unknown_calls_dropped(
+    api: PlatformClient, platform: FakePlatform
+) -> None:
+    clock, store, dispatched = Clock(), MemoryStore(), Dispatched()
+    worker = reconciler(api, store, dispatched, clock, interval_seconds=60)
+    worker.seen("unknown")
+    clock.now += 601
+    assert await worker.sweep() == 0
+    assert len(worker) == 0  # 404: nothing to reconcile
+    worker.seen("c-4")
+    platform.end_call("c-4")
+    platform.fail_next(3, status=400)  # a 4xx is not retried by the client: one request each
+    clock.now += 601
+    for _ in range(2):
+        assert await worker.sweep() == 0
+        assert len(worker) == 1  # tried again at a later sweep
+        clock.now += 61
+    assert await worker.sweep() == 0
+    assert len(worker) == 0  # the third failure gives up
+    assert dispatched.bodies == []
+
+
+async def test_memory_and_fetches_are_bounded(
+    api: PlatformClient, platform: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock, store, dispatched = Clock(), MemoryStore(), Dispatched()
+    worker = reconciler(api, store, dispatched, clock, max_calls=3, max_fetches=2)
+    for n in range(5):
+        platform.end_call(f"c-{n}")
+        worker.seen(f"c-{n}")
+    assert len(worker) == 3
+    assert sum("will not be reconciled" in r.getMessage() for r in caplog.records) == 2
+    clock.now += 601
+    assert await worker.sweep() == 2
+    assert await worker.sweep() == 1
+    assert [b["message"]["call"]["id"] for b in dispatched.bodies] == ["c-2", "c-3", "c-4"]
+
+
+def test_a_report_body_takes_the_calls_fields_and_decodes_as_a_report() -> None:
+    from voicehooks.events import EndOfCallReport, decode_delivery
+
+    call = {
+        "id": "c-9",
+        "type": "inbound_phone_call",
+        "status": "ended",
+        "started_at": "2026-01-01T10:00:00Z",
+        "ended_at": "2026-01-01T10:05:00Z",
+        "transcript": [{"role": "user", "content": "hello"}],
+        "customer": {"number": "+31600000000"},
+    }
+    event = decode_delivery(report_body("c-9", call))
+    assert isinstance(event, EndOfCallReport)
+    assert event.call.id == "c-9"
+    assert event.customer.number == "+31600000000"
+    assert len(event.messages) == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"after_seconds": 0}, {"interval_seconds": -1}, {"max_calls": 0}, {"max_fetches": 0}],
+)
+def test_settings_are_checked(settings: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        Reconciliation(**settings)
