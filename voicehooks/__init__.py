@@ -1,5 +1,13 @@
 """voicehooks: a small, fast, typed receiver for HMS Sovereign / VoiceDock webhooks."""
 
+from .api import (
+    CallEnded,
+    PlatformAPIError,
+    PlatformClient,
+    PlatformUnavailable,
+    RateLimited,
+    Unauthorized,
+)
 from .app import VoiceHooks
 from .context import CallContext
 from .events import (
@@ -19,6 +27,8 @@ from .exceptions import (
     Unavailable,
     VoiceHooksError,
 )
+from .interim import LateResult
+from .live import CommandLimit, LiveCall
 from .observers import Observer
 from .queue import RedisQueue
 from .recording import Recorder
@@ -32,16 +42,24 @@ __all__ = [
     "AssistantRequest",
     "AssistantResponse",
     "CallContext",
+    "CallEnded",
     "CallStatus",
+    "CommandLimit",
     "ConfigurationError",
     "DeliveryStore",
     "EndOfCallReport",
     "Event",
+    "LateResult",
+    "LiveCall",
     "MemoryStore",
     "Observer",
     "QueueError",
     "Recorder",
     "RedisQueue",
+    "PlatformAPIError",
+    "PlatformClient",
+    "PlatformUnavailable",
+    "RateLimited",
     "RedisStore",
     "StatusUpdate",
     "StoreError",
@@ -49,6 +67,7 @@ __all__ = [
     "ToolCalls",
     "ToolError",
     "ToolResult",
+    "Unauthorized",
     "Unavailable",
     "VoiceHooks",
     "VoiceHooksError",

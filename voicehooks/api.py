@@ -55,9 +55,9 @@ __all__ = [
     "API_KEY_ENV",
     "API_KEY_FILE_ENV",
     "API_URL_ENV",
-    "DEFAULT_API_URL",
     "CallEnded",
     "CommandPacer",
+    "DEFAULT_API_URL",
     "PlatformAPIError",
     "PlatformClient",
     "PlatformUnavailable",
@@ -405,8 +405,10 @@ class PlatformClient:
         import httpx
 
         client = self._client
-        if client is None:
-            raise RuntimeError("PlatformClient is not open: call open() or use async with")
+        if client is None:  # no lifespan opened it (a mounted app, a test client): now, then
+            await self.open()
+            client = self._client
+            assert client is not None
         budget = self.deadline_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
         attempt = 0

@@ -27,6 +27,7 @@ from starlette.datastructures import State
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
+from .api import PlatformClient
 from .background import BackgroundRunner, Job
 from .dedupe import Deduplicator, StoreFailure
 from .dispatch import EMPTY, Dispatcher
@@ -43,6 +44,7 @@ from .exceptions import (
     Unavailable,
     UnsupportedMediaType,
 )
+from .live import DEFAULT_COMMAND_LIMIT, CallControl, CommandLimit
 from .logs import describe, masked
 from .metrics import METRICS_ENV, PrometheusObserver
 from .observers import Delivery, DeliveryOutcome, Observer, ObserverSet
@@ -128,6 +130,12 @@ class VoiceHooks(Registry):
             ``GET /metrics`` (``pip install 'voicehooks[metrics]'``); ``None`` reads
             ``VOICEHOOKS_METRICS`` (``1`` switches them on), which ``voicehooks run --metrics``
             sets. The observer is ``app.metrics``.
+        api: The platform's REST client, for ``LiveCall`` and slow tools' late results.
+            Default: a ``PlatformClient`` with the key from ``VOICEHOOKS_API_KEY`` (or
+            ``VOICEHOOKS_API_KEY_FILE``), read at startup, and only when a registration needs
+            it (a missing key then stops the startup, naming the variable).
+        command_limit: The platform's call-control limit to keep, across every worker that
+            shares the store: 10 commands per 60 s per call.
         clock: Current Unix time, for the freshness check; injectable for tests.
 
     Attributes:
@@ -169,6 +177,8 @@ class VoiceHooks(Registry):
         lifespan: Lifespan | None = None,
         observers: Sequence[Observer] = (),
         metrics: bool | None = None,
+        api: PlatformClient | None = None,
+        command_limit: CommandLimit = DEFAULT_COMMAND_LIMIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -255,6 +265,14 @@ class VoiceHooks(Registry):
             grace_seconds=shutdown_grace_seconds,
         )
         self.dispatcher.admit = self.runner.admit
+        self.call_control = CallControl(
+            api,
+            self.store,
+            command_limit,
+            self.undelivered_hooks,
+            self.dispatcher.background_threads,
+        )
+        self.dispatcher.control = self.call_control
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         self.metrics: PrometheusObserver | None = None
         if metrics if metrics is not None else _switched_on(os.environ.get(METRICS_ENV)):
@@ -298,9 +316,11 @@ class VoiceHooks(Registry):
             await _open_store(self.store)
         if self.queue is not None:
             await open_queue(self.queue)
+        control = self.call_control.running(self.uses_call_control, self.runner.grace_seconds)
         try:
-            # Background jobs drain before the user's teardown: they may use its resources.
-            async with user as state, self.runner.running():
+            # Background jobs drain before the user's teardown: they may use its resources;
+            # slow tools drain after them, while the API client is still open for both.
+            async with user as state, control, self.runner.running():
                 yield state
         finally:
             if self.store is not None:

@@ -1,7 +1,8 @@
 """What a user function receives, chosen by its annotations.
 
 A handler or tool asks for things by annotating its parameters: the typed event (or its base
-``Event``), a ``CallContext``, and for tools the single ``ToolCall``. Parameter *names* never
+``Event``), a ``CallContext``, a ``LiveCall`` (commands into the live call), and for tools the
+single ``ToolCall``. Parameter *names* never
 matter. The plan is made once, at registration; a request only fills it in. How the function
 is then called (threads, deadlines) is ``running``'s business.
 """
@@ -18,6 +19,7 @@ import msgspec
 
 from .dedupe import delivery_id
 from .events import Event, ToolCall
+from .live import CallControl, LiveCall
 
 __all__ = ["CallContext", "Injection", "fill", "plan_injections"]
 
@@ -67,7 +69,7 @@ class CallContext(msgspec.Struct, frozen=True):
         )
 
 
-Source = Literal["event", "context", "tool_call"]
+Source = Literal["event", "context", "tool_call", "live_call"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,8 @@ def _source_of(annotation: Any, event_type: type[Event], tool: bool) -> Source |
         return None
     if annotation is CallContext:
         return "context"
+    if annotation is LiveCall:
+        return "live_call"
     if tool and annotation is ToolCall:
         return "tool_call"
     if issubclass(annotation, Event) and issubclass(event_type, annotation):
@@ -134,7 +138,7 @@ def _source_of(annotation: Any, event_type: type[Event], tool: bool) -> Source |
 def _explain(
     function: str, parameter: str, annotation: Any, event_type: type[Event], tool: bool
 ) -> str:
-    wanted = f"{event_type.__name__}, CallContext" + (", ToolCall" if tool else "")
+    wanted = f"{event_type.__name__}, CallContext, LiveCall" + (", ToolCall" if tool else "")
     if annotation is inspect.Parameter.empty:
         what = "has no annotation"
     else:
@@ -153,8 +157,12 @@ def fill(
     *,
     attempt: int = 1,
     is_replay: bool = False,
+    control: CallControl | None = None,
 ) -> dict[str, Any]:
-    """Build the keyword arguments for ``injections`` from one request."""
+    """Build the keyword arguments for ``injections`` from one request.
+
+    ``control`` is the app's call control, for ``LiveCall`` parameters.
+    """
     kwargs: dict[str, Any] = {}
     for injection in injections:
         if injection.source == "event":
@@ -163,6 +171,10 @@ def fill(
             kwargs[injection.parameter] = CallContext.from_event(
                 event, tool_call, attempt=attempt, is_replay=is_replay
             )
+        elif injection.source == "live_call":
+            if control is None:
+                raise RuntimeError("a LiveCall parameter needs the app's call control")
+            kwargs[injection.parameter] = control.live_call(event.call.id)
         else:
             kwargs[injection.parameter] = tool_call
     return kwargs

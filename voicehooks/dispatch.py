@@ -35,6 +35,8 @@ from .context import fill
 from .dedupe import Deduplicator
 from .events import AssistantRequest, Event, ToolCall, ToolCalls
 from .exceptions import ToolError, Unavailable
+from .interim import Busy
+from .live import CallControl
 from .logs import Throttle, describe, masked
 from .observers import (
     Delivery,
@@ -54,7 +56,7 @@ from .responses import (
 )
 from .routing import Handler, Registry
 from .running import HungThreads, Threads, UserFunction, run_concurrently, within
-from .tools import ArgumentError, Tool
+from .tools import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool
 
 __all__ = ["Dispatcher"]
 
@@ -126,6 +128,8 @@ class Dispatcher:
         self._encode = msgspec.json.Encoder().encode
         self._unknown_names: set[str] = set()
         self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
+        # The way back into live calls: LiveCall parameters, late results. The app sets it.
+        self.control: CallControl | None = None
 
     async def answer(self, delivery: Delivery) -> tuple[bytes, list[Job]]:
         """The body to answer ``delivery.event`` with, and the jobs to run once it is sent.
@@ -200,7 +204,9 @@ class Dispatcher:
             answer = await once.run_tool(
                 event,
                 call,
-                self._timeout_of(tool),
+                # A duplicate may wait as long as the platform does; an interim tool's first
+                # run answers (with its interim text, at the latest) well within that.
+                self.tool_timeout_seconds if tool.interim is not None else self._timeout_of(tool),
                 lambda: self._execute(tool, call, event, delivery, jobs, run),
             )
             if answer is None:
@@ -249,13 +255,27 @@ class Dispatcher:
             run.outcome = ToolOutcome.STARTED
             return self._raw(tool.async_response or {"status": "started"}), True
         if tool.injections:
-            kwargs.update(fill(tool.injections, event, call, is_replay=delivery.is_replay))
-        timeout = self._timeout_of(tool)
+            kwargs.update(
+                fill(
+                    tool.injections, event, call, is_replay=delivery.is_replay, control=self.control
+                )
+            )
+        if tool.interim is not None:
+            return await self._with_interim(tool, call, event, kwargs, run)
+        answer, keep, run.outcome = await self._call_tool(
+            tool, call, event, kwargs, self._timeout_of(tool)
+        )
+        return answer, keep
+
+    async def _call_tool(
+        self, tool: Tool, call: ToolCall, event: ToolCalls, kwargs: dict[str, Any], timeout: float
+    ) -> tuple[msgspec.Raw, bool, str]:
+        """Call ``tool`` under ``timeout``: its answer, whether a duplicate may be given it,
+        and its ``ToolOutcome``."""
         try:
             finished, value = await within(timeout, tool.fn.call(self.live_threads, **kwargs))
         except ToolError as exc:
-            run.outcome = ToolOutcome.ERROR
-            return self._raw(error_result(str(exc))), True
+            return self._raw(error_result(str(exc))), True, ToolOutcome.ERROR
         except HungThreads:
             _log.warning(
                 "%s: %d earlier calls are still running after their deadline; refusing a new "
@@ -263,16 +283,25 @@ class Dispatcher:
                 _tool_label(tool, event),
                 tool.fn.abandoned,
             )
-            run.outcome = ToolOutcome.OVERLOADED
-            return self._raw(error_result(_BUSY.format(name=tool.name))), False
+            return (
+                self._raw(error_result(_BUSY.format(name=tool.name))),
+                False,
+                ToolOutcome.OVERLOADED,
+            )
         except Exception as exc:
-            run.outcome = ToolOutcome.FAILED
             await self._failed(_tool_label(tool, event), exc, event, self.live_threads)
-            return self._raw(error_result(_FAILED.format(name=tool.name))), False
+            return (
+                self._raw(error_result(_FAILED.format(name=tool.name))),
+                False,
+                ToolOutcome.FAILED,
+            )
         if not finished:
             _log.warning("%s timed out after %.1f s", _tool_label(tool, event), timeout)
-            run.outcome = ToolOutcome.TIMEOUT
-            return self._raw(error_result(_TIMED_OUT.format(name=tool.name))), False
+            return (
+                self._raw(error_result(_TIMED_OUT.format(name=tool.name))),
+                False,
+                ToolOutcome.TIMEOUT,
+            )
         try:
             answer = msgspec.Raw(self._encode(normalize_result(value, call.id)))
         except (TypeError, ValueError, OverflowError) as exc:
@@ -280,12 +309,45 @@ class Dispatcher:
             kind = type(value).__name__
             _log.error("%s returned a %s that cannot be encoded as JSON", label, kind)
             await self.report(exc, event, self.live_threads)
-            run.outcome = ToolOutcome.FAILED
-            return self._raw(error_result(_NOT_JSON.format(name=tool.name))), True
-        run.outcome = ToolOutcome.OK
-        return answer, True
+            return (
+                self._raw(error_result(_NOT_JSON.format(name=tool.name))),
+                True,
+                ToolOutcome.FAILED,
+            )
+        return answer, True, ToolOutcome.OK
+
+    async def _with_interim(
+        self, tool: Tool, call: ToolCall, event: ToolCalls, kwargs: dict[str, Any], run: ToolRun
+    ) -> tuple[msgspec.Raw, bool]:
+        """Answer in time, or with the interim text while the tool goes on (``interim``)."""
+        control = self.control
+        assert control is not None  # the app makes one when a tool has an interim text
+        label = _tool_label(tool, event)
+        work = self._call_tool(
+            tool, call, event, kwargs, tool.timeout_seconds or INTERIM_TIMEOUT_SECONDS
+        )
+
+        async def deliver(settled: tuple[msgspec.Raw, bool, str]) -> None:
+            answer, _, outcome = settled
+            _log.info("%s ended %s after its interim answer; delivering it", label, outcome)
+            await control.deliver(event, call.id, tool.name, answer)
+
+        try:
+            result = await control.runs.run(work, self._timeout_of(tool), deliver, label)
+        except Busy:
+            _log.warning("%s refused: too many slow tools are running", label)
+            run.outcome = ToolOutcome.OVERLOADED
+            return self._raw(error_result(_BUSY.format(name=tool.name))), False
+        if result is not None:
+            answer, keep, run.outcome = result
+            return answer, keep
+        run.outcome = ToolOutcome.INTERIM
+        return self._raw(tool.interim), True
 
     def _timeout_of(self, tool: Tool) -> float:
+        """How long the platform waits for this tool's answer (an interim one included)."""
+        if tool.interim is not None:
+            return min(tool.interim_after_seconds, self.tool_timeout_seconds)
         return tool.timeout_seconds or self.tool_timeout_seconds
 
     async def _unclaimed(
@@ -310,7 +372,9 @@ class Dispatcher:
         names = ", ".join(call.function.name for call in calls)
         outcome = ToolOutcome.OK
         try:
-            kwargs = fill(handler.injections, subset, is_replay=delivery.is_replay)
+            kwargs = fill(
+                handler.injections, subset, is_replay=delivery.is_replay, control=self.control
+            )
             budget = self.tool_timeout_seconds
             finished, body = await within(budget, handler.fn.call(self.live_threads, **kwargs))
         except ToolError as exc:
@@ -359,7 +423,9 @@ class Dispatcher:
         handler = handlers[0]
         budget = self.assistant_request_timeout_seconds
         try:
-            kwargs = fill(handler.injections, event) if handler.injections else {}
+            kwargs = (
+                fill(handler.injections, event, control=self.control) if handler.injections else {}
+            )
             finished, answer = await within(budget, handler.fn.call(self.live_threads, **kwargs))
         except Exception as exc:
             label = _handler_label(handler, event)
@@ -438,36 +504,73 @@ class Dispatcher:
             observers.job_started(run)
         outcome = JobOutcome.FAILED
         timeout = self.background_timeout_seconds  # labels are built only for a log line
+        # A fire-and-forget tool with inject_result has its outcome spoken into the call.
+        injecting = self._injecting_tool(job) if job.target.startswith("tool:") else None
+        said: Any = None
         try:
             work = fn.call(self.background_threads, **kwargs)
             if timeout is None:
-                await work
+                value = await work
                 outcome = JobOutcome.DONE
             else:
-                finished, _ = await within(timeout, work)
+                finished, value = await within(timeout, work)
                 if finished:
                     outcome = JobOutcome.DONE
                 else:
                     label = _job_label(job, fn)
                     _log.error("%s did not finish within %.1f s; given up", label, timeout)
                     outcome = JobOutcome.TIMEOUT
+            if injecting is not None:
+                said = (
+                    normalize_result(value, job.target[5:])
+                    if outcome == JobOutcome.DONE
+                    else error_result(_TIMED_OUT.format(name=injecting.name))
+                )
         except anyio.get_cancelled_exc_class():
             outcome = JobOutcome.CUT
             _log.error("background %s was cut short", _job_label(job, fn))
             raise
-        except ToolError:
-            label = _job_label(job, fn)
-            _log.info("%s raised ToolError after its answer was sent; nobody hears it", label)
+        except ToolError as exc:
+            if injecting is None:
+                label = _job_label(job, fn)
+                _log.info("%s raised ToolError after its answer was sent; nobody hears it", label)
+            else:
+                said = error_result(str(exc))
             outcome = JobOutcome.DONE
         except HungThreads:
             _log.error("%s not run: earlier runs still hold hung threads", _job_label(job, fn))
+            if injecting is not None:
+                said = error_result(_BUSY.format(name=injecting.name))
         except Exception as exc:
             await self._failed(_job_label(job, fn), exc, event, self.background_threads)
+            if injecting is not None:
+                said = error_result(_FAILED.format(name=injecting.name))
         finally:
             if run is not None:
                 run.end(_observed(outcome, attempts_left))
                 observers.job_ended(run)
+        if injecting is not None and said is not None:
+            await self._inject_job_result(job, injecting, said)
         return outcome
+
+    def _injecting_tool(self, job: Job) -> Tool | None:
+        if self.control is None:
+            return None
+        tool_call_id = job.target[5:]
+        for call in getattr(job.event, "tool_call_list", ()):
+            if call.id == tool_call_id:
+                tool = self.registry.tools.get(call.function.name)
+                return tool if tool is not None and tool.inject_result else None
+        return None
+
+    async def _inject_job_result(self, job: Job, tool: Tool, said: Any) -> None:
+        try:
+            answer = self._raw(said)
+        except (TypeError, ValueError, OverflowError):
+            _log.error("%s returned a result that cannot be encoded as JSON", tool.name)
+            answer = self._raw(error_result(_NOT_JSON.format(name=tool.name)))
+        if self.control is not None:
+            await self.control.deliver(job.event, job.target[5:], tool.name, answer)
 
     def _prepare(self, job: Job, attempt: int) -> tuple[UserFunction, dict[str, Any]] | None:
         event, target = job.event, job.target
@@ -477,7 +580,13 @@ class Dispatcher:
             if handler.target == target:
                 if not handler.injections:
                     return handler.fn, {}
-                kwargs = fill(handler.injections, event, attempt=attempt, is_replay=job.is_replay)
+                kwargs = fill(
+                    handler.injections,
+                    event,
+                    attempt=attempt,
+                    is_replay=job.is_replay,
+                    control=self.control,
+                )
                 return handler.fn, kwargs
         _log.error(
             "no %s handler %s is registered (any more): job for call %s not run",
@@ -503,7 +612,16 @@ class Dispatcher:
             kwargs = tool.bind(call)
         except ArgumentError:
             return None  # refused when it was answered; a redelivered job finds it so again
-        kwargs.update(fill(tool.injections, event, call, attempt=attempt, is_replay=job.is_replay))
+        kwargs.update(
+            fill(
+                tool.injections,
+                event,
+                call,
+                attempt=attempt,
+                is_replay=job.is_replay,
+                control=self.control,
+            )
+        )
         return tool.fn, kwargs
 
     # -- failures -----------------------------------------------------------------------

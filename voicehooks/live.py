@@ -1,45 +1,54 @@
-"""Reaching back into a live call: ``LiveCall``, the per-call command limit, late results.
+"""Reaching back into a live call: ``LiveCall``, the per-call command limit, ``CallControl``.
 
 The platform takes at most 10 call-control commands per minute per call and answers the 11th
 with 429 (PLATFORM.md §7). voicehooks keeps that limit rather than hitting it:
+``CommandLimiter`` paces every command attempt through a token bucket kept in the app's
+duplicate store (``DeliveryStore.take_token``), so the limit holds across every worker that
+shares the store (Redis) and within one process otherwise (memory). Each token comes back one
+window after it was taken, 5 % late: the platform counts arrival times, and a command that
+travelled slower than the one before it must not land inside the platform's window. A
+command that finds no token waits for one while its deadline allows, else it raises
+``RateLimited``; a store fault lets the command go unpaced (the 429 is the backstop).
 
-* ``CommandLimiter`` paces every command attempt through a token bucket kept in the app's
-  duplicate store (``DeliveryStore.take_token``), so the limit holds across every worker that
-  shares the store (Redis) and within one process otherwise (memory). Each token comes back
-  one window after it was taken, 5 % late: the platform counts arrival times, and a command
-  that travelled slower than the one before it must not land inside the platform's window.
-  A command that finds no token waits for one while its deadline allows, else it raises
-  ``RateLimited``; a store fault lets the command go unpaced (the 429 is the backstop).
-* ``LateResults`` delivers the results of tools that answered with an interim text: each is
-  claimed once in the store (a duplicate delivery or a second worker never sends it again),
-  queued per call, and everything queued for a call when a token comes free goes out as one
-  ``inject-context`` with ``trigger_response: true``. What cannot be delivered (the call
-  ended, no token before the deadline, the API failing) goes to the app's
-  ``on_undelivered_result`` hooks and a log line, never to an exception.
-* ``LiveCall`` is what a handler or tool gets by annotation: commands bound to its call.
+``LiveCall`` is what a handler or tool gets by annotation: the commands, bound to its call.
+``CallControl`` is the app's one way back into its calls: the API client, its limiter, the
+late results of slow tools and the runs that produce them (``voicehooks.interim``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 import anyio
+import msgspec
 
-from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited, masked
+from .api import PlatformClient, RateLimited, masked
 from .exceptions import ConfigurationError, StoreError
+from .interim import InterimRuns, LateResult, LateResults
 from .logs import describe
-from .stores import DeliveryStore
+from .running import Threads, UserFunction, within
+from .stores import DeliveryStore, MemoryStore
 
-__all__ = ["CommandLimit", "CommandLimiter", "LateResult", "LateResults", "LiveCall"]
+if TYPE_CHECKING:
+    from .events import Event
+
+__all__ = [
+    "CallControl",
+    "CommandLimit",
+    "CommandLimiter",
+    "DEFAULT_COMMAND_LIMIT",
+    "LiveCall",
+]
 
 _log = logging.getLogger("voicehooks")
 
 _LATE: Final = 1.05  # tokens come back 5 % after their window (see the module docstring)
+_HOOK_BUDGET_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,10 @@ class CommandLimit:
             raise ConfigurationError("CommandLimit needs commands >= 1 and window_seconds > 0")
 
 
+DEFAULT_COMMAND_LIMIT: Final = CommandLimit()
+"""The documented limit: 10 call-control commands per 60 s per call."""
+
+
 class CommandLimiter:
     """Paces call-control commands per call through the store's token buckets.
 
@@ -66,7 +79,7 @@ class CommandLimiter:
         limit: The limit to keep.
     """
 
-    def __init__(self, store: DeliveryStore, limit: CommandLimit = CommandLimit()) -> None:
+    def __init__(self, store: DeliveryStore, limit: CommandLimit = DEFAULT_COMMAND_LIMIT) -> None:
         self.store = store
         self.limit = limit
         self._warned = False
@@ -148,180 +161,85 @@ class LiveCall:
         await self._api.end_call(self.call_id, message)
 
 
-@dataclass(frozen=True, slots=True)
-class LateResult:
-    """A tool result that arrived after its call was answered with an interim text.
-
-    Attributes:
-        call_id: The call it belongs to.
-        tool_call_id: The tool call it answers.
-        tool: The tool's name.
-        text: The text to inject (the tool's result as the model will read it).
-        reason: Why it was not delivered: ``"call_ended"``, ``"rate_limited"`` (no slot
-            before the deadline), ``"failed"`` (the API refused or failed), ``"overloaded"``
-            (too many results waiting), or ``None`` while it has not failed.
-    """
-
-    call_id: str
-    tool_call_id: str
-    tool: str
-    text: str
-    reason: str | None = None
-
-
-UndeliveredHook = Callable[[LateResult], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Pending:
-    result: LateResult
-    done: anyio.Event = field(default_factory=anyio.Event)
-    reason: str | None = None
-
-
-class LateResults:
-    """Delivers late tool results into their calls: once, merged per call, within the limit.
+class CallControl:
+    """The app's way back into its live calls; ``VoiceHooks`` makes one (``app.call_control``).
 
     Args:
-        api: The platform client (paced by a ``CommandLimiter``).
-        store: Where the once-only claims live; the app's duplicate store.
-        undelivered: Called with each result that could not be delivered.
-        deadline_seconds: How long a result may wait for its slot and its sending; long
-            enough by default for a token to come back at 10 per minute.
-        max_pending: Results waiting in this process at most; one more is undelivered
-            (``"overloaded"``) at once.
-        claim_ttl_seconds: How long a delivered result is remembered against a second send.
+        api: The platform client; a ``PlatformClient()`` from the environment if ``None``.
+            Unless it has a pacer already, it is paced by a ``CommandLimiter`` on ``store``.
+        store: Where rate-limit tokens and once-only claims live (a ``MemoryStore`` if
+            ``None``: the app does not deduplicate).
+        limit: The per-call command limit to keep.
+        hooks: The app's ``on_undelivered_result`` hooks (the registry's own list).
+        threads: Where sync hooks run.
     """
 
     def __init__(
         self,
-        api: PlatformClient,
-        store: DeliveryStore,
-        undelivered: UndeliveredHook,
-        *,
-        deadline_seconds: float = 90.0,
-        max_pending: int = 1000,
-        claim_ttl_seconds: float = 3600.0,
+        api: PlatformClient | None,
+        store: DeliveryStore | None,
+        limit: CommandLimit,
+        hooks: list[UserFunction],
+        threads: Threads,
     ) -> None:
-        self.api = api
-        self.store = store
-        self.undelivered = undelivered
-        self.deadline_seconds = deadline_seconds
-        self.max_pending = max_pending
-        self.claim_ttl_seconds = claim_ttl_seconds
-        self._queues: dict[str, list[_Pending]] = {}
-        self._senders: set[str] = set()
-        self._pending = 0
+        self.store = store if store is not None else MemoryStore()
+        self.api = api if api is not None else PlatformClient()
+        if self.api.pacer is None:
+            self.api.pacer = CommandLimiter(self.store, limit)
+        self.late = LateResults(self.api, self.store, self._undelivered)
+        self.runs = InterimRuns()
+        self._hooks = hooks
+        self._threads = threads
+        self._warned_xai = False
 
-    async def deliver(self, result: LateResult) -> bool:
-        """Deliver ``result`` (or hand it to the undelivered hook); ``True`` once it is sent.
+    @property
+    def in_flight(self) -> list[str]:
+        """A label for every slow tool still running after its interim answer."""
+        return self.runs.in_flight
 
-        Returns ``False`` as well when another process or an earlier delivery already claimed
-        it: it is then sent by that one, not again.
+    def live_call(self, call_id: str) -> LiveCall:
+        """The commands for ``call_id``."""
+        return LiveCall(call_id, self.api)
+
+    @asynccontextmanager
+    async def running(self, needed: bool, grace_seconds: float) -> AsyncIterator[None]:
+        """Open the client for the block (if ``needed``); drain slow tools and close it after.
+
+        Raises:
+            ConfigurationError: ``needed`` and no API key; the message names the variable.
         """
+        if needed:
+            await self.api.open()
         try:
-            first = await self.store.claim(
-                f"late:{result.call_id}:{result.tool_call_id}", self.claim_ttl_seconds
-            )
-        except StoreError as exc:
-            _log.error("late result claim failed, sending it unclaimed: %s", exc)
-            first = True
-        if not first:
-            _log.info(
-                "late result of %s for call %s was already claimed; not sent again",
-                result.tool,
-                masked(result.call_id),
-            )
-            return False
-        if self._pending >= self.max_pending:
-            await self._give_up([_Pending(result)], "overloaded")
-            return False
-        pending = _Pending(result)
-        self._queues.setdefault(result.call_id, []).append(pending)
-        self._pending += 1
-        if result.call_id not in self._senders:
-            # This task becomes the call's sender: it sends what is queued, batch by batch,
-            # until the queue is empty. Later results for the call just wait in the queue.
-            self._senders.add(result.call_id)
-            try:
-                await self._send_all(result.call_id)
-            finally:
-                self._senders.discard(result.call_id)
-        await pending.done.wait()
-        return pending.reason is None
+            yield
+        finally:
+            await self.runs.drain(grace_seconds)
+            with anyio.CancelScope(shield=True):
+                await self.api.aclose()
 
-    async def _send_all(self, call_id: str) -> None:
-        queue = self._queues[call_id]
-        while queue:
-            batch: list[_Pending] = []
-            merged = functools.partial(_take_merged, queue, batch)
-            reason: str | None = None
-            try:
-                await self.api.control(call_id, merged, deadline_seconds=self.deadline_seconds)
-            except CallEnded:
-                reason = "call_ended"
-            except RateLimited:
-                reason = "rate_limited"
-            except PlatformAPIError:
-                reason = "failed"
-            except BaseException:
-                if not batch:  # cancelled before sending: the whole queue stays undelivered
-                    batch.extend(queue)
-                    queue.clear()
-                self._settle(batch, "failed")
-                raise
-            if not batch:  # never got as far as sending: what is queued now shares the fate
-                batch.extend(queue)
-                queue.clear()
-            self._settle(batch, reason)
-            if reason is not None:
-                await self._give_up(batch, reason)
-            else:
-                _log.info(
-                    "late result(s) delivered to call %s: %d merged", masked(call_id), len(batch)
-                )
-        del self._queues[call_id]
-
-    def _settle(self, batch: list[_Pending], reason: str | None) -> None:
-        for pending in batch:
-            pending.reason = reason
-            pending.done.set()
-        self._pending -= len(batch)
-
-    async def _give_up(self, batch: list[_Pending], reason: str) -> None:
-        for pending in batch:
-            result = pending.result
+    async def deliver(
+        self, event: Event, tool_call_id: str, tool: str, answer: msgspec.Raw
+    ) -> None:
+        """Speak ``answer`` (a tool's encoded result) into ``event``'s call, once; never raises."""
+        if event.call.pipeline == "xai_realtime" and not self._warned_xai:
+            self._warned_xai = True
             _log.warning(
-                "late result of %s for call %s not delivered: %s",
-                result.tool,
-                masked(result.call_id),
-                reason,
+                "injecting a late result into an xai_realtime call: the platform documents "
+                "inject-context as unreliable on that pipeline"
             )
+        value = msgspec.json.decode(answer)
+        text = value if isinstance(value, str) else bytes(answer).decode()
+        try:
+            await self.late.deliver(LateResult(event.call.id, tool_call_id, tool, text))
+        except Exception as exc:  # a bug here must not end the task that owns the run
+            _log.error("delivering a late result of %s failed: %s", tool, describe(exc))
+
+    async def _undelivered(self, result: LateResult) -> None:
+        for hook in self._hooks:
             try:
-                await self.undelivered(
-                    LateResult(
-                        masked(result.call_id),
-                        result.tool_call_id,
-                        result.tool,
-                        result.text,
-                        reason,
-                    )
-                )
-            except Exception as exc:
-                _log.error("on_undelivered_result hook raised %s", describe(exc))
-
-
-def _take_merged(queue: list[_Pending], batch: list[_Pending]) -> dict[str, Any]:
-    # Called once the command's slot is free: whatever queued up while it waited goes too.
-    batch.extend(queue)
-    queue.clear()
-    return {
-        "type": "inject-context",
-        "content": merge(p.result for p in batch),
-        "trigger_response": True,
-    }
-
-
-def merge(results: Iterable[LateResult]) -> str:
-    """The ``inject-context`` content for one or more late results, one line each."""
-    return "\n".join(f"Result of the tool {r.tool}: {r.text}" for r in results)
+                finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(self._threads, result))
+            except Exception as failure:
+                _log.error("undelivered-result hook %s raised %s", hook.name, describe(failure))
+            else:
+                if not finished:
+                    _log.error("undelivered-result hook %s took too long", hook.name)

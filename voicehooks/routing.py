@@ -19,9 +19,12 @@ from .exceptions import ConfigurationError
 from .running import UserFunction
 from .tools import Tool, ToolOptions
 
-__all__ = ["ErrorHook", "Handler", "Registry", "Route"]
+__all__ = ["ErrorHook", "Handler", "Registry", "Route", "UndeliveredHook"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+UndeliveredHook = Callable[[Any], Any]
+"""``hook(result: LateResult)``, sync or async: a late tool result that could not be spoken."""
 
 ErrorHook = Callable[[BaseException, Event], Any]
 """``hook(exception, event)``, sync or async: sees every handler and tool exception."""
@@ -63,6 +66,7 @@ class Registry:
         self.handlers: dict[str, list[Handler]] = {name: [] for name in EVENT_NAMES}
         self.tools: dict[str, Tool] = {}
         self.error_hooks: list[UserFunction] = []
+        self.undelivered_hooks: list[UserFunction] = []
 
     # -- events -------------------------------------------------------------------------
 
@@ -176,6 +180,14 @@ class Registry:
             url (str | None): This tool's own webhook URL in ``tool_definitions``.
             deduplicate (bool): ``False`` runs a redelivered call again instead of answering
                 it with the first run's result; no effect when the app does not deduplicate.
+            interim (str | None): What this call answers if the tool has not finished after
+                ``interim_after_seconds``; the tool keeps running (deadline
+                ``timeout_seconds``, default 60 s) and its result is spoken into the call
+                with ``inject-context`` when it ends. Needs the platform API key.
+            interim_after_seconds (float): When to answer with ``interim`` (default 5 s,
+                below 10).
+            inject_result (bool): With ``fire_and_forget``, speak the result into the call
+                too.
 
         Examples:
             >>> from voicehooks import VoiceHooks
@@ -269,6 +281,42 @@ class Registry:
         self.add_error_hook(hook)
         return hook
 
+    def add_undelivered_result_hook(self, hook: UndeliveredHook) -> UndeliveredHook:
+        """Call ``hook(result)`` for each late tool result that could not be delivered.
+
+        ``result`` is a ``LateResult``: the call, the tool, the text and why (``reason``:
+        ``"call_ended"``, ``"rate_limited"``, ``"failed"``, ``"overloaded"``). Sync or async;
+        its own exception is logged and swallowed.
+        """
+        if not callable(hook):
+            raise ConfigurationError(f"{hook!r} is not callable")
+        if len(inspect.signature(hook).parameters) != 1:
+            raise ConfigurationError("an undelivered-result hook takes one argument: (result)")
+        self.undelivered_hooks.append(UserFunction(hook))
+        return hook
+
+    def on_undelivered_result(self, hook: F) -> F:
+        """Decorator form of ``add_undelivered_result_hook``.
+
+        Example:
+            >>> from voicehooks import LateResult, VoiceHooks
+            >>> app = VoiceHooks(verify_signatures=False)
+            >>> @app.on_undelivered_result
+            ... async def call_back(result: LateResult) -> None: ...
+        """
+        self.add_undelivered_result_hook(hook)
+        return hook
+
+    @property
+    def uses_call_control(self) -> bool:
+        """Whether a registration needs the platform API: a ``LiveCall`` parameter, or a tool
+        whose result may be spoken into the call later."""
+        functions = [h.injections for hs in self.handlers.values() for h in hs]
+        functions += [t.injections for t in self.tools.values()]
+        return any(t.delivers_late for t in self.tools.values()) or any(
+            i.source == "live_call" for injections in functions for i in injections
+        )
+
     # -- listing ------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -292,6 +340,8 @@ class Registry:
                     note
                     for note, applies in (
                         ("fire-and-forget", t.fire_and_forget),
+                        (f"interim after {t.interim_after_seconds:g} s", t.interim is not None),
+                        ("result injected", t.inject_result),
                         ("not deduplicated", not t.deduplicate),
                     )
                     if applies

@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Final, TypedDict
 
 import msgspec
 
@@ -20,7 +20,13 @@ from .context import Injection, plan_injections
 from .events import ToolCall, ToolCalls
 from .running import UserFunction
 
-__all__ = ["ArgumentError", "Tool", "ToolOptions", "parse_docstring"]
+__all__ = [
+    "ArgumentError",
+    "INTERIM_TIMEOUT_SECONDS",
+    "Tool",
+    "ToolOptions",
+    "parse_docstring",
+]
 
 _SECTIONS = ("Args", "Arguments", "Parameters")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -39,6 +45,15 @@ class ToolOptions(TypedDict, total=False):
     async_response: str | None
     url: str | None
     deduplicate: bool
+    interim: str | None
+    interim_after_seconds: float
+    inject_result: bool
+
+
+INTERIM_TIMEOUT_SECONDS: Final = 60.0
+"""The deadline of a tool with an interim text, unless it sets its own ``timeout_seconds``."""
+
+_PLATFORM_WAITS_SECONDS: Final = 10.0
 
 
 class ArgumentError(Exception):
@@ -60,6 +75,14 @@ class Tool:
     injections: tuple[Injection, ...]
     decoder: msgspec.json.Decoder[Any] | None
     deduplicate: bool = True
+    interim: str | None = None
+    interim_after_seconds: float = 5.0
+    inject_result: bool = False
+
+    @property
+    def delivers_late(self) -> bool:
+        """Whether its result may be spoken into the call after the answer (needs the API)."""
+        return self.interim is not None or self.inject_result
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -78,6 +101,9 @@ class Tool:
         async_response: str | None = None,
         url: str | None = None,
         deduplicate: bool = True,
+        interim: str | None = None,
+        interim_after_seconds: float = 5.0,
+        inject_result: bool = False,
     ) -> Tool:
         """Analyse ``function`` once and build its tool. Raises ``TypeError``/``ValueError``."""
         tool_name = name or str(getattr(function, "__name__", ""))
@@ -92,6 +118,7 @@ class Tool:
             raise ValueError(
                 f"tool {tool_name!r}: async_response only applies with fire_and_forget=True"
             )
+        _check_interim(tool_name, interim, interim_after_seconds, inject_result, fire_and_forget)
         summary, documented = parse_docstring(inspect.getdoc(function) or "")
         text = description if description is not None else summary
         if not text:
@@ -131,6 +158,9 @@ class Tool:
             injections=injections,
             decoder=decoder,
             deduplicate=deduplicate,
+            interim=interim,
+            interim_after_seconds=interim_after_seconds,
+            inject_result=inject_result,
         )
 
     def bind(self, call: ToolCall) -> dict[str, Any]:
@@ -179,8 +209,38 @@ class Tool:
         entry["async"] = self.fire_and_forget
         if self.async_response is not None:
             entry["async_response"] = self.async_response
+        if self.interim is not None:
+            entry["message"] = self.interim  # what the assistant says while the tool runs
         entry["parameters"] = self.parameters
         return entry
+
+
+def _check_interim(
+    name: str,
+    interim: str | None,
+    interim_after_seconds: float,
+    inject_result: bool,
+    fire_and_forget: bool,
+) -> None:
+    if interim is not None:
+        if not interim.strip():
+            raise ValueError(f"tool {name!r}: interim must be a text the assistant can say")
+        if fire_and_forget:
+            raise ValueError(
+                f"tool {name!r}: a fire-and-forget tool is answered at once; give it "
+                "async_response= for what the assistant says, and inject_result=True to have "
+                "its result spoken into the call"
+            )
+        if not 0 < interim_after_seconds < _PLATFORM_WAITS_SECONDS:
+            raise ValueError(
+                f"tool {name!r}: interim_after_seconds must be > 0 and below the platform's "
+                f"{_PLATFORM_WAITS_SECONDS:g} s, got {interim_after_seconds!r}"
+            )
+    if inject_result and not fire_and_forget:
+        raise ValueError(
+            f"tool {name!r}: inject_result applies to fire_and_forget tools; a slow tool "
+            "delivers its result late with interim='...'"
+        )
 
 
 def _describe(error: msgspec.ValidationError) -> str:

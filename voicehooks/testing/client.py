@@ -226,7 +226,11 @@ class WebhookClient:
         )
 
     def _in_flight(self) -> list[tuple[str, str]]:
-        return [job for hooks in self._hooks for job in hooks.runner.in_flight]
+        jobs = [job for hooks in self._hooks for job in hooks.runner.in_flight]
+        # Slow tools still running after their interim answer, and their late results.
+        return jobs + [
+            ("tool-calls", label) for hooks in self._hooks for label in hooks.call_control.in_flight
+        ]
 
     # -- raise_exceptions: through the apps' own error hooks --
 

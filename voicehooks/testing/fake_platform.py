@@ -23,11 +23,10 @@ against it keeps the real limits:
 Every request is recorded with its headers (``requests``), control commands also in
 ``commands``. A call id the fake has not seen is live: the first command adds it.
 
-Use it in-process, as an httpx transport::
+Use it in-process (an httpx transport on the test's event loop)::
 
     platform = FakePlatform()
-    api = PlatformClient(api_key=platform.api_key, base_url=platform.base_url,
-                         transport=platform.transport())
+    app = VoiceHooks(api=platform.client())  # PlatformClient(transport=platform.transport())
 
 or as a real server on loopback, for apps that run in their own processes::
 
@@ -53,6 +52,8 @@ from urllib.parse import unquote
 
 import anyio
 from starlette.types import Receive, Scope, Send
+
+from voicehooks.api import PlatformClient
 
 if TYPE_CHECKING:
     import httpx
@@ -199,6 +200,15 @@ class FakePlatform:
         return best
 
     # -- serving ------------------------------------------------------------------------
+
+    def client(self, **options: Any) -> PlatformClient:
+        """A ``PlatformClient`` that talks to this fake in-process, with its key.
+
+        Example: ``VoiceHooks(api=platform.client())``.
+        """
+        return PlatformClient(
+            api_key=self.api_key, base_url=self.base_url, transport=self.transport(), **options
+        )
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport that answers in-process, on the caller's event loop."""
