@@ -220,13 +220,15 @@ async def test_other_4xx_are_plain_platform_errors_without_retry(platform: FakeP
     assert len(platform.requests) == 1
 
 
-async def test_a_client_must_be_opened_first(platform: FakePlatform) -> None:
+async def test_a_client_opens_itself_on_first_use_and_closes_idempotently(
+    platform: FakePlatform,
+) -> None:
     api = client_for(platform)
-    with pytest.raises(RuntimeError, match="not open"):
-        await api.get_call("c")
-    await api.open()
-    await api.open()  # idempotent
+    assert not api.is_open
+    platform.add_call("c")
+    assert (await api.get_call("c"))["id"] == "c"  # no lifespan opened it: opened now
     assert api.is_open
+    await api.open()  # idempotent
     await api.aclose()
     await api.aclose()
     assert not api.is_open

@@ -11,7 +11,8 @@ import pytest
 from tests.test_dedupe import BrokenStore
 from voicehooks import ConfigurationError, MemoryStore, StoreError
 from voicehooks.api import CallEnded, PlatformClient, RateLimited
-from voicehooks.live import CommandLimit, CommandLimiter, LateResult, LateResults, LiveCall, merge
+from voicehooks.interim import LateResult, LateResults, merge
+from voicehooks.live import CommandLimit, CommandLimiter, LiveCall
 from voicehooks.testing import FakePlatform
 
 pytestmark = pytest.mark.anyio

@@ -47,6 +47,7 @@ from urllib.parse import quote
 import anyio
 
 from .exceptions import ConfigurationError, VoiceHooksError
+from .logs import masked
 
 if TYPE_CHECKING:
     import httpx
@@ -476,10 +477,6 @@ def _mask_httpx_urls() -> None:
     logger = logging.getLogger("httpx")
     if not any(isinstance(f, _MaskedURLs) for f in logger.filters):
         logger.addFilter(_MaskedURLs())
-
-
-def masked(call_id: str) -> str:  # until the core's logs.masked lands: the same rule
-    return re.sub(r"\d{7,}", lambda match: "*" * len(match.group()), call_id)
 
 
 def _encode(command: Mapping[str, Any]) -> bytes:

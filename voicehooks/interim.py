@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited, masked
+from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited
 from .exceptions import StoreError
-from .logs import describe
+from .logs import describe, masked
 from .running import within
 from .stores import DeliveryStore
 

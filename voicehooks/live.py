@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import msgspec
 
-from .api import PlatformClient, RateLimited, masked
+from .api import PlatformClient, RateLimited
 from .exceptions import ConfigurationError, StoreError
 from .interim import InterimRuns, LateResult, LateResults
-from .logs import describe
+from .logs import describe, masked
 from .running import Threads, UserFunction, within
 from .stores import DeliveryStore, MemoryStore
 

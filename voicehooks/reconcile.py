@@ -32,9 +32,9 @@ from typing import Any, Final
 import anyio
 import msgspec
 
-from .api import PlatformAPIError, PlatformClient, masked
+from .api import PlatformAPIError, PlatformClient
 from .exceptions import ConfigurationError, StoreError
-from .logs import describe
+from .logs import describe, masked
 from .stores import DeliveryStore
 
 __all__ = ["Reconciler", "Reconciliation", "report_body"]
