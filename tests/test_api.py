@@ -224,14 +224,15 @@ async def test_a_client_opens_itself_on_first_use_and_closes_idempotently(
     platform: FakePlatform,
 ) -> None:
     api = client_for(platform)
-    assert not api.is_open
+    states = [api.is_open]
     platform.add_call("c")
     assert (await api.get_call("c"))["id"] == "c"  # no lifespan opened it: opened now
-    assert api.is_open
+    states.append(api.is_open)
     await api.open()  # idempotent
     await api.aclose()
     await api.aclose()
-    assert not api.is_open
+    states.append(api.is_open)
+    assert states == [False, True, False]
 
 
 # -- configuration -----------------------------------------------------------------------

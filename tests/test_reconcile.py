@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
-from voicehooks import ConfigurationError, MemoryStore
+from voicehooks import ConfigurationError, EndOfCallReport, MemoryStore, VoiceHooks
 from voicehooks.api import PlatformClient
+from voicehooks.events import decode_delivery
 from voicehooks.reconcile import Reconciler, Reconciliation, report_body
-from voicehooks.testing import FakePlatform
+from voicehooks.testing import FakePlatform, WebhookClient
 
 pytestmark = pytest.mark.anyio
 
@@ -154,8 +156,6 @@ async def test_memory_and_fetches_are_bounded(
 
 
 def test_a_report_body_takes_the_calls_fields_and_decodes_as_a_report() -> None:
-    from voicehooks.events import EndOfCallReport, decode_delivery
-
     call = {
         "id": "c-9",
         "type": "inbound_phone_call",
@@ -179,3 +179,37 @@ def test_a_report_body_takes_the_calls_fields_and_decodes_as_a_report() -> None:
 def test_settings_are_checked(settings: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         Reconciliation(**settings)
+
+
+# -- in the app --------------------------------------------------------------------------
+
+
+async def test_the_app_runs_its_report_handlers_on_a_reconciled_call() -> None:
+    platform = FakePlatform()
+    app = VoiceHooks(
+        secret="whsec_reconcile",
+        api=platform.client(),
+        reconcile=Reconciliation(after_seconds=0.2, interval_seconds=0.05),
+    )
+    reports: list[EndOfCallReport] = []
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        reports.append(event)
+
+    platform.end_call("lost", duration_seconds=12, summary="Ordered a bike.")
+    platform.end_call("reported")
+    async with WebhookClient(app, secret="whsec_reconcile") as client:
+        await client.status_update("ended", call_id="lost")
+        await client.status_update("ended", call_id="reported")
+        await client.end_of_call_report(call_id="reported")
+        with anyio.fail_after(5):
+            while len(reports) < 2:
+                await anyio.sleep(0.02)
+        await anyio.sleep(0.3)  # room for a second reconciliation, which must not come
+        await client.wait_for_background()
+    real, reconciled = sorted(reports, key=lambda report: report.reconciled)
+    assert (real.call.id, real.reconciled) == ("reported", False)
+    assert (reconciled.call.id, reconciled.reconciled) == ("lost", True)
+    assert reconciled.summary == "Ordered a bike."
+    assert [r.path for r in platform.requests] == ["/api/v1/calls/lost"]

@@ -31,6 +31,7 @@ from .interim import LateResult
 from .live import CommandLimit, LiveCall
 from .observers import Observer
 from .queue import RedisQueue
+from .reconcile import Reconciliation
 from .recording import Recorder
 from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
 from .signing import sign
@@ -60,6 +61,7 @@ __all__ = [
     "PlatformClient",
     "PlatformUnavailable",
     "RateLimited",
+    "Reconciliation",
     "RedisStore",
     "StatusUpdate",
     "StoreError",

@@ -48,6 +48,7 @@ from .live import DEFAULT_COMMAND_LIMIT, CallControl, CommandLimit
 from .logs import describe, masked
 from .metrics import METRICS_ENV, PrometheusObserver
 from .observers import Delivery, DeliveryOutcome, Observer, ObserverSet
+from .reconcile import Reconciler, Reconciliation
 from .recording import REPLAY_HEADER
 from .routing import Registry
 from .running import Threads, within
@@ -136,6 +137,9 @@ class VoiceHooks(Registry):
             it (a missing key then stops the startup, naming the variable).
         command_limit: The platform's call-control limit to keep, across every worker that
             shares the store: 10 commands per 60 s per call.
+        reconcile: Fetch the calls whose ``end-of-call-report`` never came and run the
+            report handlers on them (``EndOfCallReport.reconciled``); off when ``None``. Needs
+            the API key, and Redis to happen once across several workers.
         clock: Current Unix time, for the freshness check; injectable for tests.
 
     Attributes:
@@ -179,6 +183,7 @@ class VoiceHooks(Registry):
         metrics: bool | None = None,
         api: PlatformClient | None = None,
         command_limit: CommandLimit = DEFAULT_COMMAND_LIMIT,
+        reconcile: Reconciliation | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -273,6 +278,12 @@ class VoiceHooks(Registry):
             self.dispatcher.background_threads,
         )
         self.dispatcher.control = self.call_control
+        self.reconciler: Reconciler | None = None
+        if reconcile is not None:
+            self.reconciler = Reconciler(
+                self.call_control.api, self.call_control.store, self._reconciled, reconcile
+            )
+            self.dispatcher.reconciler = self.reconciler
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         self.metrics: PrometheusObserver | None = None
         if metrics if metrics is not None else _switched_on(os.environ.get(METRICS_ENV)):
@@ -316,17 +327,32 @@ class VoiceHooks(Registry):
             await _open_store(self.store)
         if self.queue is not None:
             await open_queue(self.queue)
-        control = self.call_control.running(self.uses_call_control, self.runner.grace_seconds)
+        needs_api = self.uses_call_control or self.reconciler is not None
+        control = self.call_control.running(needs_api, self.runner.grace_seconds)
+        reconciling = self.reconciler.running() if self.reconciler is not None else nullcontext()
         try:
             # Background jobs drain before the user's teardown: they may use its resources;
             # slow tools drain after them, while the API client is still open for both.
-            async with user as state, control, self.runner.running():
+            async with user as state, control, reconciling, self.runner.running():
                 yield state
         finally:
             if self.store is not None:
                 await _close_store(self.store)
             if self.queue is not None:
                 await close_queue(self.queue)
+
+    async def _reconciled(self, body: bytes) -> None:
+        """Run the report handlers on a report built by reconciliation (see ``reconcile``)."""
+        delivery = Delivery(())
+        delivery.body = body
+        delivery.event = event = decode_delivery(body)
+        delivery.event_type, delivery.call_id = event.type, event.call.id
+        try:
+            _, jobs = await self.dispatcher.answer(delivery)
+        except Unavailable:
+            _log.warning("reconciled report for call %s refused: queue full", masked(event.call.id))
+            return
+        await self.runner.submit(jobs)
 
     # -- ASGI ---------------------------------------------------------------------------
 

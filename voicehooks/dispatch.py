@@ -33,7 +33,7 @@ import msgspec
 from .background import Job
 from .context import fill
 from .dedupe import Deduplicator
-from .events import AssistantRequest, Event, ToolCall, ToolCalls
+from .events import AssistantRequest, EndOfCallReport, Event, ToolCall, ToolCalls
 from .exceptions import ToolError, Unavailable
 from .interim import Busy
 from .live import CallControl
@@ -47,6 +47,7 @@ from .observers import (
     ToolOutcome,
     ToolRun,
 )
+from .reconcile import Reconciler
 from .responses import (
     AssistantResponse,
     error_result,
@@ -130,6 +131,7 @@ class Dispatcher:
         self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
         # The way back into live calls: LiveCall parameters, late results. The app sets it.
         self.control: CallControl | None = None
+        self.reconciler: Reconciler | None = None  # set when the app reconciles reports
 
     async def answer(self, delivery: Delivery) -> tuple[bytes, list[Job]]:
         """The body to answer ``delivery.event`` with, and the jobs to run once it is sent.
@@ -140,6 +142,8 @@ class Dispatcher:
         """
         event = delivery.event
         kind = type(event)
+        if self.reconciler is not None and event is not None:
+            await self._note_for_reconciliation(event)
         if kind is ToolCalls:
             assert isinstance(event, ToolCalls)
             return await self._tool_calls(event, delivery)
@@ -148,6 +152,15 @@ class Dispatcher:
             return await self._assistant_request(event), []
         assert event is not None
         return EMPTY, await self._informational(event, delivery)
+
+    async def _note_for_reconciliation(self, event: Event) -> None:
+        reconciler = self.reconciler
+        assert reconciler is not None
+        if isinstance(event, EndOfCallReport):
+            if not event.reconciled:
+                await reconciler.reported(event.call.id)
+        elif not isinstance(event, AssistantRequest):
+            reconciler.seen(event.call.id)
 
     # -- tool-calls ---------------------------------------------------------------------
 

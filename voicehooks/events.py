@@ -237,6 +237,8 @@ class EndOfCallReport(Event, frozen=True, tag="end-of-call-report"):
     started_at: datetime.datetime | None = None
     ended_at: datetime.datetime | None = None
     end_reason: str | None = None
+    reconciled: bool = False
+    """Built from ``GET /calls/{id}`` because no report came (``VoiceHooks(reconcile=...)``)."""
 
 
 AnyEvent: TypeAlias = AssistantRequest | ToolCalls | StatusUpdate | EndOfCallReport

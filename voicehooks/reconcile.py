@@ -22,10 +22,12 @@ well inside the API's 100 requests per minute per key.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -168,8 +170,19 @@ class Reconciler:
             reconciled += 1
         return reconciled
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Sweep in the background for the duration of the block (the app's lifespan)."""
+        task = asyncio.get_running_loop().create_task(self.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([task])
+
     async def run(self) -> None:
-        """Sweep every ``interval_seconds`` until cancelled (the app's lifespan owns this)."""
+        """Sweep every ``interval_seconds`` until cancelled."""
         while True:
             await anyio.sleep(self.settings.interval_seconds)
             try:
