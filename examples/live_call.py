@@ -7,12 +7,16 @@ tool keeps running, and its result is spoken into the live call (``inject-contex
 call. A result that can no longer be delivered (the caller hung up) reaches
 ``on_undelivered_result``, here to queue a call back.
 
-Run it with a webhook secret and a platform API key:
+Run it with a webhook secret and a platform API key (``VOICEHOOKS_API_KEY`` or
+``VOICEHOOKS_API_KEY_FILE``; the app refuses to start without one, naming the variable):
 
     VOICEHOOKS_SECRET=whsec_dev_only VOICEHOOKS_API_KEY=sk_... voicehooks run examples/live_call.py
 
-Call control needs the API key (``VOICEHOOKS_API_KEY`` or ``VOICEHOOKS_API_KEY_FILE``); the app
-refuses to start without it, naming the variable.
+and in another shell, with the same ``VOICEHOOKS_SECRET``, send it a signed test event; the
+answer is the interim text, and the stock follows into the call (here: a call control request
+to the platform, which a test points at ``voicehooks.testing.FakePlatform``):
+
+    voicehooks send tool-calls --tool check_stock --args '{"sku": "KB-7"}'
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ app = VoiceHooks()  # secret(s) from VOICEHOOKS_SECRET, API key from VOICEHOOKS_
 log = logging.getLogger("live_call")
 
 STOCK = {"KB-7": 4, "KB-9": 0}
-WAREHOUSE_SECONDS = 6.0  # how long the (simulated) warehouse system takes to answer
+WAREHOUSE_SECONDS = 5.0  # how long the (simulated) warehouse system takes to answer
 CALL_BACKS: list[str] = []  # calls whose result never reached the caller
 
 
-@app.tool(interim="One moment, I'm checking the stock.", interim_after_seconds=3.0)
+@app.tool(interim="One moment, I'm checking the stock.", interim_after_seconds=2.0)
 async def check_stock(sku: str) -> dict[str, int | str]:
     """Check how many of an article are in stock.
 

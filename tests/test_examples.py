@@ -12,10 +12,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio
 import pytest
 
 from voicehooks import VoiceHooks
-from voicehooks.testing import WebhookClient, run_scenario, tool_call
+from voicehooks.testing import FakePlatform, WebhookClient, run_scenario, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +46,13 @@ def load(secret: str) -> Iterator[Any]:
 
 def test_every_example_says_what_it_shows_and_how_to_run_it() -> None:
     examples = sorted(path.stem for path in EXAMPLES.glob("*.py"))
-    assert examples == ["appointments", "fastapi_mount", "quickstart", "reports_sqlite"]
+    assert examples == [
+        "appointments",
+        "fastapi_mount",
+        "live_call",
+        "quickstart",
+        "reports_sqlite",
+    ]
     for name in examples:
         doc = (EXAMPLES / f"{name}.py").read_text().split('"""')[1]
         assert "What it shows" in doc or "shows" in doc, name
@@ -290,3 +297,45 @@ async def test_fastapi_mount_rejects_unsigned_deliveries_at_the_mount_path(load:
     response = await client.status_update()
     assert response.status_code == 401
     assert not fastapi_mount.LIVE_CALLS
+
+
+# -- live_call ---------------------------------------------------------------------------
+
+
+async def test_live_call_answers_at_once_then_speaks_the_stock_into_the_call(
+    load: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform = FakePlatform()
+    platform.end_call("call-gone")
+    with platform.serve() as base_url:
+        monkeypatch.setenv("VOICEHOOKS_API_URL", base_url)
+        monkeypatch.setenv("VOICEHOOKS_API_KEY", platform.api_key)
+        live = load("live_call")
+        live.WAREHOUSE_SECONDS = 2.2
+        async with WebhookClient(live.app) as client:
+            answers: dict[str, Any] = {}
+
+            async def ask(call_id: str, name: str, arguments: dict[str, Any]) -> None:
+                (answers[call_id],) = await client.call_tools(
+                    tool_call(name, arguments), call_id=call_id
+                )
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(ask, "call-ex", "check_stock", {"sku": "KB-7"})
+                group.start_soon(ask, "call-gone", "check_stock", {"sku": "KB-9"})
+                group.start_soon(ask, "call-help", "escalate", {})
+            assert answers == {
+                "call-ex": "One moment, I'm checking the stock.",
+                "call-gone": "One moment, I'm checking the stock.",
+                "call-help": "The call is being transferred.",
+            }
+            await client.wait_for_background()
+    by_call = {r.call_id: r for r in platform.commands}
+    assert by_call["call-ex"].body == {
+        "type": "inject-context",
+        "content": 'Result of the tool check_stock: {"sku":"KB-7","in_stock":4}',
+        "trigger_response": True,
+    }
+    assert by_call["call-help"].body["type"] == "transfer"
+    assert by_call["call-gone"].status == 409
+    assert live.CALL_BACKS == ["call-gone"]
