@@ -124,3 +124,14 @@ def test_the_observers_benchmark_measures_every_configuration(
     output = capsys.readouterr().out
     for name in observers.CONFIGURATIONS:
         assert output.count(f"  {name} ") == 2, output
+
+
+async def test_the_interim_benchmark_reports_every_number() -> None:
+    from benchmarks import interim
+
+    report = await interim.measure(quick=True)
+    for key in ("interim_error_ms", "late_inject_ms"):
+        assert set(report[key]) == {"median", "p95", "max"}
+        assert math.isfinite(report[key]["max"])
+    assert report["interim_error_ms"]["median"] > -5  # never before interim_after_seconds
+    assert set(report["fast_tool_us"]) == {"fast", "fast_interim"}

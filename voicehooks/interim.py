@@ -11,7 +11,8 @@ started coroutine cannot move to another task, because the scopes it opened (an 
 scope in an HTTP client, an ``asyncio.timeout``) belong to the task they were opened in. On
 Python 3.12 and later the task starts eagerly: a tool that answers without suspending
 finishes inside the task's constructor, with no trip through the event loop and no timer. On
-3.11 the task takes one loop iteration. A timer is armed only for a run that is still going.
+3.11 the task's first step takes one turn of the loop, which the caller waits for before it
+arms a timer. A timer is armed only for a run that is still going after its first step.
 ``InterimRuns`` owns those tasks, at most ``max_runs``; ``drain`` (the app's shutdown) waits
 for them up to a grace period, then cancels the rest and names each in the log.
 
@@ -104,9 +105,13 @@ class InterimRuns:
             raise Busy(label)
         state = _Run(label)
         task = self._start(self._own(work, state, deliver), state)
-        if task.done():  # answered without suspending (eager start): no timer at all
-            return task.result()
         try:
+            if not task.done() and not _EAGER:
+                # 3.11 starts the task at the loop's next turn: give it that turn before
+                # arming a timer, so a tool that answers without suspending costs no timer.
+                await asyncio.sleep(0)
+            if task.done():  # answered without suspending: no timer at all
+                return task.result()
             finished, _ = await within(interim_after_seconds, asyncio.shield(task))
         except BaseException:
             if not task.done():
