@@ -422,3 +422,144 @@ async def test_nothing_about_a_late_result_is_logged_but_its_tool_and_masked_cal
         assert "PERSONAL" not in text
         assert "31612345678" not in text
         assert platform.api_key not in text
+
+
+# -- edges -------------------------------------------------------------------------------
+
+
+async def test_past_max_runs_a_slow_tool_is_refused_without_starting(
+    platform: FakePlatform,
+) -> None:
+    outcomes = Outcomes()
+    app = make_app(platform, observers=[outcomes])
+    app.call_control.runs.max_runs = 0
+    started: list[int] = []
+
+    @app.tool(interim=INTERIM, interim_after_seconds=0.1)
+    async def slow() -> str:
+        """Slow."""
+        started.append(1)
+        return "never"
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        result = await one(client, "slow", "c-busy")
+    assert result == {
+        "error": "The tool slow cannot be started right now. Tell the caller it cannot be done now."
+    }
+    assert started == []
+    assert outcomes.tools == [("slow", ToolOutcome.OVERLOADED)]
+
+
+async def test_a_caller_that_stops_waiting_still_gets_the_result_delivered() -> None:
+    from voicehooks.interim import InterimRuns
+
+    runs = InterimRuns()
+    delivered: list[str] = []
+
+    async def work() -> str:
+        await anyio.sleep(0.2)
+        return "late but delivered"
+
+    async def deliver(answer: str) -> None:
+        delivered.append(answer)
+
+    with anyio.move_on_after(0.05):  # the request goes away while it waits
+        await runs.run(work(), 5.0, deliver, "tool work (call c)")
+    assert runs.in_flight == ["tool work (call c)"]
+    await runs.drain(5.0)
+    assert delivered == ["late but delivered"]
+    assert len(runs) == 0
+
+
+async def test_a_store_that_fails_the_claim_does_not_stop_the_late_result(
+    platform: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_dedupe import BrokenStore
+    from voicehooks import StoreError
+    from voicehooks.interim import LateResult, LateResults
+
+    async def hook(result: LateResult) -> None:
+        raise AssertionError("not expected")
+
+    async with platform.client() as api:
+        late = LateResults(api, BrokenStore(StoreError("down")), hook)
+        assert await late.deliver(LateResult("c-s", "tc-1", "slow", "done"))
+    assert len(platform.accepted("c-s")) == 1
+    assert any("sending it unclaimed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_failing_undelivered_hook_is_logged(
+    platform: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(platform)
+
+    @app.tool(interim=INTERIM, interim_after_seconds=0.05)
+    async def slow() -> str:
+        """Slow."""
+        await anyio.sleep(0.1)
+        return "done"
+
+    @app.on_undelivered_result
+    async def broken(result: LateResult) -> None:
+        raise RuntimeError("the hook's own bug")
+
+    platform.end_call("c-hook")
+    async with WebhookClient(app, secret=SECRET) as client:
+        await one(client, "slow", "c-hook")
+        await client.wait_for_background()
+    assert any("undelivered-result hook" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "spoken"),
+    [
+        ("tool_error", '{"error":"No such article."}'),
+        ("failure", "failed unexpectedly"),
+        ("not_json", "could not be sent"),
+    ],
+)
+async def test_a_fire_and_forget_tools_failure_is_spoken_too(
+    platform: FakePlatform, behaviour: str, spoken: str
+) -> None:
+    app = make_app(platform)
+
+    @app.tool(fire_and_forget=True, inject_result=True)
+    async def look_up() -> Any:
+        """Look up."""
+        if behaviour == "tool_error":
+            raise ToolError("No such article.")
+        if behaviour == "failure":
+            raise RuntimeError("a bug")
+        return object()  # not JSON
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        await one(client, "look_up", "c-ff-fail")
+        await client.wait_for_background()
+    (command,) = platform.commands
+    assert spoken in command.body["content"]
+
+
+async def test_an_xai_realtime_call_gets_its_result_and_a_warning(
+    platform: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(platform)
+
+    @app.tool(interim=INTERIM, interim_after_seconds=0.05)
+    async def slow() -> str:
+        """Slow."""
+        await anyio.sleep(0.1)
+        return "done"
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.call_tools(
+            tool_call("slow", {}),
+            call={
+                "id": "c-xai",
+                "type": "web_call",
+                "status": "in-progress",
+                "pipeline": "xai_realtime",
+            },
+        )
+        await wait_for_commands(platform, 1)
+        await client.wait_for_background()
+    assert sum("xai_realtime" in r.getMessage() for r in caplog.records) == 1
