@@ -278,6 +278,13 @@ def test_the_base_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert PlatformClient().base_url == "http://127.0.0.1:9999/api/v1"
 
 
+@pytest.mark.parametrize("url", ["ftp://files.example.com/api", "api.example.com/v1", "::::"])
+async def test_an_unusable_base_url_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="VOICEHOOKS_API_URL") as caught:
+        await PlatformClient(api_key=KEY, base_url=url).open()
+    assert KEY not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "option", ["timeout_seconds", "connect_timeout_seconds", "deadline_seconds", "max_attempts"]
 )

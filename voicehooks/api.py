@@ -237,7 +237,7 @@ class PlatformClient:
         """Read the key and open the connection pool (idempotent).
 
         Raises:
-            ConfigurationError: No API key, or httpx is not installed.
+            ConfigurationError: No API key, an unusable base URL, or no httpx installed.
         """
         if self._client is not None:
             return
@@ -248,6 +248,9 @@ class PlatformClient:
             raise ConfigurationError(
                 "The platform API client needs httpx: pip install 'voicehooks[api]'"
             ) from None
+        problem = _url_problem(httpx, self.base_url)
+        if problem:
+            raise ConfigurationError(f"{API_URL_ENV} (or base_url=) is not usable: {problem}")
         _mask_httpx_urls()
         self._client = httpx.AsyncClient(
             base_url=self.base_url + "/",
@@ -436,11 +439,14 @@ class PlatformClient:
                 error = PlatformUnavailable(f"{label}: timed out")
                 retryable = paced_call is None  # a command may have reached the platform
                 pause = _pause(attempt)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:  # network errors, and the few others httpx has
                 error = PlatformUnavailable(f"{label}: {type(exc).__name__}")
                 # A command whose request may have reached the platform is not sent again.
-                retryable = paced_call is None or isinstance(
-                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                retryable = isinstance(exc, httpx.TransportError) and (
+                    paced_call is None
+                    or isinstance(
+                        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                    )
                 )
                 pause = _pause(attempt)
             else:
@@ -477,6 +483,14 @@ def _mask_httpx_urls() -> None:
     logger = logging.getLogger("httpx")
     if not any(isinstance(f, _MaskedURLs) for f in logger.filters):
         logger.addFilter(_MaskedURLs())
+
+
+def _url_problem(httpx: Any, base_url: str) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        return str(exc)
+    return "" if url.scheme in ("http", "https") and url.host else "it needs http(s) and a host"
 
 
 def _encode(command: Mapping[str, Any]) -> bytes:
