@@ -117,7 +117,8 @@ class FakePlatform:
     Example:
         >>> platform = FakePlatform()
         >>> platform.end_call("call-1")
-        >>> platform.calls["call-1"]["status"]
+        >>> call = platform.calls["call-1"]
+        >>> call["status"]
         'ended'
     """
 
