@@ -167,7 +167,7 @@ async def test_a_late_failure_is_spoken_too(
             raise ToolError("There is no such article.")
         raise RuntimeError("a bug")
 
-    async with WebhookClient(app, secret=SECRET) as client:
+    async with WebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
         assert await client.call_tool("late") == INTERIM
         await wait_for_commands(platform, 1)
         await client.wait_for_background()
@@ -532,7 +532,7 @@ async def test_a_fire_and_forget_tools_failure_is_spoken_too(
             raise RuntimeError("a bug")
         return object()  # not JSON
 
-    async with WebhookClient(app, secret=SECRET) as client:
+    async with WebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
         await one(client, "look_up", "c-ff-fail")
         await client.wait_for_background()
     (command,) = platform.commands
