@@ -225,9 +225,9 @@ class FakePlatform:
         sock = socket.socket()
         sock.bind((host, 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self, lifespan="off", log_level="warning", access_log=False, loop="asyncio"
-        )
+        # No log_config and no access_log=False: either makes uvicorn reconfigure the test
+        # process's loggers, which are the test's own.
+        config = uvicorn.Config(self, lifespan="off", log_config=None, loop="asyncio")
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="fake-platform", daemon=True
