@@ -4,6 +4,7 @@ and threads that stay bounded when sync functions hang."""
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import threading
 import time
 from typing import Any
@@ -165,6 +166,37 @@ async def give_up_once_running(function: UserFunction, threads: Threads) -> None
         async with anyio.create_task_group() as group:
             group.start_soon(cancel_once_started)
             await function.call(threads, started=started)
+
+
+class _ForeignCoroutine(collections.abc.Coroutine[Any, Any, Any]):
+    """A coroutine object that is not a native one (as Cython's are): the ABC still sees it."""
+
+    def __init__(self, inner: collections.abc.Coroutine[Any, Any, Any]) -> None:
+        self.inner = inner
+
+    def send(self, value: Any) -> Any:
+        return self.inner.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self.inner.throw(*args)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __await__(self) -> collections.abc.Generator[Any, Any, Any]:
+        return self.inner.__await__()
+
+
+async def test_a_coroutine_of_another_type_starts_eagerly_under_the_deadline_too() -> None:
+    async def at_once() -> str:
+        return "now"
+
+    async def waits() -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    assert await within(1, _ForeignCoroutine(at_once())) == (True, "now")
+    assert await within(0.05, _ForeignCoroutine(waits())) == (False, None)
 
 
 async def test_a_sync_function_past_its_deadline_is_abandoned_and_counted() -> None:

