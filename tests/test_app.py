@@ -254,6 +254,38 @@ async def test_one_line_per_delivery_with_type_call_status_and_time(
     assert record.getMessage().endswith("ms")
 
 
+async def test_the_per_delivery_line_is_an_ordinary_record_that_logger_filters_see(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The line is made with makeRecord + handle (no stack walk): it must still name its
+    # source, carry its fields, and pass through the logger's own filters.
+    seen: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return "call-hidden" not in record.getMessage()
+
+    logger = logging.getLogger("voicehooks")
+    logger.addFilter(keep)
+    client = WebhookClient(make_app(), secret=SECRET)
+    try:
+        with caplog.at_level(logging.INFO, "voicehooks"):
+            await client.post(status_update(call_id="call-shown"))
+            await client.post(status_update(call_id="call-hidden"))
+    finally:
+        logger.removeFilter(keep)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("status-update")]
+    assert "call-shown" in record.getMessage()
+    assert record.levelno == logging.INFO
+    assert record.name == "voicehooks"
+    assert record.funcName == "_log_delivery"
+    assert record.pathname.endswith("app.py")
+    assert record.lineno > 0
+    assert record.call_id == "call-shown"  # type: ignore[attr-defined]
+    assert record.outcome == "answered"  # type: ignore[attr-defined]
+    assert len([r for r in seen if r.getMessage().startswith("status-update")]) == 2
+
+
 @pytest.mark.parametrize(
     "messages",
     [
