@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import re
 from pathlib import Path
@@ -72,6 +73,29 @@ def test_end_of_call_report_fields() -> None:
     assert event.started_at == datetime.datetime(2026, 1, 14, 9, 41, 9, 3000, tzinfo=datetime.UTC)
     assert event.assistant is not None
     assert "analysis_plan" in event.assistant
+
+
+def test_a_long_transcript_decodes_without_feeding_the_garbage_collector() -> None:
+    # Transcript turns are plain values outside the collector's bookkeeping: decoding a
+    # 2,000-turn report must not count 2,000 allocations towards the next collection.
+    report = json.loads(fixture("end-of-call-report.json"))
+    report["message"]["messages"] = [
+        {"role": "user" if i % 2 else "assistant", "content": f"turn {i}"} for i in range(2000)
+    ]
+    body = json.dumps(report).encode()
+    gc.disable()
+    try:
+        gc.collect()
+        before = gc.get_count()[0]
+        event = decode_delivery(body)
+        allocated = gc.get_count()[0] - before
+    finally:
+        gc.enable()
+    assert isinstance(event, EndOfCallReport)
+    assert [m.content for m in event.messages[:2]] == ["turn 0", "turn 1"]
+    assert event.messages[1].role == "user"
+    assert event.messages[0] == event.messages[0].__class__(role="assistant", content="turn 0")
+    assert allocated < 100
 
 
 def test_status_update_exposes_the_new_status() -> None:
