@@ -29,7 +29,11 @@ from typing import Any, Final
 import msgspec
 
 __all__ = [
+    "ALL_WORKLOADS",
     "DEFAULT_SEED",
+    "DRIFTED_WORKLOADS",
+    "GROWTH_CALLS",
+    "GROWTH_REPORTS",
     "MAIN_WORKLOADS",
     "SECRET",
     "SYNC_WORKLOADS",
@@ -47,24 +51,67 @@ DEFAULT_SEED: Final = 20260114
 
 @dataclass(frozen=True)
 class Workload:
-    """One kind of request."""
+    """One kind of request.
+
+    ``calls`` is the number of tool calls of a ``tool-calls`` request; ``report_kib`` sizes an
+    end-of-call-report's body by its transcript (``None``: the 80-message report); a
+    ``drifted`` request carries ``"customer": null``, a drift the platform really sends (web
+    calls), which the strict decode refuses and the tolerant path repairs.
+    """
 
     name: str
     event: str
     summary: str
+    calls: int = 1
+    report_kib: int | None = None
+    drifted: bool = False
 
 
 WORKLOADS: Final[dict[str, Workload]] = {
     w.name: w
     for w in (
         Workload("tool-1", "tool-calls", "one call of an async tool"),
-        Workload("tool-3", "tool-calls", "three calls of an async tool in one request"),
+        Workload("tool-3", "tool-calls", "three calls of an async tool in one request", 3),
         Workload("report", "end-of-call-report", "~30 KB report, 80-message transcript"),
         Workload("assistant-request", "assistant-request", "inbound call; answer {}"),
         Workload("tool-1-sync", "tool-calls", "one call of a sync tool (thread hop)"),
     )
 }
-"""Every workload by name."""
+"""The workloads every level measures by default, by name."""
+
+GROWTH_CALLS: Final[dict[int, str]] = {1: "tool-1", 3: "tool-3", 10: "tool-10", 30: "tool-30"}
+"""How cost grows with the work: tool calls per request -> workload."""
+
+GROWTH_REPORTS: Final[dict[int, str]] = {
+    8: "report-8k",
+    32: "report-32k",
+    128: "report-128k",
+    512: "report-512k",
+}
+"""How cost grows with the body: KiB of an end-of-call-report -> workload."""
+
+DRIFTED_WORKLOADS: Final = ("tool-1-drifted",)
+"""Bodies that take the tolerant decoding path (the feature-cost level)."""
+
+ALL_WORKLOADS: Final[dict[str, Workload]] = {
+    **WORKLOADS,
+    **{
+        w.name: w
+        for w in (
+            *(
+                Workload(name, "tool-calls", f"{n} calls of an async tool in one request", n)
+                for n, name in GROWTH_CALLS.items()
+                if name not in WORKLOADS
+            ),
+            *(
+                Workload(name, "end-of-call-report", f"~{kib} KiB report", report_kib=kib)
+                for kib, name in GROWTH_REPORTS.items()
+            ),
+            Workload("tool-1-drifted", "tool-calls", "tool-1 with customer: null", drifted=True),
+        )
+    },
+}
+"""Every workload ``make_pool`` can build, by name."""
 
 MAIN_WORKLOADS: Final = ("tool-1", "tool-3", "report", "assistant-request")
 """The workloads the targets apply to."""
@@ -137,10 +184,13 @@ def make_pool(
         seed: The content seed.
         timestamp: Unix seconds to sign at; now when omitted.
     """
-    spec = WORKLOADS[workload]
+    spec = ALL_WORKLOADS[workload]
     stamp = int(time.time()) if timestamp is None else timestamp
     fixed = random.Random(f"{seed}:{spec.event}:fixed")
-    prefix = _encode({"message": _fixed_message(spec.event, stamp, fixed)})[:-2]
+    message = _fixed_message(spec.event, stamp, fixed, spec.report_kib)
+    if spec.drifted:
+        message["customer"] = None
+    prefix = _encode({"message": message})[:-2]
     rng = random.Random(f"{seed}:{workload}:{stream}")
     keyed = hmac.new(secret.encode(), f"{stamp}.".encode() + prefix, hashlib.sha256)
     tails: list[bytes] = []
@@ -155,7 +205,9 @@ def make_pool(
     return Pool(workload, spec.event, stamp, prefix, tails, signatures)
 
 
-def _fixed_message(event: str, stamp: int, rng: random.Random) -> dict[str, Any]:
+def _fixed_message(
+    event: str, stamp: int, rng: random.Random, report_kib: int | None = None
+) -> dict[str, Any]:
     at = datetime.datetime.fromtimestamp(stamp, datetime.UTC)
     message: dict[str, Any] = {
         "type": event,
@@ -171,10 +223,10 @@ def _fixed_message(event: str, stamp: int, rng: random.Random) -> dict[str, Any]
         message["assistant"] = _assistant_config(rng, analysis=False)
     elif event == "end-of-call-report":
         message["assistant"] = _assistant_config(rng, analysis=True)
-        messages = [
-            {"role": "assistant" if i % 2 == 0 else "user", "content": _sentence(rng, 225, 405)}
-            for i in range(_TRANSCRIPT_MESSAGES)
-        ]
+        if report_kib is None:
+            messages = [_turn(rng, i) for i in range(_TRANSCRIPT_MESSAGES)]
+        else:
+            messages = _transcript_of_size(rng, report_kib * 1024 - len(_encode(message)))
         message.update(
             duration_seconds=rng.randrange(120, 900),
             started_at=_iso(at - datetime.timedelta(minutes=8)),
@@ -194,12 +246,27 @@ def _fixed_message(event: str, stamp: int, rng: random.Random) -> dict[str, Any]
     return message
 
 
+def _turn(rng: random.Random, i: int) -> dict[str, str]:
+    return {"role": "assistant" if i % 2 == 0 else "user", "content": _sentence(rng, 225, 405)}
+
+
+def _transcript_of_size(rng: random.Random, size: int) -> list[dict[str, str]]:
+    """Turns until the transcript is about ``size`` bytes of JSON."""
+    size -= 700  # the summary, analysis, times and recording URL that follow it
+    messages: list[dict[str, str]] = []
+    while size > 0:
+        turn = _turn(rng, len(messages))
+        messages.append(turn)
+        size -= len(_encode(turn)) + 1
+    return messages
+
+
 def _varying_fields(workload: str, rng: random.Random) -> dict[str, Any]:
-    spec = WORKLOADS[workload]
+    spec = ALL_WORKLOADS[workload]
     fields: dict[str, Any] = {}
     if spec.event == "tool-calls":
         tool = "check_order_sync" if workload.endswith("-sync") else "check_order"
-        calls = 3 if workload == "tool-3" else 1
+        calls = spec.calls
         fields["tool_call_list"] = [
             {
                 "id": "call_" + "".join(rng.choices(_ID_ALPHABET, k=24)),
