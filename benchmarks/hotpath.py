@@ -23,10 +23,10 @@ import pstats
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
 from benchmarks import contenders, drive, inprocess
-from benchmarks.workloads import SECRET, WORKLOADS, make_pool
+from benchmarks.workloads import ALL_WORKLOADS, SECRET, make_pool
 
 __all__ = ["main"]
 
@@ -37,27 +37,8 @@ async def _lifespan(app: ASGIApp, enabled: bool) -> AsyncIterator[None]:
     if not enabled:
         yield
         return
-    inbox: asyncio.Queue[Message] = asyncio.Queue()
-    outbox: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def send(message: Message) -> None:
-        await outbox.put(message)
-
-    async def run() -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        await app(scope, inbox.get, send)
-
-    task = asyncio.create_task(run())
-    await inbox.put({"type": "lifespan.startup"})
-    started = await outbox.get()
-    if started["type"] != "lifespan.startup.complete":
-        raise RuntimeError(f"lifespan startup failed: {started}")
-    try:
+    async with drive.lifespan(app):
         yield
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
 
 
 async def _drive(app: ASGIApp, batch: drive.Prepared, *, turn: bool) -> None:
@@ -101,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath", description=__doc__)
     parser.add_argument("--contender", choices=contenders.CONFORMING, default="voicehooks")
-    parser.add_argument("--workload", choices=tuple(WORKLOADS), default="tool-1")
+    parser.add_argument("--workload", choices=tuple(ALL_WORKLOADS), default="tool-1")
     parser.add_argument("--number", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--lifespan", action="store_true", help="run the app's lifespan")
