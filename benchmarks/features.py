@@ -1,0 +1,249 @@
+"""What each feature costs: voicehooks with the feature against voicehooks without it.
+
+``FEATURES`` maps a feature's name to two ``Side``s, each an app builder and the workload it
+is fed, plus the budget its issue states. The level runs in one fresh process
+(``python -m benchmarks.features '<json settings>'``), both sides under a running lifespan;
+it alternates a batch of the baseline with a batch of the variant, ``rounds`` times, on
+distinct pre-signed requests, and reports each side's median µs per request and the median
+of the per-round differences: the feature's cost.
+
+Other branches add their features here, one entry each, building their app variant with
+``bench_voicehooks.build`` (interim tools: a tool that finishes before its interim time vs
+the same tool without one; metrics and tracing: the app with the observer vs without).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import statistics
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from benchmarks import bench_voicehooks, demo, drive, inprocess
+from benchmarks.workloads import SECRET, make_pool
+from voicehooks import Observer
+from voicehooks.running import within
+
+__all__ = ["FEATURES", "Feature", "Settings", "Side", "main", "run"]
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: an app builder, the workload, and a context to time it in."""
+
+    build: Callable[[str], ASGIApp]
+    workload: str = "tool-1"
+    during: Callable[[], contextlib.AbstractContextManager[None]] = _nothing
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature's cost: ``variant`` minus ``baseline``, against ``budget_us`` if any."""
+
+    what: str
+    baseline: Side
+    variant: Side
+    budget_us: float | None = None
+    budget_source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _default(secret: str) -> ASGIApp:
+    return bench_voicehooks.build(secret)
+
+
+@contextlib.contextmanager
+def _info_line() -> Iterator[None]:
+    """The ``voicehooks`` logger at INFO, written to /dev/null, as ``voicehooks run`` logs."""
+    logger = logging.getLogger("voicehooks")
+    level, propagate = logger.level, logger.propagate
+    with open(os.devnull, "w") as sink:
+        handler = logging.StreamHandler(sink)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _deadline_app(*, deadline: bool, suspends: bool) -> Callable[[str], ASGIApp]:
+    """A bare ASGI app that awaits the demo tool, with or without voicehooks' deadline."""
+
+    async def tool() -> dict[str, Any]:
+        if suspends:
+            await asyncio.sleep(0)  # a tool that waits on anything, once
+        return await demo.check_order("WO-1234")
+
+    def build(secret: str) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await _lifespan_only(receive, send)
+                return
+            await receive()
+            if deadline:
+                await within(8.0, tool())
+            else:
+                await tool()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        return app
+
+    return build
+
+
+async def _lifespan_only(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
+FEATURES: dict[str, Feature] = {
+    "tolerant decoding": Feature(
+        "a body with a drifted field (customer: null) takes the tolerant path; the strict "
+        "path is the baseline every fitting body pays",
+        Side(_default, "tool-1"),
+        Side(_default, "tool-1-drifted"),
+    ),
+    "bounded queue, background runner": Feature(
+        "the report handler as a background job (admission, queue, task) vs run before the answer",
+        Side(lambda s: bench_voicehooks.build(s, report_before_answer=True), "report"),
+        Side(_default, "report"),
+    ),
+    "observers: one no-op observer": Feature(
+        "VoiceHooks(observers=[Observer()]) vs none",
+        Side(_default),
+        Side(lambda s: bench_voicehooks.build(s, observers=[Observer()])),
+    ),
+    "duplicate suppression": Feature(
+        "deduplicate=True (MemoryStore) vs False",
+        Side(lambda s: bench_voicehooks.build(s, deduplicate=False)),
+        Side(_default),
+    ),
+    "deadline, tool answers at once": Feature(
+        "within(8 s, tool) vs await tool, a tool that never suspends (eager start, no timer)",
+        Side(_deadline_app(deadline=False, suspends=False)),
+        Side(_deadline_app(deadline=True, suspends=False)),
+    ),
+    "deadline, tool suspends": Feature(
+        "within(8 s, tool) vs await tool, a tool that suspends once (a timer is armed)",
+        Side(_deadline_app(deadline=False, suspends=True)),
+        Side(_deadline_app(deadline=True, suspends=True)),
+    ),
+    "per-delivery INFO line": Feature(
+        "the voicehooks logger at INFO with a StreamHandler to /dev/null vs at WARNING",
+        Side(_default),
+        Side(_default, during=_info_line),
+        budget_us=5.0,
+        budget_source="issue 17",
+    ),
+}
+"""Every measured feature by name; add one entry per new feature."""
+
+
+class Settings(TypedDict):
+    """What one run of the level measures."""
+
+    features: list[str]
+    numbers: dict[str, int]  # workload -> requests per batch
+    rounds: int
+    warmup: int
+    seed: int
+
+
+async def measure(settings: Settings) -> dict[str, Any]:
+    """Measure every feature named in ``settings``."""
+    results: dict[str, Any] = {}
+    for name in settings["features"]:
+        results[name] = await _measure_one(name, FEATURES[name], settings)
+    return results
+
+
+async def _measure_one(name: str, feature: Feature, settings: Settings) -> dict[str, Any]:
+    sides = {"baseline": feature.baseline, "variant": feature.variant}
+    rounds, warmup = settings["rounds"], settings["warmup"]
+    apps = {key: side.build(SECRET) for key, side in sides.items()}
+    us: dict[str, list[float]] = {key: [] for key in sides}
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps.values():
+            await stack.enter_async_context(drive.lifespan(app))
+        pools = {}
+        for key, side in sides.items():
+            number = settings["numbers"][side.workload]
+            pools[key] = make_pool(
+                side.workload,
+                warmup + rounds * number,
+                stream=f"feature-{name}-{key}",
+                seed=settings["seed"],
+            )
+            with side.during():
+                await drive.time_batch(apps[key], drive.prepare(pools[key], 0, warmup))
+        for r in range(rounds):
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            for key in order:
+                side = sides[key]
+                number = settings["numbers"][side.workload]
+                start = warmup + r * number
+                batch = drive.prepare(pools[key], start, start + number)
+                with side.during():
+                    seconds = await drive.time_batch(apps[key], batch)
+                us[key].append(1e6 * seconds / number)
+    differences = [v - b for v, b in zip(us["variant"], us["baseline"], strict=True)]
+    cost = statistics.median(differences)
+    budget = feature.budget_us
+    return {
+        "what": feature.what,
+        "baseline_us": statistics.median(us["baseline"]),
+        "variant_us": statistics.median(us["variant"]),
+        "cost_us": cost,
+        "rounds_us": us,
+        "workloads": {key: side.workload for key, side in sides.items()},
+        "budget_us": budget,
+        "budget_source": feature.budget_source,
+        "within_budget": None if budget is None else cost <= budget,
+    }
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    """``measure`` on a new event loop (uvloop when installed)."""
+    _, factory = inprocess.event_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_coroutine(settings))
+
+
+def _coroutine(settings: Settings) -> Coroutine[Any, Any, dict[str, Any]]:
+    return measure(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: one JSON argument in, one JSON line out."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m benchmarks.features '<json settings>'", file=sys.stderr)
+        return 2
+    print(json.dumps(run(json.loads(args[0]))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
