@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import conformance, contenders, inprocess, memory, over_http
-from benchmarks.workloads import DEFAULT_SEED, MAIN_WORKLOADS, WORKLOADS
+from benchmarks import conformance, contenders, features, growth, inprocess, memory, over_http
+from benchmarks.workloads import DEFAULT_SEED, MAIN_WORKLOADS, SYNC_WORKLOADS, WORKLOADS
 
 __all__ = ["Mode", "main", "run", "run_inprocess"]
 
@@ -39,12 +39,17 @@ FULL_NUMBERS = {
     "report": 400,
     "assistant-request": 2000,
     "tool-1-sync": 500,
+    "tool-1-drifted": 2000,
+    **growth.FULL_NUMBERS,
 }
 
-TOOL_RATIO_TARGET = 2.0
-REPORT_RATIO_TARGET = 1.25
-FASTAPI_SPEEDUP_TARGET = 5.0
+# The goals of issue 17 (in-process ratios under a running lifespan; HTTP server CPU per
+# request and requests/s against the floor in the same run).
+INPROCESS_TARGETS = {"tool-1": 1.6, "tool-3": 2.0, "report": 1.2, "assistant-request": 1.6}
+HTTP_CPU_TARGET = 1.3
 HTTP_SHARE_TARGET = 0.90
+FASTAPI_SPEEDUP_TARGET = 5.0
+FEATURE_ROUNDS = {"full": 9, "quick": 5}
 
 _PACKAGES = (
     "voicehooks",
@@ -74,7 +79,7 @@ class Mode:
     http_rounds: int
     memory: bool
     fixed_number: int | None = None
-    levels: tuple[str, ...] = ("inprocess", "http", "memory")
+    levels: tuple[str, ...] = ("inprocess", "http", "memory", "growth", "features")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def numbers(self, workloads: Sequence[str]) -> dict[str, int]:
@@ -302,38 +307,91 @@ def summarize_http(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 7 with the measured value and whether it holds."""
+    """Each goal of issue 17 with the measured value and whether it holds."""
     rows: list[dict[str, Any]] = []
     ratios = results.get("inprocess", {}).get("ratios", {})
-    for workload in MAIN_WORKLOADS:
+    for workload, limit in INPROCESS_TARGETS.items():
         value = ratios.get(workload, {}).get("voicehooks/raw")
-        if value is None:
-            continue
-        limit = REPORT_RATIO_TARGET if workload == "report" else TOOL_RATIO_TARGET
-        rows.append(
-            _target(f"in-process {workload}: voicehooks/raw", value, f"≤ {limit}x", value <= limit)
-        )
-    speedup = ratios.get("tool-1", {}).get("fastapi/voicehooks")
-    if speedup is not None:
-        rows.append(
-            _target(
-                "in-process tool-1: FastAPI/voicehooks",
-                speedup,
-                f"≥ {FASTAPI_SPEEDUP_TARGET}x",
-                speedup >= FASTAPI_SPEEDUP_TARGET,
-            )
-        )
-    for workload, summary in results.get("http_summary", {}).items():
-        share = summary["ratios"].get("voicehooks/raw")
-        if share is not None and workload in MAIN_WORKLOADS:
+        if value is not None:
             rows.append(
                 _target(
-                    f"HTTP {workload}: voicehooks req/s / raw",
+                    f"1. in-process {workload}: voicehooks/raw",
+                    value,
+                    f"≤ {limit}x",
+                    value <= limit,
+                )
+            )
+    for workload, summary in results.get("http_summary", {}).items():
+        if workload not in (*MAIN_WORKLOADS, *SYNC_WORKLOADS):
+            continue
+        cpu = summary["ratios"].get("cpu voicehooks/raw")
+        if cpu is not None:
+            rows.append(
+                _target(
+                    f"2. HTTP {workload}: server CPU per request, voicehooks/raw",
+                    cpu,
+                    f"≤ {HTTP_CPU_TARGET}x",
+                    cpu <= HTTP_CPU_TARGET,
+                )
+            )
+        share = summary["ratios"].get("voicehooks/raw")
+        if share is not None:
+            rows.append(
+                _target(
+                    f"2. HTTP {workload}: voicehooks req/s / raw",
                     share,
                     f"≥ {HTTP_SHARE_TARGET:.0%}",
                     share >= HTTP_SHARE_TARGET,
                 )
             )
+    for workload, tail in results.get("http_tail", {}).get("workloads", {}).items():
+        excess = tail["p99_excess_ms"]
+        rows.append(
+            _target(
+                f"3. HTTP {workload} at half the floor's rate: p99 voicehooks - raw (ms)",
+                excess,
+                f"≤ {over_http.TAIL_TARGET_MS:g} ms",
+                excess <= over_http.TAIL_TARGET_MS,
+            )
+        )
+    grown = results.get("growth")
+    if grown:
+        rows.append(
+            _target(
+                "4. overhead per tool call at 30 calls / at 3 calls",
+                grown["overhead_per_call_at_30_us"] / grown["overhead_per_call_at_3_us"],
+                f"≤ {growth.FLAT_TOLERANCE}x (flat)",
+                bool(grown["flat"]),
+            )
+        )
+        rows.append(
+            _target(
+                "4. report cost per KiB: voicehooks/raw",
+                grown["slope_ratio"],
+                f"≤ {growth.SLOPE_TARGET}x",
+                grown["slope_ratio"] <= growth.SLOPE_TARGET,
+            )
+        )
+    for name, row in results.get("features", {}).items():
+        if row["budget_us"] is not None:
+            rows.append(
+                _target(
+                    f"5. {name}: µs per delivery",
+                    row["cost_us"],
+                    f"≤ {row['budget_us']:g} µs ({row['budget_source']})",
+                    bool(row["within_budget"]),
+                )
+            )
+    speedup = ratios.get("tool-1", {}).get("fastapi/voicehooks")
+    if speedup is not None:
+        rows.append(
+            _target(
+                "in-process tool-1: FastAPI/voicehooks (issue 7)",
+                speedup,
+                f"≥ {FASTAPI_SPEEDUP_TARGET}x",
+                speedup >= FASTAPI_SPEEDUP_TARGET,
+            )
+        )
     for name, measured in results.get("memory", {}).items():
         rows.append(
             _target(
@@ -377,14 +435,21 @@ def run(
     http_duration: int | None = None,
     rounds: int | None = None,
     memory_requests: int = 100_000,
+    plot: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; return everything measured as one JSON-ready dict."""
+    """Run the benchmark; return everything measured as one JSON-ready dict.
+
+    ``plot`` is where the growth level draws its PNG (none when omitted).
+    """
     chosen = tuple(levels if levels is not None else mode.levels)
     conforming = [n for n in names if n in contenders.CONFORMING]
     results: dict[str, Any] = {"mode": mode.name, "environment": environment()}
+    checked = (*workloads, *(w for w in growth.workloads() if w not in workloads))
+    if "growth" not in chosen:
+        checked = tuple(workloads)
     with _quiet_voicehooks():
-        compared = asyncio.run(conformance.check(conforming, workloads, seed=seed))
+        compared = asyncio.run(conformance.check(conforming, checked, seed=seed))
     results["conformance"] = {"contenders": conforming, "answers_compared": compared}
     if log is not None:
         log(f"conformance: {compared} answers identical across {', '.join(conforming)}")
@@ -411,9 +476,11 @@ def run(
                 connections=connections,
                 rounds=mode.http_rounds,
                 seed=seed,
+                tail_workloads=tuple(w for w in workloads if w in MAIN_WORKLOADS),
             ),
             log=log,
         )
+        results["http_tail"] = raw.pop("tail")
         results["http"] = raw
         results["http_summary"] = summarize_http(raw)
         results["load_after_http"] = load()
@@ -423,9 +490,63 @@ def run(
             memory_names, total=memory_requests, connections=connections, seed=seed, log=log
         )
         results["load_after_memory"] = load()
+    if "growth" in chosen:
+        measured = run_inprocess(
+            growth.CONTENDERS,
+            mode.numbers(growth.workloads()),
+            repeats=mode.repeats,
+            warmup=mode.warmup,
+            rounds=rounds or mode.rounds,
+            seed=seed,
+            isolate=isolate,
+            log=log,
+        )
+        results["growth"] = {"inprocess": measured, **growth.analyse(measured, seed)}
+        if plot is not None:
+            load_now = " ".join(str(x) for x in load())
+            subtitle = (
+                f"voicehooks {results['environment']['git']}, {mode.name} run, load {load_now}"
+            )
+            results["growth"]["plot"] = str(growth.plot(results["growth"], plot, subtitle=subtitle))
+        results["load_after_growth"] = load()
+    if "features" in chosen:
+        results["features"] = run_features(mode, seed=seed, log=log)
+        results["load_after_features"] = load()
     if mode.name != "smoke":  # a handful of requests says nothing about the targets
         results["targets"] = targets(results)
     return results
+
+
+def run_features(
+    mode: Mode, *, seed: int, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Each feature's cost (``benchmarks.features``), in a fresh process."""
+    workloads = sorted({w for f in features.FEATURES.values() for w in _feature_workloads(f)})
+    settings = features.Settings(
+        features=list(features.FEATURES),
+        numbers=mode.numbers(workloads),
+        rounds=FEATURE_ROUNDS.get(mode.name, 1),
+        warmup=mode.warmup,
+        seed=seed,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.features", json.dumps(settings)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the feature-cost level failed:\n{done.stderr[-3000:]}")
+    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if log is not None:
+        for name, row in measured.items():
+            log(f"  feature {name:<34} {row['cost_us']:+.2f} µs/request")
+    return measured
+
+
+def _feature_workloads(feature: features.Feature) -> tuple[str, str]:
+    return feature.baseline.workload, feature.variant.workload
 
 
 # -- output -------------------------------------------------------------------------------
@@ -444,7 +565,13 @@ def format_tables(results: Mapping[str, Any]) -> str:
         + " ".join(str(x) for x in env["loadavg"])
         + "".join(
             f"; after {key.removeprefix('load_after_')}: {' '.join(str(x) for x in results[key])}"
-            for key in ("load_after_inprocess", "load_after_http", "load_after_memory")
+            for key in (
+                "load_after_inprocess",
+                "load_after_http",
+                "load_after_memory",
+                "load_after_growth",
+                "load_after_features",
+            )
             if key in results
         ),
         "",
@@ -453,11 +580,17 @@ def format_tables(results: Mapping[str, Any]) -> str:
         lines += _inprocess_table(results["inprocess"])
     if "http_summary" in results:
         lines += _http_tables(results["http"], results["http_summary"])
+    if results.get("http_tail", {}).get("workloads"):
+        lines += _tail_table(results["http_tail"])
     if "memory" in results:
         lines += _memory_table(results["memory"])
+    if "growth" in results:
+        lines += growth.table(results["growth"])
+    if "features" in results:
+        lines += _features_table(results["features"])
     if results.get("targets"):
         lines += [
-            "Targets (issue 7):",
+            "Targets (issue 17; the goal numbers are the issue's):",
             "",
             "| target | measured | goal | met |",
             "|---|---|---|---|",
@@ -556,6 +689,44 @@ def _memory_table(data: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _tail_table(data: Mapping[str, Any]) -> list[str]:
+    lines = [
+        f"HTTP tail at {data['share_of_floor']:.0%} of the floor's requests/s (closed-loop "
+        "pacing; the rate reached is shown):",
+        "",
+        "| workload | aimed req/s | raw req/s | voicehooks req/s | raw p99 ms | voicehooks p99 ms "
+        "| excess ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for workload, row in data["workloads"].items():
+        raw, vh = row["raw"], row["voicehooks"]
+        lines.append(
+            f"| {workload} | {row['rate_target']:.0f} | {raw['rps']:.0f} | {vh['rps']:.0f} | "
+            f"{raw['p99_ms']:.2f} | {vh['p99_ms']:.2f} | {row['p99_excess_ms']:+.2f} |"
+        )
+    return [*lines, ""]
+
+
+def _features_table(data: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "Feature costs, in-process µs per request (voicehooks with the feature - without; "
+        "median of the paired rounds, both under a running lifespan):",
+        "",
+        "| feature | workload | without | with | cost | budget | what is compared |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for name, row in data.items():
+        budget = "—"
+        if row["budget_us"] is not None:
+            verdict = "met" if row["within_budget"] else "**over**"
+            budget = f"≤ {row['budget_us']:g} µs: {verdict}"
+        lines.append(
+            f"| {name} | {row['workloads']['variant']} | {row['baseline_us']:.1f} | "
+            f"{row['variant_us']:.1f} | {row['cost_us']:+.2f} | {budget} | {row['what']} |"
+        )
+    return [*lines, ""]
+
+
 def _times(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
@@ -589,7 +760,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--save", type=Path, help="also write the JSON result to this file")
     parser.add_argument(
-        "--levels", type=_csv(("inprocess", "http", "memory")), help="levels to run"
+        "--levels",
+        type=_csv(("inprocess", "http", "memory", "growth", "features")),
+        help="levels to run",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help=f"where to draw the growth plot (a full run: {growth.PLOT.name} by default)",
     )
     parser.add_argument(
         "--contenders", type=_csv(contenders.CONFORMING), default=contenders.CONFORMING
@@ -617,6 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http_duration=args.duration,
         rounds=args.rounds,
         memory_requests=args.memory_requests,
+        plot=args.plot or (growth.PLOT if mode.name == "full" else None),
         log=log,
     )
     if args.save:

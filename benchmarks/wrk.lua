@@ -18,6 +18,21 @@ local which, signatures, tails = {}, {}, {}
 local count, limit, marker = 0, 0, nil
 local threads = {}
 
+-- Pacing for the tail level: with VOICEHOOKS_WRK_THINK_MS set, each connection waits that
+-- many milliseconds (on average: wrk's timers take whole ms, so the wait is the floor or the
+-- ceiling at random) after each answer. Defined only then: with a delay() wrk sends every
+-- request through a timer, which would slow the unpaced runs.
+local think = tonumber(os.getenv("VOICEHOOKS_WRK_THINK_MS") or "")
+if think then
+   function delay()
+      local whole = math.floor(think)
+      if math.random() < think - whole then
+         return whole + 1
+      end
+      return whole
+   end
+end
+
 -- Globals, read from the main state in done() through thread:get().
 sent = 0
 exhausted = 0
