@@ -67,12 +67,17 @@ def _default(secret: str) -> ASGIApp:
 
 @contextlib.contextmanager
 def _info_line() -> Iterator[None]:
-    """The ``voicehooks`` logger at INFO, written to /dev/null, as ``voicehooks run`` logs."""
+    """The ``voicehooks`` logger at INFO, written to /dev/null, as ``voicehooks run`` logs.
+
+    With the formatter ``voicehooks run`` configures: uvicorn's, ``"%(levelprefix)s %(message)s"``.
+    """
+    from uvicorn.logging import DefaultFormatter
+
     logger = logging.getLogger("voicehooks")
     level, propagate = logger.level, logger.propagate
     with open(os.devnull, "w") as sink:
         handler = logging.StreamHandler(sink)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
