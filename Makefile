@@ -41,7 +41,7 @@ docs: $(STAMP)  ## the docs site from docs/ and the docstrings into site/; any w
 test: lint typecheck docs pytest  ## ruff, mypy --strict, the docs build, then pytest with branch coverage (gate 95 %)
 
 bench: $(STAMP) wrk  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --save benchmarks/last-results.json
 
 bench-quick: $(STAMP) wrk  ## the same, short: fewer repeats, 1 s HTTP runs, no memory level
 	$(BIN)/python -m benchmarks --quick
