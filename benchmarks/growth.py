@@ -45,6 +45,8 @@ PLOT = Path(__file__).resolve().parent / "growth.png"
 FLAT_TOLERANCE = 1.10
 """Overhead per call at 10 and 30 calls may exceed that at 3 calls by this factor at most."""
 
+_ROUND_TICKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
 SLOPE_TARGET = 1.10
 """voicehooks' cost per KiB may exceed the floor's by this factor at most."""
 
@@ -110,6 +112,7 @@ def plot(analysis: Mapping[str, Any], path: Path = PLOT, *, subtitle: str = "") 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
     calls = analysis["calls"]
@@ -141,6 +144,12 @@ def plot(analysis: Mapping[str, Any], path: Path = PLOT, *, subtitle: str = "") 
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xticks(sizes, [f"{row['nominal_kib']}" for row in reports])
+    right.xaxis.set_minor_formatter(NullFormatter())
+    values = [row[f"{name}_us"] for row in reports for name in CONTENDERS]
+    ticks = [t for t in _ROUND_TICKS if min(values) / 2 <= t <= max(values) * 2]
+    right.set_yticks(ticks)
+    right.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    right.yaxis.set_minor_formatter(NullFormatter())
     right.set_xlabel("end-of-call-report body (KiB)")
     right.set_ylabel("µs per request (in-process)")
     right.set_title("Reports: cost as the body grows")

@@ -507,7 +507,8 @@ def run(
             subtitle = (
                 f"voicehooks {results['environment']['git']}, {mode.name} run, load {load_now}"
             )
-            results["growth"]["plot"] = str(growth.plot(results["growth"], plot, subtitle=subtitle))
+            drawn = growth.plot(results["growth"], plot, subtitle=subtitle)
+            results["growth"]["plot"] = os.path.relpath(drawn, ROOT)
         results["load_after_growth"] = load()
     if "features" in chosen:
         results["features"] = run_features(mode, seed=seed, log=log)
