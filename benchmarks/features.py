@@ -9,7 +9,8 @@ of the per-round differences: the feature's cost.
 
 Other branches add their features here, one entry each, building their app variant with
 ``bench_voicehooks.build`` (interim tools: a tool that finishes before its interim time vs
-the same tool without one; metrics and tracing: the app with the observer vs without).
+the same tool without one). Metrics and tracing are here with the observers that
+``benchmarks.observers`` measures in more detail.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from benchmarks import bench_voicehooks, demo, drive, inprocess
 from benchmarks.workloads import SECRET, make_pool
 from voicehooks import Observer
+from voicehooks.logs import TextFormatter
+from voicehooks.metrics import PrometheusObserver
 from voicehooks.running import within
 
 __all__ = ["FEATURES", "Feature", "Settings", "Side", "main", "run"]
@@ -61,6 +64,13 @@ class Feature:
     notes: list[str] = field(default_factory=list)
 
 
+def _tracing() -> Observer:
+    from benchmarks.observers import CONFIGURATIONS
+
+    (observer,) = CONFIGURATIONS["tracing"]()
+    return observer
+
+
 def _default(secret: str) -> ASGIApp:
     return bench_voicehooks.build(secret)
 
@@ -69,15 +79,13 @@ def _default(secret: str) -> ASGIApp:
 def _info_line() -> Iterator[None]:
     """The ``voicehooks`` logger at INFO, written to /dev/null, as ``voicehooks run`` logs.
 
-    With the formatter ``voicehooks run`` configures: uvicorn's, ``"%(levelprefix)s %(message)s"``.
+    With the formatter ``voicehooks run`` configures by default (``--log-format text``).
     """
-    from uvicorn.logging import DefaultFormatter
-
     logger = logging.getLogger("voicehooks")
     level, propagate = logger.level, logger.propagate
     with open(os.devnull, "w") as sink:
         handler = logging.StreamHandler(sink)
-        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
+        handler.setFormatter(TextFormatter())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -154,6 +162,18 @@ FEATURES: dict[str, Feature] = {
         "within(8 s, tool) vs await tool, a tool that suspends once (a timer is armed)",
         Side(_deadline_app(deadline=False, suspends=True)),
         Side(_deadline_app(deadline=True, suspends=True)),
+    ),
+    "metrics (PrometheusObserver)": Feature(
+        "VoiceHooks(observers=[PrometheusObserver()]) vs none",
+        Side(_default),
+        Side(lambda s: bench_voicehooks.build(s, observers=[PrometheusObserver()])),
+        budget_us=3.0,
+        budget_source="issue 13",
+    ),
+    "tracing (TracingObserver)": Feature(
+        "the OpenTelemetry SDK, a batch processor and an exporter that drops everything, vs none",
+        Side(_default),
+        Side(lambda s: bench_voicehooks.build(s, observers=[_tracing()])),
     ),
     "per-delivery INFO line": Feature(
         "the voicehooks logger at INFO with a StreamHandler to /dev/null vs at WARNING",
