@@ -39,7 +39,7 @@ from .events import Event
 from .exceptions import Unavailable
 from .logs import masked
 
-__all__ = ["BackgroundRunner", "Job"]
+__all__ = ["BackgroundRunner", "Job", "body_size"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -76,8 +76,13 @@ class Job(NamedTuple):
     @property
     def size(self) -> int:
         """What the job holds in memory, as far as the bound counts it: its body's bytes."""
-        body: bytes | None = self.event.__dict__.get("_body")
-        return len(body) if body is not None else 0
+        return body_size(self.event)
+
+
+def body_size(event: Event) -> int:
+    """The bytes of the body ``event`` was decoded from (0 for an event made in code)."""
+    body: bytes | None = event.__dict__.get("_body")
+    return len(body) if body is not None else 0
 
 
 RunJob = Callable[[Job], Awaitable[Any]]

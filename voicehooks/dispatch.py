@@ -3,9 +3,7 @@
 ``Dispatcher.answer(delivery)`` is the one entry point, for every event type; it returns the
 JSON body to send and the jobs to run after sending it:
 
-* ``tool-calls``: every call runs concurrently under its deadline, isolated from the others'
-  failures, on the live threads; the answer is always the object format, one entry per
-  call, in request order. A fire-and-forget call is answered at once and becomes a job.
+* ``tool-calls``: see ``voicehooks.toolcalls``, the half of the dispatcher that answers them.
 * ``assistant-request``: the one handler runs under its budget (4 s by default, the platform
   waits 5 s); a slow, failing or malformed answer becomes ``{}``, the saved configuration.
 * ``status-update``/``end-of-call-report``: each handler becomes a job; one marked
@@ -22,20 +20,18 @@ and the observers.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
 import msgspec
 
-from .background import Job
+from .background import Job, body_size
 from .context import fill
 from .dedupe import Deduplicator
-from .events import AssistantRequest, EndOfCallReport, Event, ToolCall, ToolCalls
-from .exceptions import ToolError, Unavailable
-from .interim import Busy
+from .events import AssistantRequest, EndOfCallReport, Event, ToolCalls
+from .exceptions import ToolError
 from .live import CallControl
 from .logs import Throttle, describe, masked
 from .observers import (
@@ -44,20 +40,18 @@ from .observers import (
     JobOutcome,
     JobRun,
     ObserverSet,
-    ToolOutcome,
-    ToolRun,
 )
 from .reconcile import Reconciler
 from .responses import (
     AssistantResponse,
     error_result,
     normalize_result,
-    results_from_response,
     validate_assistant_answer,
 )
-from .routing import Handler, Registry
-from .running import HungThreads, Threads, UserFunction, run_concurrently, within
-from .tools import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool
+from .routing import Registry
+from .running import HungThreads, Threads, UserFunction, within
+from .toolcalls import BUSY, FAILED, NOT_JSON, TIMED_OUT, ToolCallsDispatch
+from .tools import ArgumentError, Tool
 
 __all__ = ["Dispatcher"]
 
@@ -65,32 +59,10 @@ _log = logging.getLogger("voicehooks")
 
 EMPTY: Final = b"{}"
 
-_FAILED = (
-    "The tool {name} failed unexpectedly. Tell the caller it cannot be done right now "
-    "and offer to help in another way."
-)
-_TIMED_OUT = "The tool {name} did not answer in time. Tell the caller it cannot be done right now."
-_UNKNOWN = "There is no tool called {name} on this server. Do not call it again."
-_NOT_JSON = "The tool {name} returned a result that could not be sent."
-_BUSY = "The tool {name} cannot be started right now. Tell the caller it cannot be done now."
-
-# The model chooses tool names: the ones remembered for "warned once" are bounded, and so is
-# the rate of the warning itself.
-_MAX_UNKNOWN_NAMES: Final = 128
 _HOOK_BUDGET_SECONDS: Final = 2.0  # an error hook must not hold up an answer for long
-_EMPTY_RAW: Final = msgspec.Raw(EMPTY)
 
 
-class _Entry(msgspec.Struct):
-    tool_call_id: str
-    result: msgspec.Raw
-
-
-class _Answer(msgspec.Struct):
-    results: list[_Entry]
-
-
-class Dispatcher:
+class Dispatcher(ToolCallsDispatch):
     """Answers decoded deliveries with the handlers and tools of a ``Registry``.
 
     Args:
@@ -162,270 +134,6 @@ class Dispatcher:
         elif not isinstance(event, AssistantRequest):
             reconciler.seen(event.call.id)
 
-    # -- tool-calls ---------------------------------------------------------------------
-
-    async def _tool_calls(self, event: ToolCalls, delivery: Delivery) -> tuple[bytes, list[Job]]:
-        calls = event.tool_call_list
-        tools = self.registry.tools
-        jobs: list[Job] = []
-        if len(calls) == 1 and calls[0].function.name in tools:
-            # The common case: no list of work, no concurrency machinery at all.
-            only = calls[0]
-            result = await self._tool(tools[only.function.name], only, event, delivery, jobs)
-            return self._encode(_Answer([_Entry(only.id, result)])), jobs
-        results: list[msgspec.Raw] = [_EMPTY_RAW] * len(calls)
-        work: list[Callable[[], Coroutine[Any, Any, None]]] = [
-            functools.partial(self._tool_into, results, i, tool, call, event, delivery, jobs)
-            for i, call in enumerate(calls)
-            if (tool := tools.get(call.function.name)) is not None
-        ]
-        unclaimed = [i for i, call in enumerate(calls) if call.function.name not in tools]
-        if unclaimed:
-            work.append(functools.partial(self._unclaimed, results, unclaimed, event, delivery))
-        try:
-            await run_concurrently(work)
-        except* Unavailable as refused:
-            # store_failure="reject": the pipeline answers one Unavailable with a 503.
-            raise _first_leaf(refused)  # noqa: B904  (keeps the store fault as cause)
-        entries = [_Entry(call.id, result) for call, result in zip(calls, results, strict=True)]
-        return self._encode(_Answer(entries)), jobs
-
-    async def _tool_into(
-        self,
-        results: list[msgspec.Raw],
-        i: int,
-        tool: Tool,
-        call: ToolCall,
-        event: ToolCalls,
-        delivery: Delivery,
-        jobs: list[Job],
-    ) -> None:
-        results[i] = await self._tool(tool, call, event, delivery, jobs)
-
-    async def _tool(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, delivery: Delivery, jobs: list[Job]
-    ) -> msgspec.Raw:
-        run = ToolRun(tool.name, call.id, True)
-        delivery.tools.append(run)
-        observers = self.observers
-        if observers.active:
-            observers.tool_started(delivery, run)
-        try:
-            once = None if delivery.bypass_dedupe else self.deduplicator
-            if once is None or not tool.deduplicate:
-                return (await self._execute(tool, call, event, delivery, jobs, run))[0]
-            answer = await once.run_tool(
-                event,
-                call,
-                # A duplicate may wait as long as the platform does; an interim tool's first
-                # run answers (with its interim text, at the latest) well within that.
-                self.tool_timeout_seconds if tool.interim is not None else self._timeout_of(tool),
-                lambda: self._execute(tool, call, event, delivery, jobs, run),
-            )
-            if answer is None:
-                _log.warning(
-                    "tool %s (call %s): a duplicate delivery got no result from the first in time",
-                    tool.name,
-                    masked(event.call.id),
-                )
-                run.outcome = ToolOutcome.TIMEOUT
-                return self._raw(error_result(_TIMED_OUT.format(name=tool.name)))
-            if not run.outcome:  # answered from the store: the first delivery ran it
-                run.outcome = ToolOutcome.DUPLICATE
-            return answer
-        finally:
-            run.end(run.outcome or ToolOutcome.FAILED)
-            if observers.active:
-                observers.tool_ended(delivery, run)
-
-    async def _execute(
-        self,
-        tool: Tool,
-        call: ToolCall,
-        event: ToolCalls,
-        delivery: Delivery,
-        jobs: list[Job],
-        run: ToolRun,
-    ) -> tuple[msgspec.Raw, bool]:
-        """Run ``tool`` once: its answer, and whether a duplicate delivery may be given it.
-
-        ``False`` after an unexpected exception or a timeout: a redelivery may try again.
-        Sets ``run.outcome``.
-        """
-        try:
-            kwargs = tool.bind(call)
-        except ArgumentError as exc:
-            _log.info("tool %s call=%s: unusable arguments", tool.name, masked(event.call.id))
-            run.outcome = ToolOutcome.INVALID_ARGUMENTS
-            return self._raw(error_result(str(exc))), True
-        if tool.fire_and_forget:
-            try:
-                self.admit(_size(event))
-            except Unavailable:
-                run.outcome = ToolOutcome.OVERLOADED
-                return self._raw(error_result(_BUSY.format(name=tool.name))), False
-            jobs.append(Job(event, "tool:" + call.id, delivery.trace, delivery.is_replay))
-            run.outcome = ToolOutcome.STARTED
-            return self._raw(tool.async_response or {"status": "started"}), True
-        if tool.injections:
-            kwargs.update(
-                fill(
-                    tool.injections, event, call, is_replay=delivery.is_replay, control=self.control
-                )
-            )
-        if tool.interim is not None:
-            return await self._with_interim(tool, call, event, kwargs, run)
-        answer, keep, run.outcome = await self._call_tool(
-            tool, call, event, kwargs, self._timeout_of(tool)
-        )
-        return answer, keep
-
-    async def _call_tool(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, kwargs: dict[str, Any], timeout: float
-    ) -> tuple[msgspec.Raw, bool, str]:
-        """Call ``tool`` under ``timeout``: its answer, whether a duplicate may be given it,
-        and its ``ToolOutcome``."""
-        try:
-            finished, value = await within(timeout, tool.fn.call(self.live_threads, **kwargs))
-        except ToolError as exc:
-            return self._raw(error_result(str(exc))), True, ToolOutcome.ERROR
-        except HungThreads:
-            _log.warning(
-                "%s: %d earlier calls are still running after their deadline; refusing a new "
-                "one instead of starting another thread",
-                _tool_label(tool, event),
-                tool.fn.abandoned,
-            )
-            return (
-                self._raw(error_result(_BUSY.format(name=tool.name))),
-                False,
-                ToolOutcome.OVERLOADED,
-            )
-        except Exception as exc:
-            await self._failed(_tool_label(tool, event), exc, event, self.live_threads)
-            return (
-                self._raw(error_result(_FAILED.format(name=tool.name))),
-                False,
-                ToolOutcome.FAILED,
-            )
-        if not finished:
-            _log.warning("%s timed out after %.1f s", _tool_label(tool, event), timeout)
-            return (
-                self._raw(error_result(_TIMED_OUT.format(name=tool.name))),
-                False,
-                ToolOutcome.TIMEOUT,
-            )
-        try:
-            answer = msgspec.Raw(self._encode(normalize_result(value, call.id)))
-        except (TypeError, ValueError, OverflowError) as exc:
-            label = _tool_label(tool, event)
-            kind = type(value).__name__
-            _log.error("%s returned a %s that cannot be encoded as JSON", label, kind)
-            await self.report(exc, event, self.live_threads)
-            return (
-                self._raw(error_result(_NOT_JSON.format(name=tool.name))),
-                True,
-                ToolOutcome.FAILED,
-            )
-        return answer, True, ToolOutcome.OK
-
-    async def _with_interim(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, kwargs: dict[str, Any], run: ToolRun
-    ) -> tuple[msgspec.Raw, bool]:
-        """Answer in time, or with the interim text while the tool goes on (``interim``)."""
-        control = self.control
-        assert control is not None  # the app makes one when a tool has an interim text
-        label = _tool_label(tool, event)
-        work = self._call_tool(
-            tool, call, event, kwargs, tool.timeout_seconds or INTERIM_TIMEOUT_SECONDS
-        )
-
-        async def deliver(settled: tuple[msgspec.Raw, bool, str]) -> None:
-            answer, _, outcome = settled
-            _log.info("%s ended %s after its interim answer; delivering it", label, outcome)
-            await control.deliver(event, call.id, tool.name, answer)
-
-        try:
-            result = await control.runs.run(work, self._timeout_of(tool), deliver, label)
-        except Busy:
-            _log.warning("%s refused: too many slow tools are running", label)
-            run.outcome = ToolOutcome.OVERLOADED
-            return self._raw(error_result(_BUSY.format(name=tool.name))), False
-        if result is not None:
-            answer, keep, run.outcome = result
-            return answer, keep
-        run.outcome = ToolOutcome.INTERIM
-        return self._raw(tool.interim), True
-
-    def _timeout_of(self, tool: Tool) -> float:
-        """How long the platform waits for this tool's answer (an interim one included)."""
-        if tool.interim is not None:
-            return min(tool.interim_after_seconds, self.tool_timeout_seconds)
-        return tool.timeout_seconds or self.tool_timeout_seconds
-
-    async def _unclaimed(
-        self, results: list[msgspec.Raw], indices: list[int], event: ToolCalls, delivery: Delivery
-    ) -> None:
-        calls = [event.tool_call_list[i] for i in indices]
-        runs = [ToolRun(call.function.name, call.id, False) for call in calls]
-        delivery.tools.extend(runs)
-        handlers = self.registry.handlers["tool-calls"]
-        if not handlers:
-            for i, call, run in zip(indices, calls, runs, strict=True):
-                self._warn_unknown(call)
-                results[i] = self._raw(error_result(_UNKNOWN.format(name=call.function.name)))
-                run.end(ToolOutcome.UNKNOWN)
-            return
-        # Only the raw handler's share of the calls: what no registered tool claims.
-        subset = msgspec.structs.replace(event, tool_call_list=calls)
-        subset.__dict__.update(event.__dict__)  # keeps .raw: the delivery as it arrived
-        ids = [call.id for call in calls]
-        handler = handlers[0]
-        label = _handler_label(handler, event)
-        names = ", ".join(call.function.name for call in calls)
-        outcome = ToolOutcome.OK
-        try:
-            kwargs = fill(
-                handler.injections, subset, is_replay=delivery.is_replay, control=self.control
-            )
-            budget = self.tool_timeout_seconds
-            finished, body = await within(budget, handler.fn.call(self.live_threads, **kwargs))
-        except ToolError as exc:
-            finished, body, outcome = True, error_result(str(exc)), ToolOutcome.ERROR
-        except Exception as exc:
-            if not isinstance(exc, HungThreads):
-                await self._failed(label, exc, subset, self.live_threads)
-            finished, body = True, error_result(_FAILED.format(name=names))
-            outcome = ToolOutcome.FAILED
-        if not finished:
-            _log.warning("%s timed out after %.1f s", label, self.tool_timeout_seconds)
-            body, outcome = error_result(_TIMED_OUT.format(name=names)), ToolOutcome.TIMEOUT
-        for i, result, run in zip(indices, results_from_response(body, ids), runs, strict=True):
-            try:
-                results[i] = msgspec.Raw(self._encode(result))
-                run.end(outcome)
-            except (TypeError, ValueError, OverflowError):
-                _log.error("%s returned a result that cannot be encoded as JSON", label)
-                name = event.tool_call_list[i].function.name
-                results[i] = self._raw(error_result(_NOT_JSON.format(name=name)))
-                run.end(ToolOutcome.FAILED)
-
-    def _warn_unknown(self, call: ToolCall) -> None:
-        name = call.function.name
-        if name in self._unknown_names or len(self._unknown_names) >= _MAX_UNKNOWN_NAMES:
-            return
-        if not self._unknown_throttle.allow():
-            return
-        self._unknown_names.add(name)
-        _log.warning(
-            "the model called tool %r, which is not registered. To handle it, add:\n%s",
-            name[:64],
-            stub_for(call),
-        )
-
-    def _raw(self, value: Any) -> msgspec.Raw:
-        return msgspec.Raw(self._encode(value))
-
     # -- assistant-request --------------------------------------------------------------
 
     async def _assistant_request(self, event: AssistantRequest) -> bytes:
@@ -441,7 +149,7 @@ class Dispatcher:
             )
             finished, answer = await within(budget, handler.fn.call(self.live_threads, **kwargs))
         except Exception as exc:
-            label = _handler_label(handler, event)
+            label = handler.label(event)
             if isinstance(exc, HungThreads):
                 _log.warning("%s has hung threads; answering {} (saved configuration)", label)
             else:
@@ -452,7 +160,7 @@ class Dispatcher:
         if not finished:
             _log.warning(
                 "%s took longer than %.1f s; answering {} (saved configuration)",
-                _handler_label(handler, event),
+                handler.label(event),
                 budget,
             )
             return EMPTY
@@ -461,7 +169,7 @@ class Dispatcher:
         except (TypeError, ValueError, OverflowError) as exc:
             _log.error(
                 "%s returned an unusable answer (%s); answering {}",
-                _handler_label(handler, event),
+                handler.label(event),
                 exc,
             )
             return EMPTY
@@ -480,7 +188,7 @@ class Dispatcher:
             return []
         for handler in handlers:
             if not handler.run_before_answer:  # some of its work will wait in the queue
-                self.admit(_size(event))
+                self.admit(body_size(event))
                 break
         once = None if delivery.bypass_dedupe else self.deduplicator
         if once is not None and not await once.is_first_event(event):
@@ -537,7 +245,7 @@ class Dispatcher:
                 said = (
                     normalize_result(value, job.target[5:])
                     if outcome == JobOutcome.DONE
-                    else error_result(_TIMED_OUT.format(name=injecting.name))
+                    else error_result(TIMED_OUT.format(name=injecting.name))
                 )
         except anyio.get_cancelled_exc_class():
             outcome = JobOutcome.CUT
@@ -553,11 +261,11 @@ class Dispatcher:
         except HungThreads:
             _log.error("%s not run: earlier runs still hold hung threads", _job_label(job, fn))
             if injecting is not None:
-                said = error_result(_BUSY.format(name=injecting.name))
+                said = error_result(BUSY.format(name=injecting.name))
         except Exception as exc:
             await self._failed(_job_label(job, fn), exc, event, self.background_threads)
             if injecting is not None:
-                said = error_result(_FAILED.format(name=injecting.name))
+                said = error_result(FAILED.format(name=injecting.name))
         finally:
             if run is not None:
                 run.end(_observed(outcome, attempts_left))
@@ -581,7 +289,7 @@ class Dispatcher:
             answer = self._raw(said)
         except (TypeError, ValueError, OverflowError):
             _log.error("%s returned a result that cannot be encoded as JSON", tool.name)
-            answer = self._raw(error_result(_NOT_JSON.format(name=tool.name)))
+            answer = self._raw(error_result(NOT_JSON.format(name=tool.name)))
         if self.control is not None:
             await self.control.deliver(job.event, job.target[5:], tool.name, answer)
 
@@ -670,28 +378,10 @@ def _admit_all(size: int) -> None:
     """The admission of a dispatcher that no app has pointed at its queue: no bound."""
 
 
-def _size(event: Event) -> int:
-    body: bytes | None = event.__dict__.get("_body")
-    return len(body) if body is not None else 0
-
-
-def _tool_label(tool: Tool, event: Event) -> str:
-    return f"tool {tool.name} (call {masked(event.call.id)})"
-
-
 def _job_label(job: Job, fn: UserFunction) -> str:
     event = job.event
     what = fn.name if job.target.startswith("tool:") else f"{event.type} handler {fn.name}"
     return f"{what} (call {masked(event.call.id)})"
-
-
-def _handler_label(handler: Handler, event: Event) -> str:
-    return f"{event.type} handler {handler.fn.name} (call {masked(event.call.id)})"
-
-
-def _first_leaf(group: BaseExceptionGroup[Unavailable]) -> Unavailable:
-    first = group.exceptions[0]
-    return first if isinstance(first, Unavailable) else _first_leaf(first)
 
 
 def _assistant_body(answer: Any) -> Any:
@@ -700,31 +390,3 @@ def _assistant_body(answer: Any) -> Any:
     if isinstance(answer, AssistantResponse):
         return answer.body
     return validate_assistant_answer(answer)
-
-
-def stub_for(call: ToolCall) -> str:
-    """A ready-to-paste ``@app.tool`` stub for a call no tool claims.
-
-    Built from the argument *names* and JSON types only: values can be personal data.
-    """
-    kinds = {
-        bool: "bool",
-        int: "int",
-        float: "float",
-        str: "str",
-        list: "list[Any]",
-        dict: "dict[str, Any]",
-    }
-    params = ", ".join(
-        f"{key}: {kinds.get(type(value), 'Any')}"
-        for key, value in list(call.arguments.items())[:20]
-        if key.isidentifier()
-    )
-    name = call.function.name[:64]
-    func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
-    return (
-        f'@app.tool("{name}")\n'
-        f"async def {func}({params}) -> dict[str, Any]:\n"
-        f'    """Describe what {name} does, for the model."""\n'
-        f"    ..."
-    )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, Unpack, overload
 from .context import Injection, plan_injections
 from .events import EVENT_NAMES, Event, EventName
 from .exceptions import ConfigurationError
+from .logs import masked
 from .running import UserFunction
 from .tools import Tool, ToolOptions
 
@@ -47,6 +48,10 @@ class Handler:
     def function(self) -> Callable[..., Any]:
         """The user's function."""
         return self.fn.function
+
+    def label(self, event: Event) -> str:
+        """How the log names this handler at work on ``event`` (the call id masked)."""
+        return f"{event.type} handler {self.fn.name} (call {masked(event.call.id)})"
 
 
 @dataclass(frozen=True, slots=True)
