@@ -269,7 +269,27 @@ def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
         root.pop("required", None)
     if definitions:
         root["$defs"] = definitions
+    _type_enums(root)
     return root
+
+
+_ENUM_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _type_enums(node: Any) -> None:
+    """Give every ``enum`` of one JSON type its ``type``: msgspec leaves it out for ``Literal``
+    and ``Enum``, and Gemini refuses an enum without one."""
+    if isinstance(node, dict):
+        values = node.get("enum")
+        if isinstance(values, list) and "type" not in node:
+            kinds = {_ENUM_TYPES.get(type(value)) for value in values}
+            if len(kinds) == 1 and None not in kinds:
+                node["type"] = kinds.pop()
+        for child in node.values():
+            _type_enums(child)
+    elif isinstance(node, list):
+        for child in node:
+            _type_enums(child)
 
 
 def _camel(name: str) -> str:
