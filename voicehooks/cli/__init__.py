@@ -36,10 +36,12 @@ from click.core import ParameterSource
 
 from voicehooks import __version__
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
+from voicehooks.contracts import PROVIDERS
 from voicehooks.exceptions import ConfigurationError
 from voicehooks.logs import LogFormat, logging_config
 from voicehooks.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
 from voicehooks.stores import MemoryStore
+from voicehooks.tools import Tool
 
 from .dev import dev
 from .durable import queue, worker
@@ -185,6 +187,7 @@ Examples:
   voicehooks run examples/quickstart.py --port 8000
   voicehooks dev examples/quickstart.py
   voicehooks routes examples/quickstart.py
+  voicehooks tools examples/quickstart.py --check
   voicehooks send tool-calls --tool check_repair_status --args '{"order_number": "WO-2291"}'
   voicehooks verify --body body.json --headers headers.txt
   voicehooks simulate examples/scenarios/quickstart.toml examples/quickstart.py
@@ -396,9 +399,10 @@ def _metrics_environment(workers: int) -> Iterator[None]:
 def routes(target: str) -> None:
     """List the events and tools TARGET registers and the function each goes to.
 
-    \b
-    Example:
-        voicehooks routes examples/quickstart.py
+      \b
+      Example:
+          voicehooks routes examples/quickstart.py
+    voicehooks tools examples/quickstart.py --check
     """
     app = _inspect(target)
     rows = [(r.kind, r.name, r.function, r.note) for r in app.routes()]
@@ -416,18 +420,81 @@ def routes(target: str) -> None:
 @main.command()
 @click.argument("target")
 @click.option(
-    "--url", default=None, metavar="URL", help="The URL the platform should call the tools at."
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The URL the platform calls the app at: written into the definitions, compared by --diff.",
 )
+@click.option("--check", is_flag=True, help="Lint the definitions; exit 1 on errors.")
+@click.option("--strict", is_flag=True, help="With --check: warnings fail too.")
+@click.option(
+    "--diff",
+    "diff_file",
+    default=None,
+    metavar="FILE",
+    help="Compare with an exported assistant or its tools list (JSON; - for stdin); exit 1 "
+    "on drift.",
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    type=click.Choice(PROVIDERS),
+    help="With --check: the LLM provider(s) the assistants use (repeatable; default: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @env_file_option
-def tools(target: str, url: str | None) -> None:
-    """Print TARGET's tool definitions as JSON, for the assistant's llm_config.tools.
+def tools(
+    target: str,
+    url: str | None,
+    check: bool,
+    strict: bool,
+    diff_file: str | None,
+    providers: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Print, check or compare TARGET's tool definitions (the assistant's llm_config.tools).
+
+    TARGET is an app (module:attr or path/to/file.py) or a JSON file of definitions (an
+    exported assistant or its tools list). Without options it prints the definitions as JSON.
 
     \b
-    Example:
+    Examples:
         voicehooks tools examples/quickstart.py --url https://hooks.example.com/
+        voicehooks tools examples/appointments.py --check --strict --provider openai
+        voicehooks tools myapp:app --url https://hooks.example.com/ --diff assistant.json
     """
-    app = _inspect(target)
-    click.echo(json.dumps(app.tool_definitions(url), indent=2, ensure_ascii=False))
+    from .contracts import definitions_from, print_check, print_diff
+
+    if check and diff_file:
+        raise click.UsageError("--check and --diff do not combine: run them one after the other")
+    if strict and not check:
+        raise click.UsageError("--strict only applies to --check")
+    if providers and not check:
+        raise click.UsageError("--provider only applies to --check")
+    registered: dict[str, Tool] | None = None
+    if target.endswith(".json"):
+        definitions, _ = definitions_from(target)
+    else:
+        app = _inspect(target)
+        definitions, registered = app.tool_definitions(url), dict(app.tools)
+    if check:
+        code = print_check(
+            definitions,
+            tools=registered,
+            stats=None,
+            providers=providers or PROVIDERS,
+            strict=strict,
+            as_json=as_json,
+        )
+        sys.exit(code)
+    if diff_file:
+        theirs, webhook_url = definitions_from(diff_file)
+        source = "stdin" if diff_file == "-" else diff_file
+        sys.exit(
+            print_diff(definitions, theirs, webhook_url=webhook_url, source=source, as_json=as_json)
+        )
+    click.echo(json.dumps(definitions, indent=2, ensure_ascii=False))
 
 
 main.add_command(dev)

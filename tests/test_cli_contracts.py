@@ -1,0 +1,136 @@
+"""``voicehooks tools --check`` and ``--diff``: the lines they print and their exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from voicehooks.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ["examples/quickstart.py", "examples/appointments.py", "examples/reports_sqlite.py"]
+BAD_APP = str(ROOT / "tests" / "apps" / "bad_tools.py")
+RENAMED = str(ROOT / "tests" / "fixtures" / "assistant-renamed-parameter.json")
+URL = "https://hooks.example.com/voice"
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_SECRET_FILE", raising=False)
+    return CliRunner()
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_check_passes_on_the_examples(runner: CliRunner, example: str) -> None:
+    result = runner.invoke(main, ["tools", str(ROOT / example), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "OK: " in result.stderr
+    assert "error:" not in result.stdout
+
+
+def test_check_fails_on_the_bad_app_with_one_line_per_problem(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tools", BAD_APP, "--check"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "error: undocumented: description: missing or blank: the model decides when to call a "
+        "tool from its description; give the function a docstring",
+        "error: wordy: description: 2,177 characters; OpenAI refuses more than 1,024: keep when "
+        "to call it there and move the rest to the assistant's prompt",
+        'error: untyped: parameters.properties.order_number: no "type": the model may send '
+        "anything; annotate the parameter (str, int, float, bool, a Literal, ...)",
+        "warning: one_choice: parameters.properties.channel: an enum with one value ('sms') is a "
+        "constant: remove the parameter and use the value in the function, or list every "
+        "allowed value",
+    ]
+    assert "FAIL: 4 tool(s), 3 error(s), 1 warning(s)" in result.stderr
+
+
+def test_warnings_fail_only_with_strict(runner: CliRunner) -> None:
+    target = str(ROOT / "examples" / "appointments.py")
+    assert runner.invoke(main, ["tools", target, "--check"]).exit_code == 0
+    strict = runner.invoke(main, ["tools", target, "--check", "--strict"])
+    assert strict.exit_code == 1
+    assert "(--strict)" in strict.stderr
+    only_openai = ["tools", target, "--check", "--strict", "--provider", "openai"]
+    assert runner.invoke(main, only_openai).exit_code == 0
+
+
+def test_check_json_is_one_document(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tools", BAD_APP, "--check", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert (report["ok"], report["tools"], report["errors"], report["warnings"]) == (
+        False,
+        4,
+        3,
+        1,
+    )
+    assert report["findings"][2] == {
+        "severity": "error",
+        "tool": "untyped",
+        "path": "parameters.properties.order_number",
+        "message": report["findings"][2]["message"],
+    }
+
+
+def test_a_definitions_file_can_be_checked_and_printed(runner: CliRunner, tmp_path: Path) -> None:
+    entry = {
+        "name": "ping",
+        "description": "Check the line.",
+        "parameters": {"type": "object", "properties": {"x": {}}},
+    }
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps({"assistant": {"llm_config": {"tools": [entry]}}}))
+    result = runner.invoke(main, ["tools", str(path), "--check"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith('error: ping: parameters.properties.x: no "type"')
+    printed = runner.invoke(main, ["tools", str(path)])
+    assert json.loads(printed.stdout) == [entry]
+
+
+def test_diff_prints_the_renamed_parameter_and_exits_1(runner: CliRunner) -> None:
+    target = str(ROOT / "examples" / "appointments.py")
+    result = runner.invoke(main, ["tools", target, "--url", URL, "--diff", RENAMED])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "book_appointment: parameters.slot: renamed: the assistant calls it 'time_slot' (did you "
+        "mean 'slot'?); paste the app's definition"
+    ]
+    assert "DRIFT: 1 difference(s) in 1 tool(s)" in result.stderr
+
+
+def test_diff_json_and_a_matching_assistant(runner: CliRunner, tmp_path: Path) -> None:
+    target = str(ROOT / "examples" / "appointments.py")
+    result = runner.invoke(main, ["tools", target, "--url", URL, "--diff", RENAMED, "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["same"] is False
+    assert [d["path"] for d in report["differences"]] == ["parameters.slot"]
+    exported = runner.invoke(main, ["tools", target, "--url", URL]).stdout
+    same = runner.invoke(main, ["tools", target, "--url", URL, "--diff", "-"], input=exported)
+    assert same.exit_code == 0, same.output
+    assert "SAME: stdin carries the app's 2 tool(s)" in same.stderr
+    moved = runner.invoke(main, ["tools", target, "--url", URL + "/v2", "--diff", RENAMED])
+    assert moved.stdout.count(": url: the assistant calls") == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--check", "--diff", RENAMED], "do not combine"),
+        (["--strict"], "--strict only applies to --check"),
+        (["--provider", "openai"], "--provider only applies to --check"),
+        (["--diff", "missing.json"], "cannot read 'missing.json'"),
+        (["--diff", __file__], "not JSON"),
+        (["--diff", str(ROOT / "tests" / "fixtures" / "tool-calls.json")], "expected an assistant"),
+        (["--check", "--provider", "anthropic"], "'anthropic' is not one of"),
+    ],
+)
+def test_usage_errors_exit_2(runner: CliRunner, arguments: list[str], message: str) -> None:
+    result = runner.invoke(main, ["tools", str(ROOT / "examples" / "quickstart.py"), *arguments])
+    assert result.exit_code == 2
+    assert message in result.output

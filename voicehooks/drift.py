@@ -1,0 +1,273 @@
+"""Drift: where an assistant's saved tool definitions differ from the ones the app exports.
+
+``read_definitions`` accepts an exported assistant (``{"assistant": {...}}`` as ``GET
+/assistants/{id}`` answers, or the bare object), its ``llm_config``, or its ``tools`` list,
+with each tool in the documented flat shape or the nested OpenAI shape the SDK types
+(``{"type": "function", "function": {...}, "server": {"url"}, "async"}``, PLATFORM.md 4.5 and
+7.1); built-in tools (``end_call``, ``transfer_call``) are left out. ``diff`` compares two
+lists of flat definitions: tools missing on either side, parameters added, removed or renamed,
+types, formats, enums, ``required``, URLs, ``async`` and the spoken message.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Difference", "DriftError", "diff", "read_definitions"]
+
+_BUILT_IN = {"end_call", "endCall", "transfer_call", "transferCall"}
+
+
+class DriftError(ValueError):
+    """The input is not an assistant, an ``llm_config`` or a list of tool definitions."""
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way the assistant's definition differs from the app's.
+
+    Attributes:
+        tool: The tool's name (the app's, for a renamed parameter).
+        path: Where, e.g. ``parameters.party_size`` or ``url``.
+        message: What differs and what to do, one line.
+    """
+
+    tool: str
+    path: str
+    message: str
+
+    def line(self) -> str:
+        """The difference as one line of ``voicehooks tools --diff`` output."""
+        where = f" {self.path}:" if self.path else ""
+        return f"{self.tool}:{where} {self.message}"
+
+
+def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The flat tool definitions in an exported assistant, and its assistant-level webhook URL.
+
+    Raises:
+        DriftError: ``data`` has none of the accepted shapes.
+    """
+    webhook_url: str | None = None
+    if isinstance(data, dict) and isinstance(data.get("assistant"), dict):
+        data = data["assistant"]
+    if isinstance(data, dict) and "llm_config" in data:
+        webhook_url = data.get("webhook_url") or None
+        data = data["llm_config"] or {}
+    if isinstance(data, dict) and "tools" in data:
+        data = data["tools"] or []
+    if not isinstance(data, list):
+        raise DriftError(
+            'expected an assistant ({"assistant": {...}} or the bare object), its llm_config '
+            "or its tools list"
+        )
+    definitions: list[dict[str, Any]] = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise DriftError(f"tools[{index}] is a {type(entry).__name__}, not an object")
+        if entry.get("type") in _BUILT_IN or entry.get("tool_type") in _BUILT_IN:
+            continue
+        definitions.append(_flatten(entry, index))
+    return definitions, webhook_url
+
+
+def _flatten(entry: dict[str, Any], index: int) -> dict[str, Any]:
+    function = entry.get("function")
+    if isinstance(function, dict):  # the nested OpenAI shape
+        flat = {key: value for key, value in function.items() if key != "strict"}
+        server = entry.get("server")
+        server_url = server.get("url") if isinstance(server, dict) else None
+        url = entry.get("url") or server_url  # the engine lets url beat server.url
+        if url:
+            flat["url"] = url
+        for key in ("async", "async_response", "message"):
+            if key in entry:
+                flat[key] = entry[key]
+    else:
+        flat = dict(entry)
+    if not isinstance(flat.get("name"), str) or not flat["name"]:
+        raise DriftError(f"tools[{index}] has no name")
+    return flat
+
+
+def diff(
+    ours: list[dict[str, Any]],
+    theirs: list[dict[str, Any]],
+    *,
+    webhook_url: str | None = None,
+) -> list[Difference]:
+    """Every difference between the app's definitions (``ours``) and the assistant's.
+
+    Args:
+        ours: The app's flat definitions (``app.tool_definitions(url)``).
+        theirs: The assistant's (``read_definitions``).
+        webhook_url: The assistant's own ``webhook_url``, where its tools without a ``url``
+            are called.
+    """
+    mine = {d["name"]: d for d in ours}
+    yours = {d["name"]: d for d in theirs}
+    found: list[Difference] = []
+    for name in mine.keys() - yours.keys():
+        close = difflib.get_close_matches(name, list(yours.keys() - mine.keys()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        found.append(
+            Difference(name, "", f"missing in the assistant{hint}: add the app's definition")
+        )
+    for name in yours.keys() - mine.keys():
+        found.append(
+            Difference(name, "", "only in the assistant: no tool of the app has this name")
+        )
+    for name in mine.keys() & yours.keys():
+        found += _diff_tool(name, mine[name], yours[name], webhook_url)
+    order = {name: i for i, name in enumerate([*mine, *yours])}
+    return sorted(found, key=lambda d: order[d.tool])
+
+
+def _diff_tool(
+    name: str, ours: dict[str, Any], theirs: dict[str, Any], webhook_url: str | None
+) -> Iterator[Difference]:
+    if (ours.get("description") or "").strip() != (theirs.get("description") or "").strip():
+        yield Difference(name, "description", "differs: paste the app's description")
+    url = ours.get("url")
+    their_url = theirs.get("url") or webhook_url
+    if url and (their_url or "").rstrip("/") != url.rstrip("/"):
+        yield Difference(
+            name, "url", f"the assistant calls {their_url or 'no URL'}, the app expects {url}"
+        )
+    if bool(ours.get("async")) != bool(theirs.get("async")):
+        yield Difference(
+            name,
+            "async",
+            f"{bool(theirs.get('async'))} in the assistant, {bool(ours.get('async'))} in the app",
+        )
+    spoken = ours.get("message") or ours.get("async_response")
+    their_spoken = theirs.get("message") or theirs.get("async_response")
+    if spoken != their_spoken:
+        yield Difference(name, "message", "the spoken message differs: paste the app's")
+    yield from _diff_schema(
+        name,
+        "parameters",
+        ours.get("parameters") or {},
+        theirs.get("parameters") or {},
+        (ours.get("parameters") or {}, theirs.get("parameters") or {}),
+    )
+
+
+def _diff_schema(
+    name: str,
+    path: str,
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    roots: tuple[Mapping[str, Any], Mapping[str, Any]],
+) -> Iterator[Difference]:
+    """Compare two object schemas' properties, recursing into nested objects."""
+    mine: Mapping[str, Any] = ours.get("properties") or {}
+    yours: Mapping[str, Any] = theirs.get("properties") or {}
+    only_mine = [p for p in mine if p not in yours]
+    only_yours = [p for p in yours if p not in mine]
+    for argument in list(only_mine):
+        close = difflib.get_close_matches(argument, only_yours, n=1, cutoff=0.6)
+        if close:
+            only_mine.remove(argument)
+            only_yours.remove(close[0])
+            yield Difference(
+                name,
+                f"{path}.{argument}",
+                f"renamed: the assistant calls it {close[0]!r} (did you mean {argument!r}?); "
+                "paste the app's definition",
+            )
+    for argument in only_mine:
+        yield Difference(
+            name, f"{path}.{argument}", "missing in the assistant: the model never sends it"
+        )
+    for argument in only_yours:
+        yield Difference(
+            name,
+            f"{path}.{argument}",
+            "only in the assistant: the app ignores it (or refuses it with "
+            "unknown_arguments='forbid')",
+        )
+    required = set(ours.get("required") or [])
+    their_required = set(theirs.get("required") or [])
+    for argument in mine:
+        if argument not in yours:
+            continue
+        if (argument in required) != (argument in their_required):
+            where = "the app" if argument in required else "the assistant"
+            yield Difference(name, f"{path}.{argument}", f"required only in {where}")
+        yield from _diff_property(
+            name, f"{path}.{argument}", mine[argument], yours[argument], roots
+        )
+
+
+def _diff_property(
+    name: str,
+    path: str,
+    ours: Any,
+    theirs: Any,
+    roots: tuple[Mapping[str, Any], Mapping[str, Any]],
+) -> Iterator[Difference]:
+    mine, yours = _resolve(roots[0], ours), _resolve(roots[1], theirs)
+    kind, their_kind = _kind(mine), _kind(yours)
+    if kind != their_kind:
+        yield Difference(name, path, f"type {their_kind} in the assistant, {kind} in the app")
+        return
+    enum, their_enum = mine.get("enum"), yours.get("enum")
+    if enum is not None or their_enum is not None:
+        added = [v for v in enum or [] if v not in (their_enum or [])]
+        removed = [v for v in their_enum or [] if v not in (enum or [])]
+        if added or removed:
+            parts = [f"values only in the app: {added}"] if added else []
+            parts += [f"values only in the assistant: {removed}"] if removed else []
+            yield Difference(name, path, "enum differs: " + "; ".join(parts))
+    if mine.get("format") != yours.get("format"):
+        yield Difference(
+            name,
+            path,
+            f"format {yours.get('format')!r} in the assistant, {mine.get('format')!r} in the app",
+        )
+    if "properties" in mine or "properties" in yours:
+        yield from _diff_schema(name, path, mine, yours, roots)
+    elif isinstance(mine.get("items"), dict) and isinstance(yours.get("items"), dict):
+        yield from _diff_property(name, f"{path}[]", mine["items"], yours["items"], roots)
+
+
+def _resolve(root: Mapping[str, Any], node: Any) -> Mapping[str, Any]:
+    """``node`` with a local ``$ref`` followed and an ``anyOf`` with ``null`` unwrapped."""
+    if not isinstance(node, dict):
+        return {}
+    for _ in range(16):  # a bound: a recursive schema must not loop
+        ref = node.get("$ref")
+        if not (isinstance(ref, str) and ref.startswith("#/")):
+            break
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            break
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    branches = node.get("anyOf")
+    if isinstance(branches, list):
+        kept = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
+        if len(kept) == 1:
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return {**_resolve(root, kept[0]), **rest, "nullable": True}
+    resolved: Mapping[str, Any] = node
+    return resolved
+
+
+def _kind(node: Mapping[str, Any]) -> str:
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kind = "|".join(sorted(str(k) for k in kind if k != "null"))
+    if kind is None and isinstance(node.get("enum"), list):
+        kinds = {type(v).__name__ for v in node["enum"]}
+        kind = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
+            kinds.pop() if len(kinds) == 1 else "", "any"
+        )
+    if kind is None and "properties" in node:
+        kind = "object"
+    return str(kind or "any")
