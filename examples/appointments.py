@@ -5,7 +5,7 @@ What it shows:
 * Typed tool arguments. ``datetime.date``, ``Literal`` choices and a nested ``msgspec.Struct``
   become the JSON Schema the model is given (``voicehooks tools examples/appointments.py``)
   and are checked before the tool runs: a date like "next Friday" never reaches the tool,
-  the model gets an error naming the argument and asks the caller again.
+  the model gets an error naming the argument, what was expected and an example value.
 * An ``assistant-request`` handler that answers by opening hours: when the workshop is closed
   it rejects the call with ``AssistantResponse.reject(...)`` (the caller hears the message);
   when open it starts the saved assistant with a ``first_message`` for the time of day.

@@ -138,33 +138,88 @@ def test_arguments_may_arrive_as_a_json_string(tool: Tool) -> None:
     assert kwargs["date"] == datetime.date(2026, 1, 16)
 
 
+MISSING = "If the caller has not said it yet, ask them for it; then call book again with it."
+CORRECT = "Call book again with a corrected value."
+
+
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "message", "advice"),
     [
-        ({"time": "9"}, "the argument 'date' is missing"),
-        ({"date": "16 jan", "time": "9"}, "the argument 'date' is invalid"),
+        (
+            {"time": "9"},
+            "the argument 'date' is missing (a date as YYYY-MM-DD, for example 2026-01-16)",
+            MISSING,
+        ),
+        (
+            {"date": "16 jan", "time": "9"},
+            "the argument 'date' must be a date as YYYY-MM-DD, for example 2026-01-16",
+            CORRECT,
+        ),
         (
             {"date": "2026-01-16", "time": 9},
-            "the argument 'time' is invalid (expected `str`, got `int`)",
+            "the argument 'time' must be a string (it was an integer)",
+            CORRECT,
         ),
-        ({"date": "2026-01-16", "time": "9", "service": "oil"}, "'service' is invalid"),
+        (
+            {"date": "2026-01-16", "time": "9", "service": "oil"},
+            'the argument \'service\' must be one of "brakes", "general"',
+            CORRECT,
+        ),
         (
             {"date": "2026-01-16", "time": "9", "address": {}},
-            "the argument 'address.street' is missing",
+            "the argument 'address.street' is missing (a string)",
+            MISSING,
         ),
-        ([1, 2], "expected `object`, got `array`"),
-        ("not json", "not valid JSON"),
-        ('["a"]', "expected `object`, got `array`"),
-        (5, "expected `object`, got `int`"),
+        (
+            {"date": "2026-01-16", "time": "9", "tags": ["a", 1]},
+            "the argument 'tags[1]' must be a string (it was an integer)",
+            CORRECT,
+        ),
+        (
+            {"date": "2026-01-16", "time": "9", "extra": {"a": "x"}},
+            "the argument 'extra[...]' must be a whole number, for example 4 (it was a string)",
+            CORRECT,
+        ),
+        (
+            {"date": "2026-01-16", "time": "9", "count": 2.5},
+            "the argument 'count' must be a whole number, for example 1 (it was a number)",
+            CORRECT,
+        ),
+        (
+            {"date": "2026-01-16", "time": "9", "urgent": "yes"},
+            "the argument 'urgent' must be true or false (it was a string)",
+            CORRECT,
+        ),
+        (
+            {"date": "2026-01-16", "time": "9", "price": "nan"},
+            "the argument 'price' must be a number, for example 0.0 (it was a string)",
+            CORRECT,
+        ),
+        (
+            [1, 2],
+            "the arguments must be an object with the fields date, time, service",
+            "Call book again with them.",
+        ),
+        (
+            "not json",
+            "they are not valid JSON",
+            "Call book again with a JSON object of its arguments.",
+        ),
+        ('["a"]', "(it was a list)", "Call book again with them."),
+        (5, "(it was an integer)", "Call book again with them."),
     ],
 )
-def test_bad_arguments_explain_what_to_ask_again(tool: Tool, arguments: Any, message: str) -> None:
+def test_bad_arguments_say_what_was_expected_and_what_to_do(
+    tool: Tool, arguments: Any, message: str, advice: str
+) -> None:
     with pytest.raises(ArgumentError) as info:
         tool.bind(call(arguments))
     text = str(info.value)
+    assert text.startswith("The arguments for book were not usable: ")
     assert message in text
-    assert text.startswith("The arguments for book were not usable")
-    assert text.endswith("Ask the caller for it again.")
+    assert text.endswith(advice)
+    assert ("ask them" in text) is (advice == MISSING)
+    assert tool.coercions == {}
 
 
 def test_a_tool_without_arguments_binds_nothing() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, Final, TypedDict
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal, TypedDict
 
 import msgspec
 
+from .arguments import Unfit, not_json, recover
 from .context import Injection, plan_injections
 from .events import ToolCall, ToolCalls
 from .running import UserFunction
@@ -25,8 +27,12 @@ __all__ = [
     "INTERIM_TIMEOUT_SECONDS",
     "Tool",
     "ToolOptions",
+    "UnknownArguments",
     "parse_docstring",
 ]
+
+UnknownArguments = Literal["ignore", "forbid"]
+"""What a tool does with an argument its definition does not have: drop it, or refuse the call."""
 
 _SECTIONS = ("Args", "Arguments", "Parameters")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -48,6 +54,7 @@ class ToolOptions(TypedDict, total=False):
     interim: str | None
     interim_after_seconds: float
     inject_result: bool
+    unknown_arguments: UnknownArguments
 
 
 INTERIM_TIMEOUT_SECONDS: Final = 60.0
@@ -78,6 +85,9 @@ class Tool:
     interim: str | None = None
     interim_after_seconds: float = 5.0
     inject_result: bool = False
+    unknown_arguments: UnknownArguments = "ignore"
+    coercions: Counter[str] = field(default_factory=Counter, compare=False)
+    """How many arguments of each kind (``arguments.COERCIONS``) were coerced to fit, so far."""
 
     @property
     def delivers_late(self) -> bool:
@@ -104,6 +114,7 @@ class Tool:
         interim: str | None = None,
         interim_after_seconds: float = 5.0,
         inject_result: bool = False,
+        unknown_arguments: UnknownArguments = "ignore",
     ) -> Tool:
         """Analyse ``function`` once and build its tool. Raises ``TypeError``/``ValueError``."""
         tool_name = name or str(getattr(function, "__name__", ""))
@@ -114,6 +125,11 @@ class Tool:
             )
         if timeout_seconds is not None and timeout_seconds <= 0:
             raise ValueError(f"tool {tool_name!r}: timeout_seconds must be > 0")
+        if unknown_arguments not in ("ignore", "forbid"):
+            raise ValueError(
+                f"tool {tool_name!r}: unknown_arguments must be 'ignore' or 'forbid', "
+                f"not {unknown_arguments!r}"
+            )
         if async_response is not None and not fire_and_forget:
             raise ValueError(
                 f"tool {tool_name!r}: async_response only applies with fire_and_forget=True"
@@ -138,10 +154,13 @@ class Tool:
                 fields.append((parameter.name, annotation))
             else:
                 fields.append((parameter.name, annotation, parameter.default))
-        struct = msgspec.defstruct(f"{_camel(tool_name)}Arguments", fields, kw_only=True)
+        forbid = unknown_arguments == "forbid"
+        struct = msgspec.defstruct(
+            f"{_camel(tool_name)}Arguments", fields, kw_only=True, forbid_unknown_fields=forbid
+        )
         try:
             decoder: msgspec.json.Decoder[Any] | None = (
-                msgspec.json.Decoder(struct) if fields else None
+                msgspec.json.Decoder(struct) if fields or forbid else None
             )
             schema = _parameters_schema(struct)
         except (TypeError, ValueError) as exc:
@@ -161,40 +180,30 @@ class Tool:
             interim=interim,
             interim_after_seconds=interim_after_seconds,
             inject_result=inject_result,
+            unknown_arguments=unknown_arguments,
         )
 
     def bind(self, call: ToolCall) -> dict[str, Any]:
-        """Decode ``call``'s arguments into keyword arguments, or raise ``ArgumentError``."""
+        """Decode ``call``'s arguments into keyword arguments, or raise ``ArgumentError``.
+
+        A strict decode first; if it fails, ``arguments.recover`` applies the unambiguous
+        coercions (counted in ``coercions``) or explains the problem to the model.
+        """
         if self.decoder is None:
             return {}
         raw = call.function.arguments
         try:
             decoded = self.decoder.decode(raw)
         except msgspec.ValidationError as exc:
-            decoded = self._bind_string(raw, exc)
+            try:
+                decoded = recover(
+                    self.decoder, raw, exc, self.parameters, self.name, self.coercions
+                )
+            except Unfit as unfit:
+                raise ArgumentError(str(unfit)) from None
         except _MALFORMED:
-            raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
+            raise ArgumentError(not_json(self.name)) from None
         return msgspec.structs.asdict(decoded)  # its fields are exactly the arguments
-
-    def _bind_string(self, raw: msgspec.Raw, first: msgspec.ValidationError) -> Any:
-        # OpenAI-style engines send arguments as a JSON-encoded string (PLATFORM.md 8 row 11).
-        assert self.decoder is not None
-        try:
-            text = msgspec.json.decode(raw, type=str)
-        except (msgspec.MsgspecError, *_MALFORMED):
-            raise ArgumentError(self._explain(_describe(first))) from None
-        try:
-            return self.decoder.decode(text)
-        except msgspec.ValidationError as exc:
-            raise ArgumentError(self._explain(_describe(exc))) from None
-        except _MALFORMED:
-            raise ArgumentError(self._explain("the arguments are not valid JSON")) from None
-
-    def _explain(self, problem: str) -> str:
-        return (
-            f"The arguments for {self.name} were not usable: {problem}. "
-            "Ask the caller for it again."
-        )
 
     def definition(self, url: str | None = None) -> dict[str, Any]:
         """This tool as an entry of the assistant's ``llm_config.tools[]``.
@@ -241,21 +250,6 @@ def _check_interim(
             f"tool {name!r}: inject_result applies to fire_and_forget tools; a slow tool "
             "delivers its result late with interim='...'"
         )
-
-
-def _describe(error: msgspec.ValidationError) -> str:
-    message = str(error)
-    missing = re.match(r"Object missing required field `([^`]+)`(?: - at `\$(.*)`)?", message)
-    if missing:
-        path = (missing.group(2) or "").lstrip(".")
-        field = f"{path}.{missing.group(1)}" if path else missing.group(1)
-        return f"the argument '{field}' is missing"
-    located = re.match(r"(.*) - at `\$\.?(.*)`$", message)
-    if located:
-        detail, path = located.groups()
-        detail = detail[0].lower() + detail[1:]
-        return f"the argument '{path}' is invalid ({detail})" if path else detail
-    return message[0].lower() + message[1:]
 
 
 def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:

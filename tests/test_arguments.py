@@ -1,0 +1,211 @@
+"""What the model gets back when its call does not fit: the coercions accepted, the errors sent."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+from typing import Any, Literal
+
+import msgspec
+import pytest
+
+from voicehooks import ConfigurationError, VoiceHooks
+from voicehooks.arguments import COERCIONS
+from voicehooks.events import ToolCall, ToolFunction
+from voicehooks.testing import WebhookClient, tool_call
+from voicehooks.tools import ArgumentError, Tool
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "whsec_arguments"
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+    LARGE = 2
+
+
+class Seat(msgspec.Struct):
+    row: int
+    window: bool = False
+
+
+def book_table(
+    party_size: int,
+    day: datetime.date,
+    price: float = 0.0,
+    outside: bool = False,
+    table: Literal["1", "2"] = "1",
+    size: Size = Size.SMALL,
+    floor: Literal[0, 1] = 0,
+    children: int | None = None,
+    seats: list[Seat] | None = None,
+    pair: tuple[int, int] | None = None,
+    counts: dict[str, int] | None = None,
+    either: int | str = 0,
+) -> None:
+    """Book a table for the caller.
+
+    Args:
+        party_size: How many people.
+        day: The day, as YYYY-MM-DD.
+    """
+
+
+def bind(arguments: Any, unknown: str = "ignore") -> tuple[dict[str, Any], dict[str, int]]:
+    tool = Tool.from_function(book_table, unknown_arguments=unknown)  # type: ignore[arg-type]
+    raw = msgspec.Raw(msgspec.json.encode(arguments))
+    kwargs = tool.bind(ToolCall("t1", ToolFunction("book_table", raw)))
+    return kwargs, dict(tool.coercions)
+
+
+BASE = {"party_size": 4, "day": "2026-01-16"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected", "counted"),
+    [
+        ({"party_size": "4"}, {"party_size": 4}, {"string_to_integer": 1}),
+        ({"party_size": 4.0}, {"party_size": 4}, {"float_to_integer": 1}),
+        ({"party_size": "4.0"}, {"party_size": 4}, {"string_to_integer": 1}),
+        ({"party_size": "-0"}, {"party_size": 0}, {"string_to_integer": 1}),
+        ({"party_size": "1e3"}, {"party_size": 1000}, {"string_to_integer": 1}),
+        ({"price": "12.50"}, {"price": 12.5}, {"string_to_number": 1}),
+        ({"outside": "true"}, {"outside": True}, {"string_to_boolean": 1}),
+        ({"outside": "False"}, {"outside": False}, {"string_to_boolean": 1}),
+        ({"table": 2}, {"table": "2"}, {"to_choice": 1}),
+        ({"floor": "1"}, {"floor": 1}, {"to_choice": 1}),
+        ({"size": "2"}, {"size": Size.LARGE}, {"to_choice": 1}),
+        ({"children": "2"}, {"children": 2}, {"string_to_integer": 1}),
+        (
+            {"seats": [{"row": "3", "window": "true"}]},
+            {"seats": [Seat(3, True)]},
+            {"string_to_integer": 1, "string_to_boolean": 1},
+        ),
+        ({"pair": ["1", 2.0]}, {"pair": (1, 2)}, {"string_to_integer": 1, "float_to_integer": 1}),
+        ({"counts": {"a": "5"}}, {"counts": {"a": 5}}, {"string_to_integer": 1}),
+    ],
+)
+def test_unambiguous_coercions_are_accepted_and_counted(
+    arguments: dict[str, Any], expected: dict[str, Any], counted: dict[str, int]
+) -> None:
+    kwargs, counts = bind({**BASE, **arguments})
+    for name, value in expected.items():
+        assert kwargs[name] == value
+        assert type(kwargs[name]) is type(value)
+    assert counts == counted
+    assert set(counts) <= set(COERCIONS)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        ({"party_size": "four"}, "'party_size' must be a whole number, for example 4"),
+        ({"party_size": " 4"}, "'party_size' must be a whole number"),
+        ({"party_size": "+4"}, "'party_size' must be a whole number"),
+        ({"party_size": 4.5}, "'party_size' must be a whole number"),
+        ({"party_size": "4.5"}, "'party_size' must be a whole number"),
+        (
+            {"party_size": True},
+            "'party_size' must be a whole number, for example 4 (it was a boolean)",
+        ),
+        ({"party_size": "0x10"}, "'party_size' must be a whole number"),
+        ({"price": "nan"}, "'price' must be a number"),
+        ({"price": "inf"}, "'price' must be a number"),
+        ({"price": "1e400"}, "'price' must be a number"),
+        ({"children": "null"}, "'children' must be a whole number"),
+        ({"outside": "yes"}, "'outside' must be true or false"),
+        ({"outside": 1}, "'outside' must be true or false (it was an integer)"),
+        ({"outside": "1"}, "'outside' must be true or false"),
+        ({"table": 3}, '\'table\' must be one of "1", "2"'),
+        ({"either": 4.0}, "'either' must be"),
+    ],
+)
+def test_ambiguous_values_are_errors_that_do_not_blame_the_caller(
+    arguments: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ArgumentError) as info:
+        bind({**BASE, **arguments})
+    text = str(info.value)
+    assert fragment in text
+    assert text.endswith("Call book_table again with a corrected value.")
+    assert "caller" not in text
+
+
+def test_a_coercion_does_not_hide_a_second_problem() -> None:
+    with pytest.raises(ArgumentError, match="'day' must be a date as YYYY-MM-DD"):
+        bind({"party_size": "4", "day": "Friday"})
+
+
+def test_arguments_as_a_json_string_are_coerced_too() -> None:
+    kwargs, counts = bind(json.dumps({**BASE, "party_size": "4"}))
+    assert kwargs["party_size"] == 4
+    assert counts == {"string_to_integer": 1}
+
+
+def test_unknown_arguments_are_ignored_by_default() -> None:
+    kwargs, _ = bind({**BASE, "partysize": 3})
+    assert "partysize" not in kwargs
+
+
+def test_forbidden_unknown_arguments_name_the_nearest_parameter() -> None:
+    with pytest.raises(ArgumentError) as info:
+        bind({"day": "2026-01-16", "party_size": 4, "partysize": 3}, unknown="forbid")
+    text = str(info.value)
+    assert "'partysize' is not an argument of book_table. Did you mean 'party_size'?" in text
+    assert "Its arguments are: party_size, day, price," in text
+    assert text.endswith("Call book_table again with only those.")
+    kwargs, _ = bind({**BASE, "party_size": "4"}, unknown="forbid")
+    assert kwargs["party_size"] == 4
+
+
+def test_a_tool_without_parameters_may_forbid_any_argument() -> None:
+    def ping() -> str:
+        """Check the line is up."""
+        return "pong"
+
+    tool = Tool.from_function(ping, unknown_arguments="forbid")
+    raw = msgspec.Raw(b'{"loud": true}')
+    with pytest.raises(ArgumentError, match="Its arguments are: none"):
+        tool.bind(ToolCall("t1", ToolFunction("ping", raw)))
+    assert tool.bind(ToolCall("t1", ToolFunction("ping", msgspec.Raw(b"{}")))) == {}
+
+
+def test_the_policy_is_validated_at_registration() -> None:
+    app = VoiceHooks(verify_signatures=False)
+    with pytest.raises(ConfigurationError, match="unknown_arguments must be 'ignore' or 'forbid'"):
+        app.add_tool(book_table, unknown_arguments="drop")  # type: ignore[arg-type]
+
+
+def test_the_forbidding_schema_says_so() -> None:
+    tool = Tool.from_function(book_table, unknown_arguments="forbid")
+    assert tool.parameters["additionalProperties"] is False
+    assert "additionalProperties" not in Tool.from_function(book_table).parameters
+
+
+async def test_a_model_sending_party_size_as_a_string_gets_its_booking() -> None:
+    app = VoiceHooks(secret=SECRET)
+    booked: list[int] = []
+
+    @app.tool
+    async def reserve(party_size: int, day: datetime.date) -> dict[str, Any]:
+        """Book a table for the caller.
+
+        Args:
+            party_size: How many people.
+            day: The day, as YYYY-MM-DD.
+        """
+        booked.append(party_size)
+        return {"reference": "T-17", "party_size": party_size}
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        result = await client.call_tool("reserve", party_size="4", day="2026-01-16")
+        assert result == {"reference": "T-17", "party_size": 4}
+        (again,) = await client.call_tools(
+            tool_call("reserve", json.dumps({"party_size": "four", "day": "2026-01-16"}))
+        )
+    assert booked == [4]
+    assert again["error"].startswith("The arguments for reserve were not usable: ")
+    assert "caller" not in again["error"]
+    assert dict(app.tools["reserve"].coercions) == {"string_to_integer": 1}

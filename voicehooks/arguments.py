@@ -1,0 +1,329 @@
+"""When the model's arguments do not fit a tool: the coercions we accept and the errors we send.
+
+A tool first decodes its arguments strictly (the fast path). Only when that fails does
+``recover`` look again:
+
+* **Unambiguous coercions are applied and counted.** A string holding a JSON number where a
+  number is expected (``"4"`` → 4, ``"2.5"`` → 2.5, ``"4.0"`` → 4), a float with no fraction
+  where an integer is expected (``4.0`` → 4), ``"true"``/``"false"`` (any case) where a
+  boolean is expected, and a number or numeric string naming a member of a closed set of
+  choices (``1`` for ``Literal["1", "2"]``, ``"2"`` for ``Literal[1, 2]``).
+* **Everything else stays an error**, because the intent is not clear: ``"yes"``, ``1`` or
+  ``"1"`` for a boolean (did the model confuse two arguments?), ``"nan"``, ``"inf"`` or
+  ``"null"`` as numbers, ``4.5`` for an integer, a number for a free-text string (``2291``
+  for an order number that may need its prefix ``WO-``).
+
+The error is phrased for the model, which reads it as the tool's result: which argument, what
+was expected, an example value, and what to do next. Only a missing argument tells it to ask
+the caller (if the caller has not said it yet); a wrongly typed one tells it to call again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import re
+from collections import Counter
+from typing import Any
+
+import msgspec
+from msgspec import inspect as mi
+
+__all__ = ["COERCIONS", "Unfit", "explain", "not_json", "recover"]
+
+COERCIONS = (
+    "string_to_integer",
+    "float_to_integer",
+    "string_to_number",
+    "string_to_boolean",
+    "to_choice",
+)
+"""The kinds of coercion ``Tool.coercions`` counts."""
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_MAX_CHOICES_SHOWN = 8
+
+
+class Unfit(Exception):
+    """The arguments cannot be made to fit; ``str(exc)`` is the text for the model."""
+
+
+def recover(
+    decoder: msgspec.json.Decoder[Any],
+    raw: bytes | str,
+    first: msgspec.ValidationError,
+    schema: dict[str, Any],
+    tool: str,
+    counts: Counter[str],
+) -> Any:
+    """Decode ``raw`` after the strict decode failed with ``first``, coercing what is clear.
+
+    Raises:
+        Unfit: The message says which argument, what was expected and what to do.
+    """
+    try:
+        value = msgspec.json.decode(raw)
+    except _MALFORMED:
+        raise Unfit(not_json(tool)) from None
+    if isinstance(value, str):  # OpenAI-style engines send a JSON-encoded string (PLATFORM.md 8.11)
+        try:
+            value = msgspec.json.decode(value)
+        except _MALFORMED:
+            raise Unfit(not_json(tool)) from None
+        try:
+            return decoder.decode(msgspec.json.encode(value))
+        except msgspec.ValidationError as exc:
+            first = exc
+    if not isinstance(value, dict):
+        raise Unfit(explain(first, schema, tool))
+    found: Counter[str] = Counter()
+    coerced = _coerce(value, _info(decoder), found)
+    if not found:
+        raise Unfit(explain(first, schema, tool))
+    try:
+        decoded = decoder.decode(msgspec.json.encode(coerced))
+    except msgspec.ValidationError as exc:
+        raise Unfit(explain(exc, schema, tool)) from None
+    counts.update(found)
+    return decoded
+
+
+@functools.lru_cache(maxsize=512)  # one entry per tool decoder: bounded by the registry
+def _info(decoder: msgspec.json.Decoder[Any]) -> mi.Type:
+    return mi.type_info(decoder.type)
+
+
+def _coerce(value: Any, info: mi.Type, found: Counter[str]) -> Any:
+    """``value`` with the unambiguous coercions for ``info`` applied; each counted in ``found``."""
+    if isinstance(info, mi.Metadata):
+        return _coerce(value, info.type, found)
+    if isinstance(info, (mi.IntType, mi.FloatType, mi.BoolType)):
+        return _scalar(value, info, found)
+    if isinstance(info, mi.LiteralType):
+        return _choice(value, info.values, found)
+    if isinstance(info, mi.EnumType):
+        return _choice(value, [member.value for member in info.cls], found)
+    if isinstance(info, mi.UnionType):
+        members = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        # Only an optional X is unambiguous; in X | Y the value may already be a valid Y.
+        return _coerce(value, members[0], found) if len(members) == 1 else value
+    if isinstance(value, list):
+        if isinstance(info, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
+            return [_coerce(item, info.item_type, found) for item in value]
+        if isinstance(info, mi.TupleType) and len(value) == len(info.item_types):
+            return [_coerce(v, t, found) for v, t in zip(value, info.item_types, strict=True)]
+    if isinstance(value, dict):
+        if isinstance(info, mi.DictType):
+            return {k: _coerce(v, info.value_type, found) for k, v in value.items()}
+        if isinstance(info, (mi.StructType, mi.DataclassType, mi.TypedDictType)):
+            fields = {f.encode_name: f.type for f in info.fields}
+            return {k: _coerce(v, fields[k], found) if k in fields else v for k, v in value.items()}
+    return value
+
+
+def _scalar(value: Any, info: mi.Type, found: Counter[str]) -> Any:
+    if isinstance(info, mi.BoolType):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            found["string_to_boolean"] += 1
+            return value.lower() == "true"
+        return value
+    if isinstance(value, float) and isinstance(info, mi.IntType) and value.is_integer():
+        found["float_to_integer"] += 1
+        return int(value)
+    number = _number(value)
+    if number is None:
+        return value
+    if isinstance(info, mi.FloatType):
+        found["string_to_number"] += 1
+        return number
+    if float(number).is_integer():
+        found["string_to_integer"] += 1
+        return int(number)
+    return value
+
+
+def _number(value: Any) -> int | float | None:
+    """The number a string holds when it is exactly a JSON number, else None."""
+    if not isinstance(value, str) or not _JSON_NUMBER.fullmatch(value):
+        return None
+    try:
+        number = msgspec.json.decode(value)
+    except msgspec.MsgspecError:  # "1e400": out of range
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    return number  # type: ignore[no-any-return]
+
+
+def _choice(value: Any, choices: Any, found: Counter[str]) -> Any:
+    if value in choices and type(value) in {type(c) for c in choices}:
+        return value
+    candidates = [value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        candidates.append(str(value))
+    number = _number(value)
+    if number is not None:
+        candidates.append(number)
+    for candidate in candidates[1:]:
+        if any(candidate == c and type(candidate) is type(c) for c in choices):
+            found["to_choice"] += 1
+            return candidate
+    return value
+
+
+# -- the text the model reads ------------------------------------------------------------
+
+
+def not_json(tool: str) -> str:
+    """The text for arguments that are not JSON at all."""
+    return (
+        f"The arguments for {tool} were not usable: they are not valid JSON. "
+        f"Call {tool} again with a JSON object of its arguments."
+    )
+
+
+def explain(error: msgspec.ValidationError, schema: dict[str, Any], tool: str) -> str:
+    """The model-facing text for a validation ``error`` of ``tool``'s arguments."""
+    message = str(error)
+    head = f"The arguments for {tool} were not usable:"
+    missing = re.match(r"Object missing required field `([^`]+)`(?: - at `\$\.?(.*)`)?", message)
+    if missing:
+        path = _join(missing.group(2), missing.group(1))
+        expected = _expected(_node(schema, path), schema)
+        return (
+            f"{head} the argument '{path}' is missing ({expected}). If the caller has not "
+            f"said it yet, ask them for it; then call {tool} again with it."
+        )
+    unknown = re.match(r"Object contains unknown field `([^`]+)`(?: - at `\$\.?(.*)`)?", message)
+    if unknown:
+        path = _join(unknown.group(2), unknown.group(1))
+        parent = _node(schema, unknown.group(2) or "")
+        known = list((parent.get("properties") or {}) if parent else [])
+        close = difflib.get_close_matches(unknown.group(1), known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        listing = ", ".join(known) if known else "none"
+        return (
+            f"{head} '{path}' is not an argument of {tool}.{hint} Its arguments are: "
+            f"{listing}. Call {tool} again with only those."
+        )
+    located = re.match(r"(.*) - at `\$\.?(.*)`$", message)
+    got = re.search(r"got `(\w+)`", message)
+    received = f" (it was {_NAMES.get(got.group(1), got.group(1))})" if got else ""
+    if not located or not located.group(2):
+        shape = _expected(schema, schema)
+        return f"{head} the arguments must be {shape}{received}. Call {tool} again with them."
+    path = located.group(2)
+    expected = _expected(_node(schema, path), schema)
+    return (
+        f"{head} the argument '{path}' must be {expected}{received}. "
+        f"Call {tool} again with a corrected value."
+    )
+
+
+_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+    "array": "a list",
+    "object": "an object",
+}
+_FORMATS = {
+    "date": "a date as YYYY-MM-DD, for example 2026-01-16",
+    "date-time": "a date and time in RFC 3339, for example 2026-01-16T14:30:00Z",
+    "time": "a time as HH:MM:SS, for example 14:30:00",
+    "uuid": "a UUID, for example 3f2b8c1e-5d4a-4e6b-9c7d-8a1f0e2d3c4b",
+    "duration": "an ISO 8601 duration, for example PT30M",
+}
+
+
+def _join(parent: str | None, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
+
+def _node(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The schema of the argument at a msgspec path (``bike.kind``, ``tags[0]``)."""
+    node: dict[str, Any] | None = schema
+    for part in re.findall(r"[^.\[\]]+|\[[^\]]*\]", path):
+        node = _resolve(schema, node)
+        if node is None:
+            return None
+        if part.startswith("["):
+            items = node.get("items") if "items" in node else node.get("additionalProperties")
+            node = items if isinstance(items, dict) else None
+        else:
+            node = (node.get("properties") or {}).get(part)
+    return _resolve(schema, node)
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any] | None) -> dict[str, Any] | None:
+    if node is None:
+        return None
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = (schema.get("$defs") or {}).get(ref.rsplit("/", 1)[1])
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}} if target else node
+    branches = node.get("anyOf")
+    if isinstance(branches, list):
+        kept = [b for b in branches if b.get("type") != "null"]
+        if len(kept) == 1:
+            return _resolve(schema, kept[0])
+    return node
+
+
+def _expected(node: dict[str, Any] | None, schema: dict[str, Any]) -> str:
+    """What the model should send, with an example: ``an integer, for example 4``."""
+    if node is None:
+        return "a value of the type in the tool's definition"
+    examples = node.get("examples")
+    example = f", for example {msgspec.json.encode(examples[0]).decode()}" if examples else ""
+    choices = node.get("enum")
+    if isinstance(choices, list) and choices:
+        shown = ", ".join(msgspec.json.encode(c).decode() for c in choices[:_MAX_CHOICES_SHOWN])
+        more = ", ..." if len(choices) > _MAX_CHOICES_SHOWN else ""
+        return f"one of {shown}{more}"
+    kind = node.get("type")
+    if kind == "string":
+        text = _FORMATS.get(str(node.get("format")), "a string")
+        if "pattern" in node:
+            text += f" matching the pattern {node['pattern']}"
+        return text + example
+    if kind in ("integer", "number"):
+        return _numeric(node, kind) + (example or f", for example {_sample(node, kind)}")
+    if kind == "boolean":
+        return "true or false"
+    if kind == "array":
+        items = _resolve(schema, node.get("items") if isinstance(node.get("items"), dict) else None)
+        return (
+            f"a list of {_expected(items, schema).split(', for example')[0]}" if items else "a list"
+        )
+    if kind == "object" or "properties" in node:
+        fields = list(node.get("properties") or {})
+        return f"an object with the fields {', '.join(fields)}" if fields else "an object"
+    return "a value of the type in the tool's definition"
+
+
+def _numeric(node: dict[str, Any], kind: str) -> str:
+    text = "a whole number" if kind == "integer" else "a number"
+    low = node.get("minimum", node.get("exclusiveMinimum"))
+    high = node.get("maximum", node.get("exclusiveMaximum"))
+    if low is not None and high is not None:
+        return f"{text} from {low} to {high}"
+    if low is not None:
+        return f"{text} of at least {low}"
+    if high is not None:
+        return f"{text} of at most {high}"
+    return text
+
+
+def _sample(node: dict[str, Any], kind: str) -> Any:
+    default = node.get("default")
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return default
+    low = node.get("minimum")
+    if isinstance(low, (int, float)):
+        return low
+    return 4 if kind == "integer" else 2.5
