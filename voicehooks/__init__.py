@@ -36,6 +36,7 @@ from .recording import Recorder
 from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
 from .signing import sign
 from .stores import DeliveryStore, MemoryStore, RedisStore
+from .toolstats import ToolStats
 
 __version__ = "0.1.0"
 
@@ -69,6 +70,7 @@ __all__ = [
     "ToolCalls",
     "ToolError",
     "ToolResult",
+    "ToolStats",
     "Unauthorized",
     "Unavailable",
     "VoiceHooks",

@@ -124,6 +124,7 @@ def lint(
     tools: Mapping[str, Tool] | None = None,
     stats: Mapping[str, Mapping[str, Any]] | None = None,
     providers: Collection[str] = PROVIDERS,
+    slow_seconds: float = SLOW_SECONDS,
 ) -> list[Finding]:
     """Check tool definitions; return the findings, errors first, in definition order.
 
@@ -132,6 +133,7 @@ def lint(
         tools: The registered tools by name, to compare docstrings with parameters.
         stats: Measured calls per tool name (``ToolStats.summary()["tools"]``).
         providers: Check the schema keywords against these providers only.
+        slow_seconds: A measured 95th percentile from which a tool counts as slow.
     """
     unknown = set(providers) - set(PROVIDERS)
     if unknown:
@@ -157,7 +159,7 @@ def lint(
         if tools is not None and name in tools:
             found += _lint_docstring(tools[name], definition)
         if stats is not None and name in stats:
-            found += _lint_latency(name, definition, stats[name])
+            found += _lint_latency(name, definition, stats[name], slow_seconds)
         findings += found
     return sorted(findings, key=lambda f: f.severity != "error")
 
@@ -409,15 +411,15 @@ def _lint_docstring(tool: Tool, definition: Mapping[str, Any]) -> Iterator[Findi
 
 
 def _lint_latency(
-    name: str, definition: Mapping[str, Any], summary: Mapping[str, Any]
+    name: str, definition: Mapping[str, Any], summary: Mapping[str, Any], slow_seconds: float
 ) -> Iterator[Finding]:
-    count = int(summary.get("count") or 0)
+    count = int(summary.get("timed", summary.get("count")) or 0)
     timeouts = int(summary.get("timeouts") or 0)
     p95 = summary.get("p95_seconds")
     spoken = definition.get("message") or definition.get("async_response")
     if definition.get("async") or spoken:
         return
-    if count >= MIN_SAMPLES and isinstance(p95, (int, float)) and p95 >= SLOW_SECONDS:
+    if count >= MIN_SAMPLES and isinstance(p95, (int, float)) and p95 >= slow_seconds:
         yield Finding(
             "warning",
             name,

@@ -36,7 +36,7 @@ from click.core import ParameterSource
 
 from voicehooks import __version__
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
-from voicehooks.contracts import PROVIDERS
+from voicehooks.contracts import PROVIDERS, SLOW_SECONDS
 from voicehooks.exceptions import ConfigurationError
 from voicehooks.logs import LogFormat, logging_config
 from voicehooks.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
@@ -442,6 +442,13 @@ def routes(target: str) -> None:
     type=click.Choice(PROVIDERS),
     help="With --check: the LLM provider(s) the assistants use (repeatable; default: all).",
 )
+@click.option(
+    "--slow-seconds",
+    default=SLOW_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --check --url: a measured p95 from which a tool without a spoken message is slow.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @env_file_option
 def tools(
@@ -451,6 +458,7 @@ def tools(
     strict: bool,
     diff_file: str | None,
     providers: tuple[str, ...],
+    slow_seconds: float,
     as_json: bool,
 ) -> None:
     """Print, check or compare TARGET's tool definitions (the assistant's llm_config.tools).
@@ -462,9 +470,10 @@ def tools(
     Examples:
         voicehooks tools examples/quickstart.py --url https://hooks.example.com/
         voicehooks tools examples/appointments.py --check --strict --provider openai
+        voicehooks tools myapp:app --check --url http://127.0.0.1:8000/
         voicehooks tools myapp:app --url https://hooks.example.com/ --diff assistant.json
     """
-    from .contracts import definitions_from, print_check, print_diff
+    from .contracts import definitions_from, fetch_stats, print_check, print_diff
 
     if check and diff_file:
         raise click.UsageError("--check and --diff do not combine: run them one after the other")
@@ -473,17 +482,21 @@ def tools(
     if providers and not check:
         raise click.UsageError("--provider only applies to --check")
     registered: dict[str, Tool] | None = None
+    app_path = "/"
     if target.endswith(".json"):
         definitions, _ = definitions_from(target)
     else:
         app = _inspect(target)
         definitions, registered = app.tool_definitions(url), dict(app.tools)
+        app_path = app.path
     if check:
+        stats = fetch_stats(url, app_path)["tools"] if url else None
         code = print_check(
             definitions,
             tools=registered,
-            stats=None,
+            stats=stats,
             providers=providers or PROVIDERS,
+            slow_seconds=slow_seconds,
             strict=strict,
             as_json=as_json,
         )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,42 @@ import click
 from voicehooks.contracts import Finding, lint
 from voicehooks.drift import Difference, DriftError, diff, read_definitions
 from voicehooks.tools import Tool
+from voicehooks.toolstats import STATS_PATH
 
-__all__ = ["definitions_from", "print_check", "print_diff"]
+__all__ = ["definitions_from", "fetch_stats", "print_check", "print_diff"]
+
+
+def fetch_stats(url: str, app_path: str = "/") -> dict[str, Any]:
+    """Read the measured tool latencies from a running app (``STATS_PATH`` under its root).
+
+    ``url`` is where the platform calls the app; its path may end with the app's own
+    webhook path, which is taken off to find the root.
+
+    Raises:
+        click.ClickException: The server cannot be reached or does not serve the summary
+            (exit code 1).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.UsageError(f"--url {url!r} is not an http(s) URL")
+    root = parts.path
+    if app_path != "/" and root.rstrip("/").endswith(app_path.rstrip("/")):
+        root = root.rstrip("/")[: -len(app_path.rstrip("/"))]
+    target = urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, root.rstrip("/") + STATS_PATH, "", "")
+    )
+    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            report = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        hint = ": serve it with VoiceHooks(tool_stats=True)" if exc.code in (404, 405) else ""
+        raise click.ClickException(f"{target} answered {exc.code}{hint}") from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {target}: {exc}") from None
+    if not isinstance(report, dict) or not isinstance(report.get("tools"), dict):
+        raise click.ClickException(f"{target} did not answer a tool summary")
+    return report
 
 
 def definitions_from(path: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -46,11 +83,14 @@ def print_check(
     tools: Mapping[str, Tool] | None,
     stats: Mapping[str, Mapping[str, Any]] | None,
     providers: tuple[str, ...],
+    slow_seconds: float,
     strict: bool,
     as_json: bool,
 ) -> int:
     """Lint and print, one line per finding; return the exit code."""
-    findings = lint(definitions, tools=tools, stats=stats, providers=providers)
+    findings = lint(
+        definitions, tools=tools, stats=stats, providers=providers, slow_seconds=slow_seconds
+    )
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     failed = bool(errors or (strict and warnings))
