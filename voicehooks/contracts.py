@@ -38,10 +38,10 @@ from .tools import Tool, parse_docstring
 
 __all__ = [
     "DESCRIPTION_MAX_CHARS",
+    "Finding",
     "PROVIDERS",
     "SCHEMA_KEYWORDS",
     "SLOW_SECONDS",
-    "Finding",
     "lint",
 ]
 

@@ -25,7 +25,7 @@ from typing import Any, Final
 from .observers import Delivery, Observer, ToolOutcome, ToolRun
 from .tools import Tool
 
-__all__ = ["STATS_PATH", "UNREGISTERED", "ToolStats", "stats_endpoint"]
+__all__ = ["STATS_PATH", "ToolStats", "UNREGISTERED", "stats_endpoint"]
 
 STATS_PATH: Final = "/_voicehooks/tools.json"
 """Where ``VoiceHooks(tool_stats=True)`` serves the summary, under the app's root."""
