@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import pytest
@@ -209,3 +209,57 @@ async def test_a_model_sending_party_size_as_a_string_gets_its_booking() -> None
     assert again["error"].startswith("The arguments for reserve were not usable: ")
     assert "caller" not in again["error"]
     assert dict(app.tools["reserve"].coercions) == {"string_to_integer": 1}
+
+
+class Window(msgspec.Struct):
+    start: Annotated[int, msgspec.Meta(ge=0, le=23)]
+
+
+def constrained(
+    hour: Annotated[int, msgspec.Meta(ge=0, le=23)] = 9,
+    guests: Annotated[int, msgspec.Meta(ge=1)] = 1,
+    discount: Annotated[float, msgspec.Meta(le=0.5)] = 0.0,
+    code: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}-[0-9]+$")] = "WO-1",
+    tags: list[int] | None = None,
+    names: Annotated[list[str], msgspec.Meta(min_length=1, max_length=3)] | None = None,
+    ids: Annotated[list[str], msgspec.Meta(max_length=2)] | None = None,
+    choice: Literal["a", "b"] = "a",
+    pair: tuple[int, int] | None = None,
+    windows: dict[str, Window] | None = None,
+) -> None:
+    """Check every kind of constraint the error text describes."""
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        ({"hour": 30}, "'hour' must be a whole number from 0 to 23, for example 9."),
+        ({"guests": 0}, "'guests' must be a whole number of at least 1, for example 1."),
+        ({"discount": 0.9}, "'discount' must be a number of at most 0.5, for example 0.0."),
+        ({"code": "wo-1"}, "'code' must be a string matching the pattern ^[A-Z]{2}-[0-9]+$."),
+        ({"tags": "1"}, "'tags' must be a list, each item a whole number, for example 4 (it was"),
+        ({"names": []}, "'names' must be a list of 1 to 3 items, each item a string"),
+        ({"ids": ["a", "b", "c"]}, "'ids' must be a list of at most 2 items, each item a string"),
+        ({"choice": "a", "hour": "x"}, "'hour' must be a whole number from 0 to 23"),
+        ({"pair": ["1", 2, 3]}, "'pair[0]' must be a whole number, for example 4 (it was a st"),
+        ({"pair": [1, 2, 3]}, "'pair' must be a list of exactly 2 items. Call"),
+        (
+            {"windows": {"am": {"start": "25"}}},
+            "'windows[...].start' must be a whole number from 0",
+        ),
+        ({"windows": {"am": {"start": "7"}}, "hour": "x"}, "'hour' must be"),
+    ],
+)
+def test_constraints_are_described_in_words(arguments: dict[str, Any], fragment: str) -> None:
+    tool = Tool.from_function(constrained)
+    raw = msgspec.Raw(msgspec.json.encode(arguments))
+    with pytest.raises(ArgumentError) as info:
+        tool.bind(ToolCall("t1", ToolFunction("constrained", raw)))
+    assert fragment in str(info.value)
+
+
+def test_arguments_that_are_not_json_at_all_say_so() -> None:
+    tool = Tool.from_function(book_table)
+    for raw in (b'{"party_size": ', b'"{\\"party_size\\": "', b"\xff"):
+        with pytest.raises(ArgumentError, match="they are not valid JSON"):
+            tool.bind(ToolCall("t1", ToolFunction("book_table", msgspec.Raw(raw))))

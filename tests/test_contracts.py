@@ -348,3 +348,12 @@ def test_measured_slow_tools_without_a_spoken_message_are_warned_about(
     for finding, fragment in zip(findings, fragments, strict=True):
         assert finding.severity == "warning"
         assert fragment in finding.message
+
+
+def test_a_required_list_naming_a_property_twice_is_an_error() -> None:
+    entry = definition(day={"type": "string", "description": "The day."})
+    entry["parameters"]["required"] = ["day", "day"]
+    assert summary(lint([entry])) == [("error", "book_table", "parameters.required")]
+    entry["parameters"]["properties"]["day"] = "not a schema"
+    entry["parameters"]["required"] = []
+    assert lint([entry]) == []

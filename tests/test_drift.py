@@ -207,3 +207,54 @@ def test_nested_types_are_compared_through_their_references() -> None:
         "book: parameters.bike.kind: type integer in the assistant, string in the app",
         "book: parameters.bikes[].kind: type integer in the assistant, string in the app",
     ]
+
+
+def schema_of(**properties: Any) -> list[dict[str, Any]]:
+    parameters = {"type": "object", "properties": properties}
+    return [{"name": "t", "description": "A tool for the test.", "parameters": parameters}]
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "message"),
+    [
+        ({"type": ["string", "null"]}, {"type": "string"}, None),
+        ({"enum": ["a", "b"]}, {"type": "string", "enum": ["a", "b"]}, None),
+        (
+            {"enum": [1, "a"]},
+            {"type": "string", "enum": [1, "a"]},
+            "type string in the assistant, any",
+        ),
+        (
+            {"properties": {"x": {"type": "string"}}},
+            {"type": "object", "properties": {"x": {"type": "string"}}},
+            None,
+        ),
+        ({"$ref": "#/$defs/Missing"}, {}, None),
+        (
+            {"$ref": "#/$defs/Missing"},
+            {"type": "integer"},
+            "type integer in the assistant, any in the app",
+        ),
+        (
+            {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            {"type": "string"},
+            "type string in the assistant, any",
+        ),
+        ("not a schema", {"type": "string"}, "type string in the assistant, any"),
+    ],
+)
+def test_loose_hand_made_schemas_compare_by_their_meaning(
+    ours: Any, theirs: Any, message: str | None
+) -> None:
+    differences = diff(schema_of(x=ours), schema_of(x=theirs))
+    if message is None:
+        assert differences == []
+    else:
+        assert [d.message for d in differences] == [
+            message + (differences[0].message.split(message)[1] if differences else "")
+        ]
+
+
+def test_a_nested_tool_without_any_url_reads_without_one() -> None:
+    (flat,), _ = read_definitions([{"type": "function", "function": {"name": "t"}}])
+    assert flat == {"name": "t"}

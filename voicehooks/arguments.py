@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import math
 import re
 from collections import Counter
 from typing import Any
@@ -150,9 +149,7 @@ def _number(value: Any) -> int | float | None:
         return None
     try:
         number = msgspec.json.decode(value)
-    except msgspec.MsgspecError:  # "1e400": out of range
-        return None
-    if isinstance(number, float) and not math.isfinite(number):
+    except msgspec.MsgspecError:  # "1e400": out of range (never an infinity)
         return None
     return number  # type: ignore[no-any-return]
 
@@ -252,7 +249,11 @@ def _node(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
         if node is None:
             return None
         if part.startswith("["):
-            items = node.get("items") if "items" in node else node.get("additionalProperties")
+            index, fixed = part[1:-1], node.get("prefixItems")  # a tuple's own item types
+            if isinstance(fixed, list) and index.isdigit() and int(index) < len(fixed):
+                items = fixed[int(index)]
+            else:
+                items = node.get("items") if "items" in node else node.get("additionalProperties")
             node = items if isinstance(items, dict) else None
         else:
             node = (node.get("properties") or {}).get(part)
@@ -296,14 +297,23 @@ def _expected(node: dict[str, Any] | None, schema: dict[str, Any]) -> str:
     if kind == "boolean":
         return "true or false"
     if kind == "array":
-        items = _resolve(schema, node.get("items") if isinstance(node.get("items"), dict) else None)
-        return (
-            f"a list of {_expected(items, schema).split(', for example')[0]}" if items else "a list"
-        )
+        return _list(node, schema)
     if kind == "object" or "properties" in node:
         fields = list(node.get("properties") or {})
         return f"an object with the fields {', '.join(fields)}" if fields else "an object"
     return "a value of the type in the tool's definition"
+
+
+def _list(node: dict[str, Any], schema: dict[str, Any]) -> str:
+    low, high = node.get("minItems"), node.get("maxItems")
+    if low is not None and high is not None:
+        size = f" of exactly {low} items" if low == high else f" of {low} to {high} items"
+    elif low is not None or high is not None:
+        size = f" of at least {low} items" if low is not None else f" of at most {high} items"
+    else:
+        size = ""
+    items = _resolve(schema, node.get("items") if isinstance(node.get("items"), dict) else None)
+    return f"a list{size}, each item {_expected(items, schema)}" if items else f"a list{size}"
 
 
 def _numeric(node: dict[str, Any], kind: str) -> str:
