@@ -250,9 +250,8 @@ def test_loose_hand_made_schemas_compare_by_their_meaning(
     if message is None:
         assert differences == []
     else:
-        assert [d.message for d in differences] == [
-            message + (differences[0].message.split(message)[1] if differences else "")
-        ]
+        assert len(differences) == 1
+        assert differences[0].message.startswith(message)
 
 
 def test_a_nested_tool_without_any_url_reads_without_one() -> None:
