@@ -178,10 +178,9 @@ def test_the_policy_is_validated_at_registration() -> None:
         app.add_tool(book_table, unknown_arguments="drop")  # type: ignore[arg-type]
 
 
-def test_the_forbidding_schema_says_so() -> None:
-    tool = Tool.from_function(book_table, unknown_arguments="forbid")
-    assert tool.parameters["additionalProperties"] is False
-    assert "additionalProperties" not in Tool.from_function(book_table).parameters
+def test_forbidding_leaves_the_definition_as_it_is() -> None:
+    forbidding = Tool.from_function(book_table, unknown_arguments="forbid")
+    assert forbidding.definition() == Tool.from_function(book_table).definition()
 
 
 async def test_a_model_sending_party_size_as_a_string_gets_its_booking() -> None:
@@ -263,3 +262,24 @@ def test_arguments_that_are_not_json_at_all_say_so() -> None:
     for raw in (b'{"party_size": ', b'"{\\"party_size\\": "', b"\xff"):
         with pytest.raises(ArgumentError, match="they are not valid JSON"):
             tool.bind(ToolCall("t1", ToolFunction("book_table", msgspec.Raw(raw))))
+
+
+async def test_the_app_wide_policy_applies_unless_a_tool_sets_its_own() -> None:
+    app = VoiceHooks(secret=SECRET, unknown_arguments="forbid")
+
+    @app.tool
+    async def strict(day: str) -> str:
+        """Echo the day the caller gave."""
+        return day
+
+    @app.tool(unknown_arguments="ignore")
+    async def lenient(day: str) -> str:
+        """Echo the day the caller gave."""
+        return day
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        refused = await client.call_tool("strict", day="monday", dya="tuesday")
+        assert "'dya' is not an argument of strict. Did you mean 'day'?" in refused["error"]
+        assert await client.call_tool("lenient", day="monday", dya="tuesday") == "monday"
+    with pytest.raises(ConfigurationError, match="unknown_arguments must be"):
+        VoiceHooks(verify_signatures=False, unknown_arguments="drop")  # type: ignore[arg-type]

@@ -134,3 +134,48 @@ def test_usage_errors_exit_2(runner: CliRunner, arguments: list[str], message: s
     result = runner.invoke(main, ["tools", str(ROOT / "examples" / "quickstart.py"), *arguments])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.slow
+def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_path: Path) -> None:
+    from tests.servers import running_server
+    from tests.test_server import post
+    from voicehooks.testing import tool_call, tool_calls
+
+    env = {"VOICEHOOKS_SECRET": "whsec_live_server_tests"}
+    with running_server("tests/apps/measured.py", tmp_path, env=env) as server:
+        for count in ("1", "2", 3, 4, 5, 6):  # two of them sent as strings: coerced
+            status, _, _ = post(
+                server, tool_calls(tool_call("check_stock", {"part": "chain", "count": count}))
+            )
+            assert status == 200
+        post(server, tool_calls(tool_call("opening_hours", {}), tool_call("invented", {"x": 1})))
+        target = str(ROOT / "tests" / "apps" / "measured.py")
+        check = ["tools", target, "--check", "--url", server.url + "/", "--slow-seconds", "0.1"]
+        result = runner.invoke(main, check)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == [
+            "warning: check_stock: latency: 95% of 6 measured calls took up to "
+            f"{float(result.stdout.split('up to ')[1].split(' s')[0]):.1f} s of silence: give it "
+            "an interim message the assistant says meanwhile, or make it faster"
+        ]
+        assert "with measured latencies" in result.stderr
+        assert runner.invoke(main, [*check, "--strict"]).exit_code == 1
+        status, _, body = post(
+            server, b"", method="GET", path="/_voicehooks/tools.json", signed=False
+        )
+        report = json.loads(body)
+        assert status == 200
+        assert set(report["tools"]) == {"check_stock", "opening_hours", "(unregistered)"}
+        assert report["tools"]["check_stock"]["coercions"] == {"string_to_integer": 2}
+        assert report["tools"]["check_stock"]["p50_seconds"] >= 0.1
+        not_served = runner.invoke(
+            main, ["tools", target, "--check", "--url", server.url + "/nothing-here/"]
+        )
+        assert not_served.exit_code == 1
+        assert "answered 404: serve it with VoiceHooks(tool_stats=True)" in not_served.output
+    unreachable = runner.invoke(main, ["tools", target, "--check", "--url", server.url])
+    assert unreachable.exit_code == 1
+    assert "cannot read" in unreachable.output
+    bad = runner.invoke(main, ["tools", target, "--check", "--url", "ftp://x/"])
+    assert bad.exit_code == 2

@@ -9,7 +9,7 @@ import pytest
 
 from voicehooks.observers import Delivery, ToolOutcome, ToolRun
 from voicehooks.tools import Tool
-from voicehooks.toolstats import UNREGISTERED, ToolStats, stats_endpoint
+from voicehooks.toolstats import UNREGISTERED, StatsEndpoint, ToolStats
 
 pytestmark = pytest.mark.anyio
 
@@ -19,7 +19,10 @@ def ended(
 ) -> None:
     run = ToolRun(name, "tool_1", registered)
     run.outcome, run.duration_seconds = outcome, seconds
-    stats.tool_ended(Delivery(()), run)
+    delivery = Delivery(())
+    delivery.tools.append(run)
+    stats.tool_ended(delivery, run)  # the pipeline reports only registered tools here
+    stats.delivery_answered(delivery)
 
 
 def test_percentiles_errors_and_timeouts_per_tool() -> None:
@@ -93,7 +96,7 @@ async def call(app: Any, method: str) -> tuple[int, dict[bytes, bytes], bytes]:
 async def test_the_endpoint_answers_get_with_json_and_refuses_writes() -> None:
     stats = ToolStats()
     ended(stats, "stock", ToolOutcome.OK, 0.25)
-    endpoint = stats_endpoint(stats)
+    endpoint = StatsEndpoint(stats)
     status, headers, body = await call(endpoint, "GET")
     assert status == 200
     assert headers[b"content-type"] == b"application/json"
@@ -101,3 +104,34 @@ async def test_the_endpoint_answers_get_with_json_and_refuses_writes() -> None:
     assert (await call(endpoint, "HEAD"))[2] == b""
     status, headers, _ = await call(endpoint, "POST")
     assert (status, headers[b"allow"]) == (405, b"GET, HEAD")
+
+
+async def test_an_app_with_tool_stats_measures_and_serves_them() -> None:
+    from voicehooks import VoiceHooks
+    from voicehooks.testing import WebhookClient
+
+    secret = "whsec_toolstats"
+    app = VoiceHooks(secret=secret, tool_stats=True)
+
+    @app.tool
+    async def stock(part: str, count: int) -> int:
+        """Check the stock of a part."""
+        return count
+
+    assert app.tool_stats is not None
+    async with WebhookClient(app, secret=secret) as client:
+        assert await client.call_tool("stock", part="chain", count="2") == 2
+        assert "error" in await client.call_tool("nothing_like_it")
+        response = await client.request("GET", "/_voicehooks/tools.json", [], [])
+        assert response.status == 200
+        report = response.json()
+        refused = await client.request("POST", "/_voicehooks/tools.json", [b"{}"], [])
+    assert report["tools"]["stock"]["outcomes"] == {"ok": 1}
+    assert report["tools"]["stock"]["coercions"] == {"string_to_integer": 1}
+    assert report["tools"][UNREGISTERED]["outcomes"] == {"unknown": 1}
+    assert refused.status == 405
+
+    plain = VoiceHooks(secret=secret)
+    assert plain.tool_stats is None
+    async with WebhookClient(plain, secret=secret) as client:
+        assert (await client.request("GET", "/_voicehooks/tools.json", [], [])).status == 404

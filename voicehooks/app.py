@@ -54,6 +54,8 @@ from .routing import Registry
 from .running import Threads, within
 from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 from .stores import DeliveryStore, default_store
+from .tools import UnknownArguments
+from .toolstats import STATS_PATH, StatsEndpoint, ToolStats
 
 if TYPE_CHECKING:
     from .durable import QueueFailure
@@ -140,6 +142,12 @@ class VoiceHooks(Registry):
         reconcile: Fetch the calls whose ``end-of-call-report`` never came and run the
             report handlers on them (``EndOfCallReport.reconciled``); off when ``None``. Needs
             the API key, and Redis to happen once across several workers.
+        unknown_arguments: What tools do with arguments their definition lacks: ``"ignore"``
+            them or ``"forbid"`` the call (an error for the model naming the nearest
+            parameter); a tool's own ``unknown_arguments=`` wins.
+        tool_stats: Measure each tool's latency (``ToolStats``, at ``app.tool_stats``) and
+            serve the summary at ``GET /_voicehooks/tools.json`` for ``voicehooks tools
+            --check --url``; for development and internal networks.
         clock: Current Unix time, for the freshness check; injectable for tests.
 
     Attributes:
@@ -184,6 +192,8 @@ class VoiceHooks(Registry):
         api: PlatformClient | None = None,
         command_limit: CommandLimit = DEFAULT_COMMAND_LIMIT,
         reconcile: Reconciliation | None = None,
+        unknown_arguments: UnknownArguments = "ignore",
+        tool_stats: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -217,6 +227,11 @@ class VoiceHooks(Registry):
             )
         if store is not None and not deduplicate:
             raise ConfigurationError("store= has no use with deduplicate=False; drop one")
+        if unknown_arguments not in ("ignore", "forbid"):
+            raise ConfigurationError(
+                f"unknown_arguments must be 'ignore' or 'forbid', got {unknown_arguments!r}"
+            )
+        self.unknown_arguments = unknown_arguments
         self.verify_signatures = verify_signatures
         self.verifier: Verifier | None = None
         secrets = resolve_secrets(secret)
@@ -288,6 +303,12 @@ class VoiceHooks(Registry):
         self.metrics: PrometheusObserver | None = None
         if metrics if metrics is not None else _switched_on(os.environ.get(METRICS_ENV)):
             self.metrics = self._serve_metrics()
+        self.tool_stats: ToolStats | None = None
+        if tool_stats:
+            self.tool_stats = ToolStats()
+            self.add_observer(self.tool_stats)
+            endpoint = StatsEndpoint(self.tool_stats, self.tools)  # an ASGI app, not a view
+            self._router.routes.append(Route(STATS_PATH, endpoint, methods=["GET", "HEAD"]))
         self._secret_count = len(secrets)
         self._warned_milliseconds = False
         self.development = False

@@ -18,7 +18,7 @@ from .events import EVENT_NAMES, Event, EventName
 from .exceptions import ConfigurationError
 from .logs import masked
 from .running import UserFunction
-from .tools import Tool, ToolOptions
+from .tools import Tool, ToolOptions, UnknownArguments
 
 __all__ = ["ErrorHook", "Handler", "Registry", "Route", "UndeliveredHook"]
 
@@ -70,6 +70,8 @@ class Registry:
     def __init__(self) -> None:
         self.handlers: dict[str, list[Handler]] = {name: [] for name in EVENT_NAMES}
         self.tools: dict[str, Tool] = {}
+        self.unknown_arguments: UnknownArguments = "ignore"
+        """The tools' policy for arguments their definition lacks, unless a tool sets its own."""
         self.error_hooks: list[UserFunction] = []
         self.undelivered_hooks: list[UserFunction] = []
 
@@ -193,6 +195,9 @@ class Registry:
                 below 10).
             inject_result (bool): With ``fire_and_forget``, speak the result into the call
                 too.
+            unknown_arguments (str): ``"ignore"`` drops arguments the definition does not
+                have; ``"forbid"`` answers the model an error naming the nearest parameter.
+                Default: the app's ``unknown_arguments``.
 
         Examples:
             >>> from voicehooks import VoiceHooks
@@ -203,6 +208,7 @@ class Registry:
             >>> app.add_tool(status).name
             'status'
         """
+        options.setdefault("unknown_arguments", self.unknown_arguments)
         try:
             tool = Tool.from_function(function, name, **options)
         except (TypeError, ValueError) as exc:

@@ -258,6 +258,9 @@ def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
     definitions: dict[str, Any] = schema.pop("$defs", {})
     root: dict[str, Any] = definitions.pop(struct.__name__)
     root.pop("title", None)
+    # unknown_arguments="forbid" is enforced here, with an error the model can act on; the
+    # definition keeps no additionalProperties, which Gemini's schema subset refuses.
+    root.pop("additionalProperties", None)
     root.setdefault("properties", {})
     if not root.get("required"):
         root.pop("required", None)

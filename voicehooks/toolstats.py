@@ -1,9 +1,10 @@
 """Tool latency the app has seen: a per-tool summary an observer keeps in bounded memory.
 
 ``ToolStats`` is an ``Observer``: install it (``VoiceHooks(tool_stats=True)`` does, and serves
-its summary at ``GET /_voicehooks/tools.json``) and it records how each tool call ended and
-how long it took. ``voicehooks tools TARGET --check --url URL`` reads that summary from a
-running server and warns about tools that are slow without a spoken message.
+its summary at ``GET /_voicehooks/tools.json`` through ``StatsEndpoint``) and it records how
+each tool call ended and how long it took. ``voicehooks tools TARGET --check --url URL``
+reads that summary from a running server and warns about tools that are slow without a
+spoken message.
 
 Memory is fixed: per registered tool, a ring of the last ``window`` durations (older ones are
 overwritten, so the percentiles describe recent calls) and a count per outcome; calls to
@@ -25,7 +26,7 @@ from typing import Any, Final
 from .observers import Delivery, Observer, ToolOutcome, ToolRun
 from .tools import Tool
 
-__all__ = ["STATS_PATH", "ToolStats", "UNREGISTERED", "stats_endpoint"]
+__all__ = ["STATS_PATH", "StatsEndpoint", "ToolStats", "UNREGISTERED"]
 
 STATS_PATH: Final = "/_voicehooks/tools.json"
 """Where ``VoiceHooks(tool_stats=True)`` serves the summary, under the app's root."""
@@ -101,8 +102,17 @@ class ToolStats(Observer):
         self._tools: dict[str, _Tool] = {}
 
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
-        """Record one call's outcome and duration."""
-        name = run.name if run.registered else UNREGISTERED
+        """Record one registered tool's call: its outcome and duration."""
+        if run.registered:
+            self._record(run.name, run)
+
+    def delivery_answered(self, delivery: Delivery) -> None:
+        """Record the calls no tool claimed (the pipeline reports them only here)."""
+        for run in delivery.tools:
+            if not run.registered:
+                self._record(UNREGISTERED, run)
+
+    def _record(self, name: str, run: ToolRun) -> None:
         entry = self._tools.get(name)
         if entry is None:
             entry = self._tools[name] = _Tool(self.window)
@@ -127,9 +137,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def stats_endpoint(
-    stats: ToolStats, tools: Mapping[str, Tool] | None = None
-) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+class StatsEndpoint:
     """A small ASGI app answering ``GET`` with ``stats.summary(tools)`` as JSON.
 
     Mount it wherever a development page lives; ``VoiceHooks(tool_stats=True)`` serves it
@@ -137,16 +145,19 @@ def stats_endpoint(
     latencies are not secret, but they are not for the public either.
     """
 
-    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, stats: ToolStats, tools: Mapping[str, Tool] | None = None) -> None:
+        self.stats = stats
+        self.tools = tools
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP request."""
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
         method = scope.get("method")
         if method in ("GET", "HEAD"):
             status = 200
-            body = json.dumps(stats.summary(tools), separators=(",", ":")).encode()
+            body = json.dumps(self.stats.summary(self.tools), separators=(",", ":")).encode()
         else:
             status, body = 405, b'{"error": "GET only"}'
             headers.append((b"allow", b"GET, HEAD"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-
-    return endpoint
