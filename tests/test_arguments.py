@@ -259,7 +259,12 @@ def test_constraints_are_described_in_words(arguments: dict[str, Any], fragment:
 
 def test_arguments_that_are_not_json_at_all_say_so() -> None:
     tool = Tool.from_function(book_table)
-    for raw in (b'{"party_size": ', b'"{\\"party_size\\": "', b"\xff"):
+    for raw in (
+        b'{"party_size": ',
+        b'{"party_size": true, "day": ',
+        b'"{\\"party_size\\": "',
+        b"\xff",
+    ):
         with pytest.raises(ArgumentError, match="they are not valid JSON"):
             tool.bind(ToolCall("t1", ToolFunction("book_table", msgspec.Raw(raw))))
 

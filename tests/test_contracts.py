@@ -274,6 +274,12 @@ def test_enums_of_one_json_type_are_typed_for_gemini() -> None:
         ),
         ({"name": "ping", "description": "Ping."}, "warning", "description", "too short"),
         (
+            {"name": "ping\n", "description": "Check the line is up."},
+            "error",
+            "name",
+            "not a valid tool name",
+        ),
+        (
             {"name": "ping", "description": "Check the line is up.", "parameters": []},
             "error",
             "parameters",

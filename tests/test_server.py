@@ -157,7 +157,7 @@ def test_typed_arguments_bind_also_from_a_json_string(server: Server) -> None:
         tool_call("add", {"a": "two", "b": 3}),
     )
     assert results[:2] == [{"sum": 5}, {"sum": 9}]
-    assert "the argument 'a' is invalid" in results[2]["error"]
+    assert "the argument 'a' must be a whole number" in results[2]["error"]
 
 
 def test_five_calls_with_three_sleeps_run_concurrently_in_order_with_errors_isolated(

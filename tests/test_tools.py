@@ -307,6 +307,7 @@ def positional(x: int, /) -> None:
         (book, {"name": "has space"}, "not valid"),
         (book, {"name": "9starts_with_digit"}, "not valid"),
         (book, {"name": "x" * 65}, "not valid"),
+        (book, {"name": "book\n"}, "not valid"),
         (book, {"timeout_seconds": 0}, "timeout_seconds"),
         (book, {"async_response": "hi"}, "fire_and_forget"),
     ],

@@ -167,7 +167,7 @@ def lint(
 def _lint_tool(
     name: str, definition: Mapping[str, Any], providers: Collection[str]
 ) -> Iterator[Finding]:
-    if not _TOOL_NAME.match(name):
+    if not _TOOL_NAME.fullmatch(name):
         yield Finding(
             "error",
             name or "(no name)",
@@ -242,7 +242,7 @@ def _lint_parameters(name: str, schema: Mapping[str, Any]) -> Iterator[Finding]:
         yield Finding("error", name, "parameters.required", "lists a name twice")
     for argument, prop in properties.items():
         path = f"parameters.properties.{argument}"
-        if not _PARAMETER_NAME.match(argument):
+        if not _PARAMETER_NAME.fullmatch(argument):
             yield Finding(
                 "warning",
                 name,

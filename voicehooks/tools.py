@@ -118,7 +118,7 @@ class Tool:
     ) -> Tool:
         """Analyse ``function`` once and build its tool. Raises ``TypeError``/``ValueError``."""
         tool_name = name or str(getattr(function, "__name__", ""))
-        if not _NAME.match(tool_name):
+        if not _NAME.fullmatch(tool_name):
             raise ValueError(
                 f"tool name {tool_name!r} is not valid: start with a letter or '_', then up to "
                 "63 letters, digits, '_' or '-'"

@@ -50,6 +50,7 @@ def fetch_stats(url: str, app_path: str = "/") -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=10) as response:
             report = json.loads(response.read())
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response and its socket
         hint = ": serve it with VoiceHooks(tool_stats=True)" if exc.code in (404, 405) else ""
         raise click.ClickException(f"{target} answered {exc.code}{hint}") from None
     except (OSError, ValueError) as exc:
