@@ -423,7 +423,8 @@ def routes(target: str) -> None:
     "--url",
     default=None,
     metavar="URL",
-    help="The URL the platform calls the app at: written into the definitions, compared by --diff.",
+    help="The URL the platform calls the app at: written into the definitions, compared by "
+    "--diff; with --check, measured latencies are read from the app running there.",
 )
 @click.option("--check", is_flag=True, help="Lint the definitions; exit 1 on errors.")
 @click.option("--strict", is_flag=True, help="With --check: warnings fail too.")
@@ -465,6 +466,8 @@ def tools(
 
     TARGET is an app (module:attr or path/to/file.py) or a JSON file of definitions (an
     exported assistant or its tools list). Without options it prints the definitions as JSON.
+    Exit codes: 0 no error (--check) or no drift (--diff); 1 errors, or warnings with
+    --strict, or drift; 2 a usage error.
 
     \b
     Examples:
