@@ -54,10 +54,10 @@ def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
     webhook_url: str | None = None
     if isinstance(data, dict) and isinstance(data.get("assistant"), dict):
         data = data["assistant"]
-        data.setdefault("llm_config", {})  # an assistant without tools is still one
+        data.setdefault("llm_config", None)  # an assistant without tools is still one
     if isinstance(data, dict) and "llm_config" in data:
         webhook_url = data.get("webhook_url") or None
-        data = data["llm_config"] or {}
+        data = data["llm_config"] or {"tools": []}
     if isinstance(data, dict) and "tools" in data:
         data = data["tools"] or []
     if not isinstance(data, list):
