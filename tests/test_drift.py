@@ -62,6 +62,7 @@ def test_every_accepted_shape_reads_as_the_same_definitions(data: Any) -> None:
 def test_an_assistant_without_tools_has_none() -> None:
     assert read_definitions({"assistant": {"name": "Front desk"}}) == ([], None)
     assert read_definitions({"llm_config": None}) == ([], None)
+    assert read_definitions({"llm_config": {"model": "gpt-4o"}}) == ([], None)
 
 
 def test_the_url_beats_server_url_and_the_assistant_url_is_returned() -> None:

@@ -57,8 +57,9 @@ def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
         data.setdefault("llm_config", None)  # an assistant without tools is still one
     if isinstance(data, dict) and "llm_config" in data:
         webhook_url = data.get("webhook_url") or None
-        data = data["llm_config"] or {"tools": []}
-    if isinstance(data, dict) and "tools" in data:
+        config = data["llm_config"] or {}
+        data = config.get("tools") or [] if isinstance(config, dict) else config
+    elif isinstance(data, dict) and "tools" in data:
         data = data["tools"] or []
     if not isinstance(data, list):
         raise DriftError(
