@@ -138,6 +138,7 @@ def test_arguments_may_arrive_as_a_json_string(tool: Tool) -> None:
     assert kwargs["date"] == datetime.date(2026, 1, 16)
 
 
+TODAY = datetime.date.today().isoformat()
 MISSING = "If the caller has not said it yet, ask them for it; then call book again with it."
 CORRECT = "Call book again with a corrected value."
 
@@ -147,12 +148,12 @@ CORRECT = "Call book again with a corrected value."
     [
         (
             {"time": "9"},
-            "the argument 'date' is missing (a date as YYYY-MM-DD, for example 2026-01-16)",
+            f"the argument 'date' is missing (a date as YYYY-MM-DD, for example {TODAY})",
             MISSING,
         ),
         (
             {"date": "16 jan", "time": "9"},
-            "the argument 'date' must be a date as YYYY-MM-DD, for example 2026-01-16",
+            f"the argument 'date' must be a date as YYYY-MM-DD, for example {TODAY}",
             CORRECT,
         ),
         (

@@ -20,6 +20,7 @@ the caller (if the caller has not said it yet); a wrongly typed one tells it to 
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import re
@@ -229,8 +230,8 @@ _NAMES = {
     "object": "an object",
 }
 _FORMATS = {
-    "date": "a date as YYYY-MM-DD, for example 2026-01-16",
-    "date-time": "a date and time in RFC 3339, for example 2026-01-16T14:30:00Z",
+    "date": "a date as YYYY-MM-DD, for example {today}",
+    "date-time": "a date and time in RFC 3339, for example {today}T14:30:00Z",
     "time": "a time as HH:MM:SS, for example 14:30:00",
     "uuid": "a UUID, for example 3f2b8c1e-5d4a-4e6b-9c7d-8a1f0e2d3c4b",
     "duration": "an ISO 8601 duration, for example PT30M",
@@ -288,7 +289,9 @@ def _expected(node: dict[str, Any] | None, schema: dict[str, Any]) -> str:
         return f"one of {shown}{more}"
     kind = node.get("type")
     if kind == "string":
-        text = _FORMATS.get(str(node.get("format")), "a string")
+        # Today as the example: a fixed date would read as a suggestion once it has passed.
+        today = datetime.date.today().isoformat()
+        text = _FORMATS.get(str(node.get("format")), "a string").format(today=today)
         if "pattern" in node:
             text += f" matching the pattern {node['pattern']}"
         return text + example

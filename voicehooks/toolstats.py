@@ -83,7 +83,7 @@ def _percentile(ordered: list[float], fraction: float) -> float | None:
 class ToolStats(Observer):
     """Per-tool counts and recent latencies (p50, p95, max), errors and timeouts.
 
-    Example:
+    Examples:
         >>> from voicehooks import ToolStats, VoiceHooks
         >>> stats = ToolStats(window=128)
         >>> app = VoiceHooks(verify_signatures=False, observers=[stats])
