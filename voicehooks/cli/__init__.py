@@ -399,10 +399,9 @@ def _metrics_environment(workers: int) -> Iterator[None]:
 def routes(target: str) -> None:
     """List the events and tools TARGET registers and the function each goes to.
 
-      \b
-      Example:
-          voicehooks routes examples/quickstart.py
-    voicehooks tools examples/quickstart.py --check
+    \b
+    Example:
+        voicehooks routes examples/quickstart.py
     """
     app = _inspect(target)
     rows = [(r.kind, r.name, r.function, r.note) for r in app.routes()]
