@@ -123,15 +123,15 @@ async def test_an_app_with_tool_stats_measures_and_serves_them() -> None:
         assert await client.call_tool("stock", part="chain", count="2") == 2
         assert "error" in await client.call_tool("nothing_like_it")
         response = await client.request("GET", "/_voicehooks/tools.json", [], [])
-        assert response.status == 200
+        assert response.status_code == 200
         report = response.json()
         refused = await client.request("POST", "/_voicehooks/tools.json", [b"{}"], [])
     assert report["tools"]["stock"]["outcomes"] == {"ok": 1}
     assert report["tools"]["stock"]["coercions"] == {"string_to_integer": 1}
     assert report["tools"][UNREGISTERED]["outcomes"] == {"unknown": 1}
-    assert refused.status == 405
+    assert refused.status_code == 405
 
     plain = VoiceHooks(secret=secret)
     assert plain.tool_stats is None
     async with WebhookClient(plain, secret=secret) as client:
-        assert (await client.request("GET", "/_voicehooks/tools.json", [], [])).status == 404
+        assert (await client.request("GET", "/_voicehooks/tools.json", [], [])).status_code == 404
