@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import sys
 import tempfile
@@ -36,12 +35,10 @@ from click.core import ParameterSource
 
 from voicehooks import __version__
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
-from voicehooks.contracts import PROVIDERS, SLOW_SECONDS
 from voicehooks.exceptions import ConfigurationError
 from voicehooks.logs import LogFormat, logging_config
 from voicehooks.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
 from voicehooks.stores import MemoryStore
-from voicehooks.tools import Tool
 
 from .dev import dev
 from .durable import queue, worker
@@ -50,6 +47,7 @@ from .replay import replay
 from .send import send
 from .serve import serve
 from .simulate import simulate
+from .tools import tools
 from .verify import verify
 
 __all__ = ["TargetError", "TargetImportError", "load_target", "main", "read_env_file"]
@@ -416,106 +414,11 @@ def routes(target: str) -> None:
         click.echo(f"{line}  {row[3]}".rstrip())
 
 
-@main.command()
-@click.argument("target")
-@click.option(
-    "--url",
-    default=None,
-    metavar="URL",
-    help="The URL the platform calls the app at: written into the definitions, compared by "
-    "--diff; with --check, measured latencies are read from the app running there.",
-)
-@click.option("--check", is_flag=True, help="Lint the definitions; exit 1 on errors.")
-@click.option("--strict", is_flag=True, help="With --check: warnings fail too.")
-@click.option(
-    "--diff",
-    "diff_file",
-    default=None,
-    metavar="FILE",
-    help="Compare with an exported assistant or its tools list (JSON; - for stdin); exit 1 "
-    "on drift.",
-)
-@click.option(
-    "--provider",
-    "providers",
-    multiple=True,
-    type=click.Choice(PROVIDERS),
-    help="With --check: the LLM provider(s) the assistants use (repeatable; default: all).",
-)
-@click.option(
-    "--slow-seconds",
-    default=SLOW_SECONDS,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="With --check --url: a measured p95 from which a tool without a spoken message is slow.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@env_file_option
-def tools(
-    target: str,
-    url: str | None,
-    check: bool,
-    strict: bool,
-    diff_file: str | None,
-    providers: tuple[str, ...],
-    slow_seconds: float,
-    as_json: bool,
-) -> None:
-    """Print, check or compare TARGET's tool definitions (the assistant's llm_config.tools).
-
-    TARGET is an app (module:attr or path/to/file.py) or a JSON file of definitions (an
-    exported assistant or its tools list). Without options it prints the definitions as JSON.
-    Exit codes: 0 no error (--check) or no drift (--diff); 1 errors, or warnings with
-    --strict, or drift; 2 a usage error.
-
-    \b
-    Examples:
-        voicehooks tools examples/quickstart.py --url https://hooks.example.com/
-        voicehooks tools examples/appointments.py --check --strict --provider openai
-        voicehooks tools myapp:app --check --url http://127.0.0.1:8000/
-        voicehooks tools myapp:app --url https://hooks.example.com/ --diff assistant.json
-    """
-    from .contracts import definitions_from, fetch_stats, print_check, print_diff
-
-    if check and diff_file:
-        raise click.UsageError("--check and --diff do not combine: run them one after the other")
-    if strict and not check:
-        raise click.UsageError("--strict only applies to --check")
-    if providers and not check:
-        raise click.UsageError("--provider only applies to --check")
-    registered: dict[str, Tool] | None = None
-    app_path = "/"
-    if target.endswith(".json"):
-        definitions, _ = definitions_from(target)
-    else:
-        app = _inspect(target)
-        definitions, registered = app.tool_definitions(url), dict(app.tools)
-        app_path = app.path
-    if check:
-        stats = fetch_stats(url, app_path)["tools"] if url else None
-        code = print_check(
-            definitions,
-            tools=registered,
-            stats=stats,
-            providers=providers or PROVIDERS,
-            slow_seconds=slow_seconds,
-            strict=strict,
-            as_json=as_json,
-        )
-        sys.exit(code)
-    if diff_file:
-        theirs, webhook_url = definitions_from(diff_file)
-        source = "stdin" if diff_file == "-" else diff_file
-        sys.exit(
-            print_diff(definitions, theirs, webhook_url=webhook_url, source=source, as_json=as_json)
-        )
-    click.echo(json.dumps(definitions, indent=2, ensure_ascii=False))
-
-
 main.add_command(dev)
 main.add_command(queue)
 main.add_command(replay)
 main.add_command(send)
 main.add_command(simulate)
+main.add_command(tools)
 main.add_command(verify)
 main.add_command(worker)

@@ -169,7 +169,7 @@ def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_
         assert set(report["tools"]) == {"check_stock", "opening_hours", "(unregistered)"}
         assert report["tools"]["check_stock"]["coercions"] == {"string_to_integer": 2}
         assert report["tools"]["check_stock"]["p50_seconds"] >= 0.1
-        from voicehooks.cli.contracts import fetch_stats
+        from voicehooks.cli.tools import fetch_stats
 
         # The URL the platform calls may end with the app's own path: the root is above it.
         assert "check_stock" in fetch_stats(server.url + "/hooks/", "/hooks")["tools"]

@@ -1,4 +1,4 @@
-"""``voicehooks tools --check`` and ``--diff``: print lint findings and drift, pick the exit code.
+"""``voicehooks tools``: print the tool definitions, ``--check`` them, ``--diff`` an assistant.
 
 Exit codes: ``--check`` 0 when no error (and, with ``--strict``, no warning), else 1;
 ``--diff`` 0 when the assistant carries the app's definitions, 1 when they drifted; 2 for a
@@ -18,12 +18,14 @@ from typing import Any
 
 import click
 
-from voicehooks.contracts import Finding, lint
+from voicehooks.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
 from voicehooks.drift import Difference, DriftError, diff, read_definitions
 from voicehooks.tools import Tool
 from voicehooks.toolstats import STATS_PATH
 
-__all__ = ["definitions_from", "fetch_stats", "print_check", "print_diff"]
+from .environment import env_file_option
+
+__all__ = ["definitions_from", "fetch_stats", "print_check", "print_diff", "tools"]
 
 
 def fetch_stats(url: str, app_path: str = "/") -> dict[str, Any]:
@@ -160,3 +162,99 @@ def print_diff(
 
 def _difference_json(difference: Difference) -> dict[str, str]:
     return {"tool": difference.tool, "path": difference.path, "message": difference.message}
+
+
+@click.command()
+@click.argument("target")
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The URL the platform calls the app at: written into the definitions, compared by "
+    "--diff; with --check, measured latencies are read from the app running there.",
+)
+@click.option("--check", is_flag=True, help="Lint the definitions; exit 1 on errors.")
+@click.option("--strict", is_flag=True, help="With --check: warnings fail too.")
+@click.option(
+    "--diff",
+    "diff_file",
+    default=None,
+    metavar="FILE",
+    help="Compare with an exported assistant or its tools list (JSON; - for stdin); exit 1 "
+    "on drift.",
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    type=click.Choice(PROVIDERS),
+    help="With --check: the LLM provider(s) the assistants use (repeatable; default: all).",
+)
+@click.option(
+    "--slow-seconds",
+    default=SLOW_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --check --url: a measured p95 from which a tool without a spoken message is slow.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@env_file_option
+def tools(
+    target: str,
+    url: str | None,
+    check: bool,
+    strict: bool,
+    diff_file: str | None,
+    providers: tuple[str, ...],
+    slow_seconds: float,
+    as_json: bool,
+) -> None:
+    """Print, check or compare TARGET's tool definitions (the assistant's llm_config.tools).
+
+    TARGET is an app (module:attr or path/to/file.py) or a JSON file of definitions (an
+    exported assistant or its tools list). Without options it prints the definitions as JSON.
+    Exit codes: 0 no error (--check) or no drift (--diff); 1 errors, or warnings with
+    --strict, or drift; 2 a usage error.
+
+    \b
+    Examples:
+        voicehooks tools examples/quickstart.py --url https://hooks.example.com/
+        voicehooks tools examples/appointments.py --check --strict --provider openai
+        voicehooks tools myapp:app --check --url http://127.0.0.1:8000/
+        voicehooks tools myapp:app --url https://hooks.example.com/ --diff assistant.json
+    """
+    from voicehooks.cli import _inspect  # the package imports this module
+
+    if check and diff_file:
+        raise click.UsageError("--check and --diff do not combine: run them one after the other")
+    if strict and not check:
+        raise click.UsageError("--strict only applies to --check")
+    if providers and not check:
+        raise click.UsageError("--provider only applies to --check")
+    registered: dict[str, Tool] | None = None
+    app_path = "/"
+    if target.endswith(".json"):
+        definitions, _ = definitions_from(target)
+    else:
+        app = _inspect(target)
+        definitions, registered = app.tool_definitions(url), dict(app.tools)
+        app_path = app.path
+    if check:
+        stats = fetch_stats(url, app_path)["tools"] if url else None
+        code = print_check(
+            definitions,
+            tools=registered,
+            stats=stats,
+            providers=providers or PROVIDERS,
+            slow_seconds=slow_seconds,
+            strict=strict,
+            as_json=as_json,
+        )
+        sys.exit(code)
+    if diff_file:
+        theirs, webhook_url = definitions_from(diff_file)
+        source = "stdin" if diff_file == "-" else diff_file
+        sys.exit(
+            print_diff(definitions, theirs, webhook_url=webhook_url, source=source, as_json=as_json)
+        )
+    click.echo(json.dumps(definitions, indent=2, ensure_ascii=False))
