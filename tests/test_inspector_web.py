@@ -297,3 +297,20 @@ async def test_a_history_that_cannot_be_written_is_a_warning(
     finally:
         inspector.recent.stop_capturing_logs()
     assert "the inspector's list could not be kept" in caplog.text
+
+
+async def test_the_tool_latencies_are_served_for_tools_check() -> None:
+    inspector, client, _ = make()
+    inspector.recent.stop_capturing_logs()
+    async with client:
+        assert await client.call_tool("lookup", order="WO-1") == "order WO-1"
+        report = (await get(client, "/_voicehooks/tools.json")).json()
+        outsider = await client.request(
+            "GET", "/_voicehooks/tools.json", [b""], [("host", "example.com")]
+        )
+    assert report["tools"]["lookup"]["outcomes"] == {"ok": 1}
+    assert outsider.status_code == 403  # the inspector's own loopback rule applies
+    measured = VoiceHooks(secret=SECRET, tool_stats=True)
+    stats = measured.tool_stats
+    Inspector(measured, secret=SECRET).recent.stop_capturing_logs()
+    assert measured.tool_stats is stats  # the app's own is kept, not replaced

@@ -32,6 +32,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from voicehooks.app import VoiceHooks
 from voicehooks.recording import REPLAY_HEADER
+from voicehooks.toolstats import STATS_PATH, StatsEndpoint, ToolStats
 
 from .pages import PREFIX, deliveries_fragment, delivery_page, index_page, message_page
 from .store import REPLAY_OF_HEADER, RecentDeliveries
@@ -53,8 +54,9 @@ _HEADERS: Final = {
 class Inspector:
     """An ASGI app: ``app`` itself, plus the inspector pages at ``/_voicehooks/``.
 
-    Installs a ``RecentDeliveries`` observer on ``app``, captures log lines per delivery and
-    switches ``app`` into development mode, where replays are honoured (see
+    Installs a ``RecentDeliveries`` observer on ``app`` (and ``ToolStats``, served at
+    ``/_voicehooks/tools.json`` for ``voicehooks tools --check --url``), captures log lines per
+    delivery and switches ``app`` into development mode, where replays are honoured (see
     ``voicehooks.recording.REPLAY_HEADER``).
 
     Args:
@@ -87,8 +89,12 @@ class Inspector:
         self.recent.capture_logs()
         if history is not None:
             self.recent.load(history)
+        if app.tool_stats is None:  # development: every tool is measured, for tools --check
+            app.tool_stats = ToolStats()
+            app.add_observer(app.tool_stats)
         self._router = Router(
             routes=[
+                Route(STATS_PATH, StatsEndpoint(app.tool_stats, app.tools)),
                 Route(f"{PREFIX}/", self._index),
                 Route(f"{PREFIX}/fragment", self._fragment),
                 Route(f"{PREFIX}/events", self._events),
