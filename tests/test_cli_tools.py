@@ -183,3 +183,46 @@ def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_
     assert "cannot read" in unreachable.output
     bad = runner.invoke(main, ["tools", target, "--check", "--url", "ftp://x/"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.slow
+def test_assistant_fetches_the_saved_configuration_and_diffs_it(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks.testing import FakePlatform
+
+    platform = FakePlatform()
+    saved = json.loads(Path(RENAMED).read_text())["assistant"]
+    platform.add_assistant("asst_renamed", saved)
+    platform.add_assistant("asst_empty", {"name": "No tools yet"})
+    target = str(ROOT / "examples" / "appointments.py")
+    with platform.serve() as base_url:
+        monkeypatch.setenv("VOICEHOOKS_API_URL", base_url)
+        monkeypatch.setenv("VOICEHOOKS_API_KEY", platform.api_key)
+        result = runner.invoke(main, ["tools", target, "--url", URL, "--assistant", "asst_renamed"])
+        assert result.exit_code == 1, result.output
+        assert result.stdout.splitlines() == [
+            "book_appointment: parameters.slot: renamed: the assistant calls it 'time_slot' "
+            "(did you mean 'slot'?); paste the app's definition"
+        ]
+        assert "between the app and assistant asst_renamed" in result.stderr
+        empty = runner.invoke(main, ["tools", target, "--assistant", "asst_empty", "--json"])
+        assert empty.exit_code == 1
+        assert [d["message"][:26] for d in json.loads(empty.stdout)["differences"]] == [
+            "missing in the assistant: ",
+            "missing in the assistant: ",
+        ]
+        unknown = runner.invoke(main, ["tools", target, "--assistant", "asst_nobody"])
+        assert unknown.exit_code == 2
+        assert "cannot fetch assistant 'asst_nobody'" in unknown.output
+        monkeypatch.setenv("VOICEHOOKS_API_KEY", "sk_wrong_key")
+        refused = runner.invoke(main, ["tools", target, "--assistant", "asst_renamed"])
+        assert refused.exit_code == 2
+        assert "401" in refused.output
+        assert "sk_wrong_key" not in refused.output
+    monkeypatch.delenv("VOICEHOOKS_API_KEY")
+    no_key = runner.invoke(main, ["tools", target, "--assistant", "asst_renamed"])
+    assert no_key.exit_code == 2
+    assert "VOICEHOOKS_API_KEY" in no_key.output
+    both = runner.invoke(main, ["tools", target, "--assistant", "a", "--diff", RENAMED])
+    assert both.exit_code == 2

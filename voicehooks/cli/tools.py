@@ -1,8 +1,9 @@
 """``voicehooks tools``: print the tool definitions, ``--check`` them, ``--diff`` an assistant.
 
 Exit codes: ``--check`` 0 when no error (and, with ``--strict``, no warning), else 1;
-``--diff`` 0 when the assistant carries the app's definitions, 1 when they drifted; 2 for a
-usage error (a file that cannot be read, an unknown shape, options that do not combine).
+``--diff``/``--assistant`` 0 when the assistant carries the app's definitions, 1 when they
+drifted; 2 when nothing could be checked (a file that cannot be read, an unknown shape, an
+assistant the platform did not give, options that do not combine).
 """
 
 from __future__ import annotations
@@ -16,16 +17,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import click
 
 from voicehooks.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
 from voicehooks.drift import Difference, DriftError, diff, read_definitions
+from voicehooks.exceptions import ConfigurationError
 from voicehooks.tools import Tool
 from voicehooks.toolstats import STATS_PATH
 
 from .environment import env_file_option
 
-__all__ = ["definitions_from", "fetch_stats", "print_check", "print_diff", "tools"]
+__all__ = [
+    "assistant_definitions",
+    "definitions_from",
+    "fetch_stats",
+    "print_check",
+    "print_diff",
+    "tools",
+]
 
 
 def fetch_stats(url: str, app_path: str = "/") -> dict[str, Any]:
@@ -78,6 +88,35 @@ def definitions_from(path: str) -> tuple[list[dict[str, Any]], str | None]:
         raise click.UsageError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
     except DriftError as exc:
         raise click.UsageError(f"{path}: {exc}") from None
+
+
+def assistant_definitions(assistant_id: str) -> tuple[list[dict[str, Any]], str | None]:
+    """Fetch assistant ``assistant_id`` with the platform API and read its tool definitions.
+
+    The key comes from ``VOICEHOOKS_API_KEY`` (or ``VOICEHOOKS_API_KEY_FILE``, or an
+    ``--env-file``), the base URL from ``VOICEHOOKS_API_URL`` when set.
+
+    Raises:
+        click.UsageError: No key, no httpx, or the platform refused or could not answer
+            (exit code 2: nothing was compared).
+    """
+    from voicehooks.api import PlatformAPIError, PlatformClient
+
+    async def fetch() -> dict[str, Any]:
+        # A command line can wait longer than a live call: one generous attempt budget.
+        async with PlatformClient(timeout_seconds=10.0, deadline_seconds=30.0) as api:
+            return await api.get_assistant(assistant_id)
+
+    try:
+        saved = anyio.run(fetch)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    except PlatformAPIError as exc:
+        raise click.UsageError(f"cannot fetch assistant {assistant_id!r}: {exc}") from None
+    try:
+        return read_definitions({"assistant": saved})
+    except DriftError as exc:
+        raise click.UsageError(f"assistant {assistant_id!r}: {exc}") from None
 
 
 def print_check(
@@ -184,6 +223,14 @@ def _difference_json(difference: Difference) -> dict[str, str]:
     "on drift.",
 )
 @click.option(
+    "--assistant",
+    "assistant_id",
+    default=None,
+    metavar="ID",
+    help="Compare with assistant ID as the platform saved it (GET /assistants/ID with "
+    "VOICEHOOKS_API_KEY); exit 1 on drift.",
+)
+@click.option(
     "--provider",
     "providers",
     multiple=True,
@@ -205,6 +252,7 @@ def tools(
     check: bool,
     strict: bool,
     diff_file: str | None,
+    assistant_id: str | None,
     providers: tuple[str, ...],
     slow_seconds: float,
     as_json: bool,
@@ -213,8 +261,9 @@ def tools(
 
     TARGET is an app (module:attr or path/to/file.py) or a JSON file of definitions (an
     exported assistant or its tools list). Without options it prints the definitions as JSON.
-    Exit codes: 0 no error (--check) or no drift (--diff); 1 errors, or warnings with
-    --strict, or drift; 2 a usage error.
+    Exit codes: 0 no error (--check) or no drift (--diff, --assistant); 1 errors, or
+    warnings with --strict, or drift; 2 nothing could be checked (a usage error, a file or
+    an assistant that could not be read).
 
     \b
     Examples:
@@ -222,11 +271,16 @@ def tools(
         voicehooks tools examples/appointments.py --check --strict --provider openai
         voicehooks tools myapp:app --check --url http://127.0.0.1:8000/
         voicehooks tools myapp:app --url https://hooks.example.com/ --diff assistant.json
+        voicehooks tools myapp:app --url https://hooks.example.com/ --assistant asst_7f3e
     """
     from voicehooks.cli import _inspect  # the package imports this module
 
-    if check and diff_file:
-        raise click.UsageError("--check and --diff do not combine: run them one after the other")
+    if diff_file and assistant_id:
+        raise click.UsageError("--diff and --assistant do not combine: compare with one")
+    if check and (diff_file or assistant_id):
+        raise click.UsageError(
+            "--check and --diff/--assistant do not combine: run them one after the other"
+        )
     if strict and not check:
         raise click.UsageError("--strict only applies to --check")
     if providers and not check:
@@ -251,9 +305,14 @@ def tools(
             as_json=as_json,
         )
         sys.exit(code)
-    if diff_file:
-        theirs, webhook_url = definitions_from(diff_file)
-        source = "stdin" if diff_file == "-" else diff_file
+    if diff_file or assistant_id:
+        if assistant_id:
+            theirs, webhook_url = assistant_definitions(assistant_id)
+            source = f"assistant {assistant_id}"
+        else:
+            assert diff_file is not None
+            theirs, webhook_url = definitions_from(diff_file)
+            source = "stdin" if diff_file == "-" else diff_file
         sys.exit(
             print_diff(definitions, theirs, webhook_url=webhook_url, source=source, as_json=as_json)
         )
