@@ -11,7 +11,11 @@ from click.testing import CliRunner
 from voicehooks.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ["examples/quickstart.py", "examples/appointments.py", "examples/reports_sqlite.py"]
+# Every example's app: a new example is checked without being listed here.
+EXAMPLES = [
+    f"examples/{path.name}" + (":hooks" if path.name == "fastapi_mount.py" else "")
+    for path in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+]
 BAD_APP = str(ROOT / "tests" / "apps" / "bad_tools.py")
 RENAMED = str(ROOT / "tests" / "fixtures" / "assistant-renamed-parameter.json")
 URL = "https://hooks.example.com/voice"
@@ -27,6 +31,7 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_check_passes_on_the_examples(runner: CliRunner, example: str) -> None:
     result = runner.invoke(main, ["tools", str(ROOT / example), "--check"])
+    assert len(EXAMPLES) >= 5
     assert result.exit_code == 0, result.output
     assert "OK: " in result.stderr
     assert "error:" not in result.stdout
