@@ -223,7 +223,9 @@ def check_voicehooks(args: list[str]) -> None:
             main.make_context("voicehooks", list(args))
         return
     name, *rest = args
-    parent = click.Context(main, info_name="voicehooks")
+    # With main's own settings: click caches each command's help option the first time it is
+    # built, and a parent without help_option_names=["-h", "--help"] would cache "--help" alone.
+    parent = click.Context(main, info_name="voicehooks", **main.context_settings)
     command = main.get_command(parent, name)
     assert command is not None, f"voicehooks has no command {name!r}"
     try:
