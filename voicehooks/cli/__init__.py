@@ -42,7 +42,7 @@ from voicehooks.stores import MemoryStore
 
 from .dev import dev
 from .durable import queue, worker
-from .environment import env_file_option, patched_environ, read_env_file
+from .environment import env_file_option, log_format_option, patched_environ, read_env_file
 from .replay import replay
 from .send import send
 from .serve import serve
@@ -277,14 +277,7 @@ def main() -> None:
     show_envvar=True,
     help="Append every verified delivery to FILE as JSON lines (personal data: mode 0600).",
 )
-@click.option(
-    "--log-format",
-    default="text",
-    type=click.Choice(["text", "json"]),
-    envvar="VOICEHOOKS_LOG_FORMAT",
-    show_envvar=True,
-    help="text: time, level, logger, message; json: one object per line.",
-)
+@log_format_option
 @click.option(
     "--log-config",
     type=click.Path(exists=True, dir_okay=False),

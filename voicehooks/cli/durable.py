@@ -26,7 +26,7 @@ from voicehooks.logs import LogFormat
 from voicehooks.logs import setup as setup_logging
 from voicehooks.queue import QUEUE_URL_ENV, DeadLetter, RedisQueue
 
-from .environment import env_file_option
+from .environment import env_file_option, log_format_option
 
 if TYPE_CHECKING:
     from voicehooks.app import VoiceHooks
@@ -213,14 +213,7 @@ def requeue(stream: str, group: str, ids: tuple[str, ...], everything: bool) -> 
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-@click.option(
-    "--log-format",
-    default="text",
-    type=click.Choice(["text", "json"]),
-    envvar="VOICEHOOKS_LOG_FORMAT",
-    show_envvar=True,
-    help="text: time, level, logger, message; json: one object per line (as voicehooks run).",
-)
+@log_format_option
 @env_file_option
 def worker(
     target: str,

@@ -18,7 +18,13 @@ import click
 from voicehooks.app import SECRET_ENV, resolve_secrets
 from voicehooks.exceptions import ConfigurationError
 
-__all__ = ["configured_secrets", "env_file_option", "patched_environ", "read_env_file"]
+__all__ = [
+    "configured_secrets",
+    "env_file_option",
+    "log_format_option",
+    "patched_environ",
+    "read_env_file",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,6 +92,19 @@ def env_file_option(function: F) -> F:
         is_eager=True,
         help=f"Read NAME=value lines into the environment first (e.g. {SECRET_ENV}); "
         "they win over variables already set.",
+    )(function)
+
+
+def log_format_option(function: F) -> F:
+    """Add ``--log-format text|json`` (``VOICEHOOKS_LOG_FORMAT``), as ``run`` and ``worker``
+    share it."""
+    return click.option(
+        "--log-format",
+        default="text",
+        type=click.Choice(["text", "json"]),
+        envvar="VOICEHOOKS_LOG_FORMAT",
+        show_envvar=True,
+        help="text: time, level, logger, message; json: one object per line.",
     )(function)
 
 
