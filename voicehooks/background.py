@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import anyio
 
 from .dedupe import delivery_id
-from .events import Event
+from .events import Event, ToolCall
 from .exceptions import Unavailable
 from .logs import masked
 
@@ -64,14 +64,21 @@ class Job(NamedTuple):
     is_replay: bool = False
 
     @property
+    def tool_call(self) -> ToolCall | None:
+        """The fire-and-forget call a ``tool:`` job runs; ``None`` for a handler's job."""
+        if not self.target.startswith("tool:"):
+            return None
+        tool_call_id = self.target[5:]
+        calls: list[ToolCall] = getattr(self.event, "tool_call_list", [])
+        for call in calls:
+            if call.id == tool_call_id:
+                return call
+        return None
+
+    @property
     def delivery_id(self) -> str:
         """Stable across redeliveries: the id of the tool call, or of the event."""
-        if self.target.startswith("tool:"):
-            tool_call_id = self.target[5:]
-            for call in getattr(self.event, "tool_call_list", ()):
-                if call.id == tool_call_id:
-                    return delivery_id(self.event, call)
-        return delivery_id(self.event)
+        return delivery_id(self.event, self.tool_call)
 
     @property
     def size(self) -> int:

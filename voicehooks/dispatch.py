@@ -277,12 +277,9 @@ class Dispatcher(ToolCallsDispatch):
     def _injecting_tool(self, job: Job) -> Tool | None:
         if self.control is None:
             return None
-        tool_call_id = job.target[5:]
-        for call in getattr(job.event, "tool_call_list", ()):
-            if call.id == tool_call_id:
-                tool = self.registry.tools.get(call.function.name)
-                return tool if tool is not None and tool.inject_result else None
-        return None
+        call = job.tool_call
+        tool = self.registry.tools.get(call.function.name) if call is not None else None
+        return tool if tool is not None and tool.inject_result else None
 
     async def _inject_job_result(self, job: Job, tool: Tool, said: Any) -> None:
         try:
@@ -318,9 +315,8 @@ class Dispatcher(ToolCallsDispatch):
         return None
 
     def _prepare_tool(self, job: Job, attempt: int) -> tuple[UserFunction, dict[str, Any]] | None:
-        tool_call_id = job.target[5:]
         event = job.event
-        call = next((c for c in getattr(event, "tool_call_list", ()) if c.id == tool_call_id), None)
+        call = job.tool_call
         tool = self.registry.tools.get(call.function.name) if call is not None else None
         if call is None or tool is None:
             _log.error(
