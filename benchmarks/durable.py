@@ -37,7 +37,7 @@ from benchmarks.loadtest import percentile, read_answer
 from benchmarks.workloads import make_pool
 from tests.redis_server import running_redis
 from tests.servers import ROOT, running_server
-from voicehooks.queue import RedisQueue
+from voicehooks.work.queue import RedisQueue
 
 APP = "benchmarks/loadtest_app.py"
 SECRET = "whsec_bench_durable_only"

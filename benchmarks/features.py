@@ -31,9 +31,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from benchmarks import bench_voicehooks, demo, drive, inprocess
 from benchmarks.workloads import SECRET, make_pool
 from voicehooks import Observer
-from voicehooks.logs import TextFormatter
-from voicehooks.metrics import PrometheusObserver
-from voicehooks.running import within
+from voicehooks.core.logs import TextFormatter
+from voicehooks.core.running import within
+from voicehooks.observe.metrics import PrometheusObserver
 
 __all__ = ["FEATURES", "Feature", "Settings", "Side", "main", "run"]
 

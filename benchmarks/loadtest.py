@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from voicehooks.signing import sign
+from voicehooks.core.signing import sign
 from voicehooks.testing import (
     assistant_request,
     end_of_call_report,

@@ -35,9 +35,10 @@ from typing import Any
 from benchmarks import bench_voicehooks, drive, inprocess
 from benchmarks.workloads import SECRET, WORKLOADS, make_pool
 from voicehooks import VoiceHooks
-from voicehooks.metrics import PrometheusObserver
-from voicehooks.observers import Delivery, Observer, ObserverSet, ToolRun
-from voicehooks.tracing import TracingObserver
+from voicehooks.observe import Delivery, Observer, ToolRun
+from voicehooks.observe.metrics import PrometheusObserver
+from voicehooks.observe.observers import ObserverSet
+from voicehooks.observe.tracing import TracingObserver
 
 __all__ = ["CONFIGURATIONS", "main", "measure_alone", "measure_end_to_end"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 
 from voicehooks import ToolError, VoiceHooks
-from voicehooks.events import EndOfCallReport
+from voicehooks.core.events import EndOfCallReport
 
 app = VoiceHooks()  # secret(s) from VOICEHOOKS_SECRET
 

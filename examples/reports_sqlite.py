@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from voicehooks import VoiceHooks
-from voicehooks.events import EndOfCallReport
+from voicehooks.core.events import EndOfCallReport
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (

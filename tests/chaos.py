@@ -41,7 +41,7 @@ import msgspec
 from benchmarks.loadtest import read_answer, rss_kib
 from tests.redis_server import RedisServer, running_redis
 from tests.servers import ROOT, Server, running_server
-from voicehooks.signing import sign
+from voicehooks.core.signing import sign
 from voicehooks.testing import end_of_call_report, status_update
 
 APP = "tests/apps/durable.py"
@@ -248,7 +248,7 @@ async def chaos(
 
 
 async def queue_leftovers(url: str) -> tuple[int, int]:
-    from voicehooks.queue import RedisQueue
+    from voicehooks.work.queue import RedisQueue
 
     queue = RedisQueue.from_url(url)
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.servers import free_port
 from voicehooks import ConfigurationError
-from voicehooks.api import (
+from voicehooks.live.api import (
     API_KEY_ENV,
     API_KEY_FILE_ENV,
     API_URL_ENV,

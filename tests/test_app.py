@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from voicehooks import CallContext, ConfigurationError, VoiceHooks
-from voicehooks.events import StatusUpdate
+from voicehooks.core.events import StatusUpdate
 from voicehooks.testing import WebhookClient, status_update, tool_call, tool_calls
 
 pytestmark = pytest.mark.anyio
@@ -458,7 +458,7 @@ async def test_during_a_rotation_the_log_names_the_first_secret_too(
 
 
 def test_every_request_error_has_a_status_on_its_class() -> None:
-    import voicehooks.exceptions as errors
+    import voicehooks.core.exceptions as errors
 
     def subclasses(cls: type[errors.RequestError]) -> list[type[errors.RequestError]]:
         return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]

@@ -11,10 +11,10 @@ import msgspec
 import pytest
 
 from voicehooks import ConfigurationError, VoiceHooks
-from voicehooks.arguments import COERCIONS
-from voicehooks.events import ToolCall, ToolFunction
+from voicehooks.core.events import ToolCall, ToolFunction
 from voicehooks.testing import WebhookClient, tool_call
-from voicehooks.tools import ArgumentError, Tool
+from voicehooks.tools.arguments import COERCIONS
+from voicehooks.tools.definition import ArgumentError, Tool
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""voicehooks.background: informational events acknowledged first, bounded after-the-answer
+"""voicehooks.work.background: informational events acknowledged first, bounded after-the-answer
 work that never starves a live tool, lifespans that drain it, and every job accepted ending
 as done, failed or cut."""
 
@@ -23,8 +23,8 @@ from voicehooks import (
     StatusUpdate,
     VoiceHooks,
 )
-from voicehooks.background import Job
 from voicehooks.testing import CUSTOMER_NUMBER, WebhookClient, end_of_call_report
+from voicehooks.work.background import Job
 
 pytestmark = pytest.mark.anyio
 
@@ -234,7 +234,7 @@ async def test_a_failing_and_a_timed_out_job_end_logged(caplog: pytest.LogCaptur
 def test_a_job_knows_its_size_and_its_delivery_id() -> None:
     import msgspec
 
-    from voicehooks.events import decode_delivery
+    from voicehooks.core.events import decode_delivery
 
     body = msgspec.json.encode(end_of_call_report(call_id="j1"))
     event = decode_delivery(body)

@@ -19,7 +19,7 @@ import pytest
 
 from benchmarks import conformance, features, growth, harness
 from benchmarks.workloads import GROWTH_CALLS, GROWTH_REPORTS, SECRET, make_pool
-from voicehooks.events import ToolCalls, decode_delivery
+from voicehooks.core.events import ToolCalls, decode_delivery
 
 
 class _Call(msgspec.Struct):

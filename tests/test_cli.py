@@ -262,7 +262,7 @@ def test_run_hands_uvicorn_the_app_and_a_log_config_for_the_apps_own_loggers(
     log_config = options["log_config"]
     assert isinstance(log_config, dict)
     assert log_config["root"] == {"handlers": ["stderr"], "level": "DEBUG"}
-    assert log_config["formatters"]["voicehooks"]["()"] == "voicehooks.logs.TextFormatter"
+    assert log_config["formatters"]["voicehooks"]["()"] == "voicehooks.core.logs.TextFormatter"
 
 
 def served_options(
@@ -300,7 +300,7 @@ def test_run_with_json_logs_formats_every_line_as_json(
     options, _ = served_options(runner, monkeypatch, ["--log-format", "json"])
     log_config = options["log_config"]
     assert isinstance(log_config, dict)
-    assert log_config["formatters"]["voicehooks"]["()"] == "voicehooks.logs.JSONFormatter"
+    assert log_config["formatters"]["voicehooks"]["()"] == "voicehooks.core.logs.JSONFormatter"
 
 
 def test_run_passes_a_log_config_file_through(

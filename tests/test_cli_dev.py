@@ -128,8 +128,8 @@ def test_each_server_process_adds_the_recorder_and_the_inspector(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from voicehooks.cli import serving
-    from voicehooks.inspector import Inspector
-    from voicehooks.recording import Recorder
+    from voicehooks.dev.inspector import Inspector
+    from voicehooks.observe.recording import Recorder
 
     monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
     monkeypatch.setenv(serving.TARGET_ENV, str(ROOT / QUICKSTART))

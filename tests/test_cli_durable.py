@@ -20,9 +20,9 @@ from tests.redis_server import RedisServer
 from tests.servers import ROOT, running_server
 from voicehooks import sign
 from voicehooks.cli import main
-from voicehooks.durable import JobEntry, encode_entry
-from voicehooks.queue import QUEUE_URL_ENV, QueueStats, RedisQueue
 from voicehooks.testing import end_of_call_report
+from voicehooks.work.durable import JobEntry, encode_entry
+from voicehooks.work.queue import QUEUE_URL_ENV, QueueStats, RedisQueue
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPORT = (FIXTURES / "end-of-call-report.json").read_bytes()

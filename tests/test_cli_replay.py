@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from tests.servers import ROOT, Server, running_server
 from voicehooks.cli import main
-from voicehooks.recording import Recording
-from voicehooks.signing import sign
+from voicehooks.core.signing import sign
+from voicehooks.observe.recording import Recording
 from voicehooks.testing import status_update, tool_call, tool_calls
 
 SECRET = "whsec_cli_replay"

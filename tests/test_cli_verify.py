@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voicehooks.cli import main
-from voicehooks.signing import signature
+from voicehooks.core.signing import signature
 
 # The test vector of PLATFORM.md 1.5.
 SECRET = "whsec_voicehooks_demo_7f3a"

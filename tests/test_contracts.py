@@ -14,8 +14,8 @@ import msgspec
 import pytest
 
 from voicehooks import VoiceHooks
-from voicehooks.contracts import DESCRIPTION_MAX_CHARS, PROVIDERS, Finding, lint
-from voicehooks.tools import Tool
+from voicehooks.dev.contracts import DESCRIPTION_MAX_CHARS, PROVIDERS, Finding, lint
+from voicehooks.tools.definition import Tool
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,8 +23,9 @@ from voicehooks import (
     ToolError,
     VoiceHooks,
 )
-from voicehooks.dedupe import Deduplicator, event_key, tool_key
-from voicehooks.events import EndOfCallReport, StatusUpdate, decode_delivery
+from voicehooks.core.events import EndOfCallReport, StatusUpdate, decode_delivery
+from voicehooks.core.identity import event_key, tool_key
+from voicehooks.state.dedupe import Deduplicator
 from voicehooks.testing import (
     WebhookClient,
     assistant_request,

@@ -1,4 +1,4 @@
-"""voicehooks.dispatch: one entry point for every event type; tool calls (concurrency,
+"""voicehooks.pipeline.dispatch: one entry point for every event type; tool calls (concurrency,
 isolation, deadlines, normalisation, raw handlers); assistant-request in time; jobs."""
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from voicehooks import (
     ToolResult,
     VoiceHooks,
 )
-from voicehooks.background import Job
-from voicehooks.dedupe import delivery_id
-from voicehooks.events import decode_delivery
-from voicehooks.observers import Delivery
+from voicehooks.core.events import decode_delivery
+from voicehooks.core.identity import delivery_id
+from voicehooks.observe import Delivery
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
+from voicehooks.work.background import Job
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from voicehooks.drift import DriftError, diff, read_definitions
-from voicehooks.tools import Tool
+from voicehooks.dev.drift import DriftError, diff, read_definitions
+from voicehooks.tools.definition import Tool
 
 URL = "https://hooks.example.com/voice"
 

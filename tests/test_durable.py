@@ -16,18 +16,18 @@ from tests.redis_server import RedisServer
 from voicehooks import CallContext, EndOfCallReport, StatusUpdate, VoiceHooks
 from voicehooks.cli import durable as cli_durable
 from voicehooks.cli import main
-from voicehooks.durable import (
+from voicehooks.observe import JobOutcome
+from voicehooks.state.stores import MemoryStore, RedisStore
+from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
+from voicehooks.work.durable import (
     JobEntry,
     QueuedJobs,
     decode_entry,
     default_queue,
     encode_entry,
 )
-from voicehooks.observers import JobOutcome
-from voicehooks.queue import QUEUE_URL_ENV, Entry, RedisQueue
-from voicehooks.stores import MemoryStore, RedisStore
-from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
-from voicehooks.worker import Result, Worker
+from voicehooks.work.queue import QUEUE_URL_ENV, Entry, RedisQueue
+from voicehooks.work.worker import Result, Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -347,9 +347,9 @@ async def test_with_redis_down_the_worker_runs_and_logs_what_it_cannot_check_or_
 
 
 async def test_an_event_built_in_code_is_queued_as_a_delivery(make_app: MakeApp) -> None:
-    from voicehooks.background import Job
-    from voicehooks.durable import enqueue_jobs
-    from voicehooks.events import decode_delivery
+    from voicehooks.core.events import decode_delivery
+    from voicehooks.work.background import Job
+    from voicehooks.work.durable import enqueue_jobs
 
     app, _ = make_app()
     assert app.queue is not None
@@ -364,7 +364,7 @@ async def test_an_event_built_in_code_is_queued_as_a_delivery(make_app: MakeApp)
 
 
 async def test_observers_see_a_failed_run_as_retrying_then_dead(make_app: MakeApp) -> None:
-    from voicehooks.observers import JobRun, Observer
+    from voicehooks.observe import JobRun, Observer
 
     app, _ = make_app()
     assert app.queue is not None

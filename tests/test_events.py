@@ -1,4 +1,5 @@
-"""voicehooks.events: every fixture decodes; web calls, unknown fields and types; raw access."""
+"""voicehooks.core.events: every fixture decodes; web calls, unknown fields and types; raw
+access."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from voicehooks.events import (
+from voicehooks.core.events import (
     EVENT_NAMES,
     AssistantRequest,
     Call,

@@ -35,7 +35,7 @@ from voicehooks import (
     ToolCalls,
     VoiceHooks,
 )
-from voicehooks.signing import signature
+from voicehooks.core.signing import signature
 from voicehooks.testing import (
     Response,
     WebhookClient,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from voicehooks.inspector.masking import mask, mask_phone_numbers
+from voicehooks.dev.inspector.masking import mask, mask_phone_numbers
 from voicehooks.testing import end_of_call_report, tool_call, tool_calls
 
 

@@ -6,9 +6,9 @@ import html
 
 import pytest
 
-from voicehooks.inspector.pages import delivery_page
-from voicehooks.inspector.store import Entry
-from voicehooks.observers import Delivery
+from voicehooks.dev.inspector.pages import delivery_page
+from voicehooks.dev.inspector.store import Entry
+from voicehooks.observe import Delivery
 
 
 def page(entry: Entry, reveal: bool = False) -> str:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from voicehooks.inspector.store import MAX_LOG_LINES, MAX_WATCHERS, RecentDeliveries
-from voicehooks.observers import Delivery
+from voicehooks.dev.inspector.store import MAX_LOG_LINES, MAX_WATCHERS, RecentDeliveries
+from voicehooks.observe import Delivery
 
 pytestmark = pytest.mark.anyio
 

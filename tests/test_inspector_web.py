@@ -14,9 +14,9 @@ import anyio
 import pytest
 
 from voicehooks import CallContext, ToolError, VoiceHooks
-from voicehooks.inspector import Inspector
-from voicehooks.inspector import web as inspector_web
-from voicehooks.inspector.store import MAX_WATCHERS
+from voicehooks.dev.inspector import Inspector
+from voicehooks.dev.inspector import web as inspector_web
+from voicehooks.dev.inspector.store import MAX_WATCHERS
 from voicehooks.testing import Response, WebhookClient, status_update, tool_call, tool_calls
 
 pytestmark = pytest.mark.anyio

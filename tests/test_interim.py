@@ -18,8 +18,8 @@ from voicehooks import (
     ToolError,
     VoiceHooks,
 )
-from voicehooks.api import API_KEY_ENV, API_KEY_FILE_ENV
-from voicehooks.observers import Observer, ToolOutcome
+from voicehooks.live.api import API_KEY_ENV, API_KEY_FILE_ENV
+from voicehooks.observe import Observer, ToolOutcome
 from voicehooks.testing import FakePlatform, WebhookClient, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -451,7 +451,7 @@ async def test_past_max_runs_a_slow_tool_is_refused_without_starting(
 
 
 async def test_a_caller_that_stops_waiting_still_gets_the_result_delivered() -> None:
-    from voicehooks.interim import InterimRuns
+    from voicehooks.live.interim import InterimRuns
 
     runs = InterimRuns()
     delivered: list[str] = []
@@ -476,7 +476,7 @@ async def test_a_store_that_fails_the_claim_does_not_stop_the_late_result(
 ) -> None:
     from tests.test_dedupe import BrokenStore
     from voicehooks import StoreError
-    from voicehooks.interim import LateResult, LateResults
+    from voicehooks.live.interim import LateResult, LateResults
 
     async def hook(result: LateResult) -> None:
         raise AssertionError("not expected")

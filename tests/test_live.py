@@ -1,4 +1,5 @@
-"""voicehooks.live on its own: the per-call limit kept, late results merged and sent once."""
+"""voicehooks.live.control on its own: the per-call limit kept, late results merged and sent
+once."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from tests.test_dedupe import BrokenStore
 from voicehooks import ConfigurationError, MemoryStore, StoreError
-from voicehooks.api import CallEnded, PlatformClient, RateLimited
-from voicehooks.interim import LateResult, LateResults, merge
-from voicehooks.live import CommandLimit, CommandLimiter, LiveCall
+from voicehooks.live.api import CallEnded, PlatformClient, RateLimited
+from voicehooks.live.control import CommandLimit, CommandLimiter, LiveCall
+from voicehooks.live.interim import LateResult, LateResults, merge
 from voicehooks.testing import FakePlatform
 
 pytestmark = pytest.mark.anyio

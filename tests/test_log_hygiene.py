@@ -40,8 +40,8 @@ from voicehooks import (
     ToolError,
     VoiceHooks,
 )
-from voicehooks.exceptions import StoreError
-from voicehooks.signing import signature
+from voicehooks.core.exceptions import StoreError
+from voicehooks.core.signing import signature
 from voicehooks.testing import (
     Response,
     WebhookClient,
@@ -573,7 +573,7 @@ async def test_store_errors_log_nothing_personal(
     sent = Sent()
     stores: list[Any] = [FailingStore()]
     try:
-        from voicehooks.stores import RedisStore
+        from voicehooks.state.stores import RedisStore
 
         password = MARKERS["redis password"]
         port = free_port()  # nothing listens: every command fails at once

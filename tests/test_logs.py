@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from voicehooks.logs import JSONFormatter, TextFormatter, logging_config, setup
+from voicehooks.core.logs import JSONFormatter, TextFormatter, logging_config, setup
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 NAMES = ("", "voicehooks", "uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error")

@@ -15,15 +15,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from voicehooks import ConfigurationError, ToolError, VoiceHooks
-from voicehooks.events import EndOfCallReport
-from voicehooks.metrics import (
+from voicehooks.core.events import EndOfCallReport
+from voicehooks.observe import Delivery, JobRun, ToolRun
+from voicehooks.observe.metrics import (
     BUCKETS_SECONDS,
     METRICS_ENV,
     MULTIPROC_DIR_ENV,
     PrometheusObserver,
     exposition,
 )
-from voicehooks.observers import Delivery, JobRun, ToolRun
 from voicehooks.testing import WebhookClient, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -178,8 +178,8 @@ def test_without_prometheus_client_the_error_names_the_extra(
 
 _WORKER = """
 import sys
-from voicehooks.metrics import PrometheusObserver
-from voicehooks.observers import Delivery, JobRun
+from voicehooks.observe.metrics import PrometheusObserver
+from voicehooks.observe import Delivery, JobRun
 observer = PrometheusObserver()
 record = Delivery([])
 record.event_type, record.outcome, record.duration_seconds = "status-update", "answered", 0.01
@@ -391,7 +391,7 @@ class _PlainMetric:
 
 @pytest.mark.parametrize("histogram", [False, True])
 def test_without_the_value_objects_the_public_methods_are_used(histogram: bool) -> None:
-    from voicehooks.metrics import _cache
+    from voicehooks.observe.metrics import _cache
 
     metric = _PlainMetric(histogram)
     cache: dict[tuple[str, ...], Any] = {}

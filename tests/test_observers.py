@@ -1,4 +1,5 @@
-"""voicehooks.observers: the one seam, called at each point, never able to change an answer."""
+"""voicehooks.observe.observers: the one seam, called at each point, never able to change an
+answer."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import anyio
 import pytest
 
 from voicehooks import Observer, ToolError, VoiceHooks
-from voicehooks.events import EndOfCallReport
-from voicehooks.observers import Delivery, JobRun, ObserverSet, ToolRun
+from voicehooks.core.events import EndOfCallReport
+from voicehooks.observe import Delivery, JobRun, ToolRun
+from voicehooks.observe.observers import ObserverSet
 from voicehooks.testing import WebhookClient, tool_call
 
 pytestmark = pytest.mark.anyio

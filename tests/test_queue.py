@@ -11,8 +11,8 @@ import redis.asyncio
 
 from tests.redis_server import RedisServer
 from voicehooks import ConfigurationError
-from voicehooks.exceptions import QueueError, QueueFull
-from voicehooks.queue import RedisQueue, consumer_name
+from voicehooks.core.exceptions import QueueError, QueueFull
+from voicehooks.work.queue import RedisQueue, consumer_name
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""voicehooks.reconcile on its own: which calls are fetched, when, and reconciled only once."""
+"""voicehooks.live.reconcile on its own: which calls are fetched, when, and reconciled only once."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from voicehooks import ConfigurationError, EndOfCallReport, MemoryStore, VoiceHooks
-from voicehooks.api import PlatformClient
-from voicehooks.events import decode_delivery
-from voicehooks.reconcile import Reconciler, Reconciliation, report_body
+from voicehooks.core.events import decode_delivery
+from voicehooks.live.api import PlatformClient
+from voicehooks.live.reconcile import Reconciler, Reconciliation, report_body
 from voicehooks.testing import FakePlatform, WebhookClient
 
 pytestmark = pytest.mark.anyio

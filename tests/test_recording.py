@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from voicehooks.observers import Delivery, ToolRun
-from voicehooks.recording import Recorder, read_recording
+from voicehooks.observe import Delivery, ToolRun
+from voicehooks.observe.recording import Recorder, read_recording
 
 BODY = b'{"message":{"type":"tool-calls","call":{"id":"c-1"}}}'
 HEADERS = [

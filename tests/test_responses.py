@@ -1,4 +1,4 @@
-"""voicehooks.responses: the tool-result normalizers and the assistant-request builders."""
+"""voicehooks.core.responses: the tool-result normalizers and the assistant-request builders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from voicehooks import AssistantResponse, ToolResult, normalize_result, results_from_response
-from voicehooks.responses import validate_assistant_answer
+from voicehooks.core.responses import validate_assistant_answer
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""voicehooks.routing: decorators used in the wrong form fail at import, naming the fix."""
+"""voicehooks.pipeline.routing: decorators used in the wrong form fail at import, naming the fix."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from voicehooks import (
     StatusUpdate,
     VoiceHooks,
 )
-from voicehooks.events import EVENT_NAMES, AnyEvent
+from voicehooks.core.events import EVENT_NAMES, AnyEvent
 
 
 def test_a_bare_on_decorator_fails_at_import_and_names_the_fix() -> None:
@@ -54,7 +54,7 @@ def test_event_names_come_from_the_event_union() -> None:
 
     assert list(EVENT_NAMES) == [event.type for event in typing.get_args(AnyEvent)]
     assert list(EVENT_NAMES) == list(
-        typing.get_args(__import__("voicehooks.events").events.EventName)
+        typing.get_args(__import__("voicehooks.core.events").core.events.EventName)
     )
 
 

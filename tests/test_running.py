@@ -1,5 +1,5 @@
-"""voicehooks.running: calling user functions under deadlines, eagerly, without breaking scopes,
-and threads that stay bounded when sync functions hang."""
+"""voicehooks.core.running: calling user functions under deadlines, eagerly, without breaking
+scopes, and threads that stay bounded when sync functions hang."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from voicehooks.running import HungThreads, Threads, UserFunction, within
+from voicehooks.core.running import HungThreads, Threads, UserFunction, within
 
 pytestmark = pytest.mark.anyio
 
@@ -272,7 +272,7 @@ async def test_a_thread_that_ends_as_its_caller_gives_up_is_not_counted_twice() 
 
 
 async def test_work_that_never_waits_runs_in_order_in_this_task() -> None:
-    from voicehooks.running import run_concurrently
+    from voicehooks.core.running import run_concurrently
 
     here = asyncio.current_task()
     seen: list[tuple[int, bool]] = []
@@ -288,7 +288,7 @@ async def test_work_that_never_waits_runs_in_order_in_this_task() -> None:
 
 
 async def test_from_the_first_suspension_the_rest_run_concurrently() -> None:
-    from voicehooks.running import run_concurrently
+    from voicehooks.core.running import run_concurrently
 
     here = asyncio.current_task()
     seen: dict[str, bool] = {}
@@ -313,7 +313,7 @@ async def test_from_the_first_suspension_the_rest_run_concurrently() -> None:
 
 
 async def test_a_failure_cancels_the_rest_and_propagates() -> None:
-    from voicehooks.running import run_concurrently
+    from voicehooks.core.running import run_concurrently
 
     cancelled: list[str] = []
 

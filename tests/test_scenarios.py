@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from voicehooks import AssistantResponse, CallContext, ToolError, VoiceHooks
-from voicehooks.events import StatusUpdate
+from voicehooks.core.events import StatusUpdate
 from voicehooks.testing import Scenario, ScenarioError, run_scenario
 
 pytestmark = pytest.mark.anyio

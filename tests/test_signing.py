@@ -1,4 +1,5 @@
-"""voicehooks.signing: the platform's HMAC scheme, the spec's vector, every way to get it wrong."""
+"""voicehooks.core.signing: the platform's HMAC scheme, the spec's vector, every way to get it
+wrong."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voicehooks.exceptions import ConfigurationError, SignatureError
-from voicehooks.signing import Verifier, is_milliseconds, sign, signature
+from voicehooks.core.exceptions import ConfigurationError, SignatureError
+from voicehooks.core.signing import Verifier, is_milliseconds, sign, signature
 
 # PLATFORM.md 1.5
 VECTOR_SECRET = "whsec_voicehooks_demo_7f3a"
@@ -39,7 +40,7 @@ def test_the_spec_test_vector_verifies() -> None:
 
 
 def test_an_independent_implementation_of_the_documented_algorithm_is_accepted() -> None:
-    # Written from PLATFORM.md's prose, not from voicehooks.signing.
+    # Written from PLATFORM.md's prose, not from voicehooks.core.signing.
     body = b'{"message": {"type": "tool-calls"}}'
     payload = b"1767182400." + body
     digest = hmac.new(b"another-secret", payload, hashlib.sha256).hexdigest()

@@ -11,7 +11,7 @@ import redis.asyncio
 
 from tests.redis_server import RedisServer
 from voicehooks import ConfigurationError, MemoryStore, RedisStore, StoreError
-from voicehooks.stores import REDIS_URL_ENV, default_store
+from voicehooks.state.stores import REDIS_URL_ENV, default_store
 
 pytestmark = pytest.mark.anyio
 

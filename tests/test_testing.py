@@ -27,8 +27,8 @@ from voicehooks import (
     ToolResult,
     VoiceHooks,
 )
-from voicehooks.events import decode_delivery
-from voicehooks.signing import Verifier
+from voicehooks.core.events import decode_delivery
+from voicehooks.core.signing import Verifier
 from voicehooks.testing import (
     CUSTOMER_NUMBER,
     ManualClock,

@@ -1,4 +1,4 @@
-"""voicehooks.tolerance: a drifted field never costs a delivery; the essentials stay strict.
+"""voicehooks.core.tolerance: a drifted field never costs a delivery; the essentials stay strict.
 
 Each row is a delivery whose fields drifted from the documented types (numbers, nulls, wrong
 containers, epoch times, unknown nested fields). Every one must reach its handler with the
@@ -19,7 +19,7 @@ import pytest
 
 from tests.servers import Server, running_server
 from voicehooks import VoiceHooks, sign
-from voicehooks.events import (
+from voicehooks.core.events import (
     AssistantRequest,
     EndOfCallReport,
     Event,
@@ -271,7 +271,7 @@ APP = '''
 import sys
 
 from voicehooks import VoiceHooks
-from voicehooks.events import Event
+from voicehooks.core.events import Event
 
 app = VoiceHooks()
 

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from voicehooks.cli import main
-from voicehooks.events import ToolCall, ToolFunction
-from voicehooks.tools import ArgumentError, Tool
+from voicehooks.core.events import ToolCall, ToolFunction
+from voicehooks.tools.definition import ArgumentError, Tool
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from voicehooks import CallContext, ConfigurationError, ToolCall, ToolCalls, VoiceHooks
-from voicehooks.events import ToolFunction
-from voicehooks.tools import ArgumentError, Tool, parse_docstring
+from voicehooks.core.events import ToolFunction
+from voicehooks.tools.definition import ArgumentError, Tool, parse_docstring
 
 
 class Service(enum.Enum):
@@ -374,7 +374,7 @@ def test_docstrings_are_read_google_style(
 def test_callable_objects_and_partials_are_detected_as_async() -> None:
     import functools
 
-    from voicehooks.running import is_async_callable
+    from voicehooks.core.running import is_async_callable
 
     class Handler:
         async def __call__(self) -> None: ...

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from voicehooks.observers import Delivery, ToolOutcome, ToolRun
-from voicehooks.tools import Tool
-from voicehooks.toolstats import UNREGISTERED, StatsEndpoint, ToolStats
+from voicehooks.observe import Delivery, ToolOutcome, ToolRun
+from voicehooks.observe.toolstats import UNREGISTERED, StatsEndpoint, ToolStats
+from voicehooks.tools.definition import Tool
 
 pytestmark = pytest.mark.anyio
 

@@ -13,11 +13,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from voicehooks import VoiceHooks, tracing
-from voicehooks.events import EndOfCallReport
-from voicehooks.observers import Delivery, JobRun, ToolRun
+from voicehooks import VoiceHooks
+from voicehooks.core.events import EndOfCallReport
+from voicehooks.observe import Delivery, JobRun, ToolRun, tracing
+from voicehooks.observe.tracing import TracingObserver
 from voicehooks.testing import WebhookClient, tool_call, tool_calls
-from voicehooks.tracing import TracingObserver
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -265,7 +265,7 @@ def test_open_spans_are_bounded_and_the_oldest_is_ended_as_abandoned(
 def test_without_opentelemetry_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from voicehooks.exceptions import ConfigurationError
+    from voicehooks.core.exceptions import ConfigurationError
 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ConfigurationError, match=r"voicehooks\[otel\]"):

@@ -11,9 +11,9 @@ import anyio
 import pytest
 
 from tests.redis_server import RedisServer, running_redis
-from voicehooks.observers import JobOutcome
-from voicehooks.queue import Entry, RedisQueue
-from voicehooks.worker import ABANDONED, Result, Worker
+from voicehooks.observe import JobOutcome
+from voicehooks.work.queue import Entry, RedisQueue
+from voicehooks.work.worker import ABANDONED, Result, Worker
 
 pytestmark = pytest.mark.anyio
 

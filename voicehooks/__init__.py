@@ -1,16 +1,7 @@
 """voicehooks: a small, fast, typed receiver for HMS Sovereign / VoiceDock webhooks."""
 
-from .api import (
-    CallEnded,
-    PlatformAPIError,
-    PlatformClient,
-    PlatformUnavailable,
-    RateLimited,
-    Unauthorized,
-)
 from .app import VoiceHooks
-from .context import CallContext
-from .events import (
+from .core.events import (
     AssistantRequest,
     CallStatus,
     EndOfCallReport,
@@ -19,7 +10,7 @@ from .events import (
     ToolCall,
     ToolCalls,
 )
-from .exceptions import (
+from .core.exceptions import (
     ConfigurationError,
     QueueError,
     StoreError,
@@ -27,16 +18,25 @@ from .exceptions import (
     Unavailable,
     VoiceHooksError,
 )
-from .interim import LateResult
-from .live import CommandLimit, LiveCall
-from .observers import Observer
-from .queue import RedisQueue
-from .reconcile import Reconciliation
-from .recording import Recorder
-from .responses import AssistantResponse, ToolResult, normalize_result, results_from_response
-from .signing import sign
-from .stores import DeliveryStore, MemoryStore, RedisStore
-from .toolstats import ToolStats
+from .core.injection import CallContext
+from .core.responses import AssistantResponse, ToolResult, normalize_result, results_from_response
+from .core.signing import sign
+from .live.api import (
+    CallEnded,
+    PlatformAPIError,
+    PlatformClient,
+    PlatformUnavailable,
+    RateLimited,
+    Unauthorized,
+)
+from .live.control import CommandLimit, LiveCall
+from .live.interim import LateResult
+from .live.reconcile import Reconciliation
+from .observe.observers import Observer
+from .observe.recording import Recorder
+from .observe.toolstats import ToolStats
+from .state.stores import DeliveryStore, MemoryStore, RedisStore
+from .work.queue import RedisQueue
 
 __version__ = "0.1.0"
 

@@ -27,13 +27,8 @@ from starlette.datastructures import State
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from .api import PlatformClient
-from .background import BackgroundRunner, Job
-from .dedupe import Deduplicator, StoreFailure
-from .dispatch import EMPTY, Dispatcher
-from .durable import close_queue, enqueue_jobs, open_queue
-from .events import Event, UnknownEventType, decode_delivery
-from .exceptions import (
+from .core.events import Event, UnknownEventType, decode_delivery
+from .core.exceptions import (
     ConfigurationError,
     MethodNotAllowed,
     PayloadError,
@@ -44,22 +39,28 @@ from .exceptions import (
     Unavailable,
     UnsupportedMediaType,
 )
-from .live import DEFAULT_COMMAND_LIMIT, CallControl, CommandLimit
-from .logs import describe, masked
-from .metrics import METRICS_ENV, PrometheusObserver
-from .observers import Delivery, DeliveryOutcome, Observer, ObserverSet
-from .reconcile import Reconciler, Reconciliation
-from .recording import REPLAY_HEADER
-from .routing import Registry
-from .running import Threads, within
-from .signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
-from .stores import DeliveryStore, default_store
-from .tools import UnknownArguments
-from .toolstats import STATS_PATH, StatsEndpoint, ToolStats
+from .core.logs import describe, masked
+from .core.records import Delivery, DeliveryOutcome
+from .core.running import Threads, within
+from .core.signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
+from .live.api import PlatformClient
+from .live.control import DEFAULT_COMMAND_LIMIT, CallControl, CommandLimit
+from .live.reconcile import Reconciler, Reconciliation
+from .observe.metrics import METRICS_ENV, PrometheusObserver
+from .observe.observers import Observer, ObserverSet
+from .observe.recording import REPLAY_HEADER
+from .observe.toolstats import STATS_PATH, StatsEndpoint, ToolStats
+from .pipeline.dispatch import EMPTY, Dispatcher
+from .pipeline.routing import Registry
+from .state.dedupe import Deduplicator, StoreFailure
+from .state.stores import DeliveryStore, default_store
+from .tools.definition import UnknownArguments
+from .work.background import BackgroundRunner, Job
+from .work.durable import close_queue, enqueue_jobs, open_queue
 
 if TYPE_CHECKING:
-    from .durable import QueueFailure
-    from .queue import RedisQueue
+    from .work.durable import QueueFailure
+    from .work.queue import RedisQueue
 
 __all__ = ["VoiceHooks", "resolve_secrets"]
 
@@ -113,14 +114,14 @@ class VoiceHooks(Registry):
         max_abandoned_threads: Threads a sync function may leave running past its deadline;
             past that, its new calls are refused at once instead of taking another thread.
         deduplicate: Run each tool call and informational event once, however often it
-            is delivered; a duplicate gets the first answer (see ``voicehooks.dedupe``).
+            is delivered; a duplicate gets the first answer (see ``voicehooks.state.dedupe``).
         store: Where deliveries are remembered. Default: ``RedisStore.from_url`` of
             ``VOICEHOOKS_REDIS_URL``, else of ``VOICEHOOKS_QUEUE_URL``, when set; else a
             ``MemoryStore`` (this process only).
         store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
             and log an error, or ``"reject"`` it with 503.
         dedupe_ttl_seconds: How long a handled delivery is remembered.
-        queue: Durable mode (see "Scaling out" in the README and ``voicehooks.durable``):
+        queue: Durable mode (see "Scaling out" in the README and ``voicehooks.work.durable``):
             after-the-answer work goes to this Redis stream before the 200, for
             ``voicehooks worker`` processes to run. Default: ``RedisQueue.from_url`` of
             ``VOICEHOOKS_QUEUE_URL`` when set, else none (the work runs in this process).
@@ -128,7 +129,7 @@ class VoiceHooks(Registry):
             and log an error, or ``"reject"`` the delivery with 503.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
-        observers: Told about every delivery, tool call and job (see ``voicehooks.observers``).
+        observers: Told about every delivery, tool call and job (see ``voicehooks.observe``).
         metrics: Count deliveries, tool calls and jobs for Prometheus and serve them at
             ``GET /metrics`` (``pip install 'voicehooks[metrics]'``); ``None`` reads
             ``VOICEHOOKS_METRICS`` (``1`` switches them on), which ``voicehooks run --metrics``
@@ -254,7 +255,7 @@ class VoiceHooks(Registry):
         self.state = State()
         self._user_lifespan = lifespan
         if queue is None:
-            from .durable import default_queue
+            from .work.durable import default_queue
 
             queue = default_queue()
         self.queue = queue

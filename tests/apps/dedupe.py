@@ -12,7 +12,7 @@ import uuid
 import anyio
 
 from voicehooks import VoiceHooks
-from voicehooks.events import EndOfCallReport
+from voicehooks.core.events import EndOfCallReport
 
 app = VoiceHooks(secret=os.environ.get("VOICEHOOKS_SECRET") or "whsec_dedupe_server_tests")
 

@@ -9,10 +9,10 @@ from typing import Any
 import anyio
 
 from voicehooks import AssistantResponse, CallContext, ToolError, VoiceHooks
-from voicehooks.events import AssistantRequest, EndOfCallReport, StatusUpdate
+from voicehooks.core.events import AssistantRequest, EndOfCallReport, StatusUpdate
 
 app = VoiceHooks(shutdown_grace_seconds=10)
-log = logging.getLogger("voicehooks.live")
+log = logging.getLogger("voicehooks.live.control")
 
 
 @app.tool

@@ -8,7 +8,7 @@ import anyio
 from fastapi import FastAPI
 
 from voicehooks import VoiceHooks
-from voicehooks.events import EndOfCallReport
+from voicehooks.core.events import EndOfCallReport
 
 hooks = VoiceHooks()
 log = logging.getLogger("voicehooks.mounted")

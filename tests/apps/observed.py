@@ -9,12 +9,12 @@ import os
 
 from fastapi import FastAPI
 
-import voicehooks.logs
+import voicehooks.core.logs
 from voicehooks import ToolError, VoiceHooks
-from voicehooks.events import EndOfCallReport
+from voicehooks.core.events import EndOfCallReport
 
 if os.environ.get("OBSERVED_SETUP") == "1":
-    voicehooks.logs.setup(format="json" if os.environ.get("OBSERVED_LOG_FORMAT") else "text")
+    voicehooks.core.logs.setup(format="json" if os.environ.get("OBSERVED_LOG_FORMAT") else "text")
 
 app = VoiceHooks()
 log = logging.getLogger("observed")

@@ -35,10 +35,10 @@ from click.core import ParameterSource
 
 from voicehooks import __version__
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV, VoiceHooks
-from voicehooks.exceptions import ConfigurationError
-from voicehooks.logs import LogFormat, logging_config
-from voicehooks.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
-from voicehooks.stores import MemoryStore
+from voicehooks.core.exceptions import ConfigurationError
+from voicehooks.core.logs import LogFormat, logging_config
+from voicehooks.observe.metrics import METRICS_ENV, MULTIPROC_DIR_ENV
+from voicehooks.state.stores import MemoryStore
 
 from .dev import dev
 from .durable import queue, worker
@@ -326,7 +326,7 @@ def run(
     """
     if log_config and ctx.get_parameter_source("log_format") is ParameterSource.COMMANDLINE:
         raise click.UsageError(
-            "--log-config replaces --log-format: name voicehooks.logs.JSONFormatter or "
+            "--log-config replaces --log-format: name voicehooks.core.logs.JSONFormatter or "
             "TextFormatter in the file instead"
         )
     with contextlib.ExitStack() as stack:

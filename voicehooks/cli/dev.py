@@ -8,7 +8,7 @@ import tempfile
 
 import click
 
-from voicehooks.logs import logging_config
+from voicehooks.core.logs import logging_config
 
 from .environment import env_file_option
 from .serve import serve

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import click
 
-from voicehooks.durable import decode_entry
-from voicehooks.events import decode_delivery
-from voicehooks.exceptions import QueueError
-from voicehooks.logs import LogFormat
-from voicehooks.logs import setup as setup_logging
-from voicehooks.queue import QUEUE_URL_ENV, DeadLetter, RedisQueue
+from voicehooks.core.events import decode_delivery
+from voicehooks.core.exceptions import QueueError
+from voicehooks.core.logs import LogFormat
+from voicehooks.core.logs import setup as setup_logging
+from voicehooks.work.durable import decode_entry
+from voicehooks.work.queue import QUEUE_URL_ENV, DeadLetter, RedisQueue
 
 from .environment import env_file_option, log_format_option
 
 if TYPE_CHECKING:
     from voicehooks.app import VoiceHooks
-    from voicehooks.worker import Worker
+    from voicehooks.work.worker import Worker
 
 __all__ = ["queue", "worker"]
 
@@ -237,7 +237,7 @@ def worker(
         VOICEHOOKS_QUEUE_URL=redis://localhost:6379/0 voicehooks worker myapp:app --concurrency 16
     """
     from voicehooks.cli import _inspect
-    from voicehooks.worker import Worker
+    from voicehooks.work.worker import Worker
 
     setup_logging(log_format, log_level)
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
@@ -246,8 +246,8 @@ def worker(
             f"{target} has no durable queue: set {QUEUE_URL_ENV}=redis://... (the receivers' "
             "value) or pass VoiceHooks(queue=...)"
         )
-    from voicehooks.durable import QueuedJobs
-    from voicehooks.stores import MemoryStore
+    from voicehooks.state.stores import MemoryStore
+    from voicehooks.work.durable import QueuedJobs
 
     if isinstance(app.store, MemoryStore):
         click.echo(

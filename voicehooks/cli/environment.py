@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from voicehooks.app import SECRET_ENV, resolve_secrets
-from voicehooks.exceptions import ConfigurationError
+from voicehooks.core.exceptions import ConfigurationError
 
 __all__ = [
     "configured_secrets",

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import click
 
-from voicehooks.signing import sign
+from voicehooks.core.signing import sign
 
 __all__ = ["Poster"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from voicehooks.recording import REPLAY_HEADER, Recording, read_recording
+from voicehooks.observe.recording import REPLAY_HEADER, Recording, read_recording
 
 from .environment import configured_secrets, env_file_option
 from .posting import Poster

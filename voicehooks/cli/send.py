@@ -24,8 +24,8 @@ from typing import Any, NoReturn
 import click
 
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV
-from voicehooks.responses import results_from_response
-from voicehooks.signing import sign
+from voicehooks.core.responses import results_from_response
+from voicehooks.core.signing import sign
 from voicehooks.testing import (
     assistant_request,
     end_of_call_report,

@@ -51,12 +51,12 @@ def app() -> ASGIApp:
     served: ASGIApp = instance
     record = os.environ.get(RECORD_ENV)
     if record:
-        from voicehooks.recording import Recorder
+        from voicehooks.observe.recording import Recorder
 
         instance.add_observer(Recorder(record))
     inspector = os.environ.get(INSPECTOR_ENV)
     if inspector:
-        from voicehooks.inspector import Inspector
+        from voicehooks.dev.inspector import Inspector
 
         secrets = resolve_secrets(None)
         served = Inspector(

@@ -20,11 +20,11 @@ from typing import Any
 import anyio
 import click
 
-from voicehooks.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
-from voicehooks.drift import Difference, DriftError, diff, read_definitions
-from voicehooks.exceptions import ConfigurationError
-from voicehooks.tools import Tool
-from voicehooks.toolstats import STATS_PATH
+from voicehooks.core.exceptions import ConfigurationError
+from voicehooks.dev.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
+from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions
+from voicehooks.observe.toolstats import STATS_PATH
+from voicehooks.tools.definition import Tool
 
 from .environment import env_file_option
 
@@ -100,7 +100,7 @@ def assistant_definitions(assistant_id: str) -> tuple[list[dict[str, Any]], str 
         click.UsageError: No key, no httpx, or the platform refused or could not answer
             (exit code 2: nothing was compared).
     """
-    from voicehooks.api import PlatformAPIError, PlatformClient
+    from voicehooks.live.api import PlatformAPIError, PlatformClient
 
     async def fetch() -> dict[str, Any]:
         # A command line can wait longer than a live call: one generous attempt budget.

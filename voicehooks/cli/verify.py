@@ -1,6 +1,6 @@
 """``voicehooks verify``: check a captured delivery and explain why it does not verify.
 
-The checks are the app's own (``voicehooks.signing.Verifier``), run one at a time so each
+The checks are the app's own (``voicehooks.core.signing.Verifier``), run one at a time so each
 failure can be named: a missing or repeated header, a malformed timestamp or signature, clock
 skew beyond the tolerance, no configured secret matching. When no secret matches, the usual
 accidents are tried (a trailing newline added by an editor, JSON parsed and re-serialised by
@@ -20,8 +20,8 @@ from typing import Any
 import click
 
 from voicehooks.app import SECRET_ENV, SECRET_FILE_ENV
-from voicehooks.exceptions import SignatureError
-from voicehooks.signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
+from voicehooks.core.exceptions import SignatureError
+from voicehooks.core.signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 
 from .environment import configured_secrets, env_file_option
 

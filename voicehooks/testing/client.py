@@ -12,8 +12,8 @@ import anyio.abc
 import msgspec
 
 from voicehooks.app import VoiceHooks, resolve_secrets
-from voicehooks.responses import results_from_response
-from voicehooks.signing import sign
+from voicehooks.core.responses import results_from_response
+from voicehooks.core.signing import sign
 
 from .factories import assistant_request, end_of_call_report, status_update, tool_call, tool_calls
 

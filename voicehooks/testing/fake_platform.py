@@ -53,7 +53,7 @@ from urllib.parse import unquote
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from voicehooks.api import PlatformClient
+from voicehooks.live.api import PlatformClient
 
 if TYPE_CHECKING:
     import httpx

@@ -73,8 +73,8 @@ from typing import Any
 
 import msgspec
 
-from voicehooks.events import EVENT_NAMES
-from voicehooks.responses import results_from_response
+from voicehooks.core.events import EVENT_NAMES
+from voicehooks.core.responses import results_from_response
 
 from .client import ASGIApp, WebhookClient
 from .factories import (

@@ -1,0 +1,296 @@
+"""Log lines that never carry payload values, and how they look under any server.
+
+Everything voicehooks logs goes to the ``voicehooks`` logger: one INFO line per delivery
+(event type, masked call id, status, milliseconds, each tool and how it ended), a WARNING per
+rejection, an ERROR per failure in user code. ``voicehooks run`` shows it with time, level
+and logger name (``--log-format text|json``); under any other server one line does the same::
+
+    import voicehooks.core.logs
+
+    voicehooks.core.logs.setup()  # or setup(format="json", level="INFO")
+
+An exception's message is data: ``KeyError(customer_number)`` puts a phone number in it. So
+failures are logged with the exception's type and where it was raised, and the message is
+withheld (``describe``); both formatters here print an attached ``exc_info`` the same way,
+whoever logged it. Error hooks still receive the exception object itself, for trackers like
+Sentry that keep data under their own access control.
+
+A call id is opaque, and the platform's REST ids embed the caller's number
+(``call-_+316…``, PLATFORM.md §2), so every call id is logged through ``masked``.
+
+Warnings that the sender can trigger at will (a model inventing tool names) go through a
+``Throttle``, so that no sender can fill the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "JSONFormatter",
+    "LogFormat",
+    "TextFormatter",
+    "Throttle",
+    "describe",
+    "logging_config",
+    "masked",
+    "setup",
+]
+
+LogFormat = Literal["text", "json"]
+
+_PHONE_LIKE = re.compile(r"\d{7,}")
+
+# What every LogRecord has; anything else on a record came through ``extra=``.
+_STANDARD: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "taskName", "color_message"}  # uvicorn's colored duplicate
+)
+# The servers' own loggers, which ``setup`` restyles when a server configured them already.
+_SERVER_LOGGERS: Final = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn.error",
+    "gunicorn.access",
+)
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def masked(call_id: str | None) -> str:
+    """``call_id`` with every run of 7 or more digits starred out, for the log.
+
+    Examples:
+        >>> masked("call-_+31612345678_XqaQ")
+        'call-_+***********_XqaQ'
+        >>> masked("3f8c2d1e-6b7a-4c59")
+        '3f8c2d1e-6b7a-4c59'
+    """
+    if call_id is None:
+        return "-"
+    return _PHONE_LIKE.sub(lambda match: "*" * len(match.group()), call_id)
+
+
+class Throttle:
+    """Allows at most ``limit`` events per ``period_seconds``; counts the ones it refused.
+
+    Examples:
+        >>> throttle = Throttle(limit=2, period_seconds=60)
+        >>> [throttle.allow() for _ in range(3)]
+        [True, True, False]
+        >>> throttle.refused
+        1
+    """
+
+    __slots__ = ("_clock", "_count", "_window_started", "limit", "period_seconds", "refused")
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        period_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.period_seconds = period_seconds
+        self._clock = clock
+        self._window_started = clock()
+        self._count = 0
+        self.refused = 0
+
+    def allow(self) -> bool:
+        """Whether one more event may be logged now."""
+        now = self._clock()
+        if now - self._window_started >= self.period_seconds:
+            self._window_started, self._count = now, 0
+        if self._count < self.limit:
+            self._count += 1
+            return True
+        self.refused += 1
+        return False
+
+    def take_refused(self) -> int:
+        """How many were refused since the last call; resets the count."""
+        refused, self.refused = self.refused, 0
+        return refused
+
+
+def describe(exc: BaseException) -> str:
+    """The exception's type and traceback, without its message or its chained messages.
+
+    Examples:
+        >>> number = "+31600000000"
+        >>> try:
+        ...     {}[number]
+        ... except KeyError as exc:
+        ...     text = describe(exc)
+        >>> text.splitlines()[0]
+        'KeyError (message withheld)'
+        >>> "+31600000000" in text
+        False
+    """
+    lines = [f"{type(exc).__qualname__} (message withheld)", "Traceback (most recent call last):"]
+    for frame in traceback.extract_tb(exc.__traceback__):
+        lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {frame.line}")
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if cause is not None:
+        lines.append(f"  caused by {type(cause).__qualname__}")
+    return "\n".join(lines)
+
+
+def _timestamp(created: float) -> str:
+    # ISO 8601 in UTC with milliseconds: sortable, and the same on every host.
+    seconds = int(created)
+    millis = int((created - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def _exception(record: logging.LogRecord) -> str | None:
+    if record.exc_info and record.exc_info[1] is not None:
+        return describe(record.exc_info[1])
+    return None
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-01-31T12:00:00.123Z INFO voicehooks: message``, the default of ``voicehooks run``.
+
+    Usable in any ``dictConfig`` (``"()": "voicehooks.core.logs.TextFormatter"``). An exception
+    attached to a record is shown by ``describe``: type and traceback, no message.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line (more with a traceback)."""
+        line = (
+            f"{_timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        )
+        exception = _exception(record)
+        return line if exception is None else f"{line}\n{exception}"
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers.
+
+    Keys, always: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``; then every
+    field passed through ``extra=``. voicehooks' per-delivery line adds ``event``,
+    ``call_id`` (masked), ``status``, ``duration_ms`` and ``tools`` (each tool's name and
+    outcome, never its arguments or result). ``exception`` holds ``describe``'s text when a
+    record carries one. Usable in any ``dictConfig``
+    (``"()": "voicehooks.core.logs.JSONFormatter"``).
+
+    Example:
+        >>> import logging
+        >>> record = logging.LogRecord("voicehooks", logging.INFO, "", 0, "hi %s", ("you",), None)
+        >>> record.created = 0.0
+        >>> record.status = 200
+        >>> line = JSONFormatter().format(record)
+        >>> line[:59]
+        '{"time":"1970-01-01T00:00:00.000Z","level":"INFO","logger":'
+        >>> line[59:]
+        '"voicehooks","message":"hi you","status":200}'
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        fields: dict[str, Any] = {
+            "time": _timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                fields[key] = value
+        exception = _exception(record)
+        if exception is not None:
+            fields["exception"] = exception
+        return _encode(fields).decode()
+
+
+_FORMATTERS: Final[dict[str, type[logging.Formatter]]] = {
+    "text": TextFormatter,
+    "json": JSONFormatter,
+}
+
+
+def _formatter_class(format: str) -> type[logging.Formatter]:
+    try:
+        return _FORMATTERS[format]
+    except KeyError:
+        raise ValueError(f"log format must be 'text' or 'json', got {format!r}") from None
+
+
+def logging_config(format: LogFormat = "text", level: str = "INFO") -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` of ``voicehooks run``: every line in one format.
+
+    The root logger (so the app's own loggers too), ``voicehooks`` and uvicorn's loggers
+    write to stderr through one handler at ``level``.
+    """
+    formatter = _formatter_class(format)
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"voicehooks": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "voicehooks",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": ["stderr"], "level": level, "propagate": False},
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+    }
+
+
+class _SetupHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``setup`` installs, recognisable so a second call replaces it."""
+
+
+def setup(format: LogFormat = "text", level: str | int = "INFO") -> None:
+    """Show every log line with time, level and logger name, under any server.
+
+    The one line of setup outside ``voicehooks run`` (plain uvicorn, gunicorn, a FastAPI app):
+    call it where the app is created. It gives the root logger a stderr handler in
+    ``format`` at ``level``, so ``voicehooks``' lines and the app's own show; and when the
+    server configured its loggers already (uvicorn, gunicorn), their handlers get the same
+    format and keep their destinations. Calling it again replaces what it installed.
+
+    Under ``voicehooks run`` (or any config that gives the root logger a handler with one of
+    these formatters) it does nothing: the process owner chose already, and a second handler
+    would print every line twice.
+
+    Args:
+        format: ``"text"`` or ``"json"`` (one object per line, see ``JSONFormatter``).
+        level: The root logger's level, a name (``"INFO"``) or a number.
+    """
+    formatter = _formatter_class(format)()
+    root = logging.getLogger()
+    if any(
+        isinstance(h.formatter, tuple(_FORMATTERS.values())) and not isinstance(h, _SetupHandler)
+        for h in root.handlers
+    ):
+        return
+    for handler in [h for h in root.handlers if isinstance(h, _SetupHandler)]:
+        root.removeHandler(handler)
+    handler = _SetupHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in _SERVER_LOGGERS:
+        for server_handler in logging.getLogger(name).handlers:
+            server_handler.setFormatter(formatter)

@@ -1,0 +1,437 @@
+"""Tool contracts: lint the tool definitions the model is given, before an assistant uses them.
+
+``lint(definitions)`` reads ``llm_config.tools[]`` entries (``app.tool_definitions()`` or an
+exported assistant) and returns one ``Finding`` per problem: an ``error`` the providers refuse
+or a model cannot use, or a ``warning`` that makes calls worse. ``voicehooks tools TARGET
+--check`` prints them, one line each, and fails on errors.
+
+What is checked, and the source of each limit:
+
+* The tool name: starts with a letter or ``_``, then letters, digits, ``_`` or ``-``, at most
+  64 characters (PLATFORM.md 4.5, tool templates; OpenAI's ``^[a-zA-Z0-9_-]{1,64}$`` and
+  Gemini's and Mistral's name rules are all looser or equal). Parameter names follow Gemini's
+  stricter rule: a letter or ``_``, then letters, digits or ``_``, at most 64.
+* The description: present, not blank, at most 1,024 characters (the OpenAI API refuses a
+  longer ``tools[].function.description`` with ``string_above_max_length``), at least three
+  words.
+* Each parameter has a description, a type (or ``enum``/``$ref``/``anyOf``), an enum with at
+  least two values (a one-value ``Literal`` is a constant the model must guess), an enum rather
+  than prose for a closed set ("one of ...", "either ..."); ``required`` names existing
+  properties and none that has a default.
+* JSON Schema keywords each provider documents (``SCHEMA_KEYWORDS``): a keyword that no
+  provider documents is an error, one that only some document is a warning naming those
+  that do not.
+* When measurements exist (``ToolStats``): a tool whose 95th percentile takes at least
+  ``SLOW_SECONDS`` without a spoken message (``message``/``async_response``) or that timed out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from voicehooks.tools.definition import Tool, parse_docstring
+
+__all__ = [
+    "DESCRIPTION_MAX_CHARS",
+    "Finding",
+    "PROVIDERS",
+    "SCHEMA_KEYWORDS",
+    "SLOW_SECONDS",
+    "lint",
+]
+
+DESCRIPTION_MAX_CHARS: Final = 1024
+"""The OpenAI API refuses a longer function description (``string_above_max_length``)."""
+SLOW_SECONDS: Final = 2.0
+"""A 95th percentile at or above this is silence a caller notices."""
+MIN_SAMPLES: Final = 5
+"""Fewer measured calls than this say nothing about a tool's latency."""
+MAX_TOOLS: Final = 128
+"""OpenAI's documented maximum number of tools in one request."""
+
+PROVIDERS: Final = ("openai", "mistral", "xai", "google")
+"""The platform's ``llm_config.provider`` values (PLATFORM.md 3.4), realtime variants aside."""
+
+_ANNOTATIONS = {"description", "title", "default"}
+SCHEMA_KEYWORDS: Final[dict[str, frozenset[str] | None]] = {
+    # OpenAI, Structured Outputs "Supported schemas": the keywords it documents.
+    "openai": frozenset(
+        {
+            *_ANNOTATIONS,
+            *("type", "properties", "required", "additionalProperties", "items", "enum"),
+            *("anyOf", "$ref", "$defs", "definitions", "pattern", "format", "multipleOf"),
+            *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
+            *("minItems", "maxItems"),
+        }
+    ),
+    # Gemini FunctionDeclaration.parameters: "a select subset of an OpenAPI 3.0 schema
+    # object" (the Schema message); its API refuses any other field.
+    "google": frozenset(
+        {
+            *_ANNOTATIONS,
+            *("type", "format", "nullable", "enum", "items", "minItems", "maxItems"),
+            *("properties", "required", "minProperties", "maxProperties", "propertyOrdering"),
+            *("minLength", "maxLength", "pattern", "example", "anyOf", "minimum", "maximum"),
+        }
+    ),
+    # xAI, Structured Outputs "JSON Schema support" (tool schemas follow it): documented
+    # types and combinators; the keywords it does not list are those of the deny list below.
+    "xai": None,
+    # Mistral publishes no keyword subset for function parameters: nothing to check.
+    "mistral": None,
+}
+_XAI_UNSUPPORTED = frozenset(
+    {"not", "if", "then", "else", "dependentRequired", "dependentSchemas", "patternProperties"}
+)
+_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CLOSED_SET = re.compile(r"\b(one of|either)\b", re.IGNORECASE)
+_TYPED_BY = ("type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem in one tool definition.
+
+    Attributes:
+        severity: ``"error"`` (refused by a provider or unusable by a model) or ``"warning"``.
+        tool: The tool's name.
+        path: Where in the definition, e.g. ``parameters.properties.party_size``.
+        message: What is wrong and how to fix it, one line.
+    """
+
+    severity: str
+    tool: str
+    path: str
+    message: str
+
+    def line(self) -> str:
+        """The finding as one line of ``voicehooks tools --check`` output."""
+        return f"{self.severity}: {self.tool}: {self.path}: {self.message}"
+
+
+def lint(
+    definitions: list[dict[str, Any]],
+    *,
+    tools: Mapping[str, Tool] | None = None,
+    stats: Mapping[str, Mapping[str, Any]] | None = None,
+    providers: Collection[str] = PROVIDERS,
+    slow_seconds: float = SLOW_SECONDS,
+) -> list[Finding]:
+    """Check tool definitions; return the findings, errors first, in definition order.
+
+    Args:
+        definitions: Flat ``llm_config.tools[]`` entries (``app.tool_definitions()``).
+        tools: The registered tools by name, to compare docstrings with parameters.
+        stats: Measured calls per tool name (``ToolStats.summary()["tools"]``).
+        providers: Check the schema keywords against these providers only.
+        slow_seconds: A measured 95th percentile from which a tool counts as slow.
+    """
+    unknown = set(providers) - set(PROVIDERS)
+    if unknown:
+        raise ValueError(f"unknown provider(s) {sorted(unknown)}; known: {', '.join(PROVIDERS)}")
+    findings: list[Finding] = []
+    if len(definitions) > MAX_TOOLS:
+        findings.append(
+            Finding(
+                "error",
+                "*",
+                "tools",
+                f"{len(definitions)} tools; OpenAI accepts at most {MAX_TOOLS} per request: "
+                "split them across assistants",
+            )
+        )
+    seen: set[str] = set()
+    for definition in definitions:
+        name = str(definition.get("name", ""))
+        if name in seen:
+            findings.append(Finding("error", name, "name", "defined twice: rename one"))
+        seen.add(name)
+        found = list(_lint_tool(name, definition, providers))
+        if tools is not None and name in tools:
+            found += _lint_docstring(tools[name], definition)
+        if stats is not None and name in stats:
+            found += _lint_latency(name, definition, stats[name], slow_seconds)
+        findings += found
+    return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def _lint_tool(
+    name: str, definition: Mapping[str, Any], providers: Collection[str]
+) -> Iterator[Finding]:
+    if not _TOOL_NAME.fullmatch(name):
+        yield Finding(
+            "error",
+            name or "(no name)",
+            "name",
+            f"{name!r} is not a valid tool name: start with a letter or '_', then use only "
+            "letters, digits, '_' or '-', at most 64 characters",
+        )
+    yield from _lint_description(name, definition.get("description"))
+    if definition.get("async_response") and not definition.get("async"):
+        yield Finding(
+            "warning",
+            name,
+            "async_response",
+            "only used by async tools, this one is not: remove it or set fire_and_forget=True",
+        )
+    parameters = definition.get("parameters")
+    if parameters is None:
+        return
+    if not isinstance(parameters, dict) or parameters.get("type") != "object":
+        yield Finding(
+            "error",
+            name,
+            "parameters",
+            'must be a JSON Schema of "type": "object" with the arguments as properties',
+        )
+        return
+    yield from _lint_parameters(name, parameters)
+    for path, node in _walk(parameters, "parameters"):
+        yield from _lint_keywords(name, path, node, providers)
+
+
+def _lint_description(name: str, description: Any) -> Iterator[Finding]:
+    text = description.strip() if isinstance(description, str) else ""
+    if not text:
+        yield Finding(
+            "error",
+            name,
+            "description",
+            "missing or blank: the model decides when to call a tool from its description; "
+            "give the function a docstring",
+        )
+    elif len(text) > DESCRIPTION_MAX_CHARS:
+        yield Finding(
+            "error",
+            name,
+            "description",
+            f"{len(text):,} characters; OpenAI refuses more than {DESCRIPTION_MAX_CHARS:,}: "
+            "keep when to call it there and move the rest to the assistant's prompt",
+        )
+    elif len(text.split()) < 3:
+        yield Finding(
+            "warning",
+            name,
+            "description",
+            f"{text!r} is too short to tell the model when to call it: say what it does and "
+            "when to use it",
+        )
+
+
+def _lint_parameters(name: str, schema: Mapping[str, Any]) -> Iterator[Finding]:
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    required = schema.get("required") or []
+    for argument in required:
+        if argument not in properties:
+            yield Finding(
+                "error",
+                name,
+                "parameters.required",
+                f"names {argument!r}, which is not a property: remove it or add the property",
+            )
+    if len(set(required)) != len(required):
+        yield Finding("error", name, "parameters.required", "lists a name twice")
+    for argument, prop in properties.items():
+        path = f"parameters.properties.{argument}"
+        if not _PARAMETER_NAME.fullmatch(argument):
+            yield Finding(
+                "warning",
+                name,
+                path,
+                "Gemini accepts parameter names of ASCII letters, digits and '_' (at most 64) "
+                "only: rename it",
+            )
+        if not isinstance(prop, dict):
+            continue
+        target = _resolve(schema, prop)
+        described = prop.get("description") or target.get("description")
+        if not described:
+            yield Finding(
+                "warning",
+                name,
+                path,
+                "no description: add an 'Args:' line for it to the docstring, saying what it "
+                "is and in which format",
+            )
+        if argument in required and "default" in prop:
+            yield Finding(
+                "error",
+                name,
+                path,
+                "required and has a default: drop it from 'required' or drop the default",
+            )
+        if argument not in required and "default" not in prop:
+            yield Finding(
+                "warning",
+                name,
+                path,
+                "optional without a default: give it a default so the model knows what "
+                "leaving it out means, or make it required",
+            )
+        if isinstance(described, str) and _CLOSED_SET.search(described) and "enum" not in target:
+            yield Finding(
+                "warning",
+                name,
+                path,
+                "the description lists choices but the schema does not: annotate it with a "
+                "Literal[...] of the values so the model can only pick one of them",
+            )
+
+
+def _lint_keywords(
+    name: str, path: str, node: Mapping[str, Any], providers: Collection[str]
+) -> Iterator[Finding]:
+    parent = path.rsplit(".", 2)[-2:-1]
+    if parent in (["properties"], ["$defs"]) and not any(key in node for key in _TYPED_BY):
+        yield Finding(
+            "error",
+            name,
+            path,
+            'no "type": the model may send anything; annotate the parameter '
+            "(str, int, float, bool, a Literal, ...)",
+        )
+    enum = node.get("enum")
+    if isinstance(enum, list):
+        if not enum:
+            yield Finding("error", name, path, "an empty enum: no value can be sent")
+        elif len(enum) == 1:
+            yield Finding(
+                "warning",
+                name,
+                path,
+                f"an enum with one value ({enum[0]!r}) is a constant: remove the parameter "
+                "and use the value in the function, or list every allowed value",
+            )
+    if "google" in providers:
+        if isinstance(node.get("type"), list):
+            yield Finding(
+                "warning",
+                name,
+                f"{path}.type",
+                "a list of types is not supported by google: use one type (and nullable)",
+            )
+        if "enum" in node and "type" not in node:
+            yield Finding(
+                "warning",
+                name,
+                path,
+                'an enum without "type" is not supported by google: add "type": "string"',
+            )
+    checked = [p for p in providers if p in SCHEMA_KEYWORDS]
+    for keyword in node:
+        refusing = [p for p in checked if not _accepts(p, keyword, node)]
+        rules = [p for p in checked if p != "mistral"]
+        if not refusing:
+            continue
+        severity = "error" if rules and set(refusing) == set(rules) else "warning"
+        yield Finding(
+            severity,
+            name,
+            f"{path}.{keyword}",
+            f"{keyword!r} is not supported by {', '.join(refusing)}: "
+            + _KEYWORD_FIXES.get(keyword, "express it with type, enum or a description"),
+        )
+
+
+_KEYWORD_FIXES = {
+    "$ref": "inline the nested type (a dict or flat parameters) if the assistant uses it",
+    "$defs": "inline the nested type (a dict or flat parameters) if the assistant uses it",
+    "additionalProperties": "use a nested Struct with named fields instead of a dict",
+    "prefixItems": "use a list or separate parameters instead of a tuple",
+    "uniqueItems": "use a list and say 'no duplicates' in the description",
+    "contentEncoding": "take a str instead of bytes",
+    "const": "use an enum",
+    "examples": "put an example in the description",
+}
+
+
+def _accepts(provider: str, keyword: str, node: Mapping[str, Any]) -> bool:
+    if provider == "xai":
+        if keyword == "allOf" and len(node.get("allOf") or []) > 1:
+            return False  # documented: allOf with a single subschema only
+        return keyword not in _XAI_UNSUPPORTED
+    allowed = SCHEMA_KEYWORDS[provider]
+    return allowed is None or keyword in allowed
+
+
+def _walk(node: Any, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every subschema of ``node`` (a JSON Schema), with its dotted path."""
+    if not isinstance(node, dict):
+        return
+    yield path, node
+    for key in _SUBSCHEMA_MAPS:
+        children = node.get(key)
+        if isinstance(children, dict):
+            for child_name, child in children.items():
+                yield from _walk(child, f"{path}.{key}.{child_name}")
+    for key in _SUBSCHEMA_LISTS:
+        children = node.get(key)
+        if isinstance(children, list):
+            for index, child in enumerate(children):
+                yield from _walk(child, f"{path}.{key}[{index}]")
+    for key in _SUBSCHEMAS:
+        yield from _walk(node.get(key), f"{path}.{key}")
+
+
+def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow a local ``$ref`` (``#/$defs/Name``) one step, else ``node`` itself."""
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            return target
+    return node
+
+
+def _lint_docstring(tool: Tool, definition: Mapping[str, Any]) -> Iterator[Finding]:
+    _, documented = parse_docstring(inspect.getdoc(tool.function) or "")
+    properties = (definition.get("parameters") or {}).get("properties") or {}
+    for argument in documented:
+        if argument.lstrip("*") in properties:
+            continue
+        close = difflib.get_close_matches(argument, list(properties), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "remove the line"
+        yield Finding(
+            "warning",
+            tool.name,
+            "description",
+            f"the docstring documents {argument!r}, which is not a parameter: {hint}",
+        )
+
+
+def _lint_latency(
+    name: str, definition: Mapping[str, Any], summary: Mapping[str, Any], slow_seconds: float
+) -> Iterator[Finding]:
+    count = int(summary.get("timed", summary.get("count")) or 0)
+    timeouts = int(summary.get("timeouts") or 0)
+    p95 = summary.get("p95_seconds")
+    spoken = definition.get("message") or definition.get("async_response")
+    if definition.get("async") or spoken:
+        return
+    if count >= MIN_SAMPLES and isinstance(p95, (int, float)) and p95 >= slow_seconds:
+        yield Finding(
+            "warning",
+            name,
+            "latency",
+            f"95% of {count} measured calls took up to {p95:.1f} s of silence: give it an "
+            "interim message the assistant says meanwhile, or make it faster",
+        )
+    if timeouts:
+        yield Finding(
+            "warning",
+            name,
+            "latency",
+            f"{timeouts} of {count} measured calls hit the deadline: raise timeout_seconds, "
+            "make it faster or give it an interim message",
+        )

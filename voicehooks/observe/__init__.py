@@ -1,0 +1,31 @@
+"""Watching the app: the ``Observer`` seam, the records it is handed, and the observers shipped.
+
+Metrics (``voicehooks.observe.metrics``, the ``[metrics]`` extra) and traces
+(``voicehooks.observe.tracing``, the ``[otel]`` extra) are imported from their own modules, so
+that an app without those extras imports neither.
+"""
+
+from voicehooks.core.records import (
+    Delivery,
+    DeliveryOutcome,
+    JobOutcome,
+    JobRun,
+    ToolOutcome,
+    ToolRun,
+)
+
+from .observers import Observer
+from .recording import Recorder
+from .toolstats import ToolStats
+
+__all__ = [
+    "Delivery",
+    "DeliveryOutcome",
+    "JobOutcome",
+    "JobRun",
+    "Observer",
+    "Recorder",
+    "ToolOutcome",
+    "ToolRun",
+    "ToolStats",
+]

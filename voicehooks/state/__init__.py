@@ -1,0 +1,3 @@
+"""What the app remembers across requests and processes: the delivery stores and
+duplicate suppression.
+"""

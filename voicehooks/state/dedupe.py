@@ -1,0 +1,170 @@
+"""Once-only processing: a duplicate delivery is answered without running anything again.
+
+The platform documents neither retries nor delivery ids (PLATFORM.md 8 rows 1-2), so the
+identity of a delivery is derived from what it carries:
+
+* A **tool call** is its (call id, tool call id). The first delivery claims it, runs the tool
+  and stores the encoded result; a duplicate answers that same result, waiting for it while
+  the first still runs, within the tool's deadline (past it: the timeout error result).
+* A **status-update** or **end-of-call-report** is a digest of its identity: event type, call
+  id, call status and the event's own time (``message.timestamp``, milliseconds). A duplicate
+  is acknowledged with ``{}`` and its handlers do not run. The signature headers are not part
+  of it, so a re-signed redelivery and an exact replay inside the tolerance window are both
+  duplicates, and so is a redelivery whose JSON was re-serialised. PLATFORM.md 8 row 1
+  recommends these fields; the event time keeps two real events of one call apart. A digest
+  of the whole body would identify the same deliveries, but hashing a 30 KB report costs as
+  much as verifying its signature.
+* An **assistant-request** is never deduplicated: it only reads configuration and must be
+  answered within 5 s, so answering a replay again is harmless and waiting on a store is not.
+
+What is kept: a result, a ``ToolError``, unusable arguments and a fire-and-forget tool's
+immediate answer are stored and answered to every duplicate. A tool that raised an unexpected
+exception or ran out of time is released, so a redelivery may try it again (a tool that can
+fail *after* its side effect should raise ``ToolError`` or be idempotent).
+
+A store that fails or is slow never blocks a live call: with ``store_failure="process"`` (the
+default) the delivery is processed as if it were the first and an error is logged; with
+``"reject"`` it is answered 503, for senders that retry and tools that must not run twice.
+A tool call the store already named a duplicate is never run again: if its first result
+cannot be fetched, it is answered with the timeout error result (or 503 with ``"reject"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, Literal, TypeAlias
+
+import anyio
+import msgspec
+
+from voicehooks.core.events import Event, ToolCall, ToolCalls
+from voicehooks.core.exceptions import Unavailable
+from voicehooks.core.identity import event_key, tool_key
+from voicehooks.core.logs import masked
+
+from .stores import DeliveryStore
+
+__all__ = ["Deduplicator", "StoreFailure"]
+
+_log = logging.getLogger("voicehooks")
+
+StoreFailure: TypeAlias = Literal["process", "reject"]
+"""What to do with a delivery when the store cannot say whether it is a duplicate."""
+
+# A claim outlives the tool's deadline by this much, so that a process that dies mid-call
+# leaves no claim behind for longer than a redelivery would wait anyway.
+_IN_FLIGHT_MARGIN_SECONDS: Final = 5.0
+
+_UNAVAILABLE: Final = "the duplicate-delivery store is unavailable; deliver again later"
+
+Execute = Callable[[], Awaitable[tuple[msgspec.Raw, bool]]]
+"""Runs a tool once: returns its encoded answer and whether to keep it for duplicates."""
+
+
+class Deduplicator:
+    """Claims deliveries in a ``DeliveryStore`` and answers duplicates from it.
+
+    Args:
+        store: Where claims and results live.
+        ttl_seconds: How long a delivery is remembered once handled.
+        store_failure: ``"process"`` or ``"reject"`` (503) when the store fails.
+    """
+
+    def __init__(
+        self, store: DeliveryStore, *, ttl_seconds: float, store_failure: StoreFailure
+    ) -> None:
+        self.store = store
+        self.ttl_seconds = ttl_seconds
+        self.store_failure = store_failure
+
+    async def is_first_event(self, event: Event) -> bool:
+        """Claim an informational delivery; ``False`` if it was seen before.
+
+        Raises:
+            Unavailable: The store failed and ``store_failure`` is ``"reject"``.
+        """
+        try:
+            first = await self.store.claim(event_key(event), self.ttl_seconds)
+        except Exception as exc:
+            self._fault(exc, event, "processing the delivery anyway")
+            return True
+        if not first:
+            _log.info("duplicate %s (call %s) acknowledged; handlers not run", *_label(event))
+        return first
+
+    async def run_tool(
+        self, event: ToolCalls, call: ToolCall, timeout_seconds: float, execute: Execute
+    ) -> msgspec.Raw | None:
+        """Run ``execute`` unless ``call`` ran before; a duplicate gets the first answer.
+
+        Returns:
+            The answer, or ``None`` for a duplicate whose first run gave none in time (or
+            whose result the store failed to fetch).
+
+        Raises:
+            Unavailable: The store failed and ``store_failure`` is ``"reject"``.
+        """
+        key = tool_key(event.call.id, call.id)
+        store = self.store
+        try:
+            first = await store.claim(key, timeout_seconds + _IN_FLIGHT_MARGIN_SECONDS)
+        except Exception as exc:
+            self._fault(exc, event, "processing the delivery anyway")
+            return (await execute())[0]
+        if not first:
+            _log.info(
+                "duplicate tool call %s (call %s): answering the first run's result",
+                call.function.name,
+                masked(event.call.id),
+            )
+            try:
+                result = await store.wait_result(key, timeout_seconds)
+            except Exception as exc:
+                # Known to be a duplicate: never run it again, even with store_failure="process".
+                self._fault(exc, event, "answering the duplicate without the first result")
+                return None
+            return None if result is None else msgspec.Raw(result)
+        try:
+            answer, keep = await execute()
+        except BaseException:
+            # Cancelled (shutdown): free the claim so that a redelivery is not refused.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await store.release(key)
+                except Exception as exc:
+                    _settle_failed(exc, event)
+            raise
+        try:
+            if keep:
+                await store.put_result(key, bytes(answer), self.ttl_seconds)
+            else:
+                await store.release(key)
+        except Exception as exc:
+            _settle_failed(exc, event)  # the answer exists already: it is sent all the same
+        return answer
+
+    def _fault(self, exc: Exception, event: Event, fallback: str) -> None:
+        rejecting = self.store_failure == "reject"
+        _log.error(
+            "duplicate-delivery store failed for %s (call %s): %s: %s; %s",
+            *_label(event),
+            type(exc).__name__,
+            exc,
+            "answering 503" if rejecting else fallback,
+        )
+        if rejecting:
+            raise Unavailable(_UNAVAILABLE) from exc
+
+
+def _settle_failed(exc: Exception, event: Event) -> None:
+    _log.error(
+        "duplicate-delivery store failed recording %s (call %s): %s: %s",
+        *_label(event),
+        type(exc).__name__,
+        exc,
+    )
+
+
+def _label(event: Event) -> tuple[str, str]:
+    return event.type, masked(event.call.id)

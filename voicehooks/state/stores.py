@@ -1,0 +1,444 @@
+"""Where deliveries are remembered, so that a duplicate is answered without running twice.
+
+A ``DeliveryStore`` answers three questions for a key: am I the first to see it (``claim``),
+what did the first one answer (``put_result`` / ``wait_result``), and may someone else try
+again (``release``). It also keeps the one rate limit the app shares between its processes,
+the platform's 10 call-control commands per minute per call (``take_token``). Two
+implementations:
+
+* ``MemoryStore``, the default: one dict per process. Duplicates are caught within one
+  process only (``voicehooks run --workers 1``, the default). No locks, no threads, O(1).
+* ``RedisStore``: atomic across workers and hosts (``pip install 'voicehooks[redis]'``). Claims
+  are ``SET NX PX``, results live under their own key, rate-limit tokens are one Lua script
+  on Redis's own clock, and every key it writes expires.
+
+``VoiceHooks`` picks ``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` when that variable is set,
+else one on the durable queue's Redis (``$VOICEHOOKS_QUEUE_URL``: receivers and workers on
+several hosts must share the store), a ``MemoryStore`` otherwise. A store signals trouble
+with ``StoreError`` and nothing else; what happens then is the app's choice
+(``store_failure``), never the store's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+
+import anyio
+
+from voicehooks.core.exceptions import ConfigurationError, StoreError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["DeliveryStore", "MemoryStore", "REDIS_URL_ENV", "RedisStore", "default_store"]
+
+REDIS_URL_ENV: Final = "VOICEHOOKS_REDIS_URL"
+QUEUE_URL_ENV: Final = "VOICEHOOKS_QUEUE_URL"  # voicehooks.work.queue's; not imported: no cycle
+
+T = TypeVar("T")
+
+
+class DeliveryStore(Protocol):
+    """What once-only processing needs from a store. Every method is a coroutine.
+
+    Implementations raise ``StoreError`` (and only that) when they cannot answer, and should
+    answer fast: the caller is a live phone call. Keys are short strings chosen by voicehooks;
+    results are the encoded JSON of a tool's answer.
+    """
+
+    async def open(self) -> None:
+        """Get ready to answer fast (connect, load scripts); the app's lifespan calls this at
+        startup, so the first live call does not pay for it."""
+        ...
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim ``key`` for ``ttl_seconds``: ``True`` for the first caller, ``False`` after."""
+        ...
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        """Store the first caller's ``result`` and keep ``key`` claimed for ``ttl_seconds``.
+
+        Wakes every ``wait_result`` on ``key``.
+        """
+        ...
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        """The result stored for ``key``, waiting up to ``timeout_seconds`` for it.
+
+        ``None`` when it does not come in time, or when the claim is released or gone.
+        """
+        ...
+
+    async def release(self, key: str) -> None:
+        """Drop this process's claim of ``key`` so that a redelivery may run again."""
+        ...
+
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        """Take one of ``key``'s ``capacity`` tokens; each comes back ``window_seconds`` later.
+
+        So at most ``capacity`` tokens are taken within any ``window_seconds``, whichever way
+        the limited side counts its window.
+
+        Returns:
+            ``0.0`` when a token was taken, else the seconds until one comes back (nothing
+            is taken then).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's resources; the app's lifespan calls this at shutdown."""
+        ...
+
+
+def default_store() -> DeliveryStore:
+    """A ``RedisStore`` on ``$VOICEHOOKS_REDIS_URL``, else on ``$VOICEHOOKS_QUEUE_URL``, else
+    a ``MemoryStore``."""
+    url = os.environ.get(REDIS_URL_ENV, "").strip() or os.environ.get(QUEUE_URL_ENV, "").strip()
+    return RedisStore.from_url(url) if url else MemoryStore()
+
+
+# -- in memory ---------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """The default store: a dict in this process, bounded in size, entries expire.
+
+    It catches duplicates that reach the same process. Behind several workers or hosts use
+    ``RedisStore``. Everything runs on the event loop, so no method needs a lock, and each is
+    a few O(1) dict operations. Expired entries are dropped as new ones arrive; past
+    ``max_entries`` the oldest entry goes first (a duplicate arriving after its entry went
+    would run again, so size the bound for your traffic times the TTL).
+
+    Rate-limit buckets (``take_token``) are kept apart, at most ``max_entries`` of them, the
+    least recently used dropped first (its call would then get a fresh budget: size the bound
+    above the number of calls live at once). A bucket whose tokens have all come back leaves.
+
+    Args:
+        max_entries: Most deliveries remembered at once, and most rate-limit buckets.
+        clock: Monotonic seconds; injectable for tests.
+
+    Examples:
+        >>> from voicehooks import MemoryStore, VoiceHooks
+        >>> app = VoiceHooks(secret="whsec_example", store=MemoryStore(max_entries=100_000))
+    """
+
+    def __init__(
+        self, *, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1:
+            raise ConfigurationError(f"max_entries must be >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._clock = clock
+        # Ordered by last write: the front holds the oldest, so expiry and eviction only look
+        # at the front, and ``put_result`` moves its entry to the back. An OrderedDict, not a
+        # dict: a dict finds its first key by skipping the holes that deletions leave at its
+        # front, which makes a queue of a dict O(n) per operation. Entries are (expires at,
+        # result) tuples: tuples of a float and bytes are untracked by the garbage collector,
+        # where 50,000 small objects made each full collection a pause of tens of ms.
+        self._slots: OrderedDict[str, tuple[float, bytes | None]] = OrderedDict()
+        self._waiters: dict[str, anyio.Event] = {}  # only for keys a duplicate waits on
+        # key -> when each token still out was taken, oldest first; least recently used first.
+        self._buckets: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    async def open(self) -> None:
+        """Nothing to prepare; see ``DeliveryStore.open``."""
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim ``key``; see ``DeliveryStore.claim``."""
+        now = self._clock()
+        slots = self._slots
+        slot = slots.get(key)
+        if slot is not None:
+            if slot[0] > now:
+                return False
+            self._drop(key)
+        slots[key] = (now + ttl_seconds, None)
+        if len(slots) > self.max_entries:
+            self._drop(next(iter(slots)))
+            return True
+        # Two expired entries at most leave per claim: each claim adds one, so the store
+        # still shrinks back, and no single request pays for a long sweep.
+        for _ in range(2):
+            oldest = next(iter(slots))
+            if slots[oldest][0] > now:
+                break
+            self._drop(oldest)
+            if not slots:
+                break
+        return True
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        """Store ``result``; see ``DeliveryStore.put_result``."""
+        slots = self._slots
+        # Evicted or expired meanwhile: remember the result all the same.
+        slots[key] = (self._clock() + ttl_seconds, result)
+        slots.move_to_end(key)
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None:
+            waiter.set()
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        """Wait for ``key``'s result; see ``DeliveryStore.wait_result``."""
+        slot = self._slots.get(key)
+        if slot is None or slot[0] <= self._clock():
+            return None
+        if slot[1] is None:
+            waiter = self._waiters.get(key)
+            if waiter is None:
+                waiter = self._waiters[key] = anyio.Event()
+            with anyio.move_on_after(timeout_seconds):
+                await waiter.wait()
+            slot = self._slots.get(key)
+        return None if slot is None else slot[1]
+
+    async def release(self, key: str) -> None:
+        """Drop the claim of ``key``; see ``DeliveryStore.release``."""
+        self._drop(key)
+
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        """Take a token of ``key``; see ``DeliveryStore.take_token``."""
+        now = self._clock()
+        buckets = self._buckets
+        taken = buckets.get(key)
+        if taken is None:
+            taken = buckets[key] = deque()
+            if len(buckets) > self.max_entries:
+                buckets.popitem(last=False)
+            else:  # a bucket whose tokens have all come back leaves, one per new bucket
+                oldest_key, oldest = next(iter(buckets.items()))
+                if oldest_key != key and (not oldest or now - oldest[-1] >= window_seconds):
+                    del buckets[oldest_key]
+        else:
+            buckets.move_to_end(key)
+        while taken and now - taken[0] >= window_seconds:
+            taken.popleft()
+        if len(taken) < capacity:
+            taken.append(now)
+            return 0.0
+        return window_seconds - (now - taken[0])
+
+    async def aclose(self) -> None:
+        """Forget everything and wake all waiters (they get ``None``)."""
+        for key in list(self._slots):
+            self._drop(key)
+        self._buckets.clear()
+
+    def _drop(self, key: str) -> None:
+        self._slots.pop(key, None)
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None:
+            waiter.set()  # a waiter wakes, finds no result, and answers without one
+
+
+# -- Redis -------------------------------------------------------------------------------
+
+# Both scripts touch one key or two keys of the same delivery; Redis runs each atomically.
+_PUT_RESULT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], 'done', 'PX', ARGV[2])
+return 1
+"""
+# A token bucket whose tokens come back one window after each was taken: a list of the times
+# the tokens still out were taken, on Redis's own clock (the workers' clocks may differ).
+# Answers 0 (taken) or the milliseconds until the oldest token comes back.
+_TAKE_TOKEN = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local capacity = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+while true do
+    local oldest = redis.call('LINDEX', KEYS[1], 0)
+    if not oldest or now - tonumber(oldest) < window then break end
+    redis.call('LPOP', KEYS[1])
+end
+if redis.call('LLEN', KEYS[1]) < capacity then
+    redis.call('RPUSH', KEYS[1], now)
+    redis.call('PEXPIRE', KEYS[1], window)
+    return 0
+end
+return math.max(1, window - (now - tonumber(redis.call('LINDEX', KEYS[1], 0))))
+"""
+# Only the owner of a claim may release it: a claim that expired and was taken by another
+# process meanwhile must not be deleted by the first.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisStore:
+    """A store shared by every worker and host that points at the same Redis.
+
+    Keys are ``<prefix>claim:<key>`` (set with ``SET NX PX``, value: this process's token,
+    then ``done``), ``<prefix>result:<key>`` (the first answer) and ``<prefix>tokens:<key>``
+    (a rate-limit bucket, one Lua script per ``take_token``). Every key expires. A
+    waiting duplicate polls the two keys with a short backoff (5 ms, doubling to 50 ms).
+
+    Each operation has its own ``operation_timeout_seconds``; a slow, unreachable or failing
+    Redis raises ``StoreError`` and is never retried here: the caller is a live call. The one
+    exception is a slow poll inside ``wait_result``, which polls on until its own deadline.
+
+    Args:
+        client: A ``redis.asyncio.Redis``; the store owns it and closes it in ``aclose``.
+        prefix: Put in front of every key, to share one Redis between apps.
+        operation_timeout_seconds: Budget of one Redis command.
+
+    Examples:
+        >>> from voicehooks import RedisStore, VoiceHooks
+        >>> store = RedisStore.from_url("redis://localhost:6379/0")  # connects at startup
+        >>> app = VoiceHooks(secret="whsec_example", store=store)
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "voicehooks:",
+        operation_timeout_seconds: float = 0.25,
+    ) -> None:
+        if operation_timeout_seconds <= 0:
+            raise ConfigurationError("operation_timeout_seconds must be > 0")
+        self.client = client
+        self.prefix = prefix
+        self.operation_timeout_seconds = operation_timeout_seconds
+        self._token = uuid.uuid4().hex  # marks the claims this process holds
+        self._put_result = client.register_script(_PUT_RESULT)
+        self._release = client.register_script(_RELEASE)
+        self._take_token = client.register_script(_TAKE_TOKEN)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "voicehooks:",
+        operation_timeout_seconds: float = 0.25,
+    ) -> RedisStore:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+        The client connects in ``open`` (the app's startup) or on first use, fails fast
+        (connect timeout = operation timeout, no retries) and is closed by ``aclose``.
+
+        Raises:
+            ConfigurationError: The ``redis`` package is missing, or ``url`` is not a Redis URL.
+        """
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:
+            raise ConfigurationError(
+                "RedisStore needs the redis package: pip install 'voicehooks[redis]'"
+            ) from None
+        if url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                "not a Redis URL: it must start with redis://, rediss:// or unix://"
+            )
+        try:
+            client = Redis.from_url(
+                url,
+                socket_connect_timeout=operation_timeout_seconds,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError:
+            # Nothing of the URL or of the parser's message: a password with '/', '?' or '#'
+            # ends the host part early, and the parser quotes a piece of it as the "port".
+            raise ConfigurationError(
+                "the Redis URL does not parse (redis://[[user]:password@]host[:port][/db]); "
+                "percent-encode a password's reserved characters: / %2F, ? %3F, # %23, "
+                "@ %40, : %3A"
+            ) from None
+        return cls(client, prefix=prefix, operation_timeout_seconds=operation_timeout_seconds)
+
+    async def open(self) -> None:
+        """Connect and load the scripts, so the first live call pays for neither.
+
+        Raises:
+            StoreError: Redis did not answer; the app logs it and starts all the same.
+        """
+        await self._run("open", self.client.ping())
+        for script in (_PUT_RESULT, _RELEASE, _TAKE_TOKEN):
+            await self._run("open", self.client.script_load(script))
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim ``key`` with ``SET NX PX``; see ``DeliveryStore.claim``."""
+        command = self.client.set(
+            self.prefix + "claim:" + key, self._token, nx=True, px=_milliseconds(ttl_seconds)
+        )
+        return bool(await self._run("claim", command))
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        """Store ``result`` and mark the claim done, atomically; see ``DeliveryStore``."""
+        keys = [self.prefix + "result:" + key, self.prefix + "claim:" + key]
+        await self._run(
+            "put_result", self._put_result(keys=keys, args=[result, _milliseconds(ttl_seconds)])
+        )
+
+    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
+        """Poll for ``key``'s result; see ``DeliveryStore.wait_result``."""
+        keys = [self.prefix + "result:" + key, self.prefix + "claim:" + key]
+        delay = 0.005
+        with anyio.move_on_after(timeout_seconds):
+            while True:
+                try:
+                    result, claim = await self._run("wait_result", self.client.mget(keys))
+                except _Slow:
+                    continue  # one slow poll is no reason to give up: the wait has a deadline
+                if result is not None:
+                    return result if isinstance(result, bytes) else result.encode()
+                if claim is None:
+                    return None  # released, or expired: the first run gave up
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        return None
+
+    async def release(self, key: str) -> None:
+        """Delete ``key``'s claim if this process holds it; see ``DeliveryStore.release``."""
+        await self._run(
+            "release", self._release(keys=[self.prefix + "claim:" + key], args=[self._token])
+        )
+
+    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
+        """Take a token of ``key`` atomically; see ``DeliveryStore.take_token``."""
+        wait = await self._run(
+            "take_token",
+            self._take_token(
+                keys=[self.prefix + "tokens:" + key],
+                args=[capacity, _milliseconds(window_seconds)],
+            ),
+        )
+        return int(wait) / 1000
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+        await self.client.aclose()
+
+    async def _run(self, name: str, command: Awaitable[T]) -> T:
+        try:
+            with anyio.fail_after(self.operation_timeout_seconds):
+                return await command
+        except TimeoutError:
+            raise _Slow(
+                f"redis {name} took longer than {self.operation_timeout_seconds} s"
+            ) from None
+        except Exception as exc:  # redis-py's errors, OSError, and whatever a client raises
+            raise StoreError(f"redis {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+class _Slow(StoreError):
+    """A Redis command did not answer within the operation timeout."""
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))

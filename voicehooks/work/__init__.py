@@ -1,0 +1,3 @@
+"""Work after the answer: the job, the in-process runner, and durable mode's Redis stream and
+worker.
+"""

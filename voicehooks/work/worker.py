@@ -1,0 +1,293 @@
+"""The worker loop of durable mode: read entries, run them, acknowledge, retry, dead-letter.
+
+``voicehooks worker TARGET`` runs one ``Worker`` over the app's ``RedisQueue``. Per entry:
+
+1. It is read from the consumer group (``XREADGROUP``) or taken over from a worker that died
+   (``XAUTOCLAIM`` of entries idle for ``claim_idle_seconds``). While it runs, the worker
+   refreshes the idle time of everything it holds every third of that period, so a live
+   worker's slow handler is never taken from it.
+2. ``run(entry)`` returns a ``JobOutcome`` value. ``done`` acknowledges and deletes the entry.
+   ``failed`` or ``timeout`` (or an exception out of ``run``) waits
+   ``retry_delay_seconds * 2 ** (attempt - 1)`` (at most ``max_retry_delay_seconds``),
+   counts an attempt in Redis and runs it again; after ``max_attempts`` it moves to the dead
+   letters with the reason: the exception's type (never its message), or the outcome. An
+   entry taken over more than ``max_attempts`` times (its workers keep dying on it, say by
+   running out of memory) is dead-lettered as ``abandoned`` without running again.
+3. On ``stop`` the worker reads nothing more, gives what it holds ``grace_seconds`` to
+   finish, then cancels the rest, which stay pending in Redis for other workers.
+
+At most ``concurrency`` entries are held at once (running or waiting to retry), so a worker's
+memory is bounded by that many entries. When Redis is unreachable the loop waits and tries
+again (100 ms doubling to 5 s), logging once per outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Final, NamedTuple
+
+import anyio
+from anyio.abc import TaskGroup
+
+from voicehooks.core.exceptions import QueueError
+from voicehooks.core.logs import describe
+from voicehooks.core.records import JobOutcome
+
+from .queue import Entry, RedisQueue, consumer_name
+
+__all__ = ["ABANDONED", "Result", "Run", "Worker"]
+
+_log = logging.getLogger("voicehooks")
+
+
+class Result(NamedTuple):
+    """How one run of an entry ended: a ``JobOutcome`` value, and for a failure its reason
+    (the exception's type; never its message), which a dead letter keeps."""
+
+    outcome: str
+    reason: str
+
+
+Run = Callable[[Entry], Awaitable[str | Result]]
+"""Runs one entry and returns a ``JobOutcome`` value, or a ``Result`` that names a failure's
+reason; cancellation means the run was cut short."""
+
+FORGET_AFTER_SECONDS: Final = 3600.0
+"""A consumer that holds nothing and was idle this long is removed from the group."""
+
+ABANDONED: Final = "abandoned"
+"""Dead-letter reason of an entry whose workers died on it ``max_attempts`` times."""
+
+
+class Worker:
+    """Consumes a ``RedisQueue`` with a ``run`` callback; see the module docstring.
+
+    Args:
+        queue: The queue to consume.
+        run: Runs one entry.
+        consumer: This worker's name in the group (default: host, pid and a random tail).
+        concurrency: Most entries held at once.
+        claim_idle_seconds: How long an entry must sit idle before another worker takes it
+            over: longer than a worker's pauses (GC, a blocked loop), short enough that a
+            crash delays work little.
+        max_attempts: Runs per entry before it moves to the dead letters.
+        retry_delay_seconds: Wait before the second attempt; doubles with each further one.
+        max_retry_delay_seconds: Longest wait between attempts.
+        grace_seconds: How long ``stop`` waits for held entries before cutting them short.
+        read_block_seconds: Longest blocking read; also how long a stop may take to notice.
+    """
+
+    def __init__(
+        self,
+        queue: RedisQueue,
+        run: Run,
+        *,
+        consumer: str | None = None,
+        concurrency: int = 8,
+        claim_idle_seconds: float = 30.0,
+        max_attempts: int = 5,
+        retry_delay_seconds: float = 1.0,
+        max_retry_delay_seconds: float = 300.0,
+        grace_seconds: float = 20.0,
+        read_block_seconds: float = 1.0,
+    ) -> None:
+        if concurrency < 1 or max_attempts < 1:
+            raise ValueError("concurrency and max_attempts must be >= 1")
+        if claim_idle_seconds <= 0 or read_block_seconds <= 0:
+            raise ValueError("claim_idle_seconds and read_block_seconds must be > 0")
+        self.queue = queue
+        self.run = run
+        self.consumer = consumer or consumer_name()
+        self.concurrency = concurrency
+        self.claim_idle_seconds = claim_idle_seconds
+        self.max_attempts = max_attempts
+        self.retry_delay_seconds = retry_delay_seconds
+        self.max_retry_delay_seconds = max_retry_delay_seconds
+        self.grace_seconds = grace_seconds
+        self.read_block_seconds = read_block_seconds
+        self._held: dict[str, Entry] = {}
+        self._changed: anyio.Event | None = None  # made in serve: it needs a running loop
+        self._outage = False
+        self._delay = 0.1
+
+    @property
+    def held(self) -> list[str]:
+        """Ids of the entries this worker holds right now."""
+        return list(self._held)
+
+    async def serve(self, stop: anyio.Event) -> None:
+        """Work until ``stop`` is set, then drain within ``grace_seconds`` and return."""
+        self._changed = anyio.Event()
+        with contextlib.suppress(QueueError):  # the names of dead workers, once idle an hour
+            await self.queue.forget_idle(FORGET_AFTER_SECONDS)
+        async with anyio.create_task_group() as control:
+            control.start_soon(self._keep_fresh)
+            async with anyio.create_task_group() as jobs:
+                await self._feed(jobs, stop)
+                if self._held:
+                    _log.info(
+                        "worker stopping: waiting up to %.1f s for %d held entr%s",
+                        self.grace_seconds,
+                        len(self._held),
+                        "y" if len(self._held) == 1 else "ies",
+                    )
+                with anyio.move_on_after(self.grace_seconds):
+                    while self._held:
+                        await self._wait_for_change()
+                if self._held:
+                    _log.warning(
+                        "worker stopping: %d entr%s still running after %.1f s are cut short "
+                        "and stay pending for other workers",
+                        len(self._held),
+                        "y" if len(self._held) == 1 else "ies",
+                        self.grace_seconds,
+                    )
+                jobs.cancel_scope.cancel()
+            control.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True), contextlib.suppress(QueueError):
+            await self.queue.forget(self.consumer)  # unless it left entries pending
+
+    async def _feed(self, jobs: TaskGroup, stop: anyio.Event) -> None:
+        cursor = "0-0"
+        next_claim = 0.0
+        claim_every = min(max(self.claim_idle_seconds / 4, 0.1), 10.0)
+        while not stop.is_set():
+            free = self.concurrency - len(self._held)
+            if free <= 0:
+                with anyio.move_on_after(self.read_block_seconds):
+                    await self._wait_for_change()
+                continue
+            try:
+                entries: list[Entry] = []
+                if time.monotonic() >= next_claim:
+                    cursor, entries = await self.queue.claim(
+                        self.consumer, self.claim_idle_seconds, free, cursor
+                    )
+                    if cursor == "0-0":  # a full pass over the pending entries: rest a while
+                        next_claim = time.monotonic() + claim_every
+                if not entries:
+                    entries = await self.queue.read(self.consumer, free, self.read_block_seconds)
+            except QueueError as exc:
+                await self._outage_pause(exc)
+                continue
+            if self._outage:
+                self._outage = False
+                _log.warning("worker %s: Redis answers again", self.consumer)
+            for entry in entries:
+                self._held[entry.id] = entry
+                jobs.start_soon(self._process, entry)
+
+    async def _outage_pause(self, exc: QueueError) -> None:
+        if "NOGROUP" in str(exc):  # Redis lost its data (no persistence?): start over
+            _log.error("worker %s: the consumer group is gone; creating it again", self.consumer)
+            with contextlib.suppress(QueueError):
+                await self.queue.ensure_group()
+        if not self._outage:
+            self._outage = True
+            self._delay = 0.1
+            _log.warning("worker %s: Redis is unavailable (%s); retrying", self.consumer, exc)
+        await anyio.sleep(self._delay)
+        self._delay = min(self._delay * 2, 5.0)
+
+    async def _keep_fresh(self) -> None:
+        while True:
+            await anyio.sleep(self.claim_idle_seconds / 3)
+            try:
+                await self.queue.touch(self.consumer, list(self._held))
+            except QueueError as exc:
+                _log.debug("worker %s: refreshing held entries failed: %s", self.consumer, exc)
+
+    async def _process(self, entry: Entry) -> None:
+        try:
+            while True:
+                if entry.attempt > self.max_attempts:
+                    await self._settle(
+                        partial(self.queue.bury, entry, ABANDONED), entry, "dead-letter"
+                    )
+                    _log.error(
+                        "entry %s dead-lettered: its workers died on it %d times",
+                        entry.id,
+                        self.max_attempts,
+                    )
+                    return
+                outcome, reason = await self._run_once(entry)
+                if outcome == JobOutcome.DONE:
+                    await self._settle(partial(self.queue.ack, [entry.id]), entry, "acknowledge")
+                    return
+                if entry.attempt >= self.max_attempts:
+                    await self._settle(
+                        partial(self.queue.bury, entry, reason), entry, "dead-letter"
+                    )
+                    _log.error(
+                        "entry %s dead-lettered after %d attempts (%s); `voicehooks queue dead` "
+                        "lists it, `voicehooks queue requeue` runs it again",
+                        entry.id,
+                        entry.attempt,
+                        reason,
+                    )
+                    return
+                delay = min(
+                    self.retry_delay_seconds * 2 ** (entry.attempt - 1),
+                    self.max_retry_delay_seconds,
+                )
+                _log.warning(
+                    "entry %s attempt %d/%d %s; retrying in %.1f s",
+                    entry.id,
+                    entry.attempt,
+                    self.max_attempts,
+                    reason,
+                    delay,
+                )
+                await anyio.sleep(delay)
+                try:
+                    again = await self.queue.retry(self.consumer, entry)
+                except QueueError as exc:
+                    _log.warning("entry %s: cannot count a retry (%s); left pending", entry.id, exc)
+                    return  # another worker takes it over once it is idle
+                if again is None:
+                    return  # acknowledged or deleted elsewhere meanwhile
+                entry = again
+        finally:
+            del self._held[entry.id]
+            assert self._changed is not None
+            self._changed.set()
+
+    async def _run_once(self, entry: Entry) -> tuple[str, str]:
+        try:
+            result = await self.run(entry)
+        except Exception as exc:  # the callback's own bug: the entry retries like a failure
+            _log.error("running entry %s raised %s", entry.id, describe(exc))
+            return JobOutcome.FAILED, type(exc).__qualname__
+        if isinstance(result, Result):
+            return result.outcome, result.reason or result.outcome
+        return result, result
+
+    async def _settle(
+        self, operation: Callable[[], Awaitable[None]], entry: Entry, what: str
+    ) -> None:
+        # The handler's work is done: keep trying through a short Redis outage (a restart),
+        # for as long as the entry would stay ours. Past that it stays pending, is taken over,
+        # and the duplicate store recognises it as done (see ``voicehooks.work.durable``).
+        delay = 0.1
+        deadline = time.monotonic() + self.claim_idle_seconds
+        while True:
+            try:
+                await operation()
+                return
+            except QueueError as exc:
+                if time.monotonic() + delay > deadline:
+                    _log.warning(
+                        "entry %s: could not %s (%s); it stays pending", entry.id, what, exc
+                    )
+                    return
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _wait_for_change(self) -> None:
+        assert self._changed is not None
+        await self._changed.wait()
+        self._changed = anyio.Event()
