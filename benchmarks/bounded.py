@@ -41,9 +41,9 @@ import time
 
 import anyio
 
-from voicehooks import VoiceHooks
+from voicehooks import Deadlines, VoiceHooks
 
-app = VoiceHooks(tool_timeout_seconds=0.5)
+app = VoiceHooks(deadlines=Deadlines(tool_seconds=0.5))
 release = threading.Event()
 
 

@@ -149,8 +149,8 @@ FEATURES: dict[str, Feature] = {
         Side(lambda s: bench_voicehooks.build(s, observers=[Observer()])),
     ),
     "duplicate suppression": Feature(
-        "deduplicate=True (MemoryStore) vs False",
-        Side(lambda s: bench_voicehooks.build(s, deduplicate=False)),
+        "Duplicates() (MemoryStore) vs duplicates=None",
+        Side(lambda s: bench_voicehooks.build(s, duplicates=None)),
         Side(_default),
     ),
     "deadline, tool answers at once": Feature(

@@ -28,7 +28,7 @@ import anyio
 import msgspec
 
 from benchmarks.drive import scope_for
-from voicehooks import ToolCall, VoiceHooks, sign
+from voicehooks import Platform, ToolCall, VoiceHooks, sign
 from voicehooks.testing import FakePlatform, tool_call, tool_calls
 
 SECRET = "whsec_interim_benchmark"
@@ -36,7 +36,7 @@ INTERIM_AFTER = 0.2
 
 
 def make_app(platform: FakePlatform, returned: dict[str, float]) -> VoiceHooks:
-    app = VoiceHooks(secret=SECRET, api=platform.client())
+    app = VoiceHooks(secret=SECRET, platform=Platform(api=platform.client()))
 
     @app.tool(interim="One moment.", interim_after_seconds=INTERIM_AFTER)
     async def slow(call: ToolCall) -> str:

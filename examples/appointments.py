@@ -10,7 +10,7 @@ What it shows:
   it rejects the call with ``AssistantResponse.reject(...)`` (the caller hears the message);
   when open it starts the saved assistant with a ``first_message`` for the time of day.
 * A booking that must not run twice. The platform documents no retries and no delivery ids,
-  so the same tool call can arrive twice. ``VoiceHooks(deduplicate=True)``, the default, runs
+  so the same tool call can arrive twice. ``VoiceHooks(duplicates=Duplicates())``, the default, runs
   each tool call (call id + tool call id) once and answers a redelivery with the first
   result. With several workers or hosts, set ``VOICEHOOKS_REDIS_URL`` so they share that
   memory.

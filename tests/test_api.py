@@ -12,10 +12,8 @@ import pytest
 
 from tests.servers import free_port
 from voicehooks import ConfigurationError
+from voicehooks.core.environment import API_KEY, API_KEY_FILE, API_URL
 from voicehooks.live.api import (
-    API_KEY_ENV,
-    API_KEY_FILE_ENV,
-    API_URL_ENV,
     DEFAULT_API_URL,
     CallEnded,
     PlatformAPIError,
@@ -239,25 +237,25 @@ async def test_a_client_opens_itself_on_first_use_and_closes_idempotently(
 
 
 def test_a_missing_key_names_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(API_KEY_ENV, raising=False)
-    monkeypatch.delenv(API_KEY_FILE_ENV, raising=False)
-    with pytest.raises(ConfigurationError, match=f"{API_KEY_ENV}.*{API_KEY_FILE_ENV}"):
+    monkeypatch.delenv(API_KEY, raising=False)
+    monkeypatch.delenv(API_KEY_FILE, raising=False)
+    with pytest.raises(ConfigurationError, match=f"{API_KEY}.*{API_KEY_FILE}"):
         resolve_api_key()
 
 
 def test_the_key_comes_from_the_environment_or_a_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(API_KEY_ENV, f"  {KEY}\n")
+    monkeypatch.setenv(API_KEY, f"  {KEY}\n")
     assert resolve_api_key() == KEY
     assert resolve_api_key("explicit") == "explicit"
-    monkeypatch.delenv(API_KEY_ENV)
+    monkeypatch.delenv(API_KEY)
     path = tmp_path / "key"
     path.write_text(KEY + "\n")
-    monkeypatch.setenv(API_KEY_FILE_ENV, str(path))
+    monkeypatch.setenv(API_KEY_FILE, str(path))
     assert resolve_api_key() == KEY
-    monkeypatch.setenv(API_KEY_FILE_ENV, str(tmp_path / "missing"))
-    with pytest.raises(ConfigurationError, match=API_KEY_FILE_ENV) as caught:
+    monkeypatch.setenv(API_KEY_FILE, str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match=API_KEY_FILE) as caught:
         resolve_api_key()
     assert KEY not in str(caught.value)
 
@@ -265,16 +263,16 @@ def test_the_key_comes_from_the_environment_or_a_file(
 async def test_opening_without_a_key_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(API_KEY_ENV, raising=False)
-    monkeypatch.delenv(API_KEY_FILE_ENV, raising=False)
-    with pytest.raises(ConfigurationError, match=API_KEY_ENV):
+    monkeypatch.delenv(API_KEY, raising=False)
+    monkeypatch.delenv(API_KEY_FILE, raising=False)
+    with pytest.raises(ConfigurationError, match=API_KEY):
         await PlatformClient().open()
 
 
 def test_the_base_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(API_URL_ENV, raising=False)
+    monkeypatch.delenv(API_URL, raising=False)
     assert PlatformClient().base_url == DEFAULT_API_URL
-    monkeypatch.setenv(API_URL_ENV, "http://127.0.0.1:9999/api/v1/")
+    monkeypatch.setenv(API_URL, "http://127.0.0.1:9999/api/v1/")
     assert PlatformClient().base_url == "http://127.0.0.1:9999/api/v1"
 
 

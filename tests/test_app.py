@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from voicehooks import CallContext, ConfigurationError, VoiceHooks
+from voicehooks import CallContext, ConfigurationError, Deadlines, Limits, VoiceHooks
 from voicehooks.core.events import StatusUpdate
 from voicehooks.testing import WebhookClient, status_update, tool_call, tool_calls
 
@@ -96,19 +96,19 @@ async def test_a_sequence_of_secrets_is_accepted_and_the_match_is_logged(
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("build", "message"),
     [
-        ({"secret": ""}, "empty"),
-        ({"secret": [" "]}, "empty"),
-        ({"secret": "s", "path": "hooks"}, "path"),
-        ({"secret": "s", "max_body_bytes": 0}, "max_body_bytes"),
-        ({"secret": "s", "tool_timeout_seconds": 0}, "tool_timeout_seconds"),
-        ({"secret": "s", "shutdown_grace_seconds": -1}, "shutdown_grace_seconds"),
+        (lambda: VoiceHooks(secret=""), "empty"),
+        (lambda: VoiceHooks(secret=[" "]), "empty"),
+        (lambda: VoiceHooks(secret="s", path="hooks"), "path"),
+        (lambda: Limits(max_body_bytes=0), r"Limits\(max_body_bytes=\.\.\.\) must be > 0"),
+        (lambda: Deadlines(tool_seconds=0), r"Deadlines\(tool_seconds=\.\.\.\) must be > 0"),
+        (lambda: Deadlines(shutdown_grace_seconds=-1), "shutdown_grace_seconds"),
     ],
 )
-def test_bad_options_fail_at_construction(options: dict[str, Any], message: str) -> None:
+def test_bad_options_fail_at_construction(build: Callable[[], object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        VoiceHooks(**options)
+        build()
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -188,7 +188,7 @@ async def test_json_with_a_utf8_charset_is_json() -> None:
 
 
 async def test_a_body_over_the_limit_is_refused_while_it_streams_in() -> None:
-    client = WebhookClient(make_app(max_body_bytes=1000), secret=SECRET)
+    client = WebhookClient(make_app(limits=Limits(max_body_bytes=1000)), secret=SECRET)
     pieces = [b"x" * 600, b"x" * 600, b"x" * 600]
     response = await client.post(b"", chunks=pieces)
     assert response.status_code == 413
@@ -196,13 +196,13 @@ async def test_a_body_over_the_limit_is_refused_while_it_streams_in() -> None:
 
 
 async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
-    client = WebhookClient(make_app(max_body_bytes=1000), secret=SECRET)
+    client = WebhookClient(make_app(limits=Limits(max_body_bytes=1000)), secret=SECRET)
     response = await client.post(GOOD, headers={"content-length": "5000"})
     assert response.status_code == 413
 
 
 async def test_a_single_chunk_over_the_limit_is_refused() -> None:
-    client = WebhookClient(make_app(max_body_bytes=100), secret=SECRET)
+    client = WebhookClient(make_app(limits=Limits(max_body_bytes=100)), secret=SECRET)
     assert (await client.post(b"x" * 101)).status_code == 413
 
 
@@ -421,7 +421,7 @@ async def test_a_bug_inside_voicehooks_is_a_generic_500_without_details(
 
 
 async def test_a_body_that_does_not_arrive_in_time_is_a_408() -> None:
-    app = make_app(body_timeout_seconds=0.1)
+    app = make_app(deadlines=Deadlines(body_seconds=0.1))
     sent: list[Any] = []
     messages: list[dict[str, Any]] = [{"type": "http.request", "body": b"{", "more_body": True}]
 

@@ -16,15 +16,18 @@ import anyio
 import pytest
 
 from voicehooks import (
+    Background,
     CallContext,
     ConfigurationError,
+    Deadlines,
     EndOfCallReport,
     Event,
+    Limits,
     StatusUpdate,
     VoiceHooks,
 )
 from voicehooks.testing import CUSTOMER_NUMBER, WebhookClient, end_of_call_report
-from voicehooks.work.background import Job
+from voicehooks.work.jobs import Job
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +43,7 @@ def make(*, raise_exceptions: bool = True, **options: Any) -> tuple[VoiceHooks, 
 async def test_a_full_queue_refuses_with_503_and_retry_after_and_accepts_again_once_drained(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(max_queued_jobs=3, max_background_jobs=1)
+    app, client = make(background=Background(max_queued_jobs=3, max_running=1))
     release = anyio.Event()
     handled: list[str] = []
 
@@ -69,7 +72,7 @@ async def test_a_full_queue_refuses_with_503_and_retry_after_and_accepts_again_o
 
 async def test_the_queue_is_bounded_in_bytes_too() -> None:
     body_size = len(__import__("msgspec").json.encode(end_of_call_report()))
-    app, client = make(max_queued_bytes=int(body_size * 1.5), max_background_jobs=1)
+    app, client = make(background=Background(max_queued_bytes=int(body_size * 1.5), max_running=1))
     release = anyio.Event()
 
     @app.on("end-of-call-report")
@@ -85,7 +88,7 @@ async def test_the_queue_is_bounded_in_bytes_too() -> None:
 
 
 async def test_a_refused_delivery_is_not_remembered_as_a_duplicate() -> None:
-    app, client = make(max_queued_jobs=1, max_background_jobs=1)
+    app, client = make(background=Background(max_queued_jobs=1, max_running=1))
     release = anyio.Event()
     handled: list[str] = []
 
@@ -108,7 +111,9 @@ async def test_a_refused_delivery_is_not_remembered_as_a_duplicate() -> None:
 
 
 async def test_blocked_background_handlers_never_delay_a_live_sync_tool() -> None:
-    app, client = make(max_background_jobs=64, max_background_threads=8)
+    app, client = make(
+        limits=Limits(max_background_threads=8), background=Background(max_running=64)
+    )
     release = threading.Event()
 
     @app.on("status-update")
@@ -140,7 +145,9 @@ async def test_a_hanging_sync_tool_leaves_a_bounded_number_of_threads(
 ) -> None:
     # A deadline long enough for a thread to start on a loaded machine: a call given up
     # before its thread started is never run, and so never abandoned.
-    app, client = make(tool_timeout_seconds=0.5, max_abandoned_threads=3)
+    app, client = make(
+        deadlines=Deadlines(tool_seconds=0.5), limits=Limits(max_abandoned_threads=3)
+    )
     release = threading.Event()
 
     @app.tool(deduplicate=False)
@@ -197,7 +204,9 @@ async def test_without_a_lifespan_a_cancelled_request_names_the_jobs_it_did_not_
 async def test_jobs_waiting_for_a_slot_at_shutdown_are_named_as_cut(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(max_background_jobs=1, shutdown_grace_seconds=0.1)
+    app, client = make(
+        deadlines=Deadlines(shutdown_grace_seconds=0.1), background=Background(max_running=1)
+    )
 
     @app.on("status-update")
     async def slow(event: StatusUpdate) -> None:
@@ -212,7 +221,7 @@ async def test_jobs_waiting_for_a_slot_at_shutdown_are_named_as_cut(
 
 
 async def test_a_failing_and_a_timed_out_job_end_logged(caplog: pytest.LogCaptureFixture) -> None:
-    app, client = make(background_timeout_seconds=0.05, raise_exceptions=False)
+    app, client = make(raise_exceptions=False, deadlines=Deadlines(background_seconds=0.05))
 
     @app.on("end-of-call-report")
     async def broken(event: EndOfCallReport) -> None:
@@ -316,7 +325,7 @@ def test_run_before_answer_is_only_for_informational_events() -> None:
 
 
 async def test_background_concurrency_is_bounded() -> None:
-    app, client = make(max_background_jobs=2)
+    app, client = make(background=Background(max_running=2))
     running = 0
     peak = 0
 
@@ -346,7 +355,7 @@ async def test_without_a_lifespan_handlers_run_after_the_answer_in_the_request()
     order.append("returned")
     assert response.status_code == 200
     assert order == ["handler", "returned"]
-    assert not app.runner.owned
+    assert not app.tasks.is_open
 
 
 # -- lifespan ----------------------------------------------------------------------------
@@ -378,7 +387,7 @@ async def test_the_user_lifespan_wraps_the_background_work() -> None:
 async def test_shutdown_cuts_what_outlives_the_grace_period_and_names_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(shutdown_grace_seconds=0.2)
+    app, client = make(deadlines=Deadlines(shutdown_grace_seconds=0.2))
     finished: list[str] = []
 
     @app.on("end-of-call-report")
@@ -393,7 +402,7 @@ async def test_shutdown_cuts_what_outlives_the_grace_period_and_names_it(
             await client.end_of_call_report(call_id="stuck-call")
     assert time.perf_counter() - started < 5
     assert finished == ["quick"]
-    assert "1 background job(s) still running after the 0.2 s grace period" in caplog.text
+    assert "1 background task(s) still running after the 0.2 s grace period" in caplog.text
     assert re.search(
         r"background end-of-call-report handler \S+slow \(call stuck-call\) was cut short",
         caplog.text,
@@ -421,7 +430,7 @@ async def test_a_composed_lifespan_owns_background_work_of_a_mounted_app() -> No
     parent = Starlette(routes=[Mount("/hooks", app=hooks)], lifespan=parent_lifespan)
     async with WebhookClient(parent, secret=SECRET, path="/hooks/") as client:
         await client.status_update(call_id="m1")
-        assert hooks.runner.owned
+        assert hooks.tasks.is_open
         assert done == []
         release.set()
     assert done == ["m1"]
@@ -430,7 +439,7 @@ async def test_a_composed_lifespan_owns_background_work_of_a_mounted_app() -> No
 async def test_the_runner_drains_what_finishes_and_cuts_what_does_not(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(shutdown_grace_seconds=0.2)
+    app, client = make(deadlines=Deadlines(shutdown_grace_seconds=0.2))
     finished: list[str] = []
 
     @app.on("status-update")
@@ -442,7 +451,7 @@ async def test_the_runner_drains_what_finishes_and_cuts_what_does_not(
         async with client:
             await client.status_update(call_id="fast")
             await client.status_update(call_id="stuck")
-            assert app.runner.owned
+            assert app.tasks.is_open
     assert finished == ["fast"]
     assert re.search(r"handler \S+ \(call stuck\) was cut short", caplog.text)
     assert app.runner.in_flight == []

@@ -232,9 +232,10 @@ def test_a_server_process_raises_the_apps_own_import_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from voicehooks.cli import serving
+    from voicehooks.core import environment
 
     (tmp_path / "crashing_served_app.py").write_text("raise LookupError('no config')\n")
-    monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "crashing_served_app.py"))
+    monkeypatch.setenv(environment.RUN_TARGET, str(tmp_path / "crashing_served_app.py"))
     with pytest.raises(LookupError, match="no config"):
         serving.app()  # uvicorn prints it with its traceback, as for any factory
 
@@ -395,11 +396,12 @@ def test_each_server_process_loads_the_target_and_freezes_the_startup_heap(
     import gc
 
     from voicehooks.cli import serving
+    from voicehooks.core import environment
 
     (tmp_path / "served_app.py").write_text(
         "from voicehooks import VoiceHooks\napp = VoiceHooks(secret='whsec_served')\n"
     )
-    monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "served_app.py"))
+    monkeypatch.setenv(environment.RUN_TARGET, str(tmp_path / "served_app.py"))
 
     async def load() -> object:
         return serving.app()  # uvicorn calls the factory on its event loop

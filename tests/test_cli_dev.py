@@ -128,13 +128,14 @@ def test_each_server_process_adds_the_recorder_and_the_inspector(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from voicehooks.cli import serving
+    from voicehooks.core import environment
     from voicehooks.dev.inspector import Inspector
     from voicehooks.observe.recording import Recorder
 
     monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
-    monkeypatch.setenv(serving.TARGET_ENV, str(ROOT / QUICKSTART))
-    monkeypatch.setenv(serving.RECORD_ENV, str(tmp_path / "r.jsonl"))
-    monkeypatch.setenv(serving.INSPECTOR_ENV, "remote")
+    monkeypatch.setenv(environment.RUN_TARGET, str(ROOT / QUICKSTART))
+    monkeypatch.setenv(environment.RUN_RECORD, str(tmp_path / "r.jsonl"))
+    monkeypatch.setenv(environment.RUN_INSPECTOR, "remote")
     monkeypatch.delitem(sys.modules, "quickstart", raising=False)
 
     async def load() -> object:

@@ -20,9 +20,11 @@ from tests.redis_server import RedisServer
 from tests.servers import ROOT, running_server
 from voicehooks import sign
 from voicehooks.cli import main
+from voicehooks.core.environment import QUEUE_URL
+from voicehooks.core.events import decode_delivery
 from voicehooks.testing import end_of_call_report
-from voicehooks.work.durable import JobEntry, encode_entry
-from voicehooks.work.queue import QUEUE_URL_ENV, QueueStats, RedisQueue
+from voicehooks.work.jobs import Job, encode_job
+from voicehooks.work.queue import QueueStats, RedisQueue
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPORT = (FIXTURES / "end-of-call-report.json").read_bytes()
@@ -32,7 +34,7 @@ SECRET = "whsec_durable_cli_tests"
 
 @pytest.fixture
 def runner(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv(QUEUE_URL_ENV, redis_server.url)
+    monkeypatch.setenv(QUEUE_URL, redis_server.url)
     return CliRunner()
 
 
@@ -42,7 +44,7 @@ def prepare(url: str, *, dead: int, waiting: int) -> list[str]:
     async def main() -> list[str]:
         queue = RedisQueue.from_url(url)
         await queue.open()
-        entry = encode_entry(JobEntry(REPORT, "handler:app:on_report"))
+        entry = encode_job(Job(decode_delivery(REPORT), "handler:app:on_report"), 0.0)
         await queue.enqueue([entry] * dead + [b"not an entry"])
         for held in await queue.read("w0", dead + 1, 0.01):
             await queue.bury(held, "KeyError")
@@ -110,10 +112,10 @@ def test_requeue_wants_ids_or_all(runner: CliRunner, args: list[str]) -> None:
 def test_without_a_queue_url_the_commands_say_what_to_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(QUEUE_URL_ENV, raising=False)
+    monkeypatch.delenv(QUEUE_URL, raising=False)
     result = CliRunner().invoke(main, ["queue", "stats"])
     assert result.exit_code == 2
-    assert f"set {QUEUE_URL_ENV}=redis://" in result.output
+    assert f"set {QUEUE_URL}=redis://" in result.output
 
 
 def test_an_unreachable_redis_is_one_line_and_exit_code_1(
@@ -135,7 +137,7 @@ def test_a_worker_process_finishes_its_job_on_sigterm_and_exits_cleanly(
     env = {
         **os.environ,
         "VOICEHOOKS_SECRET": SECRET,
-        QUEUE_URL_ENV: redis_server.url,
+        QUEUE_URL: redis_server.url,
         "DURABLE_EFFECTS_DIR": str(effects),
         "DURABLE_HANDLER_SECONDS": "1.5",
     }
@@ -167,7 +169,7 @@ def test_a_worker_process_finishes_its_job_on_sigterm_and_exits_cleanly(
             worker.wait()
     text = log.read_text()
     assert (effects / "done.log").read_text() == "report call-term\n", text
-    assert "waiting up to 10.0 s for 1 held entry" in text
+    assert "waiting up to 10.0 s for 1 background task(s)" in text
     stats = anyio.run(_stats, redis_server.url)
     assert (stats.length, stats.pending, stats.consumers) == (0, 0, [])
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from tests.servers import ROOT, running_server
 from voicehooks import sign
 from voicehooks.cli import main, serving
+from voicehooks.core import environment
 from voicehooks.testing import status_update
 
 SECRET = "whsec_cli_run"
@@ -41,7 +42,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     import uvicorn
 
     calls: list[dict[str, object]] = []
-    monkeypatch.setenv(serving.TARGET_ENV, "")  # restored after the test
+    monkeypatch.setenv(environment.RUN_TARGET, "")  # restored after the test
     monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
     for name in [*ENVIRONMENT, "VOICEHOOKS_PROXY_HEADERS", "VOICEHOOKS_RELOAD"]:
         monkeypatch.delenv(name, raising=False)
@@ -141,9 +142,9 @@ FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
 def test_behind_a_proxy_uvicorn_gets_the_options_and_the_app_answers_at_its_path(
     tmp_path: Path, args: list[str], env: dict[str, str], client: str, scheme: str
 ) -> None:
-    environment = {"VOICEHOOKS_SECRET": SECRET, **env}
+    variables = {"VOICEHOOKS_SECRET": SECRET, **env}
     with running_server(
-        PROXIED, tmp_path, args=["--root-path", "/hooks", *args], env=environment
+        PROXIED, tmp_path, args=["--root-path", "/hooks", *args], env=variables
     ) as server:
         # The proxy strips /hooks and forwards "/"; uvicorn puts the prefix back in the path.
         assert post_as_proxy(server.port, FORWARDED) == 200
@@ -183,7 +184,7 @@ def test_a_slow_stack_is_named_with_what_to_install(
     (tmp_path / "stack_app.py").write_text(
         "from voicehooks import VoiceHooks\napp = VoiceHooks(secret='whsec_stack')\n"
     )
-    monkeypatch.setenv(serving.TARGET_ENV, str(tmp_path / "stack_app.py"))
+    monkeypatch.setenv(environment.RUN_TARGET, str(tmp_path / "stack_app.py"))
     monkeypatch.setattr(serving, "http_parser", lambda: http)
 
     async def load() -> None:

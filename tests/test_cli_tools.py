@@ -182,7 +182,9 @@ def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_
             main, ["tools", target, "--check", "--url", server.url + "/nothing-here/"]
         )
         assert not_served.exit_code == 1
-        assert "answered 404: serve it with VoiceHooks(tool_stats=True)" in not_served.output
+        assert (
+            "answered 404: serve it with VoiceHooks(observers=[ToolStats()])" in not_served.output
+        )
     unreachable = runner.invoke(main, ["tools", target, "--check", "--url", server.url])
     assert unreachable.exit_code == 1
     assert "cannot read" in unreachable.output

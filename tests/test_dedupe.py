@@ -16,15 +16,17 @@ import redis.asyncio
 from tests.redis_server import RedisServer
 from voicehooks import (
     ConfigurationError,
+    Deadlines,
     DeliveryStore,
+    Duplicates,
     MemoryStore,
     RedisStore,
-    StoreError,
     ToolError,
     VoiceHooks,
 )
 from voicehooks.core.events import EndOfCallReport, StatusUpdate, decode_delivery
 from voicehooks.core.identity import event_key, tool_key
+from voicehooks.exceptions import StoreError
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.testing import (
     WebhookClient,
@@ -83,7 +85,7 @@ def booking(tool_call_id: str = "tc-1", call_id: str = "call-1") -> bytes:
 async def test_a_re_signed_tool_call_runs_once_and_both_answers_are_equal(
     store: DeliveryStore,
 ) -> None:
-    app, runs = booking_app(store=store)
+    app, runs = booking_app(duplicates=Duplicates(store=store))
     body = booking()
     now = int(time.time())
     async with WebhookClient(app, secret=SECRET) as client:
@@ -133,7 +135,7 @@ async def test_each_call_of_a_multi_call_delivery_runs_once() -> None:
 
 
 async def test_a_concurrent_duplicate_waits_for_the_first_result(store: DeliveryStore) -> None:
-    app = VoiceHooks(secret=SECRET, store=store)
+    app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=store))
     started, finish = anyio.Event(), anyio.Event()
     runs: list[str] = []
 
@@ -203,7 +205,7 @@ async def test_an_unexpected_exception_is_released_so_a_redelivery_runs_again() 
 
 
 async def test_a_timeout_is_released_and_a_waiting_duplicate_answers_the_timeout() -> None:
-    app = VoiceHooks(secret=SECRET, tool_timeout_seconds=0.3)
+    app = VoiceHooks(secret=SECRET, deadlines=Deadlines(tool_seconds=0.3))
     runs: list[int] = []
 
     @app.tool
@@ -261,7 +263,7 @@ async def test_a_cancelled_run_is_released() -> None:
 async def test_a_cancelled_run_whose_release_fails_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = VoiceHooks(secret=SECRET, store=WriteOnlyFailure())
+    app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=WriteOnlyFailure()))
     started = anyio.Event()
 
     @app.tool
@@ -323,7 +325,7 @@ async def test_a_fire_and_forget_tool_is_claimed_before_it_starts() -> None:
 async def test_the_same_end_of_call_report_twice_runs_its_handlers_once(
     store: DeliveryStore,
 ) -> None:
-    app = VoiceHooks(secret=SECRET, store=store)
+    app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=store))
     after: list[str] = []
     before: list[str] = []
 
@@ -366,7 +368,7 @@ async def test_different_status_updates_of_one_call_all_run() -> None:
 
 async def test_an_event_without_handlers_costs_no_claim() -> None:
     store = MemoryStore()
-    app = VoiceHooks(secret=SECRET, store=store)
+    app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=store))
     client = WebhookClient(app, secret=SECRET)
     assert (await client.post(end_of_call_report())).status_code == 200
     assert len(store) == 0
@@ -392,7 +394,7 @@ async def test_assistant_requests_are_answered_every_time() -> None:
 
 
 async def test_an_app_can_opt_out() -> None:
-    app, runs = booking_app(deduplicate=False)
+    app, runs = booking_app(duplicates=None)
     assert app.store is None
     seen: list[str] = []
     app.add_handler("end-of-call-report", lambda: seen.append("x"), run_before_answer=True)
@@ -427,11 +429,9 @@ async def test_a_tool_can_opt_out() -> None:
 
 def test_configuration_mistakes_fail_at_construction() -> None:
     with pytest.raises(ConfigurationError, match="store_failure"):
-        VoiceHooks(secret=SECRET, store_failure="ignore")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="deduplicate=False"):
-        VoiceHooks(secret=SECRET, deduplicate=False, store=MemoryStore())
-    with pytest.raises(ConfigurationError, match="dedupe_ttl_seconds"):
-        VoiceHooks(secret=SECRET, dedupe_ttl_seconds=0)
+        VoiceHooks(secret=SECRET, duplicates=Duplicates(store_failure="ignore"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="ttl_seconds"):
+        VoiceHooks(secret=SECRET, duplicates=Duplicates(ttl_seconds=0))
 
 
 async def test_voicehooks_redis_url_selects_the_redis_store(
@@ -502,7 +502,7 @@ def assert_no_payload(caplog: pytest.LogCaptureFixture) -> None:
 async def test_a_failing_store_still_answers_and_logs_an_error(
     caplog: pytest.LogCaptureFixture, error: Exception
 ) -> None:
-    app, _ = booking_app(store=BrokenStore(error))
+    app, _ = booking_app(duplicates=Duplicates(store=BrokenStore(error)))
     seen: list[int] = []
     app.add_handler("end-of-call-report", lambda: seen.append(1), run_before_answer=True)
     client = WebhookClient(app, secret=SECRET)
@@ -530,7 +530,9 @@ async def test_a_failing_store_still_answers_and_logs_an_error(
 async def test_store_failure_reject_answers_503(
     caplog: pytest.LogCaptureFixture, payload: dict[str, Any]
 ) -> None:
-    app, runs = booking_app(store=BrokenStore(StoreError("down")), store_failure="reject")
+    app, runs = booking_app(
+        duplicates=Duplicates(store=BrokenStore(StoreError("down")), store_failure="reject")
+    )
     app.add_handler("end-of-call-report", lambda: runs.append("report"), run_before_answer=True)
     client = WebhookClient(app, secret=SECRET)
     with caplog.at_level(logging.INFO, logger="voicehooks"):
@@ -549,7 +551,7 @@ async def test_store_failure_reject_answers_503(
 async def test_a_known_duplicate_is_never_run_again_when_its_result_cannot_be_fetched(
     caplog: pytest.LogCaptureFixture, store_failure: Any
 ) -> None:
-    app, runs = booking_app(store=BlindWaiter(), store_failure=store_failure)
+    app, runs = booking_app(duplicates=Duplicates(store=BlindWaiter(), store_failure=store_failure))
     client = WebhookClient(app, secret=SECRET)
     assert (await client.post(booking())).status_code == 200
     with caplog.at_level(logging.ERROR, logger="voicehooks"):
@@ -567,7 +569,7 @@ async def test_a_known_duplicate_is_never_run_again_when_its_result_cannot_be_fe
 async def test_failing_to_record_a_result_still_answers_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, _ = booking_app(store=WriteOnlyFailure(), store_failure="reject")
+    app, _ = booking_app(duplicates=Duplicates(store=WriteOnlyFailure(), store_failure="reject"))
     client = WebhookClient(app, secret=SECRET)
     with caplog.at_level(logging.ERROR, logger="voicehooks"):
         answer = await client.post(booking())
@@ -580,7 +582,7 @@ async def test_the_lifespan_closes_the_store_and_survives_its_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = BrokenStore(StoreError("already gone"))
-    app = VoiceHooks(secret=SECRET, store=store)
+    app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=store))
     with caplog.at_level(logging.WARNING, logger="voicehooks"):
         async with WebhookClient(app, secret=SECRET):
             closed = [store.closed]
@@ -602,7 +604,9 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
 async def test_every_key_written_for_deliveries_expires(
     redis_server: RedisServer, redis_client: redis.asyncio.Redis
 ) -> None:
-    app, _ = booking_app(store=RedisStore.from_url(redis_server.url), dedupe_ttl_seconds=600)
+    app, _ = booking_app(
+        duplicates=Duplicates(store=RedisStore.from_url(redis_server.url), ttl_seconds=600)
+    )
     app.add_handler("end-of-call-report", lambda: None)
     report = encode(end_of_call_report(call_id="call-1"))
     async with WebhookClient(app, secret=SECRET) as client:
@@ -623,7 +627,9 @@ async def test_every_key_written_for_deliveries_expires(
 async def test_an_in_flight_claim_expires_shortly_after_the_tool_deadline(
     redis_server: RedisServer, redis_client: redis.asyncio.Redis
 ) -> None:
-    app = VoiceHooks(secret=SECRET, store=RedisStore.from_url(redis_server.url))
+    app = VoiceHooks(
+        secret=SECRET, duplicates=Duplicates(store=RedisStore.from_url(redis_server.url))
+    )
     ttls: list[int] = []
 
     @app.tool(timeout_seconds=2)
@@ -643,7 +649,7 @@ async def test_redis_stopped_mid_test_deliveries_are_still_answered(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture, store_failure: Any
 ) -> None:
     store = RedisStore.from_url(redis_server.url)
-    app, runs = booking_app(store=store, store_failure=store_failure)
+    app, runs = booking_app(duplicates=Duplicates(store=store, store_failure=store_failure))
     async with WebhookClient(app, secret=SECRET) as client:
         assert (await client.post(booking())).status_code == 200
         redis_server.stop()
@@ -664,7 +670,7 @@ async def test_a_frozen_redis_costs_a_delivery_no_more_than_the_operation_timeou
     redis_server: RedisServer,
 ) -> None:
     store = RedisStore.from_url(redis_server.url, operation_timeout_seconds=0.2)
-    app, runs = booking_app(store=store)
+    app, runs = booking_app(duplicates=Duplicates(store=store))
     async with WebhookClient(app, secret=SECRET) as client:
         await client.post(booking())
         redis_server.pause()
@@ -695,7 +701,9 @@ async def test_two_apps_sharing_redis_run_a_tool_call_once(redis_server: RedisSe
     runs: list[str] = []
     apps = []
     for _ in range(2):
-        app = VoiceHooks(secret=SECRET, store=RedisStore.from_url(redis_server.url))
+        app = VoiceHooks(
+            secret=SECRET, duplicates=Duplicates(store=RedisStore.from_url(redis_server.url))
+        )
 
         @app.tool
         async def book(slot: str) -> dict[str, str]:

@@ -16,10 +16,13 @@ import pytest
 from voicehooks import (
     AssistantRequest,
     AssistantResponse,
+    Background,
     CallContext,
     ConfigurationError,
+    Deadlines,
     EndOfCallReport,
     Event,
+    Limits,
     ToolCall,
     ToolCalls,
     ToolError,
@@ -30,7 +33,7 @@ from voicehooks.core.events import decode_delivery
 from voicehooks.core.identity import delivery_id
 from voicehooks.observe import Delivery
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
-from voicehooks.work.background import Job
+from voicehooks.work.jobs import Job
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +85,7 @@ async def test_a_job_runs_again_from_its_data_alone_as_a_durable_worker_would() 
 
     event = event_of(end_of_call_report(call_id="w1"))
     job = Job(event, f"handler:{__name__}:{store.__qualname__}")
-    assert await app.dispatcher.run_job(job, attempt=3) == "done"
+    assert (await app.dispatcher.run_job(job, attempt=3)).outcome == "done"
     assert seen == [("w1", 3, job.delivery_id)]
 
 
@@ -92,7 +95,7 @@ async def test_a_job_for_a_handler_that_is_gone_fails_and_says_so(
     app = VoiceHooks(secret=SECRET)
     job = Job(event_of(end_of_call_report(call_id="g1")), "handler:old_module:removed")
     with caplog.at_level(logging.ERROR, "voicehooks"):
-        assert await app.dispatcher.run_job(job) == "failed"
+        assert (await app.dispatcher.run_job(job)).outcome == "failed"
     assert "no end-of-call-report handler old_module:removed is registered" in caplog.text
 
 
@@ -102,12 +105,12 @@ async def test_a_fire_and_forget_job_whose_tool_is_gone_fails_and_says_so(
     app = VoiceHooks(secret=SECRET)
     job = Job(event_of(tool_calls(tool_call("vanished", id="t9"))), "tool:t9")
     with caplog.at_level(logging.ERROR, "voicehooks"):
-        assert await app.dispatcher.run_job(job) == "failed"
+        assert (await app.dispatcher.run_job(job)).outcome == "failed"
     assert "names no registered tool" in caplog.text
 
 
 async def test_a_fire_and_forget_call_that_does_not_fit_the_queue_gets_an_error_result() -> None:
-    app = VoiceHooks(secret=SECRET, max_queued_jobs=1, max_background_jobs=1)
+    app = VoiceHooks(secret=SECRET, background=Background(max_queued_jobs=1, max_running=1))
     release = anyio.Event()
 
     @app.tool(fire_and_forget=True)
@@ -125,7 +128,7 @@ async def test_a_fire_and_forget_call_that_does_not_fit_the_queue_gets_an_error_
 
 
 async def test_background_work_without_a_deadline_runs_to_its_end() -> None:
-    app = VoiceHooks(secret=SECRET, background_timeout_seconds=None)
+    app = VoiceHooks(secret=SECRET, deadlines=Deadlines(background_seconds=None))
     done: list[str] = []
 
     @app.on("end-of-call-report")
@@ -134,14 +137,18 @@ async def test_background_work_without_a_deadline_runs_to_its_end() -> None:
         done.append(event.call.id)
 
     job = Job(event_of(end_of_call_report(call_id="n1")), f"handler:{__name__}:{slow.__qualname__}")
-    assert await app.dispatcher.run_job(job) == "done"
+    assert (await app.dispatcher.run_job(job)).outcome == "done"
     assert done == ["n1"]
 
 
 async def test_an_assistant_request_handler_with_hung_threads_answers_the_saved_config(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = VoiceHooks(secret=SECRET, assistant_request_timeout_seconds=0.05, max_abandoned_threads=1)
+    app = VoiceHooks(
+        secret=SECRET,
+        deadlines=Deadlines(assistant_request_seconds=0.05),
+        limits=Limits(max_abandoned_threads=1),
+    )
     release = threading.Event()
 
     @app.on("assistant-request")
@@ -217,7 +224,7 @@ async def test_calls_in_one_request_run_concurrently_in_order_and_isolated() -> 
 async def test_a_call_past_its_deadline_is_cut_and_its_sibling_survives(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(tool_timeout_seconds=0.2)
+    app, client = make(deadlines=Deadlines(tool_seconds=0.2))
 
     @app.tool
     async def slow() -> str:
@@ -241,7 +248,7 @@ async def test_a_call_past_its_deadline_is_cut_and_its_sibling_survives(
 
 
 async def test_a_tools_own_timeout_overrides_the_apps() -> None:
-    app, client = make(tool_timeout_seconds=5)
+    app, client = make(deadlines=Deadlines(tool_seconds=5))
 
     @app.tool(timeout_seconds=0.1)
     async def impatient() -> str:
@@ -256,7 +263,7 @@ async def test_a_tools_own_timeout_overrides_the_apps() -> None:
 async def test_a_sync_tool_past_its_deadline_is_abandoned_and_its_late_result_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(tool_timeout_seconds=0.1)
+    app, client = make(deadlines=Deadlines(tool_seconds=0.1))
     finished = threading.Event()
 
     @app.tool
@@ -277,7 +284,7 @@ async def test_a_sync_tool_past_its_deadline_is_abandoned_and_its_late_result_lo
 async def test_an_abandoned_sync_tool_that_raises_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(tool_timeout_seconds=0.1)
+    app, client = make(deadlines=Deadlines(tool_seconds=0.1))
     done = threading.Event()
 
     @app.tool
@@ -544,7 +551,7 @@ async def test_a_raw_handler_error_format_applies_to_each_of_its_calls() -> None
 
 
 async def test_a_failing_or_slow_raw_handler_answers_errors() -> None:
-    app, client = make(tool_timeout_seconds=0.1, raise_exceptions=False)
+    app, client = make(raise_exceptions=False, deadlines=Deadlines(tool_seconds=0.1))
     mode = {"value": "raise"}
 
     @app.on("tool-calls")
@@ -697,7 +704,7 @@ async def test_a_call_cut_by_its_deadline_leaves_its_still_running_siblings_alon
 ) -> None:
     # The first call that suspends goes on in the request's own task, the later ones in tasks
     # of their own: a deadline in either place must cut only its own call.
-    app, client = make(tool_timeout_seconds=5)
+    app, client = make(deadlines=Deadlines(tool_seconds=5))
 
     async def stuck_async() -> str:
         await anyio.sleep(30)
@@ -738,7 +745,7 @@ async def test_warnings_about_unknown_tools_are_bounded_and_rate_limited(
             await client.call_tools(*(tool_call(f"invented_{i}_{j}") for j in range(10)))
     warnings = [r for r in caplog.records if "which is not registered" in r.getMessage()]
     assert len(warnings) == 10  # at most 10 a minute, whatever the model invents
-    assert len(app.dispatcher._unknown_names) <= 128
+    assert len(app.dispatcher.tool_calls._unknown_names) <= 128
 
 
 async def test_a_sync_error_hook_runs_off_the_event_loop() -> None:
@@ -829,7 +836,7 @@ async def test_no_handler_answers_the_saved_configuration() -> None:
 async def test_a_slow_handler_is_answered_empty_within_its_budget(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, client = make(assistant_request_timeout_seconds=0.2)
+    app, client = make(deadlines=Deadlines(assistant_request_seconds=0.2))
 
     @app.on("assistant-request")
     async def slow() -> dict[str, Any]:

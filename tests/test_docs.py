@@ -44,7 +44,7 @@ import uvicorn
 from click.testing import CliRunner
 
 import voicehooks
-import voicehooks.cli.environment
+import voicehooks.cli.envfile
 from voicehooks import VoiceHooks
 from voicehooks.cli import main
 
@@ -185,7 +185,7 @@ def test_command_line_is_valid(
     elif Path(program).name == "voicehooks":
         monkeypatch.chdir(ROOT)
         # --env-file names a file of the reader's; parse the option, do not read the file.
-        monkeypatch.setattr(voicehooks.cli.environment, "read_env_file", lambda path: {})
+        monkeypatch.setattr(voicehooks.cli.envfile, "read_env_file", lambda path: {})
         check_voicehooks(args)
     elif program == "uvicorn":
         with uvicorn.main.make_context("uvicorn", list(args)):

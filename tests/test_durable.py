@@ -13,21 +13,25 @@ import pytest
 from click.testing import CliRunner
 
 from tests.redis_server import RedisServer
-from voicehooks import CallContext, EndOfCallReport, StatusUpdate, VoiceHooks
+from voicehooks import (
+    Background,
+    CallContext,
+    Duplicates,
+    EndOfCallReport,
+    StatusUpdate,
+    VoiceHooks,
+)
 from voicehooks.cli import durable as cli_durable
 from voicehooks.cli import main
-from voicehooks.observe import JobOutcome
-from voicehooks.state.stores import MemoryStore, RedisStore
+from voicehooks.core.environment import QUEUE_URL
+from voicehooks.core.events import decode_delivery
+from voicehooks.observe import JobOutcome, JobRun
+from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
-from voicehooks.work.durable import (
-    JobEntry,
-    QueuedJobs,
-    decode_entry,
-    default_queue,
-    encode_entry,
-)
-from voicehooks.work.queue import QUEUE_URL_ENV, Entry, RedisQueue
-from voicehooks.work.worker import Result, Worker
+from voicehooks.work.durable import QueuedJobs, QueueFailure, default_queue
+from voicehooks.work.jobs import Job, decode_job, encode_job
+from voicehooks.work.queue import Entry, RedisQueue
+from voicehooks.work.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -48,12 +52,20 @@ MakeApp = Callable[..., tuple[VoiceHooks, Recorded]]
 async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
     queues: list[RedisQueue] = []
 
-    def make(**options: object) -> tuple[VoiceHooks, Recorded]:
-        queue = RedisQueue.from_url(redis_server.url, operation_timeout_seconds=0.3)
-        queues.append(queue)
-        options.setdefault("queue", queue)
-        options.setdefault("store", MemoryStore())
-        app = VoiceHooks(secret=SECRET, **options)  # type: ignore[arg-type]
+    def make(
+        *,
+        queue: RedisQueue | None = None,
+        queue_failure: QueueFailure = "process",
+        store: DeliveryStore | None = None,
+    ) -> tuple[VoiceHooks, Recorded]:
+        if queue is None:
+            queue = RedisQueue.from_url(redis_server.url, operation_timeout_seconds=0.3)
+            queues.append(queue)
+        app = VoiceHooks(
+            secret=SECRET,
+            background=Background(queue=queue, queue_failure=queue_failure),
+            duplicates=Duplicates(store=store if store is not None else MemoryStore()),
+        )
         seen = Recorded()
 
         @app.on("end-of-call-report")
@@ -87,11 +99,31 @@ async def read_all(queue: RedisQueue) -> list[Entry]:
     return await queue.read("test-worker", 100, 0.01)
 
 
-async def test_an_entry_round_trips_the_body_bytes_target_and_trace() -> None:
-    entry = JobEntry(b'{"message": {}}\n', "handler:app:on_report", {"traceparent": "00-ab"}, 1.5)
-    assert decode_entry(encode_entry(entry)) == entry
+def queued(app: VoiceHooks, max_attempts: int | None = None) -> QueuedJobs:
+    """What ``voicehooks worker`` runs each entry with."""
+    dispatcher = app.dispatcher
+    return QueuedJobs(dispatcher.run_job, dispatcher.deduplicator, max_attempts=max_attempts)
+
+
+def body_of(entry: Entry) -> bytes:
+    job, _ = decode_job(entry.data)
+    body: bytes = job.event.__dict__["_body"]
+    return body
+
+
+async def test_a_job_round_trips_the_body_bytes_target_and_trace() -> None:
+    body = msgspec.json.encode(end_of_call_report(call_id="round-trip")) + b"\n"
+    job = Job(decode_delivery(body), "handler:app:on_report", {"traceparent": "00-ab"}, True)
+    again, enqueued_at = decode_job(encode_job(job, 1.5))
+    assert (again.target, dict(again.trace), again.is_replay, enqueued_at) == (
+        "handler:app:on_report",
+        {"traceparent": "00-ab"},
+        True,
+        1.5,
+    )
+    assert again.event.__dict__["_body"] == body  # the very bytes, not a re-encoding
     with pytest.raises(msgspec.DecodeError):
-        decode_entry(b"not msgpack at all \xc1")
+        decode_job(b"not msgpack at all \xc1")
 
 
 async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
@@ -106,13 +138,13 @@ async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
         await client.wait_for_background()
     assert seen.reports == []  # the receiver ran nothing after the answer
     (entry,) = await read_all(app.queue)
-    data = decode_entry(entry.data)
-    assert data.body == msgspec.json.encode(payload)  # the very bytes that were verified
-    assert data.target.startswith("handler:")
-    assert data.target.endswith("save")
-    run = QueuedJobs(app)
+    job, _ = decode_job(entry.data)
+    assert body_of(entry) == msgspec.json.encode(payload)  # the very bytes that were verified
+    assert job.target.startswith("handler:")
+    assert job.target.endswith("save")
+    run = queued(app)
     async with app.lifespan():
-        assert await run(entry) == (JobOutcome.DONE, JobOutcome.DONE)
+        assert (await run(entry)).outcome == JobOutcome.DONE
         assert (await run(entry)).outcome == JobOutcome.DONE  # finished work: skipped
     assert len(seen.reports) == 1
     call_id, delivery_id, attempt = seen.reports[0]
@@ -128,13 +160,13 @@ async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     async with WebhookClient(app, secret=SECRET) as client:
         await client.end_of_call_report(call_id="flaky-1")
     done = anyio.Event()
-    run = QueuedJobs(app)
+    run = queued(app)
 
-    results: list[Result] = []
+    results: list[tuple[str, str]] = []
 
-    async def watched(entry: Entry) -> Result:
+    async def watched(entry: Entry) -> JobRun:
         result = await run(entry)
-        results.append(result)
+        results.append((result.outcome, result.failure))
         if result.outcome == JobOutcome.DONE:
             done.set()
         return result
@@ -148,7 +180,7 @@ async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
         stop.set()
     assert [(c, a) for c, _, a in seen.reports] == [("flaky-1", 1), ("flaky-1", 2)]
     assert seen.reports[0][1] == seen.reports[1][1]
-    assert results == [("failed", "ConnectionError"), ("done", "done")]
+    assert results == [("failed", "ConnectionError"), ("done", "")]
     assert (await app.queue.stats()).length == 0
 
 
@@ -172,9 +204,9 @@ async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_q
     }
     assert seen.notes == []
     (entry,) = await read_all(app.queue)
-    assert decode_entry(entry.data).target == "tool:t-note"
+    assert decode_job(entry.data)[0].target == "tool:t-note"
     async with app.lifespan():
-        assert (await QueuedJobs(app)(entry)).outcome == JobOutcome.DONE
+        assert (await queued(app)(entry)).outcome == JobOutcome.DONE
     assert seen.notes == ["call back"]
 
 
@@ -220,7 +252,7 @@ async def test_a_full_queue_is_a_503_with_retry_after_and_the_redelivery_is_not_
         assert (await client.post(over)).status_code == 200
         await client.wait_for_background()
     assert seen.reports == []
-    assert [decode_entry(e.data).body for e in await read_all(queue)] == [msgspec.json.encode(over)]
+    assert [body_of(e) for e in await read_all(queue)] == [msgspec.json.encode(over)]
     await queue.aclose()
 
 
@@ -240,20 +272,20 @@ async def test_an_unreadable_entry_raises_so_that_it_ends_in_the_dead_letters(
     make_app: MakeApp,
 ) -> None:
     app, _ = make_app()
-    with pytest.raises(msgspec.DecodeError):
-        await QueuedJobs(app)(Entry("1-0", b"\xc1 not an entry", 1))
+    with pytest.raises(ValueError, match="not a voicehooks job"):
+        await queued(app)(Entry("1-0", b"\xc1 not an entry", 1))
 
 
 def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_queue() is None
-    monkeypatch.setenv(QUEUE_URL_ENV, "redis://127.0.0.1:1/2")
+    monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
     assert isinstance(default_queue(), RedisQueue)
     assert VoiceHooks(secret=SECRET).queue is not None
 
 
 def test_queue_failure_must_be_a_known_policy() -> None:
     with pytest.raises(Exception, match="queue_failure"):
-        VoiceHooks(secret=SECRET, queue_failure="drop")  # type: ignore[arg-type]
+        VoiceHooks(secret=SECRET, background=Background(queue_failure="drop"))  # type: ignore[arg-type]
 
 
 # -- voicehooks worker -------------------------------------------------------------------
@@ -265,7 +297,7 @@ def test_the_worker_command_wants_a_queue(tmp_path: Path, monkeypatch: pytest.Mo
     app_file.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks(secret='whsec_x')\n")
     result = CliRunner().invoke(main, ["worker", str(app_file)])
     assert result.exit_code == 2
-    assert f"set {QUEUE_URL_ENV}=redis://" in result.output
+    assert f"set {QUEUE_URL}=redis://" in result.output
 
 
 def test_the_worker_command_builds_a_worker_from_its_options(
@@ -273,7 +305,7 @@ def test_the_worker_command_builds_a_worker_from_its_options(
 ) -> None:
     app_file = tmp_path / "queued_app.py"
     app_file.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
-    monkeypatch.setenv(QUEUE_URL_ENV, redis_server.url)
+    monkeypatch.setenv(QUEUE_URL, redis_server.url)
     monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)  # a worker verifies nothing
     served: list[Worker] = []
 
@@ -291,7 +323,7 @@ def test_the_worker_command_builds_a_worker_from_its_options(
     assert logging_setup == [("json", "warning")]
     (worker,) = served
     assert (worker.concurrency, worker.claim_idle_seconds, worker.max_attempts) == (3, 7.0, 2)
-    assert (worker.retry_delay_seconds, worker.grace_seconds) == (0.5, 20.0)
+    assert (worker.retry_delay_seconds, worker.tasks.grace_seconds) == (0.5, 20.0)
 
 
 async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
@@ -301,7 +333,7 @@ async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
     assert app.queue is not None
     async with WebhookClient(app, secret=SECRET) as client:
         await client.end_of_call_report(call_id="call-w")
-    worker = Worker(app.queue, QueuedJobs(app), read_block_seconds=0.1)
+    worker = Worker(app.queue, queued(app), tasks=app.tasks, read_block_seconds=0.1)
     stop = anyio.Event()
     with caplog.at_level(logging.INFO, "voicehooks"):
         async with anyio.create_task_group() as group:
@@ -333,38 +365,36 @@ async def test_with_redis_down_the_worker_runs_and_logs_what_it_cannot_check_or_
     app, seen = make_app(store=RedisStore.from_url(redis_server.url), queue_failure="reject")
     handler = app.handlers["end-of-call-report"][0]
     body = msgspec.json.encode(end_of_call_report(call_id="call-x"))
-    entry = Entry("1-0", encode_entry(JobEntry(body, handler.target)), 1)
+    entry = Entry("1-0", encode_job(Job(decode_delivery(body), handler.target), 0.0), 1)
     redis_server.stop()
     with caplog.at_level(logging.WARNING, "voicehooks"):
         async with WebhookClient(app, secret=SECRET) as client:
             response = await client.post(body)
-            assert (await QueuedJobs(app)(entry)).outcome == JobOutcome.DONE
+            assert (await queued(app)(entry)).outcome == JobOutcome.DONE
     assert response.status_code == 503
     assert [c for c, _, _ in seen.reports] == ["call-x"]
     assert "cannot say whether" in caplog.text
     assert "could not mark it done" in caplog.text
-    assert "releasing a refused delivery's claim failed" in caplog.text
+    # Refused at admission, before the claim: there is no claim to give back.
+    assert "releasing a refused delivery's claim" not in caplog.text
 
 
 async def test_an_event_built_in_code_is_queued_as_a_delivery(make_app: MakeApp) -> None:
-    from voicehooks.core.events import decode_delivery
-    from voicehooks.work.background import Job
-    from voicehooks.work.durable import enqueue_jobs
-
-    app, _ = make_app()
+    app, _ = make_app(queue_failure="reject")
     assert app.queue is not None
+    assert app.durable is not None
     await app.queue.open()
     decoded = decode_delivery(msgspec.json.encode(end_of_call_report(call_id="built")))
     built = msgspec.structs.replace(decoded)  # a copy: no original body with it
     assert "_body" not in built.__dict__
     handler = app.handlers["end-of-call-report"][0]
-    assert await enqueue_jobs(app.queue, [Job(built, handler.target)], "reject", None) == []
+    assert await app.durable.accept([Job(built, handler.target)]) == ()
     (entry,) = await read_all(app.queue)
-    assert decode_delivery(decode_entry(entry.data).body).call.id == "built"
+    assert decode_job(entry.data)[0].event.call.id == "built"
 
 
 async def test_observers_see_a_failed_run_as_retrying_then_dead(make_app: MakeApp) -> None:
-    from voicehooks.observe import JobRun, Observer
+    from voicehooks.observe import Observer
 
     app, _ = make_app()
     assert app.queue is not None
@@ -378,10 +408,10 @@ async def test_observers_see_a_failed_run_as_retrying_then_dead(make_app: MakeAp
     async with WebhookClient(app, secret=SECRET) as client:
         await client.end_of_call_report(call_id="flaky-2")
     (entry,) = await read_all(app.queue)
-    run = QueuedJobs(app, max_attempts=2)
+    run = queued(app, max_attempts=2)
     async with app.lifespan():
-        assert await run(entry) == ("failed", "ConnectionError")
-        assert await QueuedJobs(app, max_attempts=1)(entry) == ("failed", "ConnectionError")
+        assert (await run(entry)).failure == "ConnectionError"
+        assert (await queued(app, max_attempts=1)(entry)).failure == "ConnectionError"
         assert (await run(Entry(entry.id, entry.data, 2))).outcome == "done"
     assert ended == [("retrying", 1), ("dead", 1), ("done", 2)]
 
@@ -391,9 +421,9 @@ def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
 ) -> None:
     app_file = tmp_path / "memory_app.py"
     app_file.write_text(
-        "from voicehooks import MemoryStore, RedisQueue, VoiceHooks\n"
-        f"app = VoiceHooks(secret='whsec_x', store=MemoryStore(), "
-        f"queue=RedisQueue.from_url({redis_server.url!r}))\n"
+        "from voicehooks import Background, Duplicates, MemoryStore, RedisQueue, VoiceHooks\n"
+        "app = VoiceHooks(secret='whsec_x', duplicates=Duplicates(store=MemoryStore()), "
+        f"background=Background(queue=RedisQueue.from_url({redis_server.url!r})))\n"
     )
 
     async def fake_serve(app: VoiceHooks, worker: Worker, stop: anyio.Event | None = None) -> None:

@@ -281,14 +281,14 @@ async def test_fastapi_mount_serves_hooks_and_api_with_the_lifespan_composed(loa
     fastapi_mount = load("fastapi_mount")
     hooks: VoiceHooks = fastapi_mount.hooks
     async with WebhookClient(fastapi_mount.app, path="/hooks/") as client:
-        owned_inside = hooks.runner.owned  # the parent's lifespan entered hooks.lifespan()
+        owned_inside = hooks.tasks.is_open  # the parent's lifespan entered hooks.lifespan()
         await client.status_update("in-progress", call_id="call-1")
         await client.status_update("in-progress", call_id="call-2")
         await client.status_update("ended", call_id="call-1")
         await client.wait_for_background()
         calls = await client.request("GET", "/calls", [], [])
     assert owned_inside
-    assert not hooks.runner.owned
+    assert not hooks.tasks.is_open
     assert calls.status_code == 200
     assert calls.json() == {"live": 1}
     assert {"call-2"} == fastapi_mount.LIVE_CALLS

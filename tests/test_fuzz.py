@@ -29,7 +29,9 @@ from voicehooks import (
     AssistantRequest,
     AssistantResponse,
     CallContext,
+    Deadlines,
     EndOfCallReport,
+    Limits,
     StatusUpdate,
     ToolCall,
     ToolCalls,
@@ -77,14 +79,12 @@ class Slot(msgspec.Struct):
     hour: int
 
 
-def build_app(**options: Any) -> VoiceHooks:
+def build_app(max_body_bytes: int = MAX_BODY_BYTES) -> VoiceHooks:
     """An app with sync and async tools, injected parameters, and a handler for every event."""
     app = VoiceHooks(
         secret=SECRET,
-        max_body_bytes=options.pop("max_body_bytes", MAX_BODY_BYTES),
-        tool_timeout_seconds=2.0,
-        assistant_request_timeout_seconds=2.0,
-        **options,
+        deadlines=Deadlines(tool_seconds=2.0, assistant_request_seconds=2.0),
+        limits=Limits(max_body_bytes=max_body_bytes),
     )
 
     @app.tool
@@ -365,7 +365,7 @@ async def test_valid_deliveries_are_answered_200_with_one_result_per_call(
 ) -> None:
     body = _encode(delivery)
     response = await send(target, [body], signed(body))
-    if len(body) <= target.max_body_bytes:
+    if len(body) <= target.limits.max_body_bytes:
         assert response.status_code == 200
         _check_tool_answer(delivery, response)
 
@@ -409,7 +409,7 @@ async def test_bodies_in_any_chunking_get_the_same_answer_or_a_413(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     response = await send(app_small, chunks, signed(body))
-    assert response.status_code == (200 if len(body) <= app_small.max_body_bytes else 413)
+    assert response.status_code == (200 if len(body) <= app_small.limits.max_body_bytes else 413)
 
 
 # -- headers -----------------------------------------------------------------------------

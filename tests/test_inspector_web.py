@@ -17,6 +17,7 @@ from voicehooks import CallContext, ToolError, VoiceHooks
 from voicehooks.dev.inspector import Inspector
 from voicehooks.dev.inspector import web as inspector_web
 from voicehooks.dev.inspector.store import MAX_WATCHERS
+from voicehooks.observe import ToolStats
 from voicehooks.testing import Response, WebhookClient, status_update, tool_call, tool_calls
 
 pytestmark = pytest.mark.anyio
@@ -310,7 +311,9 @@ async def test_the_tool_latencies_are_served_for_tools_check() -> None:
         )
     assert report["tools"]["lookup"]["outcomes"] == {"ok": 1}
     assert outsider.status_code == 403  # the inspector's own loopback rule applies
-    measured = VoiceHooks(secret=SECRET, tool_stats=True)
-    stats = measured.tool_stats
-    Inspector(measured, secret=SECRET).recent.stop_capturing_logs()
-    assert measured.tool_stats is stats  # the app's own is kept, not replaced
+    stats = ToolStats()
+    measured = VoiceHooks(secret=SECRET, observers=[stats])
+    inspector = Inspector(measured, secret=SECRET)
+    inspector.recent.stop_capturing_logs()
+    assert inspector.tool_stats is stats  # the app's own is kept, not replaced
+    assert sum(isinstance(o, ToolStats) for o in measured.observers.observers) == 1

@@ -12,13 +12,15 @@ import pytest
 from voicehooks import (
     CallContext,
     ConfigurationError,
+    Deadlines,
     LateResult,
     LiveCall,
+    Platform,
     StatusUpdate,
     ToolError,
     VoiceHooks,
 )
-from voicehooks.live.api import API_KEY_ENV, API_KEY_FILE_ENV
+from voicehooks.core.environment import API_KEY, API_KEY_FILE
 from voicehooks.observe import Observer, ToolOutcome
 from voicehooks.testing import FakePlatform, WebhookClient, tool_call
 
@@ -37,7 +39,7 @@ class Outcomes(Observer):
 
 
 def make_app(platform: FakePlatform, **options: Any) -> VoiceHooks:
-    return VoiceHooks(secret=SECRET, api=platform.client(), **options)
+    return VoiceHooks(secret=SECRET, **options, platform=Platform(api=platform.client()))
 
 
 async def one(client: WebhookClient, name: str, call_id: str, **arguments: Any) -> Any:
@@ -279,8 +281,8 @@ async def test_live_call_is_injected_into_tools_and_handlers(platform: FakePlatf
 async def test_a_missing_key_stops_the_startup_only_when_something_needs_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(API_KEY_ENV, raising=False)
-    monkeypatch.delenv(API_KEY_FILE_ENV, raising=False)
+    monkeypatch.delenv(API_KEY, raising=False)
+    monkeypatch.delenv(API_KEY_FILE, raising=False)
     plain = VoiceHooks(secret=SECRET)
 
     @plain.tool
@@ -307,13 +309,13 @@ async def test_a_missing_key_stops_the_startup_only_when_something_needs_it(
             async with WebhookClient(app, secret=SECRET):
                 pass
         assert isinstance(caught.value.__cause__, ConfigurationError)
-        assert API_KEY_ENV in str(caught.value.__cause__)
+        assert API_KEY in str(caught.value.__cause__)
 
 
 async def test_shutdown_waits_for_a_slow_tool_and_delivers_its_result(
     platform: FakePlatform,
 ) -> None:
-    app = make_app(platform, shutdown_grace_seconds=5)
+    app = make_app(platform, deadlines=Deadlines(shutdown_grace_seconds=5))
 
     @app.tool(interim=INTERIM, interim_after_seconds=0.05)
     async def slow() -> str:
@@ -330,7 +332,7 @@ async def test_shutdown_waits_for_a_slow_tool_and_delivers_its_result(
 async def test_shutdown_cuts_a_slow_tool_after_the_grace_period(
     platform: FakePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_app(platform, shutdown_grace_seconds=0.2)
+    app = make_app(platform, deadlines=Deadlines(shutdown_grace_seconds=0.2))
 
     @app.tool(interim=INTERIM, interim_after_seconds=0.05)
     async def endless() -> str:
@@ -451,9 +453,11 @@ async def test_past_max_runs_a_slow_tool_is_refused_without_starting(
 
 
 async def test_a_caller_that_stops_waiting_still_gets_the_result_delivered() -> None:
+    from voicehooks.core.tasks import TaskOwner
     from voicehooks.live.interim import InterimRuns
 
-    runs = InterimRuns()
+    tasks = TaskOwner(grace_seconds=5.0)
+    runs = InterimRuns(tasks)
     delivered: list[str] = []
 
     async def work() -> str:
@@ -466,7 +470,7 @@ async def test_a_caller_that_stops_waiting_still_gets_the_result_delivered() -> 
     with anyio.move_on_after(0.05):  # the request goes away while it waits
         await runs.run(work(), 5.0, deliver, "tool work (call c)")
     assert runs.in_flight == ["tool work (call c)"]
-    await runs.drain(5.0)
+    await tasks.drain()
     assert delivered == ["late but delivered"]
     assert len(runs) == 0
 
@@ -475,7 +479,7 @@ async def test_a_store_that_fails_the_claim_does_not_stop_the_late_result(
     platform: FakePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
     from tests.test_dedupe import BrokenStore
-    from voicehooks import StoreError
+    from voicehooks.exceptions import StoreError
     from voicehooks.live.interim import LateResult, LateResults
 
     async def hook(result: LateResult) -> None:

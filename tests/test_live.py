@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from tests.test_dedupe import BrokenStore
-from voicehooks import ConfigurationError, MemoryStore, StoreError
+from voicehooks import ConfigurationError, MemoryStore
+from voicehooks.exceptions import StoreError
 from voicehooks.live.api import CallEnded, PlatformClient, RateLimited
 from voicehooks.live.control import CommandLimit, CommandLimiter, LiveCall
 from voicehooks.live.interim import LateResult, LateResults, merge

@@ -34,7 +34,10 @@ from voicehooks import (
     AssistantRequest,
     AssistantResponse,
     CallContext,
+    Deadlines,
+    Duplicates,
     EndOfCallReport,
+    Limits,
     StatusUpdate,
     ToolCalls,
     ToolError,
@@ -42,6 +45,7 @@ from voicehooks import (
 )
 from voicehooks.core.exceptions import StoreError
 from voicehooks.core.signing import signature
+from voicehooks.state.dedupe import StoreFailure
 from voicehooks.testing import (
     Response,
     WebhookClient,
@@ -141,11 +145,11 @@ def calls(call_id: str, *names: str) -> dict[str, Any]:
 def build_app(**options: Any) -> VoiceHooks:
     app = VoiceHooks(
         secret=[SECRET, SECOND_SECRET],
-        max_body_bytes=8192,
-        tool_timeout_seconds=0.5,
-        assistant_request_timeout_seconds=0.2,
-        shutdown_grace_seconds=0.2,
         **options,
+        deadlines=Deadlines(
+            tool_seconds=0.5, assistant_request_seconds=0.2, shutdown_grace_seconds=0.2
+        ),
+        limits=Limits(max_body_bytes=8192),
     )
 
     @app.tool
@@ -568,7 +572,7 @@ HAS_STORES = "store" in inspect.signature(VoiceHooks).parameters
 @pytest.mark.skipif(not HAS_STORES, reason="VoiceHooks(store=...) does not exist yet")
 @pytest.mark.parametrize("store_failure", ["process", "reject"])
 async def test_store_errors_log_nothing_personal(
-    logs: pytest.LogCaptureFixture, store_failure: str
+    logs: pytest.LogCaptureFixture, store_failure: StoreFailure
 ) -> None:
     sent = Sent()
     stores: list[Any] = [FailingStore()]
@@ -581,7 +585,7 @@ async def test_store_errors_log_nothing_personal(
     except ImportError:  # pragma: no cover - the dev group installs redis
         pass
     for index, store in enumerate(stores):
-        app = build_app(store=store, store_failure=store_failure)
+        app = build_app(duplicates=Duplicates(store=store, store_failure=store_failure))
         async with WebhookClient(app, secret=SECRET) as client:
             for payload in (
                 calls(f"call-store-{index}", "find_order"),

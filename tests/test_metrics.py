@@ -15,12 +15,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from voicehooks import ConfigurationError, ToolError, VoiceHooks
+from voicehooks.core.environment import METRICS, MULTIPROC_DIR
 from voicehooks.core.events import EndOfCallReport
 from voicehooks.observe import Delivery, JobRun, ToolRun
 from voicehooks.observe.metrics import (
     BUCKETS_SECONDS,
-    METRICS_ENV,
-    MULTIPROC_DIR_ENV,
     PrometheusObserver,
     exposition,
 )
@@ -143,12 +142,6 @@ def test_background_jobs_are_gauged_while_running_and_counted_when_they_end() ->
     assert values[("voicehooks_background_job_duration_seconds_count", ())] == 3
 
 
-def test_the_queue_depth_hook_sets_its_gauge() -> None:
-    observer = PrometheusObserver()
-    observer.set_queue_depth(17)
-    assert samples(observer.registry)[("voicehooks_background_queue_depth", ())] == 17
-
-
 def test_the_buckets_end_at_the_platforms_ten_second_budget() -> None:
     assert BUCKETS_SECONDS[-1] == 10.0
     assert {4.0, 5.0, 8.0} <= set(BUCKETS_SECONDS)
@@ -194,8 +187,8 @@ sys.stdin.read()
 def test_multiprocess_mode_sums_processes_and_forgets_the_running_jobs_of_dead_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
-    env = {**os.environ, MULTIPROC_DIR_ENV: str(tmp_path)}
+    monkeypatch.setenv(MULTIPROC_DIR, str(tmp_path))
+    env = {**os.environ, MULTIPROC_DIR: str(tmp_path)}
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(n)],
@@ -281,7 +274,7 @@ def metered_app(**options: Any) -> VoiceHooks:
 
 
 async def test_an_app_with_metrics_counts_and_serves_them_at_get_metrics() -> None:
-    app = metered_app(metrics=True)
+    app = metered_app(observers=[PrometheusObserver()])
     async with WebhookClient(app, secret=SECRET) as client:
         for _ in range(3):
             await client.call_tools(
@@ -322,18 +315,18 @@ def test_voicehooks_metrics_in_the_environment_switches_them_on(
     monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
 ) -> None:
     if value is None:
-        monkeypatch.delenv(METRICS_ENV, raising=False)
+        monkeypatch.delenv(METRICS, raising=False)
     else:
-        monkeypatch.setenv(METRICS_ENV, value)
+        monkeypatch.setenv(METRICS, value)
     app = metered_app()
-    assert (app.metrics is not None) is on
+    installed = [o for o in app.observers.observers if isinstance(o, PrometheusObserver)]
+    assert len(installed) == int(on)
     assert bool(app.observers) is on
-    assert metered_app(metrics=False).metrics is None
 
 
 def test_metrics_refuse_a_webhook_path_of_slash_metrics() -> None:
     with pytest.raises(ConfigurationError, match="another path"):
-        VoiceHooks(secret=SECRET, path="/metrics", metrics=True)
+        VoiceHooks(secret=SECRET, path="/metrics", observers=[PrometheusObserver()])
 
 
 def test_the_fast_path_buckets_exactly_as_prometheus_client_does() -> None:
@@ -404,7 +397,7 @@ def test_without_the_value_objects_the_public_methods_are_used(histogram: bool) 
 async def test_mounted_in_fastapi_the_metrics_are_under_the_mount_path() -> None:
     from fastapi import FastAPI
 
-    hooks = metered_app(metrics=True)
+    hooks = metered_app(observers=[PrometheusObserver()])
     parent = FastAPI()
     parent.mount("/hooks", hooks)
     client = WebhookClient(parent, secret=SECRET, path="/hooks/")

@@ -9,7 +9,7 @@ import anyio
 import msgspec
 import pytest
 
-from voicehooks import ConfigurationError, EndOfCallReport, MemoryStore, VoiceHooks
+from voicehooks import ConfigurationError, EndOfCallReport, MemoryStore, Platform, VoiceHooks
 from voicehooks.core.events import decode_delivery
 from voicehooks.live.api import PlatformClient
 from voicehooks.live.reconcile import Reconciler, Reconciliation, report_body
@@ -43,8 +43,9 @@ class Dispatched:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
 
-    async def __call__(self, body: bytes) -> None:
+    async def __call__(self, body: bytes) -> bool:
         self.bodies.append(msgspec.json.decode(body))
+        return True
 
 
 def reconciler(
@@ -188,8 +189,10 @@ async def test_the_app_runs_its_report_handlers_on_a_reconciled_call() -> None:
     platform = FakePlatform()
     app = VoiceHooks(
         secret="whsec_reconcile",
-        api=platform.client(),
-        reconcile=Reconciliation(after_seconds=0.2, interval_seconds=0.05),
+        platform=Platform(
+            api=platform.client(),
+            reconcile=Reconciliation(after_seconds=0.2, interval_seconds=0.05),
+        ),
     )
     reports: list[EndOfCallReport] = []
 

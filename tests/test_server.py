@@ -18,10 +18,11 @@ import msgspec
 import pytest
 
 from tests.servers import ROOT, Server, free_port, running_server, wait_until_listening
-from voicehooks import results_from_response, sign
+from voicehooks import sign
 from voicehooks.testing import (
     assistant_request,
     end_of_call_report,
+    results_from_response,
     status_update,
     tool_call,
     tool_calls,

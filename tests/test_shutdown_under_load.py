@@ -61,10 +61,16 @@ from voicehooks import (
     CallContext,
     EndOfCallReport,
     StatusUpdate,
+    Background,
+    Deadlines,
     VoiceHooks,
 )
 
-app = VoiceHooks(secret="{SECRET}", shutdown_grace_seconds={GRACE_SECONDS}, max_background_jobs=16)
+app = VoiceHooks(
+    secret="{SECRET}",
+    deadlines=Deadlines(shutdown_grace_seconds={GRACE_SECONDS}),
+    background=Background(max_running=16),
+)
 
 
 def say(line: str) -> None:

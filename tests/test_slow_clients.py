@@ -12,7 +12,7 @@ What happens, observed and pinned down here (SECURITY.md "Slow clients" tells th
   cancelled. uvicorn does not cancel the request task, so tools (async, and sync in their
   thread) and before-answer handlers run to their end, background handlers run as usual,
   and the answer is discarded by uvicorn without an error.
-* A body must arrive within ``VoiceHooks(body_timeout_seconds=...)`` (10 s by default):
+* A body must arrive within ``Deadlines(body_seconds=...)`` (10 s by default):
   uvicorn sets no such limit, so the app answers a client that stalls mid-body with 408 and
   ``connection: close``; a SIGTERM is therefore never held up by it for longer.
 """
@@ -42,7 +42,7 @@ SECRET = "whsec_slow_clients_7c2e"
 GRACE_SECONDS = 0.5
 # The body-read timeout proposed in SECURITY.md; the app passes it once VoiceHooks takes it.
 BODY_TIMEOUT_SECONDS = 0.5
-BODY_TIMEOUT_OPTION = f", body_timeout_seconds={BODY_TIMEOUT_SECONDS}"
+BODY_TIMEOUT_OPTION = f", body_seconds={BODY_TIMEOUT_SECONDS}"
 
 APP = f'''
 import sys
@@ -50,9 +50,12 @@ import time
 
 import anyio
 
-from voicehooks import CallContext, EndOfCallReport, StatusUpdate, VoiceHooks
+from voicehooks import CallContext, Deadlines, EndOfCallReport, StatusUpdate, VoiceHooks
 
-app = VoiceHooks(secret="{SECRET}", shutdown_grace_seconds={GRACE_SECONDS}{BODY_TIMEOUT_OPTION})
+app = VoiceHooks(
+    secret="{SECRET}",
+    deadlines=Deadlines(shutdown_grace_seconds={GRACE_SECONDS}{BODY_TIMEOUT_OPTION}),
+)
 
 
 def say(word: str, call_id: str) -> None:

@@ -10,8 +10,10 @@ import pytest
 import redis.asyncio
 
 from tests.redis_server import RedisServer
-from voicehooks import ConfigurationError, MemoryStore, RedisStore, StoreError
-from voicehooks.state.stores import REDIS_URL_ENV, default_store
+from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
+from voicehooks.core.environment import REDIS_URL
+from voicehooks.exceptions import StoreError
+from voicehooks.state.stores import default_store
 
 pytestmark = pytest.mark.anyio
 
@@ -350,7 +352,7 @@ def test_redis_without_the_package_says_how_to_install_it(
 
 async def test_the_default_store_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(default_store(), MemoryStore)
-    monkeypatch.setenv(REDIS_URL_ENV, "redis://127.0.0.1:1/0")
+    monkeypatch.setenv(REDIS_URL, "redis://127.0.0.1:1/0")
     store = default_store()
     assert isinstance(store, RedisStore)
     await store.aclose()
@@ -400,7 +402,7 @@ async def test_the_app_opens_its_store_at_startup_and_starts_even_if_it_is_down(
             raise StoreError("the store is down")
 
     store = Recording()
-    app = VoiceHooks(secret="whsec_store_open", store=store)
+    app = VoiceHooks(secret="whsec_store_open", duplicates=Duplicates(store=store))
     with caplog.at_level("ERROR", "voicehooks"):
         async with WebhookClient(app, secret="whsec_store_open") as client:
             assert (await client.status_update()).status_code == 200

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from voicehooks.observe import Delivery, ToolOutcome, ToolRun
-from voicehooks.observe.toolstats import UNREGISTERED, StatsEndpoint, ToolStats
+from voicehooks.observe import Delivery, ToolOutcome, ToolRun, ToolStats
+from voicehooks.observe.toolstats import UNREGISTERED, StatsEndpoint
 from voicehooks.tools.definition import Tool
 
 pytestmark = pytest.mark.anyio
@@ -111,14 +111,13 @@ async def test_an_app_with_tool_stats_measures_and_serves_them() -> None:
     from voicehooks.testing import WebhookClient
 
     secret = "whsec_toolstats"
-    app = VoiceHooks(secret=secret, tool_stats=True)
+    app = VoiceHooks(secret=secret, observers=[ToolStats()])
 
     @app.tool
     async def stock(part: str, count: int) -> int:
         """Check the stock of a part."""
         return count
 
-    assert app.tool_stats is not None
     async with WebhookClient(app, secret=secret) as client:
         assert await client.call_tool("stock", part="chain", count="2") == 2
         assert "error" in await client.call_tool("nothing_like_it")
@@ -132,6 +131,5 @@ async def test_an_app_with_tool_stats_measures_and_serves_them() -> None:
     assert refused.status_code == 405
 
     plain = VoiceHooks(secret=secret)
-    assert plain.tool_stats is None
     async with WebhookClient(plain, secret=secret) as client:
         assert (await client.request("GET", "/_voicehooks/tools.json", [], [])).status_code == 404

@@ -11,14 +11,22 @@ import anyio
 import pytest
 
 from tests.redis_server import RedisServer, running_redis
-from voicehooks.observe import JobOutcome
+from voicehooks.core.tasks import TaskOwner
+from voicehooks.observe import JobOutcome, JobRun
 from voicehooks.work.queue import Entry, RedisQueue
-from voicehooks.work.worker import ABANDONED, Result, Worker
+from voicehooks.work.worker import ABANDONED, Worker
 
 pytestmark = pytest.mark.anyio
 
 MakeQueue = Callable[[], RedisQueue]
 PHONE = "+31600000000"
+
+
+def ended(entry: Entry, outcome: str, failure: str = "") -> JobRun:
+    """The run a callback returns for ``entry``."""
+    run = JobRun("end-of-call-report", "call-1", "job", "", entry.attempt, {})
+    run.end(outcome, failure)
+    return run
 
 
 @pytest.fixture
@@ -46,7 +54,7 @@ class Recorder:
         self.done = anyio.Event()
         self.expected = 0
 
-    async def __call__(self, entry: Entry) -> str:
+    async def __call__(self, entry: Entry) -> JobRun:
         self.attempts.append((entry.data, entry.attempt))
         self.running += 1
         self.most_running = max(self.most_running, self.running)
@@ -60,7 +68,7 @@ class Recorder:
             raise KeyError(PHONE)
         if outcome == JobOutcome.DONE and len(self.finished) >= self.expected:
             self.done.set()
-        return outcome
+        return ended(entry, outcome)
 
     @property
     def finished(self) -> Counter[bytes]:
@@ -197,7 +205,9 @@ async def test_stop_finishes_held_entries_and_reads_nothing_more(make_queue: Mak
     await queue.open()
     await queue.enqueue([b"a", b"b", b"c"])
     run = Recorder(seconds=0.3)
-    worker = Worker(queue, run, concurrency=2, grace_seconds=5, read_block_seconds=0.1)
+    worker = Worker(
+        queue, run, concurrency=2, tasks=TaskOwner(grace_seconds=5), read_block_seconds=0.1
+    )
     stop = anyio.Event()
     async with anyio.create_task_group() as group:
         group.start_soon(worker.serve, stop)
@@ -217,7 +227,7 @@ async def test_past_the_grace_period_held_entries_are_cut_and_stay_pending(
     await queue.open()
     await queue.enqueue([b"hangs"])
     run = Recorder(seconds=60)
-    worker = Worker(queue, run, grace_seconds=0.2, read_block_seconds=0.1)
+    worker = Worker(queue, run, tasks=TaskOwner(grace_seconds=0.2), read_block_seconds=0.1)
     stop = anyio.Event()
     with caplog.at_level(logging.INFO, "voicehooks"):
         async with anyio.create_task_group() as group:
@@ -226,8 +236,9 @@ async def test_past_the_grace_period_held_entries_are_cut_and_stay_pending(
                 while not worker.held:
                     await anyio.sleep(0.01)
             stop.set()
-    assert "waiting up to 0.2 s for 1 held entry" in caplog.text
-    assert "1 entry still running after 0.2 s are cut short" in caplog.text
+    assert "waiting up to 0.2 s for 1 background task(s)" in caplog.text
+    assert "1 background task(s) still running after the 0.2 s grace period" in caplog.text
+    assert "was cut short; it stays pending for other workers" in caplog.text
     stats = await queue.stats()
     assert (stats.length, stats.pending) == (1, 1)
 
@@ -335,8 +346,8 @@ async def test_a_result_names_the_reason_a_dead_letter_keeps(make_queue: MakeQue
     await queue.open()
     await queue.enqueue([b"x"])
 
-    async def run(entry: Entry) -> Result:
-        return Result(JobOutcome.FAILED, "TimeoutError")
+    async def run(entry: Entry) -> JobRun:
+        return ended(entry, JobOutcome.FAILED, "TimeoutError")
 
     worker = Worker(queue, run, max_attempts=1, read_block_seconds=0.1)
     stop = anyio.Event()

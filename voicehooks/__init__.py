@@ -1,5 +1,12 @@
-"""voicehooks: a small, fast, typed receiver for HMS Sovereign / VoiceDock webhooks."""
+"""voicehooks: a small, fast, typed receiver for HMS Sovereign / VoiceDock webhooks.
 
+The names here are the whole of the everyday API. A few subpackages are documented too:
+``voicehooks.events`` (every event struct), ``voicehooks.exceptions`` (every error),
+``voicehooks.observe`` (observers, metrics, traces, the log formatter) and
+``voicehooks.testing`` (the test kit). Everything else is internal and may move.
+"""
+
+from . import _moved
 from .app import VoiceHooks
 from .core.events import (
     AssistantRequest,
@@ -10,31 +17,16 @@ from .core.events import (
     ToolCall,
     ToolCalls,
 )
-from .core.exceptions import (
-    ConfigurationError,
-    QueueError,
-    StoreError,
-    ToolError,
-    Unavailable,
-    VoiceHooksError,
-)
+from .core.exceptions import ConfigurationError, ToolError, VoiceHooksError
 from .core.injection import CallContext
-from .core.responses import AssistantResponse, ToolResult, normalize_result, results_from_response
+from .core.responses import AssistantResponse, ToolResult
 from .core.signing import sign
-from .live.api import (
-    CallEnded,
-    PlatformAPIError,
-    PlatformClient,
-    PlatformUnavailable,
-    RateLimited,
-    Unauthorized,
-)
+from .live.api import PlatformClient
 from .live.control import CommandLimit, LiveCall
 from .live.interim import LateResult
 from .live.reconcile import Reconciliation
 from .observe.observers import Observer
-from .observe.recording import Recorder
-from .observe.toolstats import ToolStats
+from .settings import Background, Deadlines, Duplicates, Limits, Platform
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
 from .work.queue import RedisQueue
 
@@ -43,40 +35,36 @@ __version__ = "0.1.0"
 __all__ = [
     "AssistantRequest",
     "AssistantResponse",
+    "Background",
     "CallContext",
-    "CallEnded",
     "CallStatus",
     "CommandLimit",
     "ConfigurationError",
+    "Deadlines",
     "DeliveryStore",
+    "Duplicates",
     "EndOfCallReport",
     "Event",
     "LateResult",
+    "Limits",
     "LiveCall",
     "MemoryStore",
     "Observer",
-    "PlatformAPIError",
+    "Platform",
     "PlatformClient",
-    "PlatformUnavailable",
-    "QueueError",
-    "RateLimited",
     "Reconciliation",
-    "Recorder",
     "RedisQueue",
     "RedisStore",
     "StatusUpdate",
-    "StoreError",
     "ToolCall",
     "ToolCalls",
     "ToolError",
     "ToolResult",
-    "ToolStats",
-    "Unauthorized",
-    "Unavailable",
     "VoiceHooks",
     "VoiceHooksError",
     "__version__",
-    "normalize_result",
-    "results_from_response",
     "sign",
 ]
+
+_moved.register_modules()
+__getattr__ = _moved.moved_root_name

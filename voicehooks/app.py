@@ -1,4 +1,4 @@
-"""``VoiceHooks``: the ASGI application and its request pipeline.
+"""``VoiceHooks``: the ASGI application, its lifespan, and the request pipeline.
 
     verify → decode → dispatch → encode
 
@@ -6,7 +6,12 @@ A POST to the app's path goes straight through ``_handle``: headers are read onc
 streamed in under a size cap, the signature is checked over the exact bytes, the body is
 decoded into a typed event in one pass, and the dispatcher's answer is sent as JSON. Every
 other ASGI message (lifespan, other paths, websockets) goes to a Starlette ``Router``, which
-runs the lifespan protocol and answers unknown paths with a JSON 404.
+runs the lifespan protocol, serves what observers contribute (``GET /metrics``) and answers
+unknown paths with a JSON 404.
+
+This is the one module that composes across the subpackages: the constructor builds each
+collaborator once, in the order they need each other, from the settings values
+(``voicehooks.settings``); nothing is patched in afterwards.
 
 The hot path is written against raw ASGI on purpose: a Request object, a Response object and
 a middleware stack would triple the cost of a one-call tool request (see ``benchmarks/``).
@@ -15,18 +20,18 @@ a middleware stack would triple the cost of a one-call tool request (see ``bench
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio
 import msgspec
 from starlette.datastructures import State
-from starlette.routing import Route, Router
+from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
+from .core import environment
 from .core.events import Event, UnknownEventType, decode_delivery
 from .core.exceptions import (
     ConfigurationError,
@@ -42,34 +47,27 @@ from .core.exceptions import (
 from .core.logs import describe, masked
 from .core.records import Delivery, DeliveryOutcome
 from .core.running import Threads, within
-from .core.signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
-from .live.api import PlatformClient
-from .live.control import DEFAULT_COMMAND_LIMIT, CallControl, CommandLimit
-from .live.reconcile import Reconciler, Reconciliation
-from .observe.metrics import METRICS_ENV, PrometheusObserver
+from .core.signing import Verifier, is_milliseconds
+from .core.tasks import TaskOwner
+from .live.control import CallControl
+from .live.reconcile import Reconciler
 from .observe.observers import Observer, ObserverSet
 from .observe.recording import REPLAY_HEADER
-from .observe.toolstats import STATS_PATH, StatsEndpoint, ToolStats
 from .pipeline.dispatch import EMPTY, Dispatcher
 from .pipeline.routing import Registry
-from .state.dedupe import Deduplicator, StoreFailure
+from .settings import Background, Deadlines, Duplicates, Limits, Platform, deprecated_keywords
+from .state.dedupe import Deduplicator
 from .state.stores import DeliveryStore, default_store
 from .tools.definition import UnknownArguments
-from .work.background import BackgroundRunner, Job
-from .work.durable import close_queue, enqueue_jobs, open_queue
-
-if TYPE_CHECKING:
-    from .work.durable import QueueFailure
-    from .work.queue import RedisQueue
+from .work.durable import DurableSink, default_queue
+from .work.jobs import Job, JobSink
+from .work.runner import BackgroundRunner
 
 __all__ = ["VoiceHooks", "resolve_secrets"]
 
 _log = logging.getLogger("voicehooks")
 
 Lifespan = Callable[["VoiceHooks"], AbstractAsyncContextManager[Any]]
-
-SECRET_ENV: Final = "VOICEHOOKS_SECRET"
-SECRET_FILE_ENV: Final = "VOICEHOOKS_SECRET_FILE"
 
 _JSON: Final = b"application/json"
 _EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
@@ -90,66 +88,26 @@ class VoiceHooks(Registry):
         secret: The webhook secret, or several (all accepted: rotate without downtime). Read
             from ``VOICEHOOKS_SECRET`` (comma-separated) or the file named by
             ``VOICEHOOKS_SECRET_FILE`` when omitted.
+        path: The path the platform posts to.
         verify_signatures: Switch signature checks off for local experiments only; every
             startup then logs a warning.
-        tolerance_seconds: Largest accepted clock distance of ``X-Webhook-Timestamp``, both
-            directions; ``None`` switches the freshness check off.
-        path: The path the platform posts to.
-        max_body_bytes: Larger bodies are refused with 413 while they stream in.
-        body_timeout_seconds: A body that takes longer to arrive is refused with 408, so a
-            client that stalls mid-body cannot hold a connection (or a shutdown) forever.
-        tool_timeout_seconds: Budget of a ``tool-calls`` answer; the platform waits 10 s.
-        assistant_request_timeout_seconds: Budget of an ``assistant-request`` answer; the
-            platform waits 5 s, then uses the saved configuration, as ``{}`` does.
-        shutdown_grace_seconds: How long shutdown waits for background handlers.
-        max_background_jobs: How many background handlers run at once.
-        max_queued_jobs: How many background jobs may wait or run at once; past it, and past
-            ``max_queued_bytes`` of their bodies, informational deliveries are refused 503
-            with ``Retry-After`` instead of being accepted and lost.
-        max_queued_bytes: See ``max_queued_jobs``.
-        background_timeout_seconds: Each background handler's deadline (``None``: none).
-        max_threads: Worker threads for sync tools and the assistant-request handler.
-        max_background_threads: Worker threads for sync handlers that run after the answer,
-            kept apart so post-call work never delays a caller.
-        max_abandoned_threads: Threads a sync function may leave running past its deadline;
-            past that, its new calls are refused at once instead of taking another thread.
-        deduplicate: Run each tool call and informational event once, however often it
-            is delivered; a duplicate gets the first answer (see ``voicehooks.state.dedupe``).
-        store: Where deliveries are remembered. Default: ``RedisStore.from_url`` of
-            ``VOICEHOOKS_REDIS_URL``, else of ``VOICEHOOKS_QUEUE_URL``, when set; else a
-            ``MemoryStore`` (this process only).
-        store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
-            and log an error, or ``"reject"`` it with 503.
-        dedupe_ttl_seconds: How long a handled delivery is remembered.
-        queue: Durable mode (see "Scaling out" in the README and ``voicehooks.work.durable``):
-            after-the-answer work goes to this Redis stream before the 200, for
-            ``voicehooks worker`` processes to run. Default: ``RedisQueue.from_url`` of
-            ``VOICEHOOKS_QUEUE_URL`` when set, else none (the work runs in this process).
-        queue_failure: When Redis cannot take a delivery's jobs: ``"process"`` them here
-            and log an error, or ``"reject"`` the delivery with 503.
+        deadlines: How long answers, bodies, background jobs and shutdown may take.
+        limits: Body size, timestamp tolerance, and the threads user functions may hold.
+        background: Work after the answer: its bounds here, or a durable queue.
+        duplicates: Once-only processing of redeliveries; ``None`` switches it off.
+        platform: The way back to the platform's REST API (``LiveCall``, late results of
+            slow tools, reconciliation of lost reports).
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
-        observers: Told about every delivery, tool call and job (see ``voicehooks.observe``).
-        metrics: Count deliveries, tool calls and jobs for Prometheus and serve them at
-            ``GET /metrics`` (``pip install 'voicehooks[metrics]'``); ``None`` reads
-            ``VOICEHOOKS_METRICS`` (``1`` switches them on), which ``voicehooks run --metrics``
-            sets. The observer is ``app.metrics``.
-        api: The platform's REST client, for ``LiveCall`` and slow tools' late results.
-            Default: a ``PlatformClient`` with the key from ``VOICEHOOKS_API_KEY`` (or
-            ``VOICEHOOKS_API_KEY_FILE``), read at startup, and only when a registration needs
-            it (a missing key then stops the startup, naming the variable).
-        command_limit: The platform's call-control limit to keep, across every worker that
-            shares the store: 10 commands per 60 s per call.
-        reconcile: Fetch the calls whose ``end-of-call-report`` never came and run the
-            report handlers on them (``EndOfCallReport.reconciled``); off when ``None``. Needs
-            the API key, and Redis to happen once across several workers.
+        observers: Told about every delivery, tool call and job (see ``voicehooks.observe``);
+            an observer may serve routes beside the webhook (``PrometheusObserver``:
+            ``GET /metrics``). ``VOICEHOOKS_METRICS=1`` (``voicehooks run --metrics``) adds a
+            ``PrometheusObserver`` when none is given.
         unknown_arguments: What tools do with arguments their definition lacks: ``"ignore"``
             them or ``"forbid"`` the call (an error for the model naming the nearest
             parameter); a tool's own ``unknown_arguments=`` wins.
-        tool_stats: Measure each tool's latency (``ToolStats``, at ``app.tool_stats``) and
-            serve the summary at ``GET /_voicehooks/tools.json`` for ``voicehooks tools
-            --check --url``; for development and internal networks.
-        clock: Current Unix time, for the freshness check; injectable for tests.
+        **deprecated: The keyword arguments of 0.1 and 0.2 (``tool_timeout_seconds=``,
+            ``store=``, ...), for one release: each warns with its replacement.
 
     Attributes:
         development: Development mode, set by ``voicehooks dev`` (its inspector): a delivery
@@ -158,175 +116,156 @@ class VoiceHooks(Registry):
             mode the header is ignored: it is not signed, and anyone could send it.
 
     Examples:
-        >>> from voicehooks import VoiceHooks
-        >>> app = VoiceHooks(secret="whsec_example")
+        >>> from voicehooks import Deadlines, VoiceHooks
+        >>> app = VoiceHooks(secret="whsec_example", deadlines=Deadlines(tool_seconds=6.0))
     """
 
     def __init__(
         self,
         secret: str | Sequence[str] | None = None,
         *,
-        verify_signatures: bool = True,
-        tolerance_seconds: float | None = DEFAULT_TOLERANCE_SECONDS,
         path: str = "/",
-        max_body_bytes: int = 1024 * 1024,
-        body_timeout_seconds: float = 10.0,
-        tool_timeout_seconds: float = 8.0,
-        assistant_request_timeout_seconds: float = 4.0,
-        shutdown_grace_seconds: float = 20.0,
-        max_background_jobs: int = 64,
-        max_queued_jobs: int = 2_000,
-        max_queued_bytes: int = 64 * 1024 * 1024,
-        background_timeout_seconds: float | None = 300.0,
-        max_threads: int = 40,
-        max_background_threads: int = 8,
-        max_abandoned_threads: int = 4,
-        deduplicate: bool = True,
-        store: DeliveryStore | None = None,
-        store_failure: StoreFailure = "process",
-        dedupe_ttl_seconds: float = 3600.0,
-        queue: RedisQueue | None = None,
-        queue_failure: QueueFailure = "process",
+        verify_signatures: bool = True,
+        deadlines: Deadlines = Deadlines(),  # noqa: B008  (frozen values: safe to share)
+        limits: Limits = Limits(),  # noqa: B008
+        background: Background = Background(),  # noqa: B008
+        duplicates: Duplicates | None = Duplicates(),  # noqa: B008
+        platform: Platform = Platform(),  # noqa: B008
         lifespan: Lifespan | None = None,
         observers: Sequence[Observer] = (),
-        metrics: bool | None = None,
-        api: PlatformClient | None = None,
-        command_limit: CommandLimit = DEFAULT_COMMAND_LIMIT,
-        reconcile: Reconciliation | None = None,
         unknown_arguments: UnknownArguments = "ignore",
-        tool_stats: bool = False,
-        clock: Callable[[], float] = time.time,
+        **deprecated: Any,
     ) -> None:
         super().__init__()
+        if deprecated:
+            given = {
+                "deadlines": deadlines,
+                "limits": limits,
+                "background": background,
+                "duplicates": duplicates,
+                "platform": platform,
+            }
+            folded, observers = deprecated_keywords(deprecated, given, observers)
+            deadlines, limits, background = (
+                folded["deadlines"],
+                folded["limits"],
+                folded["background"],
+            )
+            duplicates, platform = folded["duplicates"], folded["platform"]
         if not path.startswith("/"):
             raise ConfigurationError(f"path must start with '/', got {path!r}")
-        for label, value in (
-            ("max_body_bytes", max_body_bytes),
-            ("body_timeout_seconds", body_timeout_seconds),
-            ("tool_timeout_seconds", tool_timeout_seconds),
-            ("assistant_request_timeout_seconds", assistant_request_timeout_seconds),
-            ("max_background_jobs", max_background_jobs),
-            ("max_queued_jobs", max_queued_jobs),
-            ("max_queued_bytes", max_queued_bytes),
-            ("background_timeout_seconds", background_timeout_seconds or 1),
-            ("max_threads", max_threads),
-            ("max_background_threads", max_background_threads),
-            ("max_abandoned_threads", max_abandoned_threads),
-            ("dedupe_ttl_seconds", dedupe_ttl_seconds),
-        ):
-            if value <= 0:
-                raise ConfigurationError(f"{label} must be > 0, got {value!r}")
-        if shutdown_grace_seconds < 0:
-            raise ConfigurationError("shutdown_grace_seconds must be >= 0")
-        if store_failure not in ("process", "reject"):
-            raise ConfigurationError(
-                f"store_failure must be 'process' or 'reject', got {store_failure!r}"
-            )
-        if queue_failure not in ("process", "reject"):
-            raise ConfigurationError(
-                f"queue_failure must be 'process' or 'reject', got {queue_failure!r}"
-            )
-        if store is not None and not deduplicate:
-            raise ConfigurationError("store= has no use with deduplicate=False; drop one")
         if unknown_arguments not in ("ignore", "forbid"):
             raise ConfigurationError(
                 f"unknown_arguments must be 'ignore' or 'forbid', got {unknown_arguments!r}"
             )
         self.unknown_arguments = unknown_arguments
-        self.verify_signatures = verify_signatures
-        self.verifier: Verifier | None = None
-        secrets = resolve_secrets(secret)
-        if verify_signatures:
-            if not secrets:
-                raise ConfigurationError(
-                    f"No webhook secret. Set {SECRET_ENV} (several: comma-separated), point "
-                    f"{SECRET_FILE_ENV} at a file, or pass VoiceHooks(secret=...). For local "
-                    "experiments only, VoiceHooks(verify_signatures=False) accepts unsigned "
-                    "requests."
-                )
-            self.verifier = Verifier(secrets, tolerance_seconds=tolerance_seconds, clock=clock)
-        else:
-            _warn_unverified()
+        self.deadlines, self.limits, self.background = deadlines, limits, background
+        self.duplicates, self.platform = duplicates, platform
         self.path = path
         trimmed = path.rstrip("/")
         self._paths = frozenset({trimmed, trimmed + "/"})
-        self.max_body_bytes = max_body_bytes
-        self.body_timeout_seconds = body_timeout_seconds
         self.state = State()
+        self.development = False
         self._user_lifespan = lifespan
-        if queue is None:
-            from .work.durable import default_queue
+        self._warned_milliseconds = False
 
-            queue = default_queue()
-        self.queue = queue
-        self.queue_failure: QueueFailure = queue_failure
+        self.verify_signatures = verify_signatures
+        self.verifier: Verifier | None = None
+        secrets = resolve_secrets(secret)
+        self._secret_count = len(secrets)
+        if verify_signatures:
+            if not secrets:
+                raise ConfigurationError(
+                    f"No webhook secret. Set {environment.SECRET} (several: comma-separated), "
+                    f"point {environment.SECRET_FILE} at a file, or pass VoiceHooks(secret=...). "
+                    "For local experiments only, VoiceHooks(verify_signatures=False) accepts "
+                    "unsigned requests."
+                )
+            self.verifier = Verifier(secrets, tolerance_seconds=limits.timestamp_tolerance_seconds)
+        else:
+            _warn_unverified()
+
+        # Built once, each after what it needs; see DESIGN.md for the picture.
+        self.tasks = TaskOwner(deadlines.shutdown_grace_seconds)
         self.store: DeliveryStore | None = None
         deduplicator = None
-        if deduplicate:
-            self.store = store if store is not None else default_store()
+        if duplicates is not None:
+            self.store = duplicates.store if duplicates.store is not None else default_store()
             deduplicator = Deduplicator(
-                self.store, ttl_seconds=dedupe_ttl_seconds, store_failure=store_failure
+                self.store,
+                ttl_seconds=duplicates.ttl_seconds,
+                store_failure=duplicates.store_failure,
             )
-        self.observers = ObserverSet(observers)
-        self.dispatcher = Dispatcher(
-            self,
-            tool_timeout_seconds=tool_timeout_seconds,
-            assistant_request_timeout_seconds=assistant_request_timeout_seconds,
-            background_timeout_seconds=background_timeout_seconds,
-            live_threads=Threads(max_threads, max_abandoned_threads),
-            background_threads=Threads(max_background_threads, max_abandoned_threads),
-            deduplicator=deduplicator,
-            observers=self.observers,
+        background_threads = Threads(limits.max_background_threads, limits.max_abandoned_threads)
+        self.call_control = CallControl(
+            platform.api,
+            self.store,
+            platform.command_limit,
+            self.undelivered_hooks,
+            background_threads,
+            self.tasks,
         )
         self.runner = BackgroundRunner(
-            self.dispatcher.run_job,
-            max_concurrency=max_background_jobs,
-            max_queued=max_queued_jobs,
-            max_queued_bytes=max_queued_bytes,
-            grace_seconds=shutdown_grace_seconds,
+            self.tasks,
+            max_concurrency=background.max_running,
+            max_queued=background.max_queued_jobs,
+            max_queued_bytes=background.max_queued_bytes,
         )
-        self.dispatcher.admit = self.runner.admit
-        self.call_control = CallControl(
-            api,
-            self.store,
-            command_limit,
-            self.undelivered_hooks,
-            self.dispatcher.background_threads,
+        queue = background.queue if background.queue is not None else default_queue()
+        self.durable: DurableSink | None = None
+        sink: JobSink = self.runner
+        if queue is not None:
+            sink = self.durable = DurableSink(
+                queue, self.runner, failure=background.queue_failure, once=deduplicator
+            )
+        self.observers = ObserverSet()
+        self.dispatcher = Dispatcher(
+            self,
+            tool_timeout_seconds=deadlines.tool_seconds,
+            assistant_request_timeout_seconds=deadlines.assistant_request_seconds,
+            background_timeout_seconds=deadlines.background_seconds,
+            live_threads=Threads(limits.max_threads, limits.max_abandoned_threads),
+            background_threads=background_threads,
+            deduplicator=deduplicator,
+            observers=self.observers,
+            sink=sink,
+            runner=self.runner,
+            control=self.call_control,
         )
-        self.dispatcher.control = self.call_control
         self.reconciler: Reconciler | None = None
-        if reconcile is not None:
+        if platform.reconcile is not None:
             self.reconciler = Reconciler(
-                self.call_control.api, self.call_control.store, self._reconciled, reconcile
+                self.call_control.api, self.call_control.store, self._reconciled, platform.reconcile
             )
-            self.dispatcher.reconciler = self.reconciler
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
-        self.metrics: PrometheusObserver | None = None
-        if metrics if metrics is not None else _switched_on(os.environ.get(METRICS_ENV)):
-            self.metrics = self._serve_metrics()
-        self.tool_stats: ToolStats | None = None
-        if tool_stats:
-            self.tool_stats = ToolStats()
-            self.add_observer(self.tool_stats)
-            endpoint = StatsEndpoint(self.tool_stats, self.tools)  # an ASGI app, not a view
-            self._router.routes.append(Route(STATS_PATH, endpoint, methods=["GET", "HEAD"]))
-        self._secret_count = len(secrets)
-        self._warned_milliseconds = False
-        self.development = False
+        if not observers and environment.metrics_switched_on():
+            from .observe.metrics import PrometheusObserver
 
-    def _serve_metrics(self) -> PrometheusObserver:
-        if "/metrics" in self._paths:
-            raise ConfigurationError(
-                "metrics are served at /metrics: give the webhook another path"
-            )
-        observer = PrometheusObserver()
-        self._router.routes.append(Route("/metrics", observer.endpoint, methods=["GET"]))
-        self.add_observer(observer)
-        return observer
+            observers = [PrometheusObserver()]
+        for observer in observers:
+            self.add_observer(observer)
+
+    @property
+    def queue(self) -> Any:
+        """The durable queue (a ``RedisQueue``), or ``None`` when jobs run in this process."""
+        return self.durable.queue if self.durable is not None else None
 
     def add_observer(self, observer: Observer) -> Observer:
-        """Install ``observer``: it is told about every delivery, tool call and job."""
+        """Install ``observer``: it is told about every delivery, tool call and job, and the
+        app serves its ``routes`` beside the webhook.
+
+        Raises:
+            ConfigurationError: One of its routes is the webhook's own path.
+        """
+        routes = list(observer.routes(self.tools))
+        for route in routes:
+            if getattr(route, "path", None) in self._paths:
+                raise ConfigurationError(
+                    f"{type(observer).__name__} serves {route.path}: give the webhook "  # type: ignore[attr-defined]
+                    "another path"
+                )
         self.observers.add(observer)
+        self._router.routes.extend(routes)
         return observer
 
     @asynccontextmanager
@@ -341,30 +280,32 @@ class VoiceHooks(Registry):
             async def parent_lifespan(parent):
                 async with hooks.lifespan():
                     yield
+
+        Shutdown drains every background task (jobs, slow tools, reconciliation) once,
+        within ``Deadlines.shutdown_grace_seconds`` in all, before the API client closes
+        and before the user's teardown, which the work may still need.
         """
         if not self.verify_signatures:
             _warn_unverified()
         user = self._user_lifespan(self) if self._user_lifespan else nullcontext()
         if self.store is not None:
             await _open_store(self.store)
-        if self.queue is not None:
-            await open_queue(self.queue)
+        if self.durable is not None:
+            await self.durable.open()
         needs_api = self.uses_call_control or self.reconciler is not None
-        control = self.call_control.running(needs_api, self.runner.grace_seconds)
-        reconciling = self.reconciler.running() if self.reconciler is not None else nullcontext()
         try:
-            # Background jobs drain before the user's teardown: they may use its resources;
-            # slow tools drain after them, while the API client is still open for both.
-            async with user as state, control, reconciling, self.runner.running():
+            async with user as state, self.call_control.running(needs_api), self.tasks.owning():
+                if self.reconciler is not None:
+                    self.reconciler.start(self.tasks)
                 yield state
         finally:
             if self.store is not None:
                 await _close_store(self.store)
-            if self.queue is not None:
-                await close_queue(self.queue)
+            if self.durable is not None:
+                await self.durable.aclose()
 
-    async def _reconciled(self, body: bytes) -> None:
-        """Run the report handlers on a report built by reconciliation (see ``reconcile``)."""
+    async def _reconciled(self, body: bytes) -> bool:
+        """Hand a report built by reconciliation to the dispatcher; ``False`` if refused."""
         delivery = Delivery(())
         delivery.body = body
         delivery.event = event = decode_delivery(body)
@@ -372,9 +313,10 @@ class VoiceHooks(Registry):
         try:
             _, jobs = await self.dispatcher.answer(delivery)
         except Unavailable:
-            _log.warning("reconciled report for call %s refused: queue full", masked(event.call.id))
-            return
-        await self.runner.submit(jobs)
+            return False
+        if jobs:
+            await self.dispatcher.start(jobs)
+        return True
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -390,7 +332,7 @@ class VoiceHooks(Registry):
         observers = self.observers
         if observers.active:
             observers.delivery_started(delivery)
-        jobs: list[Job] = []  # background work, started once the answer is out
+        jobs: Sequence[Job] = ()  # this process's work, started once the answer is out
         extra = _NO_HEADERS
         try:
             event = await self._receive_event(scope, receive, delivery)
@@ -399,10 +341,6 @@ class VoiceHooks(Registry):
                 self._answered(delivery)
                 return
             body, jobs = await self.dispatcher.answer(delivery)
-            if jobs and self.queue is not None:  # durable mode: in Redis before the 200
-                jobs = await enqueue_jobs(
-                    self.queue, jobs, self.queue_failure, self.dispatcher.deduplicator
-                )
             status = 200
         except RequestError as exc:
             status = exc.status
@@ -429,8 +367,11 @@ class VoiceHooks(Registry):
         if not delivery.outcome:
             delivery.outcome = DeliveryOutcome.ANSWERED if status < 400 else _rejected(status)
         self._answered(delivery)
-        if jobs and status == 200:  # a refused delivery will come again
-            await self.runner.submit(jobs)
+        if status == 200:  # a refused delivery changed nothing, and comes again
+            if self.reconciler is not None and delivery.event is not None:
+                await self.reconciler.note(delivery.event)
+            if jobs:
+                await self.dispatcher.start(jobs)
 
     def _answered(self, delivery: Delivery) -> None:
         delivery.duration_seconds = time.perf_counter() - delivery.started
@@ -459,17 +400,18 @@ class VoiceHooks(Registry):
                 timestamp = value
             elif name == b"content-length" and value.isdigit():
                 # More digits than any real length is too large, without int()'s digit limit.
-                declared = int(value) if len(value) <= 18 else self.max_body_bytes + 1
+                declared = int(value) if len(value) <= 18 else self.limits.max_body_bytes + 1
         if content_type != _JSON and not _is_json(content_type):
             raise UnsupportedMediaType("Content-Type must be application/json")
-        if declared > self.max_body_bytes:
+        if declared > self.limits.max_body_bytes:
             raise PayloadTooLarge(self._too_large())
         if self.development:  # never read in production: the header is not signed
             _read_replay_header(scope["headers"], delivery)
         # Usually the whole body is already buffered and this takes no timer at all.
-        finished, body = await within(self.body_timeout_seconds, self._read_body(receive))
+        budget = self.deadlines.body_seconds
+        finished, body = await within(budget, self._read_body(receive))
         if not finished:
-            raise RequestTimeout(f"the body did not arrive within {self.body_timeout_seconds:g} s")
+            raise RequestTimeout(f"the body did not arrive within {budget:g} s")
         if body is None:
             return None
         delivery.body = body
@@ -514,7 +456,7 @@ class VoiceHooks(Registry):
             return None
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
+            if len(body) > self.limits.max_body_bytes:
                 raise PayloadTooLarge(self._too_large())
             return body
         chunks = [body]
@@ -526,14 +468,14 @@ class VoiceHooks(Registry):
             chunk = message.get("body", b"")
             size += len(chunk)
             # Checked per chunk, so an oversized body is refused without being held in memory.
-            if size > self.max_body_bytes:
+            if size > self.limits.max_body_bytes:
                 raise PayloadTooLarge(self._too_large())
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
     def _too_large(self) -> str:
-        return f"the body is larger than the limit of {self.max_body_bytes} bytes"
+        return f"the body is larger than the limit of {self.limits.max_body_bytes} bytes"
 
 
 def _read_replay_header(headers: Sequence[tuple[bytes, bytes]], delivery: Delivery) -> None:
@@ -669,29 +611,12 @@ def resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
     or the lines of the file named by ``VOICEHOOKS_SECRET_FILE``.
     """
     if secret is None:
-        raw = os.environ.get(SECRET_ENV, "")
-        filename = os.environ.get(SECRET_FILE_ENV)
-        if not raw.strip() and filename:
-            try:
-                with open(filename, encoding="utf-8") as file:
-                    raw = file.read().replace("\n", ",")
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"{SECRET_FILE_ENV}={filename!r} cannot be read: {exc.strerror}"
-                ) from None
-        candidates: Sequence[str] = raw.split(",")
-    elif isinstance(secret, str):
-        candidates = [secret]
-    else:
-        candidates = list(secret)
+        return environment.secrets()
+    candidates = [secret] if isinstance(secret, str) else list(secret)
     secrets = [s.strip() for s in candidates if s.strip()]
-    if secret is not None and not secrets:
+    if not secrets:
         raise ConfigurationError("secret= was given but is empty")
     return secrets
-
-
-def _switched_on(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _warn_unverified() -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import anyio
 
-from voicehooks import AssistantResponse, CallContext, ToolError, VoiceHooks
+from voicehooks import AssistantResponse, CallContext, Deadlines, ToolError, VoiceHooks
 from voicehooks.core.events import AssistantRequest, EndOfCallReport, StatusUpdate
 
-app = VoiceHooks(shutdown_grace_seconds=10)
+app = VoiceHooks(deadlines=Deadlines(shutdown_grace_seconds=10))
 log = logging.getLogger("voicehooks.live.control")
 
 

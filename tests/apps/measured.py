@@ -5,8 +5,9 @@ from __future__ import annotations
 import anyio
 
 from voicehooks import VoiceHooks
+from voicehooks.observe import ToolStats
 
-app = VoiceHooks(tool_stats=True, unknown_arguments="forbid")
+app = VoiceHooks(unknown_arguments="forbid", observers=[ToolStats()])
 
 
 @app.tool

@@ -13,10 +13,14 @@ import time
 
 import anyio
 
-from voicehooks import CommandLimit, ToolCall, VoiceHooks
+from voicehooks import CommandLimit, Platform, ToolCall, VoiceHooks
 
 app = VoiceHooks(
-    command_limit=CommandLimit(window_seconds=float(os.environ.get("LIVE_WINDOW_SECONDS", "60")))
+    platform=Platform(
+        command_limit=CommandLimit(
+            window_seconds=float(os.environ.get("LIVE_WINDOW_SECONDS", "60"))
+        )
+    )
 )
 
 

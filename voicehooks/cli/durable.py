@@ -11,7 +11,6 @@ import contextlib
 import datetime
 import json
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,14 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import click
 
-from voicehooks.core.events import decode_delivery
+from voicehooks.core import environment
 from voicehooks.core.exceptions import QueueError
 from voicehooks.core.logs import LogFormat
 from voicehooks.core.logs import setup as setup_logging
-from voicehooks.work.durable import decode_entry
-from voicehooks.work.queue import QUEUE_URL_ENV, DeadLetter, RedisQueue
+from voicehooks.work.jobs import decode_job
+from voicehooks.work.queue import DeadLetter, RedisQueue
 
-from .environment import env_file_option, log_format_option
+from .envfile import env_file_option, log_format_option
 
 if TYPE_CHECKING:
     from voicehooks.app import VoiceHooks
@@ -53,9 +52,11 @@ def _queue_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open_queue(stream: str, group: str) -> RedisQueue:
-    url = os.environ.get(QUEUE_URL_ENV, "").strip()
+    url = environment.read(environment.QUEUE_URL)
     if not url:
-        raise click.UsageError(f"set {QUEUE_URL_ENV}=redis://... (or put it in an --env-file)")
+        raise click.UsageError(
+            f"set {environment.QUEUE_URL}=redis://... (or put it in an --env-file)"
+        )
     return RedisQueue.from_url(url, stream=stream, group=group)
 
 
@@ -144,10 +145,8 @@ def _describe(letter: DeadLetter) -> list[str]:
     when = datetime.datetime.fromtimestamp(letter.failed_at, datetime.UTC)
     target = event_type = call_id = "?"
     with contextlib.suppress(Exception):  # a letter voicehooks cannot read is still listed
-        entry = decode_entry(letter.data)
-        target = entry.target
-        event = decode_delivery(entry.body)
-        event_type, call_id = event.type, event.call.id
+        job, _ = decode_job(letter.data)
+        target, event_type, call_id = job.target, job.event.type, job.event.call.id
     return [
         letter.id,
         when.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -243,8 +242,8 @@ def worker(
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
     if app.queue is None:
         raise click.UsageError(
-            f"{target} has no durable queue: set {QUEUE_URL_ENV}=redis://... (the receivers' "
-            "value) or pass VoiceHooks(queue=...)"
+            f"{target} has no durable queue: set {environment.QUEUE_URL}=redis://... (the "
+            "receivers' value) or pass VoiceHooks(background=Background(queue=...))"
         )
     from voicehooks.state.stores import MemoryStore
     from voicehooks.work.durable import QueuedJobs
@@ -257,14 +256,17 @@ def worker(
             err=True,
         )
 
+    if grace_seconds is not None:  # one grace period for the worker's entries and the app
+        app.tasks.grace_seconds = grace_seconds
+    dispatcher = app.dispatcher
     runner = Worker(
         app.queue,
-        QueuedJobs(app, max_attempts=max_attempts),
+        QueuedJobs(dispatcher.run_job, dispatcher.deduplicator, max_attempts=max_attempts),
         concurrency=concurrency,
         claim_idle_seconds=claim_idle_seconds,
         max_attempts=max_attempts,
         retry_delay_seconds=retry_delay_seconds,
-        grace_seconds=app.runner.grace_seconds if grace_seconds is None else grace_seconds,
+        tasks=app.tasks,
     )
     anyio.run(_serve, app, runner)
 

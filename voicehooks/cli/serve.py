@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from voicehooks.core import environment
+
 __all__ = ["record_file", "serve"]
 
 
@@ -41,13 +43,13 @@ def serve(
         # The reloader's file watcher logs every change it sees at INFO: noise, not news.
         log_config["loggers"]["watchfiles"] = {"level": "WARNING"}
     # Inherited by the server processes (see serving.py).
-    environment = {
-        serving.TARGET_ENV: target,
-        serving.RECORD_ENV: record_file(record) if record is not None else None,
-        serving.INSPECTOR_ENV: inspector,
-        serving.HISTORY_ENV: history,
+    variables = {
+        environment.RUN_TARGET: target,
+        environment.RUN_RECORD: record_file(record) if record is not None else None,
+        environment.RUN_INSPECTOR: inspector,
+        environment.RUN_INSPECTOR_HISTORY: history,
     }
-    for name, value in environment.items():
+    for name, value in variables.items():
         if value is None:
             os.environ.pop(name, None)
         else:

@@ -20,41 +20,32 @@ import gc
 import importlib.util
 import logging
 import os
-from typing import Final
 
 from starlette.types import ASGIApp
 
 from voicehooks.app import resolve_secrets
 from voicehooks.cli import TargetImportError, load_target
+from voicehooks.core import environment
 
-__all__ = ["HISTORY_ENV", "INSPECTOR_ENV", "RECORD_ENV", "TARGET_ENV", "app", "http_parser"]
+__all__ = ["app", "http_parser"]
 
 _log = logging.getLogger("voicehooks")
-
-TARGET_ENV: Final = "VOICEHOOKS_RUN_TARGET"
-"""Where ``voicehooks run`` leaves its TARGET for the server processes it starts."""
-RECORD_ENV: Final = "VOICEHOOKS_RUN_RECORD"
-"""The ``--record FILE`` of ``run`` and ``dev``, absolute."""
-INSPECTOR_ENV: Final = "VOICEHOOKS_RUN_INSPECTOR"
-"""Set by ``voicehooks dev``: ``local``, or ``remote`` with ``--allow-remote-inspector``."""
-HISTORY_ENV: Final = "VOICEHOOKS_RUN_INSPECTOR_HISTORY"
-"""Set by ``voicehooks dev``: the file that keeps the inspector's list across reloads."""
 
 
 def app() -> ASGIApp:
     """Load the app named by ``$VOICEHOOKS_RUN_TARGET``, add what ``run``/``dev`` asked for
     (a recorder, the inspector), and freeze the startup heap."""
     try:
-        instance, _, _ = load_target(os.environ[TARGET_ENV])
+        instance, _, _ = load_target(os.environ[environment.RUN_TARGET])
     except TargetImportError as exc:
         raise exc.error from None  # uvicorn shows it with its own traceback
     served: ASGIApp = instance
-    record = os.environ.get(RECORD_ENV)
+    record = environment.read(environment.RUN_RECORD)
     if record:
         from voicehooks.observe.recording import Recorder
 
         instance.add_observer(Recorder(record))
-    inspector = os.environ.get(INSPECTOR_ENV)
+    inspector = environment.read(environment.RUN_INSPECTOR)
     if inspector:
         from voicehooks.dev.inspector import Inspector
 
@@ -63,7 +54,7 @@ def app() -> ASGIApp:
             instance,
             secret=secrets[0] if secrets else None,
             allow_remote=inspector == "remote",
-            history=os.environ.get(HISTORY_ENV) or None,
+            history=environment.read(environment.RUN_INSPECTOR_HISTORY) or None,
         )
     gc.freeze()
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]

@@ -26,7 +26,7 @@ from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions
 from voicehooks.observe.toolstats import STATS_PATH
 from voicehooks.tools.definition import Tool
 
-from .environment import env_file_option
+from .envfile import env_file_option
 
 __all__ = [
     "assistant_definitions",
@@ -63,7 +63,9 @@ def fetch_stats(url: str, app_path: str = "/") -> dict[str, Any]:
             report = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the response and its socket
-        hint = ": serve it with VoiceHooks(tool_stats=True)" if exc.code in (404, 405) else ""
+        hint = (
+            ": serve it with VoiceHooks(observers=[ToolStats()])" if exc.code in (404, 405) else ""
+        )
         raise click.ClickException(f"{target} answered {exc.code}{hint}") from None
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot read {target}: {exc}") from None

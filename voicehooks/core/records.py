@@ -123,10 +123,13 @@ class Delivery:
 
 
 class JobRun:
-    """One background job (a handler after the answer, or a fire-and-forget tool) as it runs.
+    """One run of a background job (a handler after the answer, or a fire-and-forget tool).
 
     ``name`` is the handler's or tool's qualified name; ``attempt`` counts from 1 (durable
-    mode retries); ``trace`` is the carrier its delivery filled.
+    mode retries); ``trace`` is the carrier its delivery filled. Once it ended, ``outcome``
+    says how, as observers see it (in durable mode a failure is ``retrying`` or ``dead``), and
+    ``failure`` why it did not end ``done``: the exception's type (never its message) or
+    the outcome itself (``timeout``, ``cut``); ``""`` when it is done.
     """
 
     __slots__ = (
@@ -135,6 +138,7 @@ class JobRun:
         "delivery_id",
         "duration_seconds",
         "event_type",
+        "failure",
         "name",
         "outcome",
         "started",
@@ -158,9 +162,11 @@ class JobRun:
         self.trace = trace
         self.started = time.perf_counter()
         self.outcome = ""
+        self.failure = ""
         self.duration_seconds = 0.0
 
-    def end(self, outcome: str) -> None:
-        """Record how the job ended, and when."""
+    def end(self, outcome: str, failure: str = "") -> None:
+        """Record how the job ended, why if it failed, and when."""
         self.outcome = outcome
+        self.failure = failure
         self.duration_seconds = time.perf_counter() - self.started

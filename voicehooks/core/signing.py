@@ -87,7 +87,7 @@ class Verifier:
         clock: Returns the current Unix time; injectable for tests.
     """
 
-    __slots__ = ("_clock", "_macs", "tolerance_seconds")
+    __slots__ = ("_macs", "clock", "tolerance_seconds")
 
     def __init__(
         self,
@@ -103,7 +103,7 @@ class Verifier:
         # Keyed once here; each request copies the keyed state instead of re-deriving the key.
         self._macs = tuple(hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets)
         self.tolerance_seconds = tolerance_seconds
-        self._clock = clock
+        self.clock = clock
 
     def verify(self, body: bytes, timestamp: str | None, signature: str | None) -> int:
         """Verify one delivery and return the index of the secret that matched.
@@ -149,7 +149,7 @@ class Verifier:
         if seconds > _MILLISECONDS_ABOVE:
             seconds /= 1000.0
         if self.tolerance_seconds is not None:
-            skew = self._clock() - seconds
+            skew = self.clock() - seconds
             if abs(skew) > self.tolerance_seconds:
                 direction = "old" if skew > 0 else "in the future"
                 raise SignatureError(

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ from urllib.parse import quote
 
 import anyio
 
+from voicehooks.core import environment
 from voicehooks.core.exceptions import ConfigurationError, VoiceHooksError
 from voicehooks.core.logs import masked
 
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
-    "API_KEY_ENV",
-    "API_KEY_FILE_ENV",
-    "API_URL_ENV",
     "CallEnded",
     "CommandPacer",
     "DEFAULT_API_URL",
@@ -69,9 +66,6 @@ __all__ = [
 
 _log = logging.getLogger("voicehooks")
 
-API_KEY_ENV: Final = "VOICEHOOKS_API_KEY"
-API_KEY_FILE_ENV: Final = "VOICEHOOKS_API_KEY_FILE"
-API_URL_ENV: Final = "VOICEHOOKS_API_URL"
 DEFAULT_API_URL: Final = "https://api.hmsovereign.com/api/v1"
 
 _FIRST_PAUSE_SECONDS: Final = 0.25
@@ -153,19 +147,11 @@ def resolve_api_key(api_key: str | None = None) -> str:
     """
     if api_key is not None and api_key.strip():
         return api_key.strip()
-    key = os.environ.get(API_KEY_ENV, "").strip()
-    filename = os.environ.get(API_KEY_FILE_ENV, "").strip()
-    if not key and filename:
-        try:
-            with open(filename, encoding="utf-8") as file:
-                key = file.read().strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"{API_KEY_FILE_ENV}={filename!r} cannot be read: {exc.strerror}"
-            ) from None
+    key = environment.api_key()
     if not key:
         raise ConfigurationError(
-            f"No platform API key. Set {API_KEY_ENV}, or point {API_KEY_FILE_ENV} at a file "
+            f"No platform API key. Set {environment.API_KEY}, or point "
+            f"{environment.API_KEY_FILE} at a file "
             "holding it: LiveCall and interim tools send call-control commands with it."
         )
     return key
@@ -217,7 +203,7 @@ class PlatformClient:
             if value <= 0:
                 raise ConfigurationError(f"{label} must be > 0, got {value!r}")
         self.base_url = (
-            base_url or os.environ.get(API_URL_ENV, "").strip() or DEFAULT_API_URL
+            base_url or environment.read(environment.API_URL) or DEFAULT_API_URL
         ).rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.connect_timeout_seconds = connect_timeout_seconds
@@ -250,7 +236,9 @@ class PlatformClient:
             ) from None
         problem = _url_problem(httpx, self.base_url)
         if problem:
-            raise ConfigurationError(f"{API_URL_ENV} (or base_url=) is not usable: {problem}")
+            raise ConfigurationError(
+                f"{environment.API_URL} (or base_url=) is not usable: {problem}"
+            )
         _mask_httpx_urls()
         self._client = httpx.AsyncClient(
             base_url=self.base_url + "/",

@@ -31,6 +31,7 @@ from voicehooks.core.exceptions import ConfigurationError, StoreError
 from voicehooks.core.injection import injectable
 from voicehooks.core.logs import describe, masked
 from voicehooks.core.running import Threads, UserFunction, within
+from voicehooks.core.tasks import TaskOwner
 from voicehooks.state.stores import DeliveryStore, MemoryStore
 
 from .api import PlatformClient, RateLimited
@@ -175,6 +176,7 @@ class CallControl:
         limit: The per-call command limit to keep.
         hooks: The app's ``on_undelivered_result`` hooks (the registry's own list).
         threads: Where sync hooks run.
+        tasks: The app's task owner, for slow tools that go on after their interim answer.
     """
 
     def __init__(
@@ -184,13 +186,14 @@ class CallControl:
         limit: CommandLimit,
         hooks: list[UserFunction],
         threads: Threads,
+        tasks: TaskOwner,
     ) -> None:
         self.store = store if store is not None else MemoryStore()
         self.api = api if api is not None else PlatformClient()
         if self.api.pacer is None:
             self.api.pacer = CommandLimiter(self.store, limit)
         self.late = LateResults(self.api, self.store, self._undelivered)
-        self.runs = InterimRuns()
+        self.runs = InterimRuns(tasks)
         self._hooks = hooks
         self._threads = threads
         self._warned_xai = False
@@ -205,8 +208,8 @@ class CallControl:
         return LiveCall(call_id, self.api)
 
     @asynccontextmanager
-    async def running(self, needed: bool, grace_seconds: float) -> AsyncIterator[None]:
-        """Open the client for the block (if ``needed``); drain slow tools and close it after.
+    async def running(self, needed: bool) -> AsyncIterator[None]:
+        """Open the client for the block (if ``needed``) and close it after.
 
         Raises:
             ConfigurationError: ``needed`` and no API key; the message names the variable.
@@ -216,7 +219,6 @@ class CallControl:
         try:
             yield
         finally:
-            await self.runs.drain(grace_seconds)
             with anyio.CancelScope(shield=True):
                 await self.api.aclose()
 

@@ -13,8 +13,9 @@ Python 3.12 and later the task starts eagerly: a tool that answers without suspe
 finishes inside the task's constructor, with no trip through the event loop and no timer. On
 3.11 the task's first step takes one turn of the loop, which the caller waits for before it
 arms a timer. A timer is armed only for a run that is still going after its first step.
-``InterimRuns`` owns those tasks, at most ``max_runs``; ``drain`` (the app's shutdown) waits
-for them up to a grace period, then cancels the rest and names each in the log.
+The tasks belong to the app's ``TaskOwner``, which drains them at shutdown with every other
+background task; ``InterimRuns`` keeps at most ``max_runs`` of them, and a run cut short names
+itself in the log.
 
 ``LateResults`` delivers what those runs (and fire-and-forget tools with ``inject_result``)
 produce after their answer: each result is claimed once in the store (a duplicate delivery or
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ import anyio
 from voicehooks.core.exceptions import StoreError
 from voicehooks.core.logs import describe, masked
 from voicehooks.core.running import within
+from voicehooks.core.tasks import EAGER, TaskOwner
 from voicehooks.state.stores import DeliveryStore
 
 from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited
@@ -48,8 +49,6 @@ __all__ = ["Busy", "InterimRuns", "LateResult", "LateResults", "UndeliveredHook"
 _log = logging.getLogger("voicehooks")
 
 T = TypeVar("T")
-
-_EAGER = sys.version_info >= (3, 12)
 
 
 class Busy(Exception):
@@ -65,24 +64,25 @@ class _Run:
 
 
 class InterimRuns:
-    """Owns the tool runs that may outlive their answer; drained at shutdown.
+    """The tool runs that may outlive their answer, as tasks of the app's owner.
 
     Args:
-        max_runs: Runs owned at once; ``run`` raises ``Busy`` past it.
+        tasks: The app's task owner, which drains them at shutdown.
+        max_runs: Runs going at once; ``run`` raises ``Busy`` past it.
     """
 
-    def __init__(self, *, max_runs: int = 1000) -> None:
+    def __init__(self, tasks: TaskOwner, *, max_runs: int = 1000) -> None:
+        self.tasks = tasks
         self.max_runs = max_runs
-        self._tasks: dict[asyncio.Task[Any], _Run] = {}
-        self._idle: anyio.Event | None = None
+        self._runs: dict[asyncio.Task[Any], _Run] = {}
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._runs)
 
     @property
     def in_flight(self) -> list[str]:
         """The label of every run still going."""
-        return [state.label for state in self._tasks.values()]
+        return [state.label for state in self._runs.values()]
 
     async def run(
         self,
@@ -101,13 +101,16 @@ class InterimRuns:
         Raises:
             Busy: ``max_runs`` runs are owned already; ``work`` is closed, never started.
         """
-        if len(self._tasks) >= self.max_runs:
+        if len(self._runs) >= self.max_runs:
             work.close()
             raise Busy(label)
         state = _Run(label)
-        task = self._start(self._own(work, state, deliver), state)
+        task = self.tasks.spawn(self._own(work, state, deliver), label, eager=True)
+        if not task.done():
+            self._runs[task] = state
+            task.add_done_callback(self._forget)
         try:
-            if not task.done() and not _EAGER:
+            if not task.done() and not EAGER:
                 # 3.11 starts the task at the loop's next turn: give it that turn before
                 # arming a timer, so a tool that answers without suspending costs no timer.
                 await asyncio.sleep(0)
@@ -124,48 +127,20 @@ class InterimRuns:
             return None
         return task.result()
 
-    def _start(self, coroutine: Coroutine[Any, Any, T], state: _Run) -> asyncio.Task[T]:
-        loop = asyncio.get_running_loop()
-        if _EAGER:  # pragma: no cover - this machine's CI runs 3.11
-            task: asyncio.Task[T] = asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-        else:
-            task = loop.create_task(coroutine)
-        if not task.done():
-            self._tasks[task] = state
-            task.add_done_callback(self._forget)
-        return task
-
     async def _own(
         self, work: Coroutine[Any, Any, T], state: _Run, deliver: Callable[[T], Awaitable[None]]
     ) -> T:
-        answer = await work
+        try:
+            answer = await work
+        except asyncio.CancelledError:  # only the owner's drain cancels a run: shutdown
+            _log.error("shutdown: %s was cut short; its result is lost", state.label)
+            raise
         if state.late:
             await deliver(answer)
         return answer
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.pop(task, None)
-        if not self._tasks and self._idle is not None:
-            self._idle.set()
-
-    async def drain(self, grace_seconds: float) -> None:
-        """Wait up to ``grace_seconds`` for every run, then cancel what is left (shutdown)."""
-        if not self._tasks:
-            return
-        _log.info(
-            "shutdown: waiting up to %.1f s for %d slow tool(s)", grace_seconds, len(self._tasks)
-        )
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(grace_seconds):
-                while self._tasks:
-                    self._idle = anyio.Event()
-                    await self._idle.wait()
-            left = dict(self._tasks)
-            for task, state in left.items():
-                _log.error("shutdown: %s was cut short; its result is lost", state.label)
-                task.cancel()
-            if left:
-                await asyncio.wait(left)
+        del self._runs[task]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,13 @@ With ``VoiceHooks(reconcile=Reconciliation())`` every worker remembers the calls
 (tool calls and status updates) and when it last saw each. A call that has had no report
 ``after_seconds`` after it was last seen (its ``ended`` status update included) is fetched
 with ``GET /calls/{id}``; once that says the call ended, the call becomes an
-``EndOfCallReport`` with ``reconciled=True`` and runs the app's report handlers, as
-background work like any report. A call still live is looked at again later.
+``EndOfCallReport`` with ``reconciled=True`` and goes through the app like any report: its
+handlers' jobs go to the same ``JobSink`` (the durable queue, in durable mode). A report the
+sink refuses (a full queue) is not counted as reconciled: its claim is given back and the
+call is looked at again later, as is a call still live.
+
+Only a delivery answered 200 is noted (``note``): one refused with 503 changed nothing, and
+its redelivery is noted then.
 
 Once across workers: the first report for a call, real or reconciled, claims
 ``report:<call id>`` in the app's store (Redis, when several workers share it), so a worker
@@ -22,20 +27,20 @@ well inside the API's 100 requests per minute per key.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
 import msgspec
 
+from voicehooks.core.events import AssistantRequest, EndOfCallReport, Event
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 from voicehooks.core.logs import describe, masked
+from voicehooks.core.tasks import TaskOwner
 from voicehooks.state.stores import DeliveryStore
 
 from .api import PlatformAPIError, PlatformClient
@@ -88,7 +93,7 @@ class Reconciler:
     Args:
         api: The platform client.
         store: The app's store, for the once-only claims.
-        dispatch: Runs the report handlers on a report body (the app decodes it).
+        dispatch: Hands a report body to the app like a delivery; ``False`` if it was refused.
         settings: When and how much.
         clock: Monotonic seconds; injectable.
     """
@@ -97,7 +102,7 @@ class Reconciler:
         self,
         api: PlatformClient,
         store: DeliveryStore,
-        dispatch: Callable[[bytes], Awaitable[None]],
+        dispatch: Callable[[bytes], Awaitable[bool]],
         settings: Reconciliation,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -112,6 +117,15 @@ class Reconciler:
 
     def __len__(self) -> int:
         return len(self._calls)
+
+    async def note(self, event: Event) -> None:
+        """``event``'s delivery was answered 200: a report claims its call, anything else
+        marks the call as seen."""
+        if isinstance(event, EndOfCallReport):
+            if not event.reconciled:
+                await self.reported(event.call.id)
+        elif not isinstance(event, AssistantRequest):
+            self.seen(event.call.id)
 
     def seen(self, call_id: str) -> None:
         """A delivery for ``call_id`` arrived: look for its report ``after_seconds`` from now."""
@@ -166,21 +180,24 @@ class Reconciler:
                 continue
             if not first:
                 continue  # its report came (to another worker), or another worker reconciled
+            if not await self.dispatch(report_body(call_id, call)):
+                await self._refused(call_id, now, failures)
+                continue
             _log.info("call %s had no end-of-call-report: reconciled from the API", masked(call_id))
-            await self.dispatch(report_body(call_id, call))
             reconciled += 1
         return reconciled
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Sweep in the background for the duration of the block (the app's lifespan)."""
-        task = asyncio.get_running_loop().create_task(self.run())
+    async def _refused(self, call_id: str, now: float, failures: int) -> None:
+        _log.warning("reconciled report of call %s refused; trying again later", masked(call_id))
+        self._calls[call_id] = (now + self.settings.interval_seconds, failures)
         try:
-            yield
-        finally:
-            task.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait([task])
+            await self.store.release("report:" + call_id)
+        except StoreError as exc:  # its claim expires in a day; until then it is not retried
+            _log.warning("could not give back the claim of call %s: %s", masked(call_id), exc)
+
+    def start(self, tasks: TaskOwner) -> None:
+        """Sweep in the background until ``tasks`` drains (the app's lifespan)."""
+        tasks.spawn_service(self.run())
 
     async def run(self) -> None:
         """Sweep every ``interval_seconds`` until cancelled."""

@@ -2,9 +2,11 @@
 
 Metrics (``voicehooks.observe.metrics``, the ``[metrics]`` extra) and traces
 (``voicehooks.observe.tracing``, the ``[otel]`` extra) are imported from their own modules, so
-that an app without those extras imports neither.
+that an app without those extras imports neither. ``JSONFormatter`` writes one JSON object per
+log line; name it in a ``dictConfig`` as ``voicehooks.observe.JSONFormatter``.
 """
 
+from voicehooks.core.logs import JSONFormatter
 from voicehooks.core.records import (
     Delivery,
     DeliveryOutcome,
@@ -21,6 +23,7 @@ from .toolstats import ToolStats
 __all__ = [
     "Delivery",
     "DeliveryOutcome",
+    "JSONFormatter",
     "JobOutcome",
     "JobRun",
     "Observer",

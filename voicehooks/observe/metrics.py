@@ -10,7 +10,6 @@
 * ``voicehooks_background_jobs{state="running"}`` (gauge)
 * ``voicehooks_background_jobs_ended_total{outcome}`` (counter)
 * ``voicehooks_background_job_duration_seconds`` (histogram)
-* ``voicehooks_background_queue_depth`` (gauge; the durable queue sets it)
 
 Outcomes are the values of ``DeliveryOutcome``, ``ToolOutcome`` and ``JobOutcome``
 (``answered``, ``duplicate``, ``rejected_401``, ...; ``ok``, ``error``, ``timeout``, ...).
@@ -33,34 +32,33 @@ from __future__ import annotations
 import bisect
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+from voicehooks.core import environment
 from voicehooks.core.events import EVENT_NAMES
 from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.core.records import Delivery, JobRun, ToolRun
 
 from .observers import Observer
 
+METRICS_PATH: Final = "/metrics"
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+    from starlette.routing import BaseRoute
     from starlette.types import Receive, Scope, Send
+
+    from voicehooks.tools.definition import Tool
 
 __all__ = [
     "BUCKETS_SECONDS",
-    "METRICS_ENV",
-    "MULTIPROC_DIR_ENV",
     "MetricsEndpoint",
     "PrometheusObserver",
     "exposition",
 ]
-
-METRICS_ENV: Final = "VOICEHOOKS_METRICS"
-"""Set to ``1`` to serve ``GET /metrics`` (what ``voicehooks run --metrics`` does)."""
-MULTIPROC_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
-"""Where prometheus_client's multiprocess mode keeps each process's values."""
 
 BUCKETS_SECONDS: Final = (
     0.001,
@@ -163,12 +161,6 @@ class PrometheusObserver(Observer):
             buckets=BUCKETS_SECONDS,
             registry=r,
         )
-        self.queue_depth = prometheus.Gauge(
-            "voicehooks_background_queue_depth",
-            "Jobs waiting in the durable queue (set by durable mode; absent otherwise).",
-            multiprocess_mode="max",
-            registry=r,
-        )
         self._running = self.jobs.labels(state="running")
         self._running.set(0)
         # label values -> the child's add or observe function, made on first use
@@ -216,14 +208,16 @@ class PrometheusObserver(Observer):
         (self._count_job.get(key) or _cache(self._count_job, self.jobs_ended, key))(1)
         self.job_duration.observe(job.duration_seconds)
 
-    def set_queue_depth(self, depth: int) -> None:
-        """The hook for durable mode: how many jobs wait in the shared queue right now."""
-        self.queue_depth.set(depth)
-
     @property
     def endpoint(self) -> MetricsEndpoint:
         """``GET /metrics`` for this observer's registry, as an ASGI app to route or mount."""
         return MetricsEndpoint(self.registry)
+
+    def routes(self, tools: Mapping[str, Tool]) -> Sequence[BaseRoute]:
+        """``GET /metrics``, served by the app beside its webhook."""
+        from starlette.routing import Route
+
+        return [Route(METRICS_PATH, self.endpoint, methods=["GET"])]
 
 
 _Add = Callable[[float], None]
@@ -296,7 +290,7 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     prometheus = _prometheus()
     from prometheus_client import multiprocess
 
-    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    directory = environment.read(environment.MULTIPROC_DIR)
     if directory:
         _forget_dead_processes(directory)
         merged = prometheus.CollectorRegistry()

@@ -31,10 +31,15 @@ because the per-delivery log line reads them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 from voicehooks.core.records import Delivery, JobRun, ToolRun
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from voicehooks.tools.definition import Tool
 
 __all__ = ["Observer", "ObserverSet"]
 
@@ -61,6 +66,14 @@ class Observer:
 
     def job_ended(self, job: JobRun) -> None:
         """A background job ended: ``job.outcome`` and ``job.duration_seconds`` are set."""
+
+    def routes(self, tools: Mapping[str, Tool]) -> Sequence[BaseRoute]:
+        """What this observer serves beside the webhook (``GET /metrics``, say): none here.
+
+        The app adds them to its router when the observer is installed; ``tools`` is the
+        app's registry of tools (live: tools registered later appear in it).
+        """
+        return ()
 
 
 _METHODS: Final = (

@@ -1,8 +1,8 @@
 """Tool latency the app has seen: a per-tool summary an observer keeps in bounded memory.
 
-``ToolStats`` is an ``Observer``: install it (``VoiceHooks(tool_stats=True)`` does, and serves
-its summary at ``GET /_voicehooks/tools.json`` through ``StatsEndpoint``) and it records how
-each tool call ended and how long it took. ``voicehooks tools TARGET --check --url URL``
+``ToolStats`` is an ``Observer``: install it (``VoiceHooks(observers=[ToolStats()])``, which
+serves its summary at ``GET /_voicehooks/tools.json`` through ``StatsEndpoint``) and it records
+how each tool call ended and how long it took. ``voicehooks tools TARGET --check --url URL``
 reads that summary from a running server and warns about tools that are slow without a
 spoken message.
 
@@ -20,18 +20,21 @@ import math
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from voicehooks.core.records import Delivery, ToolOutcome, ToolRun
 from voicehooks.tools.definition import Tool
 
 from .observers import Observer
 
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
 __all__ = ["STATS_PATH", "StatsEndpoint", "ToolStats", "UNREGISTERED"]
 
 STATS_PATH: Final = "/_voicehooks/tools.json"
-"""Where ``VoiceHooks(tool_stats=True)`` serves the summary, under the app's root."""
+"""Where an app with a ``ToolStats`` observer serves the summary, under the app's root."""
 UNREGISTERED: Final = "(unregistered)"
 """The one entry all calls to names no tool has share."""
 
@@ -86,7 +89,8 @@ class ToolStats(Observer):
     """Per-tool counts and recent latencies (p50, p95, max), errors and timeouts.
 
     Examples:
-        >>> from voicehooks import ToolStats, VoiceHooks
+        >>> from voicehooks import VoiceHooks
+        >>> from voicehooks.observe import ToolStats
         >>> stats = ToolStats(window=128)
         >>> app = VoiceHooks(verify_signatures=False, observers=[stats])
         >>> stats.summary()["tools"]
@@ -102,6 +106,13 @@ class ToolStats(Observer):
         self.window = window
         self.started_at = time.time()
         self._tools: dict[str, _Tool] = {}
+
+    def routes(self, tools: Mapping[str, Tool]) -> Sequence[BaseRoute]:
+        """``GET /_voicehooks/tools.json`` (``STATS_PATH``): the summary, for ``voicehooks tools
+        --check --url``; for development and internal networks."""
+        from starlette.routing import Route
+
+        return [Route(STATS_PATH, StatsEndpoint(self, tools), methods=["GET", "HEAD"])]
 
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
         """Record one registered tool's call: its outcome and duration."""
@@ -142,8 +153,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 class StatsEndpoint:
     """A small ASGI app answering ``GET`` with ``stats.summary(tools)`` as JSON.
 
-    Mount it wherever a development page lives; ``VoiceHooks(tool_stats=True)`` serves it
-    at ``STATS_PATH``. It is meant for a development or internal network: tool names and
+    Mount it wherever a development page lives; an app with a ``ToolStats`` observer serves
+    it at ``STATS_PATH``. It is meant for a development or internal network: tool names and
     latencies are not secret, but they are not for the public either.
     """
 

@@ -1,16 +1,22 @@
 """Answering a decoded delivery with the app's handlers and tools, and running its jobs.
 
 ``Dispatcher.answer(delivery)`` is the one entry point, for every event type; it returns the
-JSON body to send and the jobs to run after sending it:
+JSON body to send and the jobs this process runs once it is sent (``Dispatcher.start``):
 
-* ``tool-calls``: see ``voicehooks.pipeline.toolcalls``.
+* ``tool-calls``: its ``ToolCallsAnswerer`` (``voicehooks.pipeline.toolcalls``).
 * ``assistant-request``: the one handler runs under its budget (4 s by default, the platform
   waits 5 s); a slow, failing or malformed answer becomes ``{}``, the saved configuration.
 * ``status-update``/``end-of-call-report``: each handler becomes a job; one marked
   ``run_before_answer`` is run at once, before the answer.
 
+Jobs go to the app's ``JobSink`` (``voicehooks.work.jobs``): it admits the delivery before
+anything with a side effect happens (the duplicate claim, a ``run_before_answer`` handler) and
+takes the jobs before the answer. A delivery refused there changed nothing, so its redelivery
+runs everything once.
+
 ``Dispatcher.run_job(job)`` runs one job on the background threads under the background
-deadline, in this process's runner or a durable-queue worker alike.
+deadline, in this process's runner or a durable-queue worker alike, and returns its
+``JobRun``: how it ended and, for a failure, the exception's type.
 
 Handler bugs never reach the sender: they are logged with the event type and call id (never
 the exception's message), shown to the error hooks, and answered with something safe. Every
@@ -21,16 +27,17 @@ and the observers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any, Final
 
 import anyio
 import msgspec
 
-from voicehooks.core.events import AssistantRequest, EndOfCallReport, Event, ToolCalls
-from voicehooks.core.exceptions import ToolError
+from voicehooks.core.events import AssistantRequest, Event, ToolCalls
+from voicehooks.core.exceptions import ToolError, Unavailable
 from voicehooks.core.injection import Providers, fill
-from voicehooks.core.logs import Throttle, describe, masked
+from voicehooks.core.logs import describe, masked
 from voicehooks.core.records import Delivery, DeliveryOutcome, JobOutcome, JobRun
 from voicehooks.core.responses import (
     AssistantResponse,
@@ -40,16 +47,16 @@ from voicehooks.core.responses import (
 )
 from voicehooks.core.running import HungThreads, Threads, UserFunction, within
 from voicehooks.live.control import CallControl, LiveCall
-from voicehooks.live.reconcile import Reconciler
 from voicehooks.observe.observers import ObserverSet
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.tools.definition import ArgumentError, Tool
-from voicehooks.work.background import Job, body_size
+from voicehooks.work.jobs import Job, JobSink
+from voicehooks.work.runner import BackgroundRunner
 
 from .routing import Registry
-from .toolcalls import BUSY, FAILED, NOT_JSON, TIMED_OUT, ToolCallsDispatch
+from .toolcalls import BUSY, FAILED, NOT_JSON, TIMED_OUT, ToolCallsAnswerer
 
-__all__ = ["Dispatcher"]
+__all__ = ["EMPTY", "Dispatcher", "watched_failures"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -57,8 +64,15 @@ EMPTY: Final = b"{}"
 
 _HOOK_BUDGET_SECONDS: Final = 2.0  # an error hook must not hold up an answer for long
 
+watched_failures: ContextVar[list[BaseException] | None] = ContextVar(
+    "voicehooks_watched_failures", default=None
+)
+"""The test kit's window on failures (``WebhookClient(raise_exceptions=True)``): while it holds
+a list, every failure reported in that context is added to it. Tasks and jobs a request starts
+inherit it, so the app itself is never changed to watch it."""
 
-class Dispatcher(ToolCallsDispatch):
+
+class Dispatcher:
     """Answers decoded deliveries with the handlers and tools of a ``Registry``.
 
     Args:
@@ -70,6 +84,9 @@ class Dispatcher(ToolCallsDispatch):
         background_threads: Threads for sync handlers that run after the answer.
         deduplicator: Once-only processing, or ``None``.
         observers: Told about every tool call and job.
+        sink: Where jobs go: the runner, or the durable queue.
+        runner: Runs the jobs the sink leaves to this process.
+        control: The way back into live calls: ``LiveCall`` parameters, late results.
     """
 
     def __init__(
@@ -81,29 +98,38 @@ class Dispatcher(ToolCallsDispatch):
         background_timeout_seconds: float | None,
         live_threads: Threads,
         background_threads: Threads,
-        deduplicator: Deduplicator | None = None,
-        observers: ObserverSet | None = None,
+        deduplicator: Deduplicator | None,
+        observers: ObserverSet,
+        sink: JobSink,
+        runner: BackgroundRunner,
+        control: CallControl | None,
     ) -> None:
         self.registry = registry
         self.deduplicator = deduplicator
-        self.tool_timeout_seconds = tool_timeout_seconds
         self.assistant_request_timeout_seconds = assistant_request_timeout_seconds
         self.background_timeout_seconds = background_timeout_seconds
         self.live_threads = live_threads
         self.background_threads = background_threads
-        self.observers = observers if observers is not None else ObserverSet()
-        # Refuses a delivery whose jobs would not fit; the app points it at its job queue.
-        self.admit: Callable[[int], None] = _admit_all
-        self._encode = msgspec.json.Encoder().encode
-        self._unknown_names: set[str] = set()
-        self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
-        # The way back into live calls: LiveCall parameters, late results. The app sets it.
-        self.control: CallControl | None = None
+        self.observers = observers
+        self.sink = sink
+        self.runner = runner
+        self.control = control
         self.provided: Providers = {LiveCall: self._live_call}
-        self.reconciler: Reconciler | None = None  # set when the app reconciles reports
+        self._encode = msgspec.json.Encoder().encode
+        self.tool_calls = ToolCallsAnswerer(
+            registry,
+            tool_timeout_seconds=tool_timeout_seconds,
+            threads=live_threads,
+            deduplicator=deduplicator,
+            observers=observers,
+            sink=sink,
+            control=control,
+            provided=self.provided,
+            report=self.report,
+        )
 
-    async def answer(self, delivery: Delivery) -> tuple[bytes, list[Job]]:
-        """The body to answer ``delivery.event`` with, and the jobs to run once it is sent.
+    async def answer(self, delivery: Delivery) -> tuple[bytes, Sequence[Job]]:
+        """The body to answer ``delivery.event`` with, and the jobs to run here once it is sent.
 
         Raises:
             Unavailable: The delivery cannot be taken now (a full queue, or a failing store
@@ -111,25 +137,20 @@ class Dispatcher(ToolCallsDispatch):
         """
         event = delivery.event
         kind = type(event)
-        if self.reconciler is not None and event is not None:
-            await self._note_for_reconciliation(event)
         if kind is ToolCalls:
             assert isinstance(event, ToolCalls)
-            return await self._tool_calls(event, delivery)
+            body, jobs = await self.tool_calls.answer(event, delivery)
+            # A live call's answers are never refused: its sink keeps or runs the jobs here.
+            return body, (await self.sink.accept(jobs) if jobs else jobs)
         if kind is AssistantRequest:
             assert isinstance(event, AssistantRequest)
-            return await self._assistant_request(event), []
+            return await self._assistant_request(event), ()
         assert event is not None
         return EMPTY, await self._informational(event, delivery)
 
-    async def _note_for_reconciliation(self, event: Event) -> None:
-        reconciler = self.reconciler
-        assert reconciler is not None
-        if isinstance(event, EndOfCallReport):
-            if not event.reconciled:
-                await reconciler.reported(event.call.id)
-        elif not isinstance(event, AssistantRequest):
-            reconciler.seen(event.call.id)
+    async def start(self, jobs: Sequence[Job]) -> None:
+        """Run ``jobs`` (``answer``'s, once the answer is sent) in this process."""
+        await self.runner.submit(jobs, self.run_job)
 
     def _live_call(self, event: Event) -> LiveCall:
         if self.control is None:
@@ -157,8 +178,8 @@ class Dispatcher(ToolCallsDispatch):
             if isinstance(exc, HungThreads):
                 _log.warning("%s has hung threads; answering {} (saved configuration)", label)
             else:
-                await self._failed(
-                    f"{label}; answering {{}} (saved configuration),", exc, event, self.live_threads
+                await self.report(
+                    exc, event, self.live_threads, f"{label}; answering {{}} (saved configuration),"
                 )
             return EMPTY
         if not finished:
@@ -180,24 +201,22 @@ class Dispatcher(ToolCallsDispatch):
 
     # -- status-update, end-of-call-report ----------------------------------------------
 
-    async def _informational(self, event: Event, delivery: Delivery) -> list[Job]:
-        """The delivery's jobs; ``run_before_answer`` ones are run here and now.
+    async def _informational(self, event: Event, delivery: Delivery) -> Sequence[Job]:
+        """The delivery's jobs for this process; ``run_before_answer`` ones run here and now.
 
-        A duplicate delivery runs nothing (see ``dedupe``); a delivery whose jobs would not
-        fit the queue is refused before it is claimed, so that its redelivery is not a
-        "duplicate".
+        A duplicate delivery runs nothing (see ``dedupe``). The sink admits the delivery
+        before it is claimed, so that a refused one is no "duplicate" when it comes again;
+        if the sink then refuses its jobs after all, the claim is given back.
         """
         handlers = self.registry.handlers[event.type]
         if not handlers:
-            return []
-        for handler in handlers:
-            if not handler.run_before_answer:  # some of its work will wait in the queue
-                self.admit(body_size(event))
-                break
+            return ()
+        if not all(handler.run_before_answer for handler in handlers):
+            await self.sink.admit(event)  # some of its work will wait in the queue
         once = None if delivery.bypass_dedupe else self.deduplicator
         if once is not None and not await once.is_first_event(event):
             delivery.outcome = DeliveryOutcome.DUPLICATE
-            return []
+            return ()
         jobs: list[Job] = []
         for handler in handlers:
             job = Job(event, handler.target, delivery.trace, delivery.is_replay)
@@ -205,29 +224,38 @@ class Dispatcher(ToolCallsDispatch):
                 await self.run_job(job)
             else:
                 jobs.append(job)
-        return jobs
+        if not jobs:
+            return ()
+        try:
+            return await self.sink.accept(jobs)
+        except Unavailable:
+            if once is not None:
+                await once.release_event(event)
+            raise
 
     # -- jobs ---------------------------------------------------------------------------
 
-    async def run_job(self, job: Job, attempt: int = 1, attempts_left: int | None = None) -> str:
-        """Run ``job`` to its end on the background threads; return its ``JobOutcome``.
+    async def run_job(self, job: Job, attempt: int = 1, attempts_left: int | None = None) -> JobRun:
+        """Run ``job`` to its end on the background threads; return how it ended.
 
-        Failures are logged and shown to the error hooks; only cancellation propagates
-        (after the job is named in the log as cut). ``attempts_left`` is durable mode's count
-        of runs still allowed after this one: observers then see a failure or timeout as
-        ``RETRYING`` (some left) or ``DEAD`` (none); the return value stays what happened.
+        Failures are logged, shown to the error hooks and named in ``JobRun.failure`` (the
+        exception's type); only cancellation propagates (after the job is named in the log
+        as cut). ``attempts_left`` is durable mode's count of runs still allowed after this
+        one: a failure or timeout then ends ``RETRYING`` (some left) or ``DEAD`` (none).
         """
         event = job.event
         prepared = self._prepare(job, attempt)
         if prepared is None:
-            return JobOutcome.FAILED
+            run = JobRun(event.type, event.call.id, job.target, "", attempt, job.trace)
+            run.end(JobOutcome.FAILED, "NotRegistered")
+            return run
         fn, kwargs = prepared
         observers = self.observers
-        run = None  # the record exists only for observers
+        run = JobRun(event.type, event.call.id, fn.name, job.delivery_id, attempt, job.trace)
         if observers.active:
-            run = JobRun(event.type, event.call.id, fn.name, job.delivery_id, attempt, job.trace)
             observers.job_started(run)
         outcome = JobOutcome.FAILED
+        failure = ""
         timeout = self.background_timeout_seconds  # labels are built only for a log line
         # A fire-and-forget tool with inject_result has its outcome spoken into the call.
         injecting = self._injecting_tool(job) if job.target.startswith("tool:") else None
@@ -264,19 +292,21 @@ class Dispatcher(ToolCallsDispatch):
             outcome = JobOutcome.DONE
         except HungThreads:
             _log.error("%s not run: earlier runs still hold hung threads", _job_label(job, fn))
+            failure = HungThreads.__qualname__
             if injecting is not None:
                 said = error_result(BUSY.format(name=injecting.name))
         except Exception as exc:
-            await self._failed(_job_label(job, fn), exc, event, self.background_threads)
+            failure = type(exc).__qualname__
+            await self.report(exc, event, self.background_threads, _job_label(job, fn))
             if injecting is not None:
                 said = error_result(FAILED.format(name=injecting.name))
         finally:
-            if run is not None:
-                run.end(_observed(outcome, attempts_left))
+            run.end(_observed(outcome, attempts_left), failure or _failure_of(outcome))
+            if observers.active:
                 observers.job_ended(run)
         if injecting is not None and said is not None:
             await self._inject_job_result(job, injecting, said)
-        return outcome
+        return run
 
     def _injecting_tool(self, job: Job) -> Tool | None:
         if self.control is None:
@@ -287,10 +317,10 @@ class Dispatcher(ToolCallsDispatch):
 
     async def _inject_job_result(self, job: Job, tool: Tool, said: Any) -> None:
         try:
-            answer = self._raw(said)
+            answer = self.tool_calls.raw(said)
         except (TypeError, ValueError, OverflowError):
             _log.error("%s returned a result that cannot be encoded as JSON", tool.name)
-            answer = self._raw(error_result(NOT_JSON.format(name=tool.name)))
+            answer = self.tool_calls.raw(error_result(NOT_JSON.format(name=tool.name)))
         if self.control is not None:
             await self.control.deliver(job.event, job.target[5:], tool.name, answer)
 
@@ -347,16 +377,20 @@ class Dispatcher(ToolCallsDispatch):
 
     # -- failures -----------------------------------------------------------------------
 
-    async def _failed(self, label: str, exc: Exception, event: Event, threads: Threads) -> None:
-        # The message is withheld from the log (it may hold payload values); hooks get it all.
-        _log.error("%s raised %s", label, describe(exc))
-        await self.report(exc, event, threads)
+    async def report(
+        self, exc: BaseException, event: Event, threads: Threads, label: str | None = None
+    ) -> None:
+        """Log a failure of what ``label`` names (if given) and show ``exc`` to every error
+        hook, each within a short budget.
 
-    async def report(self, exc: BaseException, event: Event, threads: Threads) -> None:
-        """Show ``exc`` to every error hook, each within a short budget.
-
+        The message is withheld from the log (it may hold payload values); hooks get it all.
         A hook's own failure is logged and swallowed; a sync hook runs on ``threads``.
         """
+        if label is not None:
+            _log.error("%s raised %s", label, describe(exc))
+        watched = watched_failures.get()
+        if watched is not None:
+            watched.append(exc)
         for hook in self.registry.error_hooks:
             try:
                 finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(threads, exc, event))
@@ -374,8 +408,8 @@ def _observed(outcome: str, attempts_left: int | None) -> str:
     return JobOutcome.RETRYING if attempts_left > 0 else JobOutcome.DEAD
 
 
-def _admit_all(size: int) -> None:
-    """The admission of a dispatcher that no app has pointed at its queue: no bound."""
+def _failure_of(outcome: str) -> str:
+    return "" if outcome == JobOutcome.DONE else outcome
 
 
 def _job_label(job: Job, fn: UserFunction) -> str:

@@ -1,4 +1,4 @@
-"""Answering a ``tool-calls`` delivery: the tool-calls half of the dispatcher.
+"""Answering a ``tool-calls`` delivery: ``ToolCallsAnswerer``, which the dispatcher holds.
 
 Every call runs concurrently under its deadline, isolated from the others' failures, on the
 live threads; the answer is always the object format, one entry per call, in request order
@@ -7,17 +7,16 @@ job; an interim tool that is still running at ``interim_after_seconds`` is answe
 interim text and its result is delivered into the call later (``voicehooks.live.interim``). A call
 to a tool nobody registered gets an error result, or goes to the raw ``tool-calls`` handler.
 
-``ToolCallsDispatch`` is a base class of ``Dispatcher`` rather than an object of its own: both
-halves share the dispatcher's state (threads, store, observers, the way into live calls), and
-a request that answers at once should not pay for one more indirection per call.
+A fire-and-forget job is admitted by the app's ``JobSink`` before the call is answered
+``started``, so that a full queue answers the model with an error instead of losing the job.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
 
 import msgspec
 
@@ -33,11 +32,11 @@ from voicehooks.live.interim import Busy
 from voicehooks.observe.observers import ObserverSet
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool
-from voicehooks.work.background import Job, body_size
+from voicehooks.work.jobs import Job, JobSink
 
 from .routing import Registry
 
-__all__ = ["ToolCallsDispatch", "stub_for"]
+__all__ = ["Report", "ToolCallsAnswerer", "stub_for"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -66,30 +65,58 @@ class _Answer(msgspec.Struct):
     results: list[_Entry]
 
 
-class ToolCallsDispatch:
-    """Answers ``tool-calls`` deliveries; ``Dispatcher`` sets the state it reads."""
+Report = Callable[[BaseException, Event, Threads, "str | None"], Awaitable[None]]
+"""Logs a failure of what ``label`` names, if given, and shows it to the app's error hooks
+(``Dispatcher.report``)."""
 
-    registry: Registry
-    deduplicator: Deduplicator | None
-    tool_timeout_seconds: float
-    live_threads: Threads
-    observers: ObserverSet
-    admit: Callable[[int], None]
-    control: CallControl | None
-    provided: Providers
-    _encode: Callable[[Any], bytes]
-    _unknown_names: set[str]
-    _unknown_throttle: Throttle
 
-    if TYPE_CHECKING:  # provided by Dispatcher, which also reports background failures
+class ToolCallsAnswerer:
+    """Answers ``tool-calls`` deliveries with the registry's tools.
 
-        async def _failed(
-            self, label: str, exc: Exception, event: Event, threads: Threads
-        ) -> None: ...
+    Args:
+        registry: The tools, and the raw ``tool-calls`` handler for the calls none claims.
+        tool_timeout_seconds: The app-wide tool deadline (a tool may set its own).
+        threads: The live threads, for sync tools.
+        deduplicator: Once-only processing, or ``None``.
+        observers: Told about every tool call.
+        sink: Admits fire-and-forget jobs.
+        control: The way back into live calls, for interim tools; ``None`` without one.
+        provided: How to build injectable values (``LiveCall``).
+        report: Shows a failure to the app's error hooks.
+    """
 
-        async def report(self, exc: BaseException, event: Event, threads: Threads) -> None: ...
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        tool_timeout_seconds: float,
+        threads: Threads,
+        deduplicator: Deduplicator | None,
+        observers: ObserverSet,
+        sink: JobSink,
+        control: CallControl | None,
+        provided: Providers,
+        report: Report,
+    ) -> None:
+        self.registry = registry
+        self.tool_timeout_seconds = tool_timeout_seconds
+        self.live_threads = threads
+        self.deduplicator = deduplicator
+        self.observers = observers
+        self.sink = sink
+        self.control = control
+        self.provided = provided
+        self.report = report
+        self._encode = msgspec.json.Encoder().encode
+        self._unknown_names: set[str] = set()
+        self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
 
-    async def _tool_calls(self, event: ToolCalls, delivery: Delivery) -> tuple[bytes, list[Job]]:
+    async def answer(self, event: ToolCalls, delivery: Delivery) -> tuple[bytes, list[Job]]:
+        """The answer to ``event`` (one result per call, in order) and its fire-and-forget jobs.
+
+        Raises:
+            Unavailable: The store failed with ``store_failure="reject"``.
+        """
         calls = event.tool_call_list
         tools = self.registry.tools
         jobs: list[Job] = []
@@ -154,7 +181,7 @@ class ToolCallsDispatch:
                     masked(event.call.id),
                 )
                 run.outcome = ToolOutcome.TIMEOUT
-                return self._raw(error_result(TIMED_OUT.format(name=tool.name)))
+                return self.raw(error_result(TIMED_OUT.format(name=tool.name)))
             if not run.outcome:  # answered from the store: the first delivery ran it
                 run.outcome = ToolOutcome.DUPLICATE
             return answer
@@ -182,16 +209,16 @@ class ToolCallsDispatch:
         except ArgumentError as exc:
             _log.info("tool %s call=%s: unusable arguments", tool.name, masked(event.call.id))
             run.outcome = ToolOutcome.INVALID_ARGUMENTS
-            return self._raw(error_result(str(exc))), True
+            return self.raw(error_result(str(exc))), True
         if tool.fire_and_forget:
             try:
-                self.admit(body_size(event))
+                await self.sink.admit(event)
             except Unavailable:
                 run.outcome = ToolOutcome.OVERLOADED
-                return self._raw(error_result(BUSY.format(name=tool.name))), False
+                return self.raw(error_result(BUSY.format(name=tool.name))), False
             jobs.append(Job(event, "tool:" + call.id, delivery.trace, delivery.is_replay))
             run.outcome = ToolOutcome.STARTED
-            return self._raw(tool.async_response or {"status": "started"}), True
+            return self.raw(tool.async_response or {"status": "started"}), True
         if tool.injections:
             kwargs.update(
                 fill(
@@ -217,7 +244,7 @@ class ToolCallsDispatch:
         try:
             finished, value = await within(timeout, tool.fn.call(self.live_threads, **kwargs))
         except ToolError as exc:
-            return self._raw(error_result(str(exc))), True, ToolOutcome.ERROR
+            return self.raw(error_result(str(exc))), True, ToolOutcome.ERROR
         except HungThreads:
             _log.warning(
                 "%s: %d earlier calls are still running after their deadline; refusing a new "
@@ -226,21 +253,21 @@ class ToolCallsDispatch:
                 tool.fn.abandoned,
             )
             return (
-                self._raw(error_result(BUSY.format(name=tool.name))),
+                self.raw(error_result(BUSY.format(name=tool.name))),
                 False,
                 ToolOutcome.OVERLOADED,
             )
         except Exception as exc:
-            await self._failed(_tool_label(tool, event), exc, event, self.live_threads)
+            await self.report(exc, event, self.live_threads, _tool_label(tool, event))
             return (
-                self._raw(error_result(FAILED.format(name=tool.name))),
+                self.raw(error_result(FAILED.format(name=tool.name))),
                 False,
                 ToolOutcome.FAILED,
             )
         if not finished:
             _log.warning("%s timed out after %.1f s", _tool_label(tool, event), timeout)
             return (
-                self._raw(error_result(TIMED_OUT.format(name=tool.name))),
+                self.raw(error_result(TIMED_OUT.format(name=tool.name))),
                 False,
                 ToolOutcome.TIMEOUT,
             )
@@ -250,9 +277,9 @@ class ToolCallsDispatch:
             label = _tool_label(tool, event)
             kind = type(value).__name__
             _log.error("%s returned a %s that cannot be encoded as JSON", label, kind)
-            await self.report(exc, event, self.live_threads)
+            await self.report(exc, event, self.live_threads, None)
             return (
-                self._raw(error_result(NOT_JSON.format(name=tool.name))),
+                self.raw(error_result(NOT_JSON.format(name=tool.name))),
                 True,
                 ToolOutcome.FAILED,
             )
@@ -279,12 +306,12 @@ class ToolCallsDispatch:
         except Busy:
             _log.warning("%s refused: too many slow tools are running", label)
             run.outcome = ToolOutcome.OVERLOADED
-            return self._raw(error_result(BUSY.format(name=tool.name))), False
+            return self.raw(error_result(BUSY.format(name=tool.name))), False
         if result is not None:
             answer, keep, run.outcome = result
             return answer, keep
         run.outcome = ToolOutcome.INTERIM
-        return self._raw(tool.interim), True
+        return self.raw(tool.interim), True
 
     def _timeout_of(self, tool: Tool) -> float:
         """How long the platform waits for this tool's answer (an interim one included)."""
@@ -302,7 +329,7 @@ class ToolCallsDispatch:
         if not handlers:
             for i, call, run in zip(indices, calls, runs, strict=True):
                 self._warn_unknown(call)
-                results[i] = self._raw(error_result(UNKNOWN.format(name=call.function.name)))
+                results[i] = self.raw(error_result(UNKNOWN.format(name=call.function.name)))
                 run.end(ToolOutcome.UNKNOWN)
             return
         # Only the raw handler's share of the calls: what no registered tool claims.
@@ -323,7 +350,7 @@ class ToolCallsDispatch:
             finished, body, outcome = True, error_result(str(exc)), ToolOutcome.ERROR
         except Exception as exc:
             if not isinstance(exc, HungThreads):
-                await self._failed(label, exc, subset, self.live_threads)
+                await self.report(exc, subset, self.live_threads, label)
             finished, body = True, error_result(FAILED.format(name=names))
             outcome = ToolOutcome.FAILED
         if not finished:
@@ -336,7 +363,7 @@ class ToolCallsDispatch:
             except (TypeError, ValueError, OverflowError):
                 _log.error("%s returned a result that cannot be encoded as JSON", label)
                 name = event.tool_call_list[i].function.name
-                results[i] = self._raw(error_result(NOT_JSON.format(name=name)))
+                results[i] = self.raw(error_result(NOT_JSON.format(name=name)))
                 run.end(ToolOutcome.FAILED)
 
     def _warn_unknown(self, call: ToolCall) -> None:
@@ -352,7 +379,8 @@ class ToolCallsDispatch:
             stub_for(call),
         )
 
-    def _raw(self, value: Any) -> msgspec.Raw:
+    def raw(self, value: Any) -> msgspec.Raw:
+        """``value`` encoded as JSON, ready to place in an answer."""
         return msgspec.Raw(self._encode(value))
 
 

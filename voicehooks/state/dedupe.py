@@ -78,6 +78,14 @@ class Deduplicator:
         self.ttl_seconds = ttl_seconds
         self.store_failure = store_failure
 
+    async def release_event(self, event: Event) -> None:
+        """Give back ``event``'s claim: its delivery was refused after it was claimed, and its
+        redelivery must not be taken for a duplicate."""
+        try:
+            await self.store.release(event_key(event))
+        except Exception as exc:  # the store's own trouble; its claim expires in time
+            _log.warning("releasing a refused delivery's claim failed: %s", exc)
+
     async def is_first_event(self, event: Event) -> bool:
         """Claim an informational delivery; ``False`` if it was seen before.
 

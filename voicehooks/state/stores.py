@@ -22,24 +22,21 @@ with ``StoreError`` and nothing else; what happens then is the app's choice
 from __future__ import annotations
 
 import math
-import os
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 
+from voicehooks.core import environment
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["DeliveryStore", "MemoryStore", "REDIS_URL_ENV", "RedisStore", "default_store"]
-
-REDIS_URL_ENV: Final = "VOICEHOOKS_REDIS_URL"
-QUEUE_URL_ENV: Final = "VOICEHOOKS_QUEUE_URL"  # voicehooks.work.queue's; not imported: no cycle
+__all__ = ["DeliveryStore", "MemoryStore", "RedisStore", "default_store"]
 
 T = TypeVar("T")
 
@@ -99,7 +96,7 @@ class DeliveryStore(Protocol):
 def default_store() -> DeliveryStore:
     """A ``RedisStore`` on ``$VOICEHOOKS_REDIS_URL``, else on ``$VOICEHOOKS_QUEUE_URL``, else
     a ``MemoryStore``."""
-    url = os.environ.get(REDIS_URL_ENV, "").strip() or os.environ.get(QUEUE_URL_ENV, "").strip()
+    url = environment.read(environment.REDIS_URL) or environment.read(environment.QUEUE_URL)
     return RedisStore.from_url(url) if url else MemoryStore()
 
 
@@ -124,8 +121,9 @@ class MemoryStore:
         clock: Monotonic seconds; injectable for tests.
 
     Examples:
-        >>> from voicehooks import MemoryStore, VoiceHooks
-        >>> app = VoiceHooks(secret="whsec_example", store=MemoryStore(max_entries=100_000))
+        >>> from voicehooks import Duplicates, MemoryStore, VoiceHooks
+        >>> store = MemoryStore(max_entries=100_000)
+        >>> app = VoiceHooks(secret="whsec_example", duplicates=Duplicates(store=store))
     """
 
     def __init__(
@@ -295,9 +293,9 @@ class RedisStore:
         operation_timeout_seconds: Budget of one Redis command.
 
     Examples:
-        >>> from voicehooks import RedisStore, VoiceHooks
+        >>> from voicehooks import Duplicates, RedisStore, VoiceHooks
         >>> store = RedisStore.from_url("redis://localhost:6379/0")  # connects at startup
-        >>> app = VoiceHooks(secret="whsec_example", store=store)
+        >>> app = VoiceHooks(secret="whsec_example", duplicates=Duplicates(store=store))
     """
 
     def __init__(

@@ -42,8 +42,11 @@ What is in here:
 * ``FakePlatform`` fakes the platform's REST endpoints a receiver calls (call control, calls,
   assistants), in-process (``transport()``) or on a loopback port (``serve()``), with the real
   API's auth, limits and error bodies; it records every command (needs the ``api`` extra).
-* ``ManualClock`` is a clock that moves only when told to, for ``VoiceHooks(clock=...)`` and
-  ``WebhookClient(clock=...)``: test the 300 s freshness window without sleeping.
+* ``ManualClock`` is a clock that moves only when told to, for ``WebhookClient(clock=...)``
+  and the app's ``Verifier`` (``app.verifier.clock``): test the 300 s freshness window
+  without sleeping.
+* ``results_from_response`` reads a ``tool-calls`` answer as the platform does (one result
+  per call id); ``normalize_result`` is what a tool's return value becomes on the wire.
 
 With or without ``async with``:
 
@@ -70,6 +73,8 @@ Examples:
     >>> anyio.run(main)
     5
 """
+
+from voicehooks.core.responses import normalize_result, results_from_response
 
 from .client import ManualClock, Response, WebhookClient
 from .factories import (
@@ -99,6 +104,8 @@ __all__ = [
     "WebhookClient",
     "assistant_request",
     "end_of_call_report",
+    "normalize_result",
+    "results_from_response",
     "run_scenario",
     "status_update",
     "tool_call",

@@ -14,6 +14,7 @@ import msgspec
 from voicehooks.app import VoiceHooks, resolve_secrets
 from voicehooks.core.responses import results_from_response
 from voicehooks.core.signing import sign
+from voicehooks.pipeline.dispatch import watched_failures
 
 from .factories import assistant_request, end_of_call_report, status_update, tool_call, tool_calls
 
@@ -125,15 +126,14 @@ class WebhookClient:
         self._state: dict[str, Any] = {}
         self._hooks = _find_hooks(app)
         self._requests_running = 0
-        self._errors: list[BaseException] = []  # caught by the error hook, not yet raised
-        self._watchers = 0  # lifespans and requests under way while the hook is registered
-        self._hook = self._record_error  # one bound method: registered and removed by identity
+        # Failures the app reported while serving this client, not yet raised; the app adds
+        # them through ``watched_failures``, set in the tasks this client starts.
+        self._errors: list[BaseException] = []
 
     # -- lifespan --
 
     async def __aenter__(self) -> WebhookClient:
         """Start the app's lifespan: its ``lifespan=`` setup and its background runner."""
-        self._watch()
         group = self._group = await anyio.create_task_group().__aenter__()
         to_app, app_inbox = anyio.create_memory_object_stream[dict[str, Any]](10)
         app_outbox, from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
@@ -156,12 +156,12 @@ class WebhookClient:
             finally:
                 for stream in self._lifespan_streams:
                     stream.close()
-                self._unwatch()
             reason = f"{type(cause).__name__}: {cause}" if cause else message.get("message", "")
             raise RuntimeError(f"the app's startup failed: {reason}") from cause
         return self
 
     async def _run_lifespan(self, scope: dict[str, Any], inbox: Any, outbox: Any) -> None:
+        self._watch()  # this task's own context: what the lifespan starts reports here
         await self.app(scope, inbox.receive, outbox.send)
 
     async def __aexit__(
@@ -191,7 +191,6 @@ class WebhookClient:
         finally:
             for stream in self._lifespan_streams:
                 stream.close()
-            self._unwatch()
         if exc is None:
             self._raise_errors()  # from work after the last answer
 
@@ -232,22 +231,13 @@ class WebhookClient:
             ("tool-calls", label) for hooks in self._hooks for label in hooks.call_control.in_flight
         ]
 
-    # -- raise_exceptions: through the apps' own error hooks --
+    # -- raise_exceptions: the app's failures, seen without changing the app --
 
     def _watch(self) -> None:
-        if self.raise_exceptions and self._watchers == 0:
-            for hooks in self._hooks:
-                hooks.add_error_hook(self._hook)
-        self._watchers += 1
-
-    def _unwatch(self) -> None:
-        self._watchers -= 1
-        if self._watchers == 0:
-            for hooks in self._hooks:
-                hooks.remove_error_hook(self._hook)
-
-    async def _record_error(self, exc: BaseException, event: object) -> None:
-        self._errors.append(exc)  # async: called on the loop, no thread needed
+        """Have failures reported in the current task's context (and the tasks and jobs it
+        starts) added to this client's list; called at the start of a task of its own."""
+        if self.raise_exceptions:
+            watched_failures.set(self._errors)
 
     def _raise_errors(self) -> None:
         if not self._errors:
@@ -357,17 +347,21 @@ class WebhookClient:
                 answered.set()
                 self._requests_running -= 1
 
+        async def run_watched() -> None:
+            self._watch()  # in the request's own task: its context ends with it
+            await run()
+
         self._requests_running += 1
-        self._watch()
-        try:
-            if self._group is None:
+        if self._group is None:
+            token = watched_failures.set(self._errors if self.raise_exceptions else None)
+            try:
                 await run()
-            else:
-                # Like a server: the answer comes back when sent, the app's task goes on.
-                self._group.start_soon(run)
-                await answered.wait()
-        finally:
-            self._unwatch()
+            finally:
+                watched_failures.reset(token)
+        else:
+            # Like a server: the answer comes back when sent, the app's task goes on.
+            self._group.start_soon(run_watched)
+            await answered.wait()
         self._raise_errors()
         if not start:
             raise RuntimeError("the app returned without answering")

@@ -1,70 +1,61 @@
-"""Durable mode: the receiver's half (queue a delivery's jobs) and the worker's (run them).
+"""Durable mode: the receiver's half (``DurableSink``) and the worker's (``QueuedJobs``).
 
-With a queue (``VOICEHOOKS_QUEUE_URL`` or ``VoiceHooks(queue=...)``) the receiver runs no
-after-the-answer work. Once a delivery is verified and decoded and its tools have answered,
-``enqueue_jobs`` adds one entry per job to the stream (one round trip for all of them), and
-only then is the answer sent. A ``voicehooks worker`` of the same app rebuilds each job from
-its entry (the original body, decoded again; the target; the trace carrier) and runs it with
-``Dispatcher.run_job``, so injection, deadlines, error hooks and observers are the same as in
-the receiver.
+With a queue (``VOICEHOOKS_QUEUE_URL`` or ``Background(queue=...)``) the receiver runs no
+after-the-answer work. ``DurableSink`` is its ``JobSink``: it admits an informational delivery
+only while the stream has room (one ``XLEN``, before the duplicate claim and before any
+``run_before_answer`` handler), and adds the delivery's jobs to the stream in one round trip
+before the answer is sent. A ``voicehooks worker`` of the same app rebuilds each job from its
+entry (``decode_job``: the original body, decoded again; the target; the trace carrier) and
+runs it with ``Dispatcher.run_job``, so injection, deadlines, error hooks and observers are the
+same as in the receiver.
 
 **What "once" means.** An entry is acknowledged only after its job finished, so every
 accepted job runs *at least* once. When a job finishes, the worker marks it done in the app's
-duplicate store (key ``job:<delivery id>:<target>``) before acknowledging it, and a
-redelivered entry whose mark exists is acknowledged without running. What remains is a job
-whose worker died (or lost Redis) after the handler's side effect and before the mark: it runs
-again, with the same ``CallContext.delivery_id`` and a higher ``attempt``. A handler whose
-side effect must happen once keys it on ``delivery_id`` (an upsert, an idempotency key).
-Marks live as long as ``dedupe_ttl_seconds``; workers on several hosts share them only through
-a ``RedisStore`` (``VOICEHOOKS_REDIS_URL``, which defaults to the queue's Redis).
+duplicate store (key ``job:<delivery id>:<target>``) before acknowledging it, and an entry
+whose mark exists is acknowledged without running. What remains is a job whose worker died
+(or lost Redis) after the handler's side effect and before the mark: it runs again, with the
+same ``CallContext.delivery_id`` and a higher ``attempt``. A handler whose side effect must
+happen once keys it on ``delivery_id`` (an upsert, an idempotency key). Marks live as long as
+the duplicate store keeps deliveries; workers on several hosts share them only through a
+``RedisStore`` (``VOICEHOOKS_REDIS_URL``, which defaults to the queue's Redis).
 
 **When Redis cannot take the entries**, ``queue_failure`` decides: ``"process"`` (the
-default) runs them in this process as if there were no queue, with an error in the log;
-``"reject"`` answers 503 so that a sender that retries delivers again later. A full queue
-(``QueueFull``) is a 503 with ``Retry-After`` whatever the policy: at its bound the backlog
-is the problem, and this process is the wrong place to take it on. The exception is a
-``tool-calls`` delivery: its tools have answered a live call, so its fire-and-forget jobs
-run in this process rather than lose those answers to a 503.
+default) runs them in this process, with an error in the log; ``"reject"`` answers 503 so that
+a sender that retries delivers again later. A full queue is a 503 with ``Retry-After``
+whatever the policy: at its bound the backlog is the problem, and this process is the wrong
+place to take it on. The exception is a ``tool-calls`` delivery: its tools have answered a
+live call, so its fire-and-forget jobs run in this process rather than lose those answers.
+
+A failed ``XADD`` is ambiguous: Redis may have added the entries before the error (a timeout
+on the reply). Jobs that run here after such an error are first marked in the duplicate store
+as taken, so a worker that later finds their entries acknowledges them without running them:
+such a job runs once, here, and a crash of this process before it finishes loses it (the log
+line says so). Where the mark cannot be written either, the store being down too, a worker
+may run the job a second time; the log names that case.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import anyio
 import msgspec
 
-from voicehooks.core.events import Event, ToolCalls, decode_delivery
+from voicehooks.core import environment
+from voicehooks.core.events import Event, ToolCalls
 from voicehooks.core.exceptions import QueueError, QueueFull, Unavailable
-from voicehooks.core.identity import event_key
-from voicehooks.core.records import JobOutcome
+from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.state.stores import DeliveryStore
 
-from .background import Job
-from .queue import QUEUE_URL_ENV, Entry, RedisQueue
-from .worker import Result
+from .jobs import Job, RunJob, decode_job, encode_job, job_key
+from .queue import Entry, RedisQueue
+from .runner import BackgroundRunner
 
-if TYPE_CHECKING:
-    from voicehooks.app import VoiceHooks
-
-__all__ = [
-    "JobEntry",
-    "QueueFailure",
-    "QueuedJobs",
-    "close_queue",
-    "decode_entry",
-    "default_queue",
-    "encode_entry",
-    "enqueue_jobs",
-    "job_key",
-    "open_queue",
-]
+__all__ = ["DurableSink", "QueueFailure", "QueuedJobs", "default_queue"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -73,187 +64,185 @@ QueueFailure: TypeAlias = Literal["process", "reject"]
 
 FULL_RETRY_AFTER_SECONDS: Final = 10
 _DONE: Final = b"done"
-
-
-class JobEntry(msgspec.Struct, array_like=True, frozen=True):
-    """What a worker needs to rebuild one job: the stream entry's only field, as msgpack.
-
-    Attributes:
-        body: The delivery's original body, the exact bytes whose signature was verified;
-            the worker decodes it again with ``events.decode_delivery``.
-        target: ``"handler:<module:qualname>"`` or ``"tool:<tool call id>"``.
-        trace: The delivery's trace carrier (W3C ``traceparent``), possibly empty.
-        enqueued_at: Unix time the receiver added it.
-        is_replay: The delivery was replayed from the development inspector.
-    """
-
-    body: bytes
-    target: str
-    trace: dict[str, str] = {}
-    enqueued_at: float = 0.0
-    is_replay: bool = False
-
-
-_encode_entry = msgspec.msgpack.Encoder().encode
-_decode_entry = msgspec.msgpack.Decoder(JobEntry).decode
-
-
-def encode_entry(entry: JobEntry) -> bytes:
-    """The bytes stored in the stream for ``entry``."""
-    return _encode_entry(entry)
-
-
-def decode_entry(data: bytes) -> JobEntry:
-    """Inverse of ``encode_entry``.
-
-    Raises:
-        msgspec.DecodeError: ``data`` is not an entry (written by something else).
-    """
-    return _decode_entry(data)
+_TAKEN_HERE: Final = b"taken by a receiver"
 
 
 def default_queue() -> RedisQueue | None:
     """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``."""
-    url = os.environ.get(QUEUE_URL_ENV, "").strip()
+    url = environment.read(environment.QUEUE_URL)
     return RedisQueue.from_url(url) if url else None
 
 
-async def open_queue(queue: RedisQueue) -> None:
-    """Connect at startup; a queue that is down is logged, and deliveries then meet it as
-    ``queue_failure`` says (the app starts all the same, as with the store)."""
-    try:
-        await queue.open()
-    except QueueError as exc:
-        _log.error("the durable job queue is not ready at startup: %s", exc)
-    else:
-        _log.info("durable mode: after-the-answer work goes to the Redis stream %s", queue.stream)
+class DurableSink:
+    """The durable ``JobSink``: a delivery's jobs are in Redis before its answer.
 
-
-async def close_queue(queue: RedisQueue) -> None:
-    """Close the client at shutdown, shielded and bounded."""
-    with anyio.move_on_after(2.0, shield=True):
-        try:
-            await queue.aclose()
-        except Exception as exc:
-            _log.warning("closing the durable job queue failed: %s", exc)
-
-
-def job_key(job: Job) -> str:
-    """The duplicate-store key that marks ``job`` done."""
-    return f"job:{job.delivery_id}:{job.target}"
-
-
-async def enqueue_jobs(
-    queue: RedisQueue, jobs: Sequence[Job], failure: QueueFailure, once: Deduplicator | None
-) -> list[Job]:
-    """Add ``jobs`` (one delivery's) to ``queue``; return those to run in this process instead.
-
-    That is none when they are in Redis, and all of them when Redis failed and either
-    ``failure`` is ``"process"`` or the delivery is a ``tool-calls`` (its tools have answered
-    a live call already: a 503 now would lose the answers, so its fire-and-forget jobs run
-    here). An informational delivery that is refused is released from the duplicate store, so
-    that its redelivery is not taken for a duplicate.
-
-    Raises:
-        Unavailable: The queue is full, or Redis failed and ``failure`` is ``"reject"``.
+    Args:
+        queue: The stream.
+        local: This process's runner, for the jobs that must run here after all.
+        failure: ``"process"`` or ``"reject"`` when Redis fails (see the module docstring).
+        once: The app's duplicate suppression, whose store keeps the done marks.
     """
-    now = time.time()
-    entries = [
-        encode_entry(JobEntry(_body(job.event), job.target, dict(job.trace), now, job.is_replay))
-        for job in jobs
-    ]
-    event = jobs[0].event
-    live = type(event) is ToolCalls
-    try:
-        await queue.enqueue(entries)
-    except QueueFull as exc:
-        if live:
-            _log.error("%s; running the fire-and-forget tools of this call here", exc)
-            return list(jobs)
-        _log.warning("refused 503: %s", exc)
-        await _release(once, event)
-        raise Unavailable(
-            "the job queue is full; deliver again later",
-            retry_after_seconds=FULL_RETRY_AFTER_SECONDS,
-        ) from None
-    except QueueError as exc:
-        if failure == "reject" and not live:
-            _log.error("the job queue is unavailable (%s); refused 503", exc)
-            await _release(once, event)
-            raise Unavailable("the job queue is unavailable; deliver again later") from None
-        _log.error(
-            "the job queue is unavailable (%s); running %d job(s) of this delivery in this "
-            "process: a crash before they finish loses them",
-            exc,
-            len(jobs),
-        )
-        return list(jobs)
-    return []
 
+    def __init__(
+        self,
+        queue: RedisQueue,
+        local: BackgroundRunner,
+        *,
+        failure: QueueFailure,
+        once: Deduplicator | None,
+    ) -> None:
+        self.queue = queue
+        self.local = local
+        self.failure = failure
+        self.once = once
 
-def _body(event: Event) -> bytes:
-    """The bytes the delivery arrived as; an event built in code is encoded as a delivery."""
-    body: bytes | None = event.__dict__.get("_body")
-    return body if body is not None else msgspec.json.encode({"message": event})
-
-
-async def _release(once: Deduplicator | None, event: Event) -> None:
-    if once is not None:
+    async def open(self) -> None:
+        """Connect at startup; a queue that is down is logged, and deliveries then meet it as
+        ``queue_failure`` says (the app starts all the same, as with the store)."""
         try:
-            await once.store.release(event_key(event))
-        except Exception as exc:  # the store's own trouble; its claim expires in time
-            _log.warning("releasing a refused delivery's claim failed: %s", exc)
+            await self.queue.open()
+        except QueueError as exc:
+            _log.error("the durable job queue is not ready at startup: %s", exc)
+        else:
+            _log.info(
+                "durable mode: after-the-answer work goes to the Redis stream %s", self.queue.stream
+            )
+
+    async def aclose(self) -> None:
+        """Close the client at shutdown, shielded and bounded."""
+        with anyio.move_on_after(2.0, shield=True):
+            try:
+                await self.queue.aclose()
+            except Exception as exc:
+                _log.warning("closing the durable job queue failed: %s", exc)
+
+    async def admit(self, event: Event) -> None:
+        """Refuse an informational delivery unless the stream has room or, with
+        ``queue_failure="process"``, this process does (``JobSink.admit``).
+
+        A ``tool-calls`` delivery is never asked to wait on Redis: its answers are for a live
+        call, and its jobs run here if Redis cannot take them.
+
+        Raises:
+            Unavailable: The queue is full, or Redis failed and the policy is ``"reject"``.
+        """
+        if type(event) is ToolCalls:
+            return
+        try:
+            await self.queue.check_room(1)
+        except QueueFull as exc:
+            raise _full(exc) from None
+        except QueueError as exc:
+            if self.failure == "reject":
+                raise _unavailable(exc) from None
+            await self.local.admit(event)  # its jobs will run here: this process's bound
+
+    async def accept(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        """Add ``jobs`` (one delivery's) to the stream; return those to run here instead.
+
+        That is none when they are in Redis, and all of them when Redis failed and either
+        the policy is ``"process"`` or the delivery is a ``tool-calls``.
+
+        Raises:
+            Unavailable: The queue is full, or Redis failed and the policy is ``"reject"``;
+                nothing was added.
+        """
+        now = time.time()
+        live = type(jobs[0].event) is ToolCalls
+        try:
+            await self.queue.enqueue([encode_job(job, now) for job in jobs])
+        except QueueFull as exc:
+            if not live:
+                raise _full(exc) from None
+            _log.error("%s; running the fire-and-forget tools of this call here", exc)
+            return jobs  # the script added none of them: nothing to mark
+        except QueueError as exc:
+            if self.failure == "reject" and not live:
+                raise _unavailable(exc) from None
+            _log.error(
+                "the job queue is unavailable (%s); running %d job(s) of this delivery in this "
+                "process: a crash before they finish loses them",
+                exc,
+                len(jobs),
+            )
+            await self._mark_taken(jobs)
+            return jobs
+        return ()
+
+    async def _mark_taken(self, jobs: Sequence[Job]) -> None:
+        # The XADD may have gone through: a worker that finds these entries must not run them.
+        if self.once is None:
+            return
+        store, ttl = self.once.store, self.once.ttl_seconds
+        try:
+            for job in jobs:
+                await store.put_result(job_key(job), _TAKEN_HERE, ttl)
+        except Exception as exc:  # the store's own trouble, most likely the same outage
+            _log.error(
+                "could not mark %d job(s) as taken by this process (%s): if Redis did add "
+                "their entries, a worker may run them a second time",
+                len(jobs),
+                exc,
+            )
+
+
+def _full(exc: QueueFull) -> Unavailable:
+    _log.warning("refused 503: %s", exc)
+    return Unavailable(
+        "the job queue is full; deliver again later", retry_after_seconds=FULL_RETRY_AFTER_SECONDS
+    )
+
+
+def _unavailable(exc: QueueError) -> Unavailable:
+    _log.error("the job queue is unavailable (%s); refused 503", exc)
+    return Unavailable("the job queue is unavailable; deliver again later")
 
 
 class QueuedJobs:
-    """The worker's ``run`` callback: rebuild a job from its entry and run it in ``app``.
+    """The worker's ``run`` callback: rebuild a job from its entry and run it.
 
-    A job marked done in the duplicate store is acknowledged without running (see the module
-    docstring for what that guarantees). An entry that cannot be decoded raises, and so ends
-    in the dead letters after its attempts. Given the worker's ``max_attempts``, observers
-    see a failed run as ``JobOutcome.RETRYING`` or, the last time, ``JobOutcome.DEAD``.
+    A job marked done (or taken by a receiver) in the duplicate store is acknowledged without
+    running (see the module docstring for what that guarantees). An entry that cannot be
+    decoded raises, and so ends in the dead letters after its attempts. Given the worker's
+    ``max_attempts``, observers see a failed run as ``JobOutcome.RETRYING`` or, the last time,
+    ``JobOutcome.DEAD``.
+
+    Args:
+        run_job: How to run a job (the app's ``dispatcher.run_job``).
+        once: The app's duplicate suppression, whose store keeps the done marks.
+        max_attempts: The worker's, so observers see ``RETRYING`` or ``DEAD``.
     """
 
-    def __init__(self, app: VoiceHooks, *, max_attempts: int | None = None) -> None:
-        self.app = app
-        self.max_attempts = max_attempts  # the worker's, so observers see RETRYING or DEAD
-        if all(hook.function is not _note_failure for hook in app.error_hooks):
-            app.add_error_hook(_note_failure)  # the exception's type, for the dead letters
+    def __init__(
+        self, run_job: RunJob, once: Deduplicator | None, *, max_attempts: int | None = None
+    ) -> None:
+        self.run_job = run_job
+        self.once = once
+        self.max_attempts = max_attempts
 
-    async def __call__(self, entry: Entry) -> Result:
-        """Run ``entry``'s job once; return its outcome and, for a failure, the reason."""
-        data = decode_entry(entry.data)
-        job = Job(decode_delivery(data.body), data.target, data.trace, data.is_replay)
-        dispatcher = self.app.dispatcher
-        once = dispatcher.deduplicator
+    async def __call__(self, entry: Entry) -> JobRun:
+        """Run ``entry``'s job once; return how it ended."""
+        try:
+            job, _ = decode_job(entry.data)
+        except msgspec.DecodeError:
+            raise ValueError(f"entry {entry.id} is not a voicehooks job") from None
+        once = self.once
         key = job_key(job)
         if once is not None and await _is_done(once.store, key):
-            _log.info("entry %s: %s done before; acknowledged", entry.id, data.target)
-            return Result(JobOutcome.DONE, "")
-        failures: list[str] = []
-        token = _failures.set(failures)
-        try:
-            left = None if self.max_attempts is None else self.max_attempts - entry.attempt
-            outcome = await dispatcher.run_job(job, entry.attempt, left)
-        finally:
-            _failures.reset(token)
-        if outcome == JobOutcome.DONE and once is not None:
+            _log.info("entry %s: %s done before; acknowledged", entry.id, job.target)
+            run = JobRun(
+                job.event.type, job.event.call.id, job.target, "", entry.attempt, job.trace
+            )
+            run.end(JobOutcome.DONE)
+            return run
+        left = None if self.max_attempts is None else self.max_attempts - entry.attempt
+        run = await self.run_job(job, entry.attempt, left)
+        if run.outcome == JobOutcome.DONE and once is not None:
             try:
                 await once.store.put_result(key, _DONE, once.ttl_seconds)
             except Exception as exc:  # the next redelivery, if any, runs it again
                 _log.warning("entry %s: could not mark it done (%s)", entry.id, exc)
-        return Result(outcome, failures[-1] if failures else outcome)
-
-
-# Where the error hook below leaves the type of the exception a job raised: a list owned by
-# the run that set it (a context variable is copied into tasks and threads; the list is not).
-_failures: ContextVar[list[str] | None] = ContextVar("voicehooks_job_failures", default=None)
-
-
-async def _note_failure(exc: BaseException, event: Event) -> None:
-    failures = _failures.get()
-    if failures is not None:
-        failures.append(type(exc).__qualname__)
+        return run
 
 
 async def _is_done(store: DeliveryStore, key: str) -> bool:

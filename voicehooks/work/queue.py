@@ -25,10 +25,11 @@ when they would take the length past ``max_length`` (``QueueFull``: the app answ
 other writers; with the check in front, it has nothing to trim. Past 80 % of the bound the
 receiver logs a warning, once per crossing.
 
-An entry is a few bytes of msgpack around the delivery's original body (``durable.JobEntry``), so
-Redis needs about ``max_length`` times your largest event (reports: tens of KiB) of memory;
-run it with ``maxmemory-policy noeviction`` so that a full Redis refuses writes rather than
-evicting entries, and with ``appendonly yes`` so that a restart keeps them.
+An entry is a few bytes of msgpack around the delivery's original body (``encode_job`` of
+``voicehooks.work.jobs``), so Redis needs about ``max_length`` times your largest event
+(reports: tens of KiB) of memory; run it with ``maxmemory-policy noeviction`` so that a full
+Redis refuses writes rather than evicting entries, and with ``appendonly yes`` so that a
+restart keeps them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 
 from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
-from voicehooks.state.stores import QUEUE_URL_ENV
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DeadLetter",
     "Entry",
-    "QUEUE_URL_ENV",
     "QueueStats",
     "RedisQueue",
     "consumer_name",
@@ -160,9 +159,9 @@ class RedisQueue:
         operation_timeout_seconds: Budget of one command (the blocking read adds its wait).
 
     Example:
-        >>> from voicehooks import RedisQueue, VoiceHooks
+        >>> from voicehooks import Background, RedisQueue, VoiceHooks
         >>> queue = RedisQueue.from_url("redis://localhost:6379/0")  # connects at startup
-        >>> app = VoiceHooks(secret="whsec_example", queue=queue)
+        >>> app = VoiceHooks(secret="whsec_example", background=Background(queue=queue))
     """
 
     def __init__(
@@ -248,6 +247,23 @@ class RedisQueue:
         await self.client.aclose()
 
     # -- the receiver ---------------------------------------------------------------------
+
+    async def check_room(self, count: int) -> None:
+        """Admission: raise unless ``count`` more entries fit now (one ``XLEN``).
+
+        A receiver asks before it accepts anything of a delivery, so that a full or
+        unreachable queue refuses the delivery before it has changed anything. ``enqueue``
+        checks again, atomically: this answer may be stale by the time the entries come.
+
+        Raises:
+            QueueFull: The stream holds ``max_length`` entries or more than ``count`` fewer.
+            QueueError: Redis failed or was slow.
+        """
+        length = await self._run("check", self.client.xlen(self.stream))
+        if length + count > self.max_length:
+            raise QueueFull(
+                f"the durable queue holds {length} entries, its bound is {self.max_length}"
+            )
 
     async def enqueue(self, entries: Sequence[bytes]) -> None:
         """Add ``entries`` (a delivery's jobs) in one round trip, all or none.

@@ -6,15 +6,16 @@
    (``XAUTOCLAIM`` of entries idle for ``claim_idle_seconds``). While it runs, the worker
    refreshes the idle time of everything it holds every third of that period, so a live
    worker's slow handler is never taken from it.
-2. ``run(entry)`` returns a ``JobOutcome`` value. ``done`` acknowledges and deletes the entry.
-   ``failed`` or ``timeout`` (or an exception out of ``run``) waits
+2. ``run(entry)`` returns the job's ``JobRun``. ``done`` acknowledges and deletes the entry;
+   any other outcome (or an exception out of ``run``) waits
    ``retry_delay_seconds * 2 ** (attempt - 1)`` (at most ``max_retry_delay_seconds``),
    counts an attempt in Redis and runs it again; after ``max_attempts`` it moves to the dead
-   letters with the reason: the exception's type (never its message), or the outcome. An
+   letters with the reason: ``JobRun.failure``, the exception's type (never its message). An
    entry taken over more than ``max_attempts`` times (its workers keep dying on it, say by
    running out of memory) is dead-lettered as ``abandoned`` without running again.
-3. On ``stop`` the worker reads nothing more, gives what it holds ``grace_seconds`` to
-   finish, then cancels the rest, which stay pending in Redis for other workers.
+3. On ``stop`` the worker reads nothing more and drains its ``TaskOwner`` (the app's, in
+   ``voicehooks worker``): what it holds gets the owner's grace period to finish, then is
+   cancelled and stays pending in Redis for other workers.
 
 At most ``concurrency`` entries are held at once (running or waiting to retry), so a worker's
 memory is bounded by that many entries. When Redis is unreachable the loop waits and tries
@@ -27,34 +28,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from functools import partial
-from typing import Final, NamedTuple
+from typing import Final
 
 import anyio
-from anyio.abc import TaskGroup
 
 from voicehooks.core.exceptions import QueueError
 from voicehooks.core.logs import describe
-from voicehooks.core.records import JobOutcome
+from voicehooks.core.records import JobOutcome, JobRun
+from voicehooks.core.tasks import TaskOwner
 
 from .queue import Entry, RedisQueue, consumer_name
 
-__all__ = ["ABANDONED", "Result", "Run", "Worker"]
+__all__ = ["ABANDONED", "Run", "Worker"]
 
 _log = logging.getLogger("voicehooks")
 
-
-class Result(NamedTuple):
-    """How one run of an entry ended: a ``JobOutcome`` value, and for a failure its reason
-    (the exception's type; never its message), which a dead letter keeps."""
-
-    outcome: str
-    reason: str
-
-
-Run = Callable[[Entry], Awaitable[str | Result]]
-"""Runs one entry and returns a ``JobOutcome`` value, or a ``Result`` that names a failure's
-reason; cancellation means the run was cut short."""
+Run = Callable[[Entry], Awaitable[JobRun]]
+"""Runs one entry and returns its job's run; cancellation means the run was cut short."""
 
 FORGET_AFTER_SECONDS: Final = 3600.0
 """A consumer that holds nothing and was idle this long is removed from the group."""
@@ -77,7 +69,8 @@ class Worker:
         max_attempts: Runs per entry before it moves to the dead letters.
         retry_delay_seconds: Wait before the second attempt; doubles with each further one.
         max_retry_delay_seconds: Longest wait between attempts.
-        grace_seconds: How long ``stop`` waits for held entries before cutting them short.
+        tasks: Who owns the entries' tasks and drains them at ``stop`` (the app's owner, so
+            that one grace period covers the worker and the app); default: one of its own.
         read_block_seconds: Longest blocking read; also how long a stop may take to notice.
     """
 
@@ -92,7 +85,7 @@ class Worker:
         max_attempts: int = 5,
         retry_delay_seconds: float = 1.0,
         max_retry_delay_seconds: float = 300.0,
-        grace_seconds: float = 20.0,
+        tasks: TaskOwner | None = None,
         read_block_seconds: float = 1.0,
     ) -> None:
         if concurrency < 1 or max_attempts < 1:
@@ -107,7 +100,7 @@ class Worker:
         self.max_attempts = max_attempts
         self.retry_delay_seconds = retry_delay_seconds
         self.max_retry_delay_seconds = max_retry_delay_seconds
-        self.grace_seconds = grace_seconds
+        self.tasks = tasks if tasks is not None else TaskOwner(grace_seconds=20.0)
         self.read_block_seconds = read_block_seconds
         self._held: dict[str, Entry] = {}
         self._changed: anyio.Event | None = None  # made in serve: it needs a running loop
@@ -120,38 +113,19 @@ class Worker:
         return list(self._held)
 
     async def serve(self, stop: anyio.Event) -> None:
-        """Work until ``stop`` is set, then drain within ``grace_seconds`` and return."""
+        """Work until ``stop`` is set, then drain the task owner and return."""
         self._changed = anyio.Event()
         with contextlib.suppress(QueueError):  # the names of dead workers, once idle an hour
             await self.queue.forget_idle(FORGET_AFTER_SECONDS)
-        async with anyio.create_task_group() as control:
-            control.start_soon(self._keep_fresh)
-            async with anyio.create_task_group() as jobs:
-                await self._feed(jobs, stop)
-                if self._held:
-                    _log.info(
-                        "worker stopping: waiting up to %.1f s for %d held entr%s",
-                        self.grace_seconds,
-                        len(self._held),
-                        "y" if len(self._held) == 1 else "ies",
-                    )
-                with anyio.move_on_after(self.grace_seconds):
-                    while self._held:
-                        await self._wait_for_change()
-                if self._held:
-                    _log.warning(
-                        "worker stopping: %d entr%s still running after %.1f s are cut short "
-                        "and stay pending for other workers",
-                        len(self._held),
-                        "y" if len(self._held) == 1 else "ies",
-                        self.grace_seconds,
-                    )
-                jobs.cancel_scope.cancel()
-            control.cancel_scope.cancel()
+        tasks = self.tasks
+        async with nullcontext() if tasks.is_open else tasks.owning():
+            tasks.spawn_service(self._keep_fresh())
+            await self._feed(stop)
+            await tasks.drain()
         with anyio.CancelScope(shield=True), contextlib.suppress(QueueError):
             await self.queue.forget(self.consumer)  # unless it left entries pending
 
-    async def _feed(self, jobs: TaskGroup, stop: anyio.Event) -> None:
+    async def _feed(self, stop: anyio.Event) -> None:
         cursor = "0-0"
         next_claim = 0.0
         claim_every = min(max(self.claim_idle_seconds / 4, 0.1), 10.0)
@@ -179,7 +153,7 @@ class Worker:
                 _log.warning("worker %s: Redis answers again", self.consumer)
             for entry in entries:
                 self._held[entry.id] = entry
-                jobs.start_soon(self._process, entry)
+                self.tasks.spawn(self._process(entry), f"durable entry {entry.id}")
 
     async def _outage_pause(self, exc: QueueError) -> None:
         if "NOGROUP" in str(exc):  # Redis lost its data (no persistence?): start over
@@ -203,68 +177,68 @@ class Worker:
 
     async def _process(self, entry: Entry) -> None:
         try:
-            while True:
-                if entry.attempt > self.max_attempts:
-                    await self._settle(
-                        partial(self.queue.bury, entry, ABANDONED), entry, "dead-letter"
-                    )
-                    _log.error(
-                        "entry %s dead-lettered: its workers died on it %d times",
-                        entry.id,
-                        self.max_attempts,
-                    )
-                    return
-                outcome, reason = await self._run_once(entry)
-                if outcome == JobOutcome.DONE:
-                    await self._settle(partial(self.queue.ack, [entry.id]), entry, "acknowledge")
-                    return
-                if entry.attempt >= self.max_attempts:
-                    await self._settle(
-                        partial(self.queue.bury, entry, reason), entry, "dead-letter"
-                    )
-                    _log.error(
-                        "entry %s dead-lettered after %d attempts (%s); `voicehooks queue dead` "
-                        "lists it, `voicehooks queue requeue` runs it again",
-                        entry.id,
-                        entry.attempt,
-                        reason,
-                    )
-                    return
-                delay = min(
-                    self.retry_delay_seconds * 2 ** (entry.attempt - 1),
-                    self.max_retry_delay_seconds,
-                )
-                _log.warning(
-                    "entry %s attempt %d/%d %s; retrying in %.1f s",
-                    entry.id,
-                    entry.attempt,
-                    self.max_attempts,
-                    reason,
-                    delay,
-                )
-                await anyio.sleep(delay)
-                try:
-                    again = await self.queue.retry(self.consumer, entry)
-                except QueueError as exc:
-                    _log.warning("entry %s: cannot count a retry (%s); left pending", entry.id, exc)
-                    return  # another worker takes it over once it is idle
-                if again is None:
-                    return  # acknowledged or deleted elsewhere meanwhile
-                entry = again
+            await self._attempts(entry)
+        except anyio.get_cancelled_exc_class():
+            _log.warning("entry %s was cut short; it stays pending for other workers", entry.id)
+            raise
         finally:
             del self._held[entry.id]
             assert self._changed is not None
             self._changed.set()
 
+    async def _attempts(self, entry: Entry) -> None:
+        while True:
+            if entry.attempt > self.max_attempts:
+                await self._settle(partial(self.queue.bury, entry, ABANDONED), entry, "dead-letter")
+                _log.error(
+                    "entry %s dead-lettered: its workers died on it %d times",
+                    entry.id,
+                    self.max_attempts,
+                )
+                return
+            outcome, reason = await self._run_once(entry)
+            if outcome == JobOutcome.DONE:
+                await self._settle(partial(self.queue.ack, [entry.id]), entry, "acknowledge")
+                return
+            if entry.attempt >= self.max_attempts:
+                await self._settle(partial(self.queue.bury, entry, reason), entry, "dead-letter")
+                _log.error(
+                    "entry %s dead-lettered after %d attempts (%s); `voicehooks queue dead` "
+                    "lists it, `voicehooks queue requeue` runs it again",
+                    entry.id,
+                    entry.attempt,
+                    reason,
+                )
+                return
+            delay = min(
+                self.retry_delay_seconds * 2 ** (entry.attempt - 1),
+                self.max_retry_delay_seconds,
+            )
+            _log.warning(
+                "entry %s attempt %d/%d %s; retrying in %.1f s",
+                entry.id,
+                entry.attempt,
+                self.max_attempts,
+                reason,
+                delay,
+            )
+            await anyio.sleep(delay)
+            try:
+                again = await self.queue.retry(self.consumer, entry)
+            except QueueError as exc:
+                _log.warning("entry %s: cannot count a retry (%s); left pending", entry.id, exc)
+                return  # another worker takes it over once it is idle
+            if again is None:
+                return  # acknowledged or deleted elsewhere meanwhile
+            entry = again
+
     async def _run_once(self, entry: Entry) -> tuple[str, str]:
         try:
-            result = await self.run(entry)
+            run = await self.run(entry)
         except Exception as exc:  # the callback's own bug: the entry retries like a failure
             _log.error("running entry %s raised %s", entry.id, describe(exc))
             return JobOutcome.FAILED, type(exc).__qualname__
-        if isinstance(result, Result):
-            return result.outcome, result.reason or result.outcome
-        return result, result
+        return run.outcome, run.failure or run.outcome
 
     async def _settle(
         self, operation: Callable[[], Awaitable[None]], entry: Entry, what: str

@@ -89,12 +89,15 @@ class Inspector:
         self.recent.capture_logs()
         if history is not None:
             self.recent.load(history)
-        if app.tool_stats is None:  # development: every tool is measured, for tools --check
-            app.tool_stats = ToolStats()
-            app.add_observer(app.tool_stats)
+        # Development: every tool is measured, for tools --check; the app's own ToolStats if
+        # it has one, which then serves STATS_PATH itself.
+        stats = next((o for o in app.observers.observers if isinstance(o, ToolStats)), None)
+        self.tool_stats = stats if stats is not None else ToolStats()
+        if stats is None:
+            app.observers.add(self.tool_stats)
         self._router = Router(
             routes=[
-                Route(STATS_PATH, StatsEndpoint(app.tool_stats, app.tools)),
+                Route(STATS_PATH, StatsEndpoint(self.tool_stats, app.tools)),
                 Route(f"{PREFIX}/", self._index),
                 Route(f"{PREFIX}/fragment", self._fragment),
                 Route(f"{PREFIX}/events", self._events),
