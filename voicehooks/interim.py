@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited
+from .api import CallEnded, OutcomeUnknown, PlatformAPIError, PlatformClient, RateLimited
 from .exceptions import StoreError
 from .logs import describe, masked
 from .running import within
@@ -177,8 +177,10 @@ class LateResult:
         tool: The tool's name.
         text: The text to inject (the tool's result as the model will read it).
         reason: Why it was not delivered: ``"call_ended"``, ``"rate_limited"`` (no slot
-            before the deadline), ``"failed"`` (the API refused or failed), ``"overloaded"``
-            (too many results waiting), or ``None`` while it has not failed.
+            before the deadline), ``"failed"`` (the API refused or failed),
+            ``"outcome_unknown"`` (sent, but the answer was lost or came from a gateway: it
+            may have been spoken, and it was not sent again), ``"overloaded"`` (too many
+            results waiting), or ``None`` while it has not failed.
     """
 
     call_id: str
@@ -281,6 +283,8 @@ class LateResults:
                 reason = "call_ended"
             except RateLimited:
                 reason = "rate_limited"
+            except OutcomeUnknown:
+                reason = "outcome_unknown"
             except PlatformAPIError:
                 reason = "failed"
             except BaseException:
