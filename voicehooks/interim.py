@@ -31,7 +31,7 @@ import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -172,7 +172,8 @@ class LateResult:
     """A tool result that arrived after its call was answered with an interim text.
 
     Attributes:
-        call_id: The call it belongs to.
+        call_id: The call it belongs to, unmasked (it may embed the caller's number: log
+            it through ``voicehooks.logs.masked``).
         tool_call_id: The tool call it answers.
         tool: The tool's name.
         text: The text to inject (the tool's result as the model will read it).
@@ -321,15 +322,9 @@ class LateResults:
                 reason,
             )
             try:
-                await self.undelivered(
-                    LateResult(
-                        masked(result.call_id),
-                        result.tool_call_id,
-                        result.tool,
-                        result.text,
-                        reason,
-                    )
-                )
+                # The real call id: the hook is how the app reaches the caller again. Only
+                # the log line above is masked.
+                await self.undelivered(replace(result, reason=reason))
             except Exception as exc:
                 _log.error("on_undelivered_result hook raised %s", describe(exc))
 
