@@ -49,7 +49,7 @@ from .responses import (
     validate_assistant_answer,
 )
 from .routing import Registry
-from .running import HungThreads, Threads, UserFunction, within
+from .running import HungThreads, Threads, UserFunction, run_hooks, within
 from .toolcalls import BUSY, FAILED, NOT_JSON, TIMED_OUT, ToolCallsDispatch
 from .tools import ArgumentError, Tool
 
@@ -58,8 +58,6 @@ __all__ = ["Dispatcher"]
 _log = logging.getLogger("voicehooks")
 
 EMPTY: Final = b"{}"
-
-_HOOK_BUDGET_SECONDS: Final = 2.0  # an error hook must not hold up an answer for long
 
 
 class Dispatcher(ToolCallsDispatch):
@@ -349,19 +347,11 @@ class Dispatcher(ToolCallsDispatch):
         await self.report(exc, event, threads)
 
     async def report(self, exc: BaseException, event: Event, threads: Threads) -> None:
-        """Show ``exc`` to every error hook, each within a short budget.
+        """Show ``exc`` to every error hook, each within a short budget (``run_hooks``).
 
         A hook's own failure is logged and swallowed; a sync hook runs on ``threads``.
         """
-        for hook in self.registry.error_hooks:
-            try:
-                finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(threads, exc, event))
-            except Exception as failure:
-                _log.error("error hook %s raised %s", hook.name, describe(failure))
-            else:
-                if not finished:
-                    budget = _HOOK_BUDGET_SECONDS
-                    _log.error("error hook %s took longer than %.0f s", hook.name, budget)
+        await run_hooks(self.registry.error_hooks, threads, "error hook", exc, event)
 
 
 def _observed(outcome: str, attempts_left: int | None) -> str:

@@ -31,7 +31,7 @@ from .api import PlatformClient, RateLimited
 from .exceptions import ConfigurationError, StoreError
 from .interim import InterimRuns, LateResult, LateResults
 from .logs import describe, masked
-from .running import Threads, UserFunction, within
+from .running import Threads, UserFunction, run_hooks
 from .stores import DeliveryStore, MemoryStore
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ __all__ = [
 _log = logging.getLogger("voicehooks")
 
 _LATE: Final = 1.05  # tokens come back 5 % after their window (see the module docstring)
-_HOOK_BUDGET_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +234,4 @@ class CallControl:
             _log.error("delivering a late result of %s failed: %s", tool, describe(exc))
 
     async def _undelivered(self, result: LateResult) -> None:
-        for hook in self._hooks:
-            try:
-                finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(self._threads, result))
-            except Exception as failure:
-                _log.error("undelivered-result hook %s raised %s", hook.name, describe(failure))
-            else:
-                if not finished:
-                    _log.error("undelivered-result hook %s took too long", hook.name)
+        await run_hooks(self._hooks, self._threads, "undelivered-result hook", result)
