@@ -123,6 +123,8 @@ class LiveCall:
         RateLimited: No slot before the deadline, or the platform said 429 throughout.
         Unauthorized: The API key is refused.
         PlatformUnavailable: The platform failed or did not answer within the deadline.
+        OutcomeUnknown: A ``PlatformUnavailable`` after which the command may still have been
+            carried out (a gateway error, a timeout); it was not sent again.
 
     Example:
         >>> from voicehooks import LiveCall, VoiceHooks
