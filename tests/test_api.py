@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.servers import free_port
@@ -16,6 +17,7 @@ from voicehooks.core.environment import API_KEY, API_KEY_FILE, API_URL
 from voicehooks.live.api import (
     DEFAULT_API_URL,
     CallEnded,
+    OutcomeUnknown,
     PlatformAPIError,
     PlatformClient,
     PlatformUnavailable,
@@ -117,14 +119,15 @@ async def test_a_wrong_key_is_unauthorized_and_not_retried(shape: str) -> None:
     assert len(platform.requests) == 1
 
 
-async def test_a_5xx_is_retried_until_it_succeeds(
+async def test_a_read_answered_5xx_is_retried_until_it_succeeds(
     api: PlatformClient, platform: FakePlatform
 ) -> None:
+    platform.add_call("c-5")
     platform.fail_next(2, status=503)
     started = time.monotonic()
-    await api.say("c-5", "hello")
+    await api.get_call("c-5")
     elapsed = time.monotonic() - started
-    assert [r.status for r in platform.commands] == [503, 503, 200]
+    assert [r.status for r in platform.requests] == [503, 503, 200]
     assert elapsed >= 0.25 + 0.5  # the two pauses: 0.25 s, then 0.5 s
 
 
@@ -173,7 +176,7 @@ async def test_an_answer_slower_than_the_attempt_timeout_is_unavailable_and_a_co
 ) -> None:
     platform.delay_seconds = 1.0
     async with client_for(platform, timeout_seconds=0.2, deadline_seconds=3) as api:
-        with pytest.raises(PlatformUnavailable):
+        with pytest.raises(OutcomeUnknown):
             await api.say("c-10", "hello")
     # The platform may have acted on it: a control command is not sent a second time.
     assert len(platform.requests) == 1
@@ -198,6 +201,123 @@ async def test_a_refused_connection_is_retried_then_unavailable() -> None:
     assert time.monotonic() - started >= 0.25 + 0.5  # three attempts, two pauses
     assert caught.value.status is None
     assert "ConnectError" in str(caught.value)
+
+
+# -- a control command is never sent twice when its effect is unknown ---------------------
+
+
+class Between(httpx.AsyncBaseTransport):
+    """Between the client and the fake: ``refuse`` requests fail before they leave (the fake
+    never sees them); ``lose`` answers are lost after the fake acted on their request."""
+
+    def __init__(self, platform: FakePlatform, *, refuse: int = 0, lose: int = 0) -> None:
+        self.inner = platform.transport()
+        self.refuse = refuse
+        self.lose = lose
+        self.attempts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts += 1
+        if self.refuse:
+            self.refuse -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        response = await self.inner.handle_async_request(request)
+        if self.lose:
+            self.lose -= 1
+            await response.aclose()
+            raise httpx.ReadTimeout("the answer never came", request=request)
+        return response
+
+
+def client_between(platform: FakePlatform, transport: Between) -> PlatformClient:
+    return PlatformClient(api_key=KEY, base_url=platform.base_url, transport=transport)
+
+
+def merged_inject_context(api: PlatformClient) -> Awaitable[dict[str, Any]]:
+    # As LateResults sends it: the command is built once its slot is free.
+    command = {"type": "inject-context", "content": "4 in stock", "trigger_response": True}
+    return api.control("c-20", lambda: command)
+
+
+COMMANDS: dict[str, Callable[[PlatformClient], Awaitable[dict[str, Any]]]] = {
+    "say": lambda api: api.say("c-20", "Your parcel left the depot"),
+    "transfer": lambda api: api.transfer("c-20", "+31201234567"),
+    "end-call": lambda api: api.end_call("c-20", "Goodbye"),
+    "inject-context": merged_inject_context,
+}
+
+
+def fail_once(platform: FakePlatform, failure: str) -> Between:
+    """Make the next request fail as ``failure`` says; the transport to send it through."""
+    if failure == "connect-error":
+        return Between(platform, refuse=1)
+    if failure == "read-timeout":
+        return Between(platform, lose=1)
+    if failure == "429-with-retry-after":
+        platform.fail_next(1, status=429, retry_after=0.01)
+    else:
+        platform.fail_next(1, status=int(failure))  # 502, 503 or 504, without Retry-After
+    return Between(platform)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("failure", ["502", "503", "504", "read-timeout"])
+async def test_a_command_whose_effect_is_unknown_is_sent_once_and_says_so(
+    failure: str, command: str
+) -> None:
+    platform = FakePlatform(api_key=KEY)
+    transport = fail_once(platform, failure)
+    async with client_between(platform, transport) as api:
+        with pytest.raises(OutcomeUnknown) as caught:
+            await COMMANDS[command](api)
+    # A gateway may answer 502/504 after the platform acted; a lost answer certainly may.
+    assert len(platform.commands) == 1
+    assert transport.attempts == 1
+    assert caught.value.status == (None if failure == "read-timeout" else int(failure))
+    assert isinstance(caught.value, PlatformUnavailable)  # what callers caught before
+    assert "may have been carried out" in str(caught.value)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("failure", ["connect-error", "429-with-retry-after"])
+async def test_a_command_that_cannot_have_been_carried_out_is_retried(
+    failure: str, command: str
+) -> None:
+    platform = FakePlatform(api_key=KEY)
+    transport = fail_once(platform, failure)
+    async with client_between(platform, transport) as api:
+        assert await COMMANDS[command](api) == {"success": True}
+    assert transport.attempts == 2
+    assert len(platform.accepted("c-20")) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "error"),
+    [(429, None, RateLimited), (503, 1, PlatformUnavailable), (500, None, OutcomeUnknown)],
+    ids=["429-without-retry-after", "503-with-retry-after", "500"],
+)
+async def test_a_command_is_retried_only_on_connect_errors_and_429_with_retry_after(
+    status: int, retry_after: float | None, error: type[PlatformAPIError]
+) -> None:
+    platform = FakePlatform(api_key=KEY)
+    platform.fail_next(3, status=status, retry_after=retry_after)
+    async with client_for(platform) as api:
+        with pytest.raises(error) as caught:
+            await api.say("c-21", "hello")
+    assert type(caught.value) is error
+    assert len(platform.commands) == 1
+
+
+@pytest.mark.parametrize(
+    "failure", ["502", "503", "504", "read-timeout", "connect-error", "429-with-retry-after"]
+)
+async def test_a_read_is_retried_after_any_failure_that_may_pass(failure: str) -> None:
+    platform = FakePlatform(api_key=KEY)
+    platform.add_call("c-22")
+    transport = fail_once(platform, failure)
+    async with client_between(platform, transport) as api:
+        assert (await api.get_call("c-22"))["id"] == "c-22"
+    assert transport.attempts == 2
 
 
 async def test_a_deadline_bounds_every_attempt(platform: FakePlatform) -> None:
@@ -300,7 +420,7 @@ async def test_neither_the_key_nor_a_command_is_ever_logged(
 ) -> None:
     content = "CONTENT-the-caller-ordered-7-umbrellas"
     caplog.set_level(logging.DEBUG)
-    platform.fail_next(1, status=503)
+    platform.fail_next(1, status=429, retry_after=0.01)
     platform.end_call("ended")
     async with client_for(platform) as api:
         await api.inject_context("c-15", content, trigger_response=True)
@@ -311,7 +431,8 @@ async def test_neither_the_key_nor_a_command_is_ever_logged(
     async with PlatformClient(
         api_key=KEY, base_url=platform.base_url, transport=platform.transport()
     ) as api:
-        await api.transfer(rest_id, "+31600000000", message=content)
+        with pytest.raises(OutcomeUnknown) as unknown:
+            await api.transfer(rest_id, "+31600000000", message=content)
     assert any("HTTP Request" in r.getMessage() for r in caplog.records)  # httpx did log
     assert any("again in" in r.getMessage() for r in caplog.records)  # and so did the retry
     for record in caplog.records:
@@ -320,5 +441,7 @@ async def test_neither_the_key_nor_a_command_is_ever_logged(
         assert content not in text
         assert "+31600000000" not in text
         assert "31612345678" not in text
-    assert KEY not in str(caught.value)
-    assert content not in str(caught.value)
+    for error in (caught.value, unknown.value):
+        assert KEY not in str(error)
+        assert content not in str(error)
+        assert "31612345678" not in str(error)

@@ -207,6 +207,34 @@ async def test_a_late_result_for_an_ended_call_goes_to_the_hook_and_the_log(
     assert not any("4711" in r.getMessage() for r in caplog.records)
 
 
+async def test_an_undelivered_result_hook_gets_the_real_call_id_and_the_log_a_masked_one(
+    platform: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(platform)
+    seen: list[LateResult] = []
+
+    @app.tool(interim=INTERIM, interim_after_seconds=0.05)
+    async def slow() -> str:
+        """Slow."""
+        await anyio.sleep(0.1)
+        return "done"
+
+    @app.on_undelivered_result
+    async def call_back(result: LateResult) -> None:
+        seen.append(result)
+
+    call_id = "ended-31612345678-15e534"  # REST call ids may embed the caller's number
+    platform.end_call(call_id)
+    async with WebhookClient(app, secret=SECRET) as client:
+        assert await one(client, "slow", call_id) == INTERIM
+        await client.wait_for_background()  # the late run, its delivery and the hook
+    # The hook exists to reach the caller again: it needs the id the platform knows.
+    assert [result.call_id for result in seen] == [call_id]
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("call ended-***********-15e534 not delivered" in line for line in lines)
+    assert not any("31612345678" in line for line in lines)
+
+
 async def test_a_duplicate_delivery_gets_the_interim_text_and_the_result_goes_once(
     platform: FakePlatform,
 ) -> None:

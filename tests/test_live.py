@@ -160,7 +160,12 @@ async def test_a_late_result_is_sent_once_however_often_it_is_delivered(
 
 @pytest.mark.parametrize(
     ("setup", "reason"),
-    [("ended", "call_ended"), ("failing", "failed"), ("limited", "rate_limited")],
+    [
+        ("ended", "call_ended"),
+        ("refusing", "failed"),
+        ("gateway", "outcome_unknown"),
+        ("limited", "rate_limited"),
+    ],
 )
 async def test_an_undeliverable_late_result_goes_to_the_hook_and_a_log_line(
     platform: FakePlatform,
@@ -171,8 +176,10 @@ async def test_an_undeliverable_late_result_goes_to_the_hook_and_a_log_line(
 ) -> None:
     if setup == "ended":
         platform.end_call("c-7")
-    elif setup == "failing":
-        platform.fail_next(10, status=500)
+    elif setup == "refusing":
+        platform.fail_next(10, status=401)
+    elif setup == "gateway":
+        platform.fail_next(10, status=502)
     got: list[LateResult] = []
 
     async def hook(late: LateResult) -> None:
@@ -192,6 +199,7 @@ async def test_an_undeliverable_late_result_goes_to_the_hook_and_a_log_line(
         outbox = LateResults(api, store, hook, deadline_seconds=1.0)
         assert not await outbox.deliver(result("c-7", 1))
     assert got == [LateResult("c-7", "tool-call-1", "check_stock", "1 in stock", reason)]
+    assert len(platform.commands) == (0 if setup == "limited" else 1)  # never sent twice
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"not delivered: {reason}" in m for m in messages)
     assert any("on_undelivered_result hook raised" in m for m in messages)

@@ -12,7 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from voicehooks.core.running import HungThreads, Threads, UserFunction, within
+from voicehooks.core import running
+from voicehooks.core.running import HungThreads, Threads, UserFunction, run_hooks, within
 
 pytestmark = pytest.mark.anyio
 
@@ -332,3 +333,38 @@ async def test_a_failure_cancels_the_rest_and_propagates() -> None:
         await run_concurrently([slow, failing])
     assert info.group_contains(LookupError)
     assert cancelled == ["slow"]
+
+
+# -- hooks -------------------------------------------------------------------------------
+
+
+async def test_hooks_run_in_turn_each_within_the_budget_whatever_the_others_do(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(running, "_HOOK_BUDGET_SECONDS", 0.5)  # the test need not wait 2 s
+    secret = "PAYLOAD-+31612345678"
+    loop_thread = threading.get_ident()
+    ran: list[str] = []
+
+    def in_a_thread(value: str) -> None:
+        ran.append("thread" if threading.get_ident() != loop_thread else "loop")
+
+    async def raises(value: str) -> None:
+        raise RuntimeError(f"the hook's own bug, quoting {value}")
+
+    async def slow(value: str) -> None:
+        try:
+            await anyio.Event().wait()  # nothing sets it: only the budget ends this hook
+        finally:
+            ran.append("slow cut")
+
+    async def last(value: str) -> None:
+        ran.append(f"last got {value}")
+
+    hooks = [UserFunction(hook) for hook in (in_a_thread, raises, slow, last)]
+    await run_hooks(hooks, THREADS, "test hook", secret)
+    assert ran == ["thread", "slow cut", f"last got {secret}"]
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(f"test hook {hooks[1].name} raised RuntimeError" in line for line in lines)
+    assert any(f"test hook {hooks[2].name} took longer than 0.5 s" in line for line in lines)
+    assert not any("31612345678" in line for line in lines)  # not the message, not args

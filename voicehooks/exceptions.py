@@ -19,6 +19,7 @@
         ├── CallEnded               the call is over: no command reaches it any more
         ├── RateLimited             429, or no slot under the per-call limit in time
         └── PlatformUnavailable     5xx, timeouts, connection failures
+            └── OutcomeUnknown          a control command may have been carried out; not resent
 
 The core errors live in ``voicehooks.core.exceptions``, the API's in ``voicehooks.live.api``;
 this is their public home.
@@ -40,12 +41,20 @@ from .core.exceptions import (
     UnsupportedMediaType,
     VoiceHooksError,
 )
-from .live.api import CallEnded, PlatformAPIError, PlatformUnavailable, RateLimited, Unauthorized
+from .live.api import (
+    CallEnded,
+    OutcomeUnknown,
+    PlatformAPIError,
+    PlatformUnavailable,
+    RateLimited,
+    Unauthorized,
+)
 
 __all__ = [
     "CallEnded",
     "ConfigurationError",
     "MethodNotAllowed",
+    "OutcomeUnknown",
     "PayloadError",
     "PayloadTooLarge",
     "PlatformAPIError",

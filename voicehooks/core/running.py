@@ -15,6 +15,10 @@ background handlers use separate pools, so post-call work can never take the thr
 caller is waiting on. Threads in use are at most the sum of the pools' limits plus
 ``max_abandoned`` per sync function.
 
+``run_hooks`` is the one way the app's hooks (error hooks, undelivered-result hooks) are
+called: in turn, each within the same short budget, a failing or slow one logged by name and
+never in the way of the next.
+
 ``within(timeout, awaitable)`` is the one deadline helper. It starts the awaitable eagerly,
 the way Python 3.12's eager tasks start: its first step runs at once in the caller's task. A
 function that answers without ever waiting (a cache hit, a computation) then costs no timer;
@@ -34,7 +38,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import CoroutineType
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
@@ -47,10 +51,13 @@ __all__ = [
     "UserFunction",
     "is_async_callable",
     "run_concurrently",
+    "run_hooks",
     "within",
 ]
 
 _log = logging.getLogger("voicehooks")
+
+_HOOK_BUDGET_SECONDS: Final = 2.0  # error hooks run before the answer a caller waits for
 
 
 def is_async_callable(function: Any) -> bool:
@@ -245,6 +252,33 @@ class _Resume:
                     yielded = coroutine.send(sent)
                 except StopIteration as finished:
                     return finished.value
+
+
+async def run_hooks(
+    hooks: Sequence[UserFunction], threads: Threads, kind: str, /, *args: Any
+) -> None:
+    """Call each of ``hooks`` with ``args`` in turn, each within the same 2 s budget.
+
+    A sync hook runs on ``threads``. A hook that raises is logged with its name and the
+    exception's type (never its message, nor the values of ``args``: they hold payload
+    data), and the next one still runs. One still going at the budget is abandoned and
+    logged: an async hook is cancelled, a sync one's thread runs on (see ``Threads``).
+
+    Args:
+        hooks: The hooks, in the order they were registered.
+        threads: Where sync hooks run.
+        kind: What the log calls them, e.g. ``"error hook"``.
+        *args: What each hook is called with.
+    """
+    budget = _HOOK_BUDGET_SECONDS
+    for hook in tuple(hooks):  # a hook may unregister itself (or another) while this runs
+        try:
+            finished, _ = await within(budget, hook.call(threads, *args))
+        except Exception as failure:
+            _log.error("%s %s raised %s", kind, hook.name, describe(failure))
+        else:
+            if not finished:
+                _log.error("%s %s took longer than %g s; abandoned", kind, hook.name, budget)
 
 
 async def run_concurrently(work: Sequence[Callable[[], Coroutine[Any, Any, None]]]) -> None:

@@ -10,10 +10,16 @@ It is written for a live call, where a command that arrives late is worth little
 * Each attempt has a short timeout (1 s to connect, 2 s in all), and each request a deadline
   (5 s by default) that covers every attempt, every wait for a rate-limit token and every
   pause between attempts.
-* At most 3 attempts, and a retry only after a 5xx, a 429 or a network error, and only when
-  the pause before it (``Retry-After`` when the platform sends one, else 0.25 s doubling)
-  still ends before the deadline. A control command is not retried after a read timeout:
-  the platform may have acted on it, and commands carry no idempotency key.
+* At most 3 attempts, a retry only when the pause before it (``Retry-After`` when the
+  platform sends one, else 0.25 s doubling) still ends before the deadline. A read (``GET``)
+  is retried after a 5xx, a 429 or a network error.
+* A control command is retried only when it cannot have been carried out: no connection was
+  made, or a 429 said when to come back (``Retry-After``). Commands carry no idempotency key,
+  and a 502 or 504 comes from a gateway, perhaps after the platform acted: a ``say`` resent
+  after one may be heard twice. So an answer that leaves the effect open (any 5xx but a 503
+  with ``Retry-After``, a timeout, a connection lost after sending) raises ``OutcomeUnknown``
+  after one attempt. A 503 with ``Retry-After`` is the platform's refusal, raised as
+  ``PlatformUnavailable`` and not retried either.
 * Failures are typed (below); no httpx exception escapes. Both documented error bodies are
   read: ``{"error": "...", "message": ...}`` and ``{"error": {"code", "message", ...}}``.
 * The key and command contents are never logged, and never part of an error message. The
@@ -27,6 +33,7 @@ It is written for a live call, where a command that arrives late is worth little
         ├── CallEnded               a control command for a call that is not live (400/404/409)
         ├── RateLimited             429, or no command slot free before the deadline
         └── PlatformUnavailable     5xx, timeouts, network errors, once retrying cannot help
+            └── OutcomeUnknown          a control command may have been carried out; not resent
 
 The key comes from ``api_key=``, ``VOICEHOOKS_API_KEY`` or the file named by
 ``VOICEHOOKS_API_KEY_FILE``, and the base URL from ``VOICEHOOKS_API_URL``. Needs the ``api``
@@ -56,6 +63,7 @@ __all__ = [
     "CallEnded",
     "CommandPacer",
     "DEFAULT_API_URL",
+    "OutcomeUnknown",
     "PlatformAPIError",
     "PlatformClient",
     "PlatformUnavailable",
@@ -125,6 +133,17 @@ class RateLimited(PlatformAPIError):
 
 class PlatformUnavailable(PlatformAPIError):
     """A 5xx, a timeout or a network error, and the deadline left no room to retry."""
+
+
+class OutcomeUnknown(PlatformUnavailable):
+    """A control command was sent, and its answer does not say whether the platform acted.
+
+    A 5xx (but a 503 with ``Retry-After``), a timeout or a connection lost after sending:
+    the platform may have carried the command out, so it was not sent again (see the module
+    docstring). Send it again yourself only where hearing it twice is better than not at all.
+    A ``PlatformUnavailable``, so code that catches that catches this too. ``status`` is
+    ``None`` when no answer came.
+    """
 
 
 class CommandPacer(Protocol):
@@ -403,6 +422,7 @@ class PlatformClient:
             assert client is not None
         budget = self.deadline_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
+        command = paced_call is not None  # a control command, which is not idempotent
         attempt = 0
         while True:
             attempt += 1
@@ -424,25 +444,31 @@ class PlatformClient:
                 with anyio.fail_after(min(self.timeout_seconds, remaining)):
                     response = await client.request(method, path, content=body, timeout=timeout)
             except TimeoutError:
-                error = PlatformUnavailable(f"{label}: timed out")
-                retryable = paced_call is None  # a command may have reached the platform
+                # The request may have reached the platform: a command is not sent again.
+                message = f"{label}: timed out"
+                error = _unknown(message) if command else PlatformUnavailable(message)
+                retryable = not command
                 pause = _pause(attempt)
             except httpx.HTTPError as exc:  # network errors, and the few others httpx has
-                error = PlatformUnavailable(f"{label}: {type(exc).__name__}")
-                # A command whose request may have reached the platform is not sent again.
-                retryable = isinstance(exc, httpx.TransportError) and (
-                    paced_call is None
-                    or isinstance(
-                        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-                    )
+                # Only a request that never left (no connection) cannot have been acted on.
+                unsent = isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
                 )
+                message = f"{label}: {type(exc).__name__}"
+                error = (
+                    _unknown(message) if command and not unsent else PlatformUnavailable(message)
+                )
+                retryable = isinstance(exc, httpx.TransportError) and (not command or unsent)
                 pause = _pause(attempt)
             else:
                 if response.status_code < 300:
                     return _json_or_empty(response.content)
-                error = _error_for(response, label, control=paced_call is not None)
-                retryable = isinstance(error, RateLimited | PlatformUnavailable)
+                error = _error_for(response, label, control=command)
                 after = error.retry_after_seconds if isinstance(error, RateLimited) else None
+                if command:  # only a 429 that says when is sure not to have been acted on
+                    retryable = after is not None
+                else:
+                    retryable = isinstance(error, RateLimited | PlatformUnavailable)
                 pause = after if after is not None else _pause(attempt)
             if (
                 not retryable
@@ -516,10 +542,23 @@ def _error_for(response: httpx.Response, label: str, *, control: bool) -> Platfo
             message, retry_after_seconds=retry_after, status=status, code=code, detail=detail
         )
     if status >= 500:
+        if control and not (status == 503 and header is not None):
+            return _unknown(message, status=status, code=code, detail=detail)
         return PlatformUnavailable(message, status=status, code=code, detail=detail)
     if control and status in (400, 404, 409):
         return CallEnded(message, status=status, code=code, detail=detail)
     return PlatformAPIError(message, status=status, code=code, detail=detail)
+
+
+def _unknown(
+    message: str, *, status: int | None = None, code: str | None = None, detail: str = ""
+) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"{message}; it may have been carried out, so it was not sent again",
+        status=status,
+        code=code,
+        detail=detail,
+    )
 
 
 def _read_error_body(content: bytes) -> tuple[str | None, str, float | None]:

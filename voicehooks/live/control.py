@@ -30,7 +30,7 @@ import msgspec
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 from voicehooks.core.injection import injectable
 from voicehooks.core.logs import describe, masked
-from voicehooks.core.running import Threads, UserFunction, within
+from voicehooks.core.running import Threads, UserFunction, run_hooks
 from voicehooks.core.tasks import TaskOwner
 from voicehooks.state.stores import DeliveryStore, MemoryStore
 
@@ -51,7 +51,6 @@ __all__ = [
 _log = logging.getLogger("voicehooks")
 
 _LATE: Final = 1.05  # tokens come back 5 % after their window (see the module docstring)
-_HOOK_BUDGET_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +127,8 @@ class LiveCall:
         RateLimited: No slot before the deadline, or the platform said 429 throughout.
         Unauthorized: The API key is refused.
         PlatformUnavailable: The platform failed or did not answer within the deadline.
+        OutcomeUnknown: A ``PlatformUnavailable`` after which the command may still have been
+            carried out (a gateway error, a timeout); it was not sent again.
 
     Example:
         >>> from voicehooks import LiveCall, VoiceHooks
@@ -240,11 +241,4 @@ class CallControl:
             _log.error("delivering a late result of %s failed: %s", tool, describe(exc))
 
     async def _undelivered(self, result: LateResult) -> None:
-        for hook in self._hooks:
-            try:
-                finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(self._threads, result))
-            except Exception as failure:
-                _log.error("undelivered-result hook %s raised %s", hook.name, describe(failure))
-            else:
-                if not finished:
-                    _log.error("undelivered-result hook %s took too long", hook.name)
+        await run_hooks(self._hooks, self._threads, "undelivered-result hook", result)

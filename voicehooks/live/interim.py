@@ -31,7 +31,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -42,7 +42,7 @@ from voicehooks.core.running import within
 from voicehooks.core.tasks import EAGER, TaskOwner
 from voicehooks.state.stores import DeliveryStore
 
-from .api import CallEnded, PlatformAPIError, PlatformClient, RateLimited
+from .api import CallEnded, OutcomeUnknown, PlatformAPIError, PlatformClient, RateLimited
 
 __all__ = ["Busy", "InterimRuns", "LateResult", "LateResults", "UndeliveredHook", "merge"]
 
@@ -148,13 +148,16 @@ class LateResult:
     """A tool result that arrived after its call was answered with an interim text.
 
     Attributes:
-        call_id: The call it belongs to.
+        call_id: The call it belongs to, unmasked (it may embed the caller's number: log
+            it through ``voicehooks.logs.masked``).
         tool_call_id: The tool call it answers.
         tool: The tool's name.
         text: The text to inject (the tool's result as the model will read it).
         reason: Why it was not delivered: ``"call_ended"``, ``"rate_limited"`` (no slot
-            before the deadline), ``"failed"`` (the API refused or failed), ``"overloaded"``
-            (too many results waiting), or ``None`` while it has not failed.
+            before the deadline), ``"failed"`` (the API refused or failed),
+            ``"outcome_unknown"`` (sent, but the answer was lost or came from a gateway: it
+            may have been spoken, and it was not sent again), ``"overloaded"`` (too many
+            results waiting), or ``None`` while it has not failed.
     """
 
     call_id: str
@@ -257,6 +260,8 @@ class LateResults:
                 reason = "call_ended"
             except RateLimited:
                 reason = "rate_limited"
+            except OutcomeUnknown:
+                reason = "outcome_unknown"
             except PlatformAPIError:
                 reason = "failed"
             except BaseException:
@@ -293,15 +298,9 @@ class LateResults:
                 reason,
             )
             try:
-                await self.undelivered(
-                    LateResult(
-                        masked(result.call_id),
-                        result.tool_call_id,
-                        result.tool,
-                        result.text,
-                        reason,
-                    )
-                )
+                # The real call id: the hook is how the app reaches the caller again. Only
+                # the log line above is masked.
+                await self.undelivered(replace(result, reason=reason))
             except Exception as exc:
                 _log.error("on_undelivered_result hook raised %s", describe(exc))
 

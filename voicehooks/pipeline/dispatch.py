@@ -45,7 +45,7 @@ from voicehooks.core.responses import (
     normalize_result,
     validate_assistant_answer,
 )
-from voicehooks.core.running import HungThreads, Threads, UserFunction, within
+from voicehooks.core.running import HungThreads, Threads, UserFunction, run_hooks, within
 from voicehooks.live.control import CallControl, LiveCall
 from voicehooks.observe.observers import ObserverSet
 from voicehooks.state.dedupe import Deduplicator
@@ -61,8 +61,6 @@ __all__ = ["EMPTY", "Dispatcher", "watched_failures"]
 _log = logging.getLogger("voicehooks")
 
 EMPTY: Final = b"{}"
-
-_HOOK_BUDGET_SECONDS: Final = 2.0  # an error hook must not hold up an answer for long
 
 watched_failures: ContextVar[list[BaseException] | None] = ContextVar(
     "voicehooks_watched_failures", default=None
@@ -381,7 +379,7 @@ class Dispatcher:
         self, exc: BaseException, event: Event, threads: Threads, label: str | None = None
     ) -> None:
         """Log a failure of what ``label`` names (if given) and show ``exc`` to every error
-        hook, each within a short budget.
+        hook, each within a short budget (``run_hooks``).
 
         The message is withheld from the log (it may hold payload values); hooks get it all.
         A hook's own failure is logged and swallowed; a sync hook runs on ``threads``.
@@ -391,15 +389,7 @@ class Dispatcher:
         watched = watched_failures.get()
         if watched is not None:
             watched.append(exc)
-        for hook in self.registry.error_hooks:
-            try:
-                finished, _ = await within(_HOOK_BUDGET_SECONDS, hook.call(threads, exc, event))
-            except Exception as failure:
-                _log.error("error hook %s raised %s", hook.name, describe(failure))
-            else:
-                if not finished:
-                    budget = _HOOK_BUDGET_SECONDS
-                    _log.error("error hook %s took longer than %.0f s", hook.name, budget)
+        await run_hooks(self.registry.error_hooks, threads, "error hook", exc, event)
 
 
 def _observed(outcome: str, attempts_left: int | None) -> str:
