@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 
 from .exceptions import ConfigurationError, QueueError, QueueFull
-from .stores import QUEUE_URL_ENV
+from .stores import QUEUE_URL_ENV, close_redis_client, redis_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -192,34 +192,17 @@ class RedisQueue:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisQueue:
-        """A queue on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+        """A queue on a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        ``options`` are the constructor's keyword arguments. The client connects on first
-        use, retries a command once on a broken connection (a pooled one is stale after a
-        Redis restart) and otherwise fails fast: the receiver has a policy for failures, the
-        worker its own loop. ``aclose`` closes it.
+        ``options`` are the constructor's keyword arguments. The client is
+        ``stores.redis_client(url)``'s: it shares this process's pool for ``url`` with the
+        duplicate store, connects on first use and fails fast (no retries): the receiver
+        has a policy for failures, the worker its own loop. ``aclose`` lets go of the pool.
 
         Raises:
             ConfigurationError: The ``redis`` package is missing, or ``url`` is not a Redis URL.
         """
-        try:
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-        except ImportError:
-            raise ConfigurationError(
-                "the durable queue needs the redis package: pip install 'voicehooks[redis]'"
-            ) from None
-        timeout = float(options.get("operation_timeout_seconds", 1.0))
-        try:
-            # One retry: a pooled connection is stale after a Redis restart, a new one is not.
-            client = Redis.from_url(
-                url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-            )
-        except ValueError as exc:
-            # Say what is wrong without echoing the URL: it may hold a password.
-            raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
-        return cls(client, **options)
+        return cls(redis_client(url), **options)
 
     # -- both sides -----------------------------------------------------------------------
 
@@ -244,8 +227,8 @@ class RedisQueue:
                 raise
 
     async def aclose(self) -> None:
-        """Close the client and its connections."""
-        await self.client.aclose()
+        """Close the client; its pool closes with the last client on it."""
+        await close_redis_client(self.client)
 
     # -- the receiver ---------------------------------------------------------------------
 
