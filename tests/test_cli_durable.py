@@ -21,6 +21,7 @@ from tests.servers import ROOT, running_server
 from voicehooks import sign
 from voicehooks.cli import main
 from voicehooks.durable import JobEntry, encode_entry
+from voicehooks.logs import masked
 from voicehooks.queue import QUEUE_URL_ENV, QueueStats, RedisQueue
 from voicehooks.testing import end_of_call_report
 
@@ -36,13 +37,14 @@ def runner(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> CliRun
     return CliRunner()
 
 
-def prepare(url: str, *, dead: int, waiting: int) -> list[str]:
-    """``dead`` dead letters of the report fixture and ``waiting`` entries, one held by w1."""
+def prepare(url: str, *, dead: int, waiting: int, report: bytes = REPORT) -> list[str]:
+    """``dead`` dead letters of ``report`` (the fixture's) and ``waiting`` entries, one held
+    by w1."""
 
     async def main() -> list[str]:
         queue = RedisQueue.from_url(url)
         await queue.open()
-        entry = encode_entry(JobEntry(REPORT, "handler:app:on_report"))
+        entry = encode_entry(JobEntry(report, "handler:app:on_report"))
         await queue.enqueue([entry] * dead + [b"not an entry"])
         for held in await queue.read("w0", dead + 1, 0.01):
             await queue.bury(held, "KeyError")
@@ -89,6 +91,18 @@ def test_dead_letters_are_listed_without_their_bodies(
     assert unreadable.endswith("reason=KeyError  ?  ?  call=?")
     assert body["message"]["summary"][:20] not in result.output
     assert body["message"]["customer"]["number"] not in result.output
+
+
+def test_dead_letters_show_call_ids_masked_like_every_other_output(
+    runner: CliRunner, redis_server: RedisServer
+) -> None:
+    call_id = "call-_+31612345678_XqaQ"  # the platform's REST ids embed the caller's number
+    report = msgspec.json.encode(end_of_call_report(call_id=call_id))
+    prepare(redis_server.url, dead=1, waiting=0, report=report)
+    result = runner.invoke(main, ["queue", "dead"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith(f"call={masked(call_id)}")
+    assert "31612345678" not in result.output
 
 
 def test_requeue_by_id_or_all(runner: CliRunner, redis_server: RedisServer) -> None:

@@ -2,7 +2,7 @@
 
 Both find Redis through ``VOICEHOOKS_QUEUE_URL`` (or an ``--env-file``), never through an
 option: a URL may hold a password. Nothing here prints an entry's body; dead letters are
-shown by target, event type and call id.
+shown by target, event type and masked call id.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import click
 from voicehooks.durable import decode_entry
 from voicehooks.events import decode_delivery
 from voicehooks.exceptions import QueueError
-from voicehooks.logs import LogFormat
+from voicehooks.logs import LogFormat, masked
 from voicehooks.logs import setup as setup_logging
 from voicehooks.queue import QUEUE_URL_ENV, DeadLetter, RedisQueue
 
@@ -155,7 +155,7 @@ def _describe(letter: DeadLetter) -> list[str]:
         f"reason={letter.reason}",
         target,
         event_type,
-        f"call={call_id}",
+        f"call={masked(call_id)}",
     ]
 
 
