@@ -140,6 +140,43 @@ def test_an_unreachable_redis_is_one_line_and_exit_code_1(
     assert len(result.output.splitlines()) == 1
 
 
+# A "/" in the password ends the URL's host part early: the parser then quotes a piece of
+# the password as the port.
+SLASHED_PASSWORD_URL = "redis://user:Pa5/Ss7@localhost:1/0"
+
+
+@pytest.mark.parametrize("command", [["stats"], ["dead"], ["requeue", "--all"]])
+def test_an_unparseable_queue_url_is_one_line_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv(QUEUE_URL_ENV, SLASHED_PASSWORD_URL)
+    result = CliRunner().invoke(main, ["queue", *command])
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, not a crash
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the Redis URL does not parse")
+    assert len(result.output.splitlines()) == 1
+    assert "Pa5" not in result.output
+    assert "Ss7" not in result.output
+
+
+def test_an_unparseable_queue_url_prints_no_traceback_in_a_real_process() -> None:
+    env = {**os.environ, QUEUE_URL_ENV: SLASHED_PASSWORD_URL}
+    done = subprocess.run(
+        [sys.executable, "-m", "voicehooks", "queue", "stats"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert output.startswith("Error: the Redis URL does not parse")
+    assert "Pa5" not in output
+    assert "Ss7" not in output
+
+
 @pytest.mark.slow
 def test_a_worker_process_finishes_its_job_on_sigterm_and_exits_cleanly(
     redis_server: RedisServer, tmp_path: Path

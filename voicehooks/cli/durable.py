@@ -21,7 +21,7 @@ import click
 
 from voicehooks.durable import decode_entry
 from voicehooks.events import decode_delivery
-from voicehooks.exceptions import QueueError
+from voicehooks.exceptions import ConfigurationError, QueueError
 from voicehooks.logs import LogFormat, masked
 from voicehooks.logs import setup as setup_logging
 from voicehooks.queue import QUEUE_URL_ENV, DeadLetter, RedisQueue
@@ -69,7 +69,7 @@ def _run(stream: str, group: str, use: Callable[[RedisQueue], Awaitable[T]]) -> 
 
     try:
         return anyio.run(main)
-    except QueueError as exc:
+    except (ConfigurationError, QueueError) as exc:  # ConfigurationError: a bad URL
         raise click.ClickException(str(exc)) from None
 
 
