@@ -98,9 +98,9 @@ def fill(directory: Path, env: dict[str, str], entries: int, run: str) -> None:
 
 
 async def drain(url: str) -> None:
-    client = RedisQueue.from_url(url).client
-    await client.delete("voicehooks:jobs")
-    await client.aclose()
+    queue = RedisQueue.from_url(url)
+    await queue.client.delete(queue.stream)
+    await queue.aclose()  # the queue's client shares a pool: only the queue may close it
 
 
 async def backlog(url: str) -> int:

@@ -22,6 +22,7 @@ from voicehooks import sign
 from voicehooks.cli import main
 from voicehooks.core.environment import QUEUE_URL
 from voicehooks.core.events import decode_delivery
+from voicehooks.core.logs import masked
 from voicehooks.testing import end_of_call_report
 from voicehooks.work.jobs import Job, encode_job
 from voicehooks.work.queue import QueueStats, RedisQueue
@@ -38,13 +39,14 @@ def runner(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> CliRun
     return CliRunner()
 
 
-def prepare(url: str, *, dead: int, waiting: int) -> list[str]:
-    """``dead`` dead letters of the report fixture and ``waiting`` entries, one held by w1."""
+def prepare(url: str, *, dead: int, waiting: int, report: bytes = REPORT) -> list[str]:
+    """``dead`` dead letters of ``report`` (the fixture's) and ``waiting`` entries, one held
+    by w1."""
 
     async def main() -> list[str]:
         queue = RedisQueue.from_url(url)
         await queue.open()
-        entry = encode_job(Job(decode_delivery(REPORT), "handler:app:on_report"), 0.0)
+        entry = encode_job(Job(decode_delivery(report), "handler:app:on_report"), 0.0)
         await queue.enqueue([entry] * dead + [b"not an entry"])
         for held in await queue.read("w0", dead + 1, 0.01):
             await queue.bury(held, "KeyError")
@@ -93,6 +95,18 @@ def test_dead_letters_are_listed_without_their_bodies(
     assert body["message"]["customer"]["number"] not in result.output
 
 
+def test_dead_letters_show_call_ids_masked_like_every_other_output(
+    runner: CliRunner, redis_server: RedisServer
+) -> None:
+    call_id = "call-_+31612345678_XqaQ"  # the platform's REST ids embed the caller's number
+    report = msgspec.json.encode(end_of_call_report(call_id=call_id))
+    prepare(redis_server.url, dead=1, waiting=0, report=report)
+    result = runner.invoke(main, ["queue", "dead"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith(f"call={masked(call_id)}")
+    assert "31612345678" not in result.output
+
+
 def test_requeue_by_id_or_all(runner: CliRunner, redis_server: RedisServer) -> None:
     ids = prepare(redis_server.url, dead=2, waiting=0)
     result = runner.invoke(main, ["queue", "requeue", ids[0]])
@@ -126,6 +140,43 @@ def test_an_unreachable_redis_is_one_line_and_exit_code_1(
     assert result.exit_code == 1
     assert result.output.startswith("Error: redis ")
     assert len(result.output.splitlines()) == 1
+
+
+# A "/" in the password ends the URL's host part early: the parser then quotes a piece of
+# the password as the port.
+SLASHED_PASSWORD_URL = "redis://user:Pa5/Ss7@localhost:1/0"
+
+
+@pytest.mark.parametrize("command", [["stats"], ["dead"], ["requeue", "--all"]])
+def test_an_unparseable_queue_url_is_one_line_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv(QUEUE_URL, SLASHED_PASSWORD_URL)
+    result = CliRunner().invoke(main, ["queue", *command])
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, not a crash
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the Redis URL does not parse")
+    assert len(result.output.splitlines()) == 1
+    assert "Pa5" not in result.output
+    assert "Ss7" not in result.output
+
+
+def test_an_unparseable_queue_url_prints_no_traceback_in_a_real_process() -> None:
+    env = {**os.environ, QUEUE_URL: SLASHED_PASSWORD_URL}
+    done = subprocess.run(
+        [sys.executable, "-m", "voicehooks", "queue", "stats"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert output.startswith("Error: the Redis URL does not parse")
+    assert "Pa5" not in output
+    assert "Ss7" not in output
 
 
 @pytest.mark.slow

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio
+import redis.exceptions
 
 from tests.redis_server import RedisServer
 from voicehooks import ConfigurationError
@@ -152,7 +155,7 @@ async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
     ]
     assert [d.original_id for d in dead] == [e.id for e in entries]
     assert dead[0].failed_at > 0
-    assert await queue.requeue([dead[1].id, "1-1"]) == 1  # an unknown id is skipped
+    assert await queue.requeue([dead[1].id, "1-1", dead[1].id]) == 1  # once; unknown: skipped
     assert [e.data for e in await queue.read("w1", 10, 0.01)] == [b"b"]
     assert await queue.requeue() == 2
     assert [e.data for e in await queue.read("w1", 10, 0.01)] == [b"a", b"c"]
@@ -170,6 +173,96 @@ async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
         await queue.requeue()
     stats = await queue.stats()
     assert (stats.length, stats.dead) == (2, 1)
+
+
+async def bury(queue: RedisQueue, bodies: list[bytes]) -> list[str]:
+    """Dead letters of ``bodies``, the way a worker makes them; their ids, oldest first."""
+    await queue.enqueue(bodies)
+    for entry in await queue.read("w", len(bodies), 0.01):
+        await queue.bury(entry, "failed")
+    return [letter.id for letter in await queue.dead(len(bodies))]
+
+
+async def where(queue: RedisQueue) -> tuple[list[bytes], list[bytes]]:
+    """The bodies in the stream and in the dead letters, oldest first."""
+    entries: Any = await queue.client.xrange(queue.stream)
+    live = [fields[b"job"] for _, fields in entries]
+    return live, [letter.data for letter in await queue.dead(queue.max_dead)]
+
+
+@pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
+@pytest.mark.parametrize("lost", [1, 2, 3, 4, 5])
+async def test_a_requeue_cut_off_after_any_command_leaves_each_letter_in_one_stream(
+    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool, lost: int
+) -> None:
+    ids = await bury(queue, [b"a", b"b", b"c"])
+    execute: Callable[..., Awaitable[Any]] = queue.client.execute_command
+    sent = 0
+
+    async def answer_lost(*args: Any, **options: Any) -> Any:
+        # The command reached Redis and ran; its answer never comes back.
+        nonlocal sent
+        reply = await execute(*args, **options)
+        sent += 1
+        if sent == lost:
+            raise redis.exceptions.ConnectionError("connection lost")
+        return reply
+
+    monkeypatch.setattr(queue.client, "execute_command", answer_lost)
+    with contextlib.suppress(QueueError):
+        await queue.requeue(ids if by_id else None)
+    monkeypatch.undo()
+    live, dead = await where(queue)
+    assert sorted(live + dead) == [b"a", b"b", b"c"]
+
+
+@pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
+async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
+    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool
+) -> None:
+    bodies = [b"job-%04d" % i for i in range(1000)]
+    pipe = queue.client.pipeline(transaction=False)
+    for body in bodies:
+        fields = {"job": body, "reason": "KeyError", "attempts": 5, "failed_at": "1.0", "id": "1-1"}
+        pipe.xadd(queue.dead_stream, fields)  # type: ignore[arg-type]
+    ids = [entry_id.decode() for entry_id in await pipe.execute()]
+    execute: Callable[..., Awaitable[Any]] = queue.client.execute_command
+    replies: list[tuple[str, Any]] = []
+
+    async def recorded(*args: Any, **options: Any) -> Any:
+        reply = await execute(*args, **options)
+        replies.append((args[0], reply))
+        return reply
+
+    monkeypatch.setattr(queue.client, "execute_command", recorded)
+    assert await queue.requeue(ids if by_id else None) == 1000
+    # No answer brought more than one batch of letters into this process ...
+    assert all(len(reply) <= 100 for _, reply in replies if isinstance(reply, list))
+    # ... and each batch moved in one script call, at most 100 letters at a time.
+    moved = [reply[0] for name, reply in replies if name == "EVALSHA"]
+    assert sum(moved) == 1000
+    assert max(moved) <= 100
+    monkeypatch.undo()
+    assert await where(queue) == (bodies, [])
+
+
+async def test_concurrent_requeues_of_the_same_letters_move_each_once(
+    make_queue: MakeQueue,
+) -> None:
+    first, second = make_queue(), make_queue()
+    await first.open()
+    ids = await bury(first, [b"a", b"b", b"c"])
+    moved: list[int] = []
+
+    async def requeue(queue: RedisQueue, which: list[str] | None) -> None:
+        moved.append(await queue.requeue(which))
+
+    async with anyio.create_task_group() as group:
+        for queue, which in ((first, ids), (second, ids), (first, None), (second, ids[1:])):
+            group.start_soon(requeue, queue, which)
+    assert sum(moved) == 3
+    live, dead = await where(first)
+    assert (sorted(live), dead) == ([b"a", b"b", b"c"], [])
 
 
 async def test_the_group_comes_back_when_redis_lost_the_stream(
@@ -223,9 +316,30 @@ def test_bad_options_are_refused(options: dict[str, float], message: str) -> Non
 
 
 def test_a_bad_url_is_refused_without_echoing_it() -> None:
-    with pytest.raises(ConfigurationError, match="not a usable Redis URL") as info:
+    with pytest.raises(ConfigurationError, match="must start with redis://") as info:
         RedisQueue.from_url("http://user:hunter2@example.com")
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:Pa5/Ss7@host:1/0",
+        "redis://:Zq7/Xw9?Kp3#Vb5@localhost:6379/0",
+        "rediss://default:Zq7#Xw9@redis.example.com/1",
+    ],
+)
+def test_a_url_that_does_not_parse_is_refused_without_any_part_of_the_password(
+    url: str,
+) -> None:
+    # The store's one redaction: a "/" ends the host part early, and the parser's own
+    # message quotes a piece of the password as the port.
+    with pytest.raises(ConfigurationError, match="does not parse") as info:
+        RedisQueue.from_url(url)
+    for fragment in ("Pa5", "Ss7", "Zq7", "Xw9", "Kp3", "Vb5"):
+        assert fragment not in str(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
 
 
 def test_consumer_names_differ_per_call() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -11,9 +12,10 @@ import redis.asyncio
 
 from tests.redis_server import RedisServer
 from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
-from voicehooks.core.environment import REDIS_URL
+from voicehooks.core.environment import QUEUE_URL, REDIS_URL
 from voicehooks.exceptions import StoreError
 from voicehooks.state.stores import default_store
+from voicehooks.work.queue import RedisQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -340,6 +342,111 @@ async def test_a_percent_encoded_password_reaches_redis_intact() -> None:
         assert (kwargs["username"], kwargs["password"]) == ("default", "Zq7/Xw9?Kp3#Vb5")
     finally:
         await store.aclose()
+
+
+async def connections(observer: redis.asyncio.Redis) -> int:
+    """How many clients Redis has besides ``observer``."""
+    return len(await observer.client_list()) - 1
+
+
+async def until_connections(observer: redis.asyncio.Redis, expected: int) -> None:
+    # A closed socket reaches Redis on its own connection, not in order with ``observer``'s.
+    with anyio.fail_after(5):
+        while await connections(observer) != expected:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("closed_first", ["store", "queue"])
+async def test_a_store_and_a_queue_on_one_url_share_one_pool_until_both_close(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis, closed_first: str
+) -> None:
+    store = RedisStore.from_url(redis_server.url)
+    queue = RedisQueue.from_url(redis_server.url)
+    try:
+        assert store.client.connection_pool is queue.client.connection_pool
+        await store.open()
+        await queue.open()
+        assert await store.claim("k", 60)
+        await queue.enqueue([b"a"])
+        assert await connections(redis_client) == 1  # one pooled connection, used in turn
+
+        first, other = (store, queue) if closed_first == "store" else (queue, store)
+        await first.aclose()
+        await first.aclose()  # a second close takes nothing more from the other
+        if other is store:
+            assert await store.claim("k2", 60)
+        else:
+            await queue.enqueue([b"b"])
+            assert (await queue.stats()).length == 2
+        assert await connections(redis_client) == 1
+    finally:
+        await store.aclose()
+        await queue.aclose()
+    await until_connections(redis_client, 0)  # the last one to close closed the pool
+    again = RedisStore.from_url(redis_server.url)
+    try:
+        assert again.client.connection_pool is not store.client.connection_pool
+        assert await again.claim("k3", 60)
+    finally:
+        await again.aclose()
+
+
+async def test_an_app_on_the_queue_url_alone_has_one_pool_for_its_store_and_queue(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks import VoiceHooks
+
+    monkeypatch.setenv(QUEUE_URL, redis_server.url)
+    app = VoiceHooks(secret="whsec_one_pool")
+    assert isinstance(app.store, RedisStore)
+    assert app.queue is not None
+    assert app.store.client.connection_pool is app.queue.client.connection_pool
+    async with app.lifespan():
+        assert await app.store.claim("k", 60)
+        await app.queue.enqueue([b"a"])
+        assert await connections(redis_client) == 1
+    await until_connections(redis_client, 0)
+
+
+async def test_past_its_bound_the_registry_forgets_a_url_whose_clients_still_close_their_pool(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks.state import connections as factory
+
+    monkeypatch.setattr(factory, "_MAX_SHARED_POOLS", 2)
+    monkeypatch.setattr(factory, "_shared", OrderedDict())  # none left by earlier tests
+    first = RedisStore.from_url(redis_server.url)
+    others = [RedisStore.from_url(redis_server.url[:-1] + db) for db in "12"]
+    late = RedisStore.from_url(redis_server.url)  # db 0 was the least recently used: forgotten
+    also = RedisStore.from_url(redis_server.url[:-1] + "2")  # still known
+    try:
+        assert late.client.connection_pool is not first.client.connection_pool
+        assert also.client.connection_pool is others[1].client.connection_pool
+        assert await first.claim("k", 60)
+        assert await connections(redis_client) == 1
+        await first.aclose()
+        await until_connections(redis_client, 0)  # its pool closed with its last client
+        assert await late.claim("k2", 60)
+    finally:
+        for store in (first, *others, late, also):
+            await store.aclose()
+
+
+def test_clients_made_in_different_event_loops_get_different_pools(
+    redis_server: RedisServer,
+) -> None:
+    # A pool's connections belong to the loop that opened them.
+    async def make() -> tuple[RedisStore, RedisQueue]:
+        return RedisStore.from_url(redis_server.url), RedisQueue.from_url(redis_server.url)
+
+    store, queue = anyio.run(make)
+    later_store, later_queue = anyio.run(make)
+    try:
+        assert store.client.connection_pool is queue.client.connection_pool
+        assert later_store.client.connection_pool is not store.client.connection_pool
+    finally:
+        for user in (store, queue, later_store, later_queue):
+            anyio.run(user.aclose)
 
 
 def test_redis_without_the_package_says_how_to_install_it(

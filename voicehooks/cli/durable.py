@@ -2,7 +2,7 @@
 
 Both find Redis through ``VOICEHOOKS_QUEUE_URL`` (or an ``--env-file``), never through an
 option: a URL may hold a password. Nothing here prints an entry's body; dead letters are
-shown by target, event type and call id.
+shown by target, event type and masked call id.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import anyio
 import click
 
 from voicehooks.core import environment
-from voicehooks.core.exceptions import QueueError
-from voicehooks.core.logs import LogFormat
+from voicehooks.core.exceptions import ConfigurationError, QueueError
+from voicehooks.core.logs import LogFormat, masked
 from voicehooks.core.logs import setup as setup_logging
 from voicehooks.work.jobs import decode_job
 from voicehooks.work.queue import DeadLetter, RedisQueue
@@ -70,7 +70,7 @@ def _run(stream: str, group: str, use: Callable[[RedisQueue], Awaitable[T]]) -> 
 
     try:
         return anyio.run(main)
-    except QueueError as exc:
+    except (ConfigurationError, QueueError) as exc:  # ConfigurationError: a bad URL
         raise click.ClickException(str(exc)) from None
 
 
@@ -154,7 +154,7 @@ def _describe(letter: DeadLetter) -> list[str]:
         f"reason={letter.reason}",
         target,
         event_type,
-        f"call={call_id}",
+        f"call={masked(call_id)}",
     ]
 
 

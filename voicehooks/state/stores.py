@@ -17,6 +17,9 @@ else one on the durable queue's Redis (``$VOICEHOOKS_QUEUE_URL``: receivers and 
 several hosts must share the store), a ``MemoryStore`` otherwise. A store signals trouble
 with ``StoreError`` and nothing else; what happens then is the app's choice
 (``store_failure``), never the store's.
+
+Its Redis client comes from ``voicehooks.state.connections``, the one way voicehooks makes
+one: the store and the durable queue on the same URL share one connection pool.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import anyio
 
 from voicehooks.core import environment
 from voicehooks.core.exceptions import ConfigurationError, StoreError
+
+from .connections import close_redis_client, redis_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -323,41 +328,19 @@ class RedisStore:
         prefix: str = "voicehooks:",
         operation_timeout_seconds: float = 0.25,
     ) -> RedisStore:
-        """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+        """A store on a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        The client connects in ``open`` (the app's startup) or on first use, fails fast
-        (connect timeout = operation timeout, no retries) and is closed by ``aclose``.
+        The client is ``redis_client(url)``'s: it shares this process's pool for ``url``
+        with the durable queue, connects in ``open`` (the app's startup) or on first use,
+        fails fast (each command, connecting included, within the operation timeout; no
+        retries) and lets go of the pool in ``aclose``.
 
         Raises:
             ConfigurationError: The ``redis`` package is missing, or ``url`` is not a Redis URL.
         """
-        try:
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-        except ImportError:
-            raise ConfigurationError(
-                "RedisStore needs the redis package: pip install 'voicehooks[redis]'"
-            ) from None
-        if url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(
-                "not a Redis URL: it must start with redis://, rediss:// or unix://"
-            )
-        try:
-            client = Redis.from_url(
-                url,
-                socket_connect_timeout=operation_timeout_seconds,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError:
-            # Nothing of the URL or of the parser's message: a password with '/', '?' or '#'
-            # ends the host part early, and the parser quotes a piece of it as the "port".
-            raise ConfigurationError(
-                "the Redis URL does not parse (redis://[[user]:password@]host[:port][/db]); "
-                "percent-encode a password's reserved characters: / %2F, ? %3F, # %23, "
-                "@ %40, : %3A"
-            ) from None
-        return cls(client, prefix=prefix, operation_timeout_seconds=operation_timeout_seconds)
+        return cls(
+            redis_client(url), prefix=prefix, operation_timeout_seconds=operation_timeout_seconds
+        )
 
     async def open(self) -> None:
         """Connect and load the scripts, so the first live call pays for neither.
@@ -419,8 +402,8 @@ class RedisStore:
         return int(wait) / 1000
 
     async def aclose(self) -> None:
-        """Close the client and its connections."""
-        await self.client.aclose()
+        """Close the client; its pool closes with the last client on it."""
+        await close_redis_client(self.client)
 
     async def _run(self, name: str, command: Awaitable[T]) -> T:
         try:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 
 from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
+from voicehooks.state.connections import close_redis_client, redis_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -120,6 +121,45 @@ end
 return length + #ARGV - 1
 """
 
+# Dead letters (KEYS[2]) back into the stream (KEYS[1]): each is added and deleted from the
+# dead letters by this one script, so no letter is ever in both streams or in neither, and
+# two requeues of one letter move it once. ARGV[1] is the stream's bound: a letter that would
+# take the stream past it stops the batch (``{moved, length, 1}``). Then 'ids' and the ids of
+# the letters (unknown and repeated ones are skipped), or 'oldest' and how many of the oldest.
+# All reads come first: a script that fails halfway keeps the writes it made.
+_REQUEUE = """
+local limit = tonumber(ARGV[1])
+local letters = {}
+if ARGV[2] == 'oldest' then
+    letters = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[3])
+else
+    local seen = {}
+    for i = 3, #ARGV do
+        local found = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])[1]
+        if found and not seen[found[1]] then
+            seen[found[1]] = true
+            letters[#letters + 1] = found
+        end
+    end
+end
+local length = redis.call('XLEN', KEYS[1])
+local moved = 0
+for _, letter in ipairs(letters) do
+    if length >= limit then
+        return {moved, length, 1}
+    end
+    local fields, job = letter[2], ''
+    for i = 1, #fields, 2 do
+        if fields[i] == 'job' then job = fields[i + 1] end
+    end
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', limit, '*', 'job', job)
+    redis.call('XDEL', KEYS[2], letter[1])
+    moved = moved + 1
+    length = length + 1
+end
+return {moved, length, 0}
+"""
+
 # A consumer is deleted only while it holds nothing: DELCONSUMER drops its pending entries.
 _FORGET = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
@@ -130,6 +170,7 @@ return -1
 
 _FIELD: Final = b"job"
 _WARN_FRACTION: Final = 0.8
+_REQUEUE_BATCH: Final = 100  # dead letters per script call: their bodies never leave Redis
 
 
 def consumer_name() -> str:
@@ -145,7 +186,8 @@ class RedisQueue:
     """The stream, its consumer group and its dead letters, shared by receivers and workers.
 
     Every method is one round trip (``enqueue`` included, however many jobs the delivery
-    has), except ``claim``, which reads the claimed entries' delivery counts in a second.
+    has), except ``claim``, which reads the claimed entries' delivery counts in a second,
+    and ``requeue``, one per batch of dead letters.
     Methods raise ``QueueError`` when Redis fails or does not answer within
     ``operation_timeout_seconds``, and nothing else.
 
@@ -186,39 +228,23 @@ class RedisQueue:
         self.max_dead = max_dead
         self.operation_timeout_seconds = operation_timeout_seconds
         self._enqueue = client.register_script(_ENQUEUE)
+        self._requeue = client.register_script(_REQUEUE)
         self._forget = client.register_script(_FORGET)
         self._warned_full = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisQueue:
-        """A queue on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+        """A queue on a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        ``options`` are the constructor's keyword arguments. The client connects on first
-        use, retries a command once on a broken connection (a pooled one is stale after a
-        Redis restart) and otherwise fails fast: the receiver has a policy for failures, the
-        worker its own loop. ``aclose`` closes it.
+        ``options`` are the constructor's keyword arguments. The client is
+        ``stores.redis_client(url)``'s: it shares this process's pool for ``url`` with the
+        duplicate store, connects on first use and fails fast (no retries): the receiver
+        has a policy for failures, the worker its own loop. ``aclose`` lets go of the pool.
 
         Raises:
             ConfigurationError: The ``redis`` package is missing, or ``url`` is not a Redis URL.
         """
-        try:
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-        except ImportError:
-            raise ConfigurationError(
-                "the durable queue needs the redis package: pip install 'voicehooks[redis]'"
-            ) from None
-        timeout = float(options.get("operation_timeout_seconds", 1.0))
-        try:
-            # One retry: a pooled connection is stale after a Redis restart, a new one is not.
-            client = Redis.from_url(
-                url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-            )
-        except ValueError as exc:
-            # Say what is wrong without echoing the URL: it may hold a password.
-            raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
-        return cls(client, **options)
+        return cls(redis_client(url), **options)
 
     # -- both sides -----------------------------------------------------------------------
 
@@ -227,6 +253,7 @@ class RedisQueue:
         await self._run("open", self.client.ping())
         await self.ensure_group()
         await self._run("open", self.client.script_load(_ENQUEUE))
+        await self._run("open", self.client.script_load(_REQUEUE))
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) unless they exist.
@@ -243,8 +270,8 @@ class RedisQueue:
                 raise
 
     async def aclose(self) -> None:
-        """Close the client and its connections."""
-        await self.client.aclose()
+        """Close the client; its pool closes with the last client on it."""
+        await close_redis_client(self.client)
 
     # -- the receiver ---------------------------------------------------------------------
 
@@ -281,6 +308,9 @@ class RedisQueue:
             raise QueueFull(
                 f"the durable queue holds {-1 - length} entries, its bound is {self.max_length}"
             )
+        self._watch_length(length)
+
+    def _watch_length(self, length: int) -> None:
         if length >= self.max_length * _WARN_FRACTION:
             if not self._warned_full:
                 self._warned_full = True
@@ -441,26 +471,44 @@ class RedisQueue:
     async def requeue(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters back into the stream (all when ``ids`` is ``None``), attempt 1.
 
-        Each moves atomically (added, then deleted from the dead letters), so an interrupted
-        requeue leaves every letter in exactly one of the two streams. Returns how many moved.
+        Letters move in batches of 100, each batch by one script inside Redis: a letter is
+        added to the stream and deleted from the dead letters in one atomic step, so an
+        interrupted requeue leaves every letter in exactly one of the two streams, two
+        requeues of the same letter move it once, and no body passes through this process.
+        With ``ids=None`` it moves the oldest letters, as many as were dead when it began.
+        Returns how many moved.
 
         Raises:
             QueueFull: The stream has no room for them; those moved so far stay moved.
         """
-        letters = await self.dead(self.max_dead) if ids is None else await self._letters(ids)
         moved = 0
-        for letter in letters:
-            await self.enqueue([letter.data])
-            await self._run("requeue", self.client.xdel(self.dead_stream, letter.id))
-            moved += 1
+        if ids is not None:
+            for start in range(0, len(ids), _REQUEUE_BATCH):
+                moved += await self._move("ids", *ids[start : start + _REQUEUE_BATCH])
+            return moved
+        # Each batch deletes what it moved, so the next one takes the oldest again. Counted,
+        # so that letters buried meanwhile (by workers failing them again) cannot keep it going.
+        left = int(await self._run("requeue", self.client.xlen(self.dead_stream)))
+        while left > 0:
+            count = min(left, _REQUEUE_BATCH)
+            batch = await self._move("oldest", count)
+            moved += batch
+            left -= count
+            if batch < count:  # fewer were left: another requeue took some
+                break
         return moved
 
-    async def _letters(self, ids: Sequence[str]) -> list[DeadLetter]:
-        pipe = self.client.pipeline(transaction=False)
-        for entry_id in ids:
-            pipe.xrange(self.dead_stream, entry_id, entry_id, count=1)
-        replies = await self._run("dead", pipe.execute())
-        return [_dead_letter(*reply[0]) for reply in replies if reply]
+    async def _move(self, *args: str | int) -> int:
+        moved, length, full = await self._run(
+            "requeue",
+            self._requeue(keys=[self.stream, self.dead_stream], args=[self.max_length, *args]),
+        )
+        if full:
+            raise QueueFull(
+                f"the durable queue holds {length} entries, its bound is {self.max_length}"
+            )
+        self._watch_length(length)
+        return int(moved)
 
     async def _run(self, name: str, command: Awaitable[T], extra_seconds: float = 0.0) -> T:
         try:
