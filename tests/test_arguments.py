@@ -85,6 +85,9 @@ BASE = {"party_size": 4, "day": "2026-01-16"}
         ),
         ({"pair": ["1", 2.0]}, {"pair": (1, 2)}, {"string_to_integer": 1, "float_to_integer": 1}),
         ({"counts": {"a": "5"}}, {"counts": {"a": 5}}, {"string_to_integer": 1}),
+        # Past float's range (309 digits and up), as the same digits unquoted are taken.
+        ({"party_size": "9" * 309}, {"party_size": int("9" * 309)}, {"string_to_integer": 1}),
+        ({"children": "-1" + "0" * 400}, {"children": -(10**400)}, {"string_to_integer": 1}),
     ],
 )
 def test_unambiguous_coercions_are_accepted_and_counted(
@@ -114,6 +117,8 @@ def test_unambiguous_coercions_are_accepted_and_counted(
         ({"price": "nan"}, "'price' must be a number"),
         ({"price": "inf"}, "'price' must be a number"),
         ({"price": "1e400"}, "'price' must be a number"),
+        ({"price": "9" * 309}, "'price' must be a number"),
+        ({"party_size": "9" * 4301}, "'party_size' must be a whole number"),
         ({"children": "null"}, "'children' must be a whole number"),
         ({"outside": "yes"}, "'outside' must be true or false"),
         ({"outside": 1}, "'outside' must be true or false (it was an integer)"),
@@ -208,6 +213,31 @@ async def test_a_model_sending_party_size_as_a_string_gets_its_booking() -> None
     assert again["error"].startswith("The arguments for reserve were not usable: ")
     assert "caller" not in again["error"]
     assert dict(app.tools["reserve"].coercions) == {"string_to_integer": 1}
+
+
+async def test_a_number_too_large_for_a_float_costs_no_other_call_of_the_delivery() -> None:
+    app = VoiceHooks(secret=SECRET)
+
+    @app.tool
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @app.tool
+    async def scale(factor: float) -> float:
+        """Scale by a factor."""
+        return factor
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        results = await client.call_tools(
+            tool_call("add", {"a": "9" * 309, "b": 1}, id="huge_int"),
+            tool_call("scale", {"factor": "9" * 309}, id="huge_float"),
+            tool_call("add", {"a": 2, "b": 3}, id="plain"),
+        )
+    assert results[0] == 10**309
+    assert results[1]["error"].startswith("The arguments for scale were not usable: ")
+    assert "'factor' must be a number" in results[1]["error"]
+    assert results[2] == 5
 
 
 class Window(msgspec.Struct):

@@ -138,7 +138,8 @@ def _scalar(value: Any, info: mi.Type, found: Counter[str]) -> Any:
     if isinstance(info, mi.FloatType):
         found["string_to_number"] += 1
         return number
-    if float(number).is_integer():
+    # An int is whole as it is: float() of one with 309 or more digits would overflow.
+    if isinstance(number, int) or number.is_integer():
         found["string_to_integer"] += 1
         return int(number)
     return value
