@@ -35,6 +35,7 @@ from voicehooks.testing import (
     tool_call,
     tool_calls,
 )
+from voicehooks.tolerance import DecodeIssue, repair
 
 SECRET = "whsec_tolerance_tests"
 EPOCH = 1767182400  # 2025-12-31T12:00:00Z
@@ -88,6 +89,18 @@ DRIFTED: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         ["$.message.duration_seconds", "$.message.started_at"],
     ),
     (
+        "report-epoch-past-any-float",
+        end_of_call_report(call_id="r11", started_at=-(10**312), ended_at=10**400, timestamp=EPOCH),
+        {"timestamp": "2025-12-31T12:00:00+00:00", "ended_at": None},
+        ["$.message.started_at", "$.message.ended_at"],
+    ),
+    (
+        "report-nan-and-infinity-strings",
+        end_of_call_report(call_id="r12", duration_seconds="NaN", ended_at="Infinity"),
+        {"duration_seconds": None, "ended_at": None},
+        ["$.message.duration_seconds", "$.message.ended_at"],
+    ),
+    (
         "report-epoch-milliseconds",
         end_of_call_report(call_id="r9", timestamp=EPOCH * 1000, ended_at=EPOCH),
         {"timestamp": "2025-12-31T12:00:00+00:00", "ended_at": "2025-12-31T12:00:00+00:00"},
@@ -112,6 +125,12 @@ DRIFTED: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         status_update("ended", call_id="s1", end_reason=7, error=None, timestamp=EPOCH),
         {"end_reason": "7", "timestamp": "2025-12-31T12:00:00+00:00"},
         [],
+    ),
+    (
+        "status-timestamp-past-any-float",
+        status_update("ended", call_id="s3", timestamp=10**312),
+        {"timestamp": None},
+        ["$.message.timestamp"],
     ),
     (
         "status-list-for-string",
@@ -345,6 +364,17 @@ def test_the_essentials_are_still_refused_over_a_real_socket(
     status, answer = post(server.port, body)
     assert status == 400
     assert path in json.loads(answer)["error"]
+
+
+class Reading(msgspec.Struct):
+    level: float = 0.0
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", "1e999"])
+def test_nan_and_infinity_strings_are_not_read_as_numbers(value: str) -> None:
+    repaired, issues = repair({"level": value}, Reading)
+    assert repaired == {}
+    assert issues == [DecodeIssue("$.message.level", "number")]
 
 
 def test_issue_paths_are_written_as_json_paths(tmp_path: Path) -> None:

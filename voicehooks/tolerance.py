@@ -27,6 +27,7 @@ This path runs only after the strict decode failed: the common delivery never pa
 from __future__ import annotations
 
 import datetime
+import math
 from functools import cache
 from typing import Any, Final
 
@@ -149,15 +150,17 @@ def _list(value: list[Any], item: mi.Type, path: str, issues: list[DecodeIssue])
 
 
 def _leaf(value: Any, python_type: type) -> Any:
-    if python_type is datetime.datetime and isinstance(value, int | float):
-        if isinstance(value, bool):
-            return _DROP
-        if abs(value) >= _MILLISECONDS_ABOVE:
-            value = value / 1000
     try:
-        return msgspec.convert(value, python_type, strict=False)
-    except msgspec.ValidationError:
+        if python_type is datetime.datetime and isinstance(value, int | float):
+            if isinstance(value, bool):
+                return _DROP
+            if abs(value) >= _MILLISECONDS_ABOVE:
+                value = value / 1000  # OverflowError from about 1.8e311: no time at all
+        fitted: Any = msgspec.convert(value, python_type, strict=False)
+    except (msgspec.ValidationError, OverflowError):
         return _DROP
+    # "nan" and "inf" read as floats, but no field means them: a guess, not a reading.
+    return _DROP if isinstance(fitted, float) and not math.isfinite(fitted) else fitted
 
 
 def _nullable(info: mi.Type) -> bool:
