@@ -33,7 +33,7 @@ from .dedupe import Deduplicator
 from .events import AssistantRequest, EndOfCallReport, Event, ToolCalls
 from .exceptions import ToolError
 from .live import CallControl
-from .logs import Throttle, describe, masked
+from .logs import UnknownNames, describe, masked
 from .observers import (
     Delivery,
     DeliveryOutcome,
@@ -99,8 +99,9 @@ class Dispatcher(ToolCallsDispatch):
         # Refuses a delivery whose jobs would not fit; the app points it at its job queue.
         self.admit: Callable[[int], None] = _admit_all
         self._encode = msgspec.json.Encoder().encode
-        self._unknown_names: set[str] = set()
-        self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
+        # Names the sender made up, each warned about once and at most 10 a minute.
+        self.unknown_tools = UnknownNames()
+        self.unknown_events = UnknownNames()
         # The way back into live calls: LiveCall parameters, late results. The app sets it.
         self.control: CallControl | None = None
         self.reconciler: Reconciler | None = None  # set when the app reconciles reports

@@ -28,7 +28,7 @@ from .events import Event, ToolCall, ToolCalls
 from .exceptions import ToolError, Unavailable
 from .interim import Busy
 from .live import CallControl
-from .logs import Throttle, masked
+from .logs import UnknownNames, loggable, masked
 from .observers import Delivery, ObserverSet, ToolOutcome, ToolRun
 from .responses import error_result, normalize_result, results_from_response
 from .routing import Registry
@@ -49,9 +49,6 @@ UNKNOWN = "There is no tool called {name} on this server. Do not call it again."
 NOT_JSON = "The tool {name} returned a result that could not be sent."
 BUSY = "The tool {name} cannot be started right now. Tell the caller it cannot be done now."
 
-# The model chooses tool names: the ones remembered for "warned once" are bounded, and so is
-# the rate of the warning itself.
-_MAX_UNKNOWN_NAMES: Final = 128
 _EMPTY_RAW: Final = msgspec.Raw(b"{}")
 
 
@@ -75,8 +72,7 @@ class ToolCallsDispatch:
     admit: Callable[[int], None]
     control: CallControl | None
     _encode: Callable[[Any], bytes]
-    _unknown_names: set[str]
-    _unknown_throttle: Throttle
+    unknown_tools: UnknownNames
 
     if TYPE_CHECKING:  # provided by Dispatcher, which also reports background failures
 
@@ -333,17 +329,12 @@ class ToolCallsDispatch:
                 run.end(ToolOutcome.FAILED)
 
     def _warn_unknown(self, call: ToolCall) -> None:
-        name = call.function.name
-        if name in self._unknown_names or len(self._unknown_names) >= _MAX_UNKNOWN_NAMES:
-            return
-        if not self._unknown_throttle.allow():
-            return
-        self._unknown_names.add(name)
-        _log.warning(
-            "the model called tool %r, which is not registered. To handle it, add:\n%s",
-            name[:64],
-            stub_for(call),
-        )
+        if self.unknown_tools.first(call.function.name):
+            _log.warning(
+                "the model called tool '%s', which is not registered. To handle it, add:\n%s",
+                loggable(call.function.name),
+                stub_for(call),
+            )
 
     def _raw(self, value: Any) -> msgspec.Raw:
         return msgspec.Raw(self._encode(value))
@@ -376,7 +367,7 @@ def stub_for(call: ToolCall) -> str:
         for key, value in list(call.arguments.items())[:20]
         if key.isidentifier()
     )
-    name = call.function.name[:64]
+    name = loggable(call.function.name)
     func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
     return (
         f'@app.tool("{name}")\n'
