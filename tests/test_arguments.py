@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import enum
 import json
@@ -13,7 +14,7 @@ import pytest
 from voicehooks import ConfigurationError, VoiceHooks
 from voicehooks.core.events import ToolCall, ToolFunction
 from voicehooks.testing import WebhookClient, tool_call
-from voicehooks.tools.arguments import COERCIONS
+from voicehooks.tools.arguments import COERCIONS, resolve_ref
 from voicehooks.tools.definition import ArgumentError, Tool
 
 pytestmark = pytest.mark.anyio
@@ -85,6 +86,9 @@ BASE = {"party_size": 4, "day": "2026-01-16"}
         ),
         ({"pair": ["1", 2.0]}, {"pair": (1, 2)}, {"string_to_integer": 1, "float_to_integer": 1}),
         ({"counts": {"a": "5"}}, {"counts": {"a": 5}}, {"string_to_integer": 1}),
+        # Past float's range (309 digits and up), as the same digits unquoted are taken.
+        ({"party_size": "9" * 309}, {"party_size": int("9" * 309)}, {"string_to_integer": 1}),
+        ({"children": "-1" + "0" * 400}, {"children": -(10**400)}, {"string_to_integer": 1}),
     ],
 )
 def test_unambiguous_coercions_are_accepted_and_counted(
@@ -114,6 +118,8 @@ def test_unambiguous_coercions_are_accepted_and_counted(
         ({"price": "nan"}, "'price' must be a number"),
         ({"price": "inf"}, "'price' must be a number"),
         ({"price": "1e400"}, "'price' must be a number"),
+        ({"price": "9" * 309}, "'price' must be a number"),
+        ({"party_size": "9" * 4301}, "'party_size' must be a whole number"),
         ({"children": "null"}, "'children' must be a whole number"),
         ({"outside": "yes"}, "'outside' must be true or false"),
         ({"outside": 1}, "'outside' must be true or false (it was an integer)"),
@@ -210,6 +216,31 @@ async def test_a_model_sending_party_size_as_a_string_gets_its_booking() -> None
     assert dict(app.tools["reserve"].coercions) == {"string_to_integer": 1}
 
 
+async def test_a_number_too_large_for_a_float_costs_no_other_call_of_the_delivery() -> None:
+    app = VoiceHooks(secret=SECRET)
+
+    @app.tool
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @app.tool
+    async def scale(factor: float) -> float:
+        """Scale by a factor."""
+        return factor
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        results = await client.call_tools(
+            tool_call("add", {"a": "9" * 309, "b": 1}, id="huge_int"),
+            tool_call("scale", {"factor": "9" * 309}, id="huge_float"),
+            tool_call("add", {"a": 2, "b": 3}, id="plain"),
+        )
+    assert results[0] == 10**309
+    assert results[1]["error"].startswith("The arguments for scale were not usable: ")
+    assert "'factor' must be a number" in results[1]["error"]
+    assert results[2] == 5
+
+
 class Window(msgspec.Struct):
     start: Annotated[int, msgspec.Meta(ge=0, le=23)]
 
@@ -288,3 +319,89 @@ async def test_the_app_wide_policy_applies_unless_a_tool_sets_its_own() -> None:
         assert await client.call_tool("lenient", day="monday", dya="tuesday") == "monday"
     with pytest.raises(ConfigurationError, match="unknown_arguments must be"):
         VoiceHooks(verify_signatures=False, unknown_arguments="drop")  # type: ignore[arg-type]
+
+
+# -- the one $ref resolver (the lint and the diff read schemas through it too) --------------
+
+ROOT_SCHEMA: dict[str, Any] = {
+    "$defs": {
+        "Hour": {"type": "integer", "minimum": 0},
+        "Start": {"$ref": "#/$defs/Hour", "description": "When it starts."},
+        "A": {"$ref": "#/$defs/B"},
+        "B": {"$ref": "#/$defs/A"},
+        "Self": {"$ref": "#/$defs/Self"},
+        "Tree": {"type": "object", "properties": {"children": {"items": {"$ref": "#/$defs/Tree"}}}},
+        "Maybe": {"anyOf": [{"$ref": "#/$defs/Maybe"}, {"type": "null"}]},
+        "a/b~c": {"type": "string"},
+    },
+    "definitions": {"Day": {"type": "string", "format": "date"}},
+    "prefixItems": [{"type": "boolean"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"type": "string"}, {"type": "string"}),
+        ({"$ref": "#/$defs/Hour"}, {"type": "integer", "minimum": 0}),
+        # A chain, each level's own keys kept over what it points to.
+        (
+            {"$ref": "#/$defs/Start", "default": 9},
+            {"type": "integer", "minimum": 0, "description": "When it starts.", "default": 9},
+        ),
+        ({"$ref": "#/definitions/Day"}, {"type": "string", "format": "date"}),
+        ({"$ref": "#/$defs/a~1b~0c"}, {"type": "string"}),  # JSON pointer escapes
+        ({"$ref": "#/prefixItems/0"}, {"type": "boolean"}),
+        # An optional reads as its schema, the outer keys kept; two types stay a choice.
+        (
+            {"anyOf": [{"$ref": "#/$defs/Hour"}, {"type": "null"}], "default": None},
+            {"type": "integer", "minimum": 0, "default": None},
+        ),
+        (
+            {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        ),
+        # What cannot be followed stays as it is.
+        ({"$ref": "#/$defs/Missing"}, {"$ref": "#/$defs/Missing"}),
+        (
+            {"$ref": "https://schemas.example/hour.json"},
+            {"$ref": "https://schemas.example/hour.json"},
+        ),
+        ({"$ref": "#/$defs/Hour/type"}, {"$ref": "#/$defs/Hour/type"}),  # not an object
+        # Cycles end where they close, in any shape.
+        ({"$ref": "#/$defs/A"}, {"$ref": "#/$defs/A"}),
+        ({"$ref": "#/$defs/Self"}, {"$ref": "#/$defs/Self"}),
+        ({"$ref": "#/$defs/Maybe"}, {"$ref": "#/$defs/Maybe"}),
+        ({"$ref": "#"}, {**ROOT_SCHEMA}),
+    ],
+)
+def test_resolve_ref_follows_local_references_and_stops_at_cycles(
+    node: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    assert resolve_ref(ROOT_SCHEMA, node) == expected
+
+
+def test_resolve_ref_leaves_what_is_not_an_object_and_does_not_change_the_schema() -> None:
+    before = copy.deepcopy(ROOT_SCHEMA)
+    assert resolve_ref(ROOT_SCHEMA, None) is None
+    assert resolve_ref(ROOT_SCHEMA, ["not", "a", "schema"]) is None
+    resolve_ref(ROOT_SCHEMA, {"$ref": "#/$defs/Start", "default": 9})
+    assert before == ROOT_SCHEMA
+
+
+def test_resolve_ref_does_not_follow_again_what_a_walker_followed_on_its_way() -> None:
+    followed: set[str] = set()
+    tree = resolve_ref(ROOT_SCHEMA, {"$ref": "#/$defs/Tree"}, followed)
+    assert tree is not None
+    assert followed == {"#/$defs/Tree"}
+    child = tree["properties"]["children"]["items"]
+    assert resolve_ref(ROOT_SCHEMA, child, followed) == {"$ref": "#/$defs/Tree"}
+
+
+def test_an_optional_arguments_default_is_its_example_in_the_error() -> None:
+    def lift(floor: int | None = 3) -> None:
+        """Call the lift."""
+
+    tool = Tool.from_function(lift)
+    with pytest.raises(ArgumentError, match="'floor' must be a whole number, for example 3 "):
+        tool.bind(ToolCall("t1", ToolFunction("lift", msgspec.Raw(b'{"floor": "top"}'))))

@@ -363,3 +363,14 @@ def test_a_required_list_naming_a_property_twice_is_an_error() -> None:
     entry["parameters"]["properties"]["day"] = "not a schema"
     entry["parameters"]["required"] = []
     assert lint([entry]) == []
+
+
+def test_the_choices_of_an_optional_literal_are_seen_through_its_any_of() -> None:
+    def paint(colour: Literal["red", "blue"] | None = None) -> None:
+        """Paint the caller's bike.
+
+        Args:
+            colour: The colour, one of red or blue.
+        """
+
+    assert lint([Tool.from_function(paint).definition()]) == []

@@ -745,7 +745,7 @@ async def test_warnings_about_unknown_tools_are_bounded_and_rate_limited(
             await client.call_tools(*(tool_call(f"invented_{i}_{j}") for j in range(10)))
     warnings = [r for r in caplog.records if "which is not registered" in r.getMessage()]
     assert len(warnings) == 10  # at most 10 a minute, whatever the model invents
-    assert len(app.dispatcher.tool_calls._unknown_names) <= 128
+    assert len(app.dispatcher.tool_calls.unknown_tools.names) <= 128
 
 
 async def test_a_sync_error_hook_runs_off_the_event_loop() -> None:

@@ -263,3 +263,22 @@ def test_loose_hand_made_schemas_compare_by_their_meaning(
 def test_a_nested_tool_without_any_url_reads_without_one() -> None:
     (flat,), _ = read_definitions([{"type": "function", "function": {"name": "t"}}])
     assert flat == {"name": "t"}
+
+
+class Part(msgspec.Struct):
+    name: str
+    parts: list[Part] = []
+
+
+def assemble(part: Part) -> None:
+    """Assemble a bike from its parts."""
+
+
+def test_a_recursive_type_is_compared_once_not_until_the_stack_runs_out() -> None:
+    ours = [Tool.from_function(assemble).definition()]
+    assert diff(ours, copy.deepcopy(ours)) == []
+    theirs = copy.deepcopy(ours)
+    theirs[0]["parameters"]["$defs"]["Part"]["properties"]["name"] = {"type": "integer"}
+    assert [d.line() for d in diff(ours, theirs)] == [
+        "assemble: parameters.part.name: type integer in the assistant, string in the app"
+    ]

@@ -111,6 +111,11 @@ def build_app(max_body_bytes: int = MAX_BODY_BYTES) -> VoiceHooks:
     async def notify(text: str = "") -> None:
         """Fire and forget."""
 
+    @app.tool
+    async def scale(factor: float, exact: bool = False) -> float:
+        """Scale by a factor."""
+        return factor
+
     @app.on("assistant-request")
     async def configure(event: AssistantRequest) -> AssistantResponse:
         return AssistantResponse.override(
@@ -522,20 +527,22 @@ async def test_odd_repeated_and_non_ascii_headers_never_give_a_5xx(
 
 
 # -- known hostile inputs, each a regression test ----------------------------------------
+# Each body has a call id of its own: with one shared id, every tool body after the first
+# would be answered as a duplicate of it, and never reach the arguments.
 
 
 def _tool_body(name: str, raw_arguments: bytes) -> bytes:
-    body = _encode(tool_calls(tool_call(name, {}, id="tc_1"), call_id="call_1"))
+    body = _encode(tool_calls(tool_call(name, {}, id="tc_1")))
     return body.replace(b'"arguments":{}', b'"arguments":' + raw_arguments, 1)
 
 
 def _field_body(raw: bytes) -> bytes:
-    body = _encode(end_of_call_report(call_id="call_1", summary=HOLE))
+    body = _encode(end_of_call_report(summary=HOLE))
     return body.replace(f'"{HOLE}"'.encode(), raw, 1)
 
 
 def _assistant_body(raw: bytes, name: str) -> bytes:
-    body = _encode(tool_calls(tool_call(name, {}, id="tc_1"), call_id="call_1", metadata={}))
+    body = _encode(tool_calls(tool_call(name, {}, id="tc_1"), metadata={}))
     return body.replace(b'"assistant":{"metadata":{}}', b'"assistant":' + raw, 1)
 
 
@@ -566,6 +573,12 @@ HOSTILE_BODIES = {
     ),
     "invalid UTF-8 in the summary": _field_body(b'"\xff"'),
     "huge integer argument": _tool_body("add", b'{"a":' + b"9" * 5000 + b',"b":1}'),
+    "integer argument as a string past float's range": _tool_body(
+        "add", b'{"a":"' + b"9" * 309 + b'","b":1}'
+    ),
+    "epoch time past float's range": _encode(status_update(call_id="c1", timestamp=HOLE)).replace(
+        f'"{HOLE}"'.encode(), b"9" * 312, 1
+    ),
     "huge float argument": _tool_body("add", b'{"a":1e999,"b":1}'),
 }
 
@@ -591,3 +604,111 @@ async def test_huge_numeric_headers_are_a_4xx(name: str, value: str) -> None:
     headers = [(k, v) for k, v in signed(body) if k != name] + [(name, value)]
     response = await send(app, [body], headers)
     assert response.status_code in (401, 413)
+
+
+# -- hostile values where the tolerant decoder and the argument coercion look twice --------
+
+# As raw JSON text: numbers past float's range and past Python's int-string limit, in number
+# and in string form; NaN and Infinity as tokens (not JSON) and as strings; nesting around
+# the tolerant decoder's depth bound; strings of odd unicode, lone surrogates escaped.
+ODD_CHARACTERS = ["x", "\\ud800", "\\udfff", "\\u0000", "\\n", "\\u202e", "\\u200f", "\\u2028"]
+hostile_values = st.one_of(
+    st.integers(300, 4400).map(lambda n: b"9" * n),
+    st.integers(300, 4400).map(lambda n: b"-1" + b"0" * n),
+    st.integers(300, 4400).map(lambda n: b'"' + b"9" * n + b'"'),
+    st.integers(300, 4400).map(lambda n: b'"-' + b"9" * n + b'.0"'),
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1e308", b"-0"]),
+    st.sampled_from([b'"NaN"', b'"nan"', b'"Infinity"', b'"-inf"', b'"1e999"', b'"1e308"']),
+    st.integers(1, 400).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 400).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    st.lists(st.sampled_from(ODD_CHARACTERS), max_size=8).map(lambda p: f'"{"".join(p)}"'.encode()),
+    st.text(st.characters(codec="utf-8"), max_size=12).map(lambda t: json.dumps(t).encode()),
+)
+
+# The fields the tolerant decoder converts (times, numbers, strings) and a few it keeps whole.
+ENVELOPE_FIELDS = [
+    ("timestamp",),
+    ("started_at",),
+    ("ended_at",),
+    ("duration_seconds",),
+    ("summary",),
+    ("status",),
+    ("end_reason",),
+    ("error",),
+    ("customer",),
+    ("messages",),
+    ("call", "status"),
+    ("call", "id"),
+    ("call", "type"),
+]
+
+
+def _with_raw(delivery: dict[str, Any], path: tuple[str, ...], raw: bytes) -> bytes:
+    target = delivery["message"]
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = HOLE
+    return _encode(delivery).replace(f'"{HOLE}"'.encode(), raw, 1)
+
+
+@FUZZ
+@given(
+    delivery=deliveries(),
+    path=st.sampled_from(ENVELOPE_FIELDS),
+    raw=hostile_values,
+    target=st.sampled_from(APPS[:2]),
+)
+@example(delivery=status_update(call_id="call_1"), path=("timestamp",), raw=b"9" * 312, target=app)
+async def test_hostile_values_at_the_converted_fields_never_give_a_5xx(
+    delivery: dict[str, Any], path: tuple[str, ...], raw: bytes, target: VoiceHooks
+) -> None:
+    body = _with_raw(delivery, path, raw)
+    response = await send(target, [body], signed(body))
+    _check_tool_answer(delivery, response)
+
+
+# (tool, its arguments with a hole): the coercions of int, float, bool and nested Structs.
+# Adding 0 keeps a result of 4300 digits encodable (one more digit would not be).
+ARGUMENT_HOLES = [
+    ("add", '{"a":__,"b":0}'),
+    ("add", '{"a":0,"b":__}'),
+    ("scale", '{"factor":__}'),
+    ("scale", '{"factor":2,"exact":__}'),
+    ("book", '{"slot":{"day":"mon","hour":__}}'),
+    ("book", '{"slot":{"day":__,"hour":9},"urgent":__}'),
+    ("book", '{"slot":{"day":"mon","hour":9},"notes":[__]}'),
+    ("lookup", '{"order_number":__}'),
+    ("add", "__"),
+]
+
+
+@FUZZ
+@given(
+    hole=st.sampled_from(ARGUMENT_HOLES),
+    raw=hostile_values,
+    as_string=st.booleans(),
+    target=st.sampled_from(APPS[:2]),
+)
+@example(hole=ARGUMENT_HOLES[0], raw=b'"' + b"9" * 309 + b'"', as_string=False, target=app)
+async def test_hostile_tool_arguments_never_give_a_5xx_nor_cost_the_other_calls(
+    hole: tuple[str, str], raw: bytes, as_string: bool, target: VoiceHooks
+) -> None:
+    name, template = hole
+    arguments = template.encode().replace(b"__", raw)
+    if as_string:  # OpenAI-style engines send a JSON string: decoded a second time
+        arguments = json.dumps(arguments.decode("utf-8", "surrogatepass")).encode()
+    delivery = tool_calls(
+        tool_call(name, {}, id="hostile"), tool_call("add", {"a": 2, "b": 3}, id="plain")
+    )
+    body = _encode(delivery).replace(b'"arguments":{}', b'"arguments":' + arguments, 1)
+    response = await send(target, [body], signed(body))
+    try:
+        msgspec.json.decode(body, type=msgspec.Raw)  # JSON at all? (reads no number)
+    except msgspec.DecodeError:  # NaN, Infinity, a lone surrogate: the body is not JSON
+        assert response.status_code == 400
+        return
+    if target is app:  # the fallback handler answers what it is given, not the tools
+        assert response.status_code == 200
+        results = response.json()["results"]
+        assert [r["tool_call_id"] for r in results] == ["hostile", "plain"]
+        assert results[1]["result"] == 5

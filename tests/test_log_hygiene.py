@@ -18,7 +18,6 @@ pins that down as a known gap.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 import traceback
@@ -44,6 +43,7 @@ from voicehooks import (
     VoiceHooks,
 )
 from voicehooks.core.exceptions import StoreError
+from voicehooks.core.logs import JSONFormatter, TextFormatter, UnknownNames
 from voicehooks.core.signing import signature
 from voicehooks.state.dedupe import StoreFailure
 from voicehooks.testing import (
@@ -566,10 +566,6 @@ class FailingStore:
         raise StoreError("the stub store is down")
 
 
-HAS_STORES = "store" in inspect.signature(VoiceHooks).parameters
-
-
-@pytest.mark.skipif(not HAS_STORES, reason="VoiceHooks(store=...) does not exist yet")
 @pytest.mark.parametrize("store_failure", ["process", "reject"])
 async def test_store_errors_log_nothing_personal(
     logs: pytest.LogCaptureFixture, store_failure: StoreFailure
@@ -614,3 +610,66 @@ async def test_user_exception_messages_are_not_logged(logs: pytest.LogCaptureFix
         )
     ).status_code == 200
     sent.check(logs.records)
+
+
+# -- text the sender chose ------------------------------------------------------------------
+
+# A newline and then what looks like a line of our own: it must never start a line.
+FORGED_HEAD = "2026-01-01T00:00:00.000Z ERROR voicehooks:"
+FORGED = f"\n{FORGED_HEAD} FORGED-LINE"
+
+
+def formatted(records: list[logging.LogRecord]) -> tuple[list[str], list[str]]:
+    """The lines ``voicehooks run`` would write for ``records``, in text and in JSON."""
+    text = [line for r in records for line in TextFormatter().format(r).splitlines()]
+    json = [line for r in records for line in JSONFormatter().format(r).splitlines()]
+    return text, json
+
+
+async def test_a_newline_the_sender_chose_never_starts_a_log_line_of_its_own(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    app = build_app()
+    client = WebhookClient(app, secret=SECRET)
+    unknown_event = {"message": {"type": "transcript" + FORGED, "call": {"id": "u" + FORGED}}}
+    drifted = status_update("ended", call_id="s" + FORGED, error=["not", "a", "string"])
+    unknown_tool = tool_calls(tool_call("invented" + FORGED, {}), call_id="t" + FORGED)
+    for payload in (unknown_event, drifted, unknown_tool, report("r" + FORGED)):
+        assert (await client.post(payload)).status_code == 200
+    records = [r for r in logs.records if r.name == "voicehooks"]
+    assert saw(records, "unknown event type", "FORGED-LINE")
+    assert saw(records, "which is not registered", "FORGED-LINE")
+    assert saw(records, "could not be read", "FORGED-LINE")
+    text, json = formatted(records)
+    assert sum("FORGED-LINE" in line for line in text) >= 8
+    assert [line for line in text if line.startswith(FORGED_HEAD)] == []
+    assert len(json) == len(records)  # one line per record
+
+
+async def test_a_450_000_character_event_type_gives_log_lines_of_bounded_length(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    client = WebhookClient(VoiceHooks(secret=SECRET), secret=SECRET)
+    huge = {"message": {"type": "t" * 450_000, "call": {"id": "c" * 450_000}}}
+    assert (await client.post(huge)).status_code == 200
+    assert saw(logs.records, "unknown event type")
+    text, json = formatted([r for r in logs.records if r.name == "voicehooks"])
+    # 128 characters shown of each text the sender chose (escaped, each at most 10).
+    assert max(map(len, text + json)) < 2_000
+
+
+async def test_warnings_about_unknown_event_types_are_once_each_and_rate_limited(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    app = VoiceHooks(secret=SECRET)
+    app.dispatcher.unknown_events = UnknownNames(clock=lambda: 0.0)  # one period throughout
+    client = WebhookClient(app, secret=SECRET)
+    types = ["transcript"] * 20 + [f"invented-{i}" for i in range(40)]
+    for index, kind in enumerate(types):
+        payload = {"message": {"type": kind, "call": {"id": f"call-{index}"}}}
+        assert (await client.post(payload)).status_code == 200
+    warnings = [r for r in logs.records if "unknown event type" in r.getMessage()]
+    assert len(warnings) == 10  # "transcript" once, then 9 more names: 10 a minute
+    assert saw(warnings, "'transcript'")
+    answered = [r for r in logs.records if r.levelno == logging.INFO and " 200 " in r.getMessage()]
+    assert len(answered) == len(types)  # every delivery keeps its own line

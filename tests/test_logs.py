@@ -12,7 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from voicehooks.core.logs import JSONFormatter, TextFormatter, logging_config, setup
+from voicehooks.core.logs import (
+    JSONFormatter,
+    TextFormatter,
+    UnknownNames,
+    loggable,
+    logging_config,
+    masked,
+    setup,
+)
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 NAMES = ("", "voicehooks", "uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error")
@@ -155,3 +163,53 @@ def test_setup_does_nothing_where_voicehooks_run_configured_logging_already(
     assert logging.getLogger().handlers == [handler]
     assert isinstance(handler.formatter, JSONFormatter)
     assert logging.getLogger().level == logging.INFO
+
+
+# -- text the sender chose -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tool-calls", "tool-calls"),
+        ("réservation_日本", "réservation_日本"),  # printable in any script: kept
+        ("odd\nERROR voicehooks: forged", "odd\\nERROR voicehooks: forged"),
+        ("a\r\nb", "a\\r\\nb"),
+        ("nul\x00", "nul\\x00"),
+        ("tab\there", "tab\\there"),
+        ("\u202eevil\u200f", "\\u202eevil\\u200f"),  # bidirectional marks
+        ("line\u2028sep\x85", "line\\u2028sep\\x85"),  # what some viewers break lines on
+        ("lone\ud800", "lone\\ud800"),  # unencodable: a handler would fail on it
+        ("back\\slash", "back\\\\slash"),  # so an escape the sender typed reads as typed
+        ("x" * 128, "x" * 128),
+        ("x" * 129, "x" * 128 + "... (1 more characters)"),
+        ("\n" * 450_000, "\\n" * 128 + "... (449872 more characters)"),
+    ],
+)
+def test_loggable_escapes_and_cuts_what_the_sender_chose(text: str, expected: str) -> None:
+    assert loggable(text) == expected
+
+
+def test_a_masked_call_id_is_loggable_too() -> None:
+    assert masked("call\n+31612345678") == "call\\n+***********"
+    long = masked("1234567" + "a" * 300)
+    assert long.startswith("*******aaa")
+    assert long.endswith("... (179 more characters)")
+
+
+def test_unknown_names_are_warned_once_each_and_at_most_limit_a_period() -> None:
+    now = [0.0]
+    names = UnknownNames(max_names=5, limit=2, period_seconds=60, clock=lambda: now[0])
+    assert [names.first(n) for n in ("a", "a", "b", "c", "b")] == [True, False, True, False, False]
+    now[0] = 60.0
+    assert [names.first(n) for n in ("c", "d", "e")] == [True, True, False]
+    now[0] = 120.0
+    assert [names.first(n) for n in ("e", "f")] == [True, False]  # 5 remembered: no more
+    assert len(names.names) == 5
+
+
+def test_unknown_names_remember_a_long_name_by_what_the_log_shows_of_it() -> None:
+    names = UnknownNames()
+    assert names.first("x" * 450_000)
+    assert not names.first("x" * 450_001)  # the same 128 characters in the log
+    assert [len(name) for name in names.names] == [128]

@@ -27,6 +27,7 @@ from voicehooks.core.events import (
     ToolCalls,
     decode_delivery,
 )
+from voicehooks.core.tolerance import MAX_DEPTH, DecodeIssue, repair
 from voicehooks.testing import (
     WebhookClient,
     assistant_request,
@@ -88,6 +89,18 @@ DRIFTED: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         ["$.message.duration_seconds", "$.message.started_at"],
     ),
     (
+        "report-epoch-past-any-float",
+        end_of_call_report(call_id="r11", started_at=-(10**312), ended_at=10**400, timestamp=EPOCH),
+        {"timestamp": "2025-12-31T12:00:00+00:00", "ended_at": None},
+        ["$.message.started_at", "$.message.ended_at"],
+    ),
+    (
+        "report-nan-and-infinity-strings",
+        end_of_call_report(call_id="r12", duration_seconds="NaN", ended_at="Infinity"),
+        {"duration_seconds": None, "ended_at": None},
+        ["$.message.duration_seconds", "$.message.ended_at"],
+    ),
+    (
         "report-epoch-milliseconds",
         end_of_call_report(call_id="r9", timestamp=EPOCH * 1000, ended_at=EPOCH),
         {"timestamp": "2025-12-31T12:00:00+00:00", "ended_at": "2025-12-31T12:00:00+00:00"},
@@ -112,6 +125,12 @@ DRIFTED: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         status_update("ended", call_id="s1", end_reason=7, error=None, timestamp=EPOCH),
         {"end_reason": "7", "timestamp": "2025-12-31T12:00:00+00:00"},
         [],
+    ),
+    (
+        "status-timestamp-past-any-float",
+        status_update("ended", call_id="s3", timestamp=10**312),
+        {"timestamp": None},
+        ["$.message.timestamp"],
     ),
     (
         "status-list-for-string",
@@ -345,6 +364,61 @@ def test_the_essentials_are_still_refused_over_a_real_socket(
     status, answer = post(server.port, body)
     assert status == 400
     assert path in json.loads(answer)["error"]
+
+
+def nested(depth: int, key: str = "call", **fields: Any) -> bytes:
+    """A report whose ``key`` holds arrays ``depth`` deep (the message is level 1)."""
+    payload = end_of_call_report(call_id="deep", **fields)
+    payload["message"][key] = HOLE
+    body = msgspec.json.encode(payload)
+    return body.replace(f'"{HOLE}"'.encode(), b"[" * depth + b"]" * depth, 1)
+
+
+HOLE = "__HOLE__"
+
+
+async def test_a_message_nested_up_to_the_bound_is_repaired() -> None:
+    seen: list[tuple[Event, dict[str, Any]]] = []
+    client = WebhookClient(build_app(seen), secret=SECRET)
+    response = await client.post(nested(MAX_DEPTH - 1))
+    assert response.status_code == 200
+    assert [issue.path for issue in seen[0][0].decode_issues] == ["$.message.call"]
+
+
+# The same answer on every Python: 3.11's msgspec gives up near 1000 levels, 3.13's near
+# 10,000, and the bound lies below both.
+@pytest.mark.parametrize("depth", [MAX_DEPTH, 3000])
+async def test_a_message_nested_past_the_bound_is_a_400_naming_the_field(depth: int) -> None:
+    seen: list[tuple[Event, dict[str, Any]]] = []
+    client = WebhookClient(build_app(seen), secret=SECRET)
+    response = await client.post(nested(depth))
+    assert response.status_code == 400
+    assert "at `$.message.call`" in response.json()["error"]
+    if depth == MAX_DEPTH:
+        assert response.json()["error"] == (
+            "the payload does not fit the webhook envelope: "
+            "Nested more than 128 levels deep - at `$.message.call`"
+        )
+    assert seen == []
+
+
+async def test_a_deep_key_the_sender_made_up_is_not_echoed() -> None:
+    client = WebhookClient(build_app([]), secret=SECRET)
+    drifted = nested(MAX_DEPTH, key="SENDER-KEY-MARKER", duration_seconds="ninety")
+    response = await client.post(drifted)
+    assert response.status_code == 400
+    assert response.json()["error"].endswith("Nested more than 128 levels deep - at `$.message`")
+
+
+class Reading(msgspec.Struct):
+    level: float = 0.0
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", "1e999"])
+def test_nan_and_infinity_strings_are_not_read_as_numbers(value: str) -> None:
+    repaired, issues = repair({"level": value}, Reading)
+    assert repaired == {}
+    assert issues == [DecodeIssue("$.message.level", "number")]
 
 
 def test_issue_paths_are_written_as_json_paths(tmp_path: Path) -> None:

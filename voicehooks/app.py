@@ -44,7 +44,7 @@ from .core.exceptions import (
     Unavailable,
     UnsupportedMediaType,
 )
-from .core.logs import describe, masked
+from .core.logs import describe, loggable, masked
 from .core.records import Delivery, DeliveryOutcome
 from .core.running import Threads, within
 from .core.signing import Verifier, is_milliseconds
@@ -352,11 +352,13 @@ class VoiceHooks(Registry):
             status, body = 200, EMPTY
             delivery.event_type, delivery.call_id = exc.event_type, exc.call_id
             delivery.outcome = DeliveryOutcome.UNKNOWN_EVENT
-            _log.warning(
-                "unknown event type %r (call %s) answered {}; a newer voicehooks may handle it",
-                exc.event_type[:64],
-                masked(exc.call_id),
-            )
+            if self.dispatcher.unknown_events.first(exc.event_type):
+                _log.warning(
+                    "unknown event type '%s' (call %s) answered {}; "
+                    "a newer voicehooks may handle it",
+                    loggable(exc.event_type),
+                    masked(exc.call_id),
+                )
         except Exception as exc:
             # A bug in voicehooks itself: user code is caught inside the dispatcher.
             _log.error("internal error while answering a delivery: %s", describe(exc))
@@ -490,7 +492,7 @@ def _log_delivery(delivery: Delivery) -> None:
     replay = ""
     if delivery.is_replay:
         replay = " replay (duplicates bypassed)" if delivery.bypass_dedupe else " replay"
-    call_id = masked(delivery.call_id)
+    call_id, event = masked(delivery.call_id), loggable(delivery.event_type or "")
     duration_ms = delivery.duration_seconds * 1000
     # The record is made and handled here rather than through _log.info, which would first
     # walk the stack for the caller's file and line (always this function), and the call id
@@ -504,7 +506,7 @@ def _log_delivery(delivery: Delivery) -> None:
             _LOG_LINE,
             "%s call=%s %d %.1fms%s%s",
             (
-                delivery.event_type,
+                event,
                 call_id,
                 delivery.status,
                 duration_ms,
@@ -516,7 +518,7 @@ def _log_delivery(delivery: Delivery) -> None:
             None,
             "_log_delivery",
             {
-                "event": delivery.event_type,
+                "event": event,
                 "call_id": call_id,
                 "status": delivery.status,
                 "outcome": delivery.outcome,

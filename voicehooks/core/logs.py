@@ -18,8 +18,12 @@ Sentry that keep data under their own access control.
 A call id is opaque, and the platform's REST ids embed the caller's number
 (``call-_+316…``, PLATFORM.md §2), so every call id is logged through ``masked``.
 
-Warnings that the sender can trigger at will (a model inventing tool names) go through a
-``Throttle``, so that no sender can fill the log.
+Any other text the sender chose (an unknown event type, a tool name the model made up) goes
+into a log line through ``loggable``: a newline in it would otherwise start a line of its own
+that a reader cannot tell from ours (``...\\nERROR voicehooks: ...``), and its length is the
+sender's to choose. ``masked`` applies it too. Warnings that the sender can trigger at will
+go through ``UnknownNames`` (each name once, then a ``Throttle``), so that no sender can fill
+the log.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ __all__ = [
     "LogFormat",
     "TextFormatter",
     "Throttle",
+    "UnknownNames",
     "describe",
+    "loggable",
     "logging_config",
     "masked",
     "setup",
@@ -63,10 +69,39 @@ _SERVER_LOGGERS: Final = (
     "gunicorn.access",
 )
 _encode = msgspec.json.Encoder(enc_hook=str).encode
+_LOGGABLE_CHARS: Final = 128
+
+
+def loggable(text: str, limit: int = _LOGGABLE_CHARS) -> str:
+    """``text``, which the sender chose, made fit for one log line.
+
+    Characters that are not printable (newlines and other control characters, bidirectional
+    marks, lone surrogates) and backslashes are escaped as in a Python string literal, so the
+    text stays on its line and reads unambiguously; past ``limit`` characters it is cut, and
+    the cut says how much was left out. Text that needs neither is returned as it is.
+
+    Examples:
+        >>> loggable("end-of-call-report")
+        'end-of-call-report'
+        >>> print(loggable("odd\\nERROR voicehooks: forged"))
+        odd\\nERROR voicehooks: forged
+        >>> loggable("x" * 300, limit=4)
+        'xxxx... (296 more characters)'
+    """
+    if len(text) <= limit and text.isprintable() and "\\" not in text:
+        return text
+    kept = "".join(map(_escaped, text[:limit]))
+    return kept if len(text) <= limit else f"{kept}... ({len(text) - limit} more characters)"
+
+
+def _escaped(character: str) -> str:
+    if character.isprintable() and character != "\\":
+        return character
+    return character.encode("unicode_escape").decode("ascii")
 
 
 def masked(call_id: str | None) -> str:
-    """``call_id`` with every run of 7 or more digits starred out, for the log.
+    """``call_id`` with every run of 7 or more digits starred out, for the log (``loggable``).
 
     Examples:
         >>> masked("call-_+31612345678_XqaQ")
@@ -76,7 +111,7 @@ def masked(call_id: str | None) -> str:
     """
     if call_id is None:
         return "-"
-    return _PHONE_LIKE.sub(lambda match: "*" * len(match.group()), call_id)
+    return loggable(_PHONE_LIKE.sub(lambda match: "*" * len(match.group()), call_id))
 
 
 class Throttle:
@@ -121,6 +156,44 @@ class Throttle:
         """How many were refused since the last call; resets the count."""
         refused, self.refused = self.refused, 0
         return refused
+
+
+class UnknownNames:
+    """Which names the sender made up (tool names, event types) are worth a warning now.
+
+    Each name is warned about once, and at most ``limit`` names per ``period_seconds`` (a
+    ``Throttle``); at most ``max_names`` are remembered, by as many characters as ``loggable``
+    shows, and once that many were warned about, no more are.
+
+    Examples:
+        >>> names = UnknownNames(limit=2, period_seconds=60)
+        >>> [names.first(name) for name in ("a", "a", "b", "c")]
+        [True, False, True, False]
+    """
+
+    __slots__ = ("max_names", "names", "throttle")
+
+    def __init__(
+        self,
+        *,
+        max_names: int = 128,
+        limit: int = 10,
+        period_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_names = max_names
+        self.names: set[str] = set()
+        self.throttle = Throttle(limit=limit, period_seconds=period_seconds, clock=clock)
+
+    def first(self, name: str) -> bool:
+        """Whether to warn about ``name`` now: its first sighting, within the budget."""
+        key = name[:_LOGGABLE_CHARS]
+        if key in self.names or len(self.names) >= self.max_names:
+            return False
+        if not self.throttle.allow():
+            return False
+        self.names.add(key)
+        return True
 
 
 def describe(exc: BaseException) -> str:

@@ -21,19 +21,28 @@ tool call answered under an id the platform did not send would be lost to it. Va
 ``Any`` (``analysis``, tool arguments, the assistant configuration) are user data and pass
 through untouched.
 
+A message nested more than ``MAX_DEPTH`` levels deep is refused before the walk (a
+``ValidationError`` naming the field, so a 400): no delivery nests anywhere near that, the walk
+stays bounded, and the answer no longer depends on how deep the Python version lets msgspec
+recurse (3.11 gave up at about 1000 levels, 3.13 at about 10,000).
+
 This path runs only after the strict decode failed: the common delivery never pays for it.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 from functools import cache
 from typing import Any, Final
 
 import msgspec
 import msgspec.inspect as mi
 
-__all__ = ["DecodeIssue", "repair"]
+__all__ = ["DecodeIssue", "MAX_DEPTH", "repair"]
+
+MAX_DEPTH: Final = 128
+"""How deeply a message that needs repair may nest its objects and arrays (the message is 1)."""
 
 
 class DecodeIssue(msgspec.Struct, frozen=True):
@@ -74,10 +83,35 @@ def repair(
 
     Returns:
         The repaired copy (unknown keys left out) and the issues found, in document order.
+
+    Raises:
+        msgspec.ValidationError: ``message`` nests deeper than ``MAX_DEPTH``; names the field.
     """
+    info = _info(target)
+    # A sender's mistake, refused (400) rather than repaired: a field that deep is no drift.
+    deep = _too_deep(message)
+    if deep is not None:
+        known = any(field.encode_name == deep for field in info.fields)
+        path = f"$.message.{deep}" if known else "$.message"  # never echo the sender's key
+        raise msgspec.ValidationError(f"Nested more than {MAX_DEPTH} levels deep - at `{path}`")
     issues: list[DecodeIssue] = []
-    repaired = _struct(message, _info(target), "$.message", issues)
+    repaired = _struct(message, info, "$.message", issues)
     return repaired, issues
+
+
+def _too_deep(message: dict[str, Any]) -> str | None:
+    """The first key of ``message`` nested deeper than ``MAX_DEPTH``, found without recursion."""
+    for name, value in message.items():
+        stack = [(value, 2)]  # the message is level 1, its objects and arrays level 2
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                return name
+            children = (
+                node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+            )
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return None
 
 
 @cache
@@ -149,15 +183,17 @@ def _list(value: list[Any], item: mi.Type, path: str, issues: list[DecodeIssue])
 
 
 def _leaf(value: Any, python_type: type) -> Any:
-    if python_type is datetime.datetime and isinstance(value, int | float):
-        if isinstance(value, bool):
-            return _DROP
-        if abs(value) >= _MILLISECONDS_ABOVE:
-            value = value / 1000
     try:
-        return msgspec.convert(value, python_type, strict=False)
-    except msgspec.ValidationError:
+        if python_type is datetime.datetime and isinstance(value, int | float):
+            if isinstance(value, bool):
+                return _DROP
+            if abs(value) >= _MILLISECONDS_ABOVE:
+                value = value / 1000  # OverflowError from about 1.8e311: no time at all
+        fitted: Any = msgspec.convert(value, python_type, strict=False)
+    except (msgspec.ValidationError, OverflowError):
         return _DROP
+    # "nan" and "inf" read as floats, but no field means them: a guess, not a reading.
+    return _DROP if isinstance(fitted, float) and not math.isfinite(fitted) else fitted
 
 
 def _nullable(info: mi.Type) -> bool:

@@ -34,6 +34,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from voicehooks.tools.arguments import resolve_ref
 from voicehooks.tools.definition import Tool, parse_docstring
 
 __all__ = [
@@ -252,7 +253,7 @@ def _lint_parameters(name: str, schema: Mapping[str, Any]) -> Iterator[Finding]:
             )
         if not isinstance(prop, dict):
             continue
-        target = _resolve(schema, prop)
+        target = resolve_ref(schema, prop) or {}
         described = prop.get("description") or target.get("description")
         if not described:
             yield Finding(
@@ -380,18 +381,6 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
                 yield from _walk(child, f"{path}.{key}[{index}]")
     for key in _SUBSCHEMAS:
         yield from _walk(node.get(key), f"{path}.{key}")
-
-
-def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Follow a local ``$ref`` (``#/$defs/Name``) one step, else ``node`` itself."""
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        if isinstance(target, dict):
-            return target
-    return node
 
 
 def _lint_docstring(tool: Tool, definition: Mapping[str, Any]) -> Iterator[Finding]:

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from voicehooks.tools.arguments import resolve_ref
+
 __all__ = ["Difference", "DriftError", "diff", "read_definitions"]
 
 _BUILT_IN = {"end_call", "endCall", "transfer_call", "transferCall"}
@@ -164,6 +166,7 @@ def _diff_schema(
     ours: Mapping[str, Any],
     theirs: Mapping[str, Any],
     roots: tuple[Mapping[str, Any], Mapping[str, Any]],
+    followed: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> Iterator[Difference]:
     """Compare two object schemas' properties, recursing into nested objects."""
     mine: Mapping[str, Any] = ours.get("properties") or {}
@@ -201,7 +204,7 @@ def _diff_schema(
             where = "the app" if argument in required else "the assistant"
             yield Difference(name, f"{path}.{argument}", f"required only in {where}")
         yield from _diff_property(
-            name, f"{path}.{argument}", mine[argument], yours[argument], roots
+            name, f"{path}.{argument}", mine[argument], yours[argument], roots, followed
         )
 
 
@@ -211,8 +214,14 @@ def _diff_property(
     ours: Any,
     theirs: Any,
     roots: tuple[Mapping[str, Any], Mapping[str, Any]],
+    followed: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> Iterator[Difference]:
-    mine, yours = _resolve(roots[0], ours), _resolve(roots[1], theirs)
+    # A reference followed further up this path is not followed again: a recursive type
+    # (a tree of nodes) is compared once, not until the stack runs out.
+    seen, their_seen = set(followed[0]), set(followed[1])
+    mine = resolve_ref(roots[0], ours, seen) or {}
+    yours = resolve_ref(roots[1], theirs, their_seen) or {}
+    followed = (frozenset(seen), frozenset(their_seen))
     kind, their_kind = _kind(mine), _kind(yours)
     if kind != their_kind:
         yield Difference(name, path, f"type {their_kind} in the assistant, {kind} in the app")
@@ -232,33 +241,10 @@ def _diff_property(
             f"format {yours.get('format')!r} in the assistant, {mine.get('format')!r} in the app",
         )
     if "properties" in mine or "properties" in yours:
-        yield from _diff_schema(name, path, mine, yours, roots)
+        yield from _diff_schema(name, path, mine, yours, roots, followed)
     elif isinstance(mine.get("items"), dict) and isinstance(yours.get("items"), dict):
-        yield from _diff_property(name, f"{path}[]", mine["items"], yours["items"], roots)
-
-
-def _resolve(root: Mapping[str, Any], node: Any) -> Mapping[str, Any]:
-    """``node`` with a local ``$ref`` followed and an ``anyOf`` with ``null`` unwrapped."""
-    if not isinstance(node, dict):
-        return {}
-    for _ in range(16):  # a bound: a recursive schema must not loop
-        ref = node.get("$ref")
-        if not (isinstance(ref, str) and ref.startswith("#/")):
-            break
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            break
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    branches = node.get("anyOf")
-    if isinstance(branches, list):
-        kept = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
-        if len(kept) == 1:
-            rest = {k: v for k, v in node.items() if k != "anyOf"}
-            return {**_resolve(root, kept[0]), **rest, "nullable": True}
-    resolved: Mapping[str, Any] = node
-    return resolved
+        items = (mine["items"], yours["items"])
+        yield from _diff_property(name, f"{path}[]", *items, roots, followed)
 
 
 def _kind(node: Mapping[str, Any]) -> str:

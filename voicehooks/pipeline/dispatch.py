@@ -37,7 +37,7 @@ import msgspec
 from voicehooks.core.events import AssistantRequest, Event, ToolCalls
 from voicehooks.core.exceptions import ToolError, Unavailable
 from voicehooks.core.injection import Providers, fill
-from voicehooks.core.logs import describe, masked
+from voicehooks.core.logs import UnknownNames, describe, masked
 from voicehooks.core.records import Delivery, DeliveryOutcome, JobOutcome, JobRun
 from voicehooks.core.responses import (
     AssistantResponse,
@@ -125,6 +125,8 @@ class Dispatcher:
             provided=self.provided,
             report=self.report,
         )
+        # Event types the sender made up, each warned about once and at most 10 a minute.
+        self.unknown_events = UnknownNames()
 
     async def answer(self, delivery: Delivery) -> tuple[bytes, Sequence[Job]]:
         """The body to answer ``delivery.event`` with, and the jobs to run here once it is sent.

@@ -23,7 +23,7 @@ import msgspec
 from voicehooks.core.events import Event, ToolCall, ToolCalls
 from voicehooks.core.exceptions import ToolError, Unavailable
 from voicehooks.core.injection import Providers, fill
-from voicehooks.core.logs import Throttle, masked
+from voicehooks.core.logs import UnknownNames, loggable, masked
 from voicehooks.core.records import Delivery, ToolOutcome, ToolRun
 from voicehooks.core.responses import error_result, normalize_result, results_from_response
 from voicehooks.core.running import HungThreads, Threads, run_concurrently, within
@@ -50,9 +50,6 @@ UNKNOWN = "There is no tool called {name} on this server. Do not call it again."
 NOT_JSON = "The tool {name} returned a result that could not be sent."
 BUSY = "The tool {name} cannot be started right now. Tell the caller it cannot be done now."
 
-# The model chooses tool names: the ones remembered for "warned once" are bounded, and so is
-# the rate of the warning itself.
-_MAX_UNKNOWN_NAMES: Final = 128
 _EMPTY_RAW: Final = msgspec.Raw(b"{}")
 
 
@@ -108,8 +105,8 @@ class ToolCallsAnswerer:
         self.provided = provided
         self.report = report
         self._encode = msgspec.json.Encoder().encode
-        self._unknown_names: set[str] = set()
-        self._unknown_throttle = Throttle(limit=10, period_seconds=60.0)
+        # Tool names the model made up, each warned about once and at most 10 a minute.
+        self.unknown_tools = UnknownNames()
 
     async def answer(self, event: ToolCalls, delivery: Delivery) -> tuple[bytes, list[Job]]:
         """The answer to ``event`` (one result per call, in order) and its fire-and-forget jobs.
@@ -367,17 +364,12 @@ class ToolCallsAnswerer:
                 run.end(ToolOutcome.FAILED)
 
     def _warn_unknown(self, call: ToolCall) -> None:
-        name = call.function.name
-        if name in self._unknown_names or len(self._unknown_names) >= _MAX_UNKNOWN_NAMES:
-            return
-        if not self._unknown_throttle.allow():
-            return
-        self._unknown_names.add(name)
-        _log.warning(
-            "the model called tool %r, which is not registered. To handle it, add:\n%s",
-            name[:64],
-            stub_for(call),
-        )
+        if self.unknown_tools.first(call.function.name):
+            _log.warning(
+                "the model called tool '%s', which is not registered. To handle it, add:\n%s",
+                loggable(call.function.name),
+                stub_for(call),
+            )
 
     def raw(self, value: Any) -> msgspec.Raw:
         """``value`` encoded as JSON, ready to place in an answer."""
@@ -411,7 +403,7 @@ def stub_for(call: ToolCall) -> str:
         for key, value in list(call.arguments.items())[:20]
         if key.isidentifier()
     )
-    name = call.function.name[:64]
+    name = loggable(call.function.name)
     func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
     return (
         f'@app.tool("{name}")\n'

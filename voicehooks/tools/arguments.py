@@ -25,12 +25,13 @@ import difflib
 import functools
 import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from msgspec import inspect as mi
 
-__all__ = ["COERCIONS", "Unfit", "explain", "not_json", "recover"]
+__all__ = ["COERCIONS", "Unfit", "explain", "not_json", "recover", "resolve_ref"]
 
 COERCIONS = (
     "string_to_integer",
@@ -138,7 +139,8 @@ def _scalar(value: Any, info: mi.Type, found: Counter[str]) -> Any:
     if isinstance(info, mi.FloatType):
         found["string_to_number"] += 1
         return number
-    if float(number).is_integer():
+    # An int is whole as it is: float() of one with 309 or more digits would overflow.
+    if isinstance(number, int) or number.is_integer():
         found["string_to_integer"] += 1
         return int(number)
     return value
@@ -246,7 +248,7 @@ def _node(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
     """The schema of the argument at a msgspec path (``bike.kind``, ``tags[0]``)."""
     node: dict[str, Any] | None = schema
     for part in re.findall(r"[^.\[\]]+|\[[^\]]*\]", path):
-        node = _resolve(schema, node)
+        node = resolve_ref(schema, node)
         if node is None:
             return None
         if part.startswith("["):
@@ -258,22 +260,76 @@ def _node(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
             node = items if isinstance(items, dict) else None
         else:
             node = (node.get("properties") or {}).get(part)
-    return _resolve(schema, node)
+    return resolve_ref(schema, node)
 
 
-def _resolve(schema: dict[str, Any], node: dict[str, Any] | None) -> dict[str, Any] | None:
-    if node is None:
+def resolve_ref(
+    root: Mapping[str, Any], node: Any, followed: set[str] | None = None
+) -> dict[str, Any] | None:
+    """``node``, a part of the JSON Schema ``root``, as it reads: references followed.
+
+    The one ``$ref`` resolver of voicehooks: the argument errors, the lint of tool
+    definitions and their diff all read schemas through it. A ``$ref`` to a local JSON
+    pointer (``#/$defs/Slot``, ``#/definitions/Slot``, ``#``) is replaced by its target, the
+    node's other keys kept over the target's, for as long as the result is a reference again;
+    one that cannot be followed (another document, a missing target) or that closes a cycle
+    is left in place. An ``anyOf`` of one schema besides ``null`` (an optional value) reads
+    as that schema, the outer keys (``default``, ``description``) kept.
+
+    Args:
+        root: The whole schema, which local pointers start from.
+        node: The part of it to read.
+        followed: The references followed on the way to ``node``, by a caller that walks on
+            through what it gets (to stop at a recursive type): they are not followed again,
+            and the ones followed now are added.
+
+    Returns:
+        The resolved node (a new dict when anything was followed), or None when ``node`` is
+        not an object.
+
+    Examples:
+        >>> root = {"$defs": {"Hour": {"type": "integer"}, "Slot": {"$ref": "#/$defs/Hour"}}}
+        >>> resolve_ref(root, {"$ref": "#/$defs/Slot", "default": 9})
+        {'type': 'integer', 'default': 9}
+        >>> resolve_ref(root, {"anyOf": [{"$ref": "#/$defs/Hour"}, {"type": "null"}]})
+        {'type': 'integer'}
+    """
+    if not isinstance(node, dict):
         return None
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        target = (schema.get("$defs") or {}).get(ref.rsplit("/", 1)[1])
-        return {**target, **{k: v for k, v in node.items() if k != "$ref"}} if target else node
-    branches = node.get("anyOf")
-    if isinstance(branches, list):
-        kept = [b for b in branches if b.get("type") != "null"]
-        if len(kept) == 1:
-            return _resolve(schema, kept[0])
-    return node
+    resolved: dict[str, Any] = node
+    followed = set() if followed is None else followed
+    while True:
+        ref = resolved.get("$ref")
+        if isinstance(ref, str):
+            target = None if ref in followed else _pointer(root, ref)
+            if target is None:
+                return resolved
+            followed.add(ref)
+            resolved = {**target, **{k: v for k, v in resolved.items() if k != "$ref"}}
+            continue
+        branches = resolved.get("anyOf")
+        if not isinstance(branches, list):
+            return resolved
+        kept = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
+        if len(kept) != 1 or not isinstance(kept[0], dict):
+            return resolved
+        resolved = {**kept[0], **{k: v for k, v in resolved.items() if k != "anyOf"}}
+
+
+def _pointer(root: Mapping[str, Any], ref: str) -> dict[str, Any] | None:
+    """The object a local JSON pointer (``#/$defs/A~1B``) names in ``root``, if any."""
+    if ref != "#" and not ref.startswith("#/"):
+        return None  # another document: nothing voicehooks fetches
+    target: Any = root
+    for part in ref[2:].split("/") if ref != "#" else ():
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, Mapping):
+            target = target.get(part)
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return None
+    return dict(target) if isinstance(target, Mapping) else None
 
 
 def _expected(node: dict[str, Any] | None, schema: dict[str, Any]) -> str:
@@ -315,7 +371,7 @@ def _list(node: dict[str, Any], schema: dict[str, Any]) -> str:
         size = f" of at least {low} items" if low is not None else f" of at most {high} items"
     else:
         size = ""
-    items = _resolve(schema, node.get("items") if isinstance(node.get("items"), dict) else None)
+    items = resolve_ref(schema, node.get("items"))
     return f"a list{size}, each item {_expected(items, schema)}" if items else f"a list{size}"
 
 
