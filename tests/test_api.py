@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.helpers.servers import free_port
 from voicehooks import ConfigurationError
 from voicehooks.core.environment import API_KEY, API_KEY_FILE, API_URL
 from voicehooks.live.api import (

@@ -2,7 +2,7 @@
 
 Real processes all the way: redis-server with ``appendonly yes``, two ``voicehooks run``
 receivers and two ``voicehooks worker`` processes, one of them ``kill -9``-ed every 2 s; Redis
-is restarted once. See ``tests/chaos.py`` for what is checked and why.
+is restarted once. See ``tests/helpers/chaos.py`` for what is checked and why.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import chaos
-from tests.redis_server import require_redis
+from tests.helpers import chaos
+from tests.helpers.redis_server import require_redis
 
 DELIVERIES = 2000  # at 100 a second: 20 s of sending, ten kills
 

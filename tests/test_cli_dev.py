@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import ROOT, Server, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import Server, running_server
 from voicehooks.cli import main
 
 SECRET = "whsec_cli_dev"

@@ -16,8 +16,9 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from tests.redis_server import RedisServer
-from tests.servers import ROOT, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.servers import running_server
 from voicehooks import sign
 from voicehooks.cli import main
 from voicehooks.core.environment import QUEUE_URL

@@ -12,7 +12,8 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import ROOT, Server, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import Server, running_server
 from voicehooks.cli import main
 from voicehooks.core.signing import sign
 from voicehooks.observe.recording import Recording

@@ -12,7 +12,8 @@ import pytest
 import uvloop
 from click.testing import CliRunner
 
-from tests.servers import ROOT, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import running_server
 from voicehooks import sign
 from voicehooks.cli import main, serving
 from voicehooks.core import environment

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.servers import ROOT, Server, free_port, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import Server, free_port, running_server
 from voicehooks.cli import main
 
 SECRET = "whsec_cli_send_test"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import ROOT, free_port, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import free_port, running_server
 from voicehooks.cli import main
 
 SECRET = "whsec_cli_simulate"

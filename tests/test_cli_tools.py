@@ -143,7 +143,7 @@ def test_usage_errors_exit_2(runner: CliRunner, arguments: list[str], message: s
 
 @pytest.mark.slow
 def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_path: Path) -> None:
-    from tests.servers import running_server
+    from tests.helpers.servers import running_server
     from tests.test_server import post
     from voicehooks.testing import tool_call, tool_calls
 

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 import redis.asyncio
 
-from tests.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer
 from voicehooks import (
     ConfigurationError,
     Deadlines,

@@ -16,8 +16,8 @@ import msgspec
 import pytest
 import redis
 
-from tests.redis_server import RedisServer
-from tests.servers import running_server
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.servers import running_server
 from voicehooks import sign
 from voicehooks.testing import end_of_call_report, tool_call, tool_calls
 

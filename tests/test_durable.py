@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from tests.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer
 from voicehooks import (
     Background,
     CallContext,

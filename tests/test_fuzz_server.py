@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.servers import Server, running_server
+from tests.helpers.servers import Server, running_server
 from tests.test_fuzz import SECRET, deliveries, mutated_bodies, requests, signed
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, Server, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import Server, running_server
 from voicehooks.cli.posting import Poster
 from voicehooks.testing import assistant_request, status_update, tool_call, tool_calls
 

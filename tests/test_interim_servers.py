@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.redis_server import RedisServer
-from tests.servers import running_server
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.servers import running_server
 from voicehooks import sign
 from voicehooks.testing import FakePlatform, tool_call, tool_calls
 

@@ -28,7 +28,7 @@ import anyio
 import msgspec
 import pytest
 
-from tests.servers import free_port
+from tests.helpers.servers import free_port
 from voicehooks import (
     AssistantRequest,
     AssistantResponse,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, free_port, wait_until_listening
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import free_port, wait_until_listening
 
 pytestmark = [
     pytest.mark.slow,

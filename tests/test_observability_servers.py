@@ -22,7 +22,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import Server, running_command, running_server
+from tests.helpers.servers import Server, running_command, running_server
 from voicehooks import sign
 from voicehooks.testing import tool_call, tool_calls
 

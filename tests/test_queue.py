@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
-from tests.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer
 from voicehooks import ConfigurationError
 from voicehooks.core.exceptions import QueueError, QueueFull
 from voicehooks.work.queue import RedisQueue, consumer_name

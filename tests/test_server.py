@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.servers import ROOT, Server, free_port, running_server, wait_until_listening
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import Server, free_port, running_server, wait_until_listening
 from voicehooks import sign
 from voicehooks.testing import (
     assistant_request,

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.servers import Server, running_server
+from tests.helpers.servers import Server, running_server
 from voicehooks import sign
 from voicehooks.testing import (
     assistant_request,

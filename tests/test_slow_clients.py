@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.servers import Server, running_server
+from tests.helpers.servers import Server, running_server
 from voicehooks import sign
 from voicehooks.testing import end_of_call_report, status_update, tool_call, tool_calls
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import redis.asyncio
 
-from tests.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer
 from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
 from voicehooks.core.environment import QUEUE_URL, REDIS_URL
 from voicehooks.exceptions import StoreError
@@ -487,7 +487,7 @@ async def test_redis_open_connects_and_loads_the_scripts_before_the_first_call(
 
 
 async def test_redis_open_fails_fast_with_a_store_error() -> None:
-    from tests.servers import free_port
+    from tests.helpers.servers import free_port
 
     store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
     with anyio.fail_after(5), pytest.raises(StoreError, match="redis open failed"):

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.servers import Server, running_server
+from tests.helpers.servers import Server, running_server
 from voicehooks import VoiceHooks, sign
 from voicehooks.core.events import (
     AssistantRequest,

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.redis_server import RedisServer, running_redis
+from tests.helpers.redis_server import RedisServer, running_redis
 from voicehooks.core.tasks import TaskOwner
 from voicehooks.observe import JobOutcome, JobRun
 from voicehooks.work.queue import Entry, RedisQueue

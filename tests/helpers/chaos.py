@@ -15,7 +15,7 @@ checks the app's side-effect files:
 * **dead letters** and what is left in the queue (must be 0), and the receivers' memory.
 
 ``tests/test_chaos.py`` runs a short variant in the suite; ``make chaos`` runs 10,000
-deliveries and prints the table (``python -m tests.chaos --help``). Everything is bounded in
+deliveries and prints the table (``python -m tests.helpers.chaos --help``). Everything is bounded in
 count and time (``--time-limit``).
 """
 
@@ -39,8 +39,9 @@ from typing import IO
 import msgspec
 
 from benchmarks.loadtest import read_answer, rss_kib
-from tests.redis_server import RedisServer, running_redis
-from tests.servers import ROOT, Server, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.redis_server import RedisServer, running_redis
+from tests.helpers.servers import Server, running_server
 from voicehooks.core.signing import sign
 from voicehooks.testing import end_of_call_report, status_update
 
