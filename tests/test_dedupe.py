@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.stores import BrokenStore
 from voicehooks import (
     ConfigurationError,
     Deadlines,
@@ -444,36 +445,6 @@ async def test_voicehooks_redis_url_selects_the_redis_store(
 
 
 # -- store faults ------------------------------------------------------------------------
-
-
-class BrokenStore:
-    """A store whose every operation fails, as a store may when its server is gone."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.closed = False
-
-    async def open(self) -> None:
-        raise self.error
-
-    async def claim(self, key: str, ttl_seconds: float) -> bool:
-        raise self.error
-
-    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
-        raise self.error
-
-    async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
-        raise self.error
-
-    async def release(self, key: str) -> None:
-        raise self.error
-
-    async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
-        raise self.error
-
-    async def aclose(self) -> None:
-        self.closed = True
-        raise self.error
 
 
 class WriteOnlyFailure(MemoryStore):

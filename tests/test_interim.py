@@ -506,7 +506,7 @@ async def test_a_caller_that_stops_waiting_still_gets_the_result_delivered() -> 
 async def test_a_store_that_fails_the_claim_does_not_stop_the_late_result(
     platform: FakePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.test_dedupe import BrokenStore
+    from tests.helpers.stores import BrokenStore
     from voicehooks.exceptions import StoreError
     from voicehooks.live.interim import LateResult, LateResults
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from tests.test_dedupe import BrokenStore
+from tests.helpers.stores import BrokenStore
 from voicehooks import ConfigurationError, MemoryStore
 from voicehooks.exceptions import StoreError
 from voicehooks.live.api import CallEnded, PlatformClient, RateLimited
