@@ -1,5 +1,5 @@
 """The fuzz property over a real socket: ``voicehooks run`` (uvicorn, httptools) serves the
-fuzz app of ``test_fuzz.py``, and stdlib ``http.client`` sends it hostile requests.
+fuzz app of ``tests/helpers/fuzzing.py``, and stdlib ``http.client`` sends it hostile requests.
 
 Smaller budget than in-process (each example is a TCP connection); the same derandomized
 strategies. Header values keep to what HTTP allows on the wire (visible ASCII, space, tab and
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzzing import SECRET, deliveries, mutated_bodies, requests, signed
 from tests.helpers.servers import Server, running_server
-from tests.test_fuzz import SECRET, deliveries, mutated_bodies, requests, signed
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ OVER_SOCKET = settings(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp_path = tmp_path_factory.mktemp("fuzz-server")
     with running_server(
-        "tests/test_fuzz.py:app", tmp_path, env={"VOICEHOOKS_SECRET": SECRET}
+        "tests/helpers/fuzzing.py:app", tmp_path, env={"VOICEHOOKS_SECRET": SECRET}
     ) as running:
         yield running
     log = running.log()
