@@ -143,18 +143,21 @@ def test_usage_errors_exit_2(runner: CliRunner, arguments: list[str], message: s
 
 @pytest.mark.slow
 def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_path: Path) -> None:
-    from tests.helpers.servers import running_server
-    from tests.test_server import post
+    from tests.helpers.servers import post, running_server
     from voicehooks.testing import tool_call, tool_calls
 
-    env = {"VOICEHOOKS_SECRET": "whsec_live_server_tests"}
+    secret = "whsec_live_server_tests"
+    env = {"VOICEHOOKS_SECRET": secret}
     with running_server("tests/apps/measured.py", tmp_path, env=env) as server:
         for count in ("1", "2", 3, 4, 5, 6):  # two of them sent as strings: coerced
             status, _, _ = post(
-                server, tool_calls(tool_call("check_stock", {"part": "chain", "count": count}))
+                server,
+                tool_calls(tool_call("check_stock", {"part": "chain", "count": count})),
+                secret=secret,
             )
             assert status == 200
-        post(server, tool_calls(tool_call("opening_hours", {}), tool_call("invented", {"x": 1})))
+        both = tool_calls(tool_call("opening_hours", {}), tool_call("invented", {"x": 1}))
+        post(server, both, secret=secret)
         target = str(ROOT / "tests" / "apps" / "measured.py")
         check = ["tools", target, "--check", "--url", server.url + "/", "--slow-seconds", "0.1"]
         result = runner.invoke(main, check)
@@ -167,7 +170,7 @@ def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_
         assert "with measured latencies" in result.stderr
         assert runner.invoke(main, [*check, "--strict"]).exit_code == 1
         status, _, body = post(
-            server, b"", method="GET", path="/_voicehooks/tools.json", signed=False
+            server, b"", secret=secret, method="GET", path="/_voicehooks/tools.json", signed=False
         )
         report = json.loads(body)
         assert status == 200

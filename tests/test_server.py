@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
+import functools
 import json
 import select
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.helpers import servers
 from tests.helpers.paths import ROOT
 from tests.helpers.servers import Server, free_port, running_server, wait_until_listening
-from voicehooks import sign
 from voicehooks.testing import (
     assistant_request,
     end_of_call_report,
@@ -34,28 +34,7 @@ pytestmark = pytest.mark.slow
 SECRET = "whsec_live_server_tests"
 ENV = {"VOICEHOOKS_SECRET": SECRET}
 
-
-def post(
-    server: Server | int,
-    body: bytes | Mapping[str, Any],
-    *,
-    headers: Mapping[str, str] | None = None,
-    method: str = "POST",
-    path: str = "/",
-    signed: bool = True,
-    timeout: float = 30,
-) -> tuple[int, dict[str, str], bytes]:
-    port = server if isinstance(server, int) else server.port
-    raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
-    all_headers = sign(raw, SECRET) if signed else {"content-type": "application/json"}
-    all_headers.update(headers or {})
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request(method, path, body=raw, headers=all_headers)
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
+post = functools.partial(servers.post, secret=SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ loopback port."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -13,8 +14,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from tests.helpers.paths import ROOT
+from voicehooks import sign
 
 
 def free_port() -> int:
@@ -125,3 +130,31 @@ def running_command(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def post(
+    server: Server | int,
+    body: bytes | Mapping[str, Any],
+    *,
+    secret: str,
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+    path: str = "/",
+    signed: bool = True,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to a running server, signed with ``secret`` unless ``signed`` is false.
+
+    Returns the status, the headers (lower-case names) and the body.
+    """
+    port = server if isinstance(server, int) else server.port
+    raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
+    all_headers = sign(raw, secret) if signed else {"content-type": "application/json"}
+    all_headers.update(headers or {})
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=raw, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
