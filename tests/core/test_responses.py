@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.paths import FIXTURES
 from voicehooks import AssistantResponse, ToolResult
 from voicehooks.core.responses import validate_assistant_answer
 from voicehooks.testing import normalize_result, results_from_response
@@ -46,16 +47,14 @@ def test_results_from_response_reads_all_four_formats(
 
 def test_the_fixture_formats_read_back(tmp_path: Any) -> None:
     import json
-    from pathlib import Path
 
-    fixtures = Path(__file__).parent / "fixtures"
-    obj = json.loads((fixtures / "tool-response-object.json").read_text())
+    obj = json.loads((FIXTURES / "tool-response-object.json").read_text())
     ids = ["tool_3NpW8cYe5HjD", "tool_6ZbT1gUa4QsM", "tool_2VhX5rKe8WnP"]
     assert results_from_response(obj, ids)[1] == {"sent": True, "message_id": "sms_0c41e9d2"}
-    simple = json.loads((fixtures / "tool-response-simple.json").read_text())
-    direct = json.loads((fixtures / "tool-response-direct.json").read_text())
+    simple = json.loads((FIXTURES / "tool-response-simple.json").read_text())
+    direct = json.loads((FIXTURES / "tool-response-direct.json").read_text())
     assert results_from_response(simple, ["x"]) == results_from_response(direct, ["x"]) == [direct]
-    error = json.loads((fixtures / "tool-response-error.json").read_text())
+    error = json.loads((FIXTURES / "tool-response-error.json").read_text())
     assert results_from_response(error, ["x"]) == [error]
 
 
@@ -110,11 +109,9 @@ def test_builders_produce_exactly_one_documented_mode(
 
 def test_the_spec_fixture_answers_validate() -> None:
     import json
-    from pathlib import Path
 
-    fixtures = Path(__file__).parent / "fixtures"
     for name in ("override", "reference", "transient"):
-        body = json.loads((fixtures / f"assistant-response-{name}.json").read_text())
+        body = json.loads((FIXTURES / f"assistant-response-{name}.json").read_text())
         assert validate_assistant_answer(body) == body
 
 

@@ -7,11 +7,11 @@ import datetime
 import gc
 import json
 import re
-from pathlib import Path
 
 import msgspec
 import pytest
 
+from tests.helpers.paths import FIXTURES
 from voicehooks.core.events import (
     EVENT_NAMES,
     AssistantRequest,
@@ -23,9 +23,6 @@ from voicehooks.core.events import (
     UnknownEventType,
     decode_delivery,
 )
-
-# Copies of the spec's example payloads (shared/spec/fixtures), so a clone tests on its own.
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture(name: str) -> bytes:
