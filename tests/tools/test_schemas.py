@@ -8,7 +8,6 @@ valid for the schema if and only if the tool binds it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,11 +15,10 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers.paths import ROOT
 from voicehooks.cli import main
 from voicehooks.core.events import ToolCall, ToolFunction
 from voicehooks.tools.definition import ArgumentError, Tool
-
-ROOT = Path(__file__).resolve().parent.parent
 
 SAMPLES: list[tuple[str, str, Any, bool]] = [
     ("examples/quickstart.py", "check_repair_status", {"order_number": "WO-2291"}, True),
