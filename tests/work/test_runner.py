@@ -1,4 +1,4 @@
-"""voicehooks.work.background: informational events acknowledged first, bounded after-the-answer
+"""voicehooks.work.runner: informational events acknowledged first, bounded after-the-answer
 work that never starves a live tool, lifespans that drain it, and every job accepted ending
 as done, failed or cut."""
 

@@ -1,5 +1,6 @@
 """Durable mode in-process: the receiver queues jobs before its 200, the worker's callback runs
-them in the same app; against a real redis-server. (Real processes: tests/test_chaos.py.)"""
+them in the same app; against a real redis-server. (Real processes:
+tests/integration/test_chaos.py.)"""
 
 from __future__ import annotations
 
