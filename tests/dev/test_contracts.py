@@ -6,18 +6,16 @@ import datetime
 import enum
 import sys
 import uuid
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jsonschema
 import msgspec
 import pytest
 
+from tests.helpers.paths import ROOT
 from voicehooks import VoiceHooks
 from voicehooks.dev.contracts import DESCRIPTION_MAX_CHARS, PROVIDERS, Finding, lint
 from voicehooks.tools.definition import Tool
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def definition(**parameters: Any) -> dict[str, Any]:
