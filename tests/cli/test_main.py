@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 import voicehooks
+from tests.helpers.paths import ROOT
 from voicehooks.cli import main, read_env_file
 
-ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "examples" / "quickstart.py")
 COMMANDS = [
     "dev",

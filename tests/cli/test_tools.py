@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers.paths import ROOT
 from voicehooks.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
 # Every example's app: a new example is checked without being listed here.
 EXAMPLES = [
     f"examples/{path.name}" + (":hooks" if path.name == "fastapi_mount.py" else "")
-    for path in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+    for path in sorted((ROOT / "examples").glob("*.py"))
 ]
 BAD_APP = str(ROOT / "tests" / "apps" / "bad_tools.py")
 RENAMED = str(ROOT / "tests" / "fixtures" / "assistant-renamed-parameter.json")

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from tests.helpers.paths import ROOT
+from tests.helpers.paths import FIXTURES, ROOT
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.servers import running_server
 from voicehooks import sign
@@ -28,7 +28,6 @@ from voicehooks.testing import end_of_call_report
 from voicehooks.work.jobs import Job, encode_job
 from voicehooks.work.queue import QueueStats, RedisQueue
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPORT = (FIXTURES / "end-of-call-report.json").read_bytes()
 APP = "tests/apps/durable.py"
 SECRET = "whsec_durable_cli_tests"
