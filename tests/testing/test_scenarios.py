@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.paths import ROOT
 from voicehooks import AssistantResponse, CallContext, ToolError, VoiceHooks
 from voicehooks.core.events import StatusUpdate
 from voicehooks.testing import Scenario, ScenarioError, run_scenario
@@ -244,7 +245,7 @@ async def test_a_thirty_step_scenario_runs() -> None:
 
 
 def test_the_documented_scenario_is_a_valid_scenario() -> None:
-    page = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "inspect-and-replay.md"
+    page = ROOT / "docs" / "how-to" / "inspect-and-replay.md"
     readme = page.read_text()
     (block,) = re.findall(r"^```toml\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
     scenario = Scenario.parse(block)
