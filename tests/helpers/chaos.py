@@ -14,9 +14,9 @@ checks the app's side-effect files:
   ``CallContext.delivery_id`` (must be 0: the id is stable across redeliveries);
 * **dead letters** and what is left in the queue (must be 0), and the receivers' memory.
 
-``tests/test_chaos.py`` runs a short variant in the suite; ``make chaos`` runs 10,000
-deliveries and prints the table (``python -m tests.helpers.chaos --help``). Everything is bounded in
-count and time (``--time-limit``).
+``tests/integration/test_chaos.py`` runs a short variant in the suite; ``make chaos`` runs
+10,000 deliveries and prints the table (``python -m tests.helpers.chaos --help``). Everything
+is bounded in count and time (``--time-limit``).
 """
 
 from __future__ import annotations
