@@ -45,12 +45,12 @@ from click.testing import CliRunner
 
 import voicehooks
 import voicehooks.cli.envfile
+from tests.helpers.paths import ROOT
 from voicehooks import VoiceHooks
 from voicehooks.cli import main
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 MAKEFILE = (ROOT / "Makefile").read_text()

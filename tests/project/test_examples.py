@@ -15,12 +15,13 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.helpers.paths import ROOT
 from voicehooks import VoiceHooks
 from voicehooks.testing import FakePlatform, WebhookClient, run_scenario, tool_call
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture
