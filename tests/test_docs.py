@@ -370,7 +370,8 @@ def test_the_environment_page_lists_every_variable_with_its_default() -> None:
         for name, default in ENVIRONMENT_ROW.findall(ENVIRONMENT.read_text())
     }
     # An option's variable has the option's own default: the one the command line uses.
-    # (VARIABLES says 0 for VOICEHOOKS_PROXY_HEADERS, whose option is on by default.)
+    # (VARIABLES gives other defaults for VOICEHOOKS_PROXY_HEADERS, whose option is on, and
+    # VOICEHOOKS_FORWARDED_ALLOW_IPS, and lacks VOICEHOOKS_LOG_FORMAT: what runs wins here.)
     expected = {variable.name: variable.default for variable in environment.VARIABLES}
     expected |= command_line_variables()
     for name, default in sorted(expected.items()):
