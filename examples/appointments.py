@@ -10,9 +10,9 @@ What it shows:
   it rejects the call with ``AssistantResponse.reject(...)`` (the caller hears the message);
   when open it starts the saved assistant with a ``first_message`` for the time of day.
 * A booking that must not run twice. The platform documents no retries and no delivery ids,
-  so the same tool call can arrive twice. ``VoiceHooks(duplicates=Duplicates())``, the default, runs
-  each tool call (call id + tool call id) once and answers a redelivery with the first
-  result. With several workers or hosts, set ``VOICEHOOKS_REDIS_URL`` so they share that
+  so the same tool call can arrive twice. ``VoiceHooks(duplicates=Duplicates())``, the
+  default, runs each tool call (call id + tool call id) once and answers a redelivery with the
+  first result. With several workers or hosts, set ``VOICEHOOKS_REDIS_URL`` so they share that
   memory.
 
 Run it:
@@ -41,7 +41,7 @@ import msgspec
 
 from voicehooks import AssistantResponse, CallContext, ToolError, VoiceHooks
 
-app = VoiceHooks()  # secret(s) from VOICEHOOKS_SECRET; deduplicate=True is the default
+app = VoiceHooks()  # secret(s) from VOICEHOOKS_SECRET; duplicates=Duplicates() is the default
 
 WORKSHOP = ZoneInfo("Europe/Amsterdam")
 ASSISTANT_ID = os.environ.get("APPOINTMENTS_ASSISTANT_ID", "e2a94f1c-5b7d-4c1e-9a38-0f6d2b8c4e71")

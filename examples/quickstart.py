@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import logging
 
-from voicehooks import ToolError, VoiceHooks
-from voicehooks.core.events import EndOfCallReport
+from voicehooks import EndOfCallReport, ToolError, VoiceHooks
 
 app = VoiceHooks()  # secret(s) from VOICEHOOKS_SECRET
 

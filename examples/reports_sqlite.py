@@ -4,8 +4,8 @@ What it shows:
 
 * Acknowledge first, work after. The platform gets its ``200 {}`` as soon as the report is
   verified and decoded; ``store_report`` runs afterwards, as background work the app owns.
-  At shutdown the app waits for handlers in flight (``shutdown_grace_seconds``) before the
-  lifespan's teardown closes the database.
+  At shutdown the app waits for handlers in flight (``Deadlines.shutdown_grace_seconds``)
+  before the lifespan's teardown closes the database.
 * A sync handler. ``sqlite3`` blocks, so the handler is a plain ``def``: voicehooks runs sync
   handlers in a worker thread, never on the event loop. A lock serialises writers.
 * The app's ``lifespan=``: the database is opened at startup and closed at shutdown, and the
@@ -38,8 +38,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from voicehooks import VoiceHooks
-from voicehooks.core.events import EndOfCallReport
+from voicehooks import EndOfCallReport, VoiceHooks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (

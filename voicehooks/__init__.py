@@ -19,13 +19,14 @@ from .core.events import (
 )
 from .core.exceptions import ConfigurationError, ToolError, VoiceHooksError
 from .core.injection import CallContext
-from .core.responses import AssistantResponse, ToolResult
 from .core.signing import sign
 from .live.api import PlatformClient
 from .live.control import CommandLimit, LiveCall
 from .live.interim import LateResult
 from .live.reconcile import Reconciliation
 from .observe.observers import Observer
+from .pipeline.assistant import AssistantResponse
+from .pipeline.toolcalls import ToolResult
 from .settings import Background, Deadlines, Duplicates, Limits, Platform
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
 from .work.queue import RedisQueue

@@ -22,10 +22,10 @@ __all__ = ["MODULES", "ROOT_NAMES", "moved_root_name", "register_modules"]
 MODULES: Final[dict[str, tuple[str, ...]]] = {
     "background": ("voicehooks.work.runner", "voicehooks.work.jobs"),
     "context": ("voicehooks.core.injection",),
-    "dedupe": ("voicehooks.state.dedupe", "voicehooks.core.identity"),
+    "dedupe": ("voicehooks.state.dedupe", "voicehooks.core.events"),
     "dispatch": ("voicehooks.pipeline.dispatch",),
     "logs": ("voicehooks.core.logs",),
-    "responses": ("voicehooks.core.responses",),
+    "responses": ("voicehooks.pipeline.toolcalls", "voicehooks.pipeline.assistant"),
     "routing": ("voicehooks.pipeline.routing",),
     "running": ("voicehooks.core.running",),
     "signing": ("voicehooks.core.signing",),

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers.paths import FIXTURES
 from voicehooks import AssistantResponse, ToolResult
-from voicehooks.core.responses import validate_assistant_answer
+from voicehooks.pipeline.assistant import validate_assistant_answer
 from voicehooks.testing import normalize_result, results_from_response
 
 

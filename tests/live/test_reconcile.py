@@ -9,11 +9,22 @@ import anyio
 import msgspec
 import pytest
 
-from voicehooks import ConfigurationError, EndOfCallReport, MemoryStore, Platform, VoiceHooks
+from tests.helpers.redis_server import RedisServer
+from voicehooks import (
+    Background,
+    ConfigurationError,
+    EndOfCallReport,
+    MemoryStore,
+    Platform,
+    RedisQueue,
+    StatusUpdate,
+    VoiceHooks,
+)
 from voicehooks.core.events import decode_delivery
 from voicehooks.live.api import PlatformClient
 from voicehooks.live.reconcile import Reconciler, Reconciliation, report_body
 from voicehooks.testing import FakePlatform, WebhookClient
+from voicehooks.work.jobs import decode_job
 
 pytestmark = pytest.mark.anyio
 
@@ -216,3 +227,91 @@ async def test_the_app_runs_its_report_handlers_on_a_reconciled_call() -> None:
     assert (reconciled.call.id, reconciled.reconciled) == ("lost", True)
     assert reconciled.summary == "Ordered a bike."
     assert [r.path for r in platform.requests] == ["/api/v1/calls/lost"]
+
+
+# -- the seams with the rest of the app -----------------------------------------------------
+
+
+def reconciling_app(platform: FakePlatform, **settings: Any) -> tuple[VoiceHooks, list[str]]:
+    """An app that reconciles through ``platform``; its report handler records call ids."""
+    app = VoiceHooks(
+        secret="whsec_reconcile",
+        platform=Platform(
+            api=platform.client(),
+            reconcile=Reconciliation(after_seconds=0.01, interval_seconds=3600),
+        ),
+        **settings,
+    )
+    handled: list[str] = []
+
+    @app.on("end-of-call-report")
+    async def store(event: EndOfCallReport) -> None:
+        handled.append(event.call.id)
+
+    return app, handled
+
+
+async def test_a_report_refused_503_leaves_its_call_to_be_reconciled() -> None:
+    platform = FakePlatform()
+    release = anyio.Event()
+    app, _ = reconciling_app(platform, background=Background(max_queued_jobs=1))
+
+    @app.on("status-update")
+    async def slow(event: StatusUpdate) -> None:
+        await release.wait()  # holds the one place in the queue
+
+    platform.end_call("refused")
+    async with WebhookClient(app, secret="whsec_reconcile") as client:
+        await client.status_update("in-progress", call_id="holder")
+        refused = await client.end_of_call_report(call_id="refused")
+        assert refused.status_code == 503
+        release.set()
+        await client.wait_for_background()
+        assert app.reconciler is not None
+        assert await app.reconciler.sweep() == 0  # "refused" was never seen: nothing to do
+        # The refused report did not take the call's claim: a later report or a sweep can.
+        assert await app.call_control.store.claim("report:refused", 60)
+
+
+async def test_a_reconciled_report_goes_to_the_durable_queue_not_the_receiver(
+    redis_server: RedisServer,
+) -> None:
+    platform = FakePlatform()
+    queue = RedisQueue.from_url(redis_server.url)
+    app, handled = reconciling_app(platform, background=Background(queue=queue))
+    platform.end_call("lost", summary="Ordered a bike.")
+    async with WebhookClient(app, secret="whsec_reconcile") as client:
+        await client.status_update("ended", call_id="lost")
+        await anyio.sleep(0.02)  # past after_seconds
+        assert app.reconciler is not None
+        assert await app.reconciler.sweep() == 1
+        await client.wait_for_background()
+    assert handled == []  # nothing ran in the receiver
+    await queue.open()
+    (entry,) = await queue.read("test", 10, 0.01)
+    job, _ = decode_job(entry.data)
+    assert job.target.endswith("store")
+    assert isinstance(job.event, EndOfCallReport)
+    assert (job.event.call.id, job.event.reconciled) == ("lost", True)
+    await queue.aclose()
+
+
+async def test_a_reconciled_report_the_queue_refuses_is_not_counted_and_comes_again(
+    redis_server: RedisServer,
+) -> None:
+    platform = FakePlatform()
+    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    app, _ = reconciling_app(platform, background=Background(queue=queue))
+    platform.end_call("lost")
+    async with WebhookClient(app, secret="whsec_reconcile") as client:
+        await client.end_of_call_report(call_id="fills-the-queue")
+        await client.status_update("ended", call_id="lost")
+        await anyio.sleep(0.02)
+        assert app.reconciler is not None
+        assert await app.reconciler.sweep() == 0  # refused: not reconciled
+        assert len(app.reconciler) == 1  # looked at again later
+        await queue.open()
+        await queue.ack([entry.id for entry in await queue.read("test", 10, 0.01)])
+        app.reconciler._calls["lost"] = (0.0, 0)  # due now
+        assert await app.reconciler.sweep() == 1  # its claim was given back
+    await queue.aclose()

@@ -29,8 +29,7 @@ from voicehooks import (
     ToolResult,
     VoiceHooks,
 )
-from voicehooks.core.events import decode_delivery
-from voicehooks.core.identity import delivery_id
+from voicehooks.core.events import decode_delivery, delivery_id
 from voicehooks.observe import Delivery
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
 from voicehooks.work.jobs import Job

@@ -18,7 +18,11 @@ The documents are ``README.md`` and every page under ``docs/``.
   one after today. No page or example holds a literal date that would expire.
 * The CLI reference page is complete: every command and every option is mentioned.
 * The README's relative links name files that exist (mkdocs checks the pages' links).
-* Every module that ``voicehooks`` exports from has an API reference page in the site's nav.
+* The API reference has a page for each public module (``voicehooks`` and the subpackages its
+  docstring names); each name ``voicehooks`` exports is rendered on one, and an internal
+  module has a page only when a guide names it and the page says it is internal.
+* The environment variables page lists every variable the library and the command line read,
+  with its default.
 
 ``make docs`` builds the site with ``mkdocs build --strict``, which checks every link.
 """
@@ -26,6 +30,8 @@ The documents are ``README.md`` and every page under ``docs/``.
 from __future__ import annotations
 
 import datetime
+import importlib
+import importlib.util
 import inspect
 import re
 import shlex
@@ -48,6 +54,7 @@ import voicehooks.cli.envfile
 from tests.helpers.paths import ROOT
 from voicehooks import VoiceHooks
 from voicehooks.cli import main
+from voicehooks.core import environment
 
 pytestmark = pytest.mark.anyio
 
@@ -263,17 +270,114 @@ def test_the_cli_reference_mentions_every_command_and_option() -> None:
     assert "voicehooks --version" in reference
 
 
-def test_every_module_voicehooks_exports_from_has_a_reference_page() -> None:
-    nav = (ROOT / "mkdocs.yml").read_text()
-    modules = {
-        value.__module__
-        for value in vars(voicehooks).values()
-        if isinstance(value, type) or inspect.isfunction(value)
-    } | {"voicehooks.testing"}
-    for module in sorted(modules):
-        page = Path("reference", *module.split(".")[1:]).with_suffix(".md")
-        assert (ROOT / "docs" / page).read_text().strip() == f"::: {module}", page
-        assert f"- {module}: {page.as_posix()}" in nav, f"mkdocs.yml's nav lacks {page}"
+NAV = (ROOT / "mkdocs.yml").read_text()
+API_PAGE = re.compile(r"^ +- (voicehooks[\w.]*): (reference/\S+\.md)$", re.MULTILINE)
+
+
+def api_pages() -> dict[str, Path]:
+    """The API reference in mkdocs.yml's nav: module -> its page."""
+    return {module: ROOT / "docs" / page for module, page in API_PAGE.findall(NAV)}
+
+
+def public_modules() -> set[str]:
+    """``voicehooks``, the subpackages its docstring names, and the modules of theirs that
+    their own docstrings name (``voicehooks.observe.metrics``): the documented API."""
+    public = {"voicehooks"}
+    for package in re.findall(r"``(voicehooks\.\w+)``", voicehooks.__doc__ or ""):
+        public.add(package)
+        doc = importlib.import_module(package).__doc__ or ""
+        named = re.findall(rf"``({re.escape(package)}\.\w+)``", doc)
+        public |= {name for name in named if importlib.util.find_spec(name) is not None}
+    return public
+
+
+def test_every_public_module_has_a_reference_page() -> None:
+    public = public_modules()
+    assert {"voicehooks.events", "voicehooks.exceptions", "voicehooks.observe"} < public
+    assert {"voicehooks.testing", "voicehooks.observe.metrics"} < public
+    # what moved off the root went to a documented home
+    assert set(voicehooks._moved.ROOT_NAMES.values()) <= public
+    pages = api_pages()
+    for module in sorted(public):
+        page = Path("reference", f"{module}.md")
+        assert f"- {module}: {page.as_posix()}" in NAV, f"mkdocs.yml's nav lacks {page}"
+        assert pages[module].read_text().strip() == f"::: {module}", page
+
+
+def test_every_module_voicehooks_exports_from_is_reachable_in_the_reference() -> None:
+    """voicehooks takes its names from internal modules (``voicehooks.core.events``,
+    ``voicehooks.settings``, ...), which have no page of their own: the root's page renders
+    every name of ``__all__``, so each name the root exposes must be listed there."""
+    rendered: set[int] = set()
+    for module in api_pages():
+        imported = importlib.import_module(module)
+        rendered |= {id(getattr(imported, name)) for name in getattr(imported, "__all__", ())}
+    exported = {
+        name: value
+        for name, value in vars(voicehooks).items()
+        if not name.startswith("_") and (isinstance(value, type) or inspect.isfunction(value))
+    }
+    for name, value in sorted(exported.items()):
+        assert name in voicehooks.__all__, f"voicehooks.{name} is not in __all__"
+        assert id(value) in rendered, f"{value.__module__}.{name} is on no reference page"
+
+
+def test_an_internal_module_has_a_page_only_when_a_guide_names_it() -> None:
+    public = public_modules()
+    for module, page in sorted(api_pages().items()):
+        if module in public:
+            continue
+        where = page.relative_to(ROOT)
+        assert f"::: {module}" in page.read_text(), where
+        assert "An internal module" in page.read_text(), f"{where} does not say it is internal"
+        named = re.compile(rf"\b{re.escape(module)}\b")
+        guides = [path for path in DOCUMENTS if path != page and named.search(path.read_text())]
+        assert guides, f"{where}: no guide names {module}"
+
+
+ENVIRONMENT = ROOT / "docs" / "reference" / "environment.md"
+ENVIRONMENT_ROW = re.compile(r"^\| `([A-Z_]+)` \| ([^|]+) \|", re.MULTILINE)
+
+
+def command_line_variables() -> dict[str, str]:
+    """Each variable a command's option reads -> the default that option really has."""
+    found: dict[str, str] = {}
+    commands: list[click.Command] = [main]
+    while commands:
+        command = commands.pop()
+        if isinstance(command, click.Group):
+            commands.extend(command.commands.values())
+        for parameter in command.params:
+            if isinstance(parameter, click.Option) and isinstance(parameter.envvar, str):
+                found[parameter.envvar] = option_default(parameter)
+    return found
+
+
+def option_default(option: click.Option) -> str:
+    default = option.default
+    if option.is_flag:
+        return "1" if default is True else "0"
+    if isinstance(option.show_default, str):
+        return option.show_default
+    if default in (None, "") or not isinstance(default, str | int | float):
+        return "(none)"
+    return str(default)
+
+
+def test_the_environment_page_lists_every_variable_with_its_default() -> None:
+    rows = {
+        name: default.strip().strip("`")
+        for name, default in ENVIRONMENT_ROW.findall(ENVIRONMENT.read_text())
+    }
+    # An option's variable has the option's own default: the one the command line uses.
+    # (VARIABLES gives other defaults for VOICEHOOKS_PROXY_HEADERS, whose option is on, and
+    # VOICEHOOKS_FORWARDED_ALLOW_IPS, and lacks VOICEHOOKS_LOG_FORMAT: what runs wins here.)
+    expected = {variable.name: variable.default for variable in environment.VARIABLES}
+    expected |= command_line_variables()
+    for name, default in sorted(expected.items()):
+        assert name in rows, f"{ENVIRONMENT.relative_to(ROOT)} does not list {name}"
+        assert rows[name] == default, f"{name}: the page says {rows[name]!r}, not {default!r}"
+    assert set(rows) == set(expected), set(rows) - set(expected)
 
 
 def test_the_readme_links_to_files_that_exist() -> None:

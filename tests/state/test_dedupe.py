@@ -25,8 +25,13 @@ from voicehooks import (
     ToolError,
     VoiceHooks,
 )
-from voicehooks.core.events import EndOfCallReport, StatusUpdate, decode_delivery
-from voicehooks.core.identity import event_key, tool_key
+from voicehooks.core.events import (
+    EndOfCallReport,
+    StatusUpdate,
+    decode_delivery,
+    event_key,
+    tool_key,
+)
 from voicehooks.exceptions import StoreError
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.testing import (

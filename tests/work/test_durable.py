@@ -26,6 +26,7 @@ from voicehooks.cli import durable as cli_durable
 from voicehooks.cli import main
 from voicehooks.core.environment import QUEUE_URL
 from voicehooks.core.events import decode_delivery
+from voicehooks.core.exceptions import QueueError
 from voicehooks.observe import JobOutcome, JobRun
 from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
@@ -435,3 +436,76 @@ def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
     result = CliRunner().invoke(main, ["worker", str(app_file)])
     assert result.exit_code == 0, result.output
     assert "warning: the duplicate store is in memory" in result.output
+
+
+# -- admission before anything with a side effect -------------------------------------------
+
+
+async def test_a_full_queue_refuses_before_the_claim_and_before_any_before_answer_handler(
+    redis_server: RedisServer, make_app: MakeApp
+) -> None:
+    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    app, _ = make_app(queue=queue)
+    before: list[str] = []
+
+    def first(report: EndOfCallReport) -> None:
+        before.append(report.call.id)
+
+    app.add_handler("end-of-call-report", first, run_before_answer=True)
+    over = end_of_call_report(call_id="call-over")
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="call-fills")
+        response = await client.post(over)
+        assert response.status_code == 503
+        assert before == ["call-fills"]  # the refused delivery changed nothing
+        await queue.ack([entry.id for entry in await read_all(queue)])  # workers caught up
+        assert (await client.post(over)).status_code == 200
+        assert before == ["call-fills", "call-over"]  # its redelivery runs everything once
+    assert [decode_job(e.data)[0].event.call.id for e in await read_all(queue)] == ["call-over"]
+    await queue.aclose()
+
+
+async def test_an_unreachable_queue_with_reject_refuses_before_any_before_answer_handler(
+    make_app: MakeApp, redis_server: RedisServer
+) -> None:
+    app, seen = make_app(queue_failure="reject")
+    before: list[str] = []
+
+    def first(report: EndOfCallReport) -> None:
+        before.append(report.call.id)
+
+    app.add_handler("end-of-call-report", first, run_before_answer=True)
+    redis_server.stop()
+    async with WebhookClient(app, secret=SECRET) as client:
+        assert (await client.end_of_call_report(call_id="call-down")).status_code == 503
+    assert before == []
+    assert seen.reports == []
+
+
+async def test_jobs_run_here_after_an_ambiguous_enqueue_error_never_run_again_in_a_worker(
+    make_app: MakeApp,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The done marks live where receivers and workers share them: in Redis.
+    app, seen = make_app(store=RedisStore.from_url(redis_server.url))
+    assert app.queue is not None
+    queue = app.queue
+    enqueue = queue.enqueue
+
+    async def added_then_lost(entries: list[bytes]) -> None:
+        await enqueue(entries)  # Redis took them; the answer never came back
+        raise QueueError("redis enqueue took longer than 0.3 s")
+
+    monkeypatch.setattr(queue, "enqueue", added_then_lost)
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with WebhookClient(app, secret=SECRET) as client:
+            await client.end_of_call_report(call_id="call-ambiguous")
+            await client.wait_for_background()
+    assert [c for c, _, _ in seen.reports] == ["call-ambiguous"]  # ran here, once
+    (entry,) = await read_all(queue)  # and Redis holds it too
+    async with app.lifespan():
+        assert (await queued(app)(entry)).outcome == JobOutcome.DONE
+    assert [c for c, _, _ in seen.reports] == ["call-ambiguous"]  # the worker did not run it
+    assert "running 1 job(s) of this delivery in this process" in caplog.text

@@ -24,8 +24,8 @@ from typing import Any, NoReturn
 import click
 
 from voicehooks.core import environment
-from voicehooks.core.responses import results_from_response
 from voicehooks.core.signing import sign
+from voicehooks.pipeline.toolcalls import results_from_response
 from voicehooks.testing import (
     assistant_request,
     end_of_call_report,

@@ -20,8 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from .events import Event, ToolCall
-from .identity import delivery_id
+from .events import Event, ToolCall, delivery_id
 
 __all__ = ["CallContext", "Injection", "Providers", "fill", "injectable", "plan_injections"]
 

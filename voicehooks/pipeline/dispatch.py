@@ -39,12 +39,6 @@ from voicehooks.core.exceptions import ToolError, Unavailable
 from voicehooks.core.injection import Providers, fill
 from voicehooks.core.logs import UnknownNames, describe, masked
 from voicehooks.core.records import Delivery, DeliveryOutcome, JobOutcome, JobRun
-from voicehooks.core.responses import (
-    AssistantResponse,
-    error_result,
-    normalize_result,
-    validate_assistant_answer,
-)
 from voicehooks.core.running import HungThreads, Threads, UserFunction, run_hooks, within
 from voicehooks.live.control import CallControl, LiveCall
 from voicehooks.observe.observers import ObserverSet
@@ -53,8 +47,17 @@ from voicehooks.tools.definition import ArgumentError, Tool
 from voicehooks.work.jobs import Job, JobSink
 from voicehooks.work.runner import BackgroundRunner
 
+from .assistant import AssistantResponse, validate_assistant_answer
 from .routing import Registry
-from .toolcalls import BUSY, FAILED, NOT_JSON, TIMED_OUT, ToolCallsAnswerer
+from .toolcalls import (
+    BUSY,
+    FAILED,
+    NOT_JSON,
+    TIMED_OUT,
+    ToolCallsAnswerer,
+    error_result,
+    normalize_result,
+)
 
 __all__ = ["EMPTY", "Dispatcher", "watched_failures"]
 

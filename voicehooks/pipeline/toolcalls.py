@@ -9,13 +9,27 @@ to a tool nobody registered gets an error result, or goes to the raw ``tool-call
 
 A fire-and-forget job is admitted by the app's ``JobSink`` before the call is answered
 ``started``, so that a full queue answers the model with an error instead of losing the job.
+
+What a tool returns. A tool may return any JSON-encodable value or answer in one of the
+platform's four formats (PLATFORM.md 4.3). ``normalize_result`` reads a returned value as:
+
+* ``ToolResult(x)``: ``x`` exactly as given, never read as a format;
+* a dict whose only key is ``"result"``: the simple format, its value is the result;
+* a dict whose only key is ``"error"`` with a string value: the error format;
+* a dict whose only key is ``"results"`` with a list value: the object format;
+* anything else: the direct format, the value itself.
+
+So a dict with exactly one of those keys is read as a wrapper; wrap it in ``ToolResult`` to
+send it literally. ``results_from_response`` runs the other way: given any of the four
+response bodies and the call ids, it returns the per-call results (the raw ``tool-calls``
+handler's answer; the test client and the CLI read answers with it too).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -25,18 +39,24 @@ from voicehooks.core.exceptions import ToolError, Unavailable
 from voicehooks.core.injection import Providers, fill
 from voicehooks.core.logs import UnknownNames, loggable, masked
 from voicehooks.core.records import Delivery, ToolOutcome, ToolRun
-from voicehooks.core.responses import error_result, normalize_result, results_from_response
 from voicehooks.core.running import HungThreads, Threads, run_concurrently, within
 from voicehooks.live.control import CallControl
 from voicehooks.live.interim import Busy
 from voicehooks.observe.observers import ObserverSet
 from voicehooks.state.dedupe import Deduplicator
-from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool
+from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool, stub_for
 from voicehooks.work.jobs import Job, JobSink
 
 from .routing import Registry
 
-__all__ = ["Report", "ToolCallsAnswerer", "stub_for"]
+__all__ = [
+    "Report",
+    "ToolCallsAnswerer",
+    "ToolResult",
+    "error_result",
+    "normalize_result",
+    "results_from_response",
+]
 
 _log = logging.getLogger("voicehooks")
 
@@ -385,29 +405,76 @@ def _first_leaf(group: BaseExceptionGroup[Unavailable]) -> Unavailable:
     return first if isinstance(first, Unavailable) else _first_leaf(first)
 
 
-def stub_for(call: ToolCall) -> str:
-    """A ready-to-paste ``@app.tool`` stub for a call no tool claims.
+class ToolResult(msgspec.Struct, frozen=True):
+    """Send ``value`` as a tool's result exactly as it is, even a dict shaped like a format.
 
-    Built from the argument *names* and JSON types only: values can be personal data.
+    Examples:
+        >>> ToolResult({"error": "not an error, a field called error"}).value
+        {'error': 'not an error, a field called error'}
     """
-    kinds = {
-        bool: "bool",
-        int: "int",
-        float: "float",
-        str: "str",
-        list: "list[Any]",
-        dict: "dict[str, Any]",
-    }
-    params = ", ".join(
-        f"{key}: {kinds.get(type(value), 'Any')}"
-        for key, value in list(call.arguments.items())[:20]
-        if key.isidentifier()
-    )
-    name = loggable(call.function.name)
-    func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
-    return (
-        f'@app.tool("{name}")\n'
-        f"async def {func}({params}) -> dict[str, Any]:\n"
-        f'    """Describe what {name} does, for the model."""\n'
-        f"    ..."
-    )
+
+    value: Any
+
+
+def error_result(message: str) -> dict[str, str]:
+    """The per-call error result the platform passes to the model: ``{"error": message}``."""
+    return {"error": message}
+
+
+def normalize_result(value: Any, call_id: str) -> Any:
+    """Return the result value a tool's return ``value`` stands for, for the call ``call_id``.
+
+    An object-format answer (``{"results": [...]}``) is searched for ``call_id``; if it has no
+    entry for it but holds exactly one, that one is taken.
+    """
+    if type(value) is dict and len(value) == 1:
+        # A one-key dict is the only shape that can be a wrapper; anything else is direct.
+        if "result" in value:
+            return value["result"]
+        error = value.get("error")
+        if isinstance(error, str):
+            return error_result(error)
+        results = value.get("results")
+        if isinstance(results, list):
+            return _result_for(results, call_id, len(results) == 1)
+    if type(value) is ToolResult:
+        return value.value
+    return value
+
+
+def results_from_response(body: Any, call_ids: Sequence[str]) -> list[Any]:
+    """Split a tool-calls response body in any of the four formats into per-call results.
+
+    Args:
+        body: The decoded JSON answer.
+        call_ids: The ids of the calls the answer is for, in request order.
+
+    Returns:
+        One result per id, in the same order. An id the answer does not cover gets an error
+        result saying so.
+
+    Examples:
+        >>> results_from_response({"results": [{"tool_call_id": "a", "result": 1}]}, ["a"])
+        [1]
+        >>> results_from_response({"error": "down"}, ["a", "b"])
+        [{'error': 'down'}, {'error': 'down'}]
+    """
+    if isinstance(body, dict) and len(body) == 1:
+        if isinstance(body.get("error"), str):
+            return [error_result(body["error"])] * len(call_ids)
+        results = body.get("results")
+        if isinstance(results, list):
+            return [_result_for(results, i, len(call_ids) == 1) for i in call_ids]
+    if len(call_ids) == 1:
+        return [normalize_result(body, call_ids[0])]
+    message = "The answer did not say which call this result belongs to."
+    return [error_result(message)] * len(call_ids)
+
+
+def _result_for(results: list[Any], call_id: str, single: bool) -> Any:
+    for entry in results:
+        if isinstance(entry, dict) and entry.get("tool_call_id") == call_id:
+            return entry.get("result")
+    if single and len(results) == 1 and isinstance(results[0], dict):
+        return results[0].get("result")
+    return error_result("The answer had no result for this call.")

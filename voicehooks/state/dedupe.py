@@ -38,9 +38,8 @@ from typing import Final, Literal, TypeAlias
 import anyio
 import msgspec
 
-from voicehooks.core.events import Event, ToolCall, ToolCalls
+from voicehooks.core.events import Event, ToolCall, ToolCalls, event_key, tool_key
 from voicehooks.core.exceptions import Unavailable
-from voicehooks.core.identity import event_key, tool_key
 from voicehooks.core.logs import masked
 
 from .stores import DeliveryStore

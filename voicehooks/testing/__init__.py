@@ -74,7 +74,7 @@ Examples:
     5
 """
 
-from voicehooks.core.responses import normalize_result, results_from_response
+from voicehooks.pipeline.toolcalls import normalize_result, results_from_response
 
 from .client import ManualClock, Response, WebhookClient
 from .factories import (

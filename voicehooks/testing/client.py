@@ -12,9 +12,9 @@ import anyio.abc
 import msgspec
 
 from voicehooks.app import VoiceHooks, resolve_secrets
-from voicehooks.core.responses import results_from_response
 from voicehooks.core.signing import sign
 from voicehooks.pipeline.dispatch import watched_failures
+from voicehooks.pipeline.toolcalls import results_from_response
 
 from .factories import assistant_request, end_of_call_report, status_update, tool_call, tool_calls
 

@@ -74,7 +74,7 @@ from typing import Any
 import msgspec
 
 from voicehooks.core.events import EVENT_NAMES
-from voicehooks.core.responses import results_from_response
+from voicehooks.pipeline.toolcalls import results_from_response
 
 from .client import ASGIApp, WebhookClient
 from .factories import (

@@ -19,6 +19,7 @@ import msgspec
 
 from voicehooks.core.events import ToolCall, ToolCalls
 from voicehooks.core.injection import Injection, plan_injections
+from voicehooks.core.logs import loggable
 from voicehooks.core.running import UserFunction
 
 from .arguments import Unfit, not_json, recover
@@ -30,6 +31,7 @@ __all__ = [
     "ToolOptions",
     "UnknownArguments",
     "parse_docstring",
+    "stub_for",
 ]
 
 UnknownArguments = Literal["ignore", "forbid"]
@@ -326,3 +328,31 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
         elif current and stripped:
             arguments[current] = f"{arguments[current]} {stripped}".strip()
     return summary, arguments
+
+
+def stub_for(call: ToolCall) -> str:
+    """A ready-to-paste ``@app.tool`` stub for a call no tool claims.
+
+    Built from the argument *names* and JSON types only: values can be personal data.
+    """
+    kinds = {
+        bool: "bool",
+        int: "int",
+        float: "float",
+        str: "str",
+        list: "list[Any]",
+        dict: "dict[str, Any]",
+    }
+    params = ", ".join(
+        f"{key}: {kinds.get(type(value), 'Any')}"
+        for key, value in list(call.arguments.items())[:20]
+        if key.isidentifier()
+    )
+    name = loggable(call.function.name)
+    func = name.replace("-", "_") if name.replace("-", "_").isidentifier() else "tool"
+    return (
+        f'@app.tool("{name}")\n'
+        f"async def {func}({params}) -> dict[str, Any]:\n"
+        f'    """Describe what {name} does, for the model."""\n'
+        f"    ..."
+    )

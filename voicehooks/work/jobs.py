@@ -25,8 +25,7 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
-from voicehooks.core.events import Event, ToolCall, decode_delivery
-from voicehooks.core.identity import delivery_id
+from voicehooks.core.events import Event, ToolCall, decode_delivery, delivery_id
 from voicehooks.core.records import JobRun
 
 __all__ = ["Job", "JobSink", "RunJob", "body_size", "decode_job", "encode_job", "job_key"]

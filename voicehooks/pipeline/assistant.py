@@ -1,116 +1,17 @@
-"""Outbound shapes, and the normalizers between what handlers return and the wire.
+"""Answering an ``assistant-request``: the answer's documented modes, built and checked.
 
-Tool results. A tool may return any JSON-encodable value or answer in one of the platform's
-four formats (PLATFORM.md 4.3). ``normalize_result`` reads a returned value as:
-
-* ``ToolResult(x)``: ``x`` exactly as given, never read as a format;
-* a dict whose only key is ``"result"``: the simple format, its value is the result;
-* a dict whose only key is ``"error"`` with a string value: the error format;
-* a dict whose only key is ``"results"`` with a list value: the object format;
-* anything else: the direct format, the value itself.
-
-So a dict with exactly one of those keys is read as a wrapper; wrap it in ``ToolResult`` to
-send it literally. Whatever came back, voicehooks answers in the object format only, one entry
-per received call in request order (PLATFORM.md 8 rows 12, 13 and 15).
-
-``results_from_response`` runs the other way: given any of the four response bodies and the
-call ids, it returns the per-call results. The test client and the CLI read answers with it.
-
-Assistant-request answers. ``AssistantResponse`` builds exactly one of the documented modes
-(PLATFORM.md 3.3): ``default()``, ``reference(id)``, ``override(id, partial)``,
-``inline(config)`` or ``reject(message)``. ``validate_assistant_answer`` checks a plain dict.
+``AssistantResponse`` builds exactly one of the modes (PLATFORM.md 3.3): ``default()``,
+``reference(id)``, ``override(id, partial)``, ``inline(config)`` or ``reject(message)``.
+``validate_assistant_answer`` checks a plain dict a handler returned. The dispatcher runs the
+one handler under its budget and answers ``{}`` (the saved configuration) on any trouble.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
-import msgspec
-
-__all__ = [
-    "AssistantResponse",
-    "ToolResult",
-    "error_result",
-    "normalize_result",
-    "results_from_response",
-    "validate_assistant_answer",
-]
-
-
-class ToolResult(msgspec.Struct, frozen=True):
-    """Send ``value`` as a tool's result exactly as it is, even a dict shaped like a format.
-
-    Examples:
-        >>> ToolResult({"error": "not an error, a field called error"}).value
-        {'error': 'not an error, a field called error'}
-    """
-
-    value: Any
-
-
-def error_result(message: str) -> dict[str, str]:
-    """The per-call error result the platform passes to the model: ``{"error": message}``."""
-    return {"error": message}
-
-
-def normalize_result(value: Any, call_id: str) -> Any:
-    """Return the result value a tool's return ``value`` stands for, for the call ``call_id``.
-
-    An object-format answer (``{"results": [...]}``) is searched for ``call_id``; if it has no
-    entry for it but holds exactly one, that one is taken.
-    """
-    if type(value) is dict and len(value) == 1:
-        # A one-key dict is the only shape that can be a wrapper; anything else is direct.
-        if "result" in value:
-            return value["result"]
-        error = value.get("error")
-        if isinstance(error, str):
-            return error_result(error)
-        results = value.get("results")
-        if isinstance(results, list):
-            return _result_for(results, call_id, len(results) == 1)
-    if type(value) is ToolResult:
-        return value.value
-    return value
-
-
-def results_from_response(body: Any, call_ids: Sequence[str]) -> list[Any]:
-    """Split a tool-calls response body in any of the four formats into per-call results.
-
-    Args:
-        body: The decoded JSON answer.
-        call_ids: The ids of the calls the answer is for, in request order.
-
-    Returns:
-        One result per id, in the same order. An id the answer does not cover gets an error
-        result saying so.
-
-    Examples:
-        >>> results_from_response({"results": [{"tool_call_id": "a", "result": 1}]}, ["a"])
-        [1]
-        >>> results_from_response({"error": "down"}, ["a", "b"])
-        [{'error': 'down'}, {'error': 'down'}]
-    """
-    if isinstance(body, dict) and len(body) == 1:
-        if isinstance(body.get("error"), str):
-            return [error_result(body["error"])] * len(call_ids)
-        results = body.get("results")
-        if isinstance(results, list):
-            return [_result_for(results, i, len(call_ids) == 1) for i in call_ids]
-    if len(call_ids) == 1:
-        return [normalize_result(body, call_ids[0])]
-    message = "The answer did not say which call this result belongs to."
-    return [error_result(message)] * len(call_ids)
-
-
-def _result_for(results: list[Any], call_id: str, single: bool) -> Any:
-    for entry in results:
-        if isinstance(entry, dict) and entry.get("tool_call_id") == call_id:
-            return entry.get("result")
-    if single and len(results) == 1 and isinstance(results[0], dict):
-        return results[0].get("result")
-    return error_result("The answer had no result for this call.")
+__all__ = ["AssistantResponse", "validate_assistant_answer"]
 
 
 _MODES: Final = ("assistant", "assistant_id", "error")
