@@ -149,7 +149,7 @@ class LateResult:
 
     Attributes:
         call_id: The call it belongs to, unmasked (it may embed the caller's number: log
-            it through ``voicehooks.logs.masked``).
+            it through ``voicehooks.core.logs.masked``).
         tool_call_id: The tool call it answers.
         tool: The tool's name.
         text: The text to inject (the tool's result as the model will read it).
