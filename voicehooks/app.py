@@ -106,7 +106,7 @@ class VoiceHooks(Registry):
         observers: Told about every delivery, tool call and job (see ``voicehooks.observe``);
             an observer may serve routes beside the webhook (``PrometheusObserver``:
             ``GET /metrics``). ``VOICEHOOKS_METRICS=1`` (``voicehooks run --metrics``) adds a
-            ``PrometheusObserver`` when none is given.
+            ``PrometheusObserver`` unless one is given.
         unknown_arguments: What tools do with arguments their definition lacks: ``"ignore"``
             them or ``"forbid"`` the call (an error for the model naming the nearest
             parameter); a tool's own ``unknown_arguments=`` wins.
@@ -242,10 +242,11 @@ class VoiceHooks(Registry):
                 self.call_control.api, self.call_control.store, self._reconciled, platform.reconcile
             )
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
-        if not observers and environment.metrics_switched_on():
+        if environment.metrics_switched_on():  # voicehooks run --metrics
             from .observe.metrics import PrometheusObserver
 
-            observers = [PrometheusObserver()]
+            if not any(isinstance(observer, PrometheusObserver) for observer in observers):
+                observers = [*observers, PrometheusObserver()]
         for observer in observers:
             self.add_observer(observer)
 
