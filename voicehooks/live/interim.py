@@ -105,7 +105,7 @@ class InterimRuns:
             work.close()
             raise Busy(label)
         state = _Run(label)
-        task = self.tasks.spawn(self._own(work, state, deliver), label, eager=True)
+        task = self.tasks.spawn(self._own(work, state, deliver), eager=True)
         if not task.done():
             self._runs[task] = state
             task.add_done_callback(self._forget)
