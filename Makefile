@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
-.PHONY: run dev test lint typecheck pytest docs bench bench-quick bench-durable loadtest chaos clean wrk
+.PHONY: run dev test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable loadtest chaos clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,10 @@ dev: $(STAMP)  ## the same with reload and the inspector at http://127.0.0.1:$(P
 	@echo "In another shell: VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks simulate examples/scenarios/quickstart.toml --url http://127.0.0.1:$(PORT)/"
 	VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks dev examples/quickstart.py --port $(PORT)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the import direction between the subpackages (import-linter)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy voicehooks tests examples benchmarks
@@ -39,6 +40,18 @@ docs: $(STAMP)  ## the docs site from docs/ and the docstrings into site/; any w
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint typecheck docs pytest  ## ruff, mypy --strict, the docs build, then pytest with branch coverage (gate 95 %)
+
+# The other supported end: Python 3.13, from pyenv where the machine has it (these machines
+# do), else from PATH. The suite without the tests that start servers (-m "not slow"): the
+# whole suite runs on the default Python in `make test`.
+PYTHON_313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
+VENV_313 ?= .venv-3.13
+test-3.13:  ## the suite but its server tests on Python 3.13 (CI runs it before `make test`)
+	@test -n "$(PYTHON_313)" || { echo "no Python 3.13: install it (pyenv install 3.13) or set PYTHON_313"; exit 1; }
+	test -x $(VENV_313)/bin/python || $(PYTHON_313) -m venv $(VENV_313)
+	$(VENV_313)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(VENV_313)/bin/python -m pip install --quiet -e . --group dev --group bench
+	$(VENV_313)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 bench: $(STAMP) wrk  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
 	$(BIN)/python -m benchmarks --save benchmarks/last-results.json
@@ -59,4 +72,4 @@ chaos: $(STAMP)  ## durable mode: 10,000 deliveries, a worker kill -9'ed every 2
 	$(BIN)/python -m tests.helpers.chaos --deliveries 10000
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site
+	rm -rf $(VENV) $(VENV_313) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site

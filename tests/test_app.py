@@ -581,3 +581,29 @@ async def test_the_replay_header_is_honoured_in_development_mode_only(
     ]
     assert len(replay_lines) == (development and header == "1")
     assert len(bypass_lines) == (development and header == "bypass-dedupe")
+
+
+async def test_a_400_names_the_field_but_never_repeats_the_senders_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = VoiceHooks(secret=SECRET)
+    body = b'{"message": {"type": "' + b"SECRET-VALUE" * 1000 + b'", "call": 5}}'
+    with caplog.at_level(logging.DEBUG, "voicehooks"):
+        response = await WebhookClient(app, secret=SECRET).post(body)
+    assert response.status_code == 400
+    assert "$.message" in response.json()["error"]
+    assert "SECRET-VALUE" not in response.text
+    assert "SECRET-VALUE" not in caplog.text
+
+
+async def test_a_post_to_another_path_is_logged_on_one_line_cut_and_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = VoiceHooks(secret=SECRET)
+    forged = "/x\nERROR voicehooks: forged" + "y" * 500
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        response = await WebhookClient(app, secret=SECRET).post(status_update(), path=forged)
+    assert response.status_code == 404
+    (record,) = [r for r in caplog.records if "rejected 404" in r.getMessage()]
+    assert "\n" not in record.getMessage()
+    assert len(record.getMessage()) < 400

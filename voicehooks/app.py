@@ -20,6 +20,7 @@ a middleware stack would triple the cost of a one-call tool request (see ``bench
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -79,6 +80,9 @@ _EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
 _NO_HEADERS: Final[list[tuple[bytes, bytes]]] = []
 _REJECTION_LEVEL: Final = {503: logging.DEBUG}
 _encode = msgspec.json.Encoder().encode
+# A value in one of msgspec's messages ("Invalid value 'x' - at `$.message.type`"): the
+# sender's data, which a 400 never repeats (SECURITY.md). Types and paths are in backticks.
+_VALUE: Final = re.compile(r"'(?:[^'\\]|\\.)*'")
 
 
 class VoiceHooks(Registry):
@@ -102,7 +106,7 @@ class VoiceHooks(Registry):
         observers: Told about every delivery, tool call and job (see ``voicehooks.observe``);
             an observer may serve routes beside the webhook (``PrometheusObserver``:
             ``GET /metrics``). ``VOICEHOOKS_METRICS=1`` (``voicehooks run --metrics``) adds a
-            ``PrometheusObserver`` when none is given.
+            ``PrometheusObserver`` unless one is given.
         unknown_arguments: What tools do with arguments their definition lacks: ``"ignore"``
             them or ``"forbid"`` the call (an error for the model naming the nearest
             parameter); a tool's own ``unknown_arguments=`` wins.
@@ -238,10 +242,11 @@ class VoiceHooks(Registry):
                 self.call_control.api, self.call_control.store, self._reconciled, platform.reconcile
             )
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
-        if not observers and environment.metrics_switched_on():
+        if environment.metrics_switched_on():  # voicehooks run --metrics
             from .observe.metrics import PrometheusObserver
 
-            observers = [PrometheusObserver()]
+            if not any(isinstance(observer, PrometheusObserver) for observer in observers):
+                observers = [*observers, PrometheusObserver()]
         for observer in observers:
             self.add_observer(observer)
 
@@ -437,7 +442,8 @@ class VoiceHooks(Registry):
         try:
             event = decode_delivery(body)
         except msgspec.ValidationError as exc:
-            raise PayloadError(f"the payload does not fit the webhook envelope: {exc}") from None
+            fit = _VALUE.sub("(a value)", str(exc))  # msgspec quotes the offending value
+            raise PayloadError(f"the payload does not fit the webhook envelope: {fit}") from None
         except msgspec.DecodeError as exc:
             raise PayloadError(f"the body is not valid JSON: {exc}") from None
         delivery.event, delivery.event_type, delivery.call_id = event, event.type, event.call.id
@@ -576,9 +582,9 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if scope.get("method") == "POST":  # a misconfigured webhook URL, most likely
         _log.warning(
-            "rejected 404: POST to %r, which is not the webhook endpoint (check the URL the "
+            "rejected 404: POST to '%s', which is not the webhook endpoint (check the URL the "
             "platform is given against the app's path and mount point)",
-            scope["path"][:100],
+            loggable(scope["path"]),
         )
     await _send(send, 404, b'{"error":"not found: the webhook endpoint is at the app\'s path"}', [])
 

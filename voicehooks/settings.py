@@ -247,6 +247,11 @@ def deprecated_keywords(
             _warn(name, "duplicates=None (to switch it off)")
             if not value:
                 settings["duplicates"] = None
+        elif name == "clock":
+            raise ConfigurationError(
+                "VoiceHooks(clock=...) is gone: set app.verifier.clock, the clock of the "
+                "signature's freshness check (voicehooks.testing.ManualClock in tests)"
+            )
         elif name in ("metrics", "tool_stats"):
             replacement = "PrometheusObserver()" if name == "metrics" else "ToolStats()"
             _warn(name, f"observers=[{replacement}]")

@@ -406,3 +406,17 @@ async def test_mounted_in_fastapi_the_metrics_are_under_the_mount_path() -> None
     assert response.status_code == 200
     line = 'voicehooks_deliveries_total{event="status-update",outcome="answered"} 1.0'
     assert line in response.text
+
+
+def test_voicehooks_metrics_adds_prometheus_beside_the_apps_own_observers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voicehooks import Observer
+
+    monkeypatch.setenv(METRICS, "1")
+    mine = Observer()
+    app = VoiceHooks(secret=SECRET, observers=[mine])
+    kinds = [type(observer) for observer in app.observers.observers]
+    assert kinds == [Observer, PrometheusObserver]
+    given = PrometheusObserver()
+    assert VoiceHooks(secret=SECRET, observers=[given]).observers.observers == [given]

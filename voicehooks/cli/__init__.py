@@ -35,14 +35,14 @@ from click.core import ParameterSource
 
 from voicehooks import __version__
 from voicehooks.app import VoiceHooks
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.core.logs import LogFormat, logging_config
 from voicehooks.state.stores import MemoryStore
 
 from .dev import dev
 from .durable import queue, worker
-from .envfile import env_file_option, log_format_option, patched_environ, read_env_file
+from .environment import env_file_option, log_format_option, patched_environ, read_env_file
 from .replay import replay
 from .send import send
 from .serve import serve
@@ -161,9 +161,9 @@ def _inspect(target: str) -> VoiceHooks:
     ``routes`` and ``tools`` never serve the app, so they should work in a shell that does
     not hold the production secret.
     """
-    if os.environ.get(environment.SECRET, "").strip() or os.environ.get(environment.SECRET_FILE):
+    if os.environ.get(variables.SECRET, "").strip() or os.environ.get(variables.SECRET_FILE):
         return load_target(target)[0]
-    with patched_environ({environment.SECRET: _PLACEHOLDER_SECRET}):
+    with patched_environ({variables.SECRET: _PLACEHOLDER_SECRET}):
         return load_target(target)[0]
 
 
@@ -289,7 +289,7 @@ def main() -> None:
 @click.option(
     "--metrics",
     is_flag=True,
-    envvar=environment.METRICS,
+    envvar=variables.METRICS,
     show_envvar=True,
     help="Serve Prometheus metrics at GET /metrics on the same port.",
 )
@@ -326,7 +326,7 @@ def run(
     """
     if log_config and ctx.get_parameter_source("log_format") is ParameterSource.COMMANDLINE:
         raise click.UsageError(
-            "--log-config replaces --log-format: name voicehooks.core.logs.JSONFormatter or "
+            "--log-config replaces --log-format: name voicehooks.observe.JSONFormatter or "
             "TextFormatter in the file instead"
         )
     with contextlib.ExitStack() as stack:
@@ -372,14 +372,14 @@ def _metrics_environment(workers: int) -> Iterator[None]:
         raise click.UsageError(
             "--metrics needs prometheus_client: pip install 'voicehooks[metrics]'"
         ) from None
-    values = {environment.METRICS: "1"}
-    if workers == 1 or os.environ.get(environment.MULTIPROC_DIR):
+    values = {variables.METRICS: "1"}
+    if workers == 1 or os.environ.get(variables.MULTIPROC_DIR):
         with patched_environ(values):
             yield
         return
     with (
         tempfile.TemporaryDirectory(prefix="voicehooks-metrics-") as directory,
-        patched_environ({**values, environment.MULTIPROC_DIR: directory}),
+        patched_environ({**values, variables.MULTIPROC_DIR: directory}),
     ):
         yield
 

@@ -10,7 +10,7 @@ import click
 
 from voicehooks.core.logs import logging_config
 
-from .envfile import env_file_option
+from .environment import env_file_option
 from .serve import serve
 
 __all__ = ["dev"]

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import click
 
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.core.logs import LogFormat, masked
 from voicehooks.core.logs import setup as setup_logging
 from voicehooks.work.jobs import decode_job
 from voicehooks.work.queue import DeadLetter, RedisQueue
 
-from .envfile import env_file_option, log_format_option
+from .environment import env_file_option, log_format_option
 
 if TYPE_CHECKING:
     from voicehooks.app import VoiceHooks
@@ -52,10 +52,10 @@ def _queue_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open_queue(stream: str, group: str) -> RedisQueue:
-    url = environment.read(environment.QUEUE_URL)
+    url = variables.read(variables.QUEUE_URL)
     if not url:
         raise click.UsageError(
-            f"set {environment.QUEUE_URL}=redis://... (or put it in an --env-file)"
+            f"set {variables.QUEUE_URL}=redis://... (or put it in an --env-file)"
         )
     return RedisQueue.from_url(url, stream=stream, group=group)
 
@@ -242,7 +242,7 @@ def worker(
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
     if app.queue is None:
         raise click.UsageError(
-            f"{target} has no durable queue: set {environment.QUEUE_URL}=redis://... (the "
+            f"{target} has no durable queue: set {variables.QUEUE_URL}=redis://... (the "
             "receivers' value) or pass VoiceHooks(background=Background(queue=...))"
         )
     from voicehooks.state.stores import MemoryStore

@@ -18,7 +18,7 @@ import click
 
 from voicehooks.observe.recording import REPLAY_HEADER, Recording, read_recording
 
-from .envfile import configured_secrets, env_file_option
+from .environment import configured_secrets, env_file_option
 from .posting import Poster
 
 __all__ = ["replay"]

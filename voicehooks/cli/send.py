@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import click
 
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 from voicehooks.core.signing import sign
 from voicehooks.pipeline.toolcalls import results_from_response
 from voicehooks.testing import (
@@ -34,7 +34,7 @@ from voicehooks.testing import (
     tool_calls,
 )
 
-from .envfile import configured_secrets, env_file_option
+from .environment import configured_secrets, env_file_option
 
 __all__ = ["send"]
 
@@ -139,8 +139,8 @@ def send(
         secrets = configured_secrets()
         if not secrets:
             raise click.UsageError(
-                f"no secret to sign with: set {environment.SECRET} to the server's secret (the "
-                f"first of a comma-separated list signs), or {environment.SECRET_FILE}, or pass "
+                f"no secret to sign with: set {variables.SECRET} to the server's secret (the "
+                f"first of a comma-separated list signs), or {variables.SECRET_FILE}, or pass "
                 "--env-file FILE. --unsigned sends no signature."
             )
         headers = sign(body, secrets[0], stamp, event=event)
@@ -377,11 +377,11 @@ def _rejection_hint(status: int, said: str, url: str) -> str:
                 "further apart than its tolerance. Sync the clocks, or drop --timestamp."
             )
         if "missing X-Webhook-" in said:
-            return f"The server verifies signatures: drop --unsigned and set {environment.SECRET}."
+            return f"The server verifies signatures: drop --unsigned and set {variables.SECRET}."
         return (
             "The signature was refused: the secret used here probably differs from the "
-            f"server's. Sign with the same value the server has in {environment.SECRET} (or in "
-            f"its {environment.SECRET_FILE}), e.g. with --env-file FILE."
+            f"server's. Sign with the same value the server has in {variables.SECRET} (or in "
+            f"its {variables.SECRET_FILE}), e.g. with --env-file FILE."
         )
     hints = {
         400: "The body does not fit the platform's envelope; check the --data file.",

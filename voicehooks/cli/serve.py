@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 
 __all__ = ["record_file", "serve"]
 
@@ -43,13 +43,13 @@ def serve(
         # The reloader's file watcher logs every change it sees at INFO: noise, not news.
         log_config["loggers"]["watchfiles"] = {"level": "WARNING"}
     # Inherited by the server processes (see serving.py).
-    variables = {
-        environment.RUN_TARGET: target,
-        environment.RUN_RECORD: record_file(record) if record is not None else None,
-        environment.RUN_INSPECTOR: inspector,
-        environment.RUN_INSPECTOR_HISTORY: history,
+    handed_over = {
+        variables.RUN_TARGET: target,
+        variables.RUN_RECORD: record_file(record) if record is not None else None,
+        variables.RUN_INSPECTOR: inspector,
+        variables.RUN_INSPECTOR_HISTORY: history,
     }
-    for name, value in variables.items():
+    for name, value in handed_over.items():
         if value is None:
             os.environ.pop(name, None)
         else:

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from voicehooks.app import resolve_secrets
 from voicehooks.cli import TargetImportError, load_target
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 
 __all__ = ["app", "http_parser"]
 
@@ -36,16 +36,16 @@ def app() -> ASGIApp:
     """Load the app named by ``$VOICEHOOKS_RUN_TARGET``, add what ``run``/``dev`` asked for
     (a recorder, the inspector), and freeze the startup heap."""
     try:
-        instance, _, _ = load_target(os.environ[environment.RUN_TARGET])
+        instance, _, _ = load_target(os.environ[variables.RUN_TARGET])
     except TargetImportError as exc:
         raise exc.error from None  # uvicorn shows it with its own traceback
     served: ASGIApp = instance
-    record = environment.read(environment.RUN_RECORD)
+    record = variables.read(variables.RUN_RECORD)
     if record:
         from voicehooks.observe.recording import Recorder
 
         instance.add_observer(Recorder(record))
-    inspector = environment.read(environment.RUN_INSPECTOR)
+    inspector = variables.read(variables.RUN_INSPECTOR)
     if inspector:
         from voicehooks.dev.inspector import Inspector
 
@@ -54,7 +54,7 @@ def app() -> ASGIApp:
             instance,
             secret=secrets[0] if secrets else None,
             allow_remote=inspector == "remote",
-            history=environment.read(environment.RUN_INSPECTOR_HISTORY) or None,
+            history=variables.read(variables.RUN_INSPECTOR_HISTORY) or None,
         )
     gc.freeze()
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]

@@ -15,7 +15,7 @@ import click
 
 from voicehooks.testing.scenarios import Scenario, ScenarioError, ScenarioReport, run, run_scenario
 
-from .envfile import configured_secrets, env_file_option
+from .environment import configured_secrets, env_file_option
 from .posting import Poster
 
 __all__ = ["simulate"]

@@ -26,7 +26,7 @@ from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions
 from voicehooks.observe.toolstats import STATS_PATH
 from voicehooks.tools.definition import Tool
 
-from .envfile import env_file_option
+from .environment import env_file_option
 
 __all__ = [
     "assistant_definitions",

@@ -19,11 +19,11 @@ from typing import Any
 
 import click
 
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import SignatureError
 from voicehooks.core.signing import DEFAULT_TOLERANCE_SECONDS, Verifier, is_milliseconds
 
-from .envfile import configured_secrets, env_file_option
+from .environment import configured_secrets, env_file_option
 
 __all__ = ["verify"]
 
@@ -95,8 +95,8 @@ def verify(
     secrets = configured_secrets()
     if not secrets:
         raise click.UsageError(
-            f"no secret to check against: set {environment.SECRET} (comma-separated for "
-            f"several) or {environment.SECRET_FILE}, or pass --env-file FILE"
+            f"no secret to check against: set {variables.SECRET} (comma-separated for "
+            f"several) or {variables.SECRET_FILE}, or pass --env-file FILE"
         )
     now = time.time() if at is None else at
     ok, report = _diagnose(body, headers, secrets, tolerance, now, at is not None)
@@ -235,10 +235,10 @@ def _mismatch_hints(body: bytes, stamp: str, value: str, secrets: Sequence[str])
         if _matching_secret(body, stamp, value, [unquoted]) is not None:
             return [
                 f"Secret #{index + 1} matches once its surrounding quotes are removed: "
-                f"take the quotes out of {environment.SECRET}."
+                f"take the quotes out of {variables.SECRET}."
             ]
     return [
-        f"Most likely the secret differs: compare {environment.SECRET} with the assistant's "
+        f"Most likely the secret differs: compare {variables.SECRET} with the assistant's "
         "webhook_secret (during a rotation list both, comma-separated).",
         "Otherwise the body or the timestamp changed after signing: capture the raw bytes.",
     ]

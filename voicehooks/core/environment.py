@@ -76,9 +76,13 @@ VARIABLES: Final = (
     Variable("VOICEHOOKS_RELOAD", "0", "voicehooks run --reload", cli=True),
     Variable("VOICEHOOKS_LOG_LEVEL", "info", "voicehooks run --log-level", cli=True),
     Variable("VOICEHOOKS_LOG_CONFIG", "(none)", "voicehooks run --log-config", cli=True),
-    Variable("VOICEHOOKS_PROXY_HEADERS", "0", "voicehooks run --proxy-headers", cli=True),
+    Variable("VOICEHOOKS_LOG_FORMAT", "text", "voicehooks run/worker --log-format", cli=True),
+    Variable("VOICEHOOKS_PROXY_HEADERS", "1", "voicehooks run --proxy-headers", cli=True),
     Variable(
-        "VOICEHOOKS_FORWARDED_ALLOW_IPS", "127.0.0.1", "voicehooks run --forwarded-allow-ips", True
+        "VOICEHOOKS_FORWARDED_ALLOW_IPS",
+        "$FORWARDED_ALLOW_IPS or 127.0.0.1,::1",
+        "voicehooks run --forwarded-allow-ips",
+        cli=True,
     ),
     Variable("VOICEHOOKS_ROOT_PATH", "(none)", "voicehooks run --root-path", cli=True),
     Variable("VOICEHOOKS_RECORD", "(none)", "voicehooks run --record", cli=True),

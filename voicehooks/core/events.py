@@ -246,7 +246,7 @@ class EndOfCallReport(Event, frozen=True, tag="end-of-call-report"):
     ended_at: datetime.datetime | None = None
     end_reason: str | None = None
     reconciled: bool = False
-    """Built from ``GET /calls/{id}`` because no report came (``VoiceHooks(reconcile=...)``)."""
+    """Built from ``GET /calls/{id}`` because no report came (``Platform(reconcile=...)``)."""
 
 
 AnyEvent: TypeAlias = AssistantRequest | ToolCalls | StatusUpdate | EndOfCallReport

@@ -1,19 +1,5 @@
-"""The voicehooks error tree.
-
-    VoiceHooksError
-    ├── ConfigurationError      the app or a registration is wrong; raised at import time
-    ├── RequestError            a delivery is rejected; its class says the HTTP status
-    │   ├── MethodNotAllowed        405
-    │   ├── UnsupportedMediaType    415
-    │   ├── PayloadTooLarge         413
-    │   ├── RequestTimeout          408
-    │   ├── SignatureError          401
-    │   ├── PayloadError            400
-    │   └── Unavailable             503 (with Retry-After): the app cannot take it now
-    ├── ToolError               raised by a tool: its message is the result the caller hears
-    ├── StoreError              the duplicate-delivery store failed or timed out
-    └── QueueError              the durable queue's Redis failed or timed out
-        └── QueueFull               the durable queue is at its length bound
+"""The errors of the core and the layers above it but the REST API's; ``voicehooks.exceptions``
+draws the whole tree (the API's errors included) and is their public home.
 
 Only ``RequestError`` subclasses reach the wire, as ``{"error": message}`` with the class's
 ``status``. Their messages describe the request, never its contents: no body, no signature,

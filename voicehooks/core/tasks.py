@@ -46,7 +46,7 @@ class TaskOwner:
     def __init__(self, grace_seconds: float) -> None:
         self.grace_seconds = grace_seconds
         self.is_open = False
-        self._work: dict[asyncio.Task[Any], str] = {}
+        self._work: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[Any]] = set()
         self._idle: anyio.Event | None = None
         self._deadline: float | None = None
@@ -54,22 +54,15 @@ class TaskOwner:
     def __len__(self) -> int:
         return len(self._work)
 
-    @property
-    def labels(self) -> list[str]:
-        """What each piece of work still running is, as its spawner named it."""
-        return list(self._work.values())
-
-    def spawn(
-        self, coroutine: Coroutine[Any, Any, T], label: str, *, eager: bool = False
-    ) -> asyncio.Task[T]:
-        """Start ``coroutine`` as owned work; ``label`` names it while it runs.
+    def spawn(self, coroutine: Coroutine[Any, Any, T], *, eager: bool = False) -> asyncio.Task[T]:
+        """Start ``coroutine`` as owned work.
 
         ``eager`` starts it inside this call on Python 3.12+, so that work that finishes
         without suspending never waits for a turn of the loop (and is never owned at all).
         """
         task = _start(coroutine, eager)
         if not task.done():
-            self._work[task] = label
+            self._work.add(task)
             task.add_done_callback(self._forget)
         return task
 
@@ -80,7 +73,7 @@ class TaskOwner:
         task.add_done_callback(self._services.discard)
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
-        del self._work[task]
+        self._work.discard(task)
         if not self._work and self._idle is not None:
             self._idle.set()
 

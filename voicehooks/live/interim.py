@@ -105,7 +105,7 @@ class InterimRuns:
             work.close()
             raise Busy(label)
         state = _Run(label)
-        task = self.tasks.spawn(self._own(work, state, deliver), label, eager=True)
+        task = self.tasks.spawn(self._own(work, state, deliver), eager=True)
         if not task.done():
             self._runs[task] = state
             task.add_done_callback(self._forget)
@@ -149,7 +149,7 @@ class LateResult:
 
     Attributes:
         call_id: The call it belongs to, unmasked (it may embed the caller's number: log
-            it through ``voicehooks.logs.masked``).
+            it through ``voicehooks.core.logs.masked``).
         tool_call_id: The tool call it answers.
         tool: The tool's name.
         text: The text to inject (the tool's result as the model will read it).

@@ -2,7 +2,7 @@
 
 The platform documents no retries (PLATFORM.md 1.8): an ``end-of-call-report`` lost to a
 deploy or a network fault is simply gone, and with it the transcript and the analysis.
-With ``VoiceHooks(reconcile=Reconciliation())`` every worker remembers the calls it saw
+With ``Platform(reconcile=Reconciliation())`` every worker remembers the calls it saw
 (tool calls and status updates) and when it last saw each. A call that has had no report
 ``after_seconds`` after it was last seen (its ``ended`` status update included) is fetched
 with ``GET /calls/{id}``; once that says the call ended, the call becomes an

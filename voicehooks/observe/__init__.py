@@ -2,11 +2,13 @@
 
 Metrics (``voicehooks.observe.metrics``, the ``[metrics]`` extra) and traces
 (``voicehooks.observe.tracing``, the ``[otel]`` extra) are imported from their own modules, so
-that an app without those extras imports neither. ``JSONFormatter`` writes one JSON object per
-log line; name it in a ``dictConfig`` as ``voicehooks.observe.JSONFormatter``.
+that an app without those extras imports neither. ``setup()`` configures voicehooks' logs as
+``voicehooks run`` does; ``JSONFormatter`` writes one JSON object per log line and
+``TextFormatter`` one readable line (name them in a ``dictConfig`` as
+``voicehooks.observe.JSONFormatter``).
 """
 
-from voicehooks.core.logs import JSONFormatter
+from voicehooks.core.logs import JSONFormatter, TextFormatter, setup
 from voicehooks.core.records import (
     Delivery,
     DeliveryOutcome,
@@ -28,7 +30,9 @@ __all__ = [
     "JobRun",
     "Observer",
     "Recorder",
+    "TextFormatter",
     "ToolOutcome",
     "ToolRun",
     "ToolStats",
+    "setup",
 ]

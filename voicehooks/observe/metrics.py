@@ -24,7 +24,7 @@ Several worker processes (``voicehooks run --workers N``) share one count throug
 prometheus_client's multiprocess mode: ``voicehooks run`` gives them a private
 ``PROMETHEUS_MULTIPROC_DIR``, removes it at exit, and each scrape first drops the live gauges
 of workers that have died. Under gunicorn, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
-directory yourself (see the README).
+directory yourself (see the observability guide).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Every request is recorded with its headers (``requests``), control commands also
 Use it in-process (an httpx transport on the test's event loop)::
 
     platform = FakePlatform()
-    app = VoiceHooks(api=platform.client())  # PlatformClient(transport=platform.transport())
+    app = VoiceHooks(platform=Platform(api=platform.client()))  # transport=platform.transport()
 
 or as a real server on loopback, for apps that run in their own processes::
 
@@ -205,7 +205,7 @@ class FakePlatform:
     def client(self, **options: Any) -> PlatformClient:
         """A ``PlatformClient`` that talks to this fake in-process, with its key.
 
-        Example: ``VoiceHooks(api=platform.client())``.
+        Example: ``VoiceHooks(platform=Platform(api=platform.client()))``.
         """
         return PlatformClient(
             api_key=self.api_key, base_url=self.base_url, transport=self.transport(), **options

@@ -1,6 +1,6 @@
 """The durable job queue: one Redis stream, one consumer group, one dead-letter stream.
 
-Durable mode (``VOICEHOOKS_QUEUE_URL`` or ``VoiceHooks(queue=...)``) moves after-the-answer
+Durable mode (``VOICEHOOKS_QUEUE_URL`` or ``Background(queue=...)``) moves after-the-answer
 work out of the receiving process. The receiver adds one entry per job to a stream *before*
 it answers 200; ``voicehooks worker`` processes read them through a consumer group and
 acknowledge each only after its handler finished. Redis does the bookkeeping a broker would:

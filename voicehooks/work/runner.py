@@ -120,7 +120,7 @@ class BackgroundRunner:
         tokens = [self._track(job) for job in jobs]
         if self.tasks.is_open:
             for token, job in zip(tokens, jobs, strict=True):
-                self.tasks.spawn(self._run(token, job, run), _label(job))
+                self.tasks.spawn(self._run(token, job, run))
             return
         for index, (token, job) in enumerate(zip(tokens, jobs, strict=True)):
             try:
@@ -164,11 +164,9 @@ class BackgroundRunner:
             self._untrack(token, job)
 
 
-def _label(job: Job) -> str:
+def _cut(job: Job) -> None:
     kind, _, name = job.target.partition(":")
     what = f"{job.event.type} handler {name}" if kind == "handler" else f"tool call {name}"
-    return f"background {what} (call {masked(job.event.call.id)})"
-
-
-def _cut(job: Job) -> None:
-    _log.error("%s was cut short before it ran", _label(job))
+    _log.error(
+        "background %s (call %s) was cut short before it ran", what, masked(job.event.call.id)
+    )

@@ -153,7 +153,7 @@ class Worker:
                 _log.warning("worker %s: Redis answers again", self.consumer)
             for entry in entries:
                 self._held[entry.id] = entry
-                self.tasks.spawn(self._process(entry), f"durable entry {entry.id}")
+                self.tasks.spawn(self._process(entry))
 
     async def _outage_pause(self, exc: QueueError) -> None:
         if "NOGROUP" in str(exc):  # Redis lost its data (no persistence?): start over

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from voicehooks.app import resolve_secrets
-from voicehooks.core import environment
+from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError
 
 __all__ = [
@@ -91,7 +91,7 @@ def env_file_option(function: F) -> F:
         callback=_load_env_file,
         expose_value=False,
         is_eager=True,
-        help=f"Read NAME=value lines into the environment first (e.g. {environment.SECRET}); "
+        help=f"Read NAME=value lines into the environment first (e.g. {variables.SECRET}); "
         "they win over variables already set.",
     )(function)
 
