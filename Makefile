@@ -69,7 +69,7 @@ bench-durable: $(STAMP)  ## end-of-call-report ack latency in-process vs durable
 	$(BIN)/python -m benchmarks.durable
 
 chaos: $(STAMP)  ## durable mode: 10,000 deliveries, a worker kill -9'ed every 2 s, Redis restarted; prints the table
-	$(BIN)/python -m tests.chaos --deliveries 10000
+	$(BIN)/python -m tests.helpers.chaos --deliveries 10000
 
 clean:
 	rm -rf $(VENV) $(VENV_313) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site

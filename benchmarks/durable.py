@@ -35,8 +35,9 @@ from typing import Any
 
 from benchmarks.loadtest import percentile, read_answer
 from benchmarks.workloads import make_pool
-from tests.redis_server import running_redis
-from tests.servers import ROOT, running_server
+from tests.helpers.paths import ROOT
+from tests.helpers.redis_server import running_redis
+from tests.helpers.servers import running_server
 from voicehooks.work.queue import RedisQueue
 
 APP = "benchmarks/loadtest_app.py"

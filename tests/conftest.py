@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import RedisServer, running_redis
-from tests.servers import free_port, running_server  # noqa: F401  (re-exported for tests)
+from tests.helpers.redis_server import RedisServer, running_redis
+from tests.helpers.servers import free_port, running_server  # noqa: F401  (re-exported for tests)
 
 SECRET = "whsec_voicehooks_test_secret"
 

@@ -1,4 +1,5 @@
-"""The app that tests/test_dedupe_servers.py serves: every run is appended to a shared file.
+"""The app that tests/integration/test_dedupe_servers.py serves: every run is appended to a
+shared file.
 
 Several processes (uvicorn workers, or separate "hosts") append to ``$DEDUPE_RUNS_FILE`` with
 ``O_APPEND``, so the file counts executions across all of them.

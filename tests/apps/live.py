@@ -1,4 +1,4 @@
-"""The app that tests/test_server.py serves with a real ``voicehooks run``."""
+"""The app that tests/integration/test_server.py serves with a real ``voicehooks run``."""
 
 from __future__ import annotations
 

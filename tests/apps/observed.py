@@ -1,6 +1,6 @@
-"""The app tests/test_observability_servers.py serves: under ``voicehooks run``, plain uvicorn,
-gunicorn with uvicorn workers, and mounted in FastAPI (``parent``). Its only logging setup is
-the one documented line, in the format ``OBSERVED_LOG_FORMAT`` names."""
+"""The app tests/integration/test_observability_servers.py serves: under ``voicehooks run``,
+plain uvicorn, gunicorn with uvicorn workers, and mounted in FastAPI (``parent``). Its only
+logging setup is the one documented line, in the format ``OBSERVED_LOG_FORMAT`` names."""
 
 from __future__ import annotations
 

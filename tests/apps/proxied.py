@@ -1,4 +1,4 @@
-"""The app that tests/test_cli_run.py serves behind a pretend proxy.
+"""The app that tests/cli/test_serve.py serves behind a pretend proxy.
 
 It logs what uvicorn put in each request's scope (client, scheme, root path, path), so a
 test can see what ``voicehooks run``'s proxy options did with the forwarded headers.

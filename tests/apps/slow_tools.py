@@ -1,4 +1,5 @@
-"""The app tests/test_interim_servers.py serves: slow tools that answer with an interim text.
+"""The app tests/integration/test_interim_servers.py serves: slow tools that answer with an
+interim text.
 
 ``LIVE_WINDOW_SECONDS`` shortens the platform's one-minute call-control window, together with
 the fake platform's (``FakePlatform(window_seconds=...)``), so a test takes seconds. Each tool

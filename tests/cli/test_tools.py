@@ -1,0 +1,238 @@
+"""``voicehooks tools --check`` and ``--diff``: the lines they print and their exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.helpers.paths import ROOT
+from voicehooks.cli import main
+
+# Every example's app: a new example is checked without being listed here.
+EXAMPLES = [
+    f"examples/{path.name}" + (":hooks" if path.name == "fastapi_mount.py" else "")
+    for path in sorted((ROOT / "examples").glob("*.py"))
+]
+BAD_APP = str(ROOT / "tests" / "apps" / "bad_tools.py")
+RENAMED = str(ROOT / "tests" / "fixtures" / "assistant-renamed-parameter.json")
+URL = "https://hooks.example.com/voice"
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_SECRET_FILE", raising=False)
+    return CliRunner()
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_check_passes_on_the_examples(runner: CliRunner, example: str) -> None:
+    result = runner.invoke(main, ["tools", str(ROOT / example), "--check"])
+    assert len(EXAMPLES) >= 5
+    assert result.exit_code == 0, result.output
+    assert "OK: " in result.stderr
+    assert "error:" not in result.stdout
+
+
+def test_check_fails_on_the_bad_app_with_one_line_per_problem(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tools", BAD_APP, "--check"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "error: undocumented: description: missing or blank: the model decides when to call a "
+        "tool from its description; give the function a docstring",
+        "error: wordy: description: 2,177 characters; OpenAI refuses more than 1,024: keep when "
+        "to call it there and move the rest to the assistant's prompt",
+        'error: untyped: parameters.properties.order_number: no "type": the model may send '
+        "anything; annotate the parameter (str, int, float, bool, a Literal, ...)",
+        "warning: one_choice: parameters.properties.channel: an enum with one value ('sms') is a "
+        "constant: remove the parameter and use the value in the function, or list every "
+        "allowed value",
+    ]
+    assert "FAIL: 4 tool(s), 3 error(s), 1 warning(s)" in result.stderr
+
+
+def test_warnings_fail_only_with_strict(runner: CliRunner) -> None:
+    target = str(ROOT / "examples" / "appointments.py")
+    assert runner.invoke(main, ["tools", target, "--check"]).exit_code == 0
+    strict = runner.invoke(main, ["tools", target, "--check", "--strict"])
+    assert strict.exit_code == 1
+    assert "(--strict)" in strict.stderr
+    only_openai = ["tools", target, "--check", "--strict", "--provider", "openai"]
+    assert runner.invoke(main, only_openai).exit_code == 0
+
+
+def test_check_json_is_one_document(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["tools", BAD_APP, "--check", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert (report["ok"], report["tools"], report["errors"], report["warnings"]) == (
+        False,
+        4,
+        3,
+        1,
+    )
+    assert report["findings"][2] == {
+        "severity": "error",
+        "tool": "untyped",
+        "path": "parameters.properties.order_number",
+        "message": report["findings"][2]["message"],
+    }
+
+
+def test_a_definitions_file_can_be_checked_and_printed(runner: CliRunner, tmp_path: Path) -> None:
+    entry = {
+        "name": "ping",
+        "description": "Check the line.",
+        "parameters": {"type": "object", "properties": {"x": {}}},
+    }
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps({"assistant": {"llm_config": {"tools": [entry]}}}))
+    result = runner.invoke(main, ["tools", str(path), "--check"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith('error: ping: parameters.properties.x: no "type"')
+    printed = runner.invoke(main, ["tools", str(path)])
+    assert json.loads(printed.stdout) == [entry]
+
+
+def test_diff_prints_the_renamed_parameter_and_exits_1(runner: CliRunner) -> None:
+    target = str(ROOT / "examples" / "appointments.py")
+    result = runner.invoke(main, ["tools", target, "--url", URL, "--diff", RENAMED])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "book_appointment: parameters.slot: renamed: the assistant calls it 'time_slot' (did you "
+        "mean 'slot'?); paste the app's definition"
+    ]
+    assert "DRIFT: 1 difference(s) in 1 tool(s)" in result.stderr
+
+
+def test_diff_json_and_a_matching_assistant(runner: CliRunner, tmp_path: Path) -> None:
+    target = str(ROOT / "examples" / "appointments.py")
+    result = runner.invoke(main, ["tools", target, "--url", URL, "--diff", RENAMED, "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["same"] is False
+    assert [d["path"] for d in report["differences"]] == ["parameters.slot"]
+    exported = runner.invoke(main, ["tools", target, "--url", URL]).stdout
+    same = runner.invoke(main, ["tools", target, "--url", URL, "--diff", "-"], input=exported)
+    assert same.exit_code == 0, same.output
+    assert "SAME: stdin carries the app's 2 tool(s)" in same.stderr
+    moved = runner.invoke(main, ["tools", target, "--url", URL + "/v2", "--diff", RENAMED])
+    assert moved.stdout.count(": url: the assistant calls") == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--check", "--diff", RENAMED], "do not combine"),
+        (["--strict"], "--strict only applies to --check"),
+        (["--provider", "openai"], "--provider only applies to --check"),
+        (["--diff", "missing.json"], "cannot read 'missing.json'"),
+        (["--diff", __file__], "not JSON"),
+        (["--diff", str(ROOT / "tests" / "fixtures" / "tool-calls.json")], "expected an assistant"),
+        (["--check", "--provider", "anthropic"], "'anthropic' is not one of"),
+    ],
+)
+def test_usage_errors_exit_2(runner: CliRunner, arguments: list[str], message: str) -> None:
+    result = runner.invoke(main, ["tools", str(ROOT / "examples" / "quickstart.py"), *arguments])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+@pytest.mark.slow
+def test_check_reads_measured_latency_from_a_running_app(runner: CliRunner, tmp_path: Path) -> None:
+    from tests.helpers.servers import post, running_server
+    from voicehooks.testing import tool_call, tool_calls
+
+    secret = "whsec_live_server_tests"
+    env = {"VOICEHOOKS_SECRET": secret}
+    with running_server("tests/apps/measured.py", tmp_path, env=env) as server:
+        for count in ("1", "2", 3, 4, 5, 6):  # two of them sent as strings: coerced
+            status, _, _ = post(
+                server,
+                tool_calls(tool_call("check_stock", {"part": "chain", "count": count})),
+                secret=secret,
+            )
+            assert status == 200
+        both = tool_calls(tool_call("opening_hours", {}), tool_call("invented", {"x": 1}))
+        post(server, both, secret=secret)
+        target = str(ROOT / "tests" / "apps" / "measured.py")
+        check = ["tools", target, "--check", "--url", server.url + "/", "--slow-seconds", "0.1"]
+        result = runner.invoke(main, check)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == [
+            "warning: check_stock: latency: 95% of 6 measured calls took up to "
+            f"{float(result.stdout.split('up to ')[1].split(' s')[0]):.1f} s of silence: give it "
+            "an interim message the assistant says meanwhile, or make it faster"
+        ]
+        assert "with measured latencies" in result.stderr
+        assert runner.invoke(main, [*check, "--strict"]).exit_code == 1
+        status, _, body = post(
+            server, b"", secret=secret, method="GET", path="/_voicehooks/tools.json", signed=False
+        )
+        report = json.loads(body)
+        assert status == 200
+        assert set(report["tools"]) == {"check_stock", "opening_hours", "(unregistered)"}
+        assert report["tools"]["check_stock"]["coercions"] == {"string_to_integer": 2}
+        assert report["tools"]["check_stock"]["p50_seconds"] >= 0.1
+        from voicehooks.cli.tools import fetch_stats
+
+        # The URL the platform calls may end with the app's own path: the root is above it.
+        assert "check_stock" in fetch_stats(server.url + "/hooks/", "/hooks")["tools"]
+        not_served = runner.invoke(
+            main, ["tools", target, "--check", "--url", server.url + "/nothing-here/"]
+        )
+        assert not_served.exit_code == 1
+        assert (
+            "answered 404: serve it with VoiceHooks(observers=[ToolStats()])" in not_served.output
+        )
+    unreachable = runner.invoke(main, ["tools", target, "--check", "--url", server.url])
+    assert unreachable.exit_code == 1
+    assert "cannot read" in unreachable.output
+    bad = runner.invoke(main, ["tools", target, "--check", "--url", "ftp://x/"])
+    assert bad.exit_code == 2
+
+
+@pytest.mark.slow
+def test_assistant_fetches_the_saved_configuration_and_diffs_it(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks.testing import FakePlatform
+
+    platform = FakePlatform()
+    saved = json.loads(Path(RENAMED).read_text())["assistant"]
+    platform.add_assistant("asst_renamed", saved)
+    platform.add_assistant("asst_empty", {"name": "No tools yet"})
+    target = str(ROOT / "examples" / "appointments.py")
+    with platform.serve() as base_url:
+        monkeypatch.setenv("VOICEHOOKS_API_URL", base_url)
+        monkeypatch.setenv("VOICEHOOKS_API_KEY", platform.api_key)
+        result = runner.invoke(main, ["tools", target, "--url", URL, "--assistant", "asst_renamed"])
+        assert result.exit_code == 1, result.output
+        assert result.stdout.splitlines() == [
+            "book_appointment: parameters.slot: renamed: the assistant calls it 'time_slot' "
+            "(did you mean 'slot'?); paste the app's definition"
+        ]
+        assert "between the app and assistant asst_renamed" in result.stderr
+        empty = runner.invoke(main, ["tools", target, "--assistant", "asst_empty", "--json"])
+        assert empty.exit_code == 1
+        assert [d["message"][:26] for d in json.loads(empty.stdout)["differences"]] == [
+            "missing in the assistant: ",
+            "missing in the assistant: ",
+        ]
+        unknown = runner.invoke(main, ["tools", target, "--assistant", "asst_nobody"])
+        assert unknown.exit_code == 2
+        assert "cannot fetch assistant 'asst_nobody'" in unknown.output
+        monkeypatch.setenv("VOICEHOOKS_API_KEY", "sk_wrong_key")
+        refused = runner.invoke(main, ["tools", target, "--assistant", "asst_renamed"])
+        assert refused.exit_code == 2
+        assert "401" in refused.output
+        assert "sk_wrong_key" not in refused.output
+    monkeypatch.delenv("VOICEHOOKS_API_KEY")
+    no_key = runner.invoke(main, ["tools", target, "--assistant", "asst_renamed"])
+    assert no_key.exit_code == 2
+    assert "VOICEHOOKS_API_KEY" in no_key.output
+    both = runner.invoke(main, ["tools", target, "--assistant", "a", "--diff", RENAMED])
+    assert both.exit_code == 2

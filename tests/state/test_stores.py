@@ -1,0 +1,574 @@
+"""The delivery stores on their own: MemoryStore in-process, RedisStore against a real Redis."""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+import pytest
+import redis.asyncio
+
+from tests.helpers.redis_server import RedisServer
+from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
+from voicehooks.core.environment import QUEUE_URL, REDIS_URL
+from voicehooks.exceptions import StoreError
+from voicehooks.state.stores import default_store
+from voicehooks.work.queue import RedisQueue
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- MemoryStore -------------------------------------------------------------------------
+
+
+async def test_memory_the_first_claim_wins_until_it_expires() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert await store.claim("k", 10)
+    assert not await store.claim("k", 10)
+    clock.now += 9.9
+    assert not await store.claim("k", 10)
+    clock.now += 0.2
+    assert await store.claim("k", 10)
+
+
+async def test_memory_a_zero_ttl_is_remembered_for_no_time() -> None:
+    store = MemoryStore()
+    assert await store.claim("k", 0)
+    assert len(store) == 0
+    assert await store.claim("k", 0)
+
+
+async def test_memory_a_stored_result_is_kept_for_its_own_ttl() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert await store.claim("k", 1)
+    await store.put_result("k", b'{"ok":true}', 100)
+    clock.now += 50  # long past the claim's own ttl
+    assert not await store.claim("k", 1)
+    assert await store.wait_result("k", 0) == b'{"ok":true}'
+    clock.now += 51
+    assert await store.wait_result("k", 0) is None
+    assert await store.claim("k", 1)
+
+
+async def test_memory_a_waiter_is_woken_by_the_result() -> None:
+    store = MemoryStore()
+    await store.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await store.wait_result("k", 30))
+
+            group.start_soon(wait)
+            group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            assert got == []
+            await store.put_result("k", b"42", 10)
+    assert got == [b"42", b"42"]
+
+
+async def test_memory_release_wakes_waiters_empty_handed_and_frees_the_key() -> None:
+    store = MemoryStore()
+    await store.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await store.wait_result("k", 30))
+
+            group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            await store.release("k")
+    assert got == [None]
+    assert await store.claim("k", 10)
+
+
+async def test_memory_waiting_gives_up_after_its_timeout() -> None:
+    store = MemoryStore()
+    await store.claim("k", 10)
+    assert await store.wait_result("k", 0.01) is None
+    assert await store.wait_result("unknown", 10) is None  # nothing to wait for: at once
+
+
+async def test_memory_the_size_bound_evicts_the_oldest_entry() -> None:
+    store = MemoryStore(max_entries=3)
+    for key in "abcd":
+        assert await store.claim(key, 60)
+    assert len(store) == 3
+    assert await store.claim("a", 60)  # forgotten: claimable again, and "b" goes in its place
+    assert not await store.claim("c", 60)
+    assert not await store.claim("d", 60)
+    assert await store.claim("b", 60)
+
+
+async def test_memory_expired_entries_are_dropped_as_new_ones_arrive() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    for i in range(10):
+        await store.claim(f"old-{i}", 1)
+    clock.now += 2
+    for i in range(10):
+        await store.claim(f"new-{i}", 60)
+    assert len(store) == 10
+
+
+async def test_memory_a_result_outlives_an_evicted_claim_and_moves_to_the_back() -> None:
+    store = MemoryStore(max_entries=2)
+    await store.claim("a", 60)
+    await store.claim("b", 60)
+    await store.put_result("a", b"1", 60)  # "a" is now the newest write
+    await store.claim("c", 60)  # evicts "b", the oldest
+    assert await store.wait_result("a", 0) == b"1"
+    assert await store.claim("b", 60)
+    await store.put_result("gone", b"2", 60)  # never claimed here: remembered anyway
+    assert await store.wait_result("gone", 0) == b"2"
+
+
+async def test_memory_aclose_forgets_everything() -> None:
+    store = MemoryStore()
+    await store.claim("k", 60)
+    await store.aclose()
+    assert len(store) == 0
+    assert await store.claim("k", 60)
+
+
+def test_memory_needs_room_for_one_entry() -> None:
+    with pytest.raises(ConfigurationError, match="max_entries"):
+        MemoryStore(max_entries=0)
+
+
+# -- RedisStore --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], RedisStore]]:
+    """Independent stores on one Redis, as separate processes would have."""
+    stores: list[RedisStore] = []
+
+    def make() -> RedisStore:
+        stores.append(RedisStore.from_url(redis_server.url))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        await store.aclose()
+
+
+async def test_redis_one_claim_wins_across_stores(make_store: Callable[[], RedisStore]) -> None:
+    stores = [make_store() for _ in range(4)]
+    wins: list[bool] = []
+    async with anyio.create_task_group() as group:
+        for store in stores:
+
+            async def claim(store: RedisStore = store) -> None:
+                wins.append(await store.claim("k", 10))
+
+            group.start_soon(claim)
+    assert sorted(wins) == [False, False, False, True]
+
+
+async def test_redis_every_key_expires(
+    make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
+) -> None:
+    store = make_store()
+    assert await store.claim("k", 10)
+    assert 9_000 < await redis_client.pttl("voicehooks:claim:k") <= 10_000
+    await store.put_result("k", b"result", 3600)
+    keys = sorted(await redis_client.keys("*"))
+    assert keys == [b"voicehooks:claim:k", b"voicehooks:result:k"]
+    for key in keys:
+        assert 3500 < await redis_client.ttl(key) <= 3600
+    assert await redis_client.get("voicehooks:result:k") == b"result"
+
+
+async def test_redis_a_waiter_elsewhere_gets_the_result(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    first, second = make_store(), make_store()
+    await first.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await second.wait_result("k", 30))
+
+            group.start_soon(wait)
+            await anyio.sleep(0.05)
+            assert got == []
+            await first.put_result("k", b"42", 60)
+    assert got == [b"42"]
+    assert await second.wait_result("k", 0.01) == b"42"
+
+
+async def test_redis_release_is_the_owners_and_ends_the_wait(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    first, second = make_store(), make_store()
+    await first.claim("k", 10)
+    await second.release("k")  # not its claim: nothing happens
+    assert not await second.claim("k", 10)
+    got: list[bytes | None] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def wait() -> None:
+                got.append(await second.wait_result("k", 30))
+
+            group.start_soon(wait)
+            await anyio.sleep(0.05)
+            await first.release("k")
+    assert got == [None]
+    assert await second.claim("k", 10)
+
+
+async def test_redis_a_stored_result_cannot_be_released(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    store = make_store()
+    await store.claim("k", 10)
+    await store.put_result("k", b"1", 60)
+    await store.release("k")
+    assert not await store.claim("k", 10)
+
+
+async def test_redis_waiting_gives_up_after_its_timeout(
+    make_store: Callable[[], RedisStore],
+) -> None:
+    first, second = make_store(), make_store()
+    await first.claim("k", 10)
+    assert await second.wait_result("k", 0.05) is None
+
+
+async def test_redis_the_prefix_namespaces_keys(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis
+) -> None:
+    store = RedisStore(redis.asyncio.Redis.from_url(redis_server.url), prefix="staging:")
+    try:
+        assert await store.claim("k", 10)
+        assert await redis_client.keys("*") == [b"staging:claim:k"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("fault", ["stopped", "paused"])
+async def test_redis_faults_become_store_errors_within_the_operation_timeout(
+    redis_server: RedisServer, fault: str
+) -> None:
+    store = RedisStore.from_url(redis_server.url, operation_timeout_seconds=0.2)
+    try:
+        assert await store.claim("k", 10)
+        if fault == "stopped":
+            redis_server.stop()
+        else:
+            redis_server.pause()
+        operations: list[Awaitable[object]] = [
+            store.claim("j", 10),
+            store.put_result("k", b"1", 10),
+            store.release("k"),
+        ]
+        for operation in operations:
+            with anyio.fail_after(2), pytest.raises(StoreError, match="redis"):
+                await operation
+        if fault == "stopped":
+            with anyio.fail_after(2), pytest.raises(StoreError, match="ConnectionError"):
+                await store.wait_result("k", 5)
+        else:  # slow polls are no failure: the wait goes on until its own deadline
+            with anyio.fail_after(2):
+                assert await store.wait_result("k", 0.5) is None
+    finally:
+        redis_server.resume()
+        await store.aclose()
+
+
+def test_redis_checks_its_options_and_scheme() -> None:
+    with pytest.raises(ConfigurationError, match="operation_timeout_seconds"):
+        RedisStore.from_url("redis://localhost", operation_timeout_seconds=0)
+    with pytest.raises(ConfigurationError, match="must start with redis://") as caught:
+        RedisStore.from_url("http://user:hunter2@localhost")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "password", ["Zq7/Xw9", "Zq7?Xw9", "Zq7#Xw9", "Zq7/Xw9?Kp3#Vb5", "Zq7[Xw9"]
+)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis://:{}@localhost:6379/0",
+        "redis://default:{}@localhost:6379/0",
+        "rediss://default:{}@redis.example.com/1",
+        "REDIS://:{}@localhost",
+    ],
+)
+def test_a_url_that_does_not_parse_is_reported_without_any_part_of_it(
+    template: str, password: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="does not parse") as caught:
+        RedisStore.from_url(template.format(password))
+    error = caught.value
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    for fragment in ("Zq7", "Xw9", "Kp3", "Vb5", "localhost", "example"):
+        assert fragment not in str(error)
+    assert "%2F" in str(error)  # how to write such a password
+
+
+async def test_a_percent_encoded_password_reaches_redis_intact() -> None:
+    store = RedisStore.from_url("redis://default:Zq7%2FXw9%3FKp3%23Vb5@localhost:6379/0")
+    try:
+        kwargs = store.client.connection_pool.connection_kwargs
+        assert (kwargs["username"], kwargs["password"]) == ("default", "Zq7/Xw9?Kp3#Vb5")
+    finally:
+        await store.aclose()
+
+
+async def connections(observer: redis.asyncio.Redis) -> int:
+    """How many clients Redis has besides ``observer``."""
+    return len(await observer.client_list()) - 1
+
+
+async def until_connections(observer: redis.asyncio.Redis, expected: int) -> None:
+    # A closed socket reaches Redis on its own connection, not in order with ``observer``'s.
+    with anyio.fail_after(5):
+        while await connections(observer) != expected:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("closed_first", ["store", "queue"])
+async def test_a_store_and_a_queue_on_one_url_share_one_pool_until_both_close(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis, closed_first: str
+) -> None:
+    store = RedisStore.from_url(redis_server.url)
+    queue = RedisQueue.from_url(redis_server.url)
+    try:
+        assert store.client.connection_pool is queue.client.connection_pool
+        await store.open()
+        await queue.open()
+        assert await store.claim("k", 60)
+        await queue.enqueue([b"a"])
+        assert await connections(redis_client) == 1  # one pooled connection, used in turn
+
+        first, other = (store, queue) if closed_first == "store" else (queue, store)
+        await first.aclose()
+        await first.aclose()  # a second close takes nothing more from the other
+        if other is store:
+            assert await store.claim("k2", 60)
+        else:
+            await queue.enqueue([b"b"])
+            assert (await queue.stats()).length == 2
+        assert await connections(redis_client) == 1
+    finally:
+        await store.aclose()
+        await queue.aclose()
+    await until_connections(redis_client, 0)  # the last one to close closed the pool
+    again = RedisStore.from_url(redis_server.url)
+    try:
+        assert again.client.connection_pool is not store.client.connection_pool
+        assert await again.claim("k3", 60)
+    finally:
+        await again.aclose()
+
+
+async def test_an_app_on_the_queue_url_alone_has_one_pool_for_its_store_and_queue(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks import VoiceHooks
+
+    monkeypatch.setenv(QUEUE_URL, redis_server.url)
+    app = VoiceHooks(secret="whsec_one_pool")
+    assert isinstance(app.store, RedisStore)
+    assert app.queue is not None
+    assert app.store.client.connection_pool is app.queue.client.connection_pool
+    async with app.lifespan():
+        assert await app.store.claim("k", 60)
+        await app.queue.enqueue([b"a"])
+        assert await connections(redis_client) == 1
+    await until_connections(redis_client, 0)
+
+
+async def test_past_its_bound_the_registry_forgets_a_url_whose_clients_still_close_their_pool(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks.state import connections as factory
+
+    monkeypatch.setattr(factory, "_MAX_SHARED_POOLS", 2)
+    monkeypatch.setattr(factory, "_shared", OrderedDict())  # none left by earlier tests
+    first = RedisStore.from_url(redis_server.url)
+    others = [RedisStore.from_url(redis_server.url[:-1] + db) for db in "12"]
+    late = RedisStore.from_url(redis_server.url)  # db 0 was the least recently used: forgotten
+    also = RedisStore.from_url(redis_server.url[:-1] + "2")  # still known
+    try:
+        assert late.client.connection_pool is not first.client.connection_pool
+        assert also.client.connection_pool is others[1].client.connection_pool
+        assert await first.claim("k", 60)
+        assert await connections(redis_client) == 1
+        await first.aclose()
+        await until_connections(redis_client, 0)  # its pool closed with its last client
+        assert await late.claim("k2", 60)
+    finally:
+        for store in (first, *others, late, also):
+            await store.aclose()
+
+
+def test_clients_made_in_different_event_loops_get_different_pools(
+    redis_server: RedisServer,
+) -> None:
+    # A pool's connections belong to the loop that opened them.
+    async def make() -> tuple[RedisStore, RedisQueue]:
+        return RedisStore.from_url(redis_server.url), RedisQueue.from_url(redis_server.url)
+
+    store, queue = anyio.run(make)
+    later_store, later_queue = anyio.run(make)
+    try:
+        assert store.client.connection_pool is queue.client.connection_pool
+        assert later_store.client.connection_pool is not store.client.connection_pool
+    finally:
+        for user in (store, queue, later_store, later_queue):
+            anyio.run(user.aclose)
+
+
+def test_redis_without_the_package_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'voicehooks\[redis\]'"):
+        RedisStore.from_url("redis://localhost")
+
+
+async def test_the_default_store_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(default_store(), MemoryStore)
+    monkeypatch.setenv(REDIS_URL, "redis://127.0.0.1:1/0")
+    store = default_store()
+    assert isinstance(store, RedisStore)
+    await store.aclose()
+
+
+async def test_the_default_store_follows_the_durable_queue_when_it_has_no_url_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_URL", "redis://127.0.0.1:1/3")
+    store = default_store()
+    assert isinstance(store, RedisStore)
+    assert store.client.connection_pool.connection_kwargs["db"] == 3
+    await store.aclose()
+
+
+async def test_redis_open_connects_and_loads_the_scripts_before_the_first_call(
+    make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
+) -> None:
+    await redis_client.script_flush()
+    store = make_store()
+    await store.open()
+    shas = [store._put_result.sha, store._release.sha]
+    assert await redis_client.script_exists(*shas) == [True, True]
+    assert await store.claim("k", 10)
+
+
+async def test_redis_open_fails_fast_with_a_store_error() -> None:
+    from tests.helpers.servers import free_port
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    with anyio.fail_after(5), pytest.raises(StoreError, match="redis open failed"):
+        await store.open()
+    await store.aclose()
+
+
+async def test_the_app_opens_its_store_at_startup_and_starts_even_if_it_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from voicehooks import VoiceHooks
+    from voicehooks.testing import WebhookClient
+
+    class Recording(MemoryStore):
+        opened = 0
+
+        async def open(self) -> None:
+            type(self).opened += 1
+            raise StoreError("the store is down")
+
+    store = Recording()
+    app = VoiceHooks(secret="whsec_store_open", duplicates=Duplicates(store=store))
+    with caplog.at_level("ERROR", "voicehooks"):
+        async with WebhookClient(app, secret="whsec_store_open") as client:
+            assert (await client.status_update()).status_code == 200
+    assert Recording.opened == 1
+    assert "not ready at startup: the store is down" in caplog.text
+    await MemoryStore().open()  # the in-memory store has nothing to prepare
+
+
+# -- rate-limit tokens (both stores) -----------------------------------------------------
+
+
+async def test_memory_tokens_come_back_one_window_after_each_was_taken() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert [await store.take_token("c", 3, 10) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert await store.take_token("c", 3, 10) == 10
+    assert await store.take_token("other", 3, 10) == 0.0
+    clock.now += 4
+    assert await store.take_token("c", 3, 10) == 6
+    clock.now += 6
+    assert await store.take_token("c", 3, 10) == 0.0  # the first token came back
+    assert await store.take_token("c", 3, 10) == 0.0
+    assert await store.take_token("c", 3, 10) == 0.0
+    assert await store.take_token("c", 3, 10) == 10
+
+
+async def test_memory_buckets_are_bounded_and_spent_ones_leave() -> None:
+    clock = Clock()
+    store = MemoryStore(max_entries=2, clock=clock)
+    for key in ("a", "b", "c"):
+        await store.take_token(key, 1, 10)
+    assert list(store._buckets) == ["b", "c"]  # the least recently used went first
+    clock.now += 11
+    await store.take_token("d", 1, 10)  # "b" has all its tokens back: it leaves
+    assert list(store._buckets) == ["c", "d"]
+    await store.aclose()
+    assert not store._buckets
+
+
+async def test_redis_tokens_keep_the_limit_across_clients(redis_server: RedisServer) -> None:
+    first = RedisStore.from_url(redis_server.url)
+    second = RedisStore.from_url(redis_server.url)
+    await first.open()
+    try:
+        waits = [await store.take_token("c", 4, 0.6) for store in (first, second) * 3]
+        assert waits[:4] == [0.0] * 4
+        assert all(0 < wait <= 0.6 for wait in waits[4:])
+        await anyio.sleep(waits[-1] + 0.05)
+        assert await second.take_token("c", 4, 0.6) == 0.0
+        ttl = await first.client.pttl("voicehooks:tokens:c")
+        assert 0 < ttl <= 600
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_redis_a_token_fault_is_a_store_error(redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(redis_server.url)
+    redis_server.stop()
+    with pytest.raises(StoreError, match="take_token"):
+        await store.take_token("c", 1, 1)
+    await store.aclose()

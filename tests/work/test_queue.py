@@ -1,0 +1,362 @@
+"""The durable queue's Redis layer against a real redis-server, with hand-made entries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio
+import redis.exceptions
+
+from tests.helpers.redis_server import RedisServer
+from voicehooks import ConfigurationError
+from voicehooks.core.exceptions import QueueError, QueueFull
+from voicehooks.work.queue import RedisQueue, consumer_name
+
+pytestmark = pytest.mark.anyio
+
+MakeQueue = Callable[..., RedisQueue]
+
+
+@pytest.fixture
+async def make_queue(redis_server: RedisServer) -> AsyncIterator[MakeQueue]:
+    """Independent queues on one Redis, as a receiver and workers in separate processes."""
+    queues: list[RedisQueue] = []
+
+    def make(**options: object) -> RedisQueue:
+        queues.append(RedisQueue.from_url(redis_server.url, **options))
+        return queues[-1]
+
+    yield make
+    for queue in queues:
+        await queue.aclose()
+
+
+@pytest.fixture
+async def queue(make_queue: MakeQueue) -> RedisQueue:
+    opened = make_queue()
+    await opened.open()
+    return opened
+
+
+async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue) -> None:
+    await queue.enqueue([b"a", b"b", b"c"])
+    first = await queue.read("w1", 2, 0.01)
+    second = await queue.read("w2", 10, 0.01)
+    assert [e.data for e in first] == [b"a", b"b"]
+    assert [e.data for e in second] == [b"c"]
+    assert {e.attempt for e in first + second} == {1}
+    assert await queue.read("w1", 10, 0.01) == []
+
+
+async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_backlog(
+    queue: RedisQueue,
+) -> None:
+    await queue.enqueue([b"a", b"b"])
+    entries = await queue.read("w1", 10, 0.01)
+    await queue.ack([entries[0].id])
+    stats = await queue.stats()
+    assert (stats.length, stats.pending, stats.unread, stats.dead) == (1, 1, 0, 0)
+    assert [(name, pending) for name, pending, _ in stats.consumers] == [("w1", 1)]
+    await queue.ack([])  # nothing to do, no round trip
+
+
+async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed(
+    make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = make_queue(max_length=10)
+    await queue.open()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        await queue.enqueue([b"x"] * 7)
+        assert "workers are behind" not in caplog.text
+        await queue.enqueue([b"y"])  # 8 of 10: warned once
+        await queue.enqueue([b"z"])
+        assert caplog.text.count("workers are behind") == 1
+        with pytest.raises(QueueFull, match="holds 9 entries, its bound is 10"):
+            await queue.enqueue([b"p", b"q"])  # all or none
+    await queue.enqueue([b"last"])
+    entries = await queue.read("w", 100, 0.01)
+    assert [e.data for e in entries] == [b"x"] * 7 + [b"y", b"z", b"last"]
+    await queue.ack([e.id for e in entries])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        await queue.enqueue([b"a"])  # below the mark again,
+        await queue.enqueue([b"a"] * 7)  # then over it: warned again
+    assert caplog.text.count("workers are behind") == 1
+
+
+async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
+    queue: RedisQueue,
+) -> None:
+    await queue.enqueue([b"a", b"b"])
+    held = await queue.read("dead-worker", 10, 0.01)
+    cursor, claimed = await queue.claim("w2", 10.0, 10)
+    assert claimed == []  # not idle long enough
+    await anyio.sleep(0.05)
+    cursor, claimed = await queue.claim("w2", 0.03, 10)
+    assert cursor == "0-0"
+    assert [(e.id, e.data, e.attempt) for e in claimed] == [(e.id, e.data, 2) for e in held]
+    stats = await queue.stats()
+    assert {name: pending for name, pending, _ in stats.consumers}["w2"] == 2
+
+
+async def test_a_touched_entry_is_not_claimed(queue: RedisQueue) -> None:
+    await queue.enqueue([b"a", b"b"])
+    held = await queue.read("w1", 10, 0.01)
+    await anyio.sleep(0.08)
+    await queue.touch("w1", [held[0].id])
+    await queue.touch("w1", [])
+    _, claimed = await queue.claim("w2", 0.05, 10)
+    assert [e.id for e in claimed] == [held[1].id]
+
+
+async def test_a_claim_skips_entries_deleted_meanwhile(
+    queue: RedisQueue, redis_server: RedisServer
+) -> None:
+    await queue.enqueue([b"a"])
+    (entry,) = await queue.read("w1", 10, 0.01)
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.xdel(queue.stream, entry.id)
+    await client.aclose()
+    await anyio.sleep(0.02)
+    assert await queue.claim("w2", 0.01, 10) == ("0-0", [])
+    assert await queue.retry("w1", entry) is None
+
+
+async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
+    await queue.enqueue([b"a"])
+    (entry,) = await queue.read("w1", 10, 0.01)
+    again = await queue.retry("w1", entry)
+    assert again is not None
+    assert (again.id, again.data, again.attempt) == (entry.id, b"a", 2)
+    await anyio.sleep(0.02)
+    _, claimed = await queue.claim("w2", 0.01, 10)
+    assert [e.attempt for e in claimed] == [3]
+
+
+async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
+    queue: RedisQueue,
+) -> None:
+    await queue.enqueue([b"a", b"b", b"c"])
+    entries = await queue.read("w1", 10, 0.01)
+    for entry in entries:
+        await queue.bury(entry, "ValueError")
+    stats = await queue.stats()
+    assert (stats.length, stats.pending, stats.dead) == (0, 0, 3)
+    dead = await queue.dead()
+    assert [(d.data, d.reason, d.attempts) for d in dead] == [
+        (b"a", "ValueError", 1),
+        (b"b", "ValueError", 1),
+        (b"c", "ValueError", 1),
+    ]
+    assert [d.original_id for d in dead] == [e.id for e in entries]
+    assert dead[0].failed_at > 0
+    assert await queue.requeue([dead[1].id, "1-1", dead[1].id]) == 1  # once; unknown: skipped
+    assert [e.data for e in await queue.read("w1", 10, 0.01)] == [b"b"]
+    assert await queue.requeue() == 2
+    assert [e.data for e in await queue.read("w1", 10, 0.01)] == [b"a", b"c"]
+    assert (await queue.stats()).dead == 0
+
+
+async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
+    queue = make_queue(max_length=2)
+    await queue.open()
+    await queue.enqueue([b"a", b"b"])
+    for entry in await queue.read("w", 10, 0.01):
+        await queue.bury(entry, "failed")
+    await queue.enqueue([b"c"])
+    with pytest.raises(QueueFull):
+        await queue.requeue()
+    stats = await queue.stats()
+    assert (stats.length, stats.dead) == (2, 1)
+
+
+async def bury(queue: RedisQueue, bodies: list[bytes]) -> list[str]:
+    """Dead letters of ``bodies``, the way a worker makes them; their ids, oldest first."""
+    await queue.enqueue(bodies)
+    for entry in await queue.read("w", len(bodies), 0.01):
+        await queue.bury(entry, "failed")
+    return [letter.id for letter in await queue.dead(len(bodies))]
+
+
+async def where(queue: RedisQueue) -> tuple[list[bytes], list[bytes]]:
+    """The bodies in the stream and in the dead letters, oldest first."""
+    entries: Any = await queue.client.xrange(queue.stream)
+    live = [fields[b"job"] for _, fields in entries]
+    return live, [letter.data for letter in await queue.dead(queue.max_dead)]
+
+
+@pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
+@pytest.mark.parametrize("lost", [1, 2, 3, 4, 5])
+async def test_a_requeue_cut_off_after_any_command_leaves_each_letter_in_one_stream(
+    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool, lost: int
+) -> None:
+    ids = await bury(queue, [b"a", b"b", b"c"])
+    execute: Callable[..., Awaitable[Any]] = queue.client.execute_command
+    sent = 0
+
+    async def answer_lost(*args: Any, **options: Any) -> Any:
+        # The command reached Redis and ran; its answer never comes back.
+        nonlocal sent
+        reply = await execute(*args, **options)
+        sent += 1
+        if sent == lost:
+            raise redis.exceptions.ConnectionError("connection lost")
+        return reply
+
+    monkeypatch.setattr(queue.client, "execute_command", answer_lost)
+    with contextlib.suppress(QueueError):
+        await queue.requeue(ids if by_id else None)
+    monkeypatch.undo()
+    live, dead = await where(queue)
+    assert sorted(live + dead) == [b"a", b"b", b"c"]
+
+
+@pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
+async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
+    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool
+) -> None:
+    bodies = [b"job-%04d" % i for i in range(1000)]
+    pipe = queue.client.pipeline(transaction=False)
+    for body in bodies:
+        fields = {"job": body, "reason": "KeyError", "attempts": 5, "failed_at": "1.0", "id": "1-1"}
+        pipe.xadd(queue.dead_stream, fields)  # type: ignore[arg-type]
+    ids = [entry_id.decode() for entry_id in await pipe.execute()]
+    execute: Callable[..., Awaitable[Any]] = queue.client.execute_command
+    replies: list[tuple[str, Any]] = []
+
+    async def recorded(*args: Any, **options: Any) -> Any:
+        reply = await execute(*args, **options)
+        replies.append((args[0], reply))
+        return reply
+
+    monkeypatch.setattr(queue.client, "execute_command", recorded)
+    assert await queue.requeue(ids if by_id else None) == 1000
+    # No answer brought more than one batch of letters into this process ...
+    assert all(len(reply) <= 100 for _, reply in replies if isinstance(reply, list))
+    # ... and each batch moved in one script call, at most 100 letters at a time.
+    moved = [reply[0] for name, reply in replies if name == "EVALSHA"]
+    assert sum(moved) == 1000
+    assert max(moved) <= 100
+    monkeypatch.undo()
+    assert await where(queue) == (bodies, [])
+
+
+async def test_concurrent_requeues_of_the_same_letters_move_each_once(
+    make_queue: MakeQueue,
+) -> None:
+    first, second = make_queue(), make_queue()
+    await first.open()
+    ids = await bury(first, [b"a", b"b", b"c"])
+    moved: list[int] = []
+
+    async def requeue(queue: RedisQueue, which: list[str] | None) -> None:
+        moved.append(await queue.requeue(which))
+
+    async with anyio.create_task_group() as group:
+        for queue, which in ((first, ids), (second, ids), (first, None), (second, ids[1:])):
+            group.start_soon(requeue, queue, which)
+    assert sum(moved) == 3
+    live, dead = await where(first)
+    assert (sorted(live), dead) == ([b"a", b"b", b"c"], [])
+
+
+async def test_the_group_comes_back_when_redis_lost_the_stream(
+    queue: RedisQueue, redis_server: RedisServer
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.delete(queue.stream)
+    await client.aclose()
+    with pytest.raises(QueueError, match="NOGROUP"):
+        await queue.read("w1", 1, 0.01)
+    await queue.ensure_group()
+    await queue.ensure_group()  # idempotent
+    await queue.enqueue([b"a"])
+    assert [e.data for e in await queue.read("w1", 1, 0.01)] == [b"a"]
+
+
+async def test_a_stopped_redis_is_a_queue_error(
+    make_queue: MakeQueue, redis_server: RedisServer
+) -> None:
+    queue = make_queue(operation_timeout_seconds=0.5)
+    await queue.open()
+    redis_server.stop()
+    with pytest.raises(QueueError, match="enqueue failed"):
+        await queue.enqueue([b"a"])
+
+
+async def test_a_paused_redis_is_a_queue_error_within_the_timeout(
+    make_queue: MakeQueue, redis_server: RedisServer
+) -> None:
+    queue = make_queue(operation_timeout_seconds=0.2)
+    await queue.open()
+    redis_server.pause()
+    try:
+        with anyio.fail_after(5), pytest.raises(QueueError, match=r"longer than 0\.2 s"):
+            await queue.enqueue([b"a"])
+    finally:
+        redis_server.resume()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_length": 0}, "max_length and max_dead"),
+        ({"max_dead": 0}, "max_length and max_dead"),
+        ({"operation_timeout_seconds": 0}, "operation_timeout_seconds"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisQueue.from_url("redis://127.0.0.1:1/0", **options)
+
+
+def test_a_bad_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigurationError, match="must start with redis://") as info:
+        RedisQueue.from_url("http://user:hunter2@example.com")
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:Pa5/Ss7@host:1/0",
+        "redis://:Zq7/Xw9?Kp3#Vb5@localhost:6379/0",
+        "rediss://default:Zq7#Xw9@redis.example.com/1",
+    ],
+)
+def test_a_url_that_does_not_parse_is_refused_without_any_part_of_the_password(
+    url: str,
+) -> None:
+    # The store's one redaction: a "/" ends the host part early, and the parser's own
+    # message quotes a piece of the password as the port.
+    with pytest.raises(ConfigurationError, match="does not parse") as info:
+        RedisQueue.from_url(url)
+    for fragment in ("Pa5", "Ss7", "Zq7", "Xw9", "Kp3", "Vb5"):
+        assert fragment not in str(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+def test_consumer_names_differ_per_call() -> None:
+    assert consumer_name() != consumer_name()
+
+
+async def test_a_consumer_is_forgotten_only_while_it_holds_nothing(queue: RedisQueue) -> None:
+    await queue.enqueue([b"a", b"b", b"c"])
+    (held,) = await queue.read("holder", 1, 0.01)
+    (done,) = await queue.read("finished", 1, 0.01)
+    (other,) = await queue.read("recent", 1, 0.01)
+    await queue.ack([done.id, other.id])
+    assert not await queue.forget("holder")
+    assert await queue.forget("finished")
+    await anyio.sleep(0.05)
+    assert await queue.forget_idle(30) == 0  # "recent" is recent
+    assert await queue.forget_idle(0.04) == 1  # "recent"; "holder" holds an entry
+    await queue.ack([held.id])
+    assert await queue.forget_idle(0.04) == 1
+    assert (await queue.stats()).consumers == []
