@@ -69,7 +69,6 @@ class BackgroundRunner:
         self._slots: asyncio.Semaphore | None = None
         self._in_flight: dict[object, Job] = {}
         self._sizes: dict[object, int] = {}
-        self._running = 0
         self._bytes = 0
         self._refusing = False
 
@@ -151,11 +150,7 @@ class BackgroundRunner:
         try:
             async with self._slots:
                 started = True
-                self._running += 1
-                try:
-                    await run(job)
-                finally:
-                    self._running -= 1
+                await run(job)
         except anyio.get_cancelled_exc_class():
             if not started:  # a started job was named by the dispatcher
                 _cut(job)
