@@ -62,6 +62,7 @@ from .state.stores import DeliveryStore, default_store
 from .tools.definition import UnknownArguments
 from .work.durable import DurableSink, default_queue
 from .work.jobs import Job, JobSink
+from .work.queue import RedisQueue
 from .work.runner import BackgroundRunner
 
 __all__ = ["VoiceHooks", "resolve_secrets"]
@@ -251,8 +252,8 @@ class VoiceHooks(Registry):
             self.add_observer(observer)
 
     @property
-    def queue(self) -> Any:
-        """The durable queue (a ``RedisQueue``), or ``None`` when jobs run in this process."""
+    def queue(self) -> RedisQueue | None:
+        """The durable queue, or ``None`` when jobs run in this process."""
         return self.durable.queue if self.durable is not None else None
 
     def add_observer(self, observer: Observer) -> Observer:
