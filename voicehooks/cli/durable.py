@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import signal
@@ -287,7 +288,7 @@ def worker(
         tasks=app.tasks,
     )
     health = (health_host, health_port) if health_port is not None else None
-    anyio.run(_serve, app, runner, None, health)
+    anyio.run(functools.partial(_serve, app, runner, health=health))
 
 
 async def _serve(
