@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
-.PHONY: run dev test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable loadtest chaos clean wrk
+DIST ?= dist
+
+.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable loadtest chaos clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,11 @@ run: $(STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a devel
 dev: $(STAMP)  ## the same with reload and the inspector at http://127.0.0.1:$(PORT)/_voicehooks/
 	@echo "In another shell: VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks simulate examples/scenarios/quickstart.toml --url http://127.0.0.1:$(PORT)/"
 	VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks dev examples/quickstart.py --port $(PORT)
+
+dist: $(STAMP)  ## the sdist and the wheel (built from the sdist) into $(DIST)/, checked by twine
+	rm -rf $(DIST)
+	$(BIN)/python -m build --outdir $(DIST) .
+	$(BIN)/twine check --strict $(DIST)/*
 
 lint: $(STAMP)  ## ruff, and the import direction between the subpackages (import-linter)
 	$(BIN)/ruff format --check .

@@ -243,6 +243,22 @@ async def test_rejections_are_logged_with_their_reason(caplog: pytest.LogCapture
     assert "rejected 401: missing X-Webhook-Timestamp" in caplog.text
 
 
+async def test_a_get_on_the_webhook_path_is_a_probe_logged_at_debug_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = WebhookClient(make_app(), secret=SECRET)
+    with caplog.at_level(logging.DEBUG, "voicehooks"):
+        for method in ("GET", "HEAD"):
+            assert (await client.request(method, "/", [], [])).status_code == 405
+        assert (await client.request("PUT", "/", [], [])).status_code == 405
+    levels = [(r.levelno, r.getMessage()[:12]) for r in caplog.records if "405" in r.getMessage()]
+    assert levels == [
+        (logging.DEBUG, "rejected 405"),
+        (logging.DEBUG, "rejected 405"),
+        (logging.WARNING, "rejected 405"),  # not a probe: someone sends the wrong method
+    ]
+
+
 async def test_one_line_per_delivery_with_type_call_status_and_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

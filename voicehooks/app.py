@@ -52,6 +52,7 @@ from .core.signing import Verifier, is_milliseconds
 from .core.tasks import TaskOwner
 from .live.control import CallControl
 from .live.reconcile import Reconciler
+from .observe.health import Health
 from .observe.observers import Observer, ObserverSet
 from .observe.recording import REPLAY_HEADER
 from .pipeline.dispatch import EMPTY, Dispatcher
@@ -107,7 +108,8 @@ class VoiceHooks(Registry):
         observers: Told about every delivery, tool call and job (see ``voicehooks.observe``);
             an observer may serve routes beside the webhook (``PrometheusObserver``:
             ``GET /metrics``). ``VOICEHOOKS_METRICS=1`` (``voicehooks run --metrics``) adds a
-            ``PrometheusObserver`` unless one is given.
+            ``PrometheusObserver`` unless one is given. The health probes (``GET /healthz``,
+            ``GET /healthz/ready``) are a ``Health`` observer, added unless one is given.
         unknown_arguments: What tools do with arguments their definition lacks: ``"ignore"``
             them or ``"forbid"`` the call (an error for the model naming the nearest
             parameter); a tool's own ``unknown_arguments=`` wins.
@@ -248,6 +250,9 @@ class VoiceHooks(Registry):
 
             if not any(isinstance(observer, PrometheusObserver) for observer in observers):
                 observers = [*observers, PrometheusObserver()]
+        self._serving = False  # the lifespan started and has not ended: readiness
+        if not any(isinstance(observer, Health) for observer in observers):
+            observers = [*observers, Health()]  # GET /healthz, /healthz/ready
         for observer in observers:
             self.add_observer(observer)
 
@@ -270,7 +275,12 @@ class VoiceHooks(Registry):
                     f"{type(observer).__name__} serves {route.path}: give the webhook "  # type: ignore[attr-defined]
                     "another path"
                 )
-        self.observers.add(observer)
+        if isinstance(observer, Health):  # it only serves: the hot path never calls it
+            self.health = observer  # voicehooks worker serves the same probes on its port
+            pings = [getattr(self.store, "ping", None), getattr(self.queue, "ping", None)]
+            observer.watch(lambda: self._serving, [ping for ping in pings if ping is not None])
+        else:
+            self.observers.add(observer)
         self._router.routes.extend(routes)
         return observer
 
@@ -303,7 +313,11 @@ class VoiceHooks(Registry):
             async with user as state, self.call_control.running(needs_api), self.tasks.owning():
                 if self.reconciler is not None:
                     self.reconciler.start(self.tasks)
-                yield state
+                self._serving = True
+                try:
+                    yield state
+                finally:
+                    self._serving = False
         finally:
             if self.store is not None:
                 await _close_store(self.store)
@@ -353,7 +367,10 @@ class VoiceHooks(Registry):
             body = _encode({"error": str(exc)})
             extra = _rejection_headers(exc)
             # An Unavailable was logged where it arose, once per episode: not once per request.
-            _log.log(_REJECTION_LEVEL.get(status, logging.WARNING), "rejected %d: %s", status, exc)
+            level = _REJECTION_LEVEL.get(status, logging.WARNING)
+            if status == 405 and scope["method"] in ("GET", "HEAD"):
+                level = logging.DEBUG  # a load balancer's default probe, GET /, every few seconds
+            _log.log(level, "rejected %d: %s", status, exc)
         except UnknownEventType as exc:
             status, body = 200, EMPTY
             delivery.event_type, delivery.call_id = exc.event_type, exc.call_id

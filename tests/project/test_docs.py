@@ -13,7 +13,9 @@ The documents are ``README.md`` and every page under ``docs/``.
   checked: a ``voicehooks`` command is parsed by click exactly as the shell would pass it, so
   a renamed option or command breaks this test; ``routes`` and ``tools`` on a file of this
   repository really run; ``uvicorn`` commands are parsed by uvicorn's own click command.
-  ``make`` targets must exist in the Makefile and ``pip install`` extras in pyproject.toml.
+  ``make`` targets must exist in the Makefile; ``pip install`` installs from a clone (``.``,
+  a path to one) or a wheel of ``dist/``, with extras pyproject.toml declares, and names the
+  index's ``voicehooks`` only on a line labelled "once published" (it is on no index yet).
   A ``NAME=$(python3 -c '...')`` line computes a date for the lines after it: it must print
   one after today. No page or example holds a literal date that would expire.
 * The CLI reference page is complete: every command and every option is mentioned.
@@ -205,7 +207,7 @@ def test_command_line_is_valid(
                 assert re.search(rf"^{arg}:", MAKEFILE, re.MULTILINE), f"no make target {arg}"
     elif program == "pip":
         assert args[0] == "install", line
-        check_pip_install(args[1:])
+        check_pip_install(args[1:], published="# once published" in line)
     else:
         pytest.fail(f"{block}: {program!r} is not a command this test knows how to check")
 
@@ -248,14 +250,38 @@ def check_voicehooks(args: list[str]) -> None:
         assert result.exit_code == 0, result.output
 
 
-def check_pip_install(specs: list[str]) -> None:
+def check_pip_install(specs: list[str], *, published: bool) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for spec in specs:
-        match = re.fullmatch(r"(\w+)(?:\[(\w+)\])?", spec)
+        # the index's name; the clone's directory (".", "../voicehooks"); a wheel make dist built
+        match = re.fullmatch(
+            r"(?:(?P<index>\w+)|(?P<clone>\.|(?:\.\./)+voicehooks)"
+            r"|(?P<wheel>dist/voicehooks-\*\.whl))(?:\[(?P<extra>\w+)\])?",
+            spec,
+        )
         assert match is not None, spec
-        assert match.group(1) == project["name"]
-        if match.group(2):
-            assert match.group(2) in project["optional-dependencies"]
+        if match["index"] is not None:
+            assert match["index"] == project["name"], spec
+            assert published, f"{spec}: voicehooks is on no index yet; label it # once published"
+        if match["extra"]:
+            assert match["extra"] in project["optional-dependencies"]
+
+
+def test_the_install_lines_start_from_a_clone_and_label_the_index() -> None:
+    install = [
+        (block, line)
+        for block, line in COMMANDS
+        if block.document in (README, ROOT / "docs" / "tutorial.md") and "pip install" in line
+    ]
+    first_of_each = {block.document: line for block, line in reversed(install)}
+    assert first_of_each == {
+        README: "pip install .                 # from the clone's directory",
+        ROOT / "docs" / "tutorial.md": "pip install ../voicehooks",
+    }
+    for document in DOCUMENTS:
+        for line in document.read_text().splitlines():
+            if re.search(r"pip install '?voicehooks\b", line):
+                assert "once published" in line, f"{document.relative_to(ROOT)}: {line}"
 
 
 def test_the_cli_reference_mentions_every_command_and_option() -> None:

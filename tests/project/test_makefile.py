@@ -1,4 +1,4 @@
-"""The Makefile's ``run``: a real ``make run`` on a free port, stopped by make's PID."""
+"""The Makefile's ``run`` (a real ``make run`` on a free port, stopped by its PID) and ``dist``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
+import voicehooks
 from tests.helpers.paths import ROOT
 from tests.helpers.servers import free_port, wait_until_listening
 
@@ -61,3 +64,29 @@ def test_stopping_make_run_by_its_pid_frees_the_port(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(make.pid, signal.SIGKILL)
         make.wait()
+
+
+def test_make_dist_builds_a_checked_sdist_and_wheel_of_the_one_version(tmp_path: Path) -> None:
+    venv = Path(sys.prefix)
+    dist = tmp_path / "dist"
+    result = subprocess.run(
+        ["make", "-o", f"{venv}/.installed-stamp", "dist", f"VENV={venv}", f"DIST={dist}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    version = voicehooks.__version__
+    assert sorted(path.name for path in dist.iterdir()) == [
+        f"voicehooks-{version}-py3-none-any.whl",
+        f"voicehooks-{version}.tar.gz",
+    ]
+    assert result.stdout.count("PASSED") == 2  # twine check --strict, each file
+    with zipfile.ZipFile(dist / f"voicehooks-{version}-py3-none-any.whl") as wheel:
+        assert "voicehooks/py.typed" in wheel.namelist()
+    # The version is written once: hatch reads voicehooks/__init__.py, pyproject.toml has none.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"]
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["hatch"]["version"]["path"] == "voicehooks/__init__.py"

@@ -311,7 +311,13 @@ def test_the_worker_command_builds_a_worker_from_its_options(
     monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)  # a worker verifies nothing
     served: list[Worker] = []
 
-    async def fake_serve(app: VoiceHooks, worker: Worker, stop: anyio.Event | None = None) -> None:
+    async def fake_serve(
+        app: VoiceHooks,
+        worker: Worker,
+        stop: anyio.Event | None = None,
+        health: tuple[str, int] | None = None,
+    ) -> None:
+        assert health is None  # no --health-port: no probe server
         served.append(worker)
 
     monkeypatch.setattr(cli_durable, "_serve", fake_serve)
@@ -428,7 +434,12 @@ def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
         f"background=Background(queue=RedisQueue.from_url({redis_server.url!r})))\n"
     )
 
-    async def fake_serve(app: VoiceHooks, worker: Worker, stop: anyio.Event | None = None) -> None:
+    async def fake_serve(
+        app: VoiceHooks,
+        worker: Worker,
+        stop: anyio.Event | None = None,
+        health: tuple[str, int] | None = None,
+    ) -> None:
         pass
 
     monkeypatch.setattr(cli_durable, "_serve", fake_serve)

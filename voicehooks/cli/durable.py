@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -212,6 +213,22 @@ def requeue(stream: str, group: str, ids: tuple[str, ...], everything: bool) -> 
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@click.option(
+    "--health-port",
+    default=None,
+    type=click.IntRange(min=1, max=65535),
+    envvar="VOICEHOOKS_WORKER_HEALTH_PORT",
+    show_envvar=True,
+    help="Serve the health probes (GET /healthz, /healthz/ready) on this port [default: none].",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="VOICEHOOKS_WORKER_HEALTH_HOST",
+    show_envvar=True,
+    help="The address of the health port (0.0.0.0 for a Kubernetes probe).",
+)
 @log_format_option
 @env_file_option
 def worker(
@@ -223,6 +240,8 @@ def worker(
     grace_seconds: float | None,
     log_level: str,
     log_format: LogFormat,
+    health_port: int | None,
+    health_host: str,
 ) -> None:
     """Run TARGET's after-the-answer work from the durable queue (VOICEHOOKS_QUEUE_URL).
 
@@ -268,11 +287,21 @@ def worker(
         retry_delay_seconds=retry_delay_seconds,
         tasks=app.tasks,
     )
-    anyio.run(_serve, app, runner)
+    health = (health_host, health_port) if health_port is not None else None
+    anyio.run(functools.partial(_serve, app, runner, health=health))
 
 
-async def _serve(app: VoiceHooks, runner: Worker, stop: anyio.Event | None = None) -> None:
-    """Run ``runner`` inside the app's lifespan until SIGTERM or SIGINT (or ``stop``)."""
+async def _serve(
+    app: VoiceHooks,
+    runner: Worker,
+    stop: anyio.Event | None = None,
+    health: tuple[str, int] | None = None,
+) -> None:
+    """Run ``runner`` inside the app's lifespan until SIGTERM or SIGINT (or ``stop``).
+
+    With ``health`` (host, port), the app's probes are served there too: live while the
+    worker runs, ready inside the lifespan while the queue's Redis answers.
+    """
     stop = stop or anyio.Event()
     logging.getLogger("voicehooks").info(
         "worker %s: consuming %s with concurrency %d",
@@ -290,5 +319,29 @@ async def _serve(app: VoiceHooks, runner: Worker, stop: anyio.Event | None = Non
                     stop.set()
 
         group.start_soon(on_signals)
+        if health is not None:
+            group.start_soon(_serve_health, app, *health)
         await runner.serve(stop)
         group.cancel_scope.cancel()
+
+
+async def _serve_health(app: VoiceHooks, host: str, port: int) -> None:
+    """The probes on their own small server; cancelled with the worker."""
+    if app.health.path is None:  # the app serves no probes: Health(path=None)
+        return
+    import uvicorn
+    from starlette.applications import Starlette
+
+    class ProbeServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the worker handles SIGTERM and SIGINT, not this server
+
+    probes = Starlette(routes=list(app.health.routes(app.tools)))
+    config = uvicorn.Config(
+        probes, host=host, port=port, lifespan="off", access_log=False, log_config=None
+    )
+    logging.getLogger("voicehooks").info(
+        "worker: health probes on http://%s:%d%s", host, port, app.health.path
+    )
+    await ProbeServer(config).serve()

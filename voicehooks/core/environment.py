@@ -84,6 +84,12 @@ VARIABLES: Final = (
         "voicehooks run --forwarded-allow-ips",
         cli=True,
     ),
+    Variable(
+        "VOICEHOOKS_WORKER_HEALTH_PORT", "(none)", "voicehooks worker --health-port", cli=True
+    ),
+    Variable(
+        "VOICEHOOKS_WORKER_HEALTH_HOST", "127.0.0.1", "voicehooks worker --health-host", cli=True
+    ),
     Variable("VOICEHOOKS_ROOT_PATH", "(none)", "voicehooks run --root-path", cli=True),
     Variable("VOICEHOOKS_RECORD", "(none)", "voicehooks run --record", cli=True),
     Variable(RUN_TARGET, "(set by voicehooks run)", "The app a server process loads."),

@@ -2,10 +2,10 @@
 
 Metrics (``voicehooks.observe.metrics``, the ``[metrics]`` extra) and traces
 (``voicehooks.observe.tracing``, the ``[otel]`` extra) are imported from their own modules, so
-that an app without those extras imports neither. ``setup()`` configures voicehooks' logs as
-``voicehooks run`` does; ``JSONFormatter`` writes one JSON object per log line and
-``TextFormatter`` one readable line (name them in a ``dictConfig`` as
-``voicehooks.observe.JSONFormatter``).
+that an app without those extras imports neither. ``Health`` serves the probes
+(``GET /healthz``). ``setup()`` configures voicehooks' logs as ``voicehooks run`` does;
+``JSONFormatter`` writes one JSON object per log line and ``TextFormatter`` one readable
+line (name them in a ``dictConfig`` as ``voicehooks.observe.JSONFormatter``).
 """
 
 from voicehooks.core.logs import JSONFormatter, TextFormatter, setup
@@ -18,6 +18,7 @@ from voicehooks.core.records import (
     ToolRun,
 )
 
+from .health import Health
 from .observers import Observer
 from .recording import Recorder
 from .toolstats import ToolStats
@@ -25,6 +26,7 @@ from .toolstats import ToolStats
 __all__ = [
     "Delivery",
     "DeliveryOutcome",
+    "Health",
     "JSONFormatter",
     "JobOutcome",
     "JobRun",

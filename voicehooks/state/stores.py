@@ -405,6 +405,10 @@ class RedisStore:
         """Close the client; its pool closes with the last client on it."""
         await close_redis_client(self.client)
 
+    async def ping(self) -> None:
+        """Raise ``StoreError`` unless Redis answers a ``PING`` (the readiness probe)."""
+        await self._run("ping", self.client.ping())
+
     async def _run(self, name: str, command: Awaitable[T]) -> T:
         try:
             with anyio.fail_after(self.operation_timeout_seconds):

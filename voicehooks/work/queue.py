@@ -273,6 +273,10 @@ class RedisQueue:
         """Close the client; its pool closes with the last client on it."""
         await close_redis_client(self.client)
 
+    async def ping(self) -> None:
+        """Raise ``QueueError`` unless Redis answers a ``PING`` (the readiness probe)."""
+        await self._run("ping", self.client.ping())
+
     # -- the receiver ---------------------------------------------------------------------
 
     async def check_room(self, count: int) -> None:
