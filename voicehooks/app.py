@@ -275,12 +275,11 @@ class VoiceHooks(Registry):
                     f"{type(observer).__name__} serves {route.path}: give the webhook "  # type: ignore[attr-defined]
                     "another path"
                 )
-        if isinstance(observer, Health):  # it only serves: the hot path never calls it
+        if isinstance(observer, Health):  # readiness is the app's: the lifespan and its Redis
             self.health = observer  # voicehooks worker serves the same probes on its port
             pings = [getattr(self.store, "ping", None), getattr(self.queue, "ping", None)]
             observer.watch(lambda: self._serving, [ping for ping in pings if ping is not None])
-        else:
-            self.observers.add(observer)
+        self.observers.add(observer)
         self._router.routes.extend(routes)
         return observer
 

@@ -412,11 +412,13 @@ def test_voicehooks_metrics_adds_prometheus_beside_the_apps_own_observers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from voicehooks import Observer
+    from voicehooks.observe import Health
 
     monkeypatch.setenv(METRICS, "1")
     mine = Observer()
     app = VoiceHooks(secret=SECRET, observers=[mine])
     kinds = [type(observer) for observer in app.observers.observers]
-    assert kinds == [Observer, PrometheusObserver]
+    assert kinds == [Observer, PrometheusObserver, Health]
     given = PrometheusObserver()
-    assert VoiceHooks(secret=SECRET, observers=[given]).observers.observers == [given]
+    (installed,) = VoiceHooks(secret=SECRET, observers=[given]).observers.observers[:1]
+    assert installed is given

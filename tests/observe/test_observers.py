@@ -140,8 +140,17 @@ async def test_a_failing_observer_is_logged_once_and_changes_no_answer(
 def test_an_empty_observer_set_is_falsy_so_the_pipeline_skips_it() -> None:
     observers = ObserverSet()
     assert not observers
-    observers.add(Observer())
+    observers.add(Observer())  # overrides nothing: serves routes at most, never called
+    assert not observers
+    assert not observers.active
+
+    class Counts(Observer):
+        def delivery_answered(self, delivery: Delivery) -> None:
+            pass
+
+    observers.add(Counts())
     assert observers
+    assert observers.active
 
 
 async def test_the_delivery_record_holds_what_an_inspector_needs() -> None:

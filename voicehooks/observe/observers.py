@@ -89,8 +89,9 @@ _METHODS: Final = (
 class ObserverSet:
     """The app's observers, called in order; a failing observer is logged and skipped.
 
-    ``active`` is false when it is empty, so the pipeline guards each call with one attribute
-    read (a ``__bool__`` written in Python would cost a function call at every point). Each
+    ``active`` is false while no observer overrides a method, so the pipeline guards each call
+    with one attribute read (a ``__bool__`` written in Python would cost a function call at
+    every point). Each
     point calls only the observers that override its method: a metrics observer that ignores
     ``delivery_started`` costs nothing there.
     """
@@ -107,15 +108,19 @@ class ObserverSet:
             self.add(observer)
 
     def __bool__(self) -> bool:
-        return bool(self.observers)
+        return self.active
 
     def add(self, observer: Observer) -> None:
-        """Install one more observer."""
+        """Install one more observer.
+
+        One that overrides none of the methods (it only serves routes, as ``Health`` does)
+        leaves the set inactive: the hot path never calls it.
+        """
         self.observers.append(observer)
-        self.active = True
         for name in _METHODS:
             if getattr(type(observer), name, None) is not getattr(Observer, name):
                 self._calls[name].append(getattr(observer, name))
+                self.active = True
 
     def delivery_started(self, delivery: Delivery) -> None:
         """Tell every observer; see ``Observer.delivery_started``."""
