@@ -20,7 +20,7 @@ from voicehooks import (
     Reconciliation,
     VoiceHooks,
 )
-from voicehooks.observe import ToolStats
+from voicehooks.observe import Health, ToolStats
 from voicehooks.observe.metrics import PrometheusObserver
 
 SECRET = "whsec_settings"
@@ -73,7 +73,7 @@ def test_old_switches_become_settings_and_observers() -> None:
     assert off.store is None
     assert kept.store is store
     kinds = {type(observer) for observer in observed.observers.observers}
-    assert kinds == {PrometheusObserver, ToolStats}
+    assert kinds == {PrometheusObserver, ToolStats, Health}  # Health: every app's probes
 
 
 def test_what_has_no_new_home_fails_with_a_message_that_says_what_to_do() -> None:
