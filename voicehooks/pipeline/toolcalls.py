@@ -285,6 +285,7 @@ class ToolCallsAnswerer:
             claim_seconds=self._run_timeout_of(tool) + IN_FLIGHT_MARGIN_SECONDS,
             execute=first,
             ttl_seconds=ttl,
+            run_if_released=True,
         )
         if kept:  # this call ran the tool
             assert answer is not None  # the first run always has an answer

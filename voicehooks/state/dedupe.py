@@ -155,6 +155,7 @@ class Deduplicator:
         claim_seconds: float,
         execute: Execute,
         ttl_seconds: float | None = None,
+        run_if_released: bool = False,
     ) -> msgspec.Raw | None:
         """Run ``execute`` once for ``key`` across every process sharing the store.
 
@@ -165,7 +166,9 @@ class Deduplicator:
         releases the claim (the next caller runs again), ``None`` keeps the claim until
         ``settle`` gives the real answer (a slow tool answered with its interim text).
         Delivery dedupe (``run_tool``) and once-per-intent tools
-        (``voicehooks.pipeline.toolcalls``) are both this one flight.
+        (``voicehooks.pipeline.toolcalls``) are both this one flight. With
+        ``run_if_released``, a later caller that got no answer claims ``key`` once more and
+        runs if the first run let go of it (it failed: the model's retry may run again).
 
         Returns:
             The answer, or ``None`` for a later caller whose first run gave none in time (or
@@ -181,19 +184,18 @@ class Deduplicator:
             self._fault(exc, event, "processing the delivery anyway")
             return (await execute())[0]
         if not first:
-            _log.info(
-                "%s tool call %s (call %s): answering the first run's result",
-                "repeated" if key.startswith(INTENT_PREFIX) else "duplicate",
-                name,
-                masked(event.call.id),
-            )
+            result = await self._wait(key, event, name, wait_seconds)
+            if result is not None or not run_if_released:
+                return result
+            # No answer: the first run either goes on, or failed and let go of the key; then
+            # this caller is the model's retry and runs (if no other retry claimed it first).
             try:
-                result = await store.wait_result(key, wait_seconds)
+                first = await store.claim(key, claim_seconds)
             except Exception as exc:
-                # Known to be a duplicate: never run it again, even with store_failure="process".
-                self._fault(exc, event, "answering the duplicate without the first result")
+                self._fault(exc, event, "answering without running again")
                 return None
-            return None if result is None else msgspec.Raw(result)
+            if not first:
+                return None
         try:
             answer, keep = await execute()
         except BaseException:
@@ -207,6 +209,23 @@ class Deduplicator:
         if keep is not None:
             await self.settle(key, event, answer, keep, ttl_seconds)
         return answer
+
+    async def _wait(
+        self, key: str, event: Event, name: str, wait_seconds: float
+    ) -> msgspec.Raw | None:
+        _log.info(
+            "%s tool call %s (call %s): answering the first run's result",
+            "repeated" if key.startswith(INTENT_PREFIX) else "duplicate",
+            name,
+            masked(event.call.id),
+        )
+        try:
+            result = await self.store.wait_result(key, wait_seconds)
+        except Exception as exc:
+            # Known to be a duplicate: never run it again, even with store_failure="process".
+            self._fault(exc, event, "answering the duplicate without the first result")
+            return None
+        return None if result is None else msgspec.Raw(result)
 
     async def settle(
         self,
