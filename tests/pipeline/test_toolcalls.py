@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.helpers.paths import FIXTURES
-from voicehooks import ToolResult
-from voicehooks.testing import normalize_result, results_from_response
+from voicehooks import (
+    CallContext,
+    ConfigurationError,
+    Observer,
+    Platform,
+    ToolError,
+    ToolResult,
+    VoiceHooks,
+)
+from voicehooks.core.records import Delivery, ToolOutcome, ToolRun
+from voicehooks.pipeline.toolcalls import FAILED, STILL_WORKING
+from voicehooks.state.dedupe import intent_key
+from voicehooks.testing import (
+    FakePlatform,
+    WebhookClient,
+    normalize_result,
+    results_from_response,
+    tool_call,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,17 +82,6 @@ def test_tool_result_is_never_read_as_a_format() -> None:
 
 
 # -- once_per_call: one run per intent -----------------------------------------------------
-
-from collections import Counter  # noqa: E402
-
-import anyio  # noqa: E402
-
-from voicehooks import CallContext, ConfigurationError, Observer, ToolError, VoiceHooks  # noqa: E402
-from voicehooks.core.records import Delivery, ToolOutcome, ToolRun  # noqa: E402
-from voicehooks.pipeline.toolcalls import FAILED, STILL_WORKING  # noqa: E402
-from voicehooks.state.dedupe import intent_key  # noqa: E402
-from voicehooks import Platform  # noqa: E402
-from voicehooks.testing import FakePlatform, WebhookClient, tool_call  # noqa: E402
 
 
 def booking_app(**options: Any) -> tuple[VoiceHooks, Counter[str], anyio.Event]:
@@ -135,7 +143,8 @@ async def test_four_concurrent_equal_calls_run_once_whatever_key_order_or_string
             await anyio.sleep(0.1)
             release.set()
         assert runs == {"9": 1}
-        assert len(answers) == 4 and all(a == answers[0] for a in answers)
+        assert len(answers) == 4
+        assert all(a == answers[0] for a in answers)
         # Later, with other ids, still the first answer; other arguments run.
         again = {"slot": "9", "party": 4, "notes": {"a": 1, "b": 2}}
         assert await call(client, again, "tc-9") == answers[0]

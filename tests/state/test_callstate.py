@@ -115,7 +115,8 @@ async def test_with_several_report_handlers_the_last_one_to_finish_clears_it() -
         await tool(client, "add_to_cart", {"item": "tea"}, "call-1")
         await client.end_of_call_report(call_id="call-1")
         await client.wait_for_background()
-        assert later == [["tea"]] and seen[0][1] == {"cart": ["tea"]}
+        assert later == [["tea"]]
+        assert seen[0][1] == {"cart": ["tea"]}
         assert await client.call_state("call-1").items() == {}
 
 
