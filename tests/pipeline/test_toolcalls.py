@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from tests.helpers.paths import FIXTURES
@@ -27,6 +28,7 @@ from voicehooks.testing import (
     normalize_result,
     results_from_response,
     tool_call,
+    tool_calls,
 )
 
 
@@ -333,3 +335,30 @@ async def test_an_interim_tools_repeat_after_its_late_result_gets_the_result_not
         assert await call(client, {"slot": "9"}, "c") == "booked"
     assert runs == [1]
     assert len(platform.commands) == 1  # the late result was injected once
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("store_failure", ["process", "reject"])
+async def test_a_failing_store_runs_the_intent_anyway_or_refuses_it(store_failure: Any) -> None:
+    from tests.helpers.stores import BrokenStore
+    from voicehooks import Duplicates
+    from voicehooks.exceptions import StoreError
+
+    store = BrokenStore(StoreError("down"))
+    app = VoiceHooks(
+        secret="whsec_once", duplicates=Duplicates(store=store, store_failure=store_failure)
+    )
+    runs: list[int] = []
+
+    @app.tool(once_per_call=True, deduplicate=False)
+    async def book(slot: str) -> str:
+        """Book a slot."""
+        runs.append(1)
+        return "booked"
+
+    async with WebhookClient(app, secret="whsec_once", raise_exceptions=False) as client:
+        response = await client.post(
+            msgspec.json.encode(tool_calls(tool_call("book", {"slot": "9"}), call_id="c"))
+        )
+    assert response.status_code == (200 if store_failure == "process" else 503)
+    assert runs == ([1] if store_failure == "process" else [])
