@@ -126,7 +126,7 @@ def _deadline_app(*, deadline: bool, suspends: bool) -> Callable[[str], ASGIApp]
 def _once_per_call(secret: str) -> ASGIApp:
     """The demo app with its async tool registered ``once_per_call=True``."""
     app = VoiceHooks(secret=secret)
-    app.tool(demo.check_order, once_per_call=True)
+    app.add_tool(demo.check_order, once_per_call=True)
     app.tool(demo.check_order_sync)
     return app
 
