@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from benchmarks import bench_voicehooks, demo, drive, inprocess
 from benchmarks.workloads import SECRET, make_pool
-from voicehooks import Observer
+from voicehooks import Observer, VoiceHooks
 from voicehooks.core.logs import TextFormatter
 from voicehooks.core.running import within
 from voicehooks.observe.metrics import PrometheusObserver
@@ -123,6 +123,22 @@ def _deadline_app(*, deadline: bool, suspends: bool) -> Callable[[str], ASGIApp]
     return build
 
 
+def _once_per_call(secret: str) -> ASGIApp:
+    """The demo app with its async tool registered ``once_per_call=True``."""
+    app = VoiceHooks(secret=secret)
+    app.add_tool(demo.check_order, once_per_call=True)
+    app.tool(demo.check_order_sync)
+    return app
+
+
+def _plain_tool(secret: str) -> ASGIApp:
+    """The same app and tools as ``_once_per_call``, without it."""
+    app = VoiceHooks(secret=secret)
+    app.tool(demo.check_order)
+    app.tool(demo.check_order_sync)
+    return app
+
+
 async def _lifespan_only(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -174,6 +190,13 @@ FEATURES: dict[str, Feature] = {
         "the OpenTelemetry SDK, a batch processor and an exporter that drops everything, vs none",
         Side(_default),
         Side(lambda s: bench_voicehooks.build(s, observers=[_tracing()])),
+    ),
+    "once_per_call (MemoryStore)": Feature(
+        "@app.tool(once_per_call=True) vs a plain tool, the first run of each intent: "
+        "decode once, a canonical encoding and hash, one more claim and result in the store",
+        Side(_plain_tool),
+        Side(_once_per_call),
+        notes=["each request is a new call: the repeat path (a store read) is not timed"],
     ),
     "per-delivery INFO line": Feature(
         "the voicehooks logger at INFO with a StreamHandler to /dev/null vs at WARNING",

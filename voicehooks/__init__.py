@@ -28,6 +28,7 @@ from .observe.observers import Observer
 from .pipeline.assistant import AssistantResponse
 from .pipeline.toolcalls import ToolResult
 from .settings import Background, Deadlines, Duplicates, Limits, Platform
+from .state.callstate import CallState
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
 from .work.queue import RedisQueue
 
@@ -38,6 +39,7 @@ __all__ = [
     "AssistantResponse",
     "Background",
     "CallContext",
+    "CallState",
     "CallStatus",
     "CommandLimit",
     "ConfigurationError",

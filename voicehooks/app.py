@@ -226,6 +226,7 @@ class VoiceHooks(Registry):
                 queue, self.runner, failure=background.queue_failure, once=deduplicator
             )
         self.observers = ObserverSet()
+        memory = duplicates if duplicates is not None else Duplicates()
         self.dispatcher = Dispatcher(
             self,
             tool_timeout_seconds=deadlines.tool_seconds,
@@ -238,6 +239,15 @@ class VoiceHooks(Registry):
             sink=sink,
             runner=self.runner,
             control=self.call_control,
+            # Intents and call state need a store even when deliveries are not deduplicated:
+            # then the call control's, in this process's memory.
+            intents=Deduplicator(
+                self.call_control.store,
+                ttl_seconds=memory.intent_ttl_seconds,
+                store_failure=memory.store_failure,
+            ),
+            call_state_max_bytes=memory.call_state_max_bytes,
+            call_state_ttl_seconds=memory.call_state_ttl_seconds,
         )
         self.reconciler: Reconciler | None = None
         if platform.reconcile is not None:

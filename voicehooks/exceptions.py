@@ -12,6 +12,7 @@
     │   └── Unavailable             503 (with Retry-After): the app cannot take it now
     ├── ToolError               raised by a tool: its message is the result the caller hears
     ├── StoreError              the duplicate-delivery store failed or timed out
+    ├── CallStateFull           a write would take a call's CallState past its size bound
     ├── QueueError              the durable queue's Redis failed or timed out
     │   └── QueueFull               the durable queue is at its length bound
     └── PlatformAPIError        the platform's REST API refused or failed a request
@@ -26,6 +27,7 @@ this is their public home.
 """
 
 from .core.exceptions import (
+    CallStateFull,
     ConfigurationError,
     MethodNotAllowed,
     PayloadError,
@@ -52,6 +54,7 @@ from .live.api import (
 
 __all__ = [
     "CallEnded",
+    "CallStateFull",
     "ConfigurationError",
     "MethodNotAllowed",
     "OutcomeUnknown",

@@ -157,14 +157,32 @@ class Duplicates:
         ttl_seconds: How long a handled delivery is remembered.
         store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
             and log an error, or ``"reject"`` it with 503.
+        intent_ttl_seconds: How long a ``once_per_call`` tool's answer is remembered after
+            its run, within its call (a tool's ``key_ttl_seconds`` sets its own).
+        call_state_max_bytes: The bound of one call's ``CallState``: names and encoded
+            values together; ``CallStateFull`` past it.
+        call_state_ttl_seconds: How long a call's ``CallState`` is kept after its last
+            write (it is cleared once the call's end-of-call-report handlers finished).
+
+    With ``duplicates=None``, ``once_per_call`` tools and ``CallState`` keep these defaults
+    and live in this process's memory.
     """
 
     store: DeliveryStore | None = None
     ttl_seconds: float = 3600.0
     store_failure: StoreFailure = "process"
+    intent_ttl_seconds: float = 3 * 3600.0
+    call_state_max_bytes: int = 64 * 1024
+    call_state_ttl_seconds: float = 3 * 3600.0
 
     def __post_init__(self) -> None:
-        _positive(self, "ttl_seconds")
+        _positive(
+            self,
+            "ttl_seconds",
+            "intent_ttl_seconds",
+            "call_state_max_bytes",
+            "call_state_ttl_seconds",
+        )
         _one_of(self, "store_failure", ("process", "reject"))
 
 

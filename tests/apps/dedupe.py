@@ -12,7 +12,7 @@ import uuid
 
 import anyio
 
-from voicehooks import VoiceHooks
+from voicehooks import CallState, VoiceHooks
 from voicehooks.core.events import EndOfCallReport
 
 app = VoiceHooks(secret=os.environ.get("VOICEHOOKS_SECRET") or "whsec_dedupe_server_tests")
@@ -39,3 +39,25 @@ async def book(slot: str) -> dict[str, object]:
 @app.on("end-of-call-report", run_before_answer=True)
 def save(report: EndOfCallReport) -> None:
     record(f"report {report.call.id}")
+
+
+@app.tool(once_per_call=True)
+async def reserve(slot: str, party: int) -> dict[str, object]:
+    """Reserve a table once per intent, slowly enough for the model's retries to arrive."""
+    record(f"reserve {slot} {party}")
+    await anyio.sleep(0.3)
+    return {"reserved": slot, "pid": os.getpid(), "reference": uuid.uuid4().hex}
+
+
+@app.tool
+async def remember(item: str, state: CallState) -> int:
+    """Add an item to the call's cart."""
+    cart = await state.get("cart", list[str], [])
+    await state.set("cart", [*cart, item])
+    return len(cart) + 1
+
+
+@app.tool
+async def recall(state: CallState) -> list[str]:
+    """The call's cart."""
+    return await state.get("cart", list[str], [])

@@ -50,6 +50,9 @@ def test_check_fails_on_the_bad_app_with_one_line_per_problem(runner: CliRunner)
         "warning: one_choice: parameters.properties.channel: an enum with one value ('sms') is a "
         "constant: remove the parameter and use the value in the function, or list every "
         "allowed value",
+        "hint: one_choice: once_per_call: it says 'send': a model that did not hear back in "
+        "time calls it again with a new id; @app.tool(once_per_call=True) runs it once per "
+        "intent (see 'Retries from the model')",
     ]
     assert "FAIL: 4 tool(s), 3 error(s), 1 warning(s)" in result.stderr
 

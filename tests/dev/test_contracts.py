@@ -52,6 +52,7 @@ def test_the_bad_app_has_one_finding_per_problem() -> None:
         ("error", "wordy", "description"),
         ("error", "untyped", "parameters.properties.order_number"),
         ("warning", "one_choice", "parameters.properties.channel"),
+        ("hint", "one_choice", "once_per_call"),
     ]
     assert "2,177 characters" in findings[1].message
     assert f"more than {DESCRIPTION_MAX_CHARS:,}" in findings[1].message
@@ -130,7 +131,7 @@ def undescribed(day: str, mode: str = "fast") -> None:
 @pytest.mark.parametrize(
     ("function", "expected"),
     [
-        (plain, []),
+        (plain, [("hint", "once_per_call", "it says 'book'")]),
         (
             with_enum,
             [
@@ -161,6 +162,7 @@ def undescribed(day: str, mode: str = "fast") -> None:
                 ("warning", "parameters.properties.day", "no description"),
                 ("warning", "parameters.properties.mode", "Literal"),
                 ("warning", "description", "did you mean 'day'?"),
+                ("hint", "once_per_call", "once_per_call=True"),
             ],
         ),
     ],
@@ -372,3 +374,35 @@ def test_the_choices_of_an_optional_literal_are_seen_through_its_any_of() -> Non
         """
 
     assert lint([Tool.from_function(paint).definition()]) == []
+
+
+def booking(day: str) -> str:
+    """Create a booking for the caller.
+
+    Args:
+        day: The day.
+    """
+    return day
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "hinted"),
+    [
+        ("book_table", {}, True),
+        ("pay_invoice", {}, True),
+        ("send-sms", {}, True),
+        ("place_orders", {}, True),
+        ("look_up", {}, True),  # the description's first word: "Create"
+        ("book_table", {"once_per_call": True}, False),
+        ("book_table", {"fire_and_forget": True}, False),
+        ("lookup", {"description": "Find the work order number of a repair."}, False),
+        ("payload_size", {"description": "Measure a payload."}, False),
+    ],
+)
+def test_side_effect_tools_without_once_per_call_get_a_hint_never_an_error(
+    name: str, options: dict[str, Any], hinted: bool
+) -> None:
+    tool = Tool.from_function(booking, name, **options)
+    findings = lint([tool.definition()], tools={tool.name: tool})
+    hints = [f for f in findings if f.path == "once_per_call"]
+    assert [f.severity for f in hints] == (["hint"] if hinted else [])

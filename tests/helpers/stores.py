@@ -28,6 +28,20 @@ class BrokenStore:
     async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
         raise self.error
 
+    async def get_fields(self, key: str) -> dict[str, bytes]:
+        raise self.error
+
+    async def put_field(
+        self, key: str, name: str, value: bytes | None, ttl_seconds: float, max_bytes: int
+    ) -> bool:
+        raise self.error
+
+    async def forget(self, key: str) -> None:
+        raise self.error
+
+    async def count(self, key: str, ttl_seconds: float) -> int:
+        raise self.error
+
     async def aclose(self) -> None:
         self.closed = True
         raise self.error

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -129,3 +130,46 @@ def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
     )
     assert logs.count("processing the delivery anyway") == 2
     assert SLOT not in logs
+
+
+def test_the_models_retries_with_new_ids_run_once_across_two_workers_sharing_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    runs_file = tmp_path / "runs.log"
+    env = environment(redis_server, runs_file)
+    now = int(time.time())
+
+    def reserve(tool_call_id: str, arguments: dict[str, Any], call_id: str = "call-1") -> bytes:
+        call = tool_call("reserve", arguments, id=tool_call_id)
+        return msgspec.json.encode(tool_calls(call, call_id=call_id))
+
+    same: list[dict[str, Any]] = [{"slot": "9", "party": 4}, {"party": "4", "slot": "9"}]
+    with running_server(TARGET, tmp_path, args=["--workers", "2"], env=env) as server:
+        # Four tool calls, each with its own id, for one intent; and another call's own.
+        requests = [(server.port, reserve(f"tc-{k}", same[k % 2]), now + k) for k in range(4)]
+        requests.append((server.port, reserve("tc-0", same[0], "call-2"), now))
+        answers = post_all(requests)
+        # Call state: written through one request, read through others, whichever worker.
+        for k, item in enumerate(["tea", "milk", "jam"]):
+            remember = tool_calls(tool_call("remember", {"item": item}), call_id="call-3")
+            assert post(server.port, msgspec.json.encode(remember), now + k)[0] == 200
+        recalled = post_all(
+            [
+                (
+                    server.port,
+                    msgspec.json.encode(tool_calls(tool_call("recall"), call_id="call-3")),
+                    now + 10 + k,
+                )
+                for k in range(4)
+            ]
+        )
+        logs = server.log()
+    assert [status for status, _ in answers] == [200] * 5
+    results = [msgspec.json.decode(body)["results"][0]["result"] for _, body in answers]
+    assert all(result == results[0] for result in results[:4]), store_lines(logs)
+    assert results[4] != results[0]  # another call reserves on its own
+    assert executions(runs_file) == Counter({"reserve 9 4": 2})
+    for status, body in recalled:
+        assert status == 200
+        assert msgspec.json.decode(body)["results"][0]["result"] == ["tea", "milk", "jam"]
+    assert "milk" not in logs  # call state is never logged

@@ -695,3 +695,113 @@ async def test_two_apps_sharing_redis_run_a_tool_call_once(redis_server: RedisSe
             answers = await _post_concurrently(clients, booking(), 6)
     assert len(set(answers)) == 1
     assert runs == [ARGUMENT]
+
+
+# -- the one single flight, as once-per-intent tools use it --------------------------------
+
+
+def _event() -> Any:
+    return decode_delivery(
+        msgspec.json.encode(tool_calls(tool_call("book", {}), call_id="+31612345678-call"))
+    )
+
+
+async def test_intent_keys_hash_the_call_id_and_tell_scopes_apart() -> None:
+    from voicehooks.state.dedupe import intent_key
+
+    in_call = intent_key("+31612345678-call", "book", b'{"slot":"9"}')
+    assert "31612345678" not in in_call
+    assert in_call.startswith("intent:call:")
+    assert intent_key(None, "book", b'{"slot":"9"}').startswith("intent:app:")
+    assert in_call != intent_key("+31612345678-call", "pay", b'{"slot":"9"}')
+
+
+class FlakyStore(MemoryStore):
+    """Claims once, then fails: a store that goes away between a wait and a second claim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        self.claims += 1
+        if self.claims > 2:
+            raise StoreError("gone")
+        return await super().claim(key, ttl_seconds)
+
+
+async def test_a_later_caller_whose_second_claim_fails_answers_without_running() -> None:
+    store = FlakyStore()
+    once = Deduplicator(store, ttl_seconds=60, store_failure="process")
+    event = _event()
+    assert await store.claim("intent:k", 60)  # someone else runs it
+    ran: list[int] = []
+
+    async def execute() -> tuple[msgspec.Raw, bool | None]:
+        ran.append(1)
+        return msgspec.Raw(b'"x"'), True
+
+    async def let_go() -> None:
+        await anyio.sleep(0.05)
+        await store.release("intent:k")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(let_go)
+        answer = await once.single_flight(
+            "intent:k",
+            event,
+            "book",
+            wait_seconds=1,
+            claim_seconds=5,
+            execute=execute,
+            run_if_released=True,
+        )
+    assert answer is None
+    assert ran == []
+
+
+async def test_a_later_caller_runs_when_the_first_let_go_and_waits_when_another_took_over() -> None:
+    store = MemoryStore()
+    once = Deduplicator(store, ttl_seconds=60, store_failure="process")
+    event = _event()
+
+    async def execute() -> tuple[msgspec.Raw, bool | None]:
+        return msgspec.Raw(b'"ran"'), True
+
+    async def retake() -> None:  # the first lets go and another retry takes it at once
+        await anyio.sleep(0.05)
+        await store.release("intent:k")
+        await store.claim("intent:k", 60)
+
+    assert await store.claim("intent:k", 60)
+    async with anyio.create_task_group() as group:
+        group.start_soon(retake)
+        answer = await once.single_flight(
+            "intent:k",
+            event,
+            "book",
+            wait_seconds=0.2,
+            claim_seconds=5,
+            execute=execute,
+            run_if_released=True,
+        )
+    assert answer is None  # still going elsewhere: never a second run here
+    await store.release("intent:k")
+    assert await store.claim("intent:k", 60)
+
+    async def let_go() -> None:
+        await anyio.sleep(0.05)
+        await store.release("intent:k")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(let_go)
+        answer = await once.single_flight(
+            "intent:k",
+            event,
+            "book",
+            wait_seconds=1,
+            claim_seconds=5,
+            execute=execute,
+            run_if_released=True,
+        )
+    assert answer == msgspec.Raw(b'"ran"')

@@ -572,3 +572,73 @@ async def test_redis_a_token_fault_is_a_store_error(redis_server: RedisServer) -
     with pytest.raises(StoreError, match="take_token"):
         await store.take_token("c", 1, 1)
     await store.aclose()
+
+
+# -- maps (CallState) and counters --------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_store(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[MemoryStore | RedisStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    store = RedisStore.from_url(server.url)
+    await store.open()
+    yield store
+    await store.aclose()
+
+
+async def test_fields_are_set_read_deleted_and_bounded_in_both_stores(
+    any_store: MemoryStore | RedisStore,
+) -> None:
+    store = any_store
+    assert await store.get_fields("m") == {}
+    assert await store.put_field("m", "a", b"12345", 60, 20)  # 1 + 5 bytes
+    assert await store.put_field("m", "bb", b"123456", 60, 20)  # 2 + 6: 14 in all
+    assert not await store.put_field("m", "c", b"1234567", 60, 20)  # 22 > 20: refused
+    assert await store.get_fields("m") == {"a": b"12345", "bb": b"123456"}
+    assert await store.put_field("m", "a", b"1", 60, 20)  # a replaced value frees its bytes
+    assert await store.put_field("m", "c", b"1234", 60, 20)  # 2 + 8 + 5 = 15
+    assert await store.put_field("m", "bb", None, 60, 20)  # deleted
+    assert await store.put_field("m", "zz", None, 60, 20)  # deleting nothing is fine
+    assert await store.get_fields("m") == {"a": b"1", "c": b"1234"}
+    assert await store.get_fields("other") == {}
+    await store.forget("m")
+    assert await store.get_fields("m") == {}
+
+
+async def test_counters_count_from_one_in_both_stores(any_store: MemoryStore | RedisStore) -> None:
+    assert [await any_store.count("n", 60) for _ in range(3)] == [1, 2, 3]
+    assert await any_store.count("other", 60) == 1
+
+
+async def test_redis_fields_and_counters_expire(
+    make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
+) -> None:
+    store = make_store()
+    await store.put_field("m", "a", b"1", 10, 100)
+    await store.count("n", 10)
+    for key in (b"voicehooks:map:m", b"voicehooks:count:n"):
+        assert 9_000 < await redis_client.pttl(key) <= 10_000
+    await store.put_field("m", "a", b"2", 100, 100)  # a write pushes the expiry out
+    assert 99_000 < await redis_client.pttl(b"voicehooks:map:m") <= 100_000
+
+
+async def test_memory_maps_expire_and_are_bounded() -> None:
+    clock = Clock()
+    store = MemoryStore(max_entries=2, clock=clock)
+    await store.put_field("old", "a", b"1", 5, 100)
+    clock.now += 10
+    assert await store.get_fields("old") == {}
+    assert await store.count("n", 5) == 1  # the expired map leaves as this one comes
+    assert "old" not in store._maps
+    clock.now += 10
+    assert await store.count("n", 5) == 1  # expired: counts from one again
+    await store.put_field("x", "a", b"1", 60, 100)
+    await store.put_field("y", "a", b"1", 60, 100)  # past max_entries: the oldest goes
+    assert list(store._maps) == ["x", "y"]
+    await store.aclose()
+    assert not store._maps

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CallStateFull",
     "ConfigurationError",
     "MethodNotAllowed",
     "PayloadError",
@@ -116,3 +117,7 @@ class QueueError(VoiceHooksError):
 
 class QueueFull(QueueError):
     """The stream is at ``max_length``: adding more would let Redis trim unhandled work."""
+
+
+class CallStateFull(VoiceHooksError):
+    """A write would take a call's ``CallState`` past its size bound; nothing was changed."""

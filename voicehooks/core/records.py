@@ -40,6 +40,7 @@ class ToolOutcome:
     UNKNOWN: Final = "unknown"  # no tool of that name is registered
     INTERIM: Final = "interim"  # answered with the interim text; the result comes later
     DUPLICATE: Final = "duplicate"  # answered with the first delivery's result
+    REPEAT: Final = "repeat"  # once_per_call: the model asked again; the first run answers
     STARTED: Final = "started"  # fire-and-forget: answered at once, runs in the background
     OVERLOADED: Final = "overloaded"  # refused without running: too many hung threads
 

@@ -23,6 +23,11 @@ What is checked, and the source of each limit:
   that do not.
 * When measurements exist (``ToolStats``): a tool whose 95th percentile takes at least
   ``SLOW_SECONDS`` without a spoken message (``message``/``async_response``) or that timed out.
+* For registered tools, a ``hint`` (never a failure, not even with ``--strict``): a tool whose
+  name, or the first word of whose description, says it books, pays, orders, sends or creates,
+  without
+  ``once_per_call``. A model that did not hear back in time, or was interrupted, calls it
+  again with a new tool-call id, and delivery dedupe does not catch that.
 """
 
 from __future__ import annotations
@@ -103,7 +108,8 @@ class Finding:
     """One problem in one tool definition.
 
     Attributes:
-        severity: ``"error"`` (refused by a provider or unusable by a model) or ``"warning"``.
+        severity: ``"error"`` (refused by a provider or unusable by a model), ``"warning"``,
+            or ``"hint"`` (a suggestion; never fails a check).
         tool: The tool's name.
         path: Where in the definition, e.g. ``parameters.properties.party_size``.
         message: What is wrong and how to fix it, one line.
@@ -159,6 +165,7 @@ def lint(
         found = list(_lint_tool(name, definition, providers))
         if tools is not None and name in tools:
             found += _lint_docstring(tools[name], definition)
+            found += _lint_side_effect(tools[name])
         if stats is not None and name in stats:
             found += _lint_latency(name, definition, stats[name], slow_seconds)
         findings += found
@@ -396,6 +403,30 @@ def _lint_docstring(tool: Tool, definition: Mapping[str, Any]) -> Iterator[Findi
             tool.name,
             "description",
             f"the docstring documents {argument!r}, which is not a parameter: {hint}",
+        )
+
+
+_SIDE_EFFECT = re.compile(
+    r"(?<![a-z])(book|pay|order|send|create)(s|es|ed|ing|ment|ments)?(?![a-z])", re.IGNORECASE
+)
+
+
+def _lint_side_effect(tool: Tool) -> Iterator[Finding]:
+    if tool.once_per_call or tool.fire_and_forget:
+        return
+    # Any word of the name; of the description only the first, its verb ("Book a table"):
+    # "the work order number" in a description is no order placed.
+    first_word = tool.description.split(maxsplit=1)[0] if tool.description.strip() else ""
+    words = tool.name.replace("_", " ").replace("-", " ") + " " + first_word
+    found = _SIDE_EFFECT.search(words)
+    if found:
+        yield Finding(
+            "hint",
+            tool.name,
+            "once_per_call",
+            f"it says {found.group(0).lower()!r}: a model that did not hear back in time "
+            "calls it again with a new id; @app.tool(once_per_call=True) runs it once per "
+            "intent (see 'Retries from the model')",
         )
 
 

@@ -42,6 +42,7 @@ from voicehooks.core.records import Delivery, DeliveryOutcome, JobOutcome, JobRu
 from voicehooks.core.running import HungThreads, Threads, UserFunction, run_hooks, within
 from voicehooks.live.control import CallControl, LiveCall
 from voicehooks.observe.observers import ObserverSet
+from voicehooks.state.callstate import MAX_BYTES, TTL_SECONDS, CallState, call_scope
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.tools.definition import ArgumentError, Tool
 from voicehooks.work.jobs import Job, JobSink
@@ -88,6 +89,9 @@ class Dispatcher:
         sink: Where jobs go: the runner, or the durable queue.
         runner: Runs the jobs the sink leaves to this process.
         control: The way back into live calls: ``LiveCall`` parameters, late results.
+        intents: The single flight of ``once_per_call`` tools, on the app's store.
+        call_state_max_bytes: The bound of each call's ``CallState``.
+        call_state_ttl_seconds: How long a call's ``CallState`` outlives its last write.
     """
 
     def __init__(
@@ -104,6 +108,9 @@ class Dispatcher:
         sink: JobSink,
         runner: BackgroundRunner,
         control: CallControl | None,
+        intents: Deduplicator,
+        call_state_max_bytes: int = MAX_BYTES,
+        call_state_ttl_seconds: float = TTL_SECONDS,
     ) -> None:
         self.registry = registry
         self.deduplicator = deduplicator
@@ -115,7 +122,10 @@ class Dispatcher:
         self.sink = sink
         self.runner = runner
         self.control = control
-        self.provided: Providers = {LiveCall: self._live_call}
+        self.intents = intents
+        self.call_state_max_bytes = call_state_max_bytes
+        self.call_state_ttl_seconds = call_state_ttl_seconds
+        self.provided: Providers = {LiveCall: self._live_call, CallState: self._call_state}
         self._encode = msgspec.json.Encoder().encode
         self.tool_calls = ToolCallsAnswerer(
             registry,
@@ -127,6 +137,7 @@ class Dispatcher:
             control=control,
             provided=self.provided,
             report=self.report,
+            intents=intents,
         )
         # Event types the sender made up, each warned about once and at most 10 a minute.
         self.unknown_events = UnknownNames()
@@ -159,6 +170,40 @@ class Dispatcher:
         if self.control is None:
             raise RuntimeError("a LiveCall parameter needs the app's call control")
         return self.control.live_call(event.call.id)
+
+    def call_state(self, call_id: str) -> CallState:
+        """The ``CallState`` of ``call_id``, on the app's store."""
+        return CallState(
+            self.intents.store,
+            call_id,
+            max_bytes=self.call_state_max_bytes,
+            ttl_seconds=self.call_state_ttl_seconds,
+        )
+
+    def _call_state(self, event: Event) -> CallState:
+        return self.call_state(event.call.id)
+
+    async def _after_report(self, event: Event) -> None:
+        """Clear the call's state once the last of its report's handlers has finished.
+
+        The handlers may run in several processes (durable workers): each one that ends
+        counts in the store, and the one that makes the count whole clears the state.
+        """
+        expected = len(self.registry.handlers["end-of-call-report"])
+        scope = call_scope(event.call.id)
+        try:
+            # One handler, the usual case, needs no count: it is the last to finish.
+            ended = (
+                expected
+                if expected == 1
+                else await self.intents.store.count("reports:" + scope, self.call_state_ttl_seconds)
+            )
+            if ended >= expected:
+                await self.call_state(event.call.id).clear()
+        except Exception as exc:  # the state expires in time all the same
+            _log.warning(
+                "clearing the call state of call %s failed: %s", masked(event.call.id), exc
+            )
 
     # -- assistant-request --------------------------------------------------------------
 
@@ -307,6 +352,8 @@ class Dispatcher:
             run.end(_observed(outcome, attempts_left), failure or _failure_of(outcome))
             if observers.active:
                 observers.job_ended(run)
+        if event.type == "end-of-call-report" and run.outcome != JobOutcome.RETRYING:
+            await self._after_report(event)
         if injecting is not None and said is not None:
             await self._inject_job_result(job, injecting, said)
         return run

@@ -199,6 +199,18 @@ class Registry:
             unknown_arguments (str): ``"ignore"`` drops arguments the definition does not
                 have; ``"forbid"`` answers the model an error naming the nearest parameter.
                 Default: the app's ``unknown_arguments``.
+            once_per_call (bool): Run once per intent: within one call, a call whose
+                arguments (decoded and coerced, compared in a canonical form) equal an
+                earlier call's gets the earlier answer, whatever its tool-call id, and a
+                repeat while the first still runs waits for it. Only successes are
+                remembered. For tools that book, pay, order, send or create.
+            key (Callable | None): With ``once_per_call``, what defines the intent instead of
+                all the arguments: ``key(arguments, context)`` gets the argument Struct (or
+                ``None`` without arguments) and the ``CallContext``, and returns any
+                msgspec-encodable value, e.g. ``(args.date, args.time)``.
+            key_ttl_seconds (float | None): With ``key``, remember the intent beyond the
+                call, for this long: the key alone (not the call) then says what is the
+                same intent, so include what scopes it, e.g. ``context.customer_number``.
 
         Examples:
             >>> from voicehooks import VoiceHooks
@@ -355,6 +367,7 @@ class Registry:
                         (f"interim after {t.interim_after_seconds:g} s", t.interim is not None),
                         ("result injected", t.inject_result),
                         ("not deduplicated", not t.deduplicate),
+                        ("once per call", t.once_per_call),
                     )
                     if applies
                 ),

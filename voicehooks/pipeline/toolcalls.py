@@ -36,14 +36,14 @@ import msgspec
 
 from voicehooks.core.events import Event, ToolCall, ToolCalls
 from voicehooks.core.exceptions import ToolError, Unavailable
-from voicehooks.core.injection import Providers, fill
+from voicehooks.core.injection import CallContext, Providers, fill
 from voicehooks.core.logs import UnknownNames, loggable, masked
 from voicehooks.core.records import Delivery, ToolOutcome, ToolRun
 from voicehooks.core.running import HungThreads, Threads, run_concurrently, within
 from voicehooks.live.control import CallControl
 from voicehooks.live.interim import Busy
 from voicehooks.observe.observers import ObserverSet
-from voicehooks.state.dedupe import Deduplicator
+from voicehooks.state.dedupe import IN_FLIGHT_MARGIN_SECONDS, Deduplicator, intent_key
 from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool, stub_for
 from voicehooks.work.jobs import Job, JobSink
 
@@ -51,6 +51,8 @@ from .routing import Registry
 
 __all__ = [
     "Report",
+    "STILL_WORKING",
+    "Settle",
     "ToolCallsAnswerer",
     "ToolResult",
     "error_result",
@@ -69,8 +71,18 @@ TIMED_OUT = "The tool {name} did not answer in time. Tell the caller it cannot b
 UNKNOWN = "There is no tool called {name} on this server. Do not call it again."
 NOT_JSON = "The tool {name} returned a result that could not be sent."
 BUSY = "The tool {name} cannot be started right now. Tell the caller it cannot be done now."
+STILL_WORKING = (
+    "The tool {name} is still working on this same request from earlier. Tell the caller it "
+    "is in progress. Do not call {name} again for it."
+)
+
+_canonical = msgspec.json.Encoder(order="sorted").encode
 
 _EMPTY_RAW: Final = msgspec.Raw(b"{}")
+_UNDECODED: Final[Any] = object()
+
+Settle = Callable[[msgspec.Raw, bool], Awaitable[None]]
+"""Tells a once-per-call tool's intent its real answer, and whether to remember it."""
 
 
 class _Entry(msgspec.Struct):
@@ -98,8 +110,9 @@ class ToolCallsAnswerer:
         observers: Told about every tool call.
         sink: Admits fire-and-forget jobs.
         control: The way back into live calls, for interim tools; ``None`` without one.
-        provided: How to build injectable values (``LiveCall``).
+        provided: How to build injectable values (``LiveCall``, ``CallState``).
         report: Shows a failure to the app's error hooks.
+        intents: The single flight of ``once_per_call`` tools, on the app's store.
     """
 
     def __init__(
@@ -114,6 +127,7 @@ class ToolCallsAnswerer:
         control: CallControl | None,
         provided: Providers,
         report: Report,
+        intents: Deduplicator,
     ) -> None:
         self.registry = registry
         self.tool_timeout_seconds = tool_timeout_seconds
@@ -124,6 +138,7 @@ class ToolCallsAnswerer:
         self.control = control
         self.provided = provided
         self.report = report
+        self.intents = intents
         self._encode = msgspec.json.Encoder().encode
         # Tool names the model made up, each warned about once and at most 10 a minute.
         self.unknown_tools = UnknownNames()
@@ -180,16 +195,21 @@ class ToolCallsAnswerer:
         if observers.active:
             observers.tool_started(delivery, run)
         try:
+            execute = (
+                functools.partial(self._once, tool, call, event, delivery, jobs, run)
+                if tool.once_per_call
+                else functools.partial(self._execute, tool, call, event, delivery, jobs, run)
+            )
             once = None if delivery.bypass_dedupe else self.deduplicator
             if once is None or not tool.deduplicate:
-                return (await self._execute(tool, call, event, delivery, jobs, run))[0]
+                return (await execute())[0]
             answer = await once.run_tool(
                 event,
                 call,
                 # A duplicate may wait as long as the platform does; an interim tool's first
                 # run answers (with its interim text, at the latest) well within that.
                 self.tool_timeout_seconds if tool.interim is not None else self._timeout_of(tool),
-                lambda: self._execute(tool, call, event, delivery, jobs, run),
+                execute,
             )
             if answer is None:
                 _log.warning(
@@ -207,6 +227,77 @@ class ToolCallsAnswerer:
             if observers.active:
                 observers.tool_ended(delivery, run)
 
+    async def _once(
+        self,
+        tool: Tool,
+        call: ToolCall,
+        event: ToolCalls,
+        delivery: Delivery,
+        jobs: list[Job],
+        run: ToolRun,
+    ) -> tuple[msgspec.Raw, bool | None]:
+        """Run a ``once_per_call`` tool once per intent (see ``voicehooks.state.dedupe``).
+
+        The intent is the tool and its canonical arguments (or what its ``key`` returns),
+        within the call unless ``key_ttl_seconds`` says otherwise. The first call runs; a
+        repeat with another tool-call id gets its answer, waiting for it within its own
+        deadline. Only an ``ok`` is remembered; an interim answer holds the claim until the
+        late result settles it. Returns what ``_execute`` does, for delivery dedupe.
+        """
+        try:
+            arguments = tool.decode(call)
+            intent = (
+                arguments
+                if tool.key is None
+                else tool.key(
+                    arguments, CallContext.from_event(event, call, is_replay=delivery.is_replay)
+                )
+            )
+            key = intent_key(
+                None if tool.key_ttl_seconds is not None else event.call.id,
+                tool.name,
+                _canonical(intent),
+            )
+        except ArgumentError:
+            return await self._execute(tool, call, event, delivery, jobs, run)
+        except Exception as exc:  # the user's key function, or a key msgspec cannot encode
+            await self.report(exc, event, self.live_threads, _tool_label(tool, event) + " key")
+            run.outcome = ToolOutcome.FAILED
+            return self.raw(error_result(FAILED.format(name=tool.name))), False
+        ttl = tool.key_ttl_seconds
+        kept: list[bool | None] = []
+
+        async def first() -> tuple[msgspec.Raw, bool | None]:
+            settle = functools.partial(self.intents.settle, key, event, ttl_seconds=ttl)
+            answer, keep = await self._execute(
+                tool, call, event, delivery, jobs, run, arguments, settle
+            )
+            kept.append(keep)
+            if run.outcome == ToolOutcome.INTERIM:
+                return answer, None  # the late result settles the intent
+            return answer, run.outcome == ToolOutcome.OK
+
+        answer = await self.intents.single_flight(
+            key,
+            event,
+            tool.name,
+            wait_seconds=self._timeout_of(tool),
+            claim_seconds=self._run_timeout_of(tool) + IN_FLIGHT_MARGIN_SECONDS,
+            execute=first,
+            ttl_seconds=ttl,
+            run_if_released=True,
+        )
+        if kept:  # this call ran the tool
+            assert answer is not None  # the first run always has an answer
+            return answer, kept[0]
+        run.outcome = ToolOutcome.REPEAT
+        if answer is not None:
+            return answer, True
+        # The first run is still going past this repeat's deadline: never a second run.
+        _log.info("%s: repeated while its first run goes on", _tool_label(tool, event))
+        still = tool.interim or STILL_WORKING.format(name=tool.name)
+        return self.raw(still), False  # a redelivery may still get the real result
+
     async def _execute(
         self,
         tool: Tool,
@@ -215,14 +306,20 @@ class ToolCallsAnswerer:
         delivery: Delivery,
         jobs: list[Job],
         run: ToolRun,
+        arguments: Any = _UNDECODED,
+        settle: Settle | None = None,
     ) -> tuple[msgspec.Raw, bool]:
         """Run ``tool`` once: its answer, and whether a duplicate delivery may be given it.
 
         ``False`` after an unexpected exception or a timeout: a redelivery may try again.
-        Sets ``run.outcome``.
+        Sets ``run.outcome``. ``arguments`` are the decoded ones if ``_once`` has them;
+        ``settle`` hears an interim tool's late result.
         """
         try:
-            kwargs = tool.bind(call)
+            if arguments is _UNDECODED:
+                kwargs = tool.bind(call)
+            else:
+                kwargs = {} if arguments is None else msgspec.structs.asdict(arguments)
         except ArgumentError as exc:
             _log.info("tool %s call=%s: unusable arguments", tool.name, masked(event.call.id))
             run.outcome = ToolOutcome.INVALID_ARGUMENTS
@@ -247,7 +344,7 @@ class ToolCallsAnswerer:
                 )
             )
         if tool.interim is not None:
-            return await self._with_interim(tool, call, event, kwargs, run)
+            return await self._with_interim(tool, call, event, kwargs, run, settle)
         answer, keep, run.outcome = await self._call_tool(
             tool, call, event, kwargs, self._timeout_of(tool)
         )
@@ -303,19 +400,25 @@ class ToolCallsAnswerer:
         return answer, True, ToolOutcome.OK
 
     async def _with_interim(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, kwargs: dict[str, Any], run: ToolRun
+        self,
+        tool: Tool,
+        call: ToolCall,
+        event: ToolCalls,
+        kwargs: dict[str, Any],
+        run: ToolRun,
+        settle: Settle | None,
     ) -> tuple[msgspec.Raw, bool]:
         """Answer in time, or with the interim text while the tool goes on (``interim``)."""
         control = self.control
         assert control is not None  # the app makes one when a tool has an interim text
         label = _tool_label(tool, event)
-        work = self._call_tool(
-            tool, call, event, kwargs, tool.timeout_seconds or INTERIM_TIMEOUT_SECONDS
-        )
+        work = self._call_tool(tool, call, event, kwargs, self._run_timeout_of(tool))
 
         async def deliver(settled: tuple[msgspec.Raw, bool, str]) -> None:
             answer, _, outcome = settled
             _log.info("%s ended %s after its interim answer; delivering it", label, outcome)
+            if settle is not None:  # a repeat from now on gets this result, not the interim
+                await settle(answer, outcome == ToolOutcome.OK)
             await control.deliver(event, call.id, tool.name, answer)
 
         try:
@@ -329,6 +432,12 @@ class ToolCallsAnswerer:
             return answer, keep
         run.outcome = ToolOutcome.INTERIM
         return self.raw(tool.interim), True
+
+    def _run_timeout_of(self, tool: Tool) -> float:
+        """How long the tool itself may run (past its interim answer, for an interim tool)."""
+        if tool.interim is not None:
+            return tool.timeout_seconds or INTERIM_TIMEOUT_SECONDS
+        return self._timeout_of(tool)
 
     def _timeout_of(self, tool: Tool) -> float:
         """How long the platform waits for this tool's answer (an interim one included)."""

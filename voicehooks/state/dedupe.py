@@ -31,6 +31,7 @@ cannot be fetched, it is answered with the timeout error result (or 503 with ``"
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeAlias
@@ -44,7 +45,14 @@ from voicehooks.core.logs import masked
 
 from .stores import DeliveryStore
 
-__all__ = ["Deduplicator", "StoreFailure"]
+__all__ = [
+    "INTENT_PREFIX",
+    "IN_FLIGHT_MARGIN_SECONDS",
+    "Deduplicator",
+    "Execute",
+    "StoreFailure",
+    "intent_key",
+]
 
 _log = logging.getLogger("voicehooks")
 
@@ -53,12 +61,28 @@ StoreFailure: TypeAlias = Literal["process", "reject"]
 
 # A claim outlives the tool's deadline by this much, so that a process that dies mid-call
 # leaves no claim behind for longer than a redelivery would wait anyway.
-_IN_FLIGHT_MARGIN_SECONDS: Final = 5.0
+IN_FLIGHT_MARGIN_SECONDS: Final = 5.0
 
 _UNAVAILABLE: Final = "the duplicate-delivery store is unavailable; deliver again later"
 
-Execute = Callable[[], Awaitable[tuple[msgspec.Raw, bool]]]
-"""Runs a tool once: returns its encoded answer and whether to keep it for duplicates."""
+Execute = Callable[[], Awaitable[tuple[msgspec.Raw, bool | None]]]
+"""Runs a tool once: returns its encoded answer and whether to keep it for duplicates
+(``None``: not yet, ``Deduplicator.settle`` will say)."""
+
+INTENT_PREFIX: Final = "intent:"
+"""The keys of once-per-intent tools (``intent_key``); delivery keys never start so."""
+
+
+def intent_key(scope: str | None, tool: str, canonical: bytes) -> str:
+    """The single-flight key of one intent: ``tool`` called with ``canonical`` arguments.
+
+    ``scope`` is the call id (hashed here: it may embed the caller's number), or ``None``
+    for an intent remembered across calls (its ``canonical`` form says what scopes it).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(b"" if scope is None else scope.encode())
+    digest.update(b"\0" + tool.encode() + b"\0" + canonical)
+    return INTENT_PREFIX + ("app:" if scope is None else "call:") + digest.hexdigest()
 
 
 class Deduplicator:
@@ -112,26 +136,66 @@ class Deduplicator:
         Raises:
             Unavailable: The store failed and ``store_failure`` is ``"reject"``.
         """
-        key = tool_key(event.call.id, call.id)
+        return await self.single_flight(
+            tool_key(event.call.id, call.id),
+            event,
+            call.function.name,
+            wait_seconds=timeout_seconds,
+            claim_seconds=timeout_seconds + IN_FLIGHT_MARGIN_SECONDS,
+            execute=execute,
+        )
+
+    async def single_flight(
+        self,
+        key: str,
+        event: Event,
+        name: str,
+        *,
+        wait_seconds: float,
+        claim_seconds: float,
+        execute: Execute,
+        ttl_seconds: float | None = None,
+        run_if_released: bool = False,
+    ) -> msgspec.Raw | None:
+        """Run ``execute`` once for ``key`` across every process sharing the store.
+
+        The first caller claims ``key`` for ``claim_seconds`` and runs ``execute``; every
+        caller that comes while the claim holds waits up to ``wait_seconds`` for the first
+        one's answer. What ``execute`` says of its answer decides what the others get:
+        ``True`` stores it (for ``ttl_seconds``, default the deduplicator's), ``False``
+        releases the claim (the next caller runs again), ``None`` keeps the claim until
+        ``settle`` gives the real answer (a slow tool answered with its interim text).
+        Delivery dedupe (``run_tool``) and once-per-intent tools
+        (``voicehooks.pipeline.toolcalls``) are both this one flight. With
+        ``run_if_released``, a later caller that got no answer claims ``key`` once more and
+        runs if the first run let go of it (it failed: the model's retry may run again).
+
+        Returns:
+            The answer, or ``None`` for a later caller whose first run gave none in time (or
+            whose result the store failed to fetch).
+
+        Raises:
+            Unavailable: The store failed and ``store_failure`` is ``"reject"``.
+        """
         store = self.store
         try:
-            first = await store.claim(key, timeout_seconds + _IN_FLIGHT_MARGIN_SECONDS)
+            first = await store.claim(key, claim_seconds)
         except Exception as exc:
             self._fault(exc, event, "processing the delivery anyway")
             return (await execute())[0]
         if not first:
-            _log.info(
-                "duplicate tool call %s (call %s): answering the first run's result",
-                call.function.name,
-                masked(event.call.id),
-            )
+            result = await self._wait(key, event, name, wait_seconds)
+            if result is not None or not run_if_released:
+                return result
+            # No answer: the first run either goes on, or failed and let go of the key; then
+            # this caller is the model's retry and runs (if no other retry claimed it first).
             try:
-                result = await store.wait_result(key, timeout_seconds)
+                first = await store.claim(key, claim_seconds)
             except Exception as exc:
-                # Known to be a duplicate: never run it again, even with store_failure="process".
-                self._fault(exc, event, "answering the duplicate without the first result")
+                self._fault(exc, event, "answering without running again")
                 return None
-            return None if result is None else msgspec.Raw(result)
+            if not first:
+                return None
         try:
             answer, keep = await execute()
         except BaseException:
@@ -142,14 +206,44 @@ class Deduplicator:
                 except Exception as exc:
                     _settle_failed(exc, event)
             raise
+        if keep is not None:
+            await self.settle(key, event, answer, keep, ttl_seconds)
+        return answer
+
+    async def _wait(
+        self, key: str, event: Event, name: str, wait_seconds: float
+    ) -> msgspec.Raw | None:
+        _log.info(
+            "%s tool call %s (call %s): answering the first run's result",
+            "repeated" if key.startswith(INTENT_PREFIX) else "duplicate",
+            name,
+            masked(event.call.id),
+        )
+        try:
+            result = await self.store.wait_result(key, wait_seconds)
+        except Exception as exc:
+            # Known to be a duplicate: never run it again, even with store_failure="process".
+            self._fault(exc, event, "answering the duplicate without the first result")
+            return None
+        return None if result is None else msgspec.Raw(result)
+
+    async def settle(
+        self,
+        key: str,
+        event: Event,
+        answer: msgspec.Raw,
+        keep: bool,
+        ttl_seconds: float | None = None,
+    ) -> None:
+        """Store ``answer`` for ``key``'s later callers (``keep``), or release the claim."""
         try:
             if keep:
-                await store.put_result(key, bytes(answer), self.ttl_seconds)
+                ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+                await self.store.put_result(key, bytes(answer), ttl)
             else:
-                await store.release(key)
+                await self.store.release(key)
         except Exception as exc:
             _settle_failed(exc, event)  # the answer exists already: it is sent all the same
-        return answer
 
     def _fault(self, exc: Exception, event: Event, fallback: str) -> None:
         rejecting = self.store_failure == "reject"

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import anyio
 
@@ -93,6 +93,32 @@ class DeliveryStore(Protocol):
         """
         ...
 
+    async def get_fields(self, key: str) -> dict[str, bytes]:
+        """Every field of the small map ``key`` (a call's ``CallState``); ``{}`` when none."""
+        ...
+
+    async def put_field(
+        self, key: str, name: str, value: bytes | None, ttl_seconds: float, max_bytes: int
+    ) -> bool:
+        """Set (or with ``value=None`` delete) field ``name`` of the map ``key``, atomically.
+
+        The map then expires ``ttl_seconds`` from now.
+
+        Returns:
+            ``False``, changing nothing, when the map's names and values would together
+            take more than ``max_bytes``.
+        """
+        ...
+
+    async def forget(self, key: str) -> None:
+        """Drop the map ``key`` and all its fields."""
+        ...
+
+    async def count(self, key: str, ttl_seconds: float) -> int:
+        """Add one to the counter ``key`` (expiring ``ttl_seconds`` after its first count) and
+        return its new value."""
+        ...
+
     async def aclose(self) -> None:
         """Release the store's resources; the app's lifespan calls this at shutdown."""
         ...
@@ -148,6 +174,9 @@ class MemoryStore:
         self._waiters: dict[str, anyio.Event] = {}  # only for keys a duplicate waits on
         # key -> when each token still out was taken, oldest first; least recently used first.
         self._buckets: OrderedDict[str, deque[float]] = OrderedDict()
+        # key -> (expires at, fields, their size in bytes); least recently written first.
+        # Counters (``count``) live here too, as a map with one field.
+        self._maps: OrderedDict[str, tuple[float, dict[str, bytes], int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -229,11 +258,64 @@ class MemoryStore:
             return 0.0
         return window_seconds - (now - taken[0])
 
+    async def get_fields(self, key: str) -> dict[str, bytes]:
+        """The fields of ``key``; see ``DeliveryStore.get_fields``."""
+        entry = self._maps.get(key)
+        if entry is None or entry[0] <= self._clock():
+            return {}
+        return dict(entry[1])
+
+    async def put_field(
+        self, key: str, name: str, value: bytes | None, ttl_seconds: float, max_bytes: int
+    ) -> bool:
+        """Set or delete a field of ``key``; see ``DeliveryStore.put_field``."""
+        now = self._clock()
+        entry = self._maps.get(key)
+        fields, size = ({}, 0) if entry is None or entry[0] <= now else entry[1:]
+        old = fields.get(name)
+        if old is not None:
+            size -= len(name) + len(old)
+        if value is not None:
+            size += len(name) + len(value)
+            if size > max_bytes:
+                return False
+            fields[name] = value
+        elif old is not None:
+            del fields[name]
+        self._keep_map(key, (now + ttl_seconds, fields, size), now)
+        return True
+
+    async def forget(self, key: str) -> None:
+        """Drop the map ``key``; see ``DeliveryStore.forget``."""
+        self._maps.pop(key, None)
+
+    async def count(self, key: str, ttl_seconds: float) -> int:
+        """Count one more for ``key``; see ``DeliveryStore.count``."""
+        now = self._clock()
+        entry = self._maps.get(key)
+        if entry is None or entry[0] <= now:
+            entry = (now + ttl_seconds, {"n": b"0"}, 0)
+        value = int(entry[1]["n"]) + 1
+        self._keep_map(key, (entry[0], {"n": str(value).encode()}, 0), now)
+        return value
+
+    def _keep_map(self, key: str, entry: tuple[float, dict[str, bytes], int], now: float) -> None:
+        maps = self._maps
+        maps[key] = entry
+        maps.move_to_end(key)
+        if len(maps) > self.max_entries:
+            maps.popitem(last=False)
+        else:  # an expired map leaves, one per write, as claims do
+            oldest_key, oldest = next(iter(maps.items()))
+            if oldest[0] <= now:
+                del maps[oldest_key]
+
     async def aclose(self) -> None:
         """Forget everything and wake all waiters (they get ``None``)."""
         for key in list(self._slots):
             self._drop(key)
         self._buckets.clear()
+        self._maps.clear()
 
     def _drop(self, key: str) -> None:
         self._slots.pop(key, None)
@@ -270,6 +352,31 @@ if redis.call('LLEN', KEYS[1]) < capacity then
 end
 return math.max(1, window - (now - tonumber(redis.call('LINDEX', KEYS[1], 0))))
 """
+# One field of a call's map, within its size bound: the map's size is kept in a field of its
+# own ("\0size"), so a write reads two fields, not the whole map. Answers 1 (done) or 0
+# (the bound would be passed: nothing changed).
+_PUT_FIELD = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local size = tonumber(redis.call('HGET', KEYS[1], '\\0size') or '0')
+if old then size = size - #ARGV[1] - #old end
+if ARGV[4] == '1' then
+    size = size + #ARGV[1] + #ARGV[2]
+    if size > tonumber(ARGV[3]) then return 0 end
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '\\0size', size)
+else
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('HSET', KEYS[1], '\\0size', size)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+_COUNT = """
+local value = redis.call('INCR', KEYS[1])
+if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return value
+"""
+_SIZE_FIELD: Final = "\0size"
+
 # Only the owner of a claim may release it: a claim that expired and was taken by another
 # process meanwhile must not be deleted by the first.
 _RELEASE = """
@@ -319,6 +426,8 @@ class RedisStore:
         self._put_result = client.register_script(_PUT_RESULT)
         self._release = client.register_script(_RELEASE)
         self._take_token = client.register_script(_TAKE_TOKEN)
+        self._put_field = client.register_script(_PUT_FIELD)
+        self._count = client.register_script(_COUNT)
 
     @classmethod
     def from_url(
@@ -349,7 +458,7 @@ class RedisStore:
             StoreError: Redis did not answer; the app logs it and starts all the same.
         """
         await self._run("open", self.client.ping())
-        for script in (_PUT_RESULT, _RELEASE, _TAKE_TOKEN):
+        for script in (_PUT_RESULT, _RELEASE, _TAKE_TOKEN, _PUT_FIELD, _COUNT):
             await self._run("open", self.client.script_load(script))
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
@@ -401,6 +510,44 @@ class RedisStore:
         )
         return int(wait) / 1000
 
+    async def get_fields(self, key: str) -> dict[str, bytes]:
+        """``HGETALL`` of ``<prefix>map:<key>``; see ``DeliveryStore.get_fields``."""
+        raw = await self._run("get_fields", self.client.hgetall(self.prefix + "map:" + key))
+        fields = {_text(name): _bytes(value) for name, value in raw.items()}
+        fields.pop(_SIZE_FIELD, None)
+        return fields
+
+    async def put_field(
+        self, key: str, name: str, value: bytes | None, ttl_seconds: float, max_bytes: int
+    ) -> bool:
+        """Set or delete a field in one script; see ``DeliveryStore.put_field``."""
+        done = await self._run(
+            "put_field",
+            self._put_field(
+                keys=[self.prefix + "map:" + key],
+                args=[
+                    name,
+                    b"" if value is None else value,
+                    max_bytes,
+                    "0" if value is None else "1",
+                    _milliseconds(ttl_seconds),
+                ],
+            ),
+        )
+        return bool(done)
+
+    async def forget(self, key: str) -> None:
+        """Delete ``<prefix>map:<key>``; see ``DeliveryStore.forget``."""
+        await self._run("forget", self.client.delete(self.prefix + "map:" + key))
+
+    async def count(self, key: str, ttl_seconds: float) -> int:
+        """``INCR`` of ``<prefix>count:<key>``; see ``DeliveryStore.count``."""
+        value = await self._run(
+            "count",
+            self._count(keys=[self.prefix + "count:" + key], args=[_milliseconds(ttl_seconds)]),
+        )
+        return int(value)
+
     async def aclose(self) -> None:
         """Close the client; its pool closes with the last client on it."""
         await close_redis_client(self.client)
@@ -423,6 +570,14 @@ class RedisStore:
 
 class _Slow(StoreError):
     """A Redis command did not answer within the operation timeout."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _milliseconds(seconds: float) -> int:

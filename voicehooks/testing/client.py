@@ -15,6 +15,7 @@ from voicehooks.app import VoiceHooks, resolve_secrets
 from voicehooks.core.signing import sign
 from voicehooks.pipeline.dispatch import watched_failures
 from voicehooks.pipeline.toolcalls import results_from_response
+from voicehooks.state.callstate import CallState
 
 from .factories import assistant_request, end_of_call_report, status_update, tool_call, tool_calls
 
@@ -426,6 +427,30 @@ class WebhookClient:
     async def end_of_call_report(self, **fields: Any) -> Response:
         """Send an ``end-of-call-report`` and return the answer; see its factory."""
         return await self.post(end_of_call_report(**fields))
+
+    def call_state(self, call_id: str) -> CallState:
+        """The ``CallState`` of ``call_id`` in the app's store: set it before a delivery, read
+        what the tools left in it after.
+
+        Examples:
+            >>> import anyio
+            >>> from voicehooks import CallState, VoiceHooks
+            >>> from voicehooks.testing import tool_call
+            >>> app = VoiceHooks(secret="whsec_test")
+            >>> @app.tool
+            ... async def cart_size(state: CallState) -> int:
+            ...     "How many items are in the cart."
+            ...     return len(await state.get("cart", list[str], []))
+            >>> async def main() -> list[int]:
+            ...     async with WebhookClient(app, secret="whsec_test") as client:
+            ...         await client.call_state("call-1").set("cart", ["tea", "milk"])
+            ...         return await client.call_tools(tool_call("cart_size"), call_id="call-1")
+            >>> anyio.run(main)
+            [2]
+        """
+        if len(self._hooks) != 1:
+            raise RuntimeError("call_state needs exactly one VoiceHooks app behind the client")
+        return self._hooks[0].dispatcher.call_state(call_id)
 
 
 def _event_name(body: bytes | Mapping[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, Literal, TypedDict
 import msgspec
 
 from voicehooks.core.events import ToolCall, ToolCalls
-from voicehooks.core.injection import Injection, plan_injections
+from voicehooks.core.injection import CallContext, Injection, plan_injections
 from voicehooks.core.logs import loggable
 from voicehooks.core.running import UserFunction
 
@@ -27,6 +27,7 @@ from .arguments import Unfit, not_json, recover
 __all__ = [
     "ArgumentError",
     "INTERIM_TIMEOUT_SECONDS",
+    "IntentKey",
     "Tool",
     "ToolOptions",
     "UnknownArguments",
@@ -58,7 +59,15 @@ class ToolOptions(TypedDict, total=False):
     interim_after_seconds: float
     inject_result: bool
     unknown_arguments: UnknownArguments
+    once_per_call: bool
+    key: IntentKey | None
+    key_ttl_seconds: float | None
 
+
+IntentKey = Callable[[Any, CallContext], Any]
+"""What defines a once-per-call tool's intent: a function of the decoded arguments (the
+argument Struct, or ``None`` for a tool without arguments) and the call's context, returning
+any msgspec-encodable value."""
 
 INTERIM_TIMEOUT_SECONDS: Final = 60.0
 """The deadline of a tool with an interim text, unless it sets its own ``timeout_seconds``."""
@@ -89,6 +98,9 @@ class Tool:
     interim_after_seconds: float = 5.0
     inject_result: bool = False
     unknown_arguments: UnknownArguments = "ignore"
+    once_per_call: bool = False
+    key: IntentKey | None = None
+    key_ttl_seconds: float | None = None
     coercions: Counter[str] = field(default_factory=Counter, compare=False)
     """How many arguments of each kind (``arguments.COERCIONS``) were coerced to fit, so far."""
 
@@ -118,6 +130,9 @@ class Tool:
         interim_after_seconds: float = 5.0,
         inject_result: bool = False,
         unknown_arguments: UnknownArguments = "ignore",
+        once_per_call: bool = False,
+        key: IntentKey | None = None,
+        key_ttl_seconds: float | None = None,
     ) -> Tool:
         """Analyse ``function`` once and build its tool. Raises ``TypeError``/``ValueError``."""
         tool_name = name or str(getattr(function, "__name__", ""))
@@ -138,6 +153,7 @@ class Tool:
                 f"tool {tool_name!r}: async_response only applies with fire_and_forget=True"
             )
         _check_interim(tool_name, interim, interim_after_seconds, inject_result, fire_and_forget)
+        _check_once(tool_name, once_per_call, key, key_ttl_seconds, fire_and_forget)
         summary, documented = parse_docstring(inspect.getdoc(function) or "")
         text = description if description is not None else summary
         if not text:
@@ -184,7 +200,26 @@ class Tool:
             interim_after_seconds=interim_after_seconds,
             inject_result=inject_result,
             unknown_arguments=unknown_arguments,
+            once_per_call=once_per_call,
+            key=key,
+            key_ttl_seconds=key_ttl_seconds,
         )
+
+    def decode(self, call: ToolCall) -> Any:
+        """Decode ``call``'s arguments into the argument Struct (``None`` for a tool without
+        arguments), or raise ``ArgumentError``; see ``bind``."""
+        if self.decoder is None:
+            return None
+        raw = call.function.arguments
+        try:
+            return self.decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            try:
+                return recover(self.decoder, raw, exc, self.parameters, self.name, self.coercions)
+            except Unfit as unfit:
+                raise ArgumentError(str(unfit)) from None
+        except _MALFORMED:
+            raise ArgumentError(not_json(self.name)) from None
 
     def bind(self, call: ToolCall) -> dict[str, Any]:
         """Decode ``call``'s arguments into keyword arguments, or raise ``ArgumentError``.
@@ -192,20 +227,9 @@ class Tool:
         A strict decode first; if it fails, ``arguments.recover`` applies the unambiguous
         coercions (counted in ``coercions``) or explains the problem to the model.
         """
-        if self.decoder is None:
+        decoded = self.decode(call)
+        if decoded is None:
             return {}
-        raw = call.function.arguments
-        try:
-            decoded = self.decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            try:
-                decoded = recover(
-                    self.decoder, raw, exc, self.parameters, self.name, self.coercions
-                )
-            except Unfit as unfit:
-                raise ArgumentError(str(unfit)) from None
-        except _MALFORMED:
-            raise ArgumentError(not_json(self.name)) from None
         return msgspec.structs.asdict(decoded)  # its fields are exactly the arguments
 
     def definition(self, url: str | None = None) -> dict[str, Any]:
@@ -253,6 +277,35 @@ def _check_interim(
             f"tool {name!r}: inject_result applies to fire_and_forget tools; a slow tool "
             "delivers its result late with interim='...'"
         )
+
+
+def _check_once(
+    name: str,
+    once_per_call: bool,
+    key: IntentKey | None,
+    key_ttl_seconds: float | None,
+    fire_and_forget: bool,
+) -> None:
+    if not once_per_call:
+        if key is not None or key_ttl_seconds is not None:
+            raise ValueError(f"tool {name!r}: key= and key_ttl_seconds= need once_per_call=True")
+        return
+    if fire_and_forget:
+        raise ValueError(
+            f"tool {name!r}: a fire-and-forget tool is answered before it runs, so a repeat "
+            "cannot be given its result; drop once_per_call, or make it a plain tool"
+        )
+    if key is not None and not callable(key):
+        raise ValueError(f"tool {name!r}: key= must be a function (arguments, context) -> value")
+    if key_ttl_seconds is not None:
+        if key is None:
+            raise ValueError(
+                f"tool {name!r}: key_ttl_seconds= remembers an intent beyond the call; it "
+                "needs key= to say what the intent is (include the caller's number to scope "
+                "it to the caller)"
+            )
+        if key_ttl_seconds <= 0:
+            raise ValueError(f"tool {name!r}: key_ttl_seconds must be > 0")
 
 
 def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
