@@ -19,8 +19,8 @@ from .turns import Turn, find_turns, redact_turns
 __all__ = [
     "DUTCH",
     "ENGLISH",
-    "KINDS",
     "Found",
+    "KINDS",
     "Kind",
     "Language",
     "Turn",

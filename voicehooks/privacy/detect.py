@@ -18,6 +18,7 @@ no check accepts stays: an order number, a time, a price, a quantity, a date or 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -63,9 +64,10 @@ def find(text: str, *, languages: Sequence[str] = ("en",)) -> list[Found]:
     found_tokens = tokens(text)
     found_runs = runs(found_tokens, words)
     lowered = text.lower()
-    items = _in_runs(found_runs, lowered, words)
+    # The context kinds first: a date after "born on" is a date of birth, whatever else it is.
+    items = _in_context(found_tokens, found_runs, lowered, words)
+    items += _in_runs(text, found_runs, lowered, words)
     items += _written_ssns(text)
-    items += _in_context(found_tokens, found_runs, lowered, words)
     if "@" in text or any(token.text.lower() in words.at for token in found_tokens):
         items += _emails(text, found_tokens, words)
     return _without_overlaps(items)
@@ -108,15 +110,24 @@ def _without_overlaps(items: list[Found]) -> list[Found]:
 _CONTEXT_CHARACTERS: Final = 40  # how far before a number its context word may end
 
 
-def _in_runs(found_runs: list[Run], lowered: str, words: Lexicon) -> list[Found]:
+def _in_runs(text: str, found_runs: list[Run], lowered: str, words: Lexicon) -> list[Found]:
     items: list[Found] = []
     for run in found_runs:
         if any(unit.letters for unit in run.units):
             items += _ibans(run.units)
         for stretch in run.digit_runs():
+            before = _unit_before(run, stretch[0])
+            if before is not None and not text[before.end : stretch[0].start].isspace():
+                continue  # the number of a code: WO-2291, INV-2020-33636
             if sum(len(unit.chars) for unit in stretch) >= 8:
-                items += _numbers(stretch, lowered, words)
+                hyphens = "-" in text[stretch[0].start : stretch[-1].end]
+                items += _numbers(stretch, hyphens, lowered, words)
     return items
+
+
+def _unit_before(run: Run, unit: Unit) -> Unit | None:
+    index = run.units.index(unit)
+    return run.units[index - 1] if index else None
 
 
 def _ibans(units: tuple[Unit, ...]) -> list[Found]:
@@ -135,7 +146,16 @@ def _ibans(units: tuple[Unit, ...]) -> list[Found]:
     return items
 
 
-def _numbers(stretch: tuple[Unit, ...], lowered: str, words: Lexicon) -> list[Found]:
+def _numbers(stretch: tuple[Unit, ...], hyphens: bool, lowered: str, words: Lexicon) -> list[Found]:
+    """Cards, ids and phones in a stretch of digits, the longest from the left.
+
+    Written digits are one number: ``3081 9316 7013 3421`` is a reference that fails Luhn,
+    not a phone number in its middle. Spoken ones may have neighbours: "een" is also "a".
+    """
+    if all(unit.written for unit in stretch):
+        digits = "".join(unit.chars for unit in stretch)
+        kind = _kind(digits, stretch[0], not hyphens, lowered, words)
+        return [] if kind is None else [Found(kind, stretch[0].start, stretch[-1].end)]
     items: list[Found] = []
     first = 0
     while first < len(stretch):
@@ -159,8 +179,8 @@ def _numbers(stretch: tuple[Unit, ...], lowered: str, words: Lexicon) -> list[Fo
 def _kind(digits: str, first: Unit, closes: bool, lowered: str, words: Lexicon) -> Kind | None:
     if len(digits) >= 13 and checks.is_card(digits):
         return "card"
-    # An id ends its run: the first 9 digits of a longer number (a phone number of a region
-    # the languages do not name) pass the 11-test one time in 11.
+    # An id ends its run (the first 9 digits of a longer number pass the 11-test one time in
+    # 11) and is not written with hyphens (2023-95960 is an invoice).
     if len(digits) == 9 and not first.plus and closes:
         if checks.is_bsn(digits):
             return "national_id"
@@ -211,31 +231,48 @@ def _in_context(
 ) -> list[Found]:
     items: list[Found] = []
     stretches = [stretch for run in found_runs for stretch in run.digit_runs()]
+    starts = _Starts([token.start for token in found_tokens], [s[0].start for s in stretches])
     for kind, phrases in (
         ("birth_date", words.birth_date),
         ("card_code", words.card_code),
         ("card_expiry", words.card_expiry),
     ):
         for match in _phrases(phrases).finditer(lowered):
-            found = _after_context(kind, match.end(), found_tokens, stretches)
+            found = _after_context(kind, match.end(), found_tokens, stretches, starts)
             if found is not None:
                 items.append(found)
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class _Starts:
+    """Where the tokens and the digit stretches start, to find those after a context word."""
+
+    tokens: list[int]
+    stretches: list[int]
+
+
 def _after_context(
-    kind: str, end: int, found_tokens: list[Token], stretches: list[tuple[Unit, ...]]
+    kind: str,
+    end: int,
+    found_tokens: list[Token],
+    stretches: list[tuple[Unit, ...]],
+    starts: _Starts,
 ) -> Found | None:
     """The value a context word ending at ``end`` introduces, if a number close after is one."""
     first = next(
         (
             token
-            for token in found_tokens
-            if token.start >= end and token.text.lower() not in _SKIPPED
+            for token in found_tokens[bisect_left(starts.tokens, end) :]
+            if token.text.lower() not in _SKIPPED
         ),
         None,
     )
-    near = [s for s in stretches if 0 <= s[0].start - end <= _CONTEXT_CHARACTERS]
+    near = stretches[
+        bisect_left(starts.stretches, end) : bisect_right(
+            starts.stretches, end + _CONTEXT_CHARACTERS
+        )
+    ]
     if first is None or not near:
         return None
     if kind == "card_code":  # the very next number, of 3 or 4 digits
@@ -249,8 +286,11 @@ def _after_context(
         if kind == "card_expiry":
             month_named = any(
                 token.text.lower() in _MONTHS
-                for token in found_tokens
-                if first.start <= token.start < stretch[0].start
+                for token in found_tokens[
+                    bisect_left(starts.tokens, first.start) : bisect_left(
+                        starts.tokens, stretch[0].start
+                    )
+                ]
             )
             if (month_named and len(digits) in (2, 4)) or (
                 not between and len(digits) in (4, 6) and 1 <= int(digits[:2]) <= 12
@@ -310,7 +350,7 @@ def _emails(text: str, found_tokens: list[Token], words: Lexicon) -> list[Found]
             top_level = match.group().rsplit(".", 1)[-1].lower()
             if mailbox_word in words.not_mailbox or top_level not in _SPOKEN_DOMAINS:
                 continue
-        before = _MAILBOX_BEFORE.search(copy, 0, start)
+        before = _MAILBOX_BEFORE.search(copy, max(0, start - 80), start)
         if before is not None and before.group(1).split(".")[0].lower() not in words.not_mailbox:
             start = before.start(1)
         items.append(Found("email", origin[start].start, origin[match.end() - 1].end))

@@ -59,7 +59,9 @@ class Language:
             com`` is a workplace, not an address).
         birth_date, card_code, card_expiry, national_id: the context words: a date, a
             3-4 digit code, an expiry or a 9-digit id is personal data only after one.
-        regions: the phone regions (ISO 3166) a national number is tried in, first first.
+        regions: the phone regions (ISO 3166) where the language is spoken. A national
+            number is tried in the regions of every added language, whichever languages a
+            text is read in: a Dutch number said in English is still a phone number.
     """
 
     code: str
@@ -232,5 +234,5 @@ def lexicon(codes: tuple[str, ...]) -> Lexicon:
         card_code=joined(lang.card_code for lang in languages),
         card_expiry=joined(lang.card_expiry for lang in languages),
         national_id=joined(lang.national_id for lang in languages),
-        regions=joined(lang.regions for lang in languages),
+        regions=joined(lang.regions for lang in [*languages, *_LANGUAGES.values()]),
     )

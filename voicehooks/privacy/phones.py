@@ -9,8 +9,8 @@ ranges, so ``0301234567`` is a Dutch landline and ``0123456789`` is nothing.
 Without the extra, a conservative rule of our own applies, and misses more:
 
 * ``+`` or ``00`` followed by 8 to 15 digits (E.164's lengths);
-* 10 digits starting with ``0`` (a national number in the Netherlands, Belgium's mobiles,
-  the UK without its trunk 0 dropped);
+* 10 or 11 digits starting with ``0`` (a national number in the Netherlands, Belgium's
+  mobiles, the UK);
 * 10 digits in North America's shape (area code and exchange each start 2-9), or 11 with a
   leading ``1``.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from types import ModuleType
+from typing import Any
 
 __all__ = ["is_phone"]
 
@@ -54,7 +55,7 @@ def _builtin_rule(digits: str, *, plus: bool) -> bool:
         return 8 <= len(digits) <= 15
     if len(digits) == 11 and digits[0] == "1":
         digits = digits[1:]
-    elif len(digits) == 10 and digits[0] == "0":
+    elif len(digits) in (10, 11) and digits[0] == "0":
         return True
     return len(digits) == 10 and digits[0] in "23456789" and digits[3] in "23456789"
 
@@ -68,6 +69,16 @@ def _valid(digits: str, plus: bool, regions: tuple[str, ...]) -> bool:
             parsed = phonenumbers.parse(number, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(parsed):
+        if phonenumbers.is_valid_number(parsed) and (plus or _as_dialled(digits, parsed)):
             return True
     return False
+
+
+def _as_dialled(digits: str, parsed: Any) -> bool:
+    """Whether ``digits`` are the number as its country dials it, trunk prefix and all, or
+    with its country code: libphonenumber also accepts a Dutch ``503110798`` (no ``0``),
+    which in a Dutch sentence is a customer number far more often than a phone number."""
+    assert phonenumbers is not None
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    significant = phonenumbers.national_significant_number(parsed)
+    return digits in ("".join(filter(str.isdigit, national)), f"{parsed.country_code}{significant}")

@@ -41,6 +41,7 @@ class Unit:
     letters: bool  # a spelled letter or a token with letters: never part of a digit run
     plus: bool = False  # a "+" or "plus" came right before it
     tens: bool = False  # a tens word ("twenty"): a unit word after it joins it
+    written: bool = False  # digits as digits, not words
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +49,6 @@ class Run:
     """Units only separators keep apart."""
 
     units: tuple[Unit, ...]
-
-    @property
-    def start(self) -> int:
-        return self.units[0].start
-
-    @property
-    def end(self) -> int:
-        return self.units[-1].end
 
     def digit_runs(self) -> list[tuple[Unit, ...]]:
         """The stretches of this run without letters."""
@@ -90,7 +83,7 @@ def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
         lowered = text.lower()
         start = token.start if lead is None else lead
         if text.isdigit():
-            units.append(Unit(text * repeat, start, token.end, False, plus))
+            units.append(Unit(text * repeat, start, token.end, False, plus, written=True))
         elif lowered in lexicon.numbers:
             digits = lexicon.numbers[lowered]
             previous = units[-1] if units else None
@@ -103,6 +96,7 @@ def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
                 units.append(Unit(digits * repeat, start, token.end, False, plus, tens))
         elif lowered in lexicon.repeats:
             repeat = lexicon.repeats[lowered]
+            lead = start
             continue
         elif text == "+" or lowered in lexicon.plus:
             plus = True
