@@ -25,8 +25,12 @@ def test_turns_far_apart_in_time_are_read_alone() -> None:
 
 
 def test_without_times_two_other_turns_between_end_the_group() -> None:
-    turns = [Turn("user", "four one one one one one one one"), Turn("assistant", "yes"),
-             Turn("assistant", "and?"), Turn("user", "one one one one one one one one")]  # fmt: skip
+    turns = [
+        Turn("user", "four one one one one one one one"),
+        Turn("assistant", "yes"),
+        Turn("assistant", "and?"),
+        Turn("user", "one one one one one one one one"),
+    ]
     assert redact_turns(turns) == [turn.text for turn in turns]
 
 
