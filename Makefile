@@ -8,7 +8,7 @@ PORT ?= 8000
 
 DIST ?= dist
 
-.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable loadtest chaos clean wrk
+.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable bench-privacy loadtest chaos clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ loadtest: $(STAMP)  ## 100,000 signed deliveries at concurrency 64 against `voic
 
 bench-durable: $(STAMP)  ## end-of-call-report ack latency in-process vs durable (Redis Streams), worker throughput (~1 min)
 	$(BIN)/python -m benchmarks.durable
+
+bench-privacy: $(STAMP)  ## voicehooks.privacy on its labelled corpus: precision and recall per kind, false positives, ms per KB (seconds)
+	$(BIN)/python -m benchmarks.privacy
 
 chaos: $(STAMP)  ## durable mode: 10,000 deliveries, a worker kill -9'ed every 2 s, Redis restarted; prints the table
 	$(BIN)/python -m tests.helpers.chaos --deliveries 10000

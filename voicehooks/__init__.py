@@ -2,7 +2,8 @@
 
 The names here are the whole of the everyday API. A few subpackages are documented too:
 ``voicehooks.events`` (every event struct), ``voicehooks.exceptions`` (every error),
-``voicehooks.observe`` (observers, metrics, traces, the log formatter) and
+``voicehooks.observe`` (observers, metrics, traces, the log formatter),
+``voicehooks.privacy`` (finding personal data in what callers say) and
 ``voicehooks.testing`` (the test kit). Everything else is internal and may move.
 """
 

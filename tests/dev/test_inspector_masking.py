@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from voicehooks.dev.inspector.masking import mask, mask_phone_numbers
+from voicehooks.dev.inspector.masking import mask, mask_id, mask_phone_numbers
 from voicehooks.testing import end_of_call_report, tool_call, tool_calls
 
 
@@ -70,3 +72,69 @@ def test_arguments_that_are_not_json_are_hidden_whole() -> None:
 )
 def test_only_what_looks_like_a_phone_number_is_masked_in_answers(value: Any, masked: Any) -> None:
     assert mask_phone_numbers({"results": [{"result": value}]}) == {"results": [{"result": masked}]}
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("(065) 501-8342", "(06•••••••••42"),
+        ("tel:+31655018342", "tel:+31•••••••42"),
+        ("Transfer to +31 6 55018342 failed: busy", "Transfer to +31•••••••••42 failed: busy"),
+        ("card 4111 1111 1111 1111, IBAN NL91ABNA0417164300", "card [card], IBAN [iban]"),
+        (
+            "mail jan@example.nl about WO-2291 on 2026-01-16",
+            "mail [email] about WO-2291 on 2026-01-16",
+        ),
+        (31655018342, "316••••••42"),  # a JSON number lost the +
+        (655018342, "655••••42"),  # ... or the 0
+        (20260116, 20260116),  # a date as a number stays
+    ],
+)
+def test_the_detector_masks_inside_any_value_where_it_is_not_hidden_whole(
+    value: Any, masked: Any
+) -> None:
+    payload = {"message": {"type": "status-update", "status": "ended", "error": value,
+                           "metadata": {"note": value}}}  # fmt: skip
+    result = message(payload)
+    assert result["error"] == masked
+    assert result["metadata"] == {"note": masked}
+    assert mask_phone_numbers({"result": value}) == {"result": masked}
+
+
+def test_turns_with_a_message_key_or_a_list_content_are_hidden() -> None:
+    turns = [
+        {"role": "user", "message": "my number is 0655018342"},
+        {"role": "user", "content": [{"type": "text", "text": "four one one one"}]},
+    ]
+    masked = message({"message": {"type": "end-of-call-report", "messages": turns}})
+    assert masked["messages"] == [
+        {"role": "user", "message": "[hidden: 23 characters]"},
+        {"role": "user", "content": [{"type": "[hidden: 4 characters]",
+                                      "text": "[hidden: 16 characters]"}]},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call_id", "shown"),
+    [
+        ("call-+31-6-5501-8342", "call-+31••••••••••42"),
+        ("call-_+31612345678_XqaQ", "call-_+31•••••••78_XqaQ"),
+        ("3f8c2d1e-6b7a-4c59-9e0d-2a1b4c6d8e0f", "3f8c2d1e-6b7a-4c59-9e0d-2a1b4c6d8e0f"),
+        (None, "-"),
+    ],
+)
+def test_call_ids_with_phone_numbers_are_masked_separators_and_all(
+    call_id: str | None, shown: str
+) -> None:
+    assert mask_id(call_id) == shown
+    if call_id is not None:
+        assert message({"message": {"call": {"id": call_id}}})["call"]["id"] == shown
+
+
+def test_the_detector_is_not_imported_on_the_request_path() -> None:
+    code = (
+        "import sys, voicehooks, voicehooks.app, voicehooks.testing\n"
+        "assert not [m for m in sys.modules if m.startswith('voicehooks.privacy')], 'imported'\n"
+        "assert 'phonenumbers' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,35 +2,41 @@
 
 Masked by default, in a decoded delivery:
 
-* phone numbers: ``customer.number``, ``phone_number.number``, and any string anywhere that
-  looks like one (``+31 6 55018342``: 8 digits after a ``+``, or 9 without; not a date),
-  shown as ``+31•••••••42``;
+* personal data anywhere, found by ``voicehooks.privacy`` in English and Dutch: inside any
+  string (a status update's ``error``, metadata, a tool's answer), a phone number shown as
+  ``+31•••••••42`` (national formats such as ``(065) 501-8342`` and ``tel:`` URIs too), any
+  other kind as its placeholder (``[card]``, ``[iban]``, ``[email]``, ...);
+* phone numbers stored as JSON numbers (``31655018342``, which lost its ``+`` or ``0``);
 * everything under ``customer`` (the caller: number, name, ...);
-* what was said or derived from it: ``messages[].content``, ``transcript``, ``summary``,
-  ``analysis``, ``recording_url``;
+* what was said or derived from it: a turn's ``content`` (text or a list of parts) or
+  ``message``, ``transcript``, ``summary``, ``analysis``, ``recording_url``;
 * the values of tool-call arguments (the keys stay): callers dictate names, addresses and
   order numbers, and the model passes them on;
-* runs of 7 or more digits in ids (a call id made from a phone number), as the log does.
+* in ids, phone numbers with separators (``call-+31-6-5501-8342``) and runs of 7 or more
+  digits (a call id made from a phone number), as the log does.
 
 Kept: event type, call id and status, timestamps, the platform number's name (a business
-line), the assistant configuration and metadata (the app's own data), tool names and ids.
+line), the assistant configuration, order numbers and dates, tool names and ids.
 Hidden text becomes ``[hidden: N characters]`` so its size still shows. The answer is masked
-by the phone-number rule only: it is the app's own output, and what is debugged.
+by the detector only: it is the app's own output, and what is debugged.
+
+The detector is imported here, in the development tools, and never on the request path.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final
 
 from voicehooks.core.logs import masked
+from voicehooks.privacy import find
 
-__all__ = ["mask", "mask_phone_numbers"]
+__all__ = ["mask", "mask_id", "mask_phone_numbers"]
 
-_PHONE: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
-_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_SPOKEN: Final = frozenset({"transcript", "summary", "analysis", "recording_url", "customer"})
+_LANGUAGES: Final = ("en", "nl")
+_SPOKEN: Final = frozenset(
+    {"transcript", "summary", "analysis", "recording_url", "customer", "content"}
+)
 
 
 def mask(payload: Any) -> Any:
@@ -44,26 +50,25 @@ def mask(payload: Any) -> Any:
 
 
 def mask_phone_numbers(value: Any) -> Any:
-    """A copy of ``value`` with only strings that look like phone numbers masked."""
+    """A copy of ``value`` with the personal data the detector finds masked, the rest kept."""
     if isinstance(value, dict):
         return {key: mask_phone_numbers(item) for key, item in value.items()}
     if isinstance(value, list):
         return [mask_phone_numbers(item) for item in value]
-    if isinstance(value, str) and _looks_like_phone(value):
-        return _phone(value)
+    if isinstance(value, str):
+        return _masked_text(value)
+    if _is_phone_number(value):
+        return _phone(str(value))
     return value
 
 
-def _looks_like_phone(text: str) -> bool:
-    text = text.strip()
-    if not _PHONE.fullmatch(text) or _DATE.fullmatch(text):
-        return False
-    digits = sum(character.isdigit() for character in text)
-    return digits >= (8 if text.startswith("+") else 9)
+def mask_id(value: str | None) -> str:
+    """An id for display: phone numbers in it masked, then the log's rule (7+ digit runs)."""
+    return masked(None if value is None else _masked_text(value))
 
 
 def _walk(value: Any, key: str | None, hide: bool) -> Any:
-    hide = hide or key in _SPOKEN
+    hide = hide or key in _SPOKEN or (key == "message" and isinstance(value, str | list))
     if isinstance(value, dict):
         return {
             k: _walk(v, k, hide or (key == "function" and k == "arguments"))
@@ -72,17 +77,50 @@ def _walk(value: Any, key: str | None, hide: bool) -> Any:
     if isinstance(value, list):
         return [_walk(item, None, hide) for item in value]
     if isinstance(value, str):
-        if _looks_like_phone(value):
-            return _phone(value)
-        if key == "id":  # call ids made from a phone number exist: the log's rule applies
-            return masked(value)
         if key == "arguments":  # OpenAI-style engines send the arguments as a JSON string
             return _masked_json_arguments(value)
-        if hide or key == "content":
-            return _hidden(value)
-    elif hide and isinstance(value, int | float) and not isinstance(value, bool):
+        if hide:  # a bare phone number still shows its country code
+            return _phone(value) if _is_whole_phone(value) else _hidden(value)
+        if key == "id":
+            return mask_id(value)
+        return _masked_text(value)
+    if _is_phone_number(value):
+        return _phone(str(value))
+    if hide and isinstance(value, int | float) and not isinstance(value, bool):
         return "[hidden number]"
     return value
+
+
+def _masked_text(text: str) -> str:
+    """``text`` with what the detector finds masked: phones partly, the rest by kind."""
+    pieces: list[str] = []
+    position = 0
+    for item in find(text, languages=_LANGUAGES):
+        found = text[item.start : item.end]
+        pieces += (
+            text[position : item.start],
+            _phone(found) if item.kind == "phone" else f"[{item.kind}]",
+        )
+        position = item.end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _is_whole_phone(text: str) -> bool:
+    found = find(text, languages=_LANGUAGES)
+    return (
+        len(found) == 1
+        and found[0].kind == "phone"
+        and not text.replace(text[found[0].start : found[0].end], "").strip()
+    )
+
+
+def _is_phone_number(value: Any) -> bool:
+    """A JSON number that is a phone number without its ``+`` or its leading ``0``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 10_000_000:
+        return False
+    digits = str(value)
+    return any(find(text, languages=_LANGUAGES) for text in (f"+{digits}", f"0{digits}", digits))
 
 
 def _masked_json_arguments(text: str) -> Any:

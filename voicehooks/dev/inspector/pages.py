@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any, Final
 
-from voicehooks.core.logs import masked
-
-from .masking import mask, mask_phone_numbers
+from .masking import mask, mask_id, mask_phone_numbers
 from .store import Entry
 
 __all__ = ["PREFIX", "delivery_page", "deliveries_fragment", "index_page", "message_page"]
@@ -61,7 +59,7 @@ def deliveries_fragment(entries: list[Entry]) -> str:
 
 
 def _group(call_id: str, entries: list[Entry]) -> str:
-    title = f"Call <code>{escape(masked(call_id))}</code>" if call_id else "Refused or not decoded"
+    title = f"Call <code>{escape(mask_id(call_id))}</code>" if call_id else "Refused or not decoded"
     rows = "".join(_row(entry) for entry in entries)
     return (
         f'<section class="call"><h2>{title}</h2><table><thead><tr><th scope="col">Delivery</th>'
@@ -104,7 +102,7 @@ def delivery_page(entry: Entry, *, reveal: bool, replays: Iterable[Entry]) -> st
         )
     call_id = delivery.call_id or "-"
     facts = [
-        ("Call", f"<code>{escape(call_id if reveal else masked(call_id))}</code>"),
+        ("Call", f"<code>{escape(call_id if reveal else mask_id(call_id))}</code>"),
         ("Event", escape(delivery.event_type or "-")),
         ("Received (UTC)", _time(delivery.received_at)),
         ("Status", f"{delivery.status} {escape(delivery.outcome)}"),
