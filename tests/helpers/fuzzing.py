@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import msgspec
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from voicehooks import (
@@ -379,3 +380,20 @@ def requests(draw: st.DrawFn) -> tuple[str, list[bytes], list[tuple[str, str]]]:
     )
     method = draw(st.sampled_from(["POST"] * 6 + ["GET", "PUT", "DELETE", "post", "OPTIONS"]))
     return method, [body], draw(st.permutations(headers))
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Hypothesis settings for ``examples`` deliveries: the same examples on every run (no
+    database, derandomized), no per-example deadline, and no health check that large or slow
+    bodies would trip."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )

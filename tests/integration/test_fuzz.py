@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.helpers.fuzzing import (
@@ -32,6 +32,7 @@ from tests.helpers.fuzzing import (
     build_app,
     deliveries,
     encode,
+    fuzz_settings,
     mutated_bodies,
     requests,
     signed,
@@ -52,17 +53,7 @@ EXAMPLES = int(os.environ.get("VOICEHOOKS_FUZZ_EXAMPLES", "300"))
 # Bounds every request: a hang is a failure, not a stuck test run.
 REQUEST_DEADLINE_SECONDS = 10.0
 
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+FUZZ = fuzz_settings(EXAMPLES)
 
 
 # -- the apps under fuzz: the helpers' app and two variants of it ------------------------

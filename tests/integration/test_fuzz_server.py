@@ -16,10 +16,17 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers.fuzzing import SECRET, deliveries, mutated_bodies, requests, signed
+from tests.helpers.fuzzing import (
+    SECRET,
+    deliveries,
+    fuzz_settings,
+    mutated_bodies,
+    requests,
+    signed,
+)
 from tests.helpers.servers import Server, running_server
 
 pytestmark = pytest.mark.slow
@@ -27,17 +34,7 @@ pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("VOICEHOOKS_FUZZ_SOCKET_EXAMPLES", "50"))
 SOCKET_TIMEOUT_SECONDS = 10.0
 
-OVER_SOCKET = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+OVER_SOCKET = fuzz_settings(EXAMPLES)
 
 
 @pytest.fixture(scope="module")
