@@ -158,7 +158,8 @@ class Duplicates:
         store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
             and log an error, or ``"reject"`` it with 503.
         intent_ttl_seconds: How long a ``once_per_call`` tool's answer is remembered after
-            its run, within its call (a tool's ``key_ttl_seconds`` sets its own).
+            its last use, within its call (and no longer than until the call's report has
+            been handled); a tool's ``key_ttl_seconds`` sets its own.
         call_state_max_bytes: The bound of one call's ``CallState``: names and encoded
             values together; ``CallStateFull`` past it.
         call_state_ttl_seconds: How long a call's ``CallState`` is kept after its last

@@ -13,6 +13,9 @@ from tests.helpers.paths import FIXTURES
 from voicehooks import (
     CallContext,
     ConfigurationError,
+    Duplicates,
+    EndOfCallReport,
+    MemoryStore,
     Observer,
     Platform,
     ToolError,
@@ -24,6 +27,7 @@ from voicehooks.pipeline.toolcalls import FAILED, STILL_WORKING
 from voicehooks.state.dedupe import intent_key
 from voicehooks.testing import (
     FakePlatform,
+    ManualClock,
     WebhookClient,
     normalize_result,
     results_from_response,
@@ -362,3 +366,55 @@ async def test_a_failing_store_runs_the_intent_anyway_or_refuses_it(store_failur
         )
     assert response.status_code == (200 if store_failure == "process" else 503)
     assert runs == ([1] if store_failure == "process" else [])
+
+
+# -- how long an intent is remembered ---------------------------------------------------------
+
+
+def quick_booking_app(store: MemoryStore) -> tuple[VoiceHooks, Counter[str]]:
+    """A ``once_per_call`` booking tool that answers at once, on ``store``, remembered 100 s."""
+    app = VoiceHooks(
+        secret="whsec_once", duplicates=Duplicates(store=store, intent_ttl_seconds=100.0)
+    )
+    runs: Counter[str] = Counter()
+
+    @app.tool(once_per_call=True)
+    async def book(slot: str) -> str:
+        """Book a slot."""
+        runs[slot] += 1
+        return f"booked {slot}"
+
+    @app.on("end-of-call-report")
+    async def archive(report: EndOfCallReport) -> None:
+        pass
+
+    return app, runs
+
+
+@pytest.mark.anyio
+async def test_an_intent_is_forgotten_once_its_calls_report_is_handled() -> None:
+    app, runs = quick_booking_app(MemoryStore())
+    async with WebhookClient(app, secret="whsec_once") as client:
+        await call(client, {"slot": "9"}, "a", call_id="call-r")
+        await call(client, {"slot": "9"}, "b", call_id="call-r")  # a repeat: remembered
+        assert runs["9"] == 1
+        await client.end_of_call_report(call_id="call-r")
+        await client.wait_for_background()
+        await call(client, {"slot": "9"}, "c", call_id="call-r")  # the call is over: forgotten
+    assert runs["9"] == 2
+
+
+@pytest.mark.anyio
+async def test_an_intent_is_remembered_for_its_ttl_after_its_last_use() -> None:
+    clock = ManualClock(0)
+    app, runs = quick_booking_app(MemoryStore(clock=clock))
+    async with WebhookClient(app, secret="whsec_once") as client:
+        await call(client, {"slot": "9"}, "a")
+        clock.advance(60)
+        await call(client, {"slot": "9"}, "b")  # used again: 100 s from now
+        clock.advance(70)  # 130 s after the run, 70 s after the last use
+        assert await call(client, {"slot": "9"}, "c") == "booked 9"
+        assert runs["9"] == 1
+        clock.advance(101)
+        await call(client, {"slot": "9"}, "d")  # unused for longer than its TTL
+    assert runs["9"] == 2

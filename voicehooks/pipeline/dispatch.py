@@ -200,6 +200,7 @@ class Dispatcher:
             )
             if ended >= expected:
                 await self.call_state(event.call.id).clear()
+                await self.intents.forget_intents(event.call.id)
         except Exception as exc:  # the state expires in time all the same
             _log.warning(
                 "clearing the call state of call %s failed: %s", masked(event.call.id), exc

@@ -268,6 +268,8 @@ class ToolCallsAnswerer:
         kept: list[bool | None] = []
 
         async def first() -> tuple[msgspec.Raw, bool | None]:
+            if ttl is None:  # a call's own intent: forgotten once its report is handled
+                await self.intents.remember_intent(event.call.id, key)
             settle = functools.partial(self.intents.settle, key, event, ttl_seconds=ttl)
             answer, keep = await self._execute(
                 tool, call, event, delivery, jobs, run, arguments, settle
@@ -292,6 +294,11 @@ class ToolCallsAnswerer:
             return answer, kept[0]
         run.outcome = ToolOutcome.REPEAT
         if answer is not None:
+            # Used again: remembered for another intent TTL from now (the issue's "after the
+            # last use"), and still listed for the report to forget.
+            await self.intents.settle(key, event, answer, True, ttl)
+            if ttl is None:
+                await self.intents.remember_intent(event.call.id, key)
             return answer, True
         # The first run is still going past this repeat's deadline: never a second run.
         _log.info("%s: repeated while its first run goes on", _tool_label(tool, event))

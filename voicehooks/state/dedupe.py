@@ -73,6 +73,15 @@ INTENT_PREFIX: Final = "intent:"
 """The keys of once-per-intent tools (``intent_key``); delivery keys never start so."""
 
 
+# A call's list of its intents' keys; past this size an intent is not listed, and simply
+# expires with its TTL (each name is an intent key: about 60 bytes, so about 1,000 intents).
+_MAX_INTENT_LIST_BYTES: Final = 64 * 1024
+
+
+def _intents_of(call_id: str) -> str:
+    return INTENT_PREFIX + "list:" + hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
+
+
 def intent_key(scope: str | None, tool: str, canonical: bytes) -> str:
     """The single-flight key of one intent: ``tool`` called with ``canonical`` arguments.
 
@@ -226,6 +235,26 @@ class Deduplicator:
             self._fault(exc, event, "answering the duplicate without the first result")
             return None
         return None if result is None else msgspec.Raw(result)
+
+    async def remember_intent(self, call_id: str, key: str) -> None:
+        """List ``key``, a call-scoped intent of ``call_id``, so that ``forget_intents`` can
+        drop it when the call's report is handled; refreshes the list's expiry too."""
+        try:
+            await self.store.put_field(
+                _intents_of(call_id), key, b"", self.ttl_seconds, _MAX_INTENT_LIST_BYTES
+            )
+        except Exception as exc:  # it expires with its TTL all the same
+            _log.warning("could not list an intent of call %s: %s", masked(call_id), exc)
+
+    async def forget_intents(self, call_id: str) -> None:
+        """Drop the remembered answers of ``call_id``'s intents: the call has ended."""
+        listed = _intents_of(call_id)
+        try:
+            for key in await self.store.get_fields(listed):
+                await self.store.forget(key)
+            await self.store.forget(listed)
+        except Exception as exc:  # they expire with their TTL all the same
+            _log.warning("could not forget the intents of call %s: %s", masked(call_id), exc)
 
     async def settle(
         self,

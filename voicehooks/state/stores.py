@@ -111,7 +111,7 @@ class DeliveryStore(Protocol):
         ...
 
     async def forget(self, key: str) -> None:
-        """Drop the map ``key`` and all its fields."""
+        """Drop everything kept under ``key``: a map and its fields, a claim and its result."""
         ...
 
     async def count(self, key: str, ttl_seconds: float) -> int:
@@ -286,8 +286,9 @@ class MemoryStore:
         return True
 
     async def forget(self, key: str) -> None:
-        """Drop the map ``key``; see ``DeliveryStore.forget``."""
+        """Drop all of ``key``; see ``DeliveryStore.forget``."""
         self._maps.pop(key, None)
+        self._drop(key)
 
     async def count(self, key: str, ttl_seconds: float) -> int:
         """Count one more for ``key``; see ``DeliveryStore.count``."""
@@ -537,8 +538,9 @@ class RedisStore:
         return bool(done)
 
     async def forget(self, key: str) -> None:
-        """Delete ``<prefix>map:<key>``; see ``DeliveryStore.forget``."""
-        await self._run("forget", self.client.delete(self.prefix + "map:" + key))
+        """Delete ``key``'s map, claim and result; see ``DeliveryStore.forget``."""
+        names = [self.prefix + kind + key for kind in ("map:", "claim:", "result:")]
+        await self._run("forget", self.client.delete(*names))
 
     async def count(self, key: str, ttl_seconds: float) -> int:
         """``INCR`` of ``<prefix>count:<key>``; see ``DeliveryStore.count``."""
