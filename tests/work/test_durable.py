@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -17,6 +18,7 @@ from tests.helpers.redis_server import RedisServer
 from voicehooks import (
     Background,
     CallContext,
+    CallState,
     Duplicates,
     EndOfCallReport,
     StatusUpdate,
@@ -520,3 +522,40 @@ async def test_jobs_run_here_after_an_ambiguous_enqueue_error_never_run_again_in
         assert (await queued(app)(entry)).outcome == JobOutcome.DONE
     assert [c for c, _, _ in seen.reports] == ["call-ambiguous"]  # the worker did not run it
     assert "running 1 job(s) of this delivery in this process" in caplog.text
+
+
+async def test_call_state_set_by_a_tool_is_read_by_the_report_handler_in_a_worker(
+    redis_server: RedisServer,
+) -> None:
+    queue = RedisQueue.from_url(redis_server.url)
+    app = VoiceHooks(
+        secret=SECRET,
+        background=Background(queue=queue),
+        duplicates=Duplicates(store=RedisStore.from_url(redis_server.url)),
+    )
+    seen: list[Any] = []
+
+    @app.tool
+    async def find_customer(phone: str, state: CallState) -> str:
+        """Find the caller."""
+        await state.set("customer", {"id": 42})
+        return "found"
+
+    @app.on("end-of-call-report")
+    async def archive(report: EndOfCallReport, state: CallState) -> None:
+        seen.append(await state.get("customer"))
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        found = await client.call_tools(
+            tool_call("find_customer", {"phone": "x"}), call_id="call-st"
+        )
+        assert found == ["found"]
+        assert (await client.end_of_call_report(call_id="call-st")).status_code == 200
+        await client.wait_for_background()
+    assert seen == []  # the receiver ran no handler: the report is in Redis
+    (entry,) = await read_all(queue)
+    async with app.lifespan():  # the worker: the same app, another process in production
+        assert (await queued(app)(entry)).outcome == JobOutcome.DONE
+        assert seen == [{"id": 42}]
+        assert await app.dispatcher.call_state("call-st").get("customer") is None  # cleared
+    await queue.aclose()
