@@ -16,21 +16,25 @@ the same tool without one). Metrics and tracing are here with the observers that
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import json
 import logging
 import os
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from benchmarks import bench_voicehooks, demo, drive, inprocess
 from benchmarks.workloads import SECRET, make_pool
-from voicehooks import Observer, VoiceHooks
+from voicehooks import Duplicates, Observer, RedisStore, VoiceHooks
 from voicehooks.core.logs import TextFormatter
 from voicehooks.core.running import within
 from voicehooks.observe.metrics import PrometheusObserver
@@ -123,20 +127,39 @@ def _deadline_app(*, deadline: bool, suspends: bool) -> Callable[[str], ASGIApp]
     return build
 
 
-def _once_per_call(secret: str) -> ASGIApp:
+def _once_per_call(secret: str, *, on_redis: bool = False) -> ASGIApp:
     """The demo app with its async tool registered ``once_per_call=True``."""
-    app = VoiceHooks(secret=secret)
+    app = VoiceHooks(secret=secret, duplicates=_duplicates(on_redis))
     app.add_tool(demo.check_order, once_per_call=True)
     app.tool(demo.check_order_sync)
     return app
 
 
-def _plain_tool(secret: str) -> ASGIApp:
+def _plain_tool(secret: str, *, on_redis: bool = False) -> ASGIApp:
     """The same app and tools as ``_once_per_call``, without it."""
-    app = VoiceHooks(secret=secret)
+    app = VoiceHooks(secret=secret, duplicates=_duplicates(on_redis))
     app.tool(demo.check_order)
     app.tool(demo.check_order_sync)
     return app
+
+
+def _duplicates(on_redis: bool) -> Duplicates:
+    return Duplicates(store=RedisStore.from_url(_redis_url())) if on_redis else Duplicates()
+
+
+_redis = contextlib.ExitStack()
+_redis_urls: list[str] = []
+
+
+def _redis_url() -> str:
+    """A redis-server of this process's own on loopback, started once, stopped at exit."""
+    if not _redis_urls:
+        from tests.helpers.redis_server import running_redis
+
+        directory = _redis.enter_context(tempfile.TemporaryDirectory())
+        _redis_urls.append(_redis.enter_context(running_redis(Path(directory))).url)
+        atexit.register(_redis.close)
+    return _redis_urls[0]
 
 
 async def _lifespan_only(receive: Receive, send: Send) -> None:
@@ -196,6 +219,13 @@ FEATURES: dict[str, Feature] = {
         "decode once, a canonical encoding and hash, one more claim and result in the store",
         Side(_plain_tool),
         Side(_once_per_call),
+        notes=["each request is a new call: the repeat path (a store read) is not timed"],
+    ),
+    "once_per_call (RedisStore)": Feature(
+        "the same on a RedisStore (a redis-server on loopback): the call's intent list, the "
+        "intent's claim and its result are three more round trips",
+        Side(functools.partial(_plain_tool, on_redis=True)),
+        Side(functools.partial(_once_per_call, on_redis=True)),
         notes=["each request is a new call: the repeat path (a store read) is not timed"],
     ),
     "per-delivery INFO line": Feature(

@@ -20,9 +20,11 @@ from voicehooks import (
     CallContext,
     ConfigurationError,
     Deadlines,
+    Duplicates,
     EndOfCallReport,
     Event,
     Limits,
+    MemoryStore,
     ToolCall,
     ToolCalls,
     ToolError,
@@ -897,3 +899,34 @@ def test_a_second_assistant_request_handler_fails_at_import_time() -> None:
 
 def answer_default() -> dict[str, Any]:
     return {}
+
+
+async def test_a_report_touches_the_store_for_call_state_only_where_an_app_keeps_some() -> None:
+    class Counting(MemoryStore):
+        forgotten = 0
+
+        async def forget(self, key: str) -> None:
+            Counting.forgotten += 1
+            await super().forget(key)
+
+    store = Counting()
+    app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=store))
+
+    @app.on("end-of-call-report")
+    async def archive(report: EndOfCallReport) -> None:
+        pass
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="plain")
+        await client.wait_for_background()
+    assert Counting.forgotten == 0  # no CallState, no once_per_call: nothing to clear
+
+    @app.tool(once_per_call=True)
+    async def book(slot: str) -> str:
+        """Book a slot."""
+        return slot
+
+    async with WebhookClient(app, secret=SECRET) as client:
+        await client.end_of_call_report(call_id="keeps")
+        await client.wait_for_background()
+    assert Counting.forgotten > 0

@@ -353,7 +353,11 @@ class Dispatcher:
             run.end(_observed(outcome, attempts_left), failure or _failure_of(outcome))
             if observers.active:
                 observers.job_ended(run)
-        if event.type == "end-of-call-report" and run.outcome != JobOutcome.RETRYING:
+        if (
+            event.type == "end-of-call-report"
+            and run.outcome != JobOutcome.RETRYING
+            and self.registry.keeps_call_state
+        ):
             await self._after_report(event)
         if injecting is not None and said is not None:
             await self._inject_job_result(job, injecting, said)

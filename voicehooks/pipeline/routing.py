@@ -19,6 +19,7 @@ from voicehooks.core.injection import Injection, plan_injections
 from voicehooks.core.logs import masked
 from voicehooks.core.running import UserFunction
 from voicehooks.live.control import LiveCall
+from voicehooks.state.callstate import CallState
 from voicehooks.tools.definition import Tool, ToolOptions, UnknownArguments
 
 __all__ = ["ErrorHook", "Handler", "Registry", "Route", "UndeliveredHook"]
@@ -75,6 +76,9 @@ class Registry:
         """The tools' policy for arguments their definition lacks, unless a tool sets its own."""
         self.error_hooks: list[UserFunction] = []
         self.undelivered_hooks: list[UserFunction] = []
+        # Whether a registration keeps state per call (a CallState parameter, a once_per_call
+        # tool): only then does a report's end clear any, so an app without pays nothing.
+        self.keeps_call_state = False
 
     # -- events -------------------------------------------------------------------------
 
@@ -133,6 +137,7 @@ class Registry:
             "handler:" + _qualified(function),
         )
         self.handlers[event].append(handler)
+        self._note_call_state(injections)
         return handler
 
     def on(
@@ -233,6 +238,7 @@ class Registry:
                 "pick another name with @app.tool('other_name')"
             )
         self.tools[tool.name] = tool
+        self._note_call_state(tool.injections, tool.once_per_call)
         return tool
 
     @overload
@@ -330,6 +336,10 @@ class Registry:
         """
         self.add_undelivered_result_hook(hook)
         return hook
+
+    def _note_call_state(self, injections: tuple[Injection, ...], once: bool = False) -> None:
+        if once or any(injection.provided is CallState for injection in injections):
+            self.keeps_call_state = True
 
     @property
     def uses_call_control(self) -> bool:
