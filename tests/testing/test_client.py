@@ -66,14 +66,15 @@ async def test_the_client_signs_as_the_platform_does() -> None:
     assert verifier.verify(body, *sent) == 0
 
 
-async def test_the_client_takes_the_first_secret_of_the_environment(
+async def test_the_client_takes_the_apps_first_secret_before_the_environments(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("VOICEHOOKS_SECRET", " first , second")
-    only_first = VoiceHooks(secret="first")
     only_second = VoiceHooks(secret="second")
-    assert (await WebhookClient(only_first).status_update()).status_code == 200
-    assert (await WebhookClient(only_second).status_update()).status_code == 401
+    assert (await WebhookClient(only_second).status_update()).status_code == 200
+    from_environment = VoiceHooks()  # reads the same variable: signs with "first"
+    assert WebhookClient(from_environment).secret == "first"
+    assert WebhookClient(VoiceHooks(verify_signatures=False)).secret == "first"
 
 
 async def test_without_any_secret_the_client_sends_unsigned(
@@ -476,3 +477,28 @@ async def test_an_app_that_never_answers_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="the app returned without answering"):
         await WebhookClient(app, secret=SECRET).status_update()
+
+
+async def test_without_secret_the_client_signs_with_the_apps_own_first_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_SECRET_FILE", raising=False)
+    app = VoiceHooks(secret=["whsec_first", "whsec_second"])
+    client = WebhookClient(app)
+    assert client.secret == "whsec_first"
+    assert (await client.status_update()).status_code == 200
+
+
+async def test_a_401_for_a_missing_signature_says_the_client_has_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VOICEHOOKS_SECRET", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_SECRET_FILE", raising=False)
+    app = VoiceHooks(secret="whsec_app")
+    unsigned = WebhookClient(app)
+    unsigned.secret = None  # as a client of an app it could not read would be
+    with pytest.raises(AssertionError, match="the client sent no signature"):
+        await unsigned.call_tool("anything")
+    with pytest.raises(AssertionError, match="not one the app accepts"):
+        await WebhookClient(app, secret="whsec_other").call_tool("anything")

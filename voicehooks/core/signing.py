@@ -87,7 +87,7 @@ class Verifier:
         clock: Returns the current Unix time; injectable for tests.
     """
 
-    __slots__ = ("_macs", "clock", "tolerance_seconds")
+    __slots__ = ("_macs", "clock", "secrets", "tolerance_seconds")
 
     def __init__(
         self,
@@ -100,6 +100,8 @@ class Verifier:
             raise ConfigurationError("Verifier needs at least one non-empty secret.")
         if tolerance_seconds is not None and tolerance_seconds < 0:
             raise ConfigurationError("tolerance_seconds must be >= 0, or None to switch it off.")
+        self.secrets = tuple(secrets)
+        """The accepted secrets, in order (the test kit signs with the first); never logged."""
         # Keyed once here; each request copies the keyed state instead of re-deriving the key.
         self._macs = tuple(hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets)
         self.tolerance_seconds = tolerance_seconds

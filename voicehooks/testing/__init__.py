@@ -28,7 +28,7 @@ What is in here:
   Starlette's ``TestClient``: the same methods, without ``await``.
 * A bug in a tool or handler fails the test: the client raises the exception again, as
   itself (``raise_exceptions=False`` answers as production does instead). Without
-  ``secret=``, the client signs with the first secret the app itself reads.
+  ``secret=``, the client signs with the first secret the app accepts.
 * Factories build the JSON payload of each event as a plain dict, with realistic defaults
   taken from the platform's documentation: ``tool_call`` and ``tool_calls``,
   ``assistant_request``, ``status_update``, ``end_of_call_report``. Every keyword a factory

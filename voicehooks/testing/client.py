@@ -85,9 +85,10 @@ class WebhookClient:
     Args:
         app: The ASGI app: a ``VoiceHooks`` app or a parent (Starlette, FastAPI) that mounts
             one.
-        secret: Signs every request. When omitted, the first secret the app itself would read:
-            ``VOICEHOOKS_SECRET`` (comma-separated) or the file named by
-            ``VOICEHOOKS_SECRET_FILE``. With none, requests go out unsigned.
+        secret: Signs every request. When omitted, the first secret the app accepts (the
+            one it was given, or read from ``VOICEHOOKS_SECRET`` or the file named by
+            ``VOICEHOOKS_SECRET_FILE``); for an app that verifies nothing, the first of
+            ``VOICEHOOKS_SECRET``. With none, requests go out unsigned.
         path: Where the webhook endpoint is: the mount path when mounted (``"/hooks"``).
         clock: Returns the Unix time used for ``X-Webhook-Timestamp``; see ``ManualClock``.
         raise_exceptions: An unexpected exception in a tool or handler (a bug, not a
@@ -118,7 +119,7 @@ class WebhookClient:
         raise_exceptions: bool = True,
     ) -> None:
         self.app = app
-        self.secret = secret if secret is not None else next(iter(resolve_secrets(None)), None)
+        self.secret = secret if secret is not None else _secret_of(app)
         self.path = path
         self.clock = clock
         self.raise_exceptions = raise_exceptions
@@ -465,12 +466,26 @@ def _expect_ok(response: Response, event: str) -> None:
     if response.status_code == 200:
         return
     hint = ""
-    if response.status_code == 401:
+    if response.status_code == 401 and b"missing X-Webhook-Signature" in response.content:
+        hint = (
+            " (the client sent no signature: it has no secret; pass WebhookClient(app, "
+            "secret=...) or set VOICEHOOKS_SECRET)"
+        )
+    elif response.status_code == 401:
         hint = (
             " (the client's secret is not one the app accepts: pass WebhookClient(app, "
             "secret=...) or set VOICEHOOKS_SECRET to the app's secret)"
         )
     raise AssertionError(f"{event} answered {response.status_code}: {response.content!r}{hint}")
+
+
+def _secret_of(app: Any) -> str | None:
+    """The first secret the app (or the first app mounted in it) accepts, else the first of
+    ``VOICEHOOKS_SECRET``: what the platform would sign with."""
+    for hooks in _find_hooks(app):
+        if hooks.verifier is not None:
+            return hooks.verifier.secrets[0]
+    return next(iter(resolve_secrets(None)), None)
 
 
 def _find_hooks(app: Any, depth: int = 0) -> list[VoiceHooks]:
