@@ -43,6 +43,7 @@ from voicehooks.core.events import Event, ToolCall, ToolCalls, event_key, tool_k
 from voicehooks.core.exceptions import Unavailable
 from voicehooks.core.logs import masked
 
+from .callstate import call_scope
 from .stores import DeliveryStore
 
 __all__ = [
@@ -79,7 +80,7 @@ _MAX_INTENT_LIST_BYTES: Final = 64 * 1024
 
 
 def _intents_of(call_id: str) -> str:
-    return INTENT_PREFIX + "list:" + hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
+    return INTENT_PREFIX + "list:" + call_scope(call_id)
 
 
 def intent_key(scope: str | None, tool: str, canonical: bytes) -> str:
