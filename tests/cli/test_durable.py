@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -333,5 +334,82 @@ async def _stats(url: str) -> QueueStats:
     queue = RedisQueue.from_url(url)
     try:
         return await queue.stats()
+    finally:
+        await queue.aclose()
+
+
+@pytest.mark.slow
+def test_real_processes_warn_without_a_key_seal_with_one_and_a_worker_runs_both(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    effects = tmp_path / "effects"
+    (effects / "once").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "VOICEHOOKS_SECRET": SECRET,
+        QUEUE_URL: redis_server.url,
+        "DURABLE_EFFECTS_DIR": str(effects),
+    }
+    env.pop(QUEUE_KEY, None)
+    keyed = {**env, QUEUE_KEY: new_key()}
+
+    def deliver(server_env: dict[str, str], call_id: str) -> str:
+        body = msgspec.json.encode(end_of_call_report(call_id=call_id, summary=f"card {CARD}"))
+        with running_server(APP, tmp_path, env=server_env) as receiver:
+            request = urllib.request.Request(
+                receiver.url + "/", body, sign(body, SECRET, event="end-of-call-report")
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+        return receiver.log_path.read_text()
+
+    plain_log = deliver(env, "call-before-the-key")
+    assert plain_log.count("in clear text") == 1
+    assert f"set {QUEUE_KEY} to seal them" in plain_log
+    sealed_log = deliver(keyed, "call-sealed")
+    assert "in clear text" not in sealed_log
+    held = anyio.run(_raw_entries, redis_server.url)
+    assert [entry.startswith(b"\xc1\x01") for entry in held] == [False, True]
+    assert CARD.encode() in held[0]
+    assert CARD.encode() not in held[1]
+    assert b"call-sealed" not in held[1]
+
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "voicehooks", "worker", APP],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=keyed,
+            cwd=ROOT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        done = effects / "done.log"
+        while time.monotonic() < deadline and (
+            not done.exists() or done.read_text().count("\n") < 2
+        ):
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    text = log.read_text()
+    assert sorted(done.read_text().splitlines()) == [
+        "report call-before-the-key",
+        "report call-sealed",
+    ], text
+    assert text.count("is not sealed: written before the queue key was set") == 1
+    assert "in clear text" not in text
+    assert CARD not in text
+
+
+async def _raw_entries(url: str) -> list[bytes]:
+    queue = RedisQueue.from_url(url)
+    try:
+        entries: Any = await queue.client.xrange(queue.stream)
+        return [fields[b"job"] for _, fields in entries]
     finally:
         await queue.aclose()
