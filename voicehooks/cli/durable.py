@@ -40,6 +40,8 @@ __all__ = ["queue", "worker"]
 
 T = TypeVar("T")
 
+_LANGUAGES = ("en", "nl")  # what queue dead reads spoken numbers and context words in
+
 _stream_options = [
     click.option(
         "--stream", default="voicehooks:jobs", show_default=True, help="The stream's key."
@@ -242,9 +244,6 @@ def _redacted(value: Any) -> Any:
             if redact(text, languages=_LANGUAGES) != text:
                 return redact(text, languages=_LANGUAGES)
     return value
-
-
-_LANGUAGES = ("en", "nl")
 
 
 def _redacted_turns(items: list[Any]) -> list[Any] | None:
