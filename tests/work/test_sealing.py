@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer, running_redis
 from voicehooks import Background, Duplicates, EndOfCallReport, MemoryStore, VoiceHooks
 from voicehooks.core.environment import QUEUE_KEY, QUEUE_KEY_FILE, QUEUE_URL
 from voicehooks.core.exceptions import ConfigurationError
@@ -399,6 +399,7 @@ async def test_plain_entries_from_before_the_key_are_read_with_one_warning(
 ) -> None:
     plain_receiver, _ = make_app(None)
     await receive(plain_receiver, "plain-1", "plain-2")
+    assert holds_personal_data(await raw_redis(plain_receiver))  # what a key keeps out
     worker, seen = make_app(TEXT_A)
 
     async def both_ran() -> bool:
@@ -427,6 +428,41 @@ async def test_startup_without_a_key_warns_once_that_entries_are_in_clear_text(
         async with sealed.lifespan():
             pass
     assert "in clear text" not in caplog.text
+
+
+async def test_nothing_personal_reaches_the_append_only_file_with_a_key(
+    tmp_path: Path,
+) -> None:
+    with running_redis(tmp_path, appendonly=True) as redis:
+        queue = RedisQueue.from_url(redis.url)
+        keyed = VoiceHooks(
+            secret=SECRET,
+            background=Background(queue=queue, queue_key=TEXT_A),
+            duplicates=Duplicates(store=MemoryStore()),
+        )
+
+        @keyed.on("end-of-call-report")
+        async def save(report: EndOfCallReport) -> None:
+            raise ConnectionError("the CRM is down")
+
+        await receive(keyed, "on-disk-1")
+        (entry,) = await queue.read("w1", 1, 0.01)
+        await queue.bury(entry, "ConnectionError")  # a dead letter on disk too
+        files = sorted((Path(redis.command[redis.command.index("--dir") + 1])).rglob("*.aof"))
+        assert files
+        written = b"".join(path.read_bytes() for path in files)
+        assert b"\xc1\x01" + KEY_A_ID in written
+        assert not holds_personal_data(written)
+        plain = VoiceHooks(
+            secret=SECRET,
+            background=Background(queue=queue),
+            duplicates=Duplicates(store=MemoryStore()),
+        )
+        plain.add_handler("end-of-call-report", save)
+        await receive(plain, "on-disk-2")
+        written = b"".join(path.read_bytes() for path in files)
+        assert holds_personal_data(written)  # without a key, the same file holds them all
+        await queue.aclose()
 
 
 def test_a_malformed_key_in_the_environment_stops_the_app_naming_the_variable(
