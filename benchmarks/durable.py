@@ -13,6 +13,9 @@
 2. **Worker throughput**: ``--entries`` reports are put in the stream, then one
    ``voicehooks worker`` (``--concurrency`` 8, then 32) is started and timed until the stream
    is empty: entries per second, handler included (a sync handler that counts the report).
+3. **Sealing** (``VOICEHOOKS_QUEUE_KEY``): CPU microseconds to seal one entry and to open it
+   (``voicehooks.work.sealing``, AES-256-GCM), for entries of 1, 30 and 256 KiB, the best of
+   5 rounds, in this process. ``--sealing-only`` runs just this, without Redis or servers.
 
 Client, servers, worker and Redis share the machine, so these are floors, and only
 comparable within one run. Bounded in count; the whole run takes about a minute.
@@ -39,6 +42,7 @@ from tests.helpers.paths import ROOT
 from tests.helpers.redis_server import running_redis
 from tests.helpers.servers import running_server
 from voicehooks.work.queue import RedisQueue
+from voicehooks.work.sealing import Sealer
 
 APP = "benchmarks/loadtest_app.py"
 SECRET = "whsec_bench_durable_only"
@@ -139,6 +143,39 @@ def worker_throughput(
         process.wait(timeout=30)
 
 
+def sealing_cost(sizes_kib: tuple[int, ...] = (1, 30, 256), rounds: int = 5) -> dict[str, Any]:
+    """CPU µs to seal and to open one entry of each size, best of ``rounds``, and per KiB."""
+    sealer = Sealer([os.urandom(32)])
+    results: dict[str, Any] = {}
+    for kib in sizes_kib:
+        data = os.urandom(kib * 1024)
+        count = max(200, 20_000 // kib)
+        sealed = sealer.seal(data)
+        best = {"seal": float("inf"), "open": float("inf")}
+        for _ in range(rounds):
+            for name, step, argument in (
+                ("seal", sealer.seal, data),
+                ("open", sealer.open, sealed),
+            ):
+                started = time.process_time()
+                for _ in range(count):
+                    step(argument)
+                best[name] = min(best[name], (time.process_time() - started) / count * 1e6)
+        results[f"{kib}KiB"] = {
+            "seal_us": round(best["seal"], 2),
+            "open_us": round(best["open"], 2),
+            "seal_us_per_kib": round(best["seal"] / kib, 3),
+        }
+    return results
+
+
+def print_sealing(results: dict[str, Any]) -> None:
+    print("| entry | seal µs | open µs | seal µs per KiB |")
+    print("|---|---|---|---|")
+    for size, by in results.items():
+        print(f"| {size} | {by['seal_us']} | {by['open_us']} | {by['seal_us_per_kib']} |")
+
+
 @contextlib.contextmanager
 def _temporary() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="voicehooks-bench-durable-") as tmp:
@@ -151,8 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="per latency measurement")
     parser.add_argument("--entries", type=int, default=5000, help="per throughput measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--sealing-only", action="store_true", help="measure sealing alone (no Redis, no server)"
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
+    if args.sealing_only:
+        sealing = sealing_cost()
+        print(f"load average at start: {[round(x, 2) for x in load]} on {os.cpu_count()} CPUs")
+        print_sealing(sealing)
+        if args.json:
+            args.json.write_text(json.dumps({"sealing": sealing}, indent=2) + "\n")
+        return 0
     with _temporary() as directory, running_redis(directory, appendonly=True) as redis:
         base = {**os.environ, "VOICEHOOKS_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
         base.pop("VOICEHOOKS_REDIS_URL", None)
@@ -170,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             f"c{c}": round(worker_throughput(directory, durable, redis.url, args.entries, c))
             for c in (8, 32)
         }
+        results["sealing"] = sealing_cost()
     print(f"load average at start: {results['load_average_at_start']} on {results['cpus']} CPUs")
     print("| end-of-call-report ack | concurrency 1: p50 / p99 ms | concurrency 16: p50 / p99 ms |")
     print("|---|---|---|")
@@ -178,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {mode} | {cells[0]} | {cells[1]} |")
     rates = results["worker_entries_per_second"]
     print(f"worker throughput (entries/s): concurrency 8: {rates['c8']}, 32: {rates['c32']}")
+    print_sealing(results["sealing"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

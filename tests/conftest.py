@@ -30,6 +30,14 @@ def _no_redis_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's VOICEHOOKS_REDIS_URL must not turn every test app into a Redis client.
     monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
     monkeypatch.delenv("VOICEHOOKS_QUEUE_URL", raising=False)
+    # Nor may a developer's queue key or dead-letter bounds change what the tests expect.
+    for name in (
+        "VOICEHOOKS_QUEUE_KEY",
+        "VOICEHOOKS_QUEUE_KEY_FILE",
+        "VOICEHOOKS_QUEUE_MAX_DEAD",
+        "VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -65,6 +65,7 @@ from .work.durable import DurableSink, default_queue
 from .work.jobs import Job, JobSink
 from .work.queue import RedisQueue
 from .work.runner import BackgroundRunner
+from .work.sealing import sealer_for
 
 __all__ = ["VoiceHooks", "resolve_secrets"]
 
@@ -223,7 +224,11 @@ class VoiceHooks(Registry):
         sink: JobSink = self.runner
         if queue is not None:
             sink = self.durable = DurableSink(
-                queue, self.runner, failure=background.queue_failure, once=deduplicator
+                queue,
+                self.runner,
+                failure=background.queue_failure,
+                once=deduplicator,
+                sealer=sealer_for(background.queue_key),
             )
         self.observers = ObserverSet()
         memory = duplicates if duplicates is not None else Duplicates()

@@ -33,6 +33,7 @@ from .state.dedupe import StoreFailure
 from .state.stores import DeliveryStore
 from .work.durable import QueueFailure
 from .work.queue import RedisQueue
+from .work.sealing import sealer_for
 
 __all__ = ["Background", "Deadlines", "Duplicates", "Limits", "Platform", "deprecated_keywords"]
 
@@ -131,6 +132,11 @@ class Background:
             ``VOICEHOOKS_QUEUE_URL`` when set, else no queue (jobs run in this process).
         queue_failure: When Redis cannot take a delivery's jobs: ``"process"`` them here
             and log an error, or ``"reject"`` the delivery with 503.
+        queue_key: Seal the queue's entries with AES-256-GCM (``voicehooks.work.sealing``):
+            32 random bytes in base64url (``voicehooks queue new-key``), several
+            comma-separated for a rotation, the first sealing. ``None``:
+            ``VOICEHOOKS_QUEUE_KEY`` (or ``VOICEHOOKS_QUEUE_KEY_FILE``) when set, else the
+            entries are in clear text. Needs the ``privacy`` extra; never shown in a repr.
     """
 
     max_running: int = 64
@@ -138,10 +144,13 @@ class Background:
     max_queued_bytes: int = 64 * 1024 * 1024
     queue: RedisQueue | None = None
     queue_failure: QueueFailure = "process"
+    queue_key: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _positive(self, "max_running", "max_queued_jobs", "max_queued_bytes")
         _one_of(self, "queue_failure", ("process", "reject"))
+        if self.queue_key is not None:
+            sealer_for(self.queue_key)  # a malformed key fails here, naming the setting
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -21,12 +23,13 @@ from tests.helpers.redis_server import RedisServer
 from tests.helpers.servers import running_server
 from voicehooks import sign
 from voicehooks.cli import main
-from voicehooks.core.environment import QUEUE_URL
+from voicehooks.core.environment import QUEUE_KEY, QUEUE_URL
 from voicehooks.core.events import decode_delivery
 from voicehooks.core.logs import masked
 from voicehooks.testing import end_of_call_report
 from voicehooks.work.jobs import Job, encode_job
 from voicehooks.work.queue import QueueStats, RedisQueue
+from voicehooks.work.sealing import Sealer, new_key
 
 REPORT = (FIXTURES / "end-of-call-report.json").read_bytes()
 APP = "tests/apps/durable.py"
@@ -39,14 +42,18 @@ def runner(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> CliRun
     return CliRunner()
 
 
-def prepare(url: str, *, dead: int, waiting: int, report: bytes = REPORT) -> list[str]:
+def prepare(
+    url: str, *, dead: int, waiting: int, report: bytes = REPORT, sealer: Sealer | None = None
+) -> list[str]:
     """``dead`` dead letters of ``report`` (the fixture's) and ``waiting`` entries, one held
-    by w1."""
+    by w1; sealed by ``sealer`` when given."""
 
     async def main() -> list[str]:
         queue = RedisQueue.from_url(url)
         await queue.open()
         entry = encode_job(Job(decode_delivery(report), "handler:app:on_report"), 0.0)
+        if sealer is not None:
+            entry = sealer.seal(entry)
         await queue.enqueue([entry] * dead + [b"not an entry"])
         for held in await queue.read("w0", dead + 1, 0.01):
             await queue.bury(held, "KeyError")
@@ -66,7 +73,11 @@ def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
     result = runner.invoke(main, ["queue", "stats"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "voicehooks:jobs: 3 entries (2 unread, 1 in progress), 3 dead letters"
+    assert re.fullmatch(
+        r"voicehooks:jobs: 3 entries \(2 unread, 1 in progress\), 3 dead letters \(the oldest "
+        r"\d+ s old; kept: at most 10000, for 7 days\)",
+        lines[0],
+    )
     assert lines[1].split() == ["CONSUMER", "PENDING", "IDLE"]
     assert [line.split()[:2] for line in lines[2:]] == [["w0", "0"], ["w1", "1"]]
     as_json = json.loads(runner.invoke(main, ["queue", "stats", "--json"]).output)
@@ -77,22 +88,116 @@ def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
         3,
     )
     assert [c["name"] for c in as_json["consumers"]] == ["w0", "w1"]
+    assert (as_json["max_dead"], as_json["max_dead_age_seconds"]) == (10000, 604800)
+    assert 0 <= as_json["oldest_dead_seconds"] < 60
 
 
-def test_dead_letters_are_listed_without_their_bodies(
+def test_stats_reports_the_dead_letter_bounds_of_the_environment(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MAX_DEAD", "500")
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS", "7200")
+    result = runner.invoke(main, ["queue", "stats"])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("0 dead letters (kept: at most 500, for 2 hours)\n")
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS", "a week")
+    result = runner.invoke(main, ["queue", "stats"])
+    assert result.exit_code == 1
+    assert "VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS='a week': a number greater than 0" in (
+        result.output
+    )
+
+
+CARD = "4111 1111 1111 1111"
+IBAN = "NL91 ABNA 0417 1643 00"
+
+
+def personal_report() -> bytes:
+    """A report whose summary and transcript hold a card, an IBAN and a phone number, the card
+    spelled over two of the caller's turns."""
+    return msgspec.json.encode(
+        end_of_call_report(
+            call_id="call-personal",
+            summary=f"Paid by card {CARD}; refund to {IBAN}.",
+            messages=[
+                {"role": "user", "content": "my card is four one one one, one one one one"},
+                {"role": "assistant", "content": "go on"},
+                {"role": "user", "content": "one one one one, one one one one"},
+                {"role": "user", "message": "call me on +31 6 55018342"},
+            ],
+        )
+    )
+
+
+def test_dead_letters_are_listed_with_their_bodies_redacted(
     runner: CliRunner, redis_server: RedisServer
 ) -> None:
-    ids = prepare(redis_server.url, dead=1, waiting=0)
-    body = json.loads(REPORT)
+    ids = prepare(redis_server.url, dead=1, waiting=0, report=personal_report())
     result = runner.invoke(main, ["queue", "dead"])
     assert result.exit_code == 0, result.output
-    first, unreadable = result.output.splitlines()
+    first, body, unreadable, why = result.output.splitlines()
     assert first.startswith(ids[0])
     assert "attempts=1  reason=KeyError  handler:app:on_report  end-of-call-report" in first
-    assert f"call={body['message']['call']['id']}" in first
-    assert unreadable.endswith("reason=KeyError  ?  ?  call=?")
-    assert body["message"]["summary"][:20] not in result.output
-    assert body["message"]["customer"]["number"] not in result.output
+    assert first.endswith("call=call-personal  key=none")
+    message = json.loads(body)["message"]
+    assert message["summary"] == "Paid by card [card]; refund to [iban]."
+    assert [turn.get("content", turn.get("message")) for turn in message["messages"]] == [
+        "my card is [card]",
+        "go on",
+        "[card]",
+        "call me on [phone]",
+    ]
+    assert message["customer"]["number"] == "[phone]"
+    assert unreadable.endswith("reason=KeyError  ?  ?  call=?  key=none")
+    assert why == "  (unreadable: not a voicehooks job)"
+    for personal in (CARD, IBAN, "55018342", "four one one one"):
+        assert personal not in result.output
+
+
+def test_raw_dead_letters_show_the_bodies_as_they_are(
+    runner: CliRunner, redis_server: RedisServer
+) -> None:
+    report = personal_report()
+    prepare(redis_server.url, dead=1, waiting=0, report=report)
+    result = runner.invoke(main, ["queue", "dead", "--raw"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == "  " + report.decode()
+
+
+def test_sealed_dead_letters_are_opened_with_the_key_of_the_environment(
+    runner: CliRunner, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_key()
+    sealer = Sealer.parse(key, QUEUE_KEY)
+    prepare(redis_server.url, dead=1, waiting=0, report=personal_report(), sealer=sealer)
+    without = runner.invoke(main, ["queue", "dead"])
+    assert without.exit_code == 0, without.output
+    header, body = without.output.splitlines()[:2]
+    assert header.endswith(f"?  ?  call=?  key={sealer.key_ids[0]}")
+    assert body == (
+        f"  (unreadable: sealed with queue key {sealer.key_ids[0]}, and no queue key is set "
+        f"({QUEUE_KEY}))"
+    )
+    monkeypatch.setenv(QUEUE_KEY, f"{new_key()},{key}")  # rotated since: the old key opens it
+    opened = runner.invoke(main, ["queue", "dead"])
+    assert opened.exit_code == 0, opened.output
+    header, body = opened.output.splitlines()[:2]
+    assert "end-of-call-report  call=call-personal" in header
+    assert json.loads(body)["message"]["summary"] == "Paid by card [card]; refund to [iban]."
+    raw = runner.invoke(main, ["queue", "dead", "--raw"])
+    assert CARD in raw.output
+    monkeypatch.setenv(QUEUE_KEY, "not-a-key")
+    bad = runner.invoke(main, ["queue", "dead"])
+    assert bad.exit_code == 1
+    assert f"{QUEUE_KEY} is not a queue key" in bad.output
+
+
+def test_new_key_prints_a_fresh_key(runner: CliRunner) -> None:
+    first = runner.invoke(main, ["queue", "new-key"])
+    second = runner.invoke(main, ["queue", "new-key"])
+    assert first.exit_code == second.exit_code == 0
+    assert first.output != second.output
+    assert len(Sealer.parse(first.output.strip(), QUEUE_KEY).key_ids) == 1
 
 
 def test_dead_letters_show_call_ids_masked_like_every_other_output(
@@ -103,7 +208,7 @@ def test_dead_letters_show_call_ids_masked_like_every_other_output(
     prepare(redis_server.url, dead=1, waiting=0, report=report)
     result = runner.invoke(main, ["queue", "dead"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].endswith(f"call={masked(call_id)}")
+    assert f"call={masked(call_id)}  key=none" in result.output.splitlines()[0]
     assert "31612345678" not in result.output
 
 
@@ -229,5 +334,82 @@ async def _stats(url: str) -> QueueStats:
     queue = RedisQueue.from_url(url)
     try:
         return await queue.stats()
+    finally:
+        await queue.aclose()
+
+
+@pytest.mark.slow
+def test_real_processes_warn_without_a_key_seal_with_one_and_a_worker_runs_both(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    effects = tmp_path / "effects"
+    (effects / "once").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "VOICEHOOKS_SECRET": SECRET,
+        QUEUE_URL: redis_server.url,
+        "DURABLE_EFFECTS_DIR": str(effects),
+    }
+    env.pop(QUEUE_KEY, None)
+    keyed = {**env, QUEUE_KEY: new_key()}
+
+    def deliver(server_env: dict[str, str], call_id: str) -> str:
+        body = msgspec.json.encode(end_of_call_report(call_id=call_id, summary=f"card {CARD}"))
+        with running_server(APP, tmp_path, env=server_env) as receiver:
+            request = urllib.request.Request(
+                receiver.url + "/", body, sign(body, SECRET, event="end-of-call-report")
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+        return receiver.log_path.read_text()
+
+    plain_log = deliver(env, "call-before-the-key")
+    assert plain_log.count("in clear text") == 1
+    assert f"set {QUEUE_KEY} to seal them" in plain_log
+    sealed_log = deliver(keyed, "call-sealed")
+    assert "in clear text" not in sealed_log
+    held = anyio.run(_raw_entries, redis_server.url)
+    assert [entry.startswith(b"\xc1\x01") for entry in held] == [False, True]
+    assert CARD.encode() in held[0]
+    assert CARD.encode() not in held[1]
+    assert b"call-sealed" not in held[1]
+
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "voicehooks", "worker", APP],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=keyed,
+            cwd=ROOT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        done = effects / "done.log"
+        while time.monotonic() < deadline and (
+            not done.exists() or done.read_text().count("\n") < 2
+        ):
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    text = log.read_text()
+    assert sorted(done.read_text().splitlines()) == [
+        "report call-before-the-key",
+        "report call-sealed",
+    ], text
+    assert text.count("is not sealed: written before the queue key was set") == 1
+    assert "in clear text" not in text
+    assert CARD not in text
+
+
+async def _raw_entries(url: str) -> list[bytes]:
+    queue = RedisQueue.from_url(url)
+    try:
+        entries: Any = await queue.client.xrange(queue.stream)
+        return [fields[b"job"] for _, fields in entries]
     finally:
         await queue.aclose()

@@ -142,6 +142,17 @@ def test_background_jobs_are_gauged_while_running_and_counted_when_they_end() ->
     assert values[("voicehooks_background_job_duration_seconds_count", ())] == 3
 
 
+def test_dead_letters_deleted_at_their_bound_are_counted_by_bound() -> None:
+    observer = PrometheusObserver()
+    observer.dead_letters_trimmed(3, "age")
+    observer.dead_letters_trimmed(1, "count")
+    observer.dead_letters_trimmed(2, "age")
+    values = samples(observer.registry)
+    trimmed = "voicehooks_dead_letters_trimmed_total"
+    assert values[(trimmed, (("bound", "age"),))] == 5
+    assert values[(trimmed, (("bound", "count"),))] == 1
+
+
 def test_the_buckets_end_at_the_platforms_ten_second_budget() -> None:
     assert BUCKETS_SECONDS[-1] == 10.0
     assert {4.0, 5.0, 8.0} <= set(BUCKETS_SECONDS)

@@ -213,6 +213,7 @@ def test_each_point_calls_only_the_observers_that_override_it() -> None:
         ("tool_ended", ("delivery", "run")),
         ("job_started", ("job",)),
         ("job_ended", ("job",)),
+        ("dead_letters_trimmed", ("count", "bound")),
     ],
 )
 def test_an_observer_failing_at_any_point_is_logged_once_per_method(
@@ -230,6 +231,8 @@ def test_an_observer_failing_at_any_point_is_logged_once_per_method(
         "delivery": Delivery([]),
         "run": ToolRun("t", "tc", True),
         "job": JobRun("status-update", "c", "h", "d", 1, {}),
+        "count": 3,
+        "bound": "age",
     }
     for _ in range(3):
         getattr(observers, method)(*(records[name] for name in args))

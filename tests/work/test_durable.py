@@ -26,15 +26,21 @@ from voicehooks import (
 )
 from voicehooks.cli import durable as cli_durable
 from voicehooks.cli import main
-from voicehooks.core.environment import QUEUE_URL
+from voicehooks.core.environment import (
+    QUEUE_KEY,
+    QUEUE_MAX_DEAD,
+    QUEUE_MAX_DEAD_AGE_SECONDS,
+    QUEUE_URL,
+)
 from voicehooks.core.events import decode_delivery
-from voicehooks.core.exceptions import QueueError
+from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.observe import JobOutcome, JobRun
 from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
 from voicehooks.work.durable import QueuedJobs, QueueFailure, default_queue
-from voicehooks.work.jobs import Job, decode_job, encode_job
+from voicehooks.work.jobs import Job, UnreadableJob, decode_job, encode_job
 from voicehooks.work.queue import Entry, RedisQueue
+from voicehooks.work.sealing import new_key
 from voicehooks.work.worker import Worker
 
 pytestmark = pytest.mark.anyio
@@ -272,12 +278,20 @@ async def test_a_tool_call_is_never_refused_for_the_queue_its_jobs_run_here(
     assert seen.notes == ["call back"]
 
 
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"not an entry", "not a voicehooks job"),
+        (b"\x93\x01\x02\x03", "not a voicehooks job"),
+        (b"\xc1\x01 sealed, but cut short", "a sealed entry cut short"),
+    ],
+)
 async def test_an_unreadable_entry_raises_so_that_it_ends_in_the_dead_letters(
-    make_app: MakeApp,
+    make_app: MakeApp, data: bytes, why: str
 ) -> None:
     app, _ = make_app()
-    with pytest.raises(ValueError, match="not a voicehooks job"):
-        await queued(app)(Entry("1-0", b"\xc1 not an entry", 1))
+    with pytest.raises(UnreadableJob, match=why):
+        await queued(app)(Entry("1-0", data, 1))
 
 
 def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -327,13 +341,37 @@ def test_the_worker_command_builds_a_worker_from_its_options(
     monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: logging_setup.append(a))
     args = ["worker", str(app_file), "--concurrency", "3", "--claim-idle-seconds", "7"]
     args += ["--max-attempts", "2", "--retry-delay-seconds", "0.5", "--log-level", "warning"]
-    args += ["--log-format", "json"]
+    args += ["--log-format", "json", "--max-dead", "50", "--max-dead-age-seconds", "3600"]
+    monkeypatch.setenv(QUEUE_KEY, new_key())
+    monkeypatch.setenv(QUEUE_MAX_DEAD, "70")  # the option wins
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert logging_setup == [("json", "warning")]
     (worker,) = served
     assert (worker.concurrency, worker.claim_idle_seconds, worker.max_attempts) == (3, 7.0, 2)
     assert (worker.retry_delay_seconds, worker.tasks.grace_seconds) == (0.5, 20.0)
+    assert (worker.queue.max_dead, worker.queue.max_dead_age_seconds) == (50, 3600.0)
+    assert isinstance(worker.run, QueuedJobs)
+    assert worker.run.sealer.sealing  # the app's key opens the entries
+    assert worker.on_trimmed is not None
+
+
+def test_the_dead_letter_bounds_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
+    queue = default_queue()
+    assert queue is not None
+    assert (queue.max_dead, queue.max_dead_age_seconds) == (10_000, 7 * 86400)
+    monkeypatch.setenv(QUEUE_MAX_DEAD, "20")
+    monkeypatch.setenv(QUEUE_MAX_DEAD_AGE_SECONDS, "60.5")
+    queue = default_queue()
+    assert queue is not None
+    assert (queue.max_dead, queue.max_dead_age_seconds) == (20, 60.5)
+    for bad in ("0", "-3", "many", "inf", "nan"):
+        monkeypatch.setenv(QUEUE_MAX_DEAD, bad)
+        with pytest.raises(ConfigurationError, match=f"^{QUEUE_MAX_DEAD}="):
+            default_queue()
 
 
 async def test_the_worker_process_runs_jobs_until_stopped_and_drains(

@@ -15,7 +15,7 @@ import redis.exceptions
 from tests.helpers.redis_server import RedisServer
 from voicehooks import ConfigurationError
 from voicehooks.core.exceptions import QueueError, QueueFull
-from voicehooks.work.queue import RedisQueue, consumer_name
+from voicehooks.work.queue import RedisQueue, Trimmed, consumer_name
 
 pytestmark = pytest.mark.anyio
 
@@ -160,6 +160,58 @@ async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
     assert await queue.requeue() == 2
     assert [e.data for e in await queue.read("w1", 10, 0.01)] == [b"a", b"c"]
     assert (await queue.stats()).dead == 0
+
+
+async def bury_all(queue: RedisQueue, *data: bytes) -> list[Trimmed]:
+    await queue.enqueue(list(data))
+    return [await queue.bury(entry, "ValueError") for entry in await queue.read("w1", 100, 0.01)]
+
+
+async def test_dead_letters_past_the_count_bound_are_deleted_oldest_first_on_every_bury(
+    make_queue: MakeQueue,
+) -> None:
+    queue = make_queue(max_dead=3)
+    await queue.open()
+    trims = await bury_all(queue, b"a", b"b", b"c", b"d", b"e")
+    assert trims == [Trimmed(0, 0)] * 3 + [Trimmed(by_age=0, by_count=1)] * 2
+    assert [letter.data for letter in await queue.dead()] == [b"c", b"d", b"e"]
+    stats = await queue.stats()
+    assert (stats.dead, stats.max_dead, stats.length, stats.pending) == (3, 3, 0, 0)
+
+
+async def test_dead_letters_older_than_the_age_bound_are_deleted_on_a_bury_or_a_trim(
+    make_queue: MakeQueue,
+) -> None:
+    queue = make_queue(max_dead_age_seconds=0.5)
+    await queue.open()
+    await bury_all(queue, b"old-1", b"old-2")
+    stats = await queue.stats()
+    assert stats.oldest_dead_seconds is not None
+    assert 0 <= stats.oldest_dead_seconds < 0.5
+    assert stats.max_dead_age_seconds == 0.5
+    await anyio.sleep(0.6)
+    assert await bury_all(queue, b"new") == [Trimmed(by_age=2, by_count=0)]
+    assert [letter.data for letter in await queue.dead()] == [b"new"]
+    await anyio.sleep(0.6)
+    assert await queue.trim_dead() == Trimmed(by_age=1, by_count=0)  # nothing new died
+    stats = await queue.stats()
+    assert (stats.dead, stats.oldest_dead_seconds) == (0, None)
+    assert await queue.trim_dead() == Trimmed(0, 0)
+
+
+async def test_the_age_bound_is_measured_by_the_clock_of_redis_that_made_the_ids(
+    make_queue: MakeQueue,
+) -> None:
+    queue = make_queue(max_dead_age_seconds=3600)
+    await queue.open()
+    seconds, _ = await queue.client.time()
+    two_hours_ago = (seconds - 7200) * 1000
+    await queue.client.xadd(queue.dead_stream, {"job": b"x"}, id=f"{two_hours_ago}-0")
+    await queue.client.xadd(queue.dead_stream, {"job": b"y"}, id=f"{two_hours_ago + 1}-0")
+    stats = await queue.stats()
+    assert stats.oldest_dead_seconds is not None
+    assert 7199 < stats.oldest_dead_seconds < 7300
+    assert await bury_all(queue, b"z") == [Trimmed(by_age=2, by_count=0)]
 
 
 async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
@@ -308,6 +360,7 @@ async def test_a_paused_redis_is_a_queue_error_within_the_timeout(
         ({"max_length": 0}, "max_length and max_dead"),
         ({"max_dead": 0}, "max_length and max_dead"),
         ({"operation_timeout_seconds": 0}, "operation_timeout_seconds"),
+        ({"max_dead_age_seconds": 0}, "max_dead_age_seconds"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, float], message: str) -> None:

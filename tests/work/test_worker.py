@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.redis_server import RedisServer, running_redis
 from voicehooks.core.tasks import TaskOwner
 from voicehooks.observe import JobOutcome, JobRun
+from voicehooks.work.jobs import UnreadableJob
 from voicehooks.work.queue import Entry, RedisQueue
 from voicehooks.work.worker import ABANDONED, Worker
 
@@ -66,6 +67,8 @@ class Recorder:
         outcome = script.pop(0) if script else JobOutcome.DONE
         if outcome == "raise":
             raise KeyError(PHONE)
+        if outcome == "unreadable":
+            raise UnreadableJob("sealed with queue key 0123456789abcdef, which is not known")
         if outcome == JobOutcome.DONE and len(self.finished) >= self.expected:
             self.done.set()
         return ended(entry, outcome)
@@ -141,6 +144,71 @@ async def test_out_of_attempts_an_entry_is_dead_lettered_with_the_exception_type
     assert PHONE not in caplog.text
     assert "KeyError (message withheld)" in caplog.text
     assert (await queue.stats()).length == 0
+
+
+async def serve_until_dead(worker: Worker, letters: int) -> None:
+    stop = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(worker.serve, stop)
+        with anyio.fail_after(20):
+            while len(await worker.queue.dead()) < letters:
+                await anyio.sleep(0.05)
+        stop.set()
+
+
+async def test_an_entry_no_attempt_can_read_is_dead_lettered_at_once_with_the_reason(
+    make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = make_queue()
+    await queue.open()
+    await queue.enqueue([b"sealed-elsewhere"])
+    run = Recorder(outcomes={b"sealed-elsewhere": ["unreadable"] * 5})
+    worker = Worker(queue, run, retry_delay_seconds=0.01, read_block_seconds=0.1)
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        await serve_until_dead(worker, 1)
+    assert run.attempts == [(b"sealed-elsewhere", 1)]  # no retry: none could read it
+    (letter,) = await queue.dead()
+    assert letter.reason == "unreadable: sealed with queue key 0123456789abcdef, which is not known"
+    assert letter.attempts == 1
+    assert "dead-lettered at once: unreadable: sealed with queue key" in caplog.text
+    assert (await queue.stats()).length == 0
+
+
+async def test_dead_letters_deleted_at_their_bound_are_logged_and_counted(
+    make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = make_queue()
+    await queue.open()
+    queue.max_dead = 2
+    seconds, _ = await queue.client.time()
+    for offset in range(3):  # three letters eight days old: past the age bound
+        old = f"{(seconds - 8 * 86400) * 1000 + offset}-0"
+        await queue.client.xadd(queue.dead_stream, {"job": b"old"}, id=old)
+    await queue.enqueue([b"p1", b"p2", b"p3"])
+    counted: list[tuple[int, str]] = []
+    run = Recorder(outcomes={data: ["raise"] for data in (b"p1", b"p2", b"p3")})
+    worker = Worker(
+        queue,
+        run,
+        max_attempts=1,
+        read_block_seconds=0.1,
+        on_trimmed=lambda count, bound: counted.append((count, bound)),
+    )
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.serve, stop)
+            with anyio.fail_after(20):
+                while len(run.attempts) < 3 or (await queue.stats()).length:
+                    await anyio.sleep(0.05)
+            stop.set()
+    # The start trims the old letters by age; the third bury trims the first by count.
+    assert counted[0] == (3, "age")
+    assert sum(count for count, bound in counted if bound == "count") == 1
+    levels = {r.getMessage(): r.levelname for r in caplog.records if "deleted" in r.getMessage()}
+    assert levels["deleted 3 dead letters older than 7 days"] == "INFO"
+    assert levels["deleted 1 dead letter past the bound of 2"] == "WARNING"
+    assert len(await queue.dead()) == 2
 
 
 async def test_entries_of_a_dead_worker_are_taken_over_after_the_idle_time(

@@ -1,8 +1,10 @@
 """``voicehooks worker`` and ``voicehooks queue``: durable mode's processes and its operator.
 
-Both find Redis through ``VOICEHOOKS_QUEUE_URL`` (or an ``--env-file``), never through an
-option: a URL may hold a password. Nothing here prints an entry's body; dead letters are
-shown by target, event type and masked call id.
+Both find Redis through ``VOICEHOOKS_QUEUE_URL`` (or an ``--env-file``), and the queue key
+through ``VOICEHOOKS_QUEUE_KEY``, never through an option: a URL may hold a password, and
+options end up in shell histories and process lists. ``voicehooks queue dead`` shows a
+letter's body opened with that key and redacted by ``voicehooks.privacy`` (every string, a
+transcript's turns read together); ``--raw`` shows it as it is.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import click
 
 from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError, QueueError
-from voicehooks.core.logs import LogFormat, masked
+from voicehooks.core.logs import LogFormat, duration, masked
 from voicehooks.core.logs import setup as setup_logging
-from voicehooks.work.jobs import decode_job
-from voicehooks.work.queue import DeadLetter, RedisQueue
+from voicehooks.work.durable import dead_letter_bounds, open_job
+from voicehooks.work.jobs import UnreadableJob
+from voicehooks.work.queue import DeadLetter, QueueStats, RedisQueue
+from voicehooks.work.sealing import Sealer, new_key, sealed_with, sealer_for
 
 from .environment import env_file_option, log_format_option
 
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["queue", "worker"]
 
 T = TypeVar("T")
+
+_LANGUAGES = ("en", "nl")  # what queue dead reads spoken numbers and context words in
 
 _stream_options = [
     click.option(
@@ -58,12 +64,19 @@ def _open_queue(stream: str, group: str) -> RedisQueue:
         raise click.UsageError(
             f"set {variables.QUEUE_URL}=redis://... (or put it in an --env-file)"
         )
-    return RedisQueue.from_url(url, stream=stream, group=group)
+    max_dead, max_dead_age_seconds = dead_letter_bounds()
+    return RedisQueue.from_url(
+        url,
+        stream=stream,
+        group=group,
+        max_dead=max_dead,
+        max_dead_age_seconds=max_dead_age_seconds,
+    )
 
 
 def _run(stream: str, group: str, use: Callable[[RedisQueue], Awaitable[T]]) -> T:
     async def main() -> T:
-        redis_queue = _open_queue(stream, group)
+        redis_queue = _open_queue(stream, group)  # a bad URL or bound: ConfigurationError
         try:
             return await use(redis_queue)
         finally:
@@ -84,6 +97,7 @@ def queue() -> None:
         voicehooks queue stats
         voicehooks queue dead --limit 20
         voicehooks queue requeue --all
+        voicehooks queue new-key
     """
 
 
@@ -102,6 +116,9 @@ def stats(stream: str, group: str, as_json: bool) -> None:
                     "unread": result.unread,
                     "pending": result.pending,
                     "dead": result.dead,
+                    "max_dead": result.max_dead,
+                    "max_dead_age_seconds": result.max_dead_age_seconds,
+                    "oldest_dead_seconds": result.oldest_dead_seconds,
                     "consumers": [
                         {"name": name, "pending": pending, "idle_seconds": idle}
                         for name, pending, idle in result.consumers
@@ -113,7 +130,7 @@ def stats(stream: str, group: str, as_json: bool) -> None:
     unread = "?" if result.unread is None else str(result.unread)
     click.echo(
         f"{stream}: {result.length} entries ({unread} unread, {result.pending} in progress), "
-        f"{result.dead} dead letters"
+        f"{_dead_summary(result)}"
     )
     if result.consumers:
         rows = [("CONSUMER", "PENDING", "IDLE")] + [
@@ -124,31 +141,67 @@ def stats(stream: str, group: str, as_json: bool) -> None:
             click.echo(f"{name.ljust(widths[0])}  {pending.ljust(widths[1])}  {idle}")
 
 
+def _age(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _dead_summary(result: QueueStats) -> str:
+    oldest = ""
+    if result.oldest_dead_seconds is not None:
+        oldest = f"the oldest {_age(result.oldest_dead_seconds)} old; "
+    return (
+        f"{result.dead} dead letters ({oldest}kept: at most {result.max_dead}, for "
+        f"{duration(result.max_dead_age_seconds)})"
+    )
+
+
 @queue.command()
 @_queue_options
 @click.option(
     "--limit", default=100, show_default=True, type=click.IntRange(min=1), help="Most shown."
 )
-def dead(stream: str, group: str, limit: int) -> None:
-    """List dead letters, oldest first: id, when, attempts, reason, target, event, call.
+@click.option(
+    "--raw", is_flag=True, help="Show the bodies as they are: personal data not redacted."
+)
+def dead(stream: str, group: str, limit: int, raw: bool) -> None:
+    """List dead letters, oldest first: id, when, attempts, reason, target, event, call, key,
+    and on the next line the body.
 
-    Bodies are never printed; `requeue` puts a letter back once its cause is fixed.
+    A sealed letter is opened with VOICEHOOKS_QUEUE_KEY. In the body, card numbers, IBANs,
+    phone numbers, e-mail addresses and the other kinds of voicehooks.privacy are replaced
+    by their kind ([card], [phone], ...); names and addresses are not found. --raw shows the
+    body as it is. `requeue` puts a letter back once its cause is fixed.
     """
-    letters = _run(stream, group, lambda q: q.dead(limit))
+
+    async def read(redis_queue: RedisQueue) -> tuple[Sealer, list[DeadLetter]]:
+        return sealer_for(None), await redis_queue.dead(limit)
+
+    sealer, letters = _run(stream, group, read)
     if not letters:
         click.echo("no dead letters")
         return
     for letter in letters:
-        click.echo("  ".join(_describe(letter)))
+        header, body = _describe(letter, sealer, raw)
+        click.echo("  ".join(header))
+        click.echo(f"  {body}")
 
 
-def _describe(letter: DeadLetter) -> list[str]:
+def _describe(letter: DeadLetter, sealer: Sealer, raw: bool) -> tuple[list[str], str]:
+    """A letter's header fields and its body (redacted unless ``raw``), never raising: a
+    letter voicehooks cannot read is still listed, with the reason why."""
     when = datetime.datetime.fromtimestamp(letter.failed_at, datetime.UTC)
     target = event_type = call_id = "?"
-    with contextlib.suppress(Exception):  # a letter voicehooks cannot read is still listed
-        job, _ = decode_job(letter.data)
+    try:
+        job, _ = open_job(sealer, letter.data)
+    except UnreadableJob as exc:
+        body = f"(unreadable: {exc})"
+    else:
         target, event_type, call_id = job.target, job.event.type, job.event.call.id
-    return [
+        body = _body(job.event.__dict__.get("_body", b""), raw)
+    header = [
         letter.id,
         when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         f"attempts={letter.attempts}",
@@ -156,6 +209,61 @@ def _describe(letter: DeadLetter) -> list[str]:
         target,
         event_type,
         f"call={masked(call_id)}",
+        f"key={sealed_with(letter.data) or 'none'}",
+    ]
+    return header, body
+
+
+def _body(body: bytes, raw: bool) -> str:
+    if raw:
+        return body.decode("utf-8", "replace").strip()
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return "(not JSON)"
+    return json.dumps(_redacted(decoded), ensure_ascii=False)
+
+
+def _redacted(value: Any) -> Any:
+    """A decoded body with the personal data voicehooks.privacy finds replaced by its kind,
+    in every string and in numbers long enough to be a phone number; a transcript's turns
+    (a list of ``{"role": ..., "content" or "message": text}``) are read together, so a
+    number a caller spelled over several turns is found.
+    """
+    from voicehooks.privacy import redact
+
+    if isinstance(value, str):
+        return redact(value, languages=_LANGUAGES)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        turns = _redacted_turns(value)
+        return turns if turns is not None else [_redacted(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000_000:
+        for text in (str(value), f"+{value}"):  # a phone number that lost its + or its 0
+            if redact(text, languages=_LANGUAGES) != text:
+                return redact(text, languages=_LANGUAGES)
+    return value
+
+
+def _redacted_turns(items: list[Any]) -> list[Any] | None:
+    from voicehooks.privacy import Turn, redact_turns
+
+    if not items or not all(isinstance(item, dict) and "role" in item for item in items):
+        return None
+    keys = [
+        next((k for k in ("content", "message") if isinstance(i.get(k), str)), "") for i in items
+    ]
+    texts = redact_turns(
+        [
+            Turn(str(item["role"]), item[key] if key else "")
+            for item, key in zip(items, keys, strict=True)
+        ],
+        languages=_LANGUAGES,
+    )
+    return [
+        {k: (text if k == key else _redacted(v)) for k, v in item.items()}
+        for item, key, text in zip(items, keys, texts, strict=True)
     ]
 
 
@@ -169,6 +277,18 @@ def requeue(stream: str, group: str, ids: tuple[str, ...], everything: bool) -> 
         raise click.UsageError("give dead-letter ids (see `voicehooks queue dead`) or --all")
     moved = _run(stream, group, lambda q: q.requeue(None if everything else list(ids)))
     click.echo(f"requeued {moved} dead letter{'' if moved == 1 else 's'}")
+
+
+@queue.command("new-key")
+def new_key_command() -> None:
+    """Print a fresh queue key: 32 random bytes in base64url, for VOICEHOOKS_QUEUE_KEY.
+
+    \b
+    To rotate: add the new key last everywhere (VOICEHOOKS_QUEUE_KEY=old,new), then first
+    (new,old), and drop the old one once no entry or dead letter sealed with it is left
+    (`voicehooks queue dead` shows each letter's key id).
+    """
+    click.echo(new_key())
 
 
 @click.command()
@@ -200,6 +320,20 @@ def requeue(stream: str, group: str, ids: tuple[str, ...], everything: bool) -> 
     show_default=True,
     type=click.FloatRange(min=0),
     help="Wait before the second attempt; doubles with each further one (at most 5 min).",
+)
+@click.option(
+    "--max-dead",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Most dead letters kept; the oldest go first [default: the app's queue: "
+    "VOICEHOOKS_QUEUE_MAX_DEAD or 10000].",
+)
+@click.option(
+    "--max-dead-age-seconds",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Dead letters older than this are deleted [default: the app's queue: "
+    "VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS or 604800, 7 days].",
 )
 @click.option(
     "--grace-seconds",
@@ -237,6 +371,8 @@ def worker(
     claim_idle_seconds: float,
     max_attempts: int,
     retry_delay_seconds: float,
+    max_dead: int | None,
+    max_dead_age_seconds: float | None,
     grace_seconds: float | None,
     log_level: str,
     log_format: LogFormat,
@@ -246,8 +382,10 @@ def worker(
     """Run TARGET's after-the-answer work from the durable queue (VOICEHOOKS_QUEUE_URL).
 
     The same app as `voicehooks run` serves: its handlers, injection, deadlines and error
-    hooks. An entry is acknowledged once its handler finished; a failure retries with a
-    growing delay, then moves to the dead letters. SIGTERM stops reading and lets held work
+    hooks, and its queue key (VOICEHOOKS_QUEUE_KEY) to open sealed entries. An entry is
+    acknowledged once its handler finished; a failure retries with a growing delay, then
+    moves to the dead letters (one it cannot read, at once); those are kept within
+    --max-dead and --max-dead-age-seconds. SIGTERM stops reading and lets held work
     finish within the grace period; what is left stays pending for other workers.
 
     \b
@@ -277,15 +415,26 @@ def worker(
 
     if grace_seconds is not None:  # one grace period for the worker's entries and the app
         app.tasks.grace_seconds = grace_seconds
+    if max_dead is not None:  # the worker is what buries: its bounds are the ones kept
+        app.queue.max_dead = max_dead
+    if max_dead_age_seconds is not None:
+        app.queue.max_dead_age_seconds = max_dead_age_seconds
+    assert app.durable is not None  # it holds the queue
     dispatcher = app.dispatcher
     runner = Worker(
         app.queue,
-        QueuedJobs(dispatcher.run_job, dispatcher.deduplicator, max_attempts=max_attempts),
+        QueuedJobs(
+            dispatcher.run_job,
+            dispatcher.deduplicator,
+            max_attempts=max_attempts,
+            sealer=app.durable.sealer,
+        ),
         concurrency=concurrency,
         claim_idle_seconds=claim_idle_seconds,
         max_attempts=max_attempts,
         retry_delay_seconds=retry_delay_seconds,
         tasks=app.tasks,
+        on_trimmed=app.observers.dead_letters_trimmed,
     )
     health = (health_host, health_port) if health_port is not None else None
     anyio.run(functools.partial(_serve, app, runner, health=health))

@@ -21,6 +21,10 @@ __all__ = [
     "API_URL",
     "METRICS",
     "MULTIPROC_DIR",
+    "QUEUE_KEY",
+    "QUEUE_KEY_FILE",
+    "QUEUE_MAX_DEAD",
+    "QUEUE_MAX_DEAD_AGE_SECONDS",
     "QUEUE_URL",
     "REDIS_URL",
     "SECRET",
@@ -29,6 +33,8 @@ __all__ = [
     "Variable",
     "api_key",
     "metrics_switched_on",
+    "positive_number",
+    "queue_key",
     "read",
     "secrets",
     "switched_on",
@@ -38,6 +44,10 @@ SECRET: Final = "VOICEHOOKS_SECRET"
 SECRET_FILE: Final = "VOICEHOOKS_SECRET_FILE"
 REDIS_URL: Final = "VOICEHOOKS_REDIS_URL"
 QUEUE_URL: Final = "VOICEHOOKS_QUEUE_URL"
+QUEUE_KEY: Final = "VOICEHOOKS_QUEUE_KEY"
+QUEUE_KEY_FILE: Final = "VOICEHOOKS_QUEUE_KEY_FILE"
+QUEUE_MAX_DEAD: Final = "VOICEHOOKS_QUEUE_MAX_DEAD"
+QUEUE_MAX_DEAD_AGE_SECONDS: Final = "VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS"
 API_KEY: Final = "VOICEHOOKS_API_KEY"
 API_KEY_FILE: Final = "VOICEHOOKS_API_KEY_FILE"
 API_URL: Final = "VOICEHOOKS_API_URL"
@@ -65,6 +75,12 @@ VARIABLES: Final = (
     Variable(SECRET_FILE, "(none)", "A file holding the secret(s), one a line; read if unset."),
     Variable(REDIS_URL, f"${QUEUE_URL}", "The duplicate store's Redis; else a store in memory."),
     Variable(QUEUE_URL, "(none)", "Durable mode: after-the-answer work goes to this Redis."),
+    Variable(QUEUE_KEY, "(none)", "Seals queue entries (AES-256-GCM); several: first seals."),
+    Variable(
+        QUEUE_KEY_FILE, "(none)", "A file holding the queue key(s); read if the key is unset."
+    ),
+    Variable(QUEUE_MAX_DEAD, "10000", "Most dead letters kept; the oldest go first."),
+    Variable(QUEUE_MAX_DEAD_AGE_SECONDS, "604800", "Dead letters older than this are deleted."),
     Variable(API_KEY, "(none)", "The platform API key, for LiveCall, late results, reconcile."),
     Variable(API_KEY_FILE, "(none)", "A file holding the API key; read if the key is unset."),
     Variable(API_URL, "https://api.hmsovereign.com/api/v1", "The platform API's base URL."),
@@ -140,6 +156,41 @@ def api_key() -> str:
     if not key and filename:
         key = _read_file(API_KEY_FILE, filename).strip()
     return key
+
+
+def queue_key() -> tuple[str, str]:
+    """The queue key(s) and where they came from: ``VOICEHOOKS_QUEUE_KEY`` (comma-separated),
+    else the lines of the file ``VOICEHOOKS_QUEUE_KEY_FILE`` names; ``("", "")`` when neither
+    holds one. The source is for error messages, which name it and never the key.
+
+    Raises:
+        ConfigurationError: The file cannot be read.
+    """
+    key = read(QUEUE_KEY)
+    if key:
+        return key, QUEUE_KEY
+    filename = read(QUEUE_KEY_FILE)
+    if filename:
+        return _read_file(QUEUE_KEY_FILE, filename).replace("\n", ","), QUEUE_KEY_FILE
+    return "", ""
+
+
+def positive_number(name: str, default: float) -> float:
+    """The number in ``name``, or ``default`` when it is unset.
+
+    Raises:
+        ConfigurationError: The value is not a number greater than 0.
+    """
+    text = read(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigurationError(f"{name}={text!r}: a number greater than 0 is expected")
+    return value
 
 
 def _read_file(variable: str, filename: str) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "Throttle",
     "UnknownNames",
     "describe",
+    "duration",
     "loggable",
     "logging_config",
     "masked",
@@ -70,6 +71,20 @@ _SERVER_LOGGERS: Final = (
 )
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 _LOGGABLE_CHARS: Final = 128
+
+
+def duration(seconds: float) -> str:
+    """A bound in seconds as people say it, for messages.
+
+    Examples:
+        >>> duration(604800), duration(7200), duration(90)
+        ('7 days', '2 hours', '90 s')
+    """
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} s"
 
 
 def loggable(text: str, limit: int = _LOGGABLE_CHARS) -> str:

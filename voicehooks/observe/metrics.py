@@ -10,6 +10,8 @@
 * ``voicehooks_background_jobs{state="running"}`` (gauge)
 * ``voicehooks_background_jobs_ended_total{outcome}`` (counter)
 * ``voicehooks_background_job_duration_seconds`` (histogram)
+* ``voicehooks_dead_letters_trimmed_total{bound}`` (counter; ``voicehooks worker``: dead
+  letters deleted at their ``age`` or ``count`` bound)
 
 Outcomes are the values of ``DeliveryOutcome``, ``ToolOutcome`` and ``JobOutcome``
 (``answered``, ``duplicate``, ``rejected_401``, ...; ``ok``, ``error``, ``timeout``, ...).
@@ -161,6 +163,12 @@ class PrometheusObserver(Observer):
             buckets=BUCKETS_SECONDS,
             registry=r,
         )
+        self.dead_letters_trimmed_total = prometheus.Counter(
+            "voicehooks_dead_letters_trimmed",
+            "Dead letters a worker deleted at their bound, by bound (age or count).",
+            ["bound"],
+            registry=r,
+        )
         self._running = self.jobs.labels(state="running")
         self._running.set(0)
         # label values -> the child's add or observe function, made on first use
@@ -207,6 +215,10 @@ class PrometheusObserver(Observer):
         key = (job.outcome,)
         (self._count_job.get(key) or _cache(self._count_job, self.jobs_ended, key))(1)
         self.job_duration.observe(job.duration_seconds)
+
+    def dead_letters_trimmed(self, count: int, bound: str) -> None:
+        """Count dead letters deleted at their bound."""
+        self.dead_letters_trimmed_total.labels(bound=bound).inc(count)
 
     @property
     def endpoint(self) -> MetricsEndpoint:

@@ -2,8 +2,9 @@
 
 The app calls its observers at a few points of every delivery: when it starts, when each tool
 call starts and ends, when the answer has been sent, and when each background job starts and
-ends. Metrics (``voicehooks.observe.metrics``), traces (``voicehooks.observe.tracing``) and the
-development inspector are observers; an error tracker or a vendor agent can be one too:
+ends; and ``voicehooks worker`` when it deleted dead letters at their bound. Metrics
+(``voicehooks.observe.metrics``), traces (``voicehooks.observe.tracing``) and the development
+inspector are observers; an error tracker or a vendor agent can be one too:
 
     from voicehooks import Observer, VoiceHooks
 
@@ -67,6 +68,10 @@ class Observer:
     def job_ended(self, job: JobRun) -> None:
         """A background job ended: ``job.outcome`` and ``job.duration_seconds`` are set."""
 
+    def dead_letters_trimmed(self, count: int, bound: str) -> None:
+        """Durable mode: a worker deleted ``count`` of the oldest dead letters at their
+        ``bound``, ``"age"`` or ``"count"`` (``voicehooks.work.queue``)."""
+
     def routes(self, tools: Mapping[str, Tool]) -> Sequence[BaseRoute]:
         """What this observer serves beside the webhook (``GET /metrics``, say): none here.
 
@@ -83,6 +88,7 @@ _METHODS: Final = (
     "tool_ended",
     "job_started",
     "job_ended",
+    "dead_letters_trimmed",
 )
 
 
@@ -169,6 +175,14 @@ class ObserverSet:
                 call(job)
             except Exception as exc:
                 self._failed_once(call, "job_ended", exc)
+
+    def dead_letters_trimmed(self, count: int, bound: str) -> None:
+        """Tell every observer; see ``Observer.dead_letters_trimmed``."""
+        for call in self._calls["dead_letters_trimmed"]:
+            try:
+                call(count, bound)
+            except Exception as exc:
+                self._failed_once(call, "dead_letters_trimmed", exc)
 
     def _failed_once(self, call: Callable[..., None], method: str, exc: Exception) -> None:
         observer = getattr(call, "__self__", call)

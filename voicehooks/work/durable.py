@@ -32,6 +32,12 @@ as taken, so a worker that later finds their entries acknowledges them without r
 such a job runs once, here, and a crash of this process before it finishes loses it (the log
 line says so). Where the mark cannot be written either, the store being down too, a worker
 may run the job a second time; the log names that case.
+
+**At rest**, an entry is sealed with the app's queue key when it has one
+(``voicehooks.work.sealing``): ``DurableSink`` seals, ``QueuedJobs`` opens, the queue holds
+sealed bytes only. Without a key the app says at startup, once, that the entries are in
+clear text. An entry no attempt can read (not a job, or sealed with a key this worker lacks,
+or tampered with) is dead-lettered at once with the reason.
 """
 
 from __future__ import annotations
@@ -47,15 +53,24 @@ import msgspec
 from voicehooks.core import environment
 from voicehooks.core.events import Event, ToolCalls
 from voicehooks.core.exceptions import QueueError, QueueFull, Unavailable
+from voicehooks.core.logs import duration
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.state.stores import DeliveryStore
 
-from .jobs import Job, RunJob, decode_job, encode_job, job_key
-from .queue import Entry, RedisQueue
+from .jobs import Job, RunJob, UnreadableJob, decode_job, encode_job, job_key
+from .queue import MAX_DEAD, MAX_DEAD_AGE_SECONDS, Entry, RedisQueue
 from .runner import BackgroundRunner
+from .sealing import Sealer, sealed_with
 
-__all__ = ["DurableSink", "QueueFailure", "QueuedJobs", "default_queue"]
+__all__ = [
+    "DurableSink",
+    "QueueFailure",
+    "QueuedJobs",
+    "dead_letter_bounds",
+    "default_queue",
+    "open_job",
+]
 
 _log = logging.getLogger("voicehooks")
 
@@ -68,9 +83,41 @@ _TAKEN_HERE: Final = b"taken by a receiver"
 
 
 def default_queue() -> RedisQueue | None:
-    """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``."""
+    """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``; its dead
+    letters bounded by ``VOICEHOOKS_QUEUE_MAX_DEAD`` and ``VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS``.
+
+    Raises:
+        ConfigurationError: A bound is not a positive number.
+    """
     url = environment.read(environment.QUEUE_URL)
-    return RedisQueue.from_url(url) if url else None
+    if not url:
+        return None
+    max_dead, max_dead_age_seconds = dead_letter_bounds()
+    return RedisQueue.from_url(url, max_dead=max_dead, max_dead_age_seconds=max_dead_age_seconds)
+
+
+def dead_letter_bounds() -> tuple[int, float]:
+    """The dead-letter bounds of the environment (count, age in seconds); the queue's
+    defaults where unset.
+
+    Raises:
+        ConfigurationError: A bound is not a positive number.
+    """
+    count = environment.positive_number(environment.QUEUE_MAX_DEAD, MAX_DEAD)
+    age = environment.positive_number(environment.QUEUE_MAX_DEAD_AGE_SECONDS, MAX_DEAD_AGE_SECONDS)
+    return max(1, int(count)), age
+
+
+def open_job(sealer: Sealer, data: bytes) -> tuple[Job, float]:
+    """The job of a queue entry's bytes and when it was enqueued: opened, then decoded.
+
+    Raises:
+        UnreadableJob: The bytes are not a job, or cannot be opened (``Sealer.open``).
+    """
+    try:
+        return decode_job(sealer.open(data))
+    except msgspec.DecodeError:
+        raise UnreadableJob("not a voicehooks job") from None
 
 
 class DurableSink:
@@ -81,6 +128,7 @@ class DurableSink:
         local: This process's runner, for the jobs that must run here after all.
         failure: ``"process"`` or ``"reject"`` when Redis fails (see the module docstring).
         once: The app's duplicate suppression, whose store keeps the done marks.
+        sealer: Seals each entry (``voicehooks.work.sealing``); one without a key seals none.
     """
 
     def __init__(
@@ -90,15 +138,26 @@ class DurableSink:
         *,
         failure: QueueFailure,
         once: Deduplicator | None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.queue = queue
         self.local = local
         self.failure = failure
         self.once = once
+        self.sealer = sealer if sealer is not None else Sealer()
 
     async def open(self) -> None:
         """Connect at startup; a queue that is down is logged, and deliveries then meet it as
-        ``queue_failure`` says (the app starts all the same, as with the store)."""
+        ``queue_failure`` says (the app starts all the same, as with the store). Without a
+        queue key, say once that the entries are in clear text."""
+        if not self.sealer.sealing:
+            _log.warning(
+                "the durable queue holds reports, transcripts and tool arguments in clear text "
+                "until a worker handles them, and as dead letters for up to %s: set %s to "
+                "seal them (`voicehooks queue new-key` prints a key)",
+                duration(self.queue.max_dead_age_seconds),
+                environment.QUEUE_KEY,
+            )
         try:
             await self.queue.open()
         except QueueError as exc:
@@ -149,8 +208,9 @@ class DurableSink:
         """
         now = time.time()
         live = type(jobs[0].event) is ToolCalls
+        seal = self.sealer.seal
         try:
-            await self.queue.enqueue([encode_job(job, now) for job in jobs])
+            await self.queue.enqueue([seal(encode_job(job, now)) for job in jobs])
         except QueueFull as exc:
             if not live:
                 raise _full(exc) from None
@@ -203,29 +263,46 @@ class QueuedJobs:
 
     A job marked done (or taken by a receiver) in the duplicate store is acknowledged without
     running (see the module docstring for what that guarantees). An entry that cannot be
-    decoded raises, and so ends in the dead letters after its attempts. Given the worker's
-    ``max_attempts``, observers see a failed run as ``JobOutcome.RETRYING`` or, the last time,
-    ``JobOutcome.DEAD``.
+    opened or decoded raises ``UnreadableJob``, which the worker dead-letters at once. Given
+    the worker's ``max_attempts``, observers see a failed run as ``JobOutcome.RETRYING`` or,
+    the last time, ``JobOutcome.DEAD``.
 
     Args:
         run_job: How to run a job (the app's ``dispatcher.run_job``).
         once: The app's duplicate suppression, whose store keeps the done marks.
         max_attempts: The worker's, so observers see ``RETRYING`` or ``DEAD``.
+        sealer: Opens sealed entries (the app's: ``app.durable.sealer``); one without a key
+            reads plain entries only.
     """
 
     def __init__(
-        self, run_job: RunJob, once: Deduplicator | None, *, max_attempts: int | None = None
+        self,
+        run_job: RunJob,
+        once: Deduplicator | None,
+        *,
+        max_attempts: int | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.run_job = run_job
         self.once = once
         self.max_attempts = max_attempts
+        self.sealer = sealer if sealer is not None else Sealer()
+        self._plain_seen = False
 
     async def __call__(self, entry: Entry) -> JobRun:
-        """Run ``entry``'s job once; return how it ended."""
-        try:
-            job, _ = decode_job(entry.data)
-        except msgspec.DecodeError:
-            raise ValueError(f"entry {entry.id} is not a voicehooks job") from None
+        """Run ``entry``'s job once; return how it ended.
+
+        Raises:
+            UnreadableJob: No attempt can read the entry (see ``open_job``).
+        """
+        job, _ = open_job(self.sealer, entry.data)
+        if self.sealer.sealing and not self._plain_seen and sealed_with(entry.data) is None:
+            self._plain_seen = True
+            _log.warning(
+                "entry %s is not sealed: written before the queue key was set, or by a "
+                "receiver without it; it runs all the same (further ones are not logged)",
+                entry.id,
+            )
         once = self.once
         key = job_key(job)
         if once is not None and await _is_done(once.store, key):

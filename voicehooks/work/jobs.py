@@ -28,7 +28,16 @@ import msgspec
 from voicehooks.core.events import Event, ToolCall, decode_delivery, delivery_id
 from voicehooks.core.records import JobRun
 
-__all__ = ["Job", "JobSink", "RunJob", "body_size", "decode_job", "encode_job", "job_key"]
+__all__ = [
+    "Job",
+    "JobSink",
+    "RunJob",
+    "UnreadableJob",
+    "body_size",
+    "decode_job",
+    "encode_job",
+    "job_key",
+]
 
 
 class Job(NamedTuple):
@@ -118,6 +127,15 @@ def decode_job(data: bytes) -> tuple[Job, float]:
     wire = _decode_wire(data)
     job = Job(decode_delivery(wire.body), wire.target, wire.trace, wire.is_replay)
     return job, wire.enqueued_at
+
+
+class UnreadableJob(ValueError):
+    """Queue bytes that are no job this process can read, and never will be.
+
+    Not voicehooks's, sealed with a key this process does not hold, or tampered with: no
+    further attempt can change that, so a worker dead-letters such an entry at once, with the
+    message as its reason. The message names the cause, never the bytes.
+    """
 
 
 def _body(event: Event) -> bytes:

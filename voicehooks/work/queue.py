@@ -13,7 +13,12 @@ acknowledge each only after its handler finished. Redis does the bookkeeping a b
   count is the attempt number.
 * **Dead letters**: an entry out of attempts moves, with the reason (an exception *type*,
   never its message), to a second stream, where ``voicehooks queue dead`` shows it and
-  ``voicehooks queue requeue`` puts it back.
+  ``voicehooks queue requeue`` puts it back. They are kept within two bounds, by count
+  (``max_dead``, 10,000) and by age (``max_dead_age_seconds``, 7 days), enforced inside Redis
+  on every bury and by ``trim_dead``, which workers call every minute: past them the oldest
+  letters are deleted, and the worker logs and counts how many. A dead letter holds the whole
+  entry, personal data included (sealed when the app has a queue key), so it must not outlive
+  the reason it was kept: time to look at it, and to requeue it.
 
 **The length bound.** ``XADD ... MAXLEN ~ N`` trims the *oldest* entries once the stream
 is longer than N, whether or not a worker has handled them: Redis trims by count, not by
@@ -26,10 +31,11 @@ other writers; with the check in front, it has nothing to trim. Past 80 % of the
 receiver logs a warning, once per crossing.
 
 An entry is a few bytes of msgpack around the delivery's original body (``encode_job`` of
-``voicehooks.work.jobs``), so Redis needs about ``max_length`` times your largest event
-(reports: tens of KiB) of memory; run it with ``maxmemory-policy noeviction`` so that a full
-Redis refuses writes rather than evicting entries, and with ``appendonly yes`` so that a
-restart keeps them.
+``voicehooks.work.jobs``; sealed, 38 bytes more, when the app has a queue key: see
+``voicehooks.work.sealing``; this module only moves the bytes), so Redis needs about
+``max_length`` times your largest event (reports: tens of KiB) of memory; run it with
+``maxmemory-policy noeviction`` so that a full Redis refuses writes rather than evicting
+entries, and with ``appendonly yes`` so that a restart keeps them.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import anyio
 
@@ -52,16 +58,24 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "MAX_DEAD",
+    "MAX_DEAD_AGE_SECONDS",
     "DeadLetter",
     "Entry",
     "QueueStats",
     "RedisQueue",
+    "Trimmed",
     "consumer_name",
 ]
 
 _log = logging.getLogger("voicehooks")
 
 T = TypeVar("T")
+
+MAX_DEAD: Final = 10_000
+"""Most dead letters kept by default."""
+MAX_DEAD_AGE_SECONDS: Final = 7 * 86400.0
+"""How long a dead letter is kept by default: a week, time to look and requeue."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,9 @@ class QueueStats:
         pending: Entries read and not yet acknowledged.
         consumers: ``(name, pending, idle seconds)`` per consumer.
         dead: Entries in the dead-letter stream.
+        max_dead: The most dead letters kept.
+        max_dead_age_seconds: How long a dead letter is kept.
+        oldest_dead_seconds: Age of the oldest dead letter (``None`` without any).
     """
 
     length: int
@@ -104,6 +121,21 @@ class QueueStats:
     pending: int
     consumers: list[tuple[str, int, float]]
     dead: int
+    max_dead: int = MAX_DEAD
+    max_dead_age_seconds: float = MAX_DEAD_AGE_SECONDS
+    oldest_dead_seconds: float | None = None
+
+
+class Trimmed(NamedTuple):
+    """Dead letters deleted at their bounds by one bury or ``trim_dead``."""
+
+    by_age: int
+    by_count: int
+
+    @property
+    def total(self) -> int:
+        """Deleted in all."""
+        return self.by_age + self.by_count
 
 
 # Atomic check-then-add: refuse the whole delivery if its entries would take the stream past
@@ -160,6 +192,38 @@ end
 return {moved, length, 0}
 """
 
+# The dead letters' bounds, inside Redis so that its clock, the one that made the entry ids,
+# measures their age: first by age (MINID: ids older than now - ARGV age), then by count.
+# Exact trimming (no ~): letters are few and their bound is a promise about personal data.
+_TRIM_FUNCTION = """
+local function trim(key, most, age_ms)
+    local now = redis.call('TIME')
+    local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    local cutoff = now_ms - tonumber(age_ms)
+    local by_age = 0
+    if cutoff > 0 then
+        by_age = redis.call('XTRIM', key, 'MINID', string.format('%.0f', cutoff))
+    end
+    return {by_age, redis.call('XTRIM', key, 'MAXLEN', most)}
+end
+"""
+
+_TRIM = _TRIM_FUNCTION + "return trim(KEYS[1], ARGV[1], ARGV[2])"
+
+# An entry into the dead letters (KEYS[2]) and out of the stream (KEYS[1]) atomically, then
+# the dead letters trimmed to their bounds. ARGV: group, entry id, job, reason, attempts,
+# failed at, most letters, longest age in ms.
+_BURY = (
+    _TRIM_FUNCTION
+    + """
+redis.call('XADD', KEYS[2], '*', 'job', ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5],
+    'failed_at', ARGV[6], 'id', ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return trim(KEYS[2], ARGV[7], ARGV[8])
+"""
+)
+
 # A consumer is deleted only while it holds nothing: DELCONSUMER drops its pending entries.
 _FORGET = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
@@ -197,7 +261,8 @@ class RedisQueue:
         group: Name of the consumer group the workers share.
         max_length: Most entries the stream holds: the receiver refuses past it (503). See
             the module docstring for why this is also the ``MAXLEN`` and what that means.
-        max_dead: Most dead letters kept; past it the oldest are trimmed (``MAXLEN ~``).
+        max_dead: Most dead letters kept; past it the oldest are deleted.
+        max_dead_age_seconds: How long a dead letter is kept; older ones are deleted.
         operation_timeout_seconds: Budget of one command (the blocking read adds its wait).
 
     Example:
@@ -213,23 +278,29 @@ class RedisQueue:
         stream: str = "voicehooks:jobs",
         group: str = "voicehooks-workers",
         max_length: int = 100_000,
-        max_dead: int = 10_000,
+        max_dead: int = MAX_DEAD,
+        max_dead_age_seconds: float = MAX_DEAD_AGE_SECONDS,
         operation_timeout_seconds: float = 1.0,
     ) -> None:
         if max_length < 1 or max_dead < 1:
             raise ConfigurationError("max_length and max_dead must be >= 1")
-        if operation_timeout_seconds <= 0:
-            raise ConfigurationError("operation_timeout_seconds must be > 0")
+        if operation_timeout_seconds <= 0 or max_dead_age_seconds <= 0:
+            raise ConfigurationError(
+                "operation_timeout_seconds and max_dead_age_seconds must be > 0"
+            )
         self.client = client
         self.stream = stream
         self.dead_stream = stream + ":dead"
         self.group = group
         self.max_length = max_length
         self.max_dead = max_dead
+        self.max_dead_age_seconds = max_dead_age_seconds
         self.operation_timeout_seconds = operation_timeout_seconds
         self._enqueue = client.register_script(_ENQUEUE)
         self._requeue = client.register_script(_REQUEUE)
         self._forget = client.register_script(_FORGET)
+        self._bury = client.register_script(_BURY)
+        self._trim = client.register_script(_TRIM)
         self._warned_full = False
 
     @classmethod
@@ -407,24 +478,38 @@ class RedisQueue:
             pipe.xdel(self.stream, *ids)
             await self._run("ack", pipe.execute())
 
-    async def bury(self, entry: Entry, reason: str) -> None:
-        """Move ``entry`` to the dead letters with ``reason``, atomically."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(
-            self.dead_stream,
-            {
-                "job": entry.data,
-                "reason": reason,
-                "attempts": entry.attempt,
-                "failed_at": f"{time.time():.3f}",
-                "id": entry.id,
-            },
-            maxlen=self.max_dead,
-            approximate=True,
+    async def bury(self, entry: Entry, reason: str) -> Trimmed:
+        """Move ``entry`` to the dead letters with ``reason``, atomically, and keep the dead
+        letters within their bounds; returns how many old letters that deleted."""
+        reply = await self._run(
+            "bury",
+            self._bury(
+                keys=[self.stream, self.dead_stream],
+                args=[
+                    self.group,
+                    entry.id,
+                    entry.data,
+                    reason,
+                    entry.attempt,
+                    f"{time.time():.3f}",
+                    self.max_dead,
+                    self._max_dead_age_ms,
+                ],
+            ),
         )
-        pipe.xack(self.stream, self.group, entry.id)
-        pipe.xdel(self.stream, entry.id)
-        await self._run("bury", pipe.execute())
+        return Trimmed(*map(int, reply))
+
+    async def trim_dead(self) -> Trimmed:
+        """Delete the dead letters past their bounds (age, then count); returns how many."""
+        reply = await self._run(
+            "trim",
+            self._trim(keys=[self.dead_stream], args=[self.max_dead, self._max_dead_age_ms]),
+        )
+        return Trimmed(*map(int, reply))
+
+    @property
+    def _max_dead_age_ms(self) -> int:
+        return max(1, int(self.max_dead_age_seconds * 1000))
 
     async def forget(self, consumer: str) -> bool:
         """Remove ``consumer`` from the group if it holds no entry; whether it was removed."""
@@ -453,9 +538,15 @@ class RedisQueue:
         pipe.xinfo_groups(self.stream)
         pipe.xinfo_consumers(self.stream, self.group)
         pipe.xlen(self.dead_stream)
-        length, groups, consumers, dead = await self._run("stats", pipe.execute())
+        pipe.xrange(self.dead_stream, count=1)
+        pipe.time()
+        length, groups, consumers, dead, oldest, now = await self._run("stats", pipe.execute())
         group = next(g for g in groups if _text(g["name"]) == self.group)
         lag = group.get("lag")
+        oldest_dead_seconds = None
+        if oldest:  # an entry id's first part is Redis's clock in ms when it was added
+            added_ms = int(_text(oldest[0][0]).partition("-")[0])
+            oldest_dead_seconds = max(0.0, now[0] + now[1] / 1e6 - added_ms / 1000)
         return QueueStats(
             length=int(length),
             max_length=self.max_length,
@@ -465,6 +556,9 @@ class RedisQueue:
                 (_text(c["name"]), int(c["pending"]), int(c["idle"]) / 1000) for c in consumers
             ],
             dead=int(dead),
+            max_dead=self.max_dead,
+            max_dead_age_seconds=self.max_dead_age_seconds,
+            oldest_dead_seconds=oldest_dead_seconds,
         )
 
     async def dead(self, count: int = 100) -> list[DeadLetter]:

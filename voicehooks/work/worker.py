@@ -12,14 +12,18 @@
    counts an attempt in Redis and runs it again; after ``max_attempts`` it moves to the dead
    letters with the reason: ``JobRun.failure``, the exception's type (never its message). An
    entry taken over more than ``max_attempts`` times (its workers keep dying on it, say by
-   running out of memory) is dead-lettered as ``abandoned`` without running again.
+   running out of memory) is dead-lettered as ``abandoned`` without running again. An entry
+   ``run`` cannot read (``UnreadableJob``: not a job, sealed with a key this worker lacks,
+   tampered with) is dead-lettered at once as ``unreadable: <why>``: no retry could read it.
 3. On ``stop`` the worker reads nothing more and drains its ``TaskOwner`` (the app's, in
    ``voicehooks worker``): what it holds gets the owner's grace period to finish, then is
    cancelled and stays pending in Redis for other workers.
 
 At most ``concurrency`` entries are held at once (running or waiting to retry), so a worker's
 memory is bounded by that many entries. When Redis is unreachable the loop waits and tries
-again (100 ms doubling to 5 s), logging once per outage.
+again (100 ms doubling to 5 s), logging once per outage. The dead letters are kept within the
+queue's bounds on every bury and once a minute; what that deletes is logged with its count
+and passed to ``on_trimmed`` (the app's observers, in ``voicehooks worker``).
 """
 
 from __future__ import annotations
@@ -30,18 +34,19 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from functools import partial
-from typing import Final
+from typing import Final, TypeVar
 
 import anyio
 
 from voicehooks.core.exceptions import QueueError
-from voicehooks.core.logs import describe
+from voicehooks.core.logs import describe, duration
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.core.tasks import TaskOwner
 
-from .queue import Entry, RedisQueue, consumer_name
+from .jobs import UnreadableJob
+from .queue import Entry, RedisQueue, Trimmed, consumer_name
 
-__all__ = ["ABANDONED", "Run", "Worker"]
+__all__ = ["ABANDONED", "UNREADABLE", "Run", "Worker"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -53,6 +58,14 @@ FORGET_AFTER_SECONDS: Final = 3600.0
 
 ABANDONED: Final = "abandoned"
 """Dead-letter reason of an entry whose workers died on it ``max_attempts`` times."""
+
+UNREADABLE: Final = "unreadable"
+"""Start of the dead-letter reason of an entry no attempt can read; the cause follows."""
+
+TRIM_EVERY_SECONDS: Final = 60.0
+"""How often a worker deletes the dead letters past their age bound, besides at each bury."""
+
+T = TypeVar("T")
 
 
 class Worker:
@@ -72,6 +85,8 @@ class Worker:
         tasks: Who owns the entries' tasks and drains them at ``stop`` (the app's owner, so
             that one grace period covers the worker and the app); default: one of its own.
         read_block_seconds: Longest blocking read; also how long a stop may take to notice.
+        on_trimmed: Told how many dead letters were deleted at their bounds, each time some
+            were: ``(count, bound)``, the bound ``"age"`` or ``"count"``.
     """
 
     def __init__(
@@ -87,6 +102,7 @@ class Worker:
         max_retry_delay_seconds: float = 300.0,
         tasks: TaskOwner | None = None,
         read_block_seconds: float = 1.0,
+        on_trimmed: Callable[[int, str], None] | None = None,
     ) -> None:
         if concurrency < 1 or max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be >= 1")
@@ -102,6 +118,7 @@ class Worker:
         self.max_retry_delay_seconds = max_retry_delay_seconds
         self.tasks = tasks if tasks is not None else TaskOwner(grace_seconds=20.0)
         self.read_block_seconds = read_block_seconds
+        self.on_trimmed = on_trimmed
         self._held: dict[str, Entry] = {}
         self._changed: anyio.Event | None = None  # made in serve: it needs a running loop
         self._outage = False
@@ -120,6 +137,7 @@ class Worker:
         tasks = self.tasks
         async with nullcontext() if tasks.is_open else tasks.owning():
             tasks.spawn_service(self._keep_fresh())
+            tasks.spawn_service(self._keep_dead_bounded())
             await self._feed(stop)
             await tasks.drain()
         with anyio.CancelScope(shield=True), contextlib.suppress(QueueError):
@@ -175,6 +193,41 @@ class Worker:
             except QueueError as exc:
                 _log.debug("worker %s: refreshing held entries failed: %s", self.consumer, exc)
 
+    async def _keep_dead_bounded(self) -> None:
+        while True:
+            try:
+                self._report_trimmed(await self.queue.trim_dead())
+            except QueueError as exc:
+                _log.debug("worker %s: trimming the dead letters failed: %s", self.consumer, exc)
+            await anyio.sleep(TRIM_EVERY_SECONDS)
+
+    def _report_trimmed(self, trimmed: Trimmed) -> None:
+        # Letters expiring at the age bound are the bound at work (info); letters deleted at
+        # the count bound died before their time, so many failed: someone should look.
+        queue = self.queue
+        for count, bound, level, limit in (
+            (
+                trimmed.by_age,
+                "age",
+                logging.INFO,
+                f"older than {duration(queue.max_dead_age_seconds)}",
+            ),
+            (trimmed.by_count, "count", logging.WARNING, f"past the bound of {queue.max_dead}"),
+        ):
+            if not count:
+                continue
+            _log.log(level, "deleted %d dead letter%s %s", count, "" if count == 1 else "s", limit)
+            if self.on_trimmed is not None:
+                try:
+                    self.on_trimmed(count, bound)
+                except Exception as exc:  # a counter's bug must not stop the worker
+                    _log.error("on_trimmed raised %s", describe(exc))
+
+    async def _bury(self, entry: Entry, reason: str) -> None:
+        trimmed = await self._settle(partial(self.queue.bury, entry, reason), entry, "dead-letter")
+        if trimmed is not None:
+            self._report_trimmed(trimmed)
+
     async def _process(self, entry: Entry) -> None:
         try:
             await self._attempts(entry)
@@ -189,7 +242,7 @@ class Worker:
     async def _attempts(self, entry: Entry) -> None:
         while True:
             if entry.attempt > self.max_attempts:
-                await self._settle(partial(self.queue.bury, entry, ABANDONED), entry, "dead-letter")
+                await self._bury(entry, ABANDONED)
                 _log.error(
                     "entry %s dead-lettered: its workers died on it %d times",
                     entry.id,
@@ -200,8 +253,17 @@ class Worker:
             if outcome == JobOutcome.DONE:
                 await self._settle(partial(self.queue.ack, [entry.id]), entry, "acknowledge")
                 return
+            if outcome == UNREADABLE:
+                await self._bury(entry, reason)
+                _log.error(
+                    "entry %s dead-lettered at once: %s; `voicehooks queue requeue` runs it "
+                    "again once this worker can read it",
+                    entry.id,
+                    reason,
+                )
+                return
             if entry.attempt >= self.max_attempts:
-                await self._settle(partial(self.queue.bury, entry, reason), entry, "dead-letter")
+                await self._bury(entry, reason)
                 _log.error(
                     "entry %s dead-lettered after %d attempts (%s); `voicehooks queue dead` "
                     "lists it, `voicehooks queue requeue` runs it again",
@@ -235,14 +297,16 @@ class Worker:
     async def _run_once(self, entry: Entry) -> tuple[str, str]:
         try:
             run = await self.run(entry)
+        except UnreadableJob as exc:
+            return UNREADABLE, f"{UNREADABLE}: {exc}"
         except Exception as exc:  # the callback's own bug: the entry retries like a failure
             _log.error("running entry %s raised %s", entry.id, describe(exc))
             return JobOutcome.FAILED, type(exc).__qualname__
         return run.outcome, run.failure or run.outcome
 
     async def _settle(
-        self, operation: Callable[[], Awaitable[None]], entry: Entry, what: str
-    ) -> None:
+        self, operation: Callable[[], Awaitable[T]], entry: Entry, what: str
+    ) -> T | None:
         # The handler's work is done: keep trying through a short Redis outage (a restart),
         # for as long as the entry would stay ours. Past that it stays pending, is taken over,
         # and the duplicate store recognises it as done (see ``voicehooks.work.durable``).
@@ -250,14 +314,13 @@ class Worker:
         deadline = time.monotonic() + self.claim_idle_seconds
         while True:
             try:
-                await operation()
-                return
+                return await operation()
             except QueueError as exc:
                 if time.monotonic() + delay > deadline:
                     _log.warning(
                         "entry %s: could not %s (%s); it stays pending", entry.id, what, exc
                     )
-                    return
+                    return None
             await anyio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
