@@ -30,7 +30,12 @@ __all__ = ["dev"]
     "--record",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Append every verified delivery to FILE as JSON lines (personal data: mode 0600).",
+    help="Append every verified delivery to FILE as JSON lines, personal data redacted.",
+)
+@click.option(
+    "--record-raw",
+    is_flag=True,
+    help="Record personal data as received instead of redacted (warned about at startup).",
 )
 @click.option(
     "--allow-remote-inspector",
@@ -45,6 +50,7 @@ def dev(
     no_reload: bool,
     log_level: str,
     record: str | None,
+    record_raw: bool,
     allow_remote_inspector: bool,
 ) -> None:
     """Serve TARGET for development: reload, a readable log, the inspector at /_voicehooks/.
@@ -81,6 +87,7 @@ def dev(
             log_level=log_level,
             log_config=logging_config("text", log_level),
             record=record,
+            record_raw=record_raw,
             inspector="remote" if allow_remote_inspector else "local",
             history=os.path.join(history, "inspector.jsonl"),
         )

@@ -28,7 +28,16 @@ import msgspec
 from voicehooks.core.events import Event, ToolCall, decode_delivery, delivery_id
 from voicehooks.core.records import JobRun
 
-__all__ = ["Job", "JobSink", "RunJob", "body_size", "decode_job", "encode_job", "job_key"]
+__all__ = [
+    "Job",
+    "JobSink",
+    "RunJob",
+    "body_size",
+    "decode_job",
+    "encode_job",
+    "event_body",
+    "job_key",
+]
 
 
 class Job(NamedTuple):
@@ -104,7 +113,7 @@ _decode_wire = msgspec.msgpack.Decoder(_Wire).decode
 def encode_job(job: Job, enqueued_at: float) -> bytes:
     """The bytes the durable queue stores for ``job``."""
     return _encode_wire(
-        _Wire(_body(job.event), job.target, dict(job.trace), enqueued_at, job.is_replay)
+        _Wire(event_body(job.event), job.target, dict(job.trace), enqueued_at, job.is_replay)
     )
 
 
@@ -120,7 +129,7 @@ def decode_job(data: bytes) -> tuple[Job, float]:
     return job, wire.enqueued_at
 
 
-def _body(event: Event) -> bytes:
+def event_body(event: Event) -> bytes:
     """The bytes the delivery arrived as; an event built in code is encoded as a delivery."""
     body: bytes | None = event.__dict__.get("_body")
     return body if body is not None else msgspec.json.encode({"message": event})
