@@ -1,5 +1,7 @@
 """Log hygiene: with every logger at DEBUG, no code path logs a secret, a signature, a body,
 a transcript line, a summary, a phone number or any other personal value of a delivery.
+Every free-text field also carries a card number, an IBAN and a phone number in spoken
+digits (``SAID``), each checked on its own.
 
 Every personal field of the deliveries below carries a distinctive marker, and so do the
 values tools return and the ``ToolError`` messages they raise (those go to the caller, and
@@ -63,6 +65,12 @@ SECOND_SECRET = "whsec_LOGHYGIENE_rotated_b16b00"
 OTHER_SECRET = "whsec_LOGHYGIENE_not_ours_dead"
 
 CUSTOMER = "+31699900417"
+# What callers read aloud, added to every free-text field of every event type (issue 21):
+# a Luhn-valid card, an IBAN with a valid check, a phone number in spoken digits.
+CARD = "4111 1111 1111 1111"
+IBAN = "NL91ABNA0417164300"
+SPOKEN_PHONE = "zero six one two three four five six seven eight"
+SAID = f" card {CARD} iban {IBAN} phone {SPOKEN_PHONE}"
 PLATFORM_NUMBER = "+31200077123"
 MARKERS = {
     "secret": SECRET,
@@ -72,22 +80,26 @@ MARKERS = {
     "customer number digits": CUSTOMER[1:],
     "platform number": PLATFORM_NUMBER,
     "platform number digits": PLATFORM_NUMBER[1:],
-    "number name": "PHONENAME-MARKER-q7",
-    "transcript, caller": "TRANSCRIPT-CALLER-LINE-5f2",
-    "transcript, assistant": "TRANSCRIPT-ASSISTANT-LINE-9c1",
-    "summary": "SUMMARY-TEXT-MARKER-7e3",
-    "analysis": "ANALYSIS-VALUE-MARKER-4d8",
-    "recording": "REC-MARKER-2b6",
-    "metadata": "METADATA-VALUE-MARKER-a19",
-    "assistant config": "ASSISTANT-CONFIG-MARKER-0aa",
-    "argument": "ARGUMENT-VALUE-MARKER-31c",
-    "status error": "STATUS-ERROR-TEXT-MARKER-66d",
-    "tool error": "TOOLERROR-TEXT-MARKER-0e5",
-    "tool result": "TOOL-RESULT-MARKER-8aa",
-    "assistant answer": "ASSISTANT-ANSWER-MARKER-c3b",
+    "number name": "PHONENAME-MARKER-q7" + SAID,
+    "transcript, caller": "TRANSCRIPT-CALLER-LINE-5f2" + SAID,
+    "transcript, assistant": "TRANSCRIPT-ASSISTANT-LINE-9c1" + SAID,
+    "summary": "SUMMARY-TEXT-MARKER-7e3" + SAID,
+    "analysis": "ANALYSIS-VALUE-MARKER-4d8" + SAID,
+    "recording": "REC-MARKER-2b6" + SAID,
+    "metadata": "METADATA-VALUE-MARKER-a19" + SAID,
+    "assistant config": "ASSISTANT-CONFIG-MARKER-0aa" + SAID,
+    "argument": "ARGUMENT-VALUE-MARKER-31c" + SAID,
+    "status error": "STATUS-ERROR-TEXT-MARKER-66d" + SAID,
+    "tool error": "TOOLERROR-TEXT-MARKER-0e5" + SAID,
+    "tool result": "TOOL-RESULT-MARKER-8aa" + SAID,
+    "assistant answer": "ASSISTANT-ANSWER-MARKER-c3b" + SAID,
     "signature header": "SIGNATURE-HEADER-MARKER-e4e",
     "timestamp header": "TIMESTAMP-HEADER-MARKER-1f1",
     "redis password": "REDIS-PASSWORD-MARKER-77b",
+    "card": CARD,
+    "card digits": CARD.replace(" ", ""),
+    "iban": IBAN,
+    "spoken phone": SPOKEN_PHONE,
 }
 ARGUMENT = MARKERS["argument"]
 
