@@ -275,7 +275,8 @@ class Dispatcher:
             delivery.outcome = DeliveryOutcome.DUPLICATE
             return ()
         if self.redact_languages is not None:  # before the queue: it never holds the data
-            event = redacted_event(event, self.redact_languages)
+            # About 0.6 ms per KB of pure Python: in a thread, so the loop gets its turns.
+            event = await anyio.to_thread.run_sync(redacted_event, event, self.redact_languages)
         jobs: list[Job] = []
         for handler in handlers:
             job = Job(event, handler.target, delivery.trace, delivery.is_replay)
