@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
