@@ -685,3 +685,58 @@ async def test_warnings_about_unknown_event_types_are_once_each_and_rate_limited
     assert saw(warnings, "'transcript'")
     answered = [r for r in logs.records if r.levelno == logging.INFO and " 200 " in r.getMessage()]
     assert len(answered) == len(types)  # every delivery keeps its own line
+
+
+async def test_metrics_and_traces_hold_nothing_personal_for_any_event_type(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    """The same kinds of deliveries, with Prometheus and an OpenTelemetry SDK tracer on:
+    neither the exposition nor any span (name, attributes, events, status) holds a marker,
+    the card, the IBAN or the spoken phone number (issue 21)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client import generate_latest
+
+    from voicehooks.observe.metrics import PrometheusObserver
+    from voicehooks.observe.tracing import TracingObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    metrics = PrometheusObserver()
+    sent = Sent()
+    app = build_app(observers=[metrics, TracingObserver(provider)])
+    async with WebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
+        for name in ("find_order", "refuse", "crash", "typed", "never_registered"):
+            assert (await sent.post(client, calls(f"call-{name}", name))).status_code == 200
+        for behaviour in ("ok", "crash"):
+            request = assistant_request(call_id=f"ar-{behaviour}", **personal())
+            assert (await sent.post(client, request)).status_code == 200
+        for call_id in ("st-ok", "st-crash"):
+            assert (await sent.post(client, status(call_id))).status_code == 200
+        for call_id in ("eoc-ok", "eoc-crash"):
+            assert (await sent.post(client, report(call_id))).status_code == 200
+        assert (await sent.post(client, b'{"message": {"type": "x"')).status_code == 400
+        await client.wait_for_background()
+    spans = exporter.get_finished_spans()
+    provider.shutdown()
+    assert spans, "no span was recorded: the tracer was not in use"
+    texts = {"metrics": generate_latest(metrics.registry).decode()}
+    for number, span in enumerate(spans):
+        texts[f"span {number} {span.name}"] = repr(
+            (
+                span.name,
+                dict(span.attributes or {}),
+                [(event.name, dict(event.attributes or {})) for event in span.events],
+                span.status.description,
+            )
+        )
+    leaks = [
+        f"{where} holds the {what}"
+        for where, text in texts.items()
+        for what, value in MARKERS.items()
+        if value in text
+    ]
+    assert not leaks, "\n".join(leaks)
+    sent.check(logs.records)
