@@ -24,12 +24,15 @@ def test_every_string_is_redacted_and_numbers_and_keys_stay() -> None:
     }
 
 
+IBAN = "NL91ABNA0417164300"
+
+
 def test_a_number_spoken_over_turns_is_found_in_each_shape_of_turn() -> None:
     turns = [
         {"role": "user", "content": "my card is four one one one one one one one"},
         {"role": "assistant", "message": "go on", "seconds_from_start": 3},
         {"role": "user", "content": [{"type": "text", "text": "one one one one one one one one"}]},
-        {"role": "tool", "content": [{"type": "tool_call", "arguments": {"iban": "NL91ABNA0417164300"}}]},
+        {"role": "tool", "content": [{"type": "tool_call", "arguments": {"iban": IBAN}}]},
     ]  # fmt: skip
     assert redact_json({"messages": turns}) == {
         "messages": [
