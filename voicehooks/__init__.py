@@ -28,9 +28,10 @@ from .live.reconcile import Reconciliation
 from .observe.observers import Observer
 from .pipeline.assistant import AssistantResponse
 from .pipeline.toolcalls import ToolResult
-from .settings import Background, Deadlines, Duplicates, Limits, Platform
+from .settings import Background, Deadlines, Duplicates, Limits, Platform, Privacy
 from .state.callstate import CallState
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
+from .tools.sensitive import Sensitive
 from .work.queue import RedisQueue
 
 __version__ = "0.1.0"
@@ -56,9 +57,11 @@ __all__ = [
     "Observer",
     "Platform",
     "PlatformClient",
+    "Privacy",
     "Reconciliation",
     "RedisQueue",
     "RedisStore",
+    "Sensitive",
     "StatusUpdate",
     "ToolCall",
     "ToolCalls",

@@ -57,10 +57,19 @@ from .observe.observers import Observer, ObserverSet
 from .observe.recording import REPLAY_HEADER
 from .pipeline.dispatch import EMPTY, Dispatcher
 from .pipeline.routing import Registry
-from .settings import Background, Deadlines, Duplicates, Limits, Platform, deprecated_keywords
+from .settings import (
+    Background,
+    Deadlines,
+    Duplicates,
+    Limits,
+    Platform,
+    Privacy,
+    deprecated_keywords,
+)
 from .state.dedupe import Deduplicator
 from .state.stores import DeliveryStore, default_store
 from .tools.definition import UnknownArguments
+from .tools.sensitive import Tokens, mask_body
 from .work.durable import DurableSink, default_queue
 from .work.jobs import Job, JobSink
 from .work.queue import RedisQueue
@@ -104,6 +113,8 @@ class VoiceHooks(Registry):
         duplicates: Once-only processing of redeliveries; ``None`` switches it off.
         platform: The way back to the platform's REST API (``LiveCall``, late results of
             slow tools, reconciliation of lost reports).
+        privacy: Where personal data goes: redacted handlers, raw recordings, the languages
+            redaction reads, the key of ``Sensitive`` arguments' tokens.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
         observers: Told about every delivery, tool call and job (see ``voicehooks.observe``);
@@ -139,6 +150,7 @@ class VoiceHooks(Registry):
         background: Background = Background(),  # noqa: B008
         duplicates: Duplicates | None = Duplicates(),  # noqa: B008
         platform: Platform = Platform(),  # noqa: B008
+        privacy: Privacy = Privacy(),  # noqa: B008
         lifespan: Lifespan | None = None,
         observers: Sequence[Observer] = (),
         unknown_arguments: UnknownArguments = "ignore",
@@ -169,6 +181,7 @@ class VoiceHooks(Registry):
         self.unknown_arguments = unknown_arguments
         self.deadlines, self.limits, self.background = deadlines, limits, background
         self.duplicates, self.platform = duplicates, platform
+        self.privacy = privacy
         self.path = path
         trimmed = path.rstrip("/")
         self._paths = frozenset({trimmed, trimmed + "/"})
@@ -253,6 +266,8 @@ class VoiceHooks(Registry):
             ),
             call_state_max_bytes=memory.call_state_max_bytes,
             call_state_ttl_seconds=memory.call_state_ttl_seconds,
+            tokens=Tokens(privacy.token_key),
+            redact_languages=privacy.languages if privacy.redact_handlers else None,
         )
         self.reconciler: Reconciler | None = None
         if platform.reconcile is not None:
@@ -417,6 +432,10 @@ class VoiceHooks(Registry):
         if delivery.event_type is not None and _log.isEnabledFor(logging.INFO):
             _log_delivery(delivery)
         if self.observers.active:
+            if delivery.masks:  # Sensitive tool arguments: observers keep only their tokens
+                if delivery.body is not None:
+                    delivery.body = mask_body(delivery.body, delivery.masks)
+                delivery.answer = mask_body(delivery.answer, delivery.masks)
             self.observers.delivery_answered(delivery)
 
     async def _receive_event(

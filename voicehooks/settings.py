@@ -35,7 +35,15 @@ from .work.durable import QueueFailure
 from .work.queue import RedisQueue
 from .work.sealing import sealer_for
 
-__all__ = ["Background", "Deadlines", "Duplicates", "Limits", "Platform", "deprecated_keywords"]
+__all__ = [
+    "Background",
+    "Deadlines",
+    "Duplicates",
+    "Limits",
+    "Platform",
+    "Privacy",
+    "deprecated_keywords",
+]
 
 
 def _positive(owner: object, *names: str) -> None:
@@ -214,6 +222,48 @@ class Platform:
     api: PlatformClient | None = None
     command_limit: CommandLimit = DEFAULT_COMMAND_LIMIT
     reconcile: Reconciliation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Privacy:
+    """Where the personal data callers say goes (see "Personal data" in the docs).
+
+    Recordings, ``voicehooks replay``'s output and the inspector always redact; handlers get
+    the real report unless ``redact_handlers``.
+
+    Args:
+        languages: The languages whose spoken numbers and context words redaction reads
+            (``voicehooks.privacy``; ``"en"``, ``"nl"`` or one added with ``add_language``).
+        redact_handlers: Handlers (``@app.on``, except ``assistant-request``, which routes
+            the live call) get the event with its personal data redacted (``[card]``,
+            ``[phone]``, ...), for teams whose storage must never hold a card number (PCI
+            DSS). The redaction is done before the job is queued, so a durable queue and its
+            dead letters never hold the data either.
+        record_raw: Recordings keep personal data as received (``--record-raw``); the
+            recorder logs a warning and each line says ``"redacted": false``.
+        token_key: The key of ``Sensitive`` arguments' tokens (HMAC-SHA256). ``None``: a
+            random key per process, so a token joins records of one process only; give every
+            process the same key (32 random bytes, kept like the webhook secret) to join
+            them across processes and restarts.
+    """
+
+    languages: tuple[str, ...] = ("en", "nl")
+    redact_handlers: bool = False
+    record_raw: bool = False
+    token_key: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_key is not None and len(self.token_key) < 16:
+            raise ConfigurationError("Privacy(token_key=...) must be at least 16 bytes")
+        if self.languages != ("en", "nl"):
+            # Checked here only when not the built-in ones: the detector is imported where it
+            # runs, never on the request path.
+            from .privacy.languages import lexicon
+
+            try:
+                lexicon(tuple(self.languages))
+            except ValueError as exc:
+                raise ConfigurationError(f"Privacy(languages=...): {exc}") from None
 
 
 # old keyword -> (the setting that replaces it, its field)

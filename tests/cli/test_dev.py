@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -189,3 +190,34 @@ def test_fix_the_code_and_replay_the_delivery_after_the_reload(tmp_path: Path) -
     assert "parts arrived, ready Friday" in detail  # the fixed code answered the replay
     # The list's file (personal data) went with the server.
     assert set(Path(tempfile.gettempdir()).glob("voicehooks-dev-*")) <= histories
+
+
+def _histories(directory: Path) -> list[Path]:
+    return sorted(directory.glob("voicehooks-dev-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_the_inspector_history_does_not_outlive_dev(tmp_path: Path, stop: str) -> None:
+    """SIGTERM runs the cleanup; after kill -9, the next ``voicehooks dev`` removes the
+    history of the process that is gone (it holds what callers said)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"VOICEHOOKS_SECRET": SECRET, "TMPDIR": str(temp)}
+    args = ["--no-reload"]  # one process to kill: the one holding the history
+    with running_server(QUICKSTART, tmp_path, env=env, command="dev", args=args) as server:
+        (history,) = _histories(temp)
+        (history / "inspector.jsonl").write_text('{"summary": "card 4111 1111 1111 1111"}\n')
+        if stop == "SIGKILL":
+            server.process.send_signal(signal.SIGKILL)
+        else:
+            server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+        time.sleep(0.5)
+        if stop == "SIGTERM":
+            assert _histories(temp) == []
+            return
+        assert _histories(temp) == [history]  # nothing ran: the next start cleans up
+    with running_server(QUICKSTART, tmp_path, env=env, command="dev", args=args):
+        assert history not in _histories(temp)
+        assert len(_histories(temp)) == 1  # its own

@@ -16,7 +16,8 @@ from tests.helpers.paths import ROOT
 from tests.helpers.servers import Server, running_server
 from voicehooks.cli import main
 from voicehooks.core.signing import sign
-from voicehooks.observe.recording import Recording
+from voicehooks.observe import Delivery
+from voicehooks.observe.recording import Recorder, Recording
 from voicehooks.testing import status_update, tool_call, tool_calls
 
 SECRET = "whsec_cli_replay"
@@ -169,3 +170,34 @@ def test_resign_without_a_secret_and_a_broken_file_are_usage_errors(
     result = CliRunner().invoke(main, ["replay", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2
     assert "cannot read" in result.output
+
+
+def test_a_redacted_recording_replays_with_resign_and_the_output_is_redacted(
+    server: Server, runner: CliRunner, tmp_path: Path
+) -> None:
+    """The Recorder's own line (redacted by default) signed again; the call id's number and a
+    card in the changed answer are printed as their kinds."""
+    path = tmp_path / "r.jsonl"
+    recorder = Recorder(path)
+    delivery = Delivery([])
+    payload = tool_calls(
+        tool_call("check_repair_status", {"order_number": "WO-2291"}, id="tool_1"),
+        call_id="call-+31655018342",
+    )
+    delivery.body = json.dumps(payload).encode()
+    delivery.event_type, delivery.call_id = "tool-calls", "call-+31655018342"
+    delivery.status, delivery.outcome = 200, "answered"
+    card = {"tool_call_id": "tool_1", "result": "card 4111 1111 1111 1111 on file"}
+    delivery.answer = json.dumps({"results": [card]}).encode()
+    recorder.delivery_answered(delivery)
+    recorder.close()
+    unsigned = runner.invoke(main, ["replay", str(path), "--url", server.url + "/"])
+    assert unsigned.exit_code == 2
+    assert "is redacted" in unsigned.output
+    assert "--resign" in unsigned.output
+    result = runner.invoke(main, ["replay", str(path), "--url", server.url + "/", "--resign"])
+    assert result.exit_code == 1, result.output  # the answer differs: the card was redacted
+    assert "DIFF    1 tool-calls         call=call-[phone] 200" in result.output
+    assert '"result": "card [card] on file"' in result.output
+    assert "4111" not in result.output
+    assert "31655018342" not in result.output

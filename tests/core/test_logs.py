@@ -213,3 +213,17 @@ def test_unknown_names_remember_a_long_name_by_what_the_log_shows_of_it() -> Non
     assert names.first("x" * 450_000)
     assert not names.first("x" * 450_001)  # the same 128 characters in the log
     assert [len(name) for name in names.names] == [128]
+
+
+@pytest.mark.parametrize(
+    ("call_id", "shown"),
+    [
+        ("call-+31-6-5501-8342", "call-+**-*-****-****"),  # separators do not hide a number
+        ("call (065) 501-8342", "call (***) ***-****"),
+        ("call.31.655.018.342", "call.**.***.***.***"),
+        ("3f8c2d1e-6b7a-4c59-9e0d-2a1b4c6d8e0f", "3f8c2d1e-6b7a-4c59-9e0d-2a1b4c6d8e0f"),
+        ("order-2291-a", "order-2291-a"),
+    ],
+)
+def test_a_call_id_is_masked_in_the_log_line_separators_and_all(call_id: str, shown: str) -> None:
+    assert masked(call_id) == shown

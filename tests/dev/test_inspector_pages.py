@@ -6,7 +6,7 @@ import html
 
 import pytest
 
-from voicehooks.dev.inspector.pages import delivery_page
+from voicehooks.dev.inspector.pages import deliveries_fragment, delivery_page
 from voicehooks.dev.inspector.store import Entry
 from voicehooks.observe import Delivery
 
@@ -45,3 +45,15 @@ def test_a_replay_without_its_original_and_a_long_log() -> None:
     assert '"a": "+31655018342"' in page(replayed, reveal=True)
     assert "answer (not" not in shown
     assert "not json" in page(entry(b"{}", b"not json", "status-update"))
+
+
+@pytest.mark.parametrize("call_id", ["call-+31-6-5501-8342", "call (065) 501-8342"])
+def test_a_call_id_with_separators_is_masked_on_the_index_and_the_delivery_page(
+    call_id: str,
+) -> None:
+    shown = entry(b'{"message": {}}', event="status-update")
+    shown.delivery.call_id = call_id
+    for text in (deliveries_fragment([shown]), page(shown)):
+        assert "5501" not in text
+        assert "501-8342" not in text
+    assert call_id in html.unescape(page(shown, reveal=True))

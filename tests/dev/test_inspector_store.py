@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,36 @@ def test_a_bad_log_format_is_captured_as_written(
     monkeypatch.setattr(logging, "raiseExceptions", False)  # other handlers stay quiet too
     contextvars.copy_context().run(run)
     assert recent.newest_first()[0].logs == ["ERROR   voicehooks: %d apples"]
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("caller 0655018342 wants a callback", "caller 065•••••42 wants a callback"),
+        ("national (065) 501-8342", "national (06•••••••••42"),
+        ("dialled tel:+31655018342", "dialled tel:+31•••••••42"),
+        ("paid with 4111 1111 1111 1111", "paid with [card]"),
+        ("refund to NL91ABNA0417164300", "refund to [iban]"),
+        ("order WO-2291 at 9:30", "order WO-2291 at 9:30"),
+    ],
+)
+def test_the_apps_own_log_lines_are_masked_when_captured(
+    recent: RecentDeliveries, caplog: pytest.LogCaptureFixture, said: str, shown: str
+) -> None:
+    """The app's ``logging.getLogger(__name__)`` lines, as the page and the history show them."""
+    with caplog.at_level(logging.INFO):
+        handle(recent, make_delivery(), said)
+    (entry,) = recent.newest_first()
+    assert entry.logs == [f"INFO    voicehooks: {shown}"]
+
+
+def test_the_history_file_holds_the_masked_log_lines(
+    recent: RecentDeliveries, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    with caplog.at_level(logging.INFO):
+        handle(recent, make_delivery(), "caller 0655018342, card 4111 1111 1111 1111")
+    assert recent.newest_first()[0].logs
+    recent.save(tmp_path / "inspector.jsonl")
+    text = (tmp_path / "inspector.jsonl").read_text()
+    assert "0655018342" not in text
+    assert "4111" not in text

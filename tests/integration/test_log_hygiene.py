@@ -1,5 +1,7 @@
 """Log hygiene: with every logger at DEBUG, no code path logs a secret, a signature, a body,
 a transcript line, a summary, a phone number or any other personal value of a delivery.
+Every free-text field also carries a card number, an IBAN and a phone number in spoken
+digits (``SAID``), each checked on its own.
 
 Every personal field of the deliveries below carries a distinctive marker, and so do the
 values tools return and the ``ToolError`` messages they raise (those go to the caller, and
@@ -63,6 +65,12 @@ SECOND_SECRET = "whsec_LOGHYGIENE_rotated_b16b00"
 OTHER_SECRET = "whsec_LOGHYGIENE_not_ours_dead"
 
 CUSTOMER = "+31699900417"
+# What callers read aloud, added to every free-text field of every event type (issue 21):
+# a Luhn-valid card, an IBAN with a valid check, a phone number in spoken digits.
+CARD = "4111 1111 1111 1111"
+IBAN = "NL91ABNA0417164300"
+SPOKEN_PHONE = "zero six one two three four five six seven eight"
+SAID = f" card {CARD} iban {IBAN} phone {SPOKEN_PHONE}"
 PLATFORM_NUMBER = "+31200077123"
 MARKERS = {
     "secret": SECRET,
@@ -72,22 +80,26 @@ MARKERS = {
     "customer number digits": CUSTOMER[1:],
     "platform number": PLATFORM_NUMBER,
     "platform number digits": PLATFORM_NUMBER[1:],
-    "number name": "PHONENAME-MARKER-q7",
-    "transcript, caller": "TRANSCRIPT-CALLER-LINE-5f2",
-    "transcript, assistant": "TRANSCRIPT-ASSISTANT-LINE-9c1",
-    "summary": "SUMMARY-TEXT-MARKER-7e3",
-    "analysis": "ANALYSIS-VALUE-MARKER-4d8",
-    "recording": "REC-MARKER-2b6",
-    "metadata": "METADATA-VALUE-MARKER-a19",
-    "assistant config": "ASSISTANT-CONFIG-MARKER-0aa",
-    "argument": "ARGUMENT-VALUE-MARKER-31c",
-    "status error": "STATUS-ERROR-TEXT-MARKER-66d",
-    "tool error": "TOOLERROR-TEXT-MARKER-0e5",
-    "tool result": "TOOL-RESULT-MARKER-8aa",
-    "assistant answer": "ASSISTANT-ANSWER-MARKER-c3b",
+    "number name": "PHONENAME-MARKER-q7" + SAID,
+    "transcript, caller": "TRANSCRIPT-CALLER-LINE-5f2" + SAID,
+    "transcript, assistant": "TRANSCRIPT-ASSISTANT-LINE-9c1" + SAID,
+    "summary": "SUMMARY-TEXT-MARKER-7e3" + SAID,
+    "analysis": "ANALYSIS-VALUE-MARKER-4d8" + SAID,
+    "recording": "REC-MARKER-2b6" + SAID,
+    "metadata": "METADATA-VALUE-MARKER-a19" + SAID,
+    "assistant config": "ASSISTANT-CONFIG-MARKER-0aa" + SAID,
+    "argument": "ARGUMENT-VALUE-MARKER-31c" + SAID,
+    "status error": "STATUS-ERROR-TEXT-MARKER-66d" + SAID,
+    "tool error": "TOOLERROR-TEXT-MARKER-0e5" + SAID,
+    "tool result": "TOOL-RESULT-MARKER-8aa" + SAID,
+    "assistant answer": "ASSISTANT-ANSWER-MARKER-c3b" + SAID,
     "signature header": "SIGNATURE-HEADER-MARKER-e4e",
     "timestamp header": "TIMESTAMP-HEADER-MARKER-1f1",
     "redis password": "REDIS-PASSWORD-MARKER-77b",
+    "card": CARD,
+    "card digits": CARD.replace(" ", ""),
+    "iban": IBAN,
+    "spoken phone": SPOKEN_PHONE,
 }
 ARGUMENT = MARKERS["argument"]
 
@@ -673,3 +685,58 @@ async def test_warnings_about_unknown_event_types_are_once_each_and_rate_limited
     assert saw(warnings, "'transcript'")
     answered = [r for r in logs.records if r.levelno == logging.INFO and " 200 " in r.getMessage()]
     assert len(answered) == len(types)  # every delivery keeps its own line
+
+
+async def test_metrics_and_traces_hold_nothing_personal_for_any_event_type(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    """The same kinds of deliveries, with Prometheus and an OpenTelemetry SDK tracer on:
+    neither the exposition nor any span (name, attributes, events, status) holds a marker,
+    the card, the IBAN or the spoken phone number (issue 21)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client import generate_latest
+
+    from voicehooks.observe.metrics import PrometheusObserver
+    from voicehooks.observe.tracing import TracingObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    metrics = PrometheusObserver()
+    sent = Sent()
+    app = build_app(observers=[metrics, TracingObserver(provider)])
+    async with WebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
+        for name in ("find_order", "refuse", "crash", "typed", "never_registered"):
+            assert (await sent.post(client, calls(f"call-{name}", name))).status_code == 200
+        for behaviour in ("ok", "crash"):
+            request = assistant_request(call_id=f"ar-{behaviour}", **personal())
+            assert (await sent.post(client, request)).status_code == 200
+        for call_id in ("st-ok", "st-crash"):
+            assert (await sent.post(client, status(call_id))).status_code == 200
+        for call_id in ("eoc-ok", "eoc-crash"):
+            assert (await sent.post(client, report(call_id))).status_code == 200
+        assert (await sent.post(client, b'{"message": {"type": "x"')).status_code == 400
+        await client.wait_for_background()
+    spans = exporter.get_finished_spans()
+    provider.shutdown()
+    assert spans, "no span was recorded: the tracer was not in use"
+    texts = {"metrics": generate_latest(metrics.registry).decode()}
+    for number, span in enumerate(spans):
+        texts[f"span {number} {span.name}"] = repr(
+            (
+                span.name,
+                dict(span.attributes or {}),
+                [(event.name, dict(event.attributes or {})) for event in span.events],
+                span.status.description,
+            )
+        )
+    leaks = [
+        f"{where} holds the {what}"
+        for where, text in texts.items()
+        for what, value in MARKERS.items()
+        if value in text
+    ]
+    assert not leaks, "\n".join(leaks)
+    sent.check(logs.records)

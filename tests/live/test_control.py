@@ -11,6 +11,7 @@ import pytest
 
 from tests.helpers.stores import BrokenStore
 from voicehooks import ConfigurationError, MemoryStore
+from voicehooks.core.events import call_scope
 from voicehooks.exceptions import StoreError
 from voicehooks.live.api import CallEnded, PlatformClient, RateLimited
 from voicehooks.live.control import CommandLimit, CommandLimiter, LiveCall
@@ -189,7 +190,7 @@ async def test_an_undeliverable_late_result_goes_to_the_hook_and_a_log_line(
     commands = 0 if setup == "limited" else 10
     limiter = CommandLimiter(store, CommandLimit(commands=max(commands, 1), window_seconds=60))
     if setup == "limited":
-        await store.take_token("control:c-7", 1, 63)
+        await store.take_token("control:" + call_scope("c-7"), 1, 63)
     async with PlatformClient(
         api_key=platform.api_key,
         base_url=platform.base_url,

@@ -20,7 +20,7 @@ from voicehooks import (
     StatusUpdate,
     VoiceHooks,
 )
-from voicehooks.core.events import decode_delivery
+from voicehooks.core.events import call_scope, decode_delivery
 from voicehooks.live.api import PlatformClient
 from voicehooks.live.reconcile import Reconciler, Reconciliation, report_body
 from voicehooks.testing import FakePlatform, WebhookClient
@@ -270,7 +270,7 @@ async def test_a_report_refused_503_leaves_its_call_to_be_reconciled() -> None:
         assert app.reconciler is not None
         assert await app.reconciler.sweep() == 0  # "refused" was never seen: nothing to do
         # The refused report did not take the call's claim: a later report or a sweep can.
-        assert await app.call_control.store.claim("report:refused", 60)
+        assert await app.call_control.store.claim("report:" + call_scope("refused"), 60)
 
 
 async def test_a_reconciled_report_goes_to_the_durable_queue_not_the_receiver(

@@ -44,7 +44,7 @@ def delivery(
 
 def test_a_delivery_becomes_one_line_with_the_signed_headers_only(tmp_path: Path) -> None:
     path = tmp_path / "deliveries.jsonl"
-    recorder = Recorder(path)
+    recorder = Recorder(path, raw=True)
     recorder.delivery_answered(delivery())
     recorder.close()
     (line,) = path.read_bytes().splitlines()
@@ -56,6 +56,7 @@ def test_a_delivery_becomes_one_line_with_the_signed_headers_only(tmp_path: Path
         "x-webhook-event": "tool-calls",
     }
     assert data["body"].encode() == BODY  # byte for byte: a replay verifies without --resign
+    assert data["redacted"] is False
     (recording,) = read_recording(path)
     assert recording.event == "tool-calls"
     assert recording.call_id == "c-1"
@@ -171,3 +172,67 @@ def test_a_record_that_cannot_be_built_is_logged_and_the_next_one_written(
     recorder.close()
     assert "recording a delivery failed: AttributeError" in caplog.text
     assert len(list(read_recording(path))) == 1
+
+
+CARD = "4111 1111 1111 1111"
+IBAN = "NL91ABNA0417164300"
+REPORT = json.dumps(
+    {
+        "message": {
+            "type": "end-of-call-report",
+            "call": {"id": "call-+31655018342"},
+            "summary": f"The caller paid with card {CARD} from {IBAN}.",
+            "analysis": {"notes": f"refund to {IBAN}", "score": 4},
+            "messages": [
+                {"role": "user", "content": "my card is four one one one one one one one"},
+                {"role": "assistant", "content": "go on"},
+                {"role": "user", "content": "one one one one one one one one"},
+                {
+                    "role": "user",
+                    "message": "call me on zero six five five zero one eight three four two",
+                },
+                {"role": "user", "content": [{"type": "text", "text": f"iban {IBAN}"}]},
+            ],
+        }
+    }
+).encode()
+
+
+def test_a_recording_is_redacted_by_default_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "deliveries.jsonl"
+    recorder = Recorder(path)
+    report = delivery(body=REPORT, event="end-of-call-report")
+    report.call_id = "call-+31655018342"
+    report.answer = json.dumps({"results": [{"result": f"card {CARD} charged"}]}).encode()
+    recorder.delivery_answered(report)
+    recorder.close()
+    text = path.read_text()
+    for secret in (CARD, IBAN, "4111", "31655018342", "zero six", "one one one one"):
+        assert secret not in text
+    (recording,) = read_recording(path)
+    assert recording.redacted
+    assert "x-webhook-signature" not in recording.headers  # the body no longer matches it
+    body = json.loads(recording.body)["message"]
+    assert body["summary"] == "The caller paid with card [card] from [iban]."
+    assert body["analysis"] == {"notes": "refund to [iban]", "score": 4}
+    turns = body["messages"]
+    assert turns[0]["content"] == "my card is [card]"  # a number spoken over two turns
+    assert turns[2]["content"] == "[card]"
+    assert turns[3]["message"] == "call me on [phone]"
+    assert turns[4]["content"] == [{"type": "text", "text": "iban [iban]"}]
+    assert recording.call_id == "call-[phone]"
+    assert recording.answer == '{"results":[{"result":"card [card] charged"}]}'
+
+
+def test_a_raw_recording_keeps_everything_and_warns_at_startup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "deliveries.jsonl"
+    with caplog.at_level(logging.WARNING, logger="voicehooks"):
+        recorder = Recorder(path, raw=True)
+    assert "WITHOUT redaction" in caplog.text
+    recorder.delivery_answered(delivery(body=REPORT, event="end-of-call-report"))
+    recorder.close()
+    (recording,) = read_recording(path)
+    assert not recording.redacted
+    assert recording.body.encode() == REPORT

@@ -275,7 +275,12 @@ def main() -> None:
     metavar="FILE",
     envvar="VOICEHOOKS_RECORD",
     show_envvar=True,
-    help="Append every verified delivery to FILE as JSON lines (personal data: mode 0600).",
+    help="Append every verified delivery to FILE as JSON lines, personal data redacted.",
+)
+@click.option(
+    "--record-raw",
+    is_flag=True,
+    help="Record personal data as received instead of redacted (warned about at startup).",
 )
 @log_format_option
 @click.option(
@@ -307,6 +312,7 @@ def run(
     forwarded_allow_ips: str | None,
     root_path: str,
     record: str | None,
+    record_raw: bool,
     log_format: LogFormat,
     log_config: str | None,
     metrics: bool,
@@ -352,6 +358,7 @@ def run(
             log_level=log_level,
             log_config=log_config or logging_config(log_format, log_level),
             record=record,
+            record_raw=record_raw,
             proxy_headers=proxy_headers,
             forwarded_allow_ips=forwarded_allow_ips,
             root_path=root_path,

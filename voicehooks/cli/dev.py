@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 
 import click
@@ -30,7 +31,12 @@ __all__ = ["dev"]
     "--record",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Append every verified delivery to FILE as JSON lines (personal data: mode 0600).",
+    help="Append every verified delivery to FILE as JSON lines, personal data redacted.",
+)
+@click.option(
+    "--record-raw",
+    is_flag=True,
+    help="Record personal data as received instead of redacted (warned about at startup).",
 )
 @click.option(
     "--allow-remote-inspector",
@@ -45,6 +51,7 @@ def dev(
     no_reload: bool,
     log_level: str,
     record: str | None,
+    record_raw: bool,
     allow_remote_inspector: bool,
 ) -> None:
     """Serve TARGET for development: reload, a readable log, the inspector at /_voicehooks/.
@@ -68,8 +75,13 @@ def dev(
 
     _, _, directory = load_target(target)
     click.echo(f"Inspector: http://{_url_host(host)}:{port}/_voicehooks/", err=True)
-    # The inspector's list outlives each reload in a private file, deleted when dev exits.
-    history = tempfile.mkdtemp(prefix="voicehooks-dev-")
+    # The inspector's list outlives each reload in a private file, deleted when dev exits;
+    # one left by a dev that was killed (kill -9 runs no cleanup) goes at the next start.
+    _remove_stale_histories()
+    history = tempfile.mkdtemp(prefix=f"{_HISTORY_PREFIX}{os.getpid()}-")
+    # uvicorn raises a SIGTERM again once it has shut down, with the handler it found: this
+    # one turns it into an exit that runs the ``finally`` below (the default would not).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve(
             target,
@@ -81,11 +93,46 @@ def dev(
             log_level=log_level,
             log_config=logging_config("text", log_level),
             record=record,
+            record_raw=record_raw,
             inspector="remote" if allow_remote_inspector else "local",
             history=os.path.join(history, "inspector.jsonl"),
         )
     finally:
         shutil.rmtree(history, ignore_errors=True)
+
+
+_HISTORY_PREFIX = "voicehooks-dev-"
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _remove_stale_histories() -> None:
+    """Delete the history directories of ``voicehooks dev`` processes that are gone: each
+    is named after its process id, and holds what callers said."""
+    directory = tempfile.gettempdir()
+    for name in os.listdir(directory):
+        pid = name.removeprefix(_HISTORY_PREFIX).partition("-")[0]
+        if not name.startswith(_HISTORY_PREFIX) or not pid.isdigit():
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.stat(path).st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _url_host(host: str) -> str:

@@ -221,50 +221,9 @@ def _body(body: bytes, raw: bool) -> str:
         decoded = json.loads(body)
     except ValueError:
         return "(not JSON)"
-    return json.dumps(_redacted(decoded), ensure_ascii=False)
+    from voicehooks.privacy import redact_json
 
-
-def _redacted(value: Any) -> Any:
-    """A decoded body with the personal data voicehooks.privacy finds replaced by its kind,
-    in every string and in numbers long enough to be a phone number; a transcript's turns
-    (a list of ``{"role": ..., "content" or "message": text}``) are read together, so a
-    number a caller spelled over several turns is found.
-    """
-    from voicehooks.privacy import redact
-
-    if isinstance(value, str):
-        return redact(value, languages=_LANGUAGES)
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        turns = _redacted_turns(value)
-        return turns if turns is not None else [_redacted(item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000_000:
-        for text in (str(value), f"+{value}"):  # a phone number that lost its + or its 0
-            if redact(text, languages=_LANGUAGES) != text:
-                return redact(text, languages=_LANGUAGES)
-    return value
-
-
-def _redacted_turns(items: list[Any]) -> list[Any] | None:
-    from voicehooks.privacy import Turn, redact_turns
-
-    if not items or not all(isinstance(item, dict) and "role" in item for item in items):
-        return None
-    keys = [
-        next((k for k in ("content", "message") if isinstance(i.get(k), str)), "") for i in items
-    ]
-    texts = redact_turns(
-        [
-            Turn(str(item["role"]), item[key] if key else "")
-            for item, key in zip(items, keys, strict=True)
-        ],
-        languages=_LANGUAGES,
-    )
-    return [
-        {k: (text if k == key else _redacted(v)) for k, v in item.items()}
-        for item, key, text in zip(items, keys, texts, strict=True)
-    ]
+    return json.dumps(redact_json(decoded, languages=_LANGUAGES), ensure_ascii=False)
 
 
 @queue.command()

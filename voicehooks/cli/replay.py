@@ -4,6 +4,10 @@ A regression check after a code change: record real traffic with ``voicehooks ru
 FILE``, change the code, start it locally and replay the file against it. Answers are compared
 as JSON (key order does not matter) together with the status; any difference is shown as a
 unified diff and makes the exit code 1.
+
+What it prints is redacted (``voicehooks.privacy``): the call ids and the diffs show
+``[card]``, ``[phone]``, ... however the recording was made. A redacted recording's bodies
+no longer match their signatures, so it replays only with ``--resign``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import click
 
 from voicehooks.observe.recording import REPLAY_HEADER, Recording, read_recording
+from voicehooks.privacy import redact
 
 from .environment import configured_secrets, env_file_option
 from .posting import Poster
@@ -24,6 +29,7 @@ from .posting import Poster
 __all__ = ["replay"]
 
 _FILTER_KEYS = ("event", "call", "tool", "status", "outcome")
+_LANGUAGES = ("en", "nl")
 
 
 @click.command()
@@ -77,6 +83,11 @@ def replay(
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
         raise click.UsageError(f"cannot read {recording_file!r}: {exc.strerror}") from None
+    if not resign and any(recording.redacted for recording in recordings):
+        raise click.UsageError(
+            f"{recording_file} is redacted: its bodies no longer match their signatures. "
+            "Add --resign to sign them again with VOICEHOOKS_SECRET."
+        )
     secret = None
     if resign:
         secrets = configured_secrets()
@@ -96,11 +107,10 @@ def replay(
             diff = _difference(recording, status, answer)
             different += bool(diff)
             mark = "DIFF" if diff else "same"
-            click.echo(
-                f"{mark} {number:>4} {recording.event:<18} call={recording.call_id} {status}"
-            )
+            call_id = _shown(recording.call_id or "None")
+            click.echo(f"{mark} {number:>4} {recording.event:<18} call={call_id} {status}")
             for line in diff:
-                click.echo(f"       {line}")
+                click.echo(f"       {_shown(line)}")
     finally:
         poster.close()
     click.echo(
@@ -114,6 +124,10 @@ def replay(
         )
     if different:
         sys.exit(1)
+
+
+def _shown(text: str) -> str:
+    return redact(text, languages=_LANGUAGES)
 
 
 def _parse_filter(text: str) -> tuple[str, str]:

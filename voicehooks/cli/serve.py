@@ -29,6 +29,7 @@ def serve(
     log_level: str,
     log_config: str | dict[str, Any],
     record: str | None,
+    record_raw: bool = False,
     inspector: str | None = None,
     history: str | None = None,
     **uvicorn_options: Any,
@@ -46,6 +47,7 @@ def serve(
     handed_over = {
         variables.RUN_TARGET: target,
         variables.RUN_RECORD: record_file(record) if record is not None else None,
+        variables.RUN_RECORD_RAW: "1" if record_raw else None,
         variables.RUN_INSPECTOR: inspector,
         variables.RUN_INSPECTOR_HISTORY: history,
     }

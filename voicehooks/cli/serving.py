@@ -7,7 +7,8 @@ collections that a busy server triggers every few thousand requests stop scannin
 were the p99 latency (tens of milliseconds) before. It is process-wide, which is why the
 process owner does it here and the library does not.
 
-``run --record`` adds a ``Recorder`` to the app; ``dev`` serves it wrapped in the
+``run --record`` adds a ``Recorder`` to the app (redacting unless ``--record-raw`` or
+``Privacy(record_raw=True)``); ``dev`` serves it wrapped in the
 ``Inspector``. Each process then says which event loop and HTTP parser it runs on: uvloop and
 httptools are what the benchmarks measure, and about three times the throughput of asyncio's
 loop and h11.
@@ -44,7 +45,9 @@ def app() -> ASGIApp:
     if record:
         from voicehooks.observe.recording import Recorder
 
-        instance.add_observer(Recorder(record))
+        privacy = instance.privacy
+        raw = privacy.record_raw or variables.read(variables.RUN_RECORD_RAW) == "1"
+        instance.add_observer(Recorder(record, raw=raw, languages=privacy.languages))
     inspector = variables.read(variables.RUN_INSPECTOR)
     if inspector:
         from voicehooks.dev.inspector import Inspector

@@ -56,6 +56,7 @@ MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 # voicehooks run -> the server processes it starts
 RUN_TARGET: Final = "VOICEHOOKS_RUN_TARGET"
 RUN_RECORD: Final = "VOICEHOOKS_RUN_RECORD"
+RUN_RECORD_RAW: Final = "VOICEHOOKS_RUN_RECORD_RAW"
 RUN_INSPECTOR: Final = "VOICEHOOKS_RUN_INSPECTOR"
 RUN_INSPECTOR_HISTORY: Final = "VOICEHOOKS_RUN_INSPECTOR_HISTORY"
 
@@ -110,6 +111,7 @@ VARIABLES: Final = (
     Variable("VOICEHOOKS_RECORD", "(none)", "voicehooks run --record", cli=True),
     Variable(RUN_TARGET, "(set by voicehooks run)", "The app a server process loads."),
     Variable(RUN_RECORD, "(set by voicehooks run)", "Where a server process records."),
+    Variable(RUN_RECORD_RAW, "(set by voicehooks run)", "Record without redaction (`1`)."),
     Variable(RUN_INSPECTOR, "(set by voicehooks dev)", "The inspector's settings."),
     Variable(RUN_INSPECTOR_HISTORY, "(set by voicehooks dev)", "The inspector's history file."),
 )

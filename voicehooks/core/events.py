@@ -41,6 +41,7 @@ __all__ = [
     "ToolCalls",
     "ToolFunction",
     "UnknownEventType",
+    "call_scope",
     "decode_delivery",
     "delivery_id",
     "event_key",
@@ -367,9 +368,19 @@ def _decode_object(raw: bytes | msgspec.Raw) -> dict[str, Any]:
 # done marks and ``CallContext.delivery_id`` all read these, so they agree.
 
 
+def call_scope(call_id: str) -> str:
+    """The call id as it appears in store keys: hashed, because it may embed a phone number.
+
+    The one hash of a call id in keys (tool calls, call state, intents, late results,
+    call-control pacing, reconciliation claims): unkeyed, so every process agrees on it.
+    """
+    return hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
+
+
 def tool_key(call_id: str, tool_call_id: str) -> str:
-    """The store key of one tool call. The length prefix keeps ``:`` in ids unambiguous."""
-    return f"tool:{len(call_id)}:{call_id}:{tool_call_id}"
+    """The store key of one tool call; the hashed call id has a fixed length, so ``:`` in
+    the tool call id stays unambiguous."""
+    return f"tool:{call_scope(call_id)}:{tool_call_id}"
 
 
 def event_key(event: Event) -> str:
@@ -396,6 +407,7 @@ def delivery_id(event: Event, tool_call: ToolCall | None = None) -> str:
     characters, for the user's own idempotency keys.
     """
     if tool_call is not None:
-        key = tool_key(event.call.id, tool_call.id).encode()
-        return hashlib.sha256(key).hexdigest()[:32]
+        # The 0.3 form of the identity, kept so that ids users stored stay the same.
+        identity = f"tool:{len(event.call.id)}:{event.call.id}:{tool_call.id}"
+        return hashlib.sha256(identity.encode()).hexdigest()[:32]
     return event_key(event)[6:38]  # after "event:"

@@ -54,7 +54,9 @@ __all__ = [
 
 LogFormat = Literal["text", "json"]
 
-_PHONE_LIKE = re.compile(r"\d{7,}")
+# 7 or more digits, one or two separators between them allowed ("+31-6-5501-8342").
+_PHONE_LIKE = re.compile(r"\d(?:[-. ()/]{0,2}\d){6,}")
+_DIGIT = re.compile(r"\d")
 
 # What every LogRecord has; anything else on a record came through ``extra=``.
 _STANDARD: Final = frozenset(
@@ -116,17 +118,20 @@ def _escaped(character: str) -> str:
 
 
 def masked(call_id: str | None) -> str:
-    """``call_id`` with every run of 7 or more digits starred out, for the log (``loggable``).
+    """``call_id`` with every run of 7 or more digits starred out, separators between them
+    allowed, for the log (``loggable``).
 
     Examples:
         >>> masked("call-_+31612345678_XqaQ")
         'call-_+***********_XqaQ'
+        >>> masked("call-+31-6-5501-8342")
+        'call-+**-*-****-****'
         >>> masked("3f8c2d1e-6b7a-4c59")
         '3f8c2d1e-6b7a-4c59'
     """
     if call_id is None:
         return "-"
-    return loggable(_PHONE_LIKE.sub(lambda match: "*" * len(match.group()), call_id))
+    return loggable(_PHONE_LIKE.sub(lambda match: _DIGIT.sub("*", match.group()), call_id))
 
 
 class Throttle:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from .events import Event
@@ -84,7 +84,9 @@ class Delivery:
     name). ``trace`` is a carrier for context propagation (W3C ``traceparent``): an observer
     may fill it when the delivery starts, and the background jobs the delivery causes carry it
     along, in this process or through the durable queue. ``is_replay`` and ``bypass_dedupe``
-    are only ever true in development mode (see ``VoiceHooks.development``).
+    are only ever true in development mode (see ``VoiceHooks.development``). ``masks`` maps
+    the values of the ``Sensitive`` tool arguments it carried to their tokens; the app
+    replaces them in ``body`` and ``answer`` before observers see the delivery answered.
     """
 
     __slots__ = (
@@ -97,6 +99,7 @@ class Delivery:
         "event_type",
         "headers",
         "is_replay",
+        "masks",
         "outcome",
         "received_at",
         "started",
@@ -121,6 +124,7 @@ class Delivery:
         self.duration_seconds = 0.0
         self.tools: list[ToolRun] = []
         self.trace: dict[str, str] = {}
+        self.masks: dict[Any, str] | None = None
 
 
 class JobRun:

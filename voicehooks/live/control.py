@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import msgspec
 
+from voicehooks.core.events import call_scope
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 from voicehooks.core.injection import injectable
 from voicehooks.core.logs import describe, masked
@@ -96,7 +97,7 @@ class CommandLimiter:
         while True:
             try:
                 wait = await self.store.take_token(
-                    "control:" + call_id, self.limit.commands, window
+                    "control:" + call_scope(call_id), self.limit.commands, window
                 )
             except StoreError as exc:
                 if not self._warned:

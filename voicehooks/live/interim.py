@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from voicehooks.core.events import call_scope
 from voicehooks.core.exceptions import StoreError
 from voicehooks.core.logs import describe, masked
 from voicehooks.core.running import within
@@ -219,7 +220,7 @@ class LateResults:
         """
         try:
             first = await self.store.claim(
-                f"late:{result.call_id}:{result.tool_call_id}", self.claim_ttl_seconds
+                f"late:{call_scope(result.call_id)}:{result.tool_call_id}", self.claim_ttl_seconds
             )
         except StoreError as exc:
             _log.error("late result claim failed, sending it unclaimed: %s", exc)

@@ -37,7 +37,7 @@ from typing import Any, Final
 import anyio
 import msgspec
 
-from voicehooks.core.events import AssistantRequest, EndOfCallReport, Event
+from voicehooks.core.events import AssistantRequest, EndOfCallReport, Event, call_scope
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 from voicehooks.core.logs import describe, masked
 from voicehooks.core.tasks import TaskOwner
@@ -146,7 +146,7 @@ class Reconciler:
         """The report for ``call_id`` arrived here: claim it for every worker, forget the call."""
         self._calls.pop(call_id, None)
         try:
-            await self.store.claim("report:" + call_id, _CLAIM_TTL_SECONDS)
+            await self.store.claim("report:" + call_scope(call_id), _CLAIM_TTL_SECONDS)
         except StoreError as exc:
             _log.warning("could not mark call %s as reported: %s", masked(call_id), exc)
 
@@ -173,7 +173,7 @@ class Reconciler:
                 self._calls[call_id] = (now + self.settings.after_seconds, 0)
                 continue
             try:
-                first = await self.store.claim("report:" + call_id, _CLAIM_TTL_SECONDS)
+                first = await self.store.claim("report:" + call_scope(call_id), _CLAIM_TTL_SECONDS)
             except StoreError as exc:
                 _log.warning("reconciliation of call %s skipped: %s", masked(call_id), exc)
                 self._calls[call_id] = (now + self.settings.interval_seconds, failures)
@@ -191,7 +191,7 @@ class Reconciler:
         _log.warning("reconciled report of call %s refused; trying again later", masked(call_id))
         self._calls[call_id] = (now + self.settings.interval_seconds, failures)
         try:
-            await self.store.release("report:" + call_id)
+            await self.store.release("report:" + call_scope(call_id))
         except StoreError as exc:  # its claim expires in a day; until then it is not retried
             _log.warning("could not give back the claim of call %s: %s", masked(call_id), exc)
 

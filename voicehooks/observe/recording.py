@@ -1,20 +1,30 @@
 """Recordings: every verified delivery appended to a JSON-lines file, for ``voicehooks replay``.
 
 ``voicehooks run --record FILE`` (and ``dev``) installs a ``Recorder``, an observer. Each
-delivery that passed the signature check becomes one line: the body exactly as received, the
-headers the signature covers, the answer, the status, the outcome and the timing of the
+delivery that passed the signature check becomes one line: the body, the headers the
+signature covers, the answer, the status, the outcome and the timing of the
 delivery and of each tool::
 
     {"v": 1, "received_at": 1767182400.12, "event": "tool-calls", "call_id": "c-1",
      "headers": {"content-type": "application/json", "x-webhook-timestamp": "1767182400",
-                 "x-webhook-signature": "sha256=…", "x-webhook-event": "tool-calls"},
+                 "x-webhook-event": "tool-calls"},
      "body": "{\"message\": …}", "status": 200, "outcome": "answered", "answer": "…",
      "duration_ms": 1.3, "is_replay": false,
-     "tools": [{"name": "check_repair_status", "id": "tool_1", "outcome": "ok", "ms": 0.4}]}
+     "tools": [{"name": "check_repair_status", "id": "tool_1", "outcome": "ok", "ms": 0.4}],
+     "redacted": true}
 
-**The file holds personal data**: phone numbers, transcripts, tool arguments and results. It
-is created readable by its owner only (mode 0600; an existing file that others can read is
-used but warned about). Keep it out of version control and delete it when done.
+Personal data is redacted by default (``voicehooks.privacy.redact_json``): the body's
+transcripts, summary, analysis and every other string, the answer and the call id hold
+``[card]``, ``[phone]``, ... instead. A redacted body no longer matches its signature, so
+the line keeps no ``x-webhook-signature`` and ``voicehooks replay`` signs it again
+(``--resign``). ``Recorder(raw=True)`` (``--record-raw``, ``Privacy(record_raw=True)``)
+keeps everything as received; each line says which it is (``"redacted": true``), and the
+recorder logs a warning when it starts. Redaction runs in the writer thread, off the loop.
+
+The file is created readable by its owner only (mode 0600; an existing file that others can
+read is used but warned about): a raw recording holds phone numbers, transcripts, tool
+arguments and results, and redaction does not find names. Keep it out of version control
+and delete it when done.
 
 The event loop never touches the disk. ``delivery_answered`` puts the record on a queue that a
 writer thread owns; the thread encodes, appends and flushes. The queue is bounded by the bytes
@@ -32,7 +42,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -82,6 +92,7 @@ class Recording(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: float
     is_replay: bool = False
     tools: list[RecordedTool] = []
+    redacted: bool = False
 
 
 _STOP: Final = object()
@@ -94,13 +105,30 @@ class Recorder(Observer):
         path: The JSON-lines file; created with mode 0600, appended to if it exists.
         max_pending_bytes: How many bytes of records may wait for the disk; past it, records
             are dropped (and counted in ``dropped``) rather than the event loop waiting.
+        raw: Keep personal data as received instead of redacting it (logged as a warning).
+        languages: The languages whose spoken numbers redaction reads.
 
     Raises:
         OSError: The file cannot be opened for appending.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_pending_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_pending_bytes: int = 16 << 20,
+        raw: bool = False,
+        languages: Sequence[str] = ("en", "nl"),
+    ) -> None:
         self.path = Path(path)
+        self.raw = raw
+        self.languages = tuple(languages)
+        if raw:
+            _log.warning(
+                "recording to %s WITHOUT redaction (--record-raw): card numbers, phone "
+                "numbers and transcripts are written as received",
+                self.path,
+            )
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if os.fstat(fd).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             _log.warning(
@@ -166,7 +194,8 @@ class Recorder(Observer):
                 lines = []
                 for _, delivery in done:
                     try:
-                        lines.append(self._encoder.encode(_record(delivery)) + b"\n")
+                        record = _record(delivery, None if self.raw else self.languages)
+                        lines.append(self._encoder.encode(record) + b"\n")
                     except Exception as exc:  # a bug here must not stop the recording
                         _log.error("recording a delivery failed: %s", describe(exc))
                 try:
@@ -189,7 +218,8 @@ class Recorder(Observer):
             view = view[os.write(self._fd, view) :]
 
 
-def _record(delivery: Delivery) -> Recording:
+def _record(delivery: Delivery, languages: tuple[str, ...] | None) -> Recording:
+    """The line of ``delivery``; redacted in ``languages`` unless they are ``None``."""
     assert delivery.body is not None
     assert delivery.event_type is not None
     headers = {
@@ -197,15 +227,25 @@ def _record(delivery: Delivery) -> Recording:
         for name, value in delivery.headers
         if name in SIGNED_HEADERS
     }
+    body, answer, call_id = delivery.body, delivery.answer, delivery.call_id
+    if languages is not None:
+        # Imported here, in the writer thread: the detector is never on the request path.
+        from voicehooks.privacy import redact, redact_body
+
+        # The signature was of the body as received: a redacted body is signed again on replay.
+        headers.pop("x-webhook-signature", None)
+        body = redact_body(body, languages=languages)
+        answer = redact_body(answer, languages=languages) if answer else answer
+        call_id = redact(call_id, languages=languages) if call_id else call_id
     return Recording(
         received_at=round(delivery.received_at, 3),
         event=delivery.event_type,
-        call_id=delivery.call_id,
+        call_id=call_id,
         headers=headers,
-        body=delivery.body.decode("utf-8", "replace"),  # verified JSON: valid UTF-8
+        body=body.decode("utf-8", "replace"),  # verified JSON: valid UTF-8
         status=delivery.status,
         outcome=delivery.outcome,
-        answer=delivery.answer.decode("utf-8", "replace"),
+        answer=answer.decode("utf-8", "replace"),
         duration_ms=round(delivery.duration_seconds * 1000, 3),
         is_replay=delivery.is_replay,
         tools=[
@@ -214,6 +254,7 @@ def _record(delivery: Delivery) -> Recording:
             )
             for run in delivery.tools
         ],
+        redacted=languages is not None,
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import msgspec
 
-from voicehooks.core.events import Event, ToolCall, ToolCalls
+from voicehooks.core.events import Event, ToolCall, ToolCalls, decode_delivery
 from voicehooks.core.exceptions import ToolError, Unavailable
 from voicehooks.core.injection import CallContext, Providers, fill
 from voicehooks.core.logs import UnknownNames, loggable, masked
@@ -45,6 +45,7 @@ from voicehooks.live.interim import Busy
 from voicehooks.observe.observers import ObserverSet
 from voicehooks.state.dedupe import IN_FLIGHT_MARGIN_SECONDS, Deduplicator, intent_key
 from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool, stub_for
+from voicehooks.tools.sensitive import Tokens, mask_body
 from voicehooks.work.jobs import Job, JobSink
 
 from .routing import Registry
@@ -113,6 +114,7 @@ class ToolCallsAnswerer:
         provided: How to build injectable values (``LiveCall``, ``CallState``).
         report: Shows a failure to the app's error hooks.
         intents: The single flight of ``once_per_call`` tools, on the app's store.
+        tokens: The tokens of ``Sensitive`` arguments.
     """
 
     def __init__(
@@ -128,8 +130,10 @@ class ToolCallsAnswerer:
         provided: Providers,
         report: Report,
         intents: Deduplicator,
+        tokens: Tokens,
     ) -> None:
         self.registry = registry
+        self.tokens = tokens
         self.tool_timeout_seconds = tool_timeout_seconds
         self.live_threads = threads
         self.deduplicator = deduplicator
@@ -156,7 +160,7 @@ class ToolCallsAnswerer:
             # The common case: no list of work, no concurrency machinery at all.
             only = calls[0]
             result = await self._tool(tools[only.function.name], only, event, delivery, jobs)
-            return self._encode(_Answer([_Entry(only.id, result)])), jobs
+            return self._encode(_Answer([_Entry(only.id, result)])), jobs  # no job with a mask
         results: list[msgspec.Raw] = [_EMPTY_RAW] * len(calls)
         work: list[Callable[[], Coroutine[Any, Any, None]]] = [
             functools.partial(self._tool_into, results, i, tool, call, event, delivery, jobs)
@@ -172,6 +176,10 @@ class ToolCallsAnswerer:
             # store_failure="reject": the pipeline answers one Unavailable with a 503.
             raise _first_leaf(refused)  # noqa: B904  (keeps the store fault as cause)
         entries = [_Entry(call.id, result) for call, result in zip(calls, results, strict=True)]
+        if jobs and delivery.masks and delivery.body is not None:
+            # Another call's fire-and-forget job carries the body: not the Sensitive values.
+            masked = decode_delivery(mask_body(delivery.body, delivery.masks))
+            jobs = [job._replace(event=masked) for job in jobs]
         return self._encode(_Answer(entries)), jobs
 
     async def _tool_into(
@@ -195,11 +203,13 @@ class ToolCallsAnswerer:
         if observers.active:
             observers.tool_started(delivery, run)
         try:
-            execute = (
+            execute: Callable[[], Awaitable[tuple[msgspec.Raw, bool | None]]] = (
                 functools.partial(self._once, tool, call, event, delivery, jobs, run)
                 if tool.once_per_call
                 else functools.partial(self._execute, tool, call, event, delivery, jobs, run)
             )
+            if tool.sensitive:
+                execute = self._masking(tool, call, delivery, execute)
             once = None if delivery.bypass_dedupe else self.deduplicator
             if once is None or not tool.deduplicate:
                 return (await execute())[0]
@@ -226,6 +236,28 @@ class ToolCallsAnswerer:
             run.end(run.outcome or ToolOutcome.FAILED)
             if observers.active:
                 observers.tool_ended(delivery, run)
+
+    def _masking(
+        self,
+        tool: Tool,
+        call: ToolCall,
+        delivery: Delivery,
+        execute: Callable[[], Awaitable[tuple[msgspec.Raw, bool | None]]],
+    ) -> Callable[[], Awaitable[tuple[msgspec.Raw, bool | None]]]:
+        """Note the call's ``Sensitive`` values on the delivery, and mask them in the answer
+        (so in what is remembered for duplicates) when the tool echoes one."""
+        masks = self.tokens.of_arguments(bytes(call.function.arguments), tool.sensitive)
+        if not masks:
+            return execute
+        if delivery.masks is None:
+            delivery.masks = {}
+        delivery.masks.update(masks)
+
+        async def masked() -> tuple[msgspec.Raw, bool | None]:
+            answer, keep = await execute()
+            return msgspec.Raw(mask_body(bytes(answer), masks)), keep
+
+        return masked
 
     async def _once(
         self,

@@ -14,11 +14,11 @@ id is hashed into its store key, and nothing here logs a name or a value.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
+from voicehooks.core.events import call_scope
 from voicehooks.core.exceptions import CallStateFull
 from voicehooks.core.injection import injectable
 
@@ -36,11 +36,6 @@ TTL_SECONDS: Final = 3 * 3600.0
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
-
-
-def call_scope(call_id: str) -> str:
-    """The call id as it appears in store keys: hashed, because it may embed a phone number."""
-    return hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
 
 
 @injectable

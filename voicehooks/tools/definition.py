@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from voicehooks.core.logs import loggable
 from voicehooks.core.running import UserFunction
 
 from .arguments import Unfit, not_json, recover
+from .sensitive import Sensitive
 
 __all__ = [
     "ArgumentError",
@@ -101,6 +103,8 @@ class Tool:
     once_per_call: bool = False
     key: IntentKey | None = None
     key_ttl_seconds: float | None = None
+    sensitive: tuple[str, ...] = ()
+    """The parameters annotated ``Sensitive()``: masked outside the tool (``sensitive``)."""
     coercions: Counter[str] = field(default_factory=Counter, compare=False)
     """How many arguments of each kind (``arguments.COERCIONS``) were coerced to fit, so far."""
 
@@ -163,6 +167,12 @@ class Tool:
             )
         injections, arguments, hints = plan_injections(function, ToolCalls, tool=True)
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        sensitive = tuple(name for name in arguments if _is_sensitive(hints[name]))
+        if sensitive and fire_and_forget:
+            raise ValueError(
+                f"tool {tool_name!r}: a Sensitive argument ({sensitive[0]}) cannot go with "
+                "fire_and_forget=True: the job would carry its value to the queue"
+            )
         for parameter in arguments.values():
             annotation = hints[parameter.name]
             if parameter.name in documented:
@@ -203,6 +213,7 @@ class Tool:
             once_per_call=once_per_call,
             key=key,
             key_ttl_seconds=key_ttl_seconds,
+            sensitive=sensitive,
         )
 
     def decode(self, call: ToolCall) -> Any:
@@ -347,6 +358,12 @@ def _type_enums(node: Any) -> None:
 
 def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_-]", name)) or "Tool"
+
+
+def _is_sensitive(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is Annotated and any(
+        isinstance(item, Sensitive) for item in annotation.__metadata__
+    )
 
 
 def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:

@@ -36,6 +36,7 @@ __all__ = [
     "body_size",
     "decode_job",
     "encode_job",
+    "event_body",
     "job_key",
 ]
 
@@ -113,7 +114,7 @@ _decode_wire = msgspec.msgpack.Decoder(_Wire).decode
 def encode_job(job: Job, enqueued_at: float) -> bytes:
     """The bytes the durable queue stores for ``job``."""
     return _encode_wire(
-        _Wire(_body(job.event), job.target, dict(job.trace), enqueued_at, job.is_replay)
+        _Wire(event_body(job.event), job.target, dict(job.trace), enqueued_at, job.is_replay)
     )
 
 
@@ -138,7 +139,7 @@ class UnreadableJob(ValueError):
     """
 
 
-def _body(event: Event) -> bytes:
+def event_body(event: Event) -> bytes:
     """The bytes the delivery arrived as; an event built in code is encoded as a delivery."""
     body: bytes | None = event.__dict__.get("_body")
     return body if body is not None else msgspec.json.encode({"message": event})

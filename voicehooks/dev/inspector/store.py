@@ -17,7 +17,9 @@ holds, personal data included; ``voicehooks dev`` deletes it when it exits.
 Log lines are captured by a handler on the ``voicehooks`` logger and the root logger (so the
 app's own ``logging.getLogger(__name__)`` lines come along), attributed to the delivery
 through a context variable set when it starts: tools, sync functions in worker threads and
-the background handlers it causes all inherit it.
+the background handlers it causes all inherit it. Each line is masked by the same detector
+as the event (``masking``) when it is captured, so neither the page nor the history file
+holds what the app logged of a caller's number.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from voicehooks.observe import Delivery, Observer, ToolRun
 from voicehooks.observe.recording import REPLAY_HEADER, SIGNED_HEADERS
+
+from .masking import mask_phone_numbers
 
 __all__ = ["MAX_LOG_LINES", "MAX_WATCHERS", "Entry", "RecentDeliveries"]
 
@@ -216,7 +220,8 @@ class _Capture(logging.Handler):
             text = record.getMessage()
         except Exception:  # a bad format string in someone's log call
             text = str(record.msg)
-        line = f"{record.levelname:<7} {record.name}: {text}"
+        # The app's own lines may hold what a caller said: masked like the event, when captured.
+        line = f"{record.levelname:<7} {record.name}: {mask_phone_numbers(text)}"
         entry.logs.append(line[:MAX_LOG_LINE_CHARS])
 
 
