@@ -462,3 +462,26 @@ async def test_worker_metrics_read_the_worker_s_counts_and_the_backlog_at_each_s
     }
     assert ("voicehooks_worker_backlog", "") not in samples(second)  # unknown, not stale
     assert samples(second)[("voicehooks_worker_jobs_total", "done")] == 3
+
+
+async def test_metrics_beside_the_webhook_warn_once_and_path_none_serves_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import httpx
+
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        VoiceHooks(secret="whsec_x", observers=[PrometheusObserver()])
+    (warning,) = [r for r in caplog.records if "metrics are served at" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "/metrics beside the webhook" in warning.getMessage()
+    assert "PrometheusObserver(path=None)" in warning.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        private = PrometheusObserver(path=None)
+        app = VoiceHooks(secret="whsec_x", observers=[private])
+    assert not [r for r in caplog.records if "metrics are served" in r.getMessage()]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        assert (await client.get("/metrics")).status_code == 404

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import glob
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -52,6 +53,7 @@ from voicehooks.core.records import Delivery, JobRun, ToolRun
 from .observers import Observer
 
 METRICS_PATH: Final = "/metrics"
+_log = logging.getLogger("voicehooks")
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -107,6 +109,10 @@ class PrometheusObserver(Observer):
         registry: Where the metrics are registered; a private one by default, so several
             apps in one process (tests) do not collide. ``exposition`` serves it together
             with prometheus_client's default registry (process metrics, your own metrics).
+        path: Where the app serves them, beside the webhook: on its port and, mounted, under
+            its prefix (``/hooks/metrics``), so anyone who reaches the webhook reaches them,
+            and the app says so in one WARNING when it installs the observer. ``None``
+            serves no route: mount ``endpoint`` on another port, path or behind auth.
 
     Example:
         >>> from voicehooks import VoiceHooks
@@ -118,8 +124,11 @@ class PrometheusObserver(Observer):
     dict lookup per delivery instead of prometheus_client's ``labels()`` call.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, path: str | None = METRICS_PATH
+    ) -> None:
         prometheus = _prometheus()
+        self.path = path
         self.registry: CollectorRegistry = (
             registry if registry is not None else prometheus.CollectorRegistry(auto_describe=True)
         )
@@ -222,10 +231,19 @@ class PrometheusObserver(Observer):
         return MetricsEndpoint(self.registry)
 
     def routes(self, tools: Mapping[str, Tool]) -> Sequence[BaseRoute]:
-        """``GET /metrics``, served by the app beside its webhook."""
+        """``GET {path}``, served by the app beside its webhook (nothing for ``path=None``)."""
         from starlette.routing import Route
 
-        return [Route(METRICS_PATH, self.endpoint, methods=["GET"])]
+        if self.path is None:
+            return []
+        _log.warning(
+            "metrics are served at %s beside the webhook (mounted: under its prefix), where "
+            "whoever reaches the webhook reads them: block the path at your proxy, or serve "
+            "them elsewhere with PrometheusObserver(path=None) and its endpoint "
+            "(see 'Mount voicehooks' in the docs)",
+            self.path,
+        )
+        return [Route(self.path, self.endpoint, methods=["GET"])]
 
 
 class WorkerMetrics:
