@@ -337,7 +337,7 @@ async def test_live_call_answers_at_once_then_speaks_the_stock_into_the_call(
                 "call-help": "The call is being transferred.",
             }
             await client.wait_for_background()
-    by_call = {r.call_id: r for r in platform.commands}
+    by_call = {r.call_id: r for r in platform.received()}
     assert by_call["call-ex"].body == {
         "type": "inject-context",
         "content": 'Result of the tool check_stock: {"sku":"KB-7","in_stock":4}',
