@@ -82,7 +82,26 @@ class ArgumentError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A registered tool: the function, its argument decoder and its platform definition."""
+    """A registered tool: the function, its argument decoder and its platform definition.
+
+    What ``app.tools["name"]`` returns; made by ``@app.tool`` (``Tool.from_function``), never
+    by hand. Read it: ``name``, ``description`` (the docstring's first paragraph, or
+    ``description=``), ``parameters`` (the JSON Schema of its arguments), the options given
+    to ``@app.tool`` (``timeout_seconds``, ``fire_and_forget``, ``interim``, ...),
+    ``function`` (yours, undecorated) and ``definition(url)`` (the entry of the assistant's
+    ``llm_config.tools``, as ``voicehooks tools`` prints it).
+
+    Examples:
+        >>> from voicehooks import VoiceHooks
+        >>> app = VoiceHooks(secret="whsec_example")
+        >>> @app.tool
+        ... def check(order_number: str) -> str:
+        ...     '''Check an order.'''
+        ...     return "ready"
+        >>> tool = app.tools["check"]
+        >>> tool.description, tool.parameters["required"]
+        ('Check an order.', ['order_number'])
+    """
 
     name: str
     fn: UserFunction
