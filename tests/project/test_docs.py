@@ -475,3 +475,24 @@ def test_the_metrics_table_lists_every_metric_the_code_registers() -> None:
     page = (ROOT / "docs" / "how-to" / "observability.md").read_text()
     listed = set(re.findall(r"^\| `(voicehooks_\w+)` \|", page, re.MULTILINE))
     assert listed == registered
+
+
+def test_what_app_tools_holds_is_documented_and_the_app_module_opens_for_users() -> None:
+    app = VoiceHooks(secret="whsec_x")
+
+    @app.tool
+    def check(order_number: str) -> str:
+        """Check an order."""
+        return "ready"
+
+    tool_type = type(app.tools["check"])
+    pages = api_pages()
+    assert tool_type.__module__ in pages, f"{tool_type.__module__}.Tool is on no reference page"
+    assert tool_type.__doc__ is not None
+    assert 'app.tools["name"]' in tool_type.__doc__
+    import voicehooks.app
+
+    opening = (voicehooks.app.__doc__ or "").split("\n\n")[0]
+    assert "_handle" not in (voicehooks.app.__doc__ or "")
+    assert "hot path" not in (voicehooks.app.__doc__ or "")
+    assert "register tools and handlers" in opening
