@@ -48,7 +48,7 @@ def test_an_edit_a_new_file_and_a_deletion_restart_a_venv_change_does_not(
     tmp_path: Path,
 ) -> None:
     app = make_project(tmp_path, venv_files=3)
-    config = Config("app:app", reload=True, reload_delay=0.001)
+    config = Config("app:app", reload=True, reload_delay=0.001, log_config=None)
     reloader = ProjectReload(config, lambda sockets: None, [], str(tmp_path))
     assert reloader.should_restart() is None
     module = next((tmp_path / ".venv").rglob("*.py"))
