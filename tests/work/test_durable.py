@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -392,6 +393,16 @@ def test_worker_metrics_without_a_health_port_is_a_usage_error(
     result = CliRunner().invoke(main, ["worker", "app.py", "--metrics"])
     assert result.exit_code == 2
     assert "--health-port" in result.output
+
+
+def test_worker_metrics_without_prometheus_client_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    result = CliRunner().invoke(main, ["worker", "app.py", "--metrics", "--health-port", "9"])
+    assert result.exit_code == 2
+    assert "pip install 'voicehooks[metrics]'" in result.output
 
 
 async def test_the_worker_process_runs_jobs_until_stopped_and_drains(

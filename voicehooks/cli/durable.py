@@ -295,6 +295,13 @@ def worker(
             "--metrics are served on the health port: add --health-port (or set "
             "VOICEHOOKS_WORKER_HEALTH_PORT)"
         )
+    if metrics:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise click.UsageError(
+                "--metrics needs prometheus_client: pip install 'voicehooks[metrics]'"
+            ) from None
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
     if app.queue is None:
         raise click.UsageError(
