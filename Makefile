@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.run-stamp
 DEV_SECRET := whsec_dev_only_not_for_production
 PORT ?= 8000
 
@@ -16,14 +17,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e . --group dev --group bench --group docs
 	touch $(STAMP)
 
-run: $(STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a development secret
+# run and dev serve the example: the package alone, not the test, bench and docs groups.
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)  ## serve examples/quickstart.py on 127.0.0.1:$(PORT) with a development secret
 	@echo "Serving examples/quickstart.py on http://127.0.0.1:$(PORT)/ (development secret)."
 	@echo "In another shell, send it a signed test event:"
 	@echo "  VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks send tool-calls --url http://127.0.0.1:$(PORT)/ --tool check_repair_status --args '{\"order_number\": \"WO-2291\"}'"
 # exec: the server takes the shell's place, so stopping make by its PID stops the server too
 	VOICEHOOKS_SECRET=$(DEV_SECRET) exec $(BIN)/voicehooks run examples/quickstart.py --port $(PORT)
 
-dev: $(STAMP)  ## the same with reload and the inspector at http://127.0.0.1:$(PORT)/_voicehooks/
+dev: $(RUN_STAMP)  ## the same with reload and the inspector at http://127.0.0.1:$(PORT)/_voicehooks/
 	@echo "In another shell: VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks simulate examples/scenarios/quickstart.toml --url http://127.0.0.1:$(PORT)/"
 	VOICEHOOKS_SECRET=$(DEV_SECRET) $(BIN)/voicehooks dev examples/quickstart.py --port $(PORT)
 

@@ -2,10 +2,11 @@ r"""Appointments: typed tool arguments, business hours, and a booking that never
 
 What it shows:
 
-* Typed tool arguments. ``datetime.date``, ``Literal`` choices and a nested ``msgspec.Struct``
-  become the JSON Schema the model is given (``voicehooks tools examples/appointments.py``)
-  and are checked before the tool runs: a date like "next Friday" never reaches the tool,
-  the model gets an error naming the argument, what was expected and an example value.
+* Typed tool arguments. ``datetime.date`` and ``Literal`` choices become the JSON Schema the
+  model is given (``voicehooks tools examples/appointments.py``; flat, so that every provider
+  takes it: Gemini refuses a nested type's ``$ref``) and are checked before the tool runs: a
+  date like "next Friday" never reaches the tool, the model gets an error naming the
+  argument, what was expected and an example value.
 * An ``assistant-request`` handler that answers by opening hours: when the workshop is closed
   it rejects the call with ``AssistantResponse.reject(...)`` (the caller hears the message);
   when open it starts the saved assistant with a ``first_message`` for the time of day.
@@ -26,7 +27,7 @@ and in another shell, with the same ``VOICEHOOKS_SECRET``, for next Monday:
     voicehooks send assistant-request
     voicehooks send tool-calls --tool available_slots --args "{\"day\": \"$MONDAY\"}"
     voicehooks send tool-calls --tool book_appointment --args \
-        "{\"day\": \"$MONDAY\", \"slot\": \"14:30\", \"bike\": {\"brand\": \"Gazelle\"}}"
+        "{\"day\": \"$MONDAY\", \"slot\": \"14:30\", \"bike_brand\": \"Gazelle\"}"
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ async def available_slots(day: datetime.date) -> list[str]:
 async def book_appointment(
     day: datetime.date,
     slot: Slot,
-    bike: Bike,
+    bike_brand: str,
     context: CallContext,
+    bike_kind: Literal["city", "e-bike", "racing", "cargo"] = "city",
     service: Service = "maintenance",
 ) -> dict[str, str]:
     """Book a workshop appointment. Confirm day, time and bike with the caller first.
@@ -137,7 +139,8 @@ async def book_appointment(
     Args:
         day: The day, as YYYY-MM-DD.
         slot: The start time; one of the free times from available_slots.
-        bike: The caller's bike.
+        bike_brand: The make of the caller's bike.
+        bike_kind: What kind of bike it is.
         service: What the bike needs.
     """
     _check_day(day)
@@ -152,7 +155,7 @@ async def book_appointment(
         day=day,
         slot=slot,
         service=service,
-        bike=bike,
+        bike=Bike(bike_brand, bike_kind),
         callback_number=context.customer_number,  # personal data: stored, never logged
     )
     BOOKINGS[day, slot] = booking

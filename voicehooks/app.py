@@ -1,21 +1,31 @@
-"""``VoiceHooks``: the ASGI application, its lifespan, and the request pipeline.
+"""``VoiceHooks``, the app: make one, register tools and handlers on it, serve it.
 
-    verify → decode → dispatch → encode
+    from voicehooks import VoiceHooks
 
-A POST to the app's path goes straight through ``_handle``: headers are read once, the body is
-streamed in under a size cap, the signature is checked over the exact bytes, the body is
-decoded into a typed event in one pass, and the dispatcher's answer is sent as JSON. Every
-other ASGI message (lifespan, other paths, websockets) goes to a Starlette ``Router``, which
-runs the lifespan protocol, serves what observers contribute (``GET /metrics``) and answers
-unknown paths with a JSON 404.
+    app = VoiceHooks()  # the secret from VOICEHOOKS_SECRET
 
-This is the one module that composes across the subpackages: the constructor builds each
-collaborator once, in the order they need each other, from the settings values
-(``voicehooks.settings``); nothing is patched in afterwards.
 
-The hot path is written against raw ASGI on purpose: a Request object, a Response object and
-a middleware stack would triple the cost of a one-call tool request (see ``benchmarks/``).
+    @app.tool
+    async def check_repair_status(order_number: str) -> dict[str, str]:
+        '''Return the repair status of a work order.'''
+        ...
+
+``voicehooks run myapp:app`` serves it; so does any ASGI server (uvicorn, gunicorn with
+uvicorn workers), alone or mounted in a Starlette or FastAPI app. ``app.tools`` holds the
+registered tools (``voicehooks.tools.Tool``), ``app.tool_definitions(url)`` what the
+assistant declares, and ``app.lifespan()`` the startup and shutdown to compose when mounted.
 """
+
+# How a delivery goes through (DESIGN.md draws the pipeline): a POST to the app's path goes
+# straight through ``_handle``: headers are read once, the body is streamed in under a size
+# cap, the signature is checked over the exact bytes, the body is decoded into a typed event
+# in one pass, and the dispatcher's answer is sent as JSON. Every other ASGI message
+# (lifespan, other paths, websockets) goes to a Starlette ``Router``, which runs the lifespan
+# protocol, serves what observers contribute (``GET /metrics``) and answers unknown paths with
+# a JSON 404. This is the one module that composes across the subpackages: the constructor
+# builds each collaborator once, in the order they need each other, from the settings values;
+# nothing is patched in afterwards. The hot path is raw ASGI on purpose: a Request object, a
+# Response object and a middleware stack would triple the cost of a one-call tool request.
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -221,3 +223,63 @@ def test_the_inspector_history_does_not_outlive_dev(tmp_path: Path, stop: str) -
     with running_server(QUICKSTART, tmp_path, env=env, command="dev", args=args):
         assert history not in _histories(temp)
         assert len(_histories(temp)) == 1  # its own
+
+
+FAILING_APP = """
+from voicehooks import VoiceHooks
+
+app = VoiceHooks()
+
+
+@app.tool
+def look_up(order_number: str) -> str:
+    '''Look an order up.'''
+    raise RuntimeError(f"no order {order_number} for +31612345678")
+"""
+
+
+@pytest.mark.parametrize(
+    ("inspector", "revealed"),
+    [("local", True), ("remote", False), (None, False)],
+    ids=["dev-on-loopback", "dev-remote", "run"],
+)
+def test_only_dev_on_loopback_shows_an_exception_s_message(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    inspector: str | None,
+    revealed: bool,
+) -> None:
+    from voicehooks.cli import serving
+    from voicehooks.core import environment, logs
+    from voicehooks.testing import WebhookClient
+
+    monkeypatch.setattr(logs, "_revealed", False)  # and back after the test
+    (tmp_path / "failing_app.py").write_text(FAILING_APP)
+    monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
+    monkeypatch.setenv(environment.RUN_TARGET, str(tmp_path / "failing_app.py"))
+    monkeypatch.delenv(environment.RUN_RECORD, raising=False)
+    if inspector is None:
+        monkeypatch.delenv(environment.RUN_INSPECTOR, raising=False)
+    else:
+        monkeypatch.setenv(environment.RUN_INSPECTOR, inspector)
+    monkeypatch.delitem(sys.modules, "failing_app", raising=False)
+
+    async def serve_one_call() -> None:
+        served: Any = serving.app()
+        app = served.app if inspector else served
+        try:
+            await WebhookClient(app, raise_exceptions=False).call_tool("look_up", order_number="7")
+        finally:
+            if inspector:
+                served.recent.stop_capturing_logs()
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="voicehooks"):
+            asyncio.run(serve_one_call())
+    finally:
+        gc.unfreeze()
+    (line,) = [r.getMessage() for r in caplog.records if "look_up" in r.getMessage()]
+    assert ("no order 7 for +31612345678" in line) is revealed, line
+    assert ("RuntimeError (message withheld)" in line) is not revealed, line
+    assert "Traceback (most recent call last)" in line

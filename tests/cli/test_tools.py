@@ -57,8 +57,22 @@ def test_check_fails_on_the_bad_app_with_one_line_per_problem(runner: CliRunner)
     assert "FAIL: 4 tool(s), 3 error(s), 1 warning(s)" in result.stderr
 
 
-def test_warnings_fail_only_with_strict(runner: CliRunner) -> None:
-    target = str(ROOT / "examples" / "appointments.py")
+NESTED_APP = (
+    "import msgspec\n"
+    "from voicehooks import VoiceHooks\n"
+    "app = VoiceHooks(secret='whsec_x')\n"
+    "class Bike(msgspec.Struct):\n"
+    "    brand: str\n"
+    "@app.tool\n"
+    "def book(bike: Bike) -> str:\n"
+    '    """Book a repair.\n\n    Args:\n        bike: The caller\'s bike.\n    """\n'
+    "    return 'ok'\n"
+)
+
+
+def test_warnings_fail_only_with_strict(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "nested_app.py").write_text(NESTED_APP)  # Gemini refuses its $ref: a warning
+    target = str(tmp_path / "nested_app.py")
     assert runner.invoke(main, ["tools", target, "--check"]).exit_code == 0
     strict = runner.invoke(main, ["tools", target, "--check", "--strict"])
     assert strict.exit_code == 1

@@ -125,8 +125,12 @@ async def test_a_replay_is_a_new_delivery_flagged_as_a_replay(bypass: bool) -> N
     finally:
         inspector.recent.stop_capturing_logs()
     assert answer.status_code == 200
-    assert answer.json() == {"id": 2, "status": 200}
+    # Without bypassing, the replay was answered from the first delivery: it says so.
+    assert answer.json() == {"id": 2, "status": 200, "duplicate": not bypass}
     assert 'Replayed as</dt><dd><a href="/_voicehooks/deliveries/2">#2</a>' in page
+    replayed = text(await get(client, "/_voicehooks/deliveries/2"))
+    assert ("the tool did not run again" in replayed) is not bypass
+    assert "the tool did not run again" not in page  # the first delivery ran it
     assert without_js.status_code == 303
     assert without_js.headers["location"] == "/_voicehooks/deliveries/3"
     # Without bypassing, the replays are duplicates: answered with the first result, not run.
@@ -271,7 +275,11 @@ async def test_the_list_outlives_a_restart_and_its_deliveries_can_still_be_repla
     assert inspector.recent.get(2).delivery.body == b"\xff not json"  # type: ignore[union-attr]
     accept = ("accept", "application/json")
     answer = await post(client, "/_voicehooks/deliveries/1/replay", b"", [accept])
-    assert answer.json() == {"id": 3, "status": 200}  # ids go on where they stopped
+    assert answer.json() == {
+        "id": 3,
+        "status": 200,
+        "duplicate": False,
+    }  # ids go on where they stopped
 
 
 @pytest.mark.parametrize("content", [None, b"not a saved list\n"])

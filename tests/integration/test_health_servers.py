@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.paths import ROOT
 from tests.helpers.redis_server import RedisServer
@@ -52,6 +53,7 @@ def test_a_worker_serves_the_probes_on_its_health_port(
         "VOICEHOOKS_SECRET": SECRET,
         QUEUE_URL: redis_server.url,
         "VOICEHOOKS_WORKER_HEALTH_PORT": str(port),  # the option's variable
+        "VOICEHOOKS_METRICS": "1",  # --metrics, on the same port
         "DURABLE_EFFECTS_DIR": str(tmp_path),
     }
     log = tmp_path / "worker.log"
@@ -69,6 +71,16 @@ def test_a_worker_serves_the_probes_on_its_health_port(
         url = f"http://127.0.0.1:{port}/healthz"
         assert probe(url) == (200, b'{"status":"live"}')
         assert probe(url + "/ready") == (200, b'{"status":"ready"}')
+        status, body = probe(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+        assert samples[("voicehooks_worker_jobs_total", (("outcome", "done"),))] == 0
+        assert samples[("voicehooks_worker_takeovers_total", ())] == 0
+        assert samples[("voicehooks_worker_backlog", ())] == 0
         redis_server.stop()
         deadline = time.monotonic() + 10  # the readiness answer is kept a second
         while probe(url + "/ready")[0] != 503 and time.monotonic() < deadline:
@@ -81,4 +93,7 @@ def test_a_worker_serves_the_probes_on_its_health_port(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    assert f"health probes on http://127.0.0.1:{port}/healthz" in log.read_text()
+    text = log.read_text()
+    assert f"serving /healthz, /healthz/ready, /metrics on http://127.0.0.1:{port}" in text
+    assert "SIGTERM; reading no more" in text
+    assert "stopped; 0 done, 0 failed, 0 retried, 0 dead, 0 taken over" in text

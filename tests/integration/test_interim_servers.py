@@ -90,11 +90,11 @@ def test_an_8_s_tool_answers_its_interim_text_at_once_then_its_result_once(
             ]
         }
         assert 0.9 <= took < 2.5  # the interim answer, ~1 s after the request
-        assert platform.commands == []  # nothing yet: the tool is still running
+        assert platform.received() == []  # nothing yet: the tool is still running
         wait_for(lambda: platform.accepted("call-8s"), timeout=15)
         time.sleep(0.5)  # room for a second command, which must not come
         logs = server.log()
-    (command,) = platform.commands
+    (command,) = platform.received()
     assert command.status == 200
     assert command.headers["authorization"] == f"Bearer {API_KEY}"
     assert command.body == {
@@ -145,7 +145,7 @@ def test_30_late_results_for_one_call_across_two_workers_keep_the_limit_and_arri
             time.sleep(window / 2)  # room for a duplicate, which must not come
     delivered = _delivered(platform)
     assert sorted(delivered) == list(range(30))  # each result exactly once: none lost, none twice
-    assert all(r.status == 200 for r in platform.commands)  # the limit was kept, not hit
+    assert all(r.status == 200 for r in platform.received())  # the limit was kept, not hit
     assert platform.most_in_any_window("call-30") <= 10
     assert len(platform.accepted("call-30")) < 30  # merged
     assert len(returns(returns_file)) == 30  # each tool ran once, across both workers

@@ -66,7 +66,7 @@ async def test_each_command_reaches_the_call_with_bearer_auth(
         {"type": "transfer", "destination": "+31201234567", "message": "Putting you through"},
         {"type": "end-call"},
     ]
-    for request in platform.commands:
+    for request in platform.received():
         assert request.headers["authorization"] == f"Bearer {KEY}"
         assert request.headers["content-type"] == "application/json"
         assert request.path == "/api/v1/calls/c-1/control"
@@ -88,7 +88,7 @@ async def test_a_call_id_is_escaped_in_the_path(
     api: PlatformClient, platform: FakePlatform
 ) -> None:
     await api.say("a/b c", "hi")
-    assert platform.commands[-1].path == "/api/v1/calls/a%2Fb%20c/control"
+    assert platform.received()[-1].path == "/api/v1/calls/a%2Fb%20c/control"
 
 
 @pytest.mark.parametrize("shape", ["sdk", "codes"])
@@ -102,7 +102,7 @@ async def test_a_command_for_an_ended_call_is_call_ended(shape: str, ended_statu
     assert caught.value.status == ended_status
     assert caught.value.code == "call_not_active"
     assert caught.value.detail == "Call is not active"
-    assert len(platform.commands) == 1  # not retried
+    assert len(platform.received()) == 1  # not retried
 
 
 @pytest.mark.parametrize("shape", ["sdk", "codes"])
@@ -145,7 +145,7 @@ async def test_retry_after_is_honoured(api: PlatformClient, platform: FakePlatfo
     started = time.monotonic()
     await api.say("c-7", "hello")
     assert time.monotonic() - started >= 1.0
-    assert [r.status for r in platform.commands] == [429, 200]
+    assert [r.status for r in platform.received()] == [429, 200]
 
 
 async def test_a_retry_after_past_the_deadline_gives_up_at_once(platform: FakePlatform) -> None:
@@ -156,7 +156,7 @@ async def test_a_retry_after_past_the_deadline_gives_up_at_once(platform: FakePl
             await api.say("c-8", "hello")
     assert time.monotonic() - started < 1.0
     assert caught.value.retry_after_seconds == 30
-    assert len(platform.commands) == 1
+    assert len(platform.received()) == 1
 
 
 @pytest.mark.parametrize("shape", ["sdk", "codes"])
@@ -271,7 +271,7 @@ async def test_a_command_whose_effect_is_unknown_is_sent_once_and_says_so(
         with pytest.raises(OutcomeUnknown) as caught:
             await COMMANDS[command](api)
     # A gateway may answer 502/504 after the platform acted; a lost answer certainly may.
-    assert len(platform.commands) == 1
+    assert len(platform.received()) == 1
     assert transport.attempts == 1
     assert caught.value.status == (None if failure == "read-timeout" else int(failure))
     assert isinstance(caught.value, PlatformUnavailable)  # what callers caught before
@@ -305,7 +305,7 @@ async def test_a_command_is_retried_only_on_connect_errors_and_429_with_retry_af
         with pytest.raises(error) as caught:
             await api.say("c-21", "hello")
     assert type(caught.value) is error
-    assert len(platform.commands) == 1
+    assert len(platform.received()) == 1
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ async def test_commands_wait_for_a_slot_instead_of_hitting_the_limit(
     for i in range(15):
         await call.say(f"line {i}")
     assert time.monotonic() - started >= WINDOW  # the last five waited for tokens
-    assert [r.status for r in platform.commands] == [200] * 15
+    assert [r.status for r in platform.received()] == [200] * 15
     assert platform.most_in_any_window("c-1") == 10
 
 
@@ -72,7 +72,7 @@ async def test_a_slot_that_comes_too_late_is_rate_limited_without_a_request(
             await LiveCall("c-2", api).end()
     assert caught.value.retry_after_seconds is not None
     assert caught.value.retry_after_seconds > 50
-    assert len(platform.commands) == 1
+    assert len(platform.received()) == 1
 
 
 async def test_a_failing_store_leaves_commands_unpaced(
@@ -102,7 +102,7 @@ async def test_live_call_commands_and_their_typed_errors(
     platform.end_call("c-4")
     with pytest.raises(CallEnded):
         await call.end("bye")
-    assert [r.command_type for r in platform.commands] == ["inject-context", "say", "end-call"]
+    assert [r.command_type for r in platform.received()] == ["inject-context", "say", "end-call"]
 
 
 def test_a_limit_must_be_positive() -> None:
@@ -200,7 +200,7 @@ async def test_an_undeliverable_late_result_goes_to_the_hook_and_a_log_line(
         outbox = LateResults(api, store, hook, deadline_seconds=1.0)
         assert not await outbox.deliver(result("c-7", 1))
     assert got == [LateResult("c-7", "tool-call-1", "check_stock", "1 in stock", reason)]
-    assert len(platform.commands) == (0 if setup == "limited" else 1)  # never sent twice
+    assert len(platform.received()) == (0 if setup == "limited" else 1)  # never sent twice
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"not delivered: {reason}" in m for m in messages)
     assert any("on_undelivered_result hook raised" in m for m in messages)

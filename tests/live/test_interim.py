@@ -50,7 +50,7 @@ async def one(client: WebhookClient, name: str, call_id: str, **arguments: Any) 
 
 async def wait_for_commands(platform: FakePlatform, count: int, timeout: float = 10) -> None:
     with anyio.fail_after(timeout):
-        while len(platform.commands) < count:
+        while len(platform.received()) < count:
             await anyio.sleep(0.005)
 
 
@@ -77,11 +77,11 @@ async def test_a_slow_tool_answers_its_interim_text_first_then_its_result_once(
         took = time.monotonic() - started
         assert result == INTERIM
         assert 0.25 <= took < 0.9
-        assert platform.commands == []
+        assert platform.received() == []
         assert outcomes.tools == [("check_stock", ToolOutcome.INTERIM)]
         await wait_for_commands(platform, 1)
         await client.wait_for_background()
-    (command,) = platform.commands
+    (command,) = platform.received()
     assert command.status == 200
     assert command.path == "/api/v1/calls/call-1/control"
     assert command.headers["authorization"] == f"Bearer {platform.api_key}"
@@ -112,7 +112,7 @@ async def test_a_tool_that_finishes_in_time_answers_as_any_tool(platform: FakePl
         assert len(app.call_control.runs) == 0  # nothing left running
         assert await client.call_tool("waits_a_little", n=1) == 3
         await client.wait_for_background()
-    assert platform.commands == []
+    assert platform.received() == []
     assert outcomes.tools == [("quick", ToolOutcome.OK), ("waits_a_little", ToolOutcome.OK)]
 
 
@@ -145,7 +145,7 @@ async def test_the_other_calls_of_the_request_are_not_held_back(platform: FakePl
         assert results == [INTERIM, "fast done", "medium done"]
         await wait_for_commands(platform, 1)
         await client.wait_for_background()
-    assert platform.commands[0].body["content"] == "Result of the tool slow: slow done"
+    assert platform.received()[0].body["content"] == "Result of the tool slow: slow done"
 
 
 @pytest.mark.parametrize(
@@ -173,7 +173,7 @@ async def test_a_late_failure_is_spoken_too(
         assert await client.call_tool("late") == INTERIM
         await wait_for_commands(platform, 1)
         await client.wait_for_background()
-    content = platform.commands[0].body["content"]
+    content = platform.received()[0].body["content"]
     assert content.startswith(spoken)
 
 
@@ -264,7 +264,7 @@ async def test_a_duplicate_delivery_gets_the_interim_text_and_the_result_goes_on
         await client.wait_for_background()
     assert answers == [INTERIM] * 4
     assert runs == [1]
-    assert [c.body["content"] for c in platform.commands] == ["Result of the tool slow: done"]
+    assert [c.body["content"] for c in platform.received()] == ["Result of the tool slow: done"]
 
 
 async def test_a_fire_and_forget_tool_can_have_its_result_spoken(platform: FakePlatform) -> None:
@@ -279,7 +279,7 @@ async def test_a_fire_and_forget_tool_can_have_its_result_spoken(platform: FakeP
     async with WebhookClient(app, secret=SECRET) as client:
         assert await one(client, "look_up", "c-ff", n=7) == "I'll look it up."
         await client.wait_for_background()
-    (command,) = platform.commands
+    (command,) = platform.received()
     assert command.body["content"] == 'Result of the tool look_up: {"n":7}'
 
 
@@ -301,7 +301,7 @@ async def test_live_call_is_injected_into_tools_and_handlers(platform: FakePlatf
         assert await one(client, "escalate", "c-live") == "transferring"
         await client.status_update("in-progress", call_id="c-live")
         await client.wait_for_background()
-    assert [c.body for c in platform.commands] == [
+    assert [c.body for c in platform.received()] == [
         {"type": "transfer", "destination": "+31201234567", "message": "Putting you through."},
         {"type": "say", "content": "Thanks for calling", "end_after": True},
     ]
@@ -355,7 +355,7 @@ async def test_shutdown_waits_for_a_slow_tool_and_delivers_its_result(
     async with WebhookClient(app, secret=SECRET) as client:
         assert await one(client, "slow", "c-drain") == INTERIM
         # Leaving the block shuts the app down: it waits for the tool.
-    assert [c.body["content"] for c in platform.commands] == ["Result of the tool slow: done"]
+    assert [c.body["content"] for c in platform.received()] == ["Result of the tool slow: done"]
 
 
 async def test_shutdown_cuts_a_slow_tool_after_the_grace_period(
@@ -373,7 +373,7 @@ async def test_shutdown_cuts_a_slow_tool_after_the_grace_period(
     async with WebhookClient(app, secret=SECRET) as client:
         assert await one(client, "endless", "c-cut") == INTERIM
     assert time.monotonic() - started < 5
-    assert platform.commands == []
+    assert platform.received() == []
     assert any("was cut short" in r.getMessage() for r in caplog.records)
 
 
@@ -568,7 +568,7 @@ async def test_a_fire_and_forget_tools_failure_is_spoken_too(
     async with WebhookClient(app, secret=SECRET, raise_exceptions=False) as client:
         await one(client, "look_up", "c-ff-fail")
         await client.wait_for_background()
-    (command,) = platform.commands
+    (command,) = platform.received()
     assert spoken in command.body["content"]
 
 

@@ -433,3 +433,66 @@ def test_voicehooks_metrics_adds_prometheus_beside_the_apps_own_observers(
     given = PrometheusObserver()
     (installed,) = VoiceHooks(secret=SECRET, observers=[given]).observers.observers[:1]
     assert installed is given
+
+
+async def test_worker_metrics_read_the_worker_s_counts_and_the_backlog_at_each_scrape() -> None:
+    import httpx
+    from starlette.applications import Starlette
+
+    from voicehooks.observe.metrics import WorkerMetrics
+
+    counts = {"done": 3, "failed": 2, "retried": 1, "dead": 1, "taken_over": 4}
+    backlogs: list[int | Exception] = [7, RuntimeError("Redis is away")]
+
+    async def backlog() -> int:
+        answer = backlogs.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    metrics = WorkerMetrics(lambda: counts, backlog)
+    transport = httpx.ASGITransport(app=Starlette(routes=list(metrics.routes())))
+    async with httpx.AsyncClient(transport=transport, base_url="http://worker") as client:
+        first, second = (await client.get("/metrics")).text, (await client.get("/metrics")).text
+
+    def samples(text: str) -> dict[tuple[str, str], float]:
+        return {
+            (sample.name, sample.labels.get("outcome", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name.startswith("voicehooks_worker")
+        }
+
+    assert samples(first) == {
+        ("voicehooks_worker_jobs_total", "done"): 3,
+        ("voicehooks_worker_jobs_total", "failed"): 2,
+        ("voicehooks_worker_jobs_total", "retried"): 1,
+        ("voicehooks_worker_jobs_total", "dead"): 1,
+        ("voicehooks_worker_takeovers_total", ""): 4,
+        ("voicehooks_worker_backlog", ""): 7,
+    }
+    assert ("voicehooks_worker_backlog", "") not in samples(second)  # unknown, not stale
+    assert samples(second)[("voicehooks_worker_jobs_total", "done")] == 3
+
+
+async def test_metrics_beside_the_webhook_warn_once_and_path_none_serves_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import httpx
+
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        VoiceHooks(secret="whsec_x", observers=[PrometheusObserver()])
+    (warning,) = [r for r in caplog.records if "metrics are served at" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "/metrics beside the webhook" in warning.getMessage()
+    assert "PrometheusObserver(path=None)" in warning.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "voicehooks"):
+        private = PrometheusObserver(path=None)
+        app = VoiceHooks(secret="whsec_x", observers=[private])
+    assert not [r for r in caplog.records if "metrics are served" in r.getMessage()]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        assert (await client.get("/metrics")).status_code == 404

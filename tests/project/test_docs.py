@@ -35,6 +35,7 @@ import datetime
 import importlib
 import importlib.util
 import inspect
+import logging
 import re
 import shlex
 import subprocess
@@ -413,3 +414,85 @@ def test_the_readme_links_to_files_that_exist() -> None:
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text()):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
+
+
+def log_shape(line: str) -> str:
+    """A log line with what varies (time, call id, milliseconds) replaced by placeholders."""
+    line = re.sub(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", "<time> ", line)
+    line = re.sub(r"call=\S+", "call=<id>", line)
+    return re.sub(r" \d+\.\dms\b", " <n>ms", line)
+
+
+async def test_the_tutorial_s_log_sample_has_the_shape_of_the_real_lines(
+    secret: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voicehooks.core.logs import TextFormatter
+    from voicehooks.testing import WebhookClient
+
+    tutorial = ROOT / "docs" / "tutorial.md"
+    (myapp,) = [b for b in blocks_of(tutorial, "python") if b.title == "myapp"]
+    app = load(myapp, monkeypatch).app
+    (sample,) = [b for b in blocks_of(tutorial, "text") if "INFO voicehooks:" in b.code]
+    expected = [log_shape(line) for line in sample.code.splitlines() if line[:1].isdigit()]
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        async with WebhookClient(app) as client:  # what step 3 sends
+            await client.call_tool("check_repair_status", order_number="WO-2291")
+            await client.call_tool("check_repair_status", order_number="WO-9999")
+            await client.end_of_call_report()
+    lines = [TextFormatter().format(r) for r in caplog.records if r.name == "voicehooks"]
+    assert [log_shape(line) for line in lines] == expected
+
+
+def test_the_tutorial_s_scenario_passes_against_the_tutorial_s_app(
+    secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    (myapp,) = [b for b in blocks_of(ROOT / "docs" / "tutorial.md", "python") if b.title == "myapp"]
+    (tmp_path / "myapp.py").write_text(myapp.code)
+    monkeypatch.delitem(sys.modules, "myapp", raising=False)
+    scenario = str(ROOT / "examples" / "scenarios" / "tutorial.toml")
+    result = CliRunner().invoke(main, ["simulate", scenario, str(tmp_path / "myapp.py")])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("6 passed, 0 failed"), result.output
+
+
+def test_the_metrics_table_lists_every_metric_the_code_registers() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from voicehooks.observe.metrics import PrometheusObserver, WorkerMetrics
+
+    async def backlog() -> int:
+        return 0
+
+    registry = CollectorRegistry()
+    PrometheusObserver(registry, path=None)
+    WorkerMetrics(dict, backlog, registry)._backlog = 0  # as after a scrape
+    registered = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in registry.collect()
+    }
+    page = (ROOT / "docs" / "how-to" / "observability.md").read_text()
+    listed = set(re.findall(r"^\| `(voicehooks_\w+)` \|", page, re.MULTILINE))
+    assert listed == registered
+
+
+def test_what_app_tools_holds_is_documented_and_the_app_module_opens_for_users() -> None:
+    app = VoiceHooks(secret="whsec_x")
+
+    @app.tool
+    def check(order_number: str) -> str:
+        """Check an order."""
+        return "ready"
+
+    tool_type = type(app.tools["check"])
+    pages = api_pages()
+    assert tool_type.__module__ in pages, f"{tool_type.__module__}.Tool is on no reference page"
+    assert tool_type.__doc__ is not None
+    assert 'app.tools["name"]' in tool_type.__doc__
+    import voicehooks.app
+
+    opening = (voicehooks.app.__doc__ or "").split("\n\n")[0]
+    assert "_handle" not in (voicehooks.app.__doc__ or "")
+    assert "hot path" not in (voicehooks.app.__doc__ or "")
+    assert "register tools and handlers" in opening

@@ -153,27 +153,26 @@ def test_appointments_tool_schema_carries_the_types(load: Any) -> None:
     app: VoiceHooks = appointments.app
     (book,) = [d for d in app.tool_definitions() if d["name"] == "book_appointment"]
     parameters = book["parameters"]
-    assert parameters["required"] == ["day", "slot", "bike"]
+    assert parameters["required"] == ["day", "slot", "bike_brand"]
     properties = parameters["properties"]
     assert properties["day"]["format"] == "date"
     assert properties["slot"]["enum"] == list(appointments.SLOTS)
     assert properties["service"]["default"] == "maintenance"
     assert "context" not in properties  # injected, not the model's to fill
-    bike = parameters["$defs"]["Bike"]
-    assert bike["required"] == ["brand"]
-    assert sorted(bike["properties"]["kind"]["enum"]) == ["cargo", "city", "e-bike", "racing"]
+    assert "$defs" not in parameters  # flat: Gemini refuses a $ref
+    assert sorted(properties["bike_kind"]["enum"]) == ["cargo", "city", "e-bike", "racing"]
 
 
 FRIDAY = "2026-01-16"
-BIKE = {"brand": "Gazelle", "kind": "e-bike"}
+BIKE = {"bike_brand": "Gazelle", "bike_kind": "e-bike"}
 
 
 async def test_appointments_books_a_free_slot_and_refuses_a_taken_one(load: Any) -> None:
     appointments = load("appointments")
     at(appointments, MONDAY, 10)
     async with WebhookClient(appointments.app) as client:
-        booked = await client.call_tool("book_appointment", day=FRIDAY, slot="14:30", bike=BIKE)
-        again = await client.call_tool("book_appointment", day=FRIDAY, slot="14:30", bike=BIKE)
+        booked = await client.call_tool("book_appointment", day=FRIDAY, slot="14:30", **BIKE)
+        again = await client.call_tool("book_appointment", day=FRIDAY, slot="14:30", **BIKE)
         free = await client.call_tool("available_slots", day=FRIDAY)
     assert booked == {"reference": "BK-1042", "day": FRIDAY, "slot": "14:30"}
     assert again == {
@@ -190,13 +189,13 @@ async def test_appointments_books_a_free_slot_and_refuses_a_taken_one(load: Any)
     ("arguments", "error"),
     [
         (
-            {"day": "next Friday", "slot": "14:30", "bike": BIKE},
+            {"day": "next Friday", "slot": "14:30", **BIKE},
             "'day' must be a date as YYYY-MM-DD",
         ),
-        ({"day": FRIDAY, "slot": "14:45", "bike": BIKE}, "'slot' must be one of \"09:00\""),
-        ({"day": FRIDAY, "slot": "14:30", "bike": {"kind": "city"}}, "'bike.brand' is missing"),
-        ({"day": "2026-01-09", "slot": "14:30", "bike": BIKE}, "has passed"),
-        ({"day": "2026-01-18", "slot": "14:30", "bike": BIKE}, "closed on Sundays"),
+        ({"day": FRIDAY, "slot": "14:45", **BIKE}, "'slot' must be one of \"09:00\""),
+        ({"day": FRIDAY, "slot": "14:30", "bike_kind": "city"}, "'bike_brand' is missing"),
+        ({"day": "2026-01-09", "slot": "14:30", **BIKE}, "has passed"),
+        ({"day": "2026-01-18", "slot": "14:30", **BIKE}, "closed on Sundays"),
     ],
 )
 async def test_appointments_refuses_unusable_bookings_without_booking(
@@ -212,7 +211,7 @@ async def test_appointments_refuses_unusable_bookings_without_booking(
 async def test_appointments_redelivered_booking_runs_once(load: Any) -> None:
     appointments = load("appointments")
     at(appointments, MONDAY, 10)
-    call = tool_call("book_appointment", {"day": FRIDAY, "slot": "09:00", "bike": BIKE})
+    call = tool_call("book_appointment", {"day": FRIDAY, "slot": "09:00", **BIKE})
     async with WebhookClient(appointments.app) as client:
         first = await client.call_tools(call, call_id="call-redelivered")
         second = await client.call_tools(call, call_id="call-redelivered")
@@ -338,7 +337,7 @@ async def test_live_call_answers_at_once_then_speaks_the_stock_into_the_call(
                 "call-help": "The call is being transferred.",
             }
             await client.wait_for_background()
-    by_call = {r.call_id: r for r in platform.commands}
+    by_call = {r.call_id: r for r in platform.received()}
     assert by_call["call-ex"].body == {
         "type": "inject-context",
         "content": 'Result of the tool check_stock: {"sku":"KB-7","in_stock":4}',
@@ -347,3 +346,19 @@ async def test_live_call_answers_at_once_then_speaks_the_stock_into_the_call(
     assert by_call["call-help"].body["type"] == "transfer"
     assert by_call["call-gone"].status == 409
     assert live.CALL_BACKS == ["call-gone"]
+
+
+@pytest.mark.parametrize("example", sorted(path.name for path in EXAMPLES.glob("*.py")))
+def test_every_example_passes_the_strict_tool_check_for_every_provider(
+    example: str, secret: str
+) -> None:
+    from click.testing import CliRunner
+
+    from voicehooks.cli import main
+
+    target = str(EXAMPLES / example)
+    if example == "fastapi_mount.py":
+        target += ":hooks"  # the VoiceHooks app the FastAPI app mounts
+    result = CliRunner().invoke(main, ["tools", target, "--check", "--strict"])
+    assert result.exit_code == 0, result.output
+    assert "0 warning(s)" in result.output

@@ -39,7 +39,7 @@ def test_stopping_make_run_by_its_pid_frees_the_port(tmp_path: Path) -> None:
     port = free_port()
     venv = Path(sys.prefix)  # the environment running the tests, whatever its path
     # -o: take the install stamp as up to date; installing is not what is tested here.
-    command = ["make", "-o", f"{venv}/.installed-stamp", "run", f"PORT={port}", f"VENV={venv}"]
+    command = ["make", "-o", f"{venv}/.run-stamp", "run", f"PORT={port}", f"VENV={venv}"]
     log = tmp_path / "make-run.log"
     with open(log, "w") as output:
         make = subprocess.Popen(
@@ -90,3 +90,37 @@ def test_make_dist_builds_a_checked_sdist_and_wheel_of_the_one_version(tmp_path:
     assert "version" not in pyproject["project"]
     assert pyproject["project"]["dynamic"] == ["version"]
     assert pyproject["tool"]["hatch"]["version"]["path"] == "voicehooks/__init__.py"
+
+
+def test_make_run_and_dev_install_the_package_alone(tmp_path: Path) -> None:
+    for target in ("run", "dev"):
+        planned = subprocess.run(
+            ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        assert "pip install --quiet -e .\n" in planned, planned
+        assert "--group" not in planned, planned  # no dev, bench or docs group to serve
+
+
+def test_the_readme_says_what_make_test_runs() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    steps = next(line for line in makefile.splitlines() if line.startswith("test:")).split()[1:]
+    steps = steps[: steps.index("##")] if "##" in steps else steps
+    said = next(
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("make test")
+    )
+    words = {
+        "lint": "linters",
+        "typecheck": "mypy --strict",
+        "docs": "docs build",
+        "pytest": "pytest",
+    }
+    assert steps == list(words), "a new step of `make test`: say it in the README"
+    for step in steps:
+        assert words[step] in said, f"README's `make test` line does not say it runs {step}"

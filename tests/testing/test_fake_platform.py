@@ -108,7 +108,7 @@ async def test_ended_calls_and_injected_failures() -> None:
     assert (failed.status_code, failed.headers["retry-after"]) == (500, "2")
     assert ended.status_code == 404
     assert ended.json()["error"] == "call_not_active"
-    assert [r.status for r in platform.commands] == [500, 404]
+    assert [r.status for r in platform.received()] == [500, 404]
     assert platform.accepted() == []
 
 
@@ -126,3 +126,10 @@ def test_it_serves_over_a_real_socket() -> None:
     assert platform.accepted("c")[0].body == say("served")
     with pytest.raises(httpx.ConnectError), httpx.Client() as http:
         http.get(f"{base_url}/calls/c", headers=AUTH)  # stopped with the block
+
+
+def test_received_and_accepted_are_methods_and_commands_still_works_with_a_warning() -> None:
+    platform = FakePlatform()
+    assert platform.received() == platform.accepted() == []
+    with pytest.warns(DeprecationWarning, match=r"received\(\)"):
+        assert platform.commands == []

@@ -29,7 +29,7 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
     (
         "examples/appointments.py",
         "book_appointment",
-        {"day": "2026-01-16", "slot": "14:30", "bike": {"brand": "Gazelle"}},
+        {"day": "2026-01-16", "slot": "14:30", "bike_brand": "Gazelle"},
         True,
     ),
     (
@@ -38,7 +38,8 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
         {
             "day": "2026-01-16",
             "slot": "14:30",
-            "bike": {"brand": "Gazelle", "kind": "cargo"},
+            "bike_brand": "Gazelle",
+            "bike_kind": "cargo",
             "service": "repair",
         },
         True,
@@ -46,19 +47,19 @@ SAMPLES: list[tuple[str, str, Any, bool]] = [
     (
         "examples/appointments.py",
         "book_appointment",
-        {"day": "2026-01-16", "slot": "14:31", "bike": {"brand": "Gazelle"}},
+        {"day": "2026-01-16", "slot": "14:31", "bike_brand": "Gazelle"},
         False,
     ),
     (
         "examples/appointments.py",
         "book_appointment",
-        {"day": "2026-01-16", "slot": "14:30", "bike": {"kind": "city"}},
+        {"day": "2026-01-16", "slot": "14:30", "bike_kind": "city"},
         False,
     ),
     (
         "examples/appointments.py",
         "book_appointment",
-        {"day": "2026-01-16", "slot": "14:30", "bike": {"brand": "G", "kind": "tandem"}},
+        {"day": "2026-01-16", "slot": "14:30", "bike_brand": "G", "bike_kind": "tandem"},
         False,
     ),
 ]

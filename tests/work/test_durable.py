@@ -5,6 +5,8 @@ tests/integration/test_chaos.py.)"""
 from __future__ import annotations
 
 import logging
+import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -332,6 +334,7 @@ def test_the_worker_command_builds_a_worker_from_its_options(
         worker: Worker,
         stop: anyio.Event | None = None,
         health: tuple[str, int] | None = None,
+        metrics: bool = False,
     ) -> None:
         assert health is None  # no --health-port: no probe server
         served.append(worker)
@@ -374,6 +377,72 @@ def test_the_dead_letter_bounds_come_from_the_environment(
             default_queue()
 
 
+def test_every_worker_option_comes_from_its_environment_variable(
+    tmp_path: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_file = tmp_path / "queued_env_app.py"
+    app_file.write_text("from voicehooks import VoiceHooks\napp = VoiceHooks()\n")
+    monkeypatch.setenv(QUEUE_URL, redis_server.url)
+    served: list[tuple[Worker, tuple[str, int] | None, bool]] = []
+
+    async def fake_serve(
+        app: VoiceHooks,
+        worker: Worker,
+        stop: anyio.Event | None = None,
+        health: tuple[str, int] | None = None,
+        metrics: bool = False,
+    ) -> None:
+        served.append((worker, health, metrics))
+
+    monkeypatch.setattr(cli_durable, "_serve", fake_serve)
+    logging_setup: list[tuple[str, str]] = []
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: logging_setup.append(a))
+    environment = {
+        "VOICEHOOKS_WORKER_CONCURRENCY": "3",
+        "VOICEHOOKS_WORKER_CLAIM_IDLE_SECONDS": "7",
+        "VOICEHOOKS_WORKER_MAX_ATTEMPTS": "2",
+        "VOICEHOOKS_WORKER_RETRY_DELAY_SECONDS": "0.5",
+        "VOICEHOOKS_WORKER_GRACE_SECONDS": "4",
+        "VOICEHOOKS_WORKER_FORGET_IDLE_SECONDS": "600",
+        "VOICEHOOKS_WORKER_HEALTH_PORT": "9109",
+        "VOICEHOOKS_WORKER_HEALTH_HOST": "0.0.0.0",
+        "VOICEHOOKS_METRICS": "1",
+        "VOICEHOOKS_LOG_LEVEL": "debug",
+        "VOICEHOOKS_LOG_FORMAT": "json",
+    }
+    result = CliRunner(env=environment).invoke(main, ["worker", str(app_file)])
+    assert result.exit_code == 0, result.output
+    assert logging_setup == [("json", "debug")]
+    ((worker, health, metrics),) = served
+    assert (worker.concurrency, worker.claim_idle_seconds, worker.max_attempts) == (3, 7.0, 2)
+    assert (worker.retry_delay_seconds, worker.tasks.grace_seconds) == (0.5, 4.0)
+    assert worker.forget_idle_seconds == 600.0
+    assert (health, metrics) == (("0.0.0.0", 9109), True)
+    help_text = CliRunner().invoke(main, ["worker", "--help"]).output.replace("\n", "")
+    for name in environment:
+        assert name in help_text.replace(" ", ""), name
+
+
+def test_worker_metrics_without_a_health_port_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: None)
+    monkeypatch.delenv("VOICEHOOKS_WORKER_HEALTH_PORT", raising=False)
+    result = CliRunner().invoke(main, ["worker", "app.py", "--metrics"])
+    assert result.exit_code == 2
+    assert "--health-port" in result.output
+
+
+def test_worker_metrics_without_prometheus_client_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli_durable, "setup_logging", lambda *a: None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    result = CliRunner().invoke(main, ["worker", "app.py", "--metrics", "--health-port", "9"])
+    assert result.exit_code == 2
+    assert "pip install 'voicehooks[metrics]'" in result.output
+
+
 async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
     make_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -392,6 +461,17 @@ async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
             stop.set()
     assert [c for c, _, _ in seen.reports] == ["call-w"]
     assert f"worker {worker.consumer}: consuming voicehooks:jobs" in caplog.text
+    (job,) = [r for r in caplog.records if r.getMessage().startswith("job ")]
+    assert job.levelno == logging.INFO
+    assert re.fullmatch(
+        r"job end-of-call-report call=call-w \S+ attempt 1: done \d+\.\dms", job.getMessage()
+    ), job.getMessage()
+    assert (job.event, job.outcome, job.attempt) == ("end-of-call-report", "done", 1)  # type: ignore[attr-defined]
+    assert f"worker {worker.consumer}: draining 0 held entries" in caplog.text
+    assert (
+        f"worker {worker.consumer}: stopped; 1 done, 0 failed, 0 retried, 0 dead, 0 taken over"
+        in caplog.text
+    )
 
 
 async def test_a_full_queue_runs_the_fire_and_forget_tools_of_a_live_call_here(
@@ -479,6 +559,7 @@ def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
         worker: Worker,
         stop: anyio.Event | None = None,
         health: tuple[str, int] | None = None,
+        metrics: bool = False,
     ) -> None:
         pass
 

@@ -117,6 +117,7 @@ async def test_a_failure_retries_with_growing_delays_then_succeeds(
     assert run.attempts == [(b"flaky", 1), (b"flaky", 2), (b"flaky", 3)]
     assert "attempt 1/5 failed; retrying in 0.1 s" in caplog.text
     assert "attempt 2/5 timeout; retrying in 0.1 s" in caplog.text
+    assert worker.counts == {"done": 1, "failed": 2, "retried": 2, "dead": 0, "taken_over": 0}
     stats = await queue.stats()
     assert (stats.length, stats.dead) == (0, 0)
 
@@ -212,7 +213,7 @@ async def test_dead_letters_deleted_at_their_bound_are_logged_and_counted(
 
 
 async def test_entries_of_a_dead_worker_are_taken_over_after_the_idle_time(
-    make_queue: MakeQueue,
+    make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = make_queue()
     await queue.open()
@@ -220,9 +221,39 @@ async def test_entries_of_a_dead_worker_are_taken_over_after_the_idle_time(
     await queue.read("killed-worker", 1, 0.01)  # it read "a" and died
     run = Recorder()
     run.expected = 2
-    await serve_until(Worker(queue, run, claim_idle_seconds=0.3, read_block_seconds=0.1), run.done)
+    worker = Worker(queue, run, claim_idle_seconds=0.3, read_block_seconds=0.1)
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        await serve_until(worker, run.done)
     assert sorted(run.attempts) == [(b"a", 2), (b"b", 1)]
     assert (await queue.stats()).pending == 0
+    assert worker.counts["taken_over"] == 1
+    assert (
+        f"worker {worker.consumer}: took over 1 entries from killed-worker, silent for 0 s"
+        in caplog.text
+    )
+
+
+async def test_consumers_idle_past_the_bound_are_forgotten_while_the_worker_runs(
+    make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = make_queue()
+    await queue.open()
+    await queue.enqueue([b"x"])
+    (entry,) = await queue.read("long-gone-worker", 1, 0.01)  # it read one entry and died,
+    await queue.ack([entry.id])  # after finishing it
+    assert "long-gone-worker" in [name for name, _, _ in (await queue.stats()).consumers]
+    worker = Worker(queue, Recorder(), forget_idle_seconds=0.4, read_block_seconds=0.1)
+    stop = anyio.Event()
+    with caplog.at_level(logging.INFO, "voicehooks"):
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.serve, stop)
+            with anyio.fail_after(10):
+                while "long-gone-worker" in [
+                    name for name, _, _ in (await queue.stats()).consumers
+                ]:
+                    await anyio.sleep(0.05)
+            stop.set()
+    assert f"worker {worker.consumer}: removed 1 consumers idle for 0 s or more" in caplog.text
 
 
 async def test_a_live_workers_slow_entry_is_not_taken_from_it(make_queue: MakeQueue) -> None:
@@ -349,6 +380,7 @@ async def test_a_worker_rides_out_a_redis_restart(
         {"max_attempts": 0},
         {"claim_idle_seconds": 0},
         {"read_block_seconds": 0},
+        {"forget_idle_seconds": 0},
     ],
 )
 def test_bad_options_are_refused(options: dict[str, float]) -> None:

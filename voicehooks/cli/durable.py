@@ -33,6 +33,8 @@ from voicehooks.work.sealing import Sealer, new_key, sealed_with, sealer_for
 from .environment import env_file_option, log_format_option
 
 if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
     from voicehooks.app import VoiceHooks
     from voicehooks.work.worker import Worker
 
@@ -254,6 +256,8 @@ def new_key_command() -> None:
 @click.argument("target")
 @click.option(
     "--concurrency",
+    envvar="VOICEHOOKS_WORKER_CONCURRENCY",
+    show_envvar=True,
     default=8,
     show_default=True,
     type=click.IntRange(min=1),
@@ -261,6 +265,8 @@ def new_key_command() -> None:
 )
 @click.option(
     "--claim-idle-seconds",
+    envvar="VOICEHOOKS_WORKER_CLAIM_IDLE_SECONDS",
+    show_envvar=True,
     default=30.0,
     show_default=True,
     type=click.FloatRange(min=0.1),
@@ -268,6 +274,8 @@ def new_key_command() -> None:
 )
 @click.option(
     "--max-attempts",
+    envvar="VOICEHOOKS_WORKER_MAX_ATTEMPTS",
+    show_envvar=True,
     default=5,
     show_default=True,
     type=click.IntRange(min=1),
@@ -275,6 +283,8 @@ def new_key_command() -> None:
 )
 @click.option(
     "--retry-delay-seconds",
+    envvar="VOICEHOOKS_WORKER_RETRY_DELAY_SECONDS",
+    show_envvar=True,
     default=1.0,
     show_default=True,
     type=click.FloatRange(min=0),
@@ -296,12 +306,16 @@ def new_key_command() -> None:
 )
 @click.option(
     "--grace-seconds",
+    envvar="VOICEHOOKS_WORKER_GRACE_SECONDS",
+    show_envvar=True,
     default=None,
     type=click.FloatRange(min=0),
     help="On SIGTERM, how long held entries may finish [default: the app's shutdown grace].",
 )
 @click.option(
     "--log-level",
+    envvar="VOICEHOOKS_LOG_LEVEL",
+    show_envvar=True,
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
@@ -322,6 +336,22 @@ def new_key_command() -> None:
     show_envvar=True,
     help="The address of the health port (0.0.0.0 for a Kubernetes probe).",
 )
+@click.option(
+    "--forget-idle-seconds",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    envvar="VOICEHOOKS_WORKER_FORGET_IDLE_SECONDS",
+    show_envvar=True,
+    help="Remove consumers (dead workers) that hold nothing and were idle this long.",
+)
+@click.option(
+    "--metrics",
+    is_flag=True,
+    envvar="VOICEHOOKS_METRICS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at GET /metrics on the health port (the [metrics] extra).",
+)
 @log_format_option
 @env_file_option
 def worker(
@@ -337,6 +367,8 @@ def worker(
     log_format: LogFormat,
     health_port: int | None,
     health_host: str,
+    forget_idle_seconds: float,
+    metrics: bool,
 ) -> None:
     """Run TARGET's after-the-answer work from the durable queue (VOICEHOOKS_QUEUE_URL).
 
@@ -355,6 +387,18 @@ def worker(
     from voicehooks.work.worker import Worker
 
     setup_logging(log_format, log_level)
+    if metrics and health_port is None:
+        raise click.UsageError(
+            "--metrics are served on the health port: add --health-port (or set "
+            "VOICEHOOKS_WORKER_HEALTH_PORT)"
+        )
+    if metrics:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise click.UsageError(
+                "--metrics needs prometheus_client: pip install 'voicehooks[metrics]'"
+            ) from None
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
     if app.queue is None:
         raise click.UsageError(
@@ -394,9 +438,10 @@ def worker(
         retry_delay_seconds=retry_delay_seconds,
         tasks=app.tasks,
         on_trimmed=app.observers.dead_letters_trimmed,
+        forget_idle_seconds=forget_idle_seconds,
     )
     health = (health_host, health_port) if health_port is not None else None
-    anyio.run(functools.partial(_serve, app, runner, health=health))
+    anyio.run(functools.partial(_serve, app, runner, health=health, metrics=metrics))
 
 
 async def _serve(
@@ -404,14 +449,17 @@ async def _serve(
     runner: Worker,
     stop: anyio.Event | None = None,
     health: tuple[str, int] | None = None,
+    metrics: bool = False,
 ) -> None:
     """Run ``runner`` inside the app's lifespan until SIGTERM or SIGINT (or ``stop``).
 
     With ``health`` (host, port), the app's probes are served there too: live while the
-    worker runs, ready inside the lifespan while the queue's Redis answers.
+    worker runs, ready inside the lifespan while the queue's Redis answers; with ``metrics``,
+    ``GET /metrics`` beside them.
     """
     stop = stop or anyio.Event()
-    logging.getLogger("voicehooks").info(
+    log = logging.getLogger("voicehooks")
+    log.info(
         "worker %s: consuming %s with concurrency %d",
         runner.consumer,
         runner.queue.stream,
@@ -421,21 +469,37 @@ async def _serve(
 
         async def on_signals() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
+                async for received in signals:
+                    name = signal.Signals(received).name
                     if stop.is_set():
+                        log.warning("worker %s: %s again; stopping now", runner.consumer, name)
                         group.cancel_scope.cancel()  # a second signal: stop now
+                    log.info("worker %s: %s; reading no more", runner.consumer, name)
                     stop.set()
 
         group.start_soon(on_signals)
         if health is not None:
-            group.start_soon(_serve_health, app, *health)
+            routes = list(app.health.routes(app.tools))
+            if metrics:
+                from voicehooks.observe.metrics import WorkerMetrics
+
+                queue = runner.queue
+                routes += WorkerMetrics(lambda: runner.counts, _backlog(queue)).routes()
+            group.start_soon(_serve_health, routes, *health)
         await runner.serve(stop)
         group.cancel_scope.cancel()
 
 
-async def _serve_health(app: VoiceHooks, host: str, port: int) -> None:
-    """The probes on their own small server; cancelled with the worker."""
-    if app.health.path is None:  # the app serves no probes: Health(path=None)
+def _backlog(queue: RedisQueue) -> Callable[[], Awaitable[int]]:
+    async def length() -> int:
+        return (await queue.stats()).length
+
+    return length
+
+
+async def _serve_health(routes: list[BaseRoute], host: str, port: int) -> None:
+    """The probes (and metrics) on their own small server; cancelled with the worker."""
+    if not routes:  # the app serves no probes (Health(path=None)) and no metrics were asked
         return
     import uvicorn
     from starlette.applications import Starlette
@@ -445,11 +509,14 @@ async def _serve_health(app: VoiceHooks, host: str, port: int) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield  # the worker handles SIGTERM and SIGINT, not this server
 
-    probes = Starlette(routes=list(app.health.routes(app.tools)))
+    probes = Starlette(routes=routes)
     config = uvicorn.Config(
         probes, host=host, port=port, lifespan="off", access_log=False, log_config=None
     )
     logging.getLogger("voicehooks").info(
-        "worker: health probes on http://%s:%d%s", host, port, app.health.path
+        "worker: serving %s on http://%s:%d",
+        ", ".join(getattr(route, "path", "?") for route in routes),
+        host,
+        port,
     )
     await ProbeServer(config).serve()

@@ -7,8 +7,10 @@ each; ``serving.py`` is the other end.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import sys
 from typing import Any
 
 import click
@@ -16,6 +18,8 @@ import click
 from voicehooks.core import environment as variables
 
 __all__ = ["record_file", "serve"]
+
+_APP = "voicehooks.cli.serving:app"
 
 
 def serve(
@@ -56,23 +60,31 @@ def serve(
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    uvicorn.run(
-        "voicehooks.cli.serving:app",
-        factory=True,
-        host=host,
-        port=port,
-        reload=reload,
-        workers=workers if not reload else None,
-        log_level=log_level,
-        log_config=log_config,
-        app_dir=directory or os.getcwd(),
-        lifespan="on",
-        access_log=False,  # voicehooks logs one line per delivery itself
-        http=serving.http_parser(),
+    app_dir = directory or os.getcwd()
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "log_config": log_config,
+        "lifespan": "on",
+        "access_log": False,  # voicehooks logs one line per delivery itself
+        "http": serving.http_parser(),
         # The inspector's live pages hold a stream open: do not wait long for them to end.
-        timeout_graceful_shutdown=3 if inspector is not None else None,
+        "timeout_graceful_shutdown": 3 if inspector is not None else None,
         **uvicorn_options,
-    )
+    }
+    if not reload:
+        uvicorn.run(_APP, workers=workers, app_dir=app_dir, **options)
+        return
+    # uvicorn.run's reload branch, with our watcher in place of uvicorn's (see reloading.py).
+    from .reloading import ProjectReload
+
+    sys.path.insert(0, app_dir)
+    config = uvicorn.Config(_APP, reload=True, reload_dirs=[app_dir], **options)
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        ProjectReload(config, server.run, [config.bind_socket()], app_dir).run()
 
 
 def record_file(path: str) -> str:

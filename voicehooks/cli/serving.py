@@ -8,10 +8,10 @@ were the p99 latency (tens of milliseconds) before. It is process-wide, which is
 process owner does it here and the library does not.
 
 ``run --record`` adds a ``Recorder`` to the app (redacting unless ``--record-raw`` or
-``Privacy(record_raw=True)``); ``dev`` serves it wrapped in the
-``Inspector``. Each process then says which event loop and HTTP parser it runs on: uvloop and
-httptools are what the benchmarks measure, and about three times the throughput of asyncio's
-loop and h11.
+``Privacy(record_raw=True)``); ``dev`` serves it wrapped in the ``Inspector``, and on loopback
+shows exceptions' messages in the log (``reveal_messages``). Each process then says which event
+loop and HTTP parser it runs on: uvloop and httptools are what the benchmarks measure, and
+about three times the throughput of asyncio's loop and h11.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from voicehooks.app import resolve_secrets
 from voicehooks.cli import TargetImportError, load_target
 from voicehooks.core import environment as variables
+from voicehooks.core.logs import reveal_messages
 
 __all__ = ["app", "http_parser"]
 
@@ -49,6 +50,8 @@ def app() -> ASGIApp:
         raw = privacy.record_raw or variables.read(variables.RUN_RECORD_RAW) == "1"
         instance.add_observer(Recorder(record, raw=raw, languages=privacy.languages))
     inspector = variables.read(variables.RUN_INSPECTOR)
+    if inspector == "local":  # voicehooks dev on loopback: the developer reads every line
+        reveal_messages()
     if inspector:
         from voicehooks.dev.inspector import Inspector
 

@@ -13,7 +13,9 @@ An exception's message is data: ``KeyError(customer_number)`` puts a phone numbe
 failures are logged with the exception's type and where it was raised, and the message is
 withheld (``describe``); both formatters here print an attached ``exc_info`` the same way,
 whoever logged it. Error hooks still receive the exception object itself, for trackers like
-Sentry that keep data under their own access control.
+Sentry that keep data under their own access control. One process may show the messages:
+``voicehooks dev`` on loopback, whose console and inspector only the developer reads, calls
+``reveal_messages()`` in its server process; nothing else does.
 
 A call id is opaque, and the platform's REST ids embed the caller's number
 (``call-_+316…``, PLATFORM.md §2), so every call id is logged through ``masked``.
@@ -49,6 +51,7 @@ __all__ = [
     "loggable",
     "logging_config",
     "masked",
+    "reveal_messages",
     "setup",
 ]
 
@@ -216,8 +219,21 @@ class UnknownNames:
         return True
 
 
+_revealed = False  # reveal_messages(): voicehooks dev on loopback only
+
+
+def reveal_messages() -> None:
+    """From now on, ``describe`` shows exceptions whole (messages, chained ones too) in this
+    process: for ``voicehooks dev`` on loopback, where the developer is the only reader."""
+    global _revealed
+    _revealed = True
+
+
 def describe(exc: BaseException) -> str:
     """The exception's type and traceback, without its message or its chained messages.
+
+    After ``reveal_messages()`` (``voicehooks dev`` on loopback): the whole traceback as
+    Python prints it, messages included.
 
     Examples:
         >>> number = "+31600000000"
@@ -230,6 +246,8 @@ def describe(exc: BaseException) -> str:
         >>> "+31600000000" in text
         False
     """
+    if _revealed:
+        return "".join(traceback.format_exception(exc)).rstrip("\n")
     lines = [f"{type(exc).__qualname__} (message withheld)", "Traceback (most recent call last):"]
     for frame in traceback.extract_tb(exc.__traceback__):
         lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')

@@ -13,6 +13,13 @@
 * ``voicehooks_dead_letters_trimmed_total{bound}`` (counter; ``voicehooks worker``: dead
   letters deleted at their ``age`` or ``count`` bound)
 
+``voicehooks worker --metrics`` serves its own on its health port (``WorkerMetrics``):
+
+* ``voicehooks_worker_jobs_total{outcome}`` (counter; ``done``, ``failed``, ``retried``,
+  ``dead``)
+* ``voicehooks_worker_takeovers_total`` (counter: entries taken over from dead workers)
+* ``voicehooks_worker_backlog`` (gauge: entries in the stream, read at each scrape)
+
 Outcomes are the values of ``DeliveryOutcome``, ``ToolOutcome`` and ``JobOutcome``
 (``answered``, ``duplicate``, ``rejected_401``, ...; ``ok``, ``error``, ``timeout``, ...).
 Labels never carry a call id, a phone number or an argument. ``event`` is one of the four
@@ -33,8 +40,9 @@ from __future__ import annotations
 
 import bisect
 import glob
+import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -47,6 +55,7 @@ from voicehooks.core.records import Delivery, JobRun, ToolRun
 from .observers import Observer
 
 METRICS_PATH: Final = "/metrics"
+_log = logging.getLogger("voicehooks")
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -59,6 +68,7 @@ __all__ = [
     "BUCKETS_SECONDS",
     "MetricsEndpoint",
     "PrometheusObserver",
+    "WorkerMetrics",
     "exposition",
 ]
 
@@ -101,6 +111,10 @@ class PrometheusObserver(Observer):
         registry: Where the metrics are registered; a private one by default, so several
             apps in one process (tests) do not collide. ``exposition`` serves it together
             with prometheus_client's default registry (process metrics, your own metrics).
+        path: Where the app serves them, beside the webhook: on its port and, mounted, under
+            its prefix (``/hooks/metrics``), so anyone who reaches the webhook reaches them,
+            and the app says so in one WARNING when it installs the observer. ``None``
+            serves no route: mount ``endpoint`` on another port, path or behind auth.
 
     Example:
         >>> from voicehooks import VoiceHooks
@@ -112,8 +126,11 @@ class PrometheusObserver(Observer):
     dict lookup per delivery instead of prometheus_client's ``labels()`` call.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, path: str | None = METRICS_PATH
+    ) -> None:
         prometheus = _prometheus()
+        self.path = path
         self.registry: CollectorRegistry = (
             registry if registry is not None else prometheus.CollectorRegistry(auto_describe=True)
         )
@@ -226,10 +243,97 @@ class PrometheusObserver(Observer):
         return MetricsEndpoint(self.registry)
 
     def routes(self, tools: Mapping[str, Tool]) -> Sequence[BaseRoute]:
-        """``GET /metrics``, served by the app beside its webhook."""
+        """``GET {path}``, served by the app beside its webhook (nothing for ``path=None``)."""
         from starlette.routing import Route
 
-        return [Route(METRICS_PATH, self.endpoint, methods=["GET"])]
+        if self.path is None:
+            return []
+        _log.warning(
+            "metrics are served at %s beside the webhook (mounted: under its prefix), where "
+            "whoever reaches the webhook reads them: block the path at your proxy, or serve "
+            "them elsewhere with PrometheusObserver(path=None) and its endpoint "
+            "(see 'Mount voicehooks' in the docs)",
+            self.path,
+        )
+        return [Route(self.path, self.endpoint, methods=["GET"])]
+
+
+class WorkerMetrics:
+    """The metrics of ``voicehooks worker``, read from its counts when scraped.
+
+    A collector of prometheus_client's, so the worker's loop pays nothing per job: each scrape
+    reads ``counts()`` (the worker's ``done``, ``failed``, ``retried``, ``dead`` and
+    ``taken_over``) and awaits ``backlog()`` (the stream's length; left out when Redis does
+    not answer). ``routes()`` is ``GET /metrics``, for the worker's health port.
+
+    Args:
+        counts: The worker's running counts.
+        backlog: The queue's length, awaited at each scrape.
+        registry: Where the collector is registered; a private one by default.
+    """
+
+    def __init__(
+        self,
+        counts: Callable[[], Mapping[str, int]],
+        backlog: Callable[[], Awaitable[int]],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        prometheus = _prometheus()
+        self.counts = counts
+        self.backlog = backlog
+        self.registry: CollectorRegistry = (
+            registry if registry is not None else prometheus.CollectorRegistry()
+        )
+        self._backlog: int | None = None
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families, as prometheus_client asks a collector for them."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counts = self.counts()
+        jobs = CounterMetricFamily(
+            "voicehooks_worker_jobs",
+            "Runs of jobs by a worker, by how they ended.",
+            labels=["outcome"],
+        )
+        for outcome in ("done", "failed", "retried", "dead"):
+            jobs.add_metric([outcome], counts.get(outcome, 0))
+        yield jobs
+        yield CounterMetricFamily(
+            "voicehooks_worker_takeovers",
+            "Entries a worker took over from workers that died.",
+            value=counts.get("taken_over", 0),
+        )
+        if self._backlog is not None:
+            yield GaugeMetricFamily(
+                "voicehooks_worker_backlog",
+                "Entries in the durable queue's stream (unread and in progress).",
+                value=self._backlog,
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a scrape: read the backlog, then every metric."""
+        try:
+            self._backlog = await self.backlog()
+        except Exception:  # Redis away: the scrape still has the counts
+            self._backlog = None
+        prometheus = _prometheus()
+        body = prometheus.generate_latest(self.registry) + prometheus.generate_latest(
+            prometheus.REGISTRY  # the process's own: CPU, memory, file descriptors
+        )
+        headers = [
+            (b"content-type", prometheus.CONTENT_TYPE_LATEST.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """``GET /metrics``."""
+        from starlette.routing import Route
+
+        return [Route(METRICS_PATH, self, methods=["GET"])]
 
 
 _Add = Callable[[float], None]

@@ -45,6 +45,7 @@ from voicehooks.live.interim import Busy
 from voicehooks.observe.observers import ObserverSet
 from voicehooks.state.dedupe import IN_FLIGHT_MARGIN_SECONDS, Deduplicator, intent_key
 from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool, stub_for
+from voicehooks.tools.models import encode_model
 from voicehooks.tools.sensitive import Tokens, mask_body
 from voicehooks.work.jobs import Job, JobSink
 
@@ -77,7 +78,8 @@ STILL_WORKING = (
     "is in progress. Do not call {name} again for it."
 )
 
-_canonical = msgspec.json.Encoder(order="sorted").encode
+# enc_hook: msgspec calls it only for a type it does not know (a pydantic model a tool returns)
+_canonical = msgspec.json.Encoder(order="sorted", enc_hook=encode_model).encode
 
 _EMPTY_RAW: Final = msgspec.Raw(b"{}")
 _UNDECODED: Final[Any] = object()
@@ -143,7 +145,7 @@ class ToolCallsAnswerer:
         self.provided = provided
         self.report = report
         self.intents = intents
-        self._encode = msgspec.json.Encoder().encode
+        self._encode = msgspec.json.Encoder(enc_hook=encode_model).encode
         # Tool names the model made up, each warned about once and at most 10 a minute.
         self.unknown_tools = UnknownNames()
 

@@ -44,6 +44,7 @@ import math
 import socket
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -177,19 +178,30 @@ class FakePlatform:
 
     # -- what happened --------------------------------------------------------------------
 
-    @property
-    def commands(self) -> list[RecordedRequest]:
-        """Every control command received, answered or refused, in arrival order."""
+    def received(self, call_id: str | None = None) -> list[RecordedRequest]:
+        """The control commands received, answered or refused, in arrival order, for one call
+        or all."""
         with self._lock:
-            return [r for r in self.requests if r.path.endswith("/control")]
+            return [
+                r
+                for r in self.requests
+                if r.path.endswith("/control") and (call_id is None or r.call_id == call_id)
+            ]
 
     def accepted(self, call_id: str | None = None) -> list[RecordedRequest]:
         """The control commands answered 200, for one call or all."""
-        return [
-            r
-            for r in self.commands
-            if r.status == 200 and (call_id is None or r.call_id == call_id)
-        ]
+        return [r for r in self.received(call_id) if r.status == 200]
+
+    @property
+    def commands(self) -> list[RecordedRequest]:
+        """Deprecated: ``received()``, a method like ``accepted()``."""
+        warnings.warn(
+            "FakePlatform.commands is deprecated: call FakePlatform.received(), a method "
+            "like accepted() (it takes an optional call id too)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.received()
 
     def most_in_any_window(self, call_id: str, window_seconds: float | None = None) -> int:
         """The largest number of accepted commands for ``call_id`` within any window."""

@@ -23,6 +23,7 @@ from voicehooks.core.injection import CallContext, Injection, plan_injections
 from voicehooks.core.logs import loggable
 from voicehooks.core.running import UserFunction
 
+from . import models
 from .arguments import Unfit, not_json, recover
 from .sensitive import Sensitive
 
@@ -83,7 +84,26 @@ class ArgumentError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A registered tool: the function, its argument decoder and its platform definition."""
+    """A registered tool: the function, its argument decoder and its platform definition.
+
+    What ``app.tools["name"]`` returns; made by ``@app.tool`` (``Tool.from_function``), never
+    by hand. Read it: ``name``, ``description`` (the docstring's first paragraph, or
+    ``description=``), ``parameters`` (the JSON Schema of its arguments), the options given
+    to ``@app.tool`` (``timeout_seconds``, ``fire_and_forget``, ``interim``, ...),
+    ``function`` (yours, undecorated) and ``definition(url)`` (the entry of the assistant's
+    ``llm_config.tools``, as ``voicehooks tools`` prints it).
+
+    Examples:
+        >>> from voicehooks import VoiceHooks
+        >>> app = VoiceHooks(secret="whsec_example")
+        >>> @app.tool
+        ... def check(order_number: str) -> str:
+        ...     '''Check an order.'''
+        ...     return "ready"
+        >>> tool = app.tools["check"]
+        >>> tool.description, tool.parameters["required"]
+        ('Check an order.', ['order_number'])
+    """
 
     name: str
     fn: UserFunction
@@ -107,6 +127,8 @@ class Tool:
     """The parameters annotated ``Sensitive()``: masked outside the tool (``sensitive``)."""
     coercions: Counter[str] = field(default_factory=Counter, compare=False)
     """How many arguments of each kind (``arguments.COERCIONS``) were coerced to fit, so far."""
+    models: tuple[tuple[str, Any], ...] = ()
+    """Parameters typed with a pydantic model, and the model: validated after the decode."""
 
     @property
     def delivers_late(self) -> bool:
@@ -173,8 +195,18 @@ class Tool:
                 f"tool {tool_name!r}: a Sensitive argument ({sensitive[0]}) cannot go with "
                 "fire_and_forget=True: the job would carry its value to the queue"
             )
+        pydantic_models: list[tuple[str, Any]] = []
         for parameter in arguments.values():
             annotation = hints[parameter.name]
+            if models.is_model(annotation):  # decoded as an object, then validated by it
+                pydantic_models.append((parameter.name, annotation))
+                annotation = dict[str, Any]
+            elif models.mentions_model(annotation):
+                raise TypeError(
+                    f"tool {tool_name!r}: parameter {parameter.name!r}: a pydantic model is "
+                    "supported as a parameter's whole type (order: Order); inside another "
+                    "type use a msgspec.Struct or a dataclass, or make the model the whole type"
+                )
             if parameter.name in documented:
                 annotation = Annotated[
                     annotation, msgspec.Meta(description=documented[parameter.name])
@@ -194,6 +226,8 @@ class Tool:
             schema = _parameters_schema(struct)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"tool {tool_name!r}: an argument type cannot be used: {exc}") from exc
+        for parameter_name, model in pydantic_models:
+            _model_schema(tool_name, schema, parameter_name, model)
         return cls(
             name=tool_name,
             fn=UserFunction(function, f"tool {tool_name}"),
@@ -214,6 +248,7 @@ class Tool:
             key=key,
             key_ttl_seconds=key_ttl_seconds,
             sensitive=sensitive,
+            models=tuple(pydantic_models),
         )
 
     def decode(self, call: ToolCall) -> Any:
@@ -223,14 +258,29 @@ class Tool:
             return None
         raw = call.function.arguments
         try:
-            return self.decoder.decode(raw)
+            decoded = self.decoder.decode(raw)
         except msgspec.ValidationError as exc:
             try:
-                return recover(self.decoder, raw, exc, self.parameters, self.name, self.coercions)
+                decoded = recover(
+                    self.decoder, raw, exc, self.parameters, self.name, self.coercions
+                )
             except Unfit as unfit:
                 raise ArgumentError(str(unfit)) from None
         except _MALFORMED:
             raise ArgumentError(not_json(self.name)) from None
+        return self._validate_models(decoded) if self.models else decoded
+
+    def _validate_models(self, decoded: Any) -> Any:
+        from pydantic import ValidationError  # installed: the tool has a model
+
+        for name, model in self.models:
+            value = getattr(decoded, name)
+            if isinstance(value, dict):  # not a default the function set
+                try:
+                    setattr(decoded, name, model.model_validate(value))
+                except ValidationError as exc:
+                    raise ArgumentError(models.validation_message(self.name, name, exc)) from None
+        return decoded
 
     def bind(self, call: ToolCall) -> dict[str, Any]:
         """Decode ``call``'s arguments into keyword arguments, or raise ``ArgumentError``.
@@ -317,6 +367,28 @@ def _check_once(
             )
         if key_ttl_seconds <= 0:
             raise ValueError(f"tool {name!r}: key_ttl_seconds must be > 0")
+
+
+def _model_schema(tool: str, schema: dict[str, Any], parameter: str, model: Any) -> None:
+    """Put ``model``'s JSON Schema in place of the object ``parameter`` was decoded as."""
+    own: dict[str, Any] = model.model_json_schema(ref_template="#/$defs/{model}")
+    definitions = schema.setdefault("$defs", {})
+    for name, definition in own.pop("$defs", {}).items():
+        if definitions.setdefault(name, definition) != definition:
+            raise TypeError(
+                f"tool {tool!r}: two different types are both named {name!r} in its "
+                "arguments' schema; rename one"
+            )
+    if not definitions:
+        del schema["$defs"]
+    described = schema["properties"][parameter].get("description")
+    if described is not None:
+        own["description"] = described
+    default = schema["properties"][parameter].get("default")
+    if default is not None:
+        own["default"] = default
+    schema["properties"][parameter] = own
+    _type_enums(own)
 
 
 def _parameters_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:

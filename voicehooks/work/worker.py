@@ -24,6 +24,14 @@ memory is bounded by that many entries. When Redis is unreachable the loop waits
 again (100 ms doubling to 5 s), logging once per outage. The dead letters are kept within the
 queue's bounds on every bury and once a minute; what that deletes is logged with its count
 and passed to ``on_trimmed`` (the app's observers, in ``voicehooks worker``).
+
+What an operator sees: one INFO line per run of a job (event type, masked call id, handler,
+attempt, outcome, milliseconds; never the payload), a WARNING when it takes over a dead
+worker's entries (how many, from which consumers), and the counts in ``counts`` (jobs done,
+failed, retried, dead; entries taken over), which ``voicehooks worker --metrics`` exports.
+Every ``forget_idle_seconds / 4`` (at most 5 min) it removes consumers that hold nothing and
+were idle ``forget_idle_seconds``: the names of dead workers, so ``voicehooks queue stats``
+lists the living.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from typing import Final, TypeVar
 import anyio
 
 from voicehooks.core.exceptions import QueueError
-from voicehooks.core.logs import describe, duration
+from voicehooks.core.logs import describe, duration, masked
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.core.tasks import TaskOwner
 
@@ -54,7 +62,11 @@ Run = Callable[[Entry], Awaitable[JobRun]]
 """Runs one entry and returns its job's run; cancellation means the run was cut short."""
 
 FORGET_AFTER_SECONDS: Final = 3600.0
-"""A consumer that holds nothing and was idle this long is removed from the group."""
+"""A consumer that holds nothing and was idle this long is removed from the group (default)."""
+
+COUNTS: Final = ("done", "failed", "retried", "dead", "taken_over")
+"""The keys of ``Worker.counts``: runs that ended done or failed, retries, dead letters, and
+entries taken over from dead workers."""
 
 ABANDONED: Final = "abandoned"
 """Dead-letter reason of an entry whose workers died on it ``max_attempts`` times."""
@@ -87,6 +99,7 @@ class Worker:
         read_block_seconds: Longest blocking read; also how long a stop may take to notice.
         on_trimmed: Told how many dead letters were deleted at their bounds, each time some
             were: ``(count, bound)``, the bound ``"age"`` or ``"count"``.
+        forget_idle_seconds: Remove consumers that hold nothing and were idle this long.
     """
 
     def __init__(
@@ -103,11 +116,14 @@ class Worker:
         tasks: TaskOwner | None = None,
         read_block_seconds: float = 1.0,
         on_trimmed: Callable[[int, str], None] | None = None,
+        forget_idle_seconds: float = FORGET_AFTER_SECONDS,
     ) -> None:
         if concurrency < 1 or max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be >= 1")
-        if claim_idle_seconds <= 0 or read_block_seconds <= 0:
-            raise ValueError("claim_idle_seconds and read_block_seconds must be > 0")
+        if claim_idle_seconds <= 0 or read_block_seconds <= 0 or forget_idle_seconds <= 0:
+            raise ValueError(
+                "claim_idle_seconds, read_block_seconds and forget_idle_seconds must be > 0"
+            )
         self.queue = queue
         self.run = run
         self.consumer = consumer or consumer_name()
@@ -119,6 +135,8 @@ class Worker:
         self.tasks = tasks if tasks is not None else TaskOwner(grace_seconds=20.0)
         self.read_block_seconds = read_block_seconds
         self.on_trimmed = on_trimmed
+        self.forget_idle_seconds = forget_idle_seconds
+        self.counts = dict.fromkeys(COUNTS, 0)
         self._held: dict[str, Entry] = {}
         self._changed: anyio.Event | None = None  # made in serve: it needs a running loop
         self._outage = False
@@ -132,16 +150,27 @@ class Worker:
     async def serve(self, stop: anyio.Event) -> None:
         """Work until ``stop`` is set, then drain the task owner and return."""
         self._changed = anyio.Event()
-        with contextlib.suppress(QueueError):  # the names of dead workers, once idle an hour
-            await self.queue.forget_idle(FORGET_AFTER_SECONDS)
         tasks = self.tasks
         async with nullcontext() if tasks.is_open else tasks.owning():
             tasks.spawn_service(self._keep_fresh())
             tasks.spawn_service(self._keep_dead_bounded())
+            tasks.spawn_service(self._forget_dead_consumers())
             await self._feed(stop)
+            _log.info(
+                "worker %s: draining %d held entries (at most %.0f s)",
+                self.consumer,
+                len(self._held),
+                tasks.grace_seconds,
+            )
             await tasks.drain()
         with anyio.CancelScope(shield=True), contextlib.suppress(QueueError):
             await self.queue.forget(self.consumer)  # unless it left entries pending
+        _log.info(
+            "worker %s: stopped; %s",
+            self.consumer,
+            ", ".join(f"{count} {key.replace('_', ' ')}" for key, count in self.counts.items()),
+            extra=dict(self.counts),
+        )
 
     async def _feed(self, stop: anyio.Event) -> None:
         cursor = "0-0"
@@ -161,6 +190,8 @@ class Worker:
                     )
                     if cursor == "0-0":  # a full pass over the pending entries: rest a while
                         next_claim = time.monotonic() + claim_every
+                    if entries:
+                        await self._taken_over(len(entries))
                 if not entries:
                     entries = await self.queue.read(self.consumer, free, self.read_block_seconds)
             except QueueError as exc:
@@ -184,6 +215,45 @@ class Worker:
             _log.warning("worker %s: Redis is unavailable (%s); retrying", self.consumer, exc)
         await anyio.sleep(self._delay)
         self._delay = min(self._delay * 2, 5.0)
+
+    async def _taken_over(self, count: int) -> None:
+        # XAUTOCLAIM does not say whose entries it took: those of the consumers idle past
+        # claim_idle_seconds, which a look at the group (rare: only after a takeover) names.
+        self.counts["taken_over"] += count
+        try:
+            stats = await self.queue.stats()
+            dead = [
+                name
+                for name, _, idle in stats.consumers
+                if name != self.consumer and idle >= self.claim_idle_seconds
+            ]
+        except QueueError:
+            dead = []
+        _log.warning(
+            "worker %s: took over %d entries from %s, silent for %.0f s or more",
+            self.consumer,
+            count,
+            ", ".join(dead[:5]) + (f" and {len(dead) - 5} more" if len(dead) > 5 else "")
+            if dead
+            else "a worker that died",
+            self.claim_idle_seconds,
+        )
+
+    async def _forget_dead_consumers(self) -> None:
+        while True:
+            try:
+                removed = await self.queue.forget_idle(self.forget_idle_seconds)
+            except QueueError as exc:
+                _log.debug("worker %s: forgetting idle consumers failed: %s", self.consumer, exc)
+            else:
+                if removed:
+                    _log.info(
+                        "worker %s: removed %d consumers idle for %.0f s or more",
+                        self.consumer,
+                        removed,
+                        self.forget_idle_seconds,
+                    )
+            await anyio.sleep(min(self.forget_idle_seconds / 4, 300.0))
 
     async def _keep_fresh(self) -> None:
         while True:
@@ -242,6 +312,7 @@ class Worker:
     async def _attempts(self, entry: Entry) -> None:
         while True:
             if entry.attempt > self.max_attempts:
+                self.counts["dead"] += 1
                 await self._bury(entry, ABANDONED)
                 _log.error(
                     "entry %s dead-lettered: its workers died on it %d times",
@@ -251,9 +322,11 @@ class Worker:
                 return
             outcome, reason = await self._run_once(entry)
             if outcome == JobOutcome.DONE:
+                self.counts["done"] += 1
                 await self._settle(partial(self.queue.ack, [entry.id]), entry, "acknowledge")
                 return
             if outcome == UNREADABLE:
+                self.counts["dead"] += 1
                 await self._bury(entry, reason)
                 _log.error(
                     "entry %s dead-lettered at once: %s; `voicehooks queue requeue` runs it "
@@ -262,7 +335,9 @@ class Worker:
                     reason,
                 )
                 return
+            self.counts["failed"] += 1
             if entry.attempt >= self.max_attempts:
+                self.counts["dead"] += 1
                 await self._bury(entry, reason)
                 _log.error(
                     "entry %s dead-lettered after %d attempts (%s); `voicehooks queue dead` "
@@ -292,9 +367,11 @@ class Worker:
                 return  # another worker takes it over once it is idle
             if again is None:
                 return  # acknowledged or deleted elsewhere meanwhile
+            self.counts["retried"] += 1
             entry = again
 
     async def _run_once(self, entry: Entry) -> tuple[str, str]:
+        started = time.perf_counter()
         try:
             run = await self.run(entry)
         except UnreadableJob as exc:
@@ -302,6 +379,27 @@ class Worker:
         except Exception as exc:  # the callback's own bug: the entry retries like a failure
             _log.error("running entry %s raised %s", entry.id, describe(exc))
             return JobOutcome.FAILED, type(exc).__qualname__
+        milliseconds = (time.perf_counter() - started) * 1000
+        ended = (
+            run.outcome if run.failure in ("", run.outcome) else f"{run.outcome} ({run.failure})"
+        )
+        _log.info(
+            "job %s call=%s %s attempt %d: %s %.1fms",
+            run.event_type,
+            masked(run.call_id),
+            run.name,
+            entry.attempt,
+            ended,
+            milliseconds,
+            extra={
+                "event": run.event_type,
+                "call_id": masked(run.call_id),
+                "handler": run.name,
+                "attempt": entry.attempt,
+                "outcome": run.outcome,
+                "duration_ms": round(milliseconds, 1),
+            },
+        )
         return run.outcome, run.failure or run.outcome
 
     async def _settle(

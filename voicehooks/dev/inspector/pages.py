@@ -13,10 +13,20 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any, Final
 
+from voicehooks.observe import DeliveryOutcome, ToolOutcome
+
 from .masking import mask, mask_id, mask_phone_numbers
 from .store import Entry
 
-__all__ = ["PREFIX", "delivery_page", "deliveries_fragment", "index_page", "message_page"]
+__all__ = [
+    "DUPLICATE_NOTE",
+    "PREFIX",
+    "deliveries_fragment",
+    "delivery_page",
+    "index_page",
+    "is_duplicate",
+    "message_page",
+]
 
 PREFIX: Final = "/_voicehooks"
 
@@ -109,6 +119,8 @@ def delivery_page(entry: Entry, *, reveal: bool, replays: Iterable[Entry]) -> st
         ("Latency", _ms(delivery.duration_seconds)),
         ("Replay", _replay_fact(entry)),
     ]
+    if is_duplicate(entry):
+        facts.append(("Duplicate", DUPLICATE_NOTE))
     done = ", ".join(f'<a href="{PREFIX}/deliveries/{r.id}">#{r.id}</a>' for r in replays)
     if done:
         facts.append(("Replayed as", done))
@@ -136,6 +148,19 @@ def delivery_page(entry: Entry, *, reveal: bool, replays: Iterable[Entry]) -> st
         f"<h2>Log lines</h2>{_logs(entry)}"
     )
     return _page(f"Delivery #{entry.id}", body)
+
+
+DUPLICATE_NOTE: Final = (
+    "answered from the first delivery: the tool did not run again (replay with "
+    "\u201cRun it again even if it is a duplicate\u201d to run it)"
+)
+
+
+def is_duplicate(entry: Entry) -> bool:
+    """Whether the app answered ``entry`` from an earlier delivery, running nothing again."""
+    if entry.delivery.outcome == DeliveryOutcome.DUPLICATE:
+        return True
+    return bool(entry.tools) and all(r.outcome == ToolOutcome.DUPLICATE for r in entry.tools)
 
 
 def message_page(title: str, text: str) -> str:

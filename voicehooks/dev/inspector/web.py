@@ -34,7 +34,14 @@ from voicehooks.app import VoiceHooks
 from voicehooks.observe.recording import REPLAY_HEADER
 from voicehooks.observe.toolstats import STATS_PATH, StatsEndpoint, ToolStats
 
-from .pages import PREFIX, deliveries_fragment, delivery_page, index_page, message_page
+from .pages import (
+    PREFIX,
+    deliveries_fragment,
+    delivery_page,
+    index_page,
+    is_duplicate,
+    message_page,
+)
 from .store import REPLAY_OF_HEADER, RecentDeliveries
 
 __all__ = ["Inspector"]
@@ -218,7 +225,8 @@ class Inspector:
         if not newest:  # pragma: no cover - the app records every delivery it answers
             return _refuse("the replay was not recorded", 500, wants_json)
         if wants_json:
-            return JSONResponse({"id": newest[0].id, "status": status}, headers=_HEADERS)
+            answer = {"id": newest[0].id, "status": status, "duplicate": is_duplicate(newest[0])}
+            return JSONResponse(answer, headers=_HEADERS)
         return RedirectResponse(f"{PREFIX}/deliveries/{newest[0].id}", 303, headers=_HEADERS)
 
     async def replay(self, entry_id: int, body: bytes, event: str, bypass_dedupe: bool) -> int:

@@ -51,6 +51,9 @@ for (const form of document.querySelectorAll("form.replay")) {
       link.href = `/_voicehooks/deliveries/${result.id}`;
       link.textContent = `#${result.id}`;
       output.append("Replayed as ", link, `: ${result.status}`);
+      if (result.duplicate) {
+        output.append(" (duplicate: answered from the first delivery, the tool did not run again)");
+      }
     } catch (error) {
       output.textContent = "The replay failed: is the server still running?";
     } finally {
