@@ -40,6 +40,7 @@ from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.core.logs import LogFormat, logging_config
 from voicehooks.state.stores import MemoryStore
 
+from .deploy import deploy
 from .dev import dev
 from .durable import queue, worker
 from .environment import env_file_option, log_format_option, patched_environ, read_env_file
@@ -407,6 +408,7 @@ def routes(target: str) -> None:
         click.echo(f"{line}  {row[3]}".rstrip())
 
 
+main.add_command(deploy)
 main.add_command(dev)
 main.add_command(queue)
 main.add_command(replay)

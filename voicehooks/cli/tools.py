@@ -17,16 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import anyio
 import click
 
-from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.dev.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
 from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions
 from voicehooks.observe.toolstats import STATS_PATH
 from voicehooks.tools.definition import Tool
 
 from .environment import env_file_option
+from .platform import call
 
 __all__ = [
     "assistant_definitions",
@@ -99,22 +98,12 @@ def assistant_definitions(assistant_id: str) -> tuple[list[dict[str, Any]], str 
     ``--env-file``), the base URL from ``VOICEHOOKS_API_URL`` when set.
 
     Raises:
-        click.UsageError: No key, no httpx, or the platform refused or could not answer
+        click.ClickException: No key, no httpx, or the platform refused or could not answer
             (exit code 2: nothing was compared).
     """
-    from voicehooks.live.api import PlatformAPIError, PlatformClient
-
-    async def fetch() -> dict[str, Any]:
-        # A command line can wait longer than a live call: one generous attempt budget.
-        async with PlatformClient(timeout_seconds=10.0, deadline_seconds=30.0) as api:
-            return await api.get_assistant(assistant_id)
-
-    try:
-        saved = anyio.run(fetch)
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
-    except PlatformAPIError as exc:
-        raise click.UsageError(f"cannot fetch assistant {assistant_id!r}: {exc}") from None
+    saved = call(
+        lambda api: api.get_assistant(assistant_id), action=f"fetch assistant {assistant_id!r}"
+    )
     try:
         return read_definitions({"assistant": saved})
     except DriftError as exc:

@@ -1,7 +1,7 @@
-"""``FakePlatform``: the platform's REST endpoints that a receiver calls, faked for tests.
+"""``FakePlatform``: the platform's REST endpoints that a receiver and the tools call, faked.
 
-Built from PLATFORM.md §7.1, strict where the real API is strict, so that code that passes
-against it keeps the real limits:
+Built from PLATFORM.md §7.1 and §7.2, strict where the real API is strict, so that code that
+passes against it keeps the real limits:
 
 * ``Authorization: Bearer <api_key>`` on every request, else 401.
 * ``POST /api/v1/calls/{id}/control`` takes exactly one command (``inject-context``,
@@ -11,6 +11,18 @@ against it keeps the real limits:
   marked ended answers ``ended_status`` (409 by default; the real code is undocumented).
 * ``GET /api/v1/calls/{id}`` answers the call object, ``GET /api/v1/assistants/{id}`` answers
   ``{"assistant": {...}}``; unknown ids are 404.
+* ``PATCH /api/v1/assistants/{id}`` replaces each top-level field it sends, a nested object
+  (``llm_config``) whole: the strictest reading of an undocumented merge. It refuses (422) a
+  field the assistant does not have, ``webhook_events`` beyond the four event names, a tool
+  name against the platform's rule, an MCP attachment with more than 25 ``allowed_tools`` or
+  an unknown ``mcp_server_id``.
+* ``/api/v1/mcp-servers``: ``GET`` lists, ``POST`` creates (201; a name taken is 409),
+  ``GET``/``PATCH``/``DELETE`` one (``DELETE`` is 409 while an assistant uses it); header
+  values are kept but never answered (``header_names``); the fields are checked as
+  documented (``_mcp_servers``). ``POST .../{id}/test`` really connects to the server's
+  URL and lists its tools over MCP JSON-RPC. ``FakePlatform(local_mcp_servers=True)``
+  accepts ``http://`` and loopback URLs, for a test's own server.
+* ``GET /api/v1/workflows/{id}`` answers ``{"workflow": {...}}`` (``add_workflow``).
 * Every answer carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
   ``X-RateLimit-Reset`` (Unix seconds): the per-call budget on control answers, the per-key
   budget (``requests_per_window``, 100 per window) on the others. Going over either is a 429.
@@ -21,7 +33,8 @@ against it keeps the real limits:
   ``fail_next(n, status)`` makes the next ``n`` requests fail.
 
 Every request is recorded with its headers (``requests``), control commands also in
-``commands``. A call id the fake has not seen is live: the first command adds it.
+``commands``. A call id the fake has not seen is live: the first command adds it. Seed
+``add_assistant``, ``add_workflow``; MCP servers are made through the API or ``add_mcp_server``.
 
 Use it in-process (an httpx transport on the test's event loop)::
 
@@ -39,6 +52,8 @@ Both need the ``api`` extra (httpx); ``serve`` runs uvicorn in a thread.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import itertools
 import json
 import math
 import socket
@@ -54,6 +69,8 @@ import anyio
 from starlette.types import Receive, Scope, Send
 
 from voicehooks.live.api import PlatformClient
+
+from . import _assistants, _mcp_servers
 
 if TYPE_CHECKING:
     import httpx
@@ -112,6 +129,8 @@ class FakePlatform:
         requests_per_window: Requests per key within ``window_seconds``.
         error_shape: Which of the two documented error bodies to send.
         ended_status: The status of a command for a call that is not live.
+        local_mcp_servers: Accept ``http://`` and private or loopback addresses for MCP
+            servers (the platform accepts public ``https://`` ones only): a test's own server.
         clock: Monotonic seconds; injectable.
 
     Example:
@@ -131,6 +150,7 @@ class FakePlatform:
         requests_per_window: int = 100,
         error_shape: ErrorShape = "sdk",
         ended_status: int = 409,
+        local_mcp_servers: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_key = api_key
@@ -142,7 +162,13 @@ class FakePlatform:
         self.delay_seconds = 0.0
         self.calls: dict[str, dict[str, Any]] = {}
         self.assistants: dict[str, dict[str, Any]] = {}
+        self.mcp_servers: dict[str, dict[str, Any]] = {}
+        """The MCP servers as the API answers them (no header values)."""
+        self.workflows: dict[str, dict[str, Any]] = {}
+        self.local_mcp_servers = local_mcp_servers
         self.requests: list[RecordedRequest] = []
+        self._mcp_headers: dict[str, dict[str, str]] = {}  # write-only, as on the platform
+        self._ids = itertools.count(1)
         self._clock = clock
         self._failures: deque[tuple[int, float | None]] = deque()
         self._per_call: dict[str, _Window] = {}
@@ -165,8 +191,41 @@ class FakePlatform:
         self.add_call(call_id, status="ended", **fields)
 
     def add_assistant(self, assistant_id: str, config: dict[str, Any]) -> None:
-        """Serve ``config`` at ``GET /assistants/{assistant_id}``."""
+        """Serve ``config`` at ``GET /assistants/{assistant_id}`` (and let ``PATCH`` change it)."""
         self.assistants[assistant_id] = {"id": assistant_id, **config}
+
+    def add_workflow(
+        self,
+        workflow_id: str,
+        definition: dict[str, Any],
+        *,
+        name: str = "Workflow",
+        is_active: bool = True,
+    ) -> None:
+        """Serve a workflow at ``GET /workflows/{workflow_id}``."""
+        self.workflows[workflow_id] = {
+            "id": workflow_id,
+            "name": name,
+            "is_active": is_active,
+            "definition": definition,
+        }
+
+    def add_mcp_server(self, **fields: Any) -> dict[str, Any]:
+        """Add an MCP server as ``POST /mcp-servers`` would; return it as the API shows it.
+
+        Raises:
+            ValueError: The fields are not valid (the message the API would answer with).
+        """
+        with self._lock:
+            status, answer = self._create_mcp_server(fields)
+        if status >= 300:
+            raise ValueError(answer.get("message") or answer)
+        server: dict[str, Any] = answer["mcp_server"]
+        return server
+
+    def mcp_headers(self, server_id: str) -> dict[str, str]:
+        """The header values stored for an MCP server (the API never answers them)."""
+        return dict(self._mcp_headers.get(server_id, {}))
 
     def fail_next(
         self, count: int = 1, status: int = 503, retry_after: float | None = None
@@ -257,6 +316,8 @@ class FakePlatform:
                 break
         with self._lock:
             status, answer, headers = self._answer(scope, body)
+        if isinstance(answer, _Probe):  # connects out: never under the lock
+            answer = await _mcp_servers.probe(answer.url, answer.headers, answer.timeout_seconds)
         if self.delay_seconds:  # acted on at once, answered late: as a slow platform might
             await anyio.sleep(self.delay_seconds)
         payload = json.dumps(answer).encode()
@@ -319,12 +380,117 @@ class FakePlatform:
             if call is None:
                 return 404, self._error("not_found", "Call not found"), key_headers
             return 200, call, self._limit_headers(key_window, now)
-        if method == "GET" and len(parts) == 2 and parts[0] == "assistants":
-            assistant = self.assistants.get(parts[1])
+        answered = self._resource(method, parts, body)
+        if answered is None:
+            return 404, self._error("not_found", "No such endpoint"), key_headers
+        return answered[0], answered[1], self._limit_headers(key_window, now)
+
+    def _resource(self, method: str, parts: list[str], body: Any) -> tuple[int, Any] | None:
+        """Assistants, MCP servers and workflows (PLATFORM.md §7.2); ``None``: no endpoint."""
+        kind, rest = (parts[0], parts[1:]) if parts else ("", [])
+        if kind == "assistants" and len(rest) == 1:
+            assistant = self.assistants.get(rest[0])
             if assistant is None:
-                return 404, self._error("not_found", "Assistant not found"), key_headers
-            return 200, {"assistant": assistant}, self._limit_headers(key_window, now)
-        return 404, self._error("not_found", "No such endpoint"), key_headers
+                return 404, self._error("not_found", "Assistant not found")
+            if method == "GET":
+                return 200, {"assistant": assistant}
+            if method == "PATCH":
+                return self._update_assistant(assistant, body)
+        if kind == "workflows" and len(rest) == 1 and method == "GET":
+            workflow = self.workflows.get(rest[0])
+            if workflow is None:
+                return 404, self._error("not_found", "Workflow not found")
+            return 200, {"workflow": workflow}
+        if kind == "mcp-servers":
+            return self._mcp(method, rest, body)
+        return None
+
+    def _update_assistant(self, assistant: dict[str, Any], body: Any) -> tuple[int, Any]:
+        problem = _assistants.problem(body, self.mcp_servers)
+        if problem is not None:
+            return 422, self._error("validation_error", problem)
+        assistant.update(body)  # each top-level field replaced whole, llm_config included
+        assistant["updated_at"] = _now()
+        return 200, {"assistant": assistant}
+
+    def _mcp(self, method: str, rest: list[str], body: Any) -> tuple[int, Any] | None:
+        if not rest:
+            if method == "GET":
+                return 200, {"mcp_servers": list(self.mcp_servers.values())}
+            if method == "POST":
+                return self._create_mcp_server(body)
+            return None
+        server = self.mcp_servers.get(rest[0])
+        if server is None:
+            return 404, self._error("not_found", "MCP server not found")
+        if len(rest) == 2 and rest[1] == "test" and method == "POST":
+            extra = body.get("headers", {}) if isinstance(body, dict) else {}
+            if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+                return 422, self._error("validation_error", "headers must map names to strings")
+            if server["transport"] != "streamable_http":
+                error = "the fake platform tests streamable_http servers only"
+                return 200, {"ok": False, "duration_ms": 0, "error": error}
+            headers = {**self._mcp_headers[server["id"]], **extra}  # for this test only
+            return 200, _Probe(server["url"], headers, server["timeout_seconds"])
+        if len(rest) != 1:
+            return None
+        if method == "GET":
+            return 200, {"mcp_server": server}
+        if method == "PATCH":
+            return self._update_mcp_server(server, body)
+        if method == "DELETE":
+            if any(server["id"] in _assistants.attached(a) for a in self.assistants.values()):
+                message = "MCP server is in use by an assistant; detach it first"
+                return 409, self._error("conflict", message)
+            del self.mcp_servers[server["id"]]
+            self._mcp_headers.pop(server["id"], None)
+            return 200, {"success": True}
+        return None
+
+    def _create_mcp_server(self, body: Any) -> tuple[int, Any]:
+        problem = _mcp_servers.server_problem(body, current=None, local_urls=self.local_mcp_servers)
+        if problem is not None:
+            return 422, self._error("validation_error", problem)
+        if any(s["name"] == body["name"] for s in self.mcp_servers.values()):
+            return 409, self._error("conflict", "An MCP server with this name exists")
+        server_id = f"mcp_{next(self._ids)}"
+        now = _now()
+        server: dict[str, Any] = {"id": server_id, "created_at": now}
+        self.mcp_servers[server_id] = server
+        self._mcp_headers[server_id] = {}
+        server.update(
+            name=body["name"],
+            url="",
+            transport=body.get("transport", "streamable_http"),
+            header_names=[],
+            timeout_seconds=body.get("timeout_seconds", 20),
+        )
+        return self._update_mcp_server(server, body, status=201)
+
+    def _update_mcp_server(
+        self, server: dict[str, Any], body: Any, status: int = 200
+    ) -> tuple[int, Any]:
+        if status == 200:
+            problem = _mcp_servers.server_problem(
+                body, current=server, local_urls=self.local_mcp_servers
+            )
+            if problem is not None:
+                return 422, self._error("validation_error", problem)
+            taken = body.get("name") not in (None, server["name"]) and any(
+                s["name"] == body["name"] for s in self.mcp_servers.values()
+            )
+            if taken:
+                return 409, self._error("conflict", "An MCP server with this name exists")
+        for key in ("name", "transport", "timeout_seconds"):
+            if key in body:
+                server[key] = body[key]
+        if "url" in body:
+            server["url"] = _mcp_servers.normalized_url(body["url"])
+        if "headers" in body:  # replaces every stored header; {} removes them
+            self._mcp_headers[server["id"]] = dict(body["headers"])
+            server["header_names"] = list(body["headers"])
+        server["updated_at"] = _now()
+        return status, {"mcp_server": server}
 
     def _control(self, call_id: str, body: Any, now: float) -> tuple[int, Any, dict[str, str]]:
         window = self._per_call.setdefault(call_id, _Window(self.commands_per_window))
@@ -373,6 +539,19 @@ class FakePlatform:
         if retry_after is not None:
             body["retry_after"] = retry_after
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """An MCP server test to run once the lock is released."""
+
+    url: str
+    headers: dict[str, str]
+    timeout_seconds: float
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _invalid_command(body: Any) -> str | None:
