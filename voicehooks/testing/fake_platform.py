@@ -170,7 +170,7 @@ class FakePlatform:
         self._mcp_headers: dict[str, dict[str, str]] = {}  # write-only, as on the platform
         self._ids = itertools.count(1)
         self._clock = clock
-        self._failures: deque[tuple[int, float | None]] = deque()
+        self._failures: deque[tuple[int, float | None, str | None]] = deque()
         self._per_call: dict[str, _Window] = {}
         self._per_key = _Window(requests_per_window)
         self._lock = threading.Lock()  # ``serve`` answers in another thread than the test
@@ -228,11 +228,19 @@ class FakePlatform:
         return dict(self._mcp_headers.get(server_id, {}))
 
     def fail_next(
-        self, count: int = 1, status: int = 503, retry_after: float | None = None
+        self,
+        count: int = 1,
+        status: int = 503,
+        retry_after: float | None = None,
+        *,
+        method: str | None = None,
     ) -> None:
-        """Answer the next ``count`` requests with ``status`` (and ``Retry-After`` if given)."""
+        """Answer the next ``count`` requests with ``status`` (and ``Retry-After`` if given).
+
+        With ``method`` (``"PATCH"``), only requests of that method fail; others pass.
+        """
         with self._lock:
-            self._failures.extend([(status, retry_after)] * count)
+            self._failures.extend([(status, retry_after, method)] * count)
 
     # -- what happened --------------------------------------------------------------------
 
@@ -366,8 +374,8 @@ class FakePlatform:
         key_headers = self._limit_headers(key_window, now)
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, self._error("unauthorized", "Invalid or missing API key"), key_headers
-        if self._failures:
-            failed, retry_after = self._failures.popleft()
+        if self._failures and self._failures[0][2] in (None, method):
+            failed, retry_after, _ = self._failures.popleft()
             extra = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
             return failed, self._error("server_error", "Injected failure"), key_headers | extra
         wait = self._take(key_window, now)
