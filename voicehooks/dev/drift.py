@@ -29,6 +29,7 @@ __all__ = [
     "diff_webhook",
     "read_definitions",
     "same_url",
+    "tool_entries",
     "webhook_tool",
 ]
 
@@ -68,6 +69,25 @@ def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
     Raises:
         DriftError: ``data`` has none of the accepted shapes.
     """
+    entries, webhook_url = tool_entries(data)
+    definitions: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries):
+        flat = webhook_tool(entry)
+        if flat is None:
+            continue
+        if not isinstance(flat.get("name"), str) or not flat["name"]:
+            raise DriftError(f"tools[{index}] has no name")
+        definitions.append(flat)
+    return definitions, webhook_url
+
+
+def tool_entries(data: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The ``llm_config.tools`` entries of an exported assistant as saved, every kind, and its
+    assistant-level webhook URL.
+
+    Raises:
+        DriftError: ``data`` has none of the accepted shapes, or an entry is not an object.
+    """
     webhook_url: str | None = None
     if isinstance(data, dict) and isinstance(data.get("assistant"), dict):
         data = data["assistant"]
@@ -83,17 +103,10 @@ def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
             'expected an assistant ({"assistant": {...}} or the bare object), its llm_config '
             "or its tools list"
         )
-    definitions: list[dict[str, Any]] = []
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise DriftError(f"tools[{index}] is a {type(entry).__name__}, not an object")
-        flat = webhook_tool(entry)
-        if flat is None:
-            continue
-        if not isinstance(flat.get("name"), str) or not flat["name"]:
-            raise DriftError(f"tools[{index}] has no name")
-        definitions.append(flat)
-    return definitions, webhook_url
+    return data, webhook_url
 
 
 def webhook_tool(entry: Mapping[str, Any]) -> dict[str, Any] | None:
