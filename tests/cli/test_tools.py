@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -243,7 +244,7 @@ def test_assistant_fetches_the_saved_configuration_and_diffs_it(
 
 
 APPOINTMENTS = str(ROOT / "examples" / "appointments.py")
-WORKFLOW = {
+WORKFLOW: dict[str, Any] = {
     "version": 1,
     "entry_node": "greet",
     "nodes": [

@@ -412,7 +412,7 @@ def test_mcp_attachments_keep_the_platforms_and_the_providers_limits() -> None:
     from voicehooks.dev.contracts import lint_attachments
 
     webhook = {"name": "book_table", "description": "Book a table for the caller."}
-    entries = [
+    entries: list[dict[str, Any]] = [
         webhook,
         {"type": "end_call"},
         {"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": [f"t{i}" for i in range(26)]},

@@ -93,7 +93,7 @@ def test_conversation_tools_are_compared_like_an_assistants() -> None:
         "function": {k: OURS[1][k] for k in ("name", "description", "parameters")},
         "server": {"url": URL},
     }
-    nodes = [
+    nodes: list[dict[str, Any]] = [
         {"id": "greet", "type": "conversation", "tools": [nested_hours, {"type": "end_call"}]},
         {"id": "take_booking", "type": "conversation", "tools": [renamed]},
         {
