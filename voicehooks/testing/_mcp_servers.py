@@ -18,15 +18,27 @@ DNS: a host name is taken as public, an IP address or ``localhost`` is checked.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
+import itertools
 import json
 import re
 import time
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["PROTOCOL_VERSION", "normalized_url", "probe", "server_problem"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "McpServers",
+    "Probe",
+    "Refusal",
+    "normalized_url",
+    "probe",
+    "server_problem",
+    "timestamp",
+]
 
 PROTOCOL_VERSION: Final = "2025-06-18"
 _FIELDS: Final = frozenset({"name", "url", "transport", "headers", "timeout_seconds"})
@@ -36,6 +48,117 @@ _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 _MAX_PAGES: Final = 20
 _ERROR_CHARS: Final = 200
+
+
+class Refusal(Exception):
+    """What the API answers instead: ``status``, the error ``code``, and the message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """An MCP server test to run once the fake's lock is released (it connects out)."""
+
+    url: str
+    headers: dict[str, str]
+    timeout_seconds: float
+
+
+class McpServers:
+    """The organization's MCP servers: the objects the API answers, and their header values.
+
+    Args:
+        local_urls: Accept ``http://`` and private addresses (a test's own server).
+    """
+
+    def __init__(self, *, local_urls: bool) -> None:
+        self.servers: dict[str, dict[str, Any]] = {}
+        self.headers: dict[str, dict[str, str]] = {}  # write-only: never answered
+        self.local_urls = local_urls
+        self._ids = itertools.count(1)
+
+    def get(self, server_id: str) -> dict[str, Any]:
+        """The server, or a 404 ``Refusal``."""
+        server = self.servers.get(server_id)
+        if server is None:
+            raise Refusal(404, "not_found", "MCP server not found")
+        return server
+
+    def create(self, body: Any) -> dict[str, Any]:
+        """``POST /mcp-servers``; raises ``Refusal`` (422, or 409 for a name taken)."""
+        self._check(body, None)
+        now = timestamp()
+        server_id = f"mcp_{next(self._ids)}"
+        server: dict[str, Any] = {
+            "id": server_id,
+            "name": "",
+            "url": "",
+            "transport": "streamable_http",
+            "header_names": [],
+            "timeout_seconds": 20,
+            "created_at": now,
+        }
+        self.servers[server_id] = server
+        self.headers[server_id] = {}
+        return self._write(server, body)
+
+    def update(self, server_id: str, body: Any) -> dict[str, Any]:
+        """``PATCH /mcp-servers/{id}``; ``headers`` replaces every stored one."""
+        server = self.get(server_id)
+        self._check(body, server)
+        return self._write(server, body)
+
+    def delete(self, server_id: str, *, in_use: bool) -> None:
+        """``DELETE /mcp-servers/{id}``; a 409 while an assistant uses it."""
+        self.get(server_id)
+        if in_use:
+            raise Refusal(409, "conflict", "MCP server is in use by an assistant; detach it first")
+        del self.servers[server_id]
+        self.headers.pop(server_id, None)
+
+    def test(self, server_id: str, body: Any) -> Probe | dict[str, Any]:
+        """``POST /mcp-servers/{id}/test``: the probe to run, with ``headers`` merged over the
+        stored ones for this test only."""
+        server = self.get(server_id)
+        extra = body.get("headers", {}) if isinstance(body, dict) else {}
+        if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+            raise Refusal(422, "validation_error", "headers must map names to strings")
+        if server["transport"] != "streamable_http":
+            error = "the fake platform tests streamable_http servers only"
+            return {"ok": False, "duration_ms": 0, "error": error}
+        headers = {**self.headers[server_id], **extra}
+        return Probe(server["url"], headers, server["timeout_seconds"])
+
+    def _check(self, body: Any, current: dict[str, Any] | None) -> None:
+        problem = server_problem(body, current=current, local_urls=self.local_urls)
+        if problem is not None:
+            raise Refusal(422, "validation_error", problem)
+        name = body.get("name")
+        if name is not None and any(
+            s["name"] == name and s is not current for s in self.servers.values()
+        ):
+            raise Refusal(409, "conflict", "An MCP server with this name exists")
+
+    def _write(self, server: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        for key in ("name", "transport", "timeout_seconds"):
+            if key in body:
+                server[key] = body[key]
+        if "url" in body:
+            server["url"] = normalized_url(body["url"])
+        if "headers" in body:  # replaces every stored header; {} removes them
+            self.headers[server["id"]] = dict(body["headers"])
+            server["header_names"] = list(body["headers"])
+        server["updated_at"] = timestamp()
+        return server
+
+
+def timestamp() -> str:
+    """Now, as the API writes ``created_at`` and ``updated_at``."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class _Failed(Exception):

@@ -52,8 +52,6 @@ Both need the ``api`` extra (httpx); ``serve`` runs uvicorn in a thread.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import itertools
 import json
 import math
 import socket
@@ -162,13 +160,11 @@ class FakePlatform:
         self.delay_seconds = 0.0
         self.calls: dict[str, dict[str, Any]] = {}
         self.assistants: dict[str, dict[str, Any]] = {}
-        self.mcp_servers: dict[str, dict[str, Any]] = {}
+        self._mcp_store = _mcp_servers.McpServers(local_urls=local_mcp_servers)
+        self.mcp_servers = self._mcp_store.servers
         """The MCP servers as the API answers them (no header values)."""
         self.workflows: dict[str, dict[str, Any]] = {}
-        self.local_mcp_servers = local_mcp_servers
         self.requests: list[RecordedRequest] = []
-        self._mcp_headers: dict[str, dict[str, str]] = {}  # write-only, as on the platform
-        self._ids = itertools.count(1)
         self._clock = clock
         self._failures: deque[tuple[int, float | None, str | None]] = deque()
         self._per_call: dict[str, _Window] = {}
@@ -217,15 +213,14 @@ class FakePlatform:
             ValueError: The fields are not valid (the message the API would answer with).
         """
         with self._lock:
-            status, answer = self._create_mcp_server(fields)
-        if status >= 300:
-            raise ValueError(answer.get("message") or answer)
-        server: dict[str, Any] = answer["mcp_server"]
-        return server
+            try:
+                return self._mcp_store.create(fields)
+            except _mcp_servers.Refusal as refusal:
+                raise ValueError(str(refusal)) from None
 
     def mcp_headers(self, server_id: str) -> dict[str, str]:
         """The header values stored for an MCP server (the API never answers them)."""
-        return dict(self._mcp_headers.get(server_id, {}))
+        return dict(self._mcp_store.headers.get(server_id, {}))
 
     def fail_next(
         self,
@@ -324,7 +319,7 @@ class FakePlatform:
                 break
         with self._lock:
             status, answer, headers = self._answer(scope, body)
-        if isinstance(answer, _Probe):  # connects out: never under the lock
+        if isinstance(answer, _mcp_servers.Probe):  # connects out: never under the lock
             answer = await _mcp_servers.probe(answer.url, answer.headers, answer.timeout_seconds)
         if self.delay_seconds:  # acted on at once, answered late: as a slow platform might
             await anyio.sleep(self.delay_seconds)
@@ -418,87 +413,29 @@ class FakePlatform:
         if problem is not None:
             return 422, self._error("validation_error", problem)
         assistant.update(body)  # each top-level field replaced whole, llm_config included
-        assistant["updated_at"] = _now()
+        assistant["updated_at"] = _mcp_servers.timestamp()
         return 200, {"assistant": assistant}
 
     def _mcp(self, method: str, rest: list[str], body: Any) -> tuple[int, Any] | None:
-        if not rest:
+        servers = self._mcp_store
+        try:
+            if not rest and method in ("GET", "POST"):
+                if method == "GET":
+                    return 200, {"mcp_servers": list(servers.servers.values())}
+                return 201, {"mcp_server": servers.create(body)}
+            if len(rest) == 2 and rest[1] == "test" and method == "POST":
+                return 200, servers.test(rest[0], body)
+            if len(rest) != 1 or method not in ("GET", "PATCH", "DELETE"):
+                return None
             if method == "GET":
-                return 200, {"mcp_servers": list(self.mcp_servers.values())}
-            if method == "POST":
-                return self._create_mcp_server(body)
-            return None
-        server = self.mcp_servers.get(rest[0])
-        if server is None:
-            return 404, self._error("not_found", "MCP server not found")
-        if len(rest) == 2 and rest[1] == "test" and method == "POST":
-            extra = body.get("headers", {}) if isinstance(body, dict) else {}
-            if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
-                return 422, self._error("validation_error", "headers must map names to strings")
-            if server["transport"] != "streamable_http":
-                error = "the fake platform tests streamable_http servers only"
-                return 200, {"ok": False, "duration_ms": 0, "error": error}
-            headers = {**self._mcp_headers[server["id"]], **extra}  # for this test only
-            return 200, _Probe(server["url"], headers, server["timeout_seconds"])
-        if len(rest) != 1:
-            return None
-        if method == "GET":
-            return 200, {"mcp_server": server}
-        if method == "PATCH":
-            return self._update_mcp_server(server, body)
-        if method == "DELETE":
-            if any(server["id"] in _assistants.attached(a) for a in self.assistants.values()):
-                message = "MCP server is in use by an assistant; detach it first"
-                return 409, self._error("conflict", message)
-            del self.mcp_servers[server["id"]]
-            self._mcp_headers.pop(server["id"], None)
+                return 200, {"mcp_server": servers.get(rest[0])}
+            if method == "PATCH":
+                return 200, {"mcp_server": servers.update(rest[0], body)}
+            attached = set().union(*(_assistants.attached(a) for a in self.assistants.values()))
+            servers.delete(rest[0], in_use=rest[0] in attached)
             return 200, {"success": True}
-        return None
-
-    def _create_mcp_server(self, body: Any) -> tuple[int, Any]:
-        problem = _mcp_servers.server_problem(body, current=None, local_urls=self.local_mcp_servers)
-        if problem is not None:
-            return 422, self._error("validation_error", problem)
-        if any(s["name"] == body["name"] for s in self.mcp_servers.values()):
-            return 409, self._error("conflict", "An MCP server with this name exists")
-        server_id = f"mcp_{next(self._ids)}"
-        now = _now()
-        server: dict[str, Any] = {"id": server_id, "created_at": now}
-        self.mcp_servers[server_id] = server
-        self._mcp_headers[server_id] = {}
-        server.update(
-            name=body["name"],
-            url="",
-            transport=body.get("transport", "streamable_http"),
-            header_names=[],
-            timeout_seconds=body.get("timeout_seconds", 20),
-        )
-        return self._update_mcp_server(server, body, status=201)
-
-    def _update_mcp_server(
-        self, server: dict[str, Any], body: Any, status: int = 200
-    ) -> tuple[int, Any]:
-        if status == 200:
-            problem = _mcp_servers.server_problem(
-                body, current=server, local_urls=self.local_mcp_servers
-            )
-            if problem is not None:
-                return 422, self._error("validation_error", problem)
-            taken = body.get("name") not in (None, server["name"]) and any(
-                s["name"] == body["name"] for s in self.mcp_servers.values()
-            )
-            if taken:
-                return 409, self._error("conflict", "An MCP server with this name exists")
-        for key in ("name", "transport", "timeout_seconds"):
-            if key in body:
-                server[key] = body[key]
-        if "url" in body:
-            server["url"] = _mcp_servers.normalized_url(body["url"])
-        if "headers" in body:  # replaces every stored header; {} removes them
-            self._mcp_headers[server["id"]] = dict(body["headers"])
-            server["header_names"] = list(body["headers"])
-        server["updated_at"] = _now()
-        return status, {"mcp_server": server}
+        except _mcp_servers.Refusal as refusal:
+            return refusal.status, self._error(refusal.code, str(refusal))
 
     def _control(self, call_id: str, body: Any, now: float) -> tuple[int, Any, dict[str, str]]:
         window = self._per_call.setdefault(call_id, _Window(self.commands_per_window))
@@ -547,19 +484,6 @@ class FakePlatform:
         if retry_after is not None:
             body["retry_after"] = retry_after
         return body
-
-
-@dataclass(frozen=True, slots=True)
-class _Probe:
-    """An MCP server test to run once the lock is released."""
-
-    url: str
-    headers: dict[str, str]
-    timeout_seconds: float
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _invalid_command(body: Any) -> str | None:
