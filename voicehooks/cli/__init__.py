@@ -187,6 +187,7 @@ Examples:
   voicehooks dev examples/quickstart.py
   voicehooks routes examples/quickstart.py
   voicehooks tools examples/quickstart.py --check
+  voicehooks deploy myapp:app --assistant asst_7f3e --url https://hooks.example.com --dry-run
   voicehooks send tool-calls --tool check_repair_status --args '{"order_number": "WO-2291"}'
   voicehooks verify --body body.json --headers headers.txt
   voicehooks simulate examples/scenarios/quickstart.toml examples/quickstart.py

@@ -183,7 +183,8 @@ def diff_webhook(
         parts = [f"the app also handles {', '.join(added)}"] if added else []
         parts += [f"the app does not handle {', '.join(removed)}"] if removed else []
         if saved is None:
-            parts = [f"not set in the assistant; the app handles {', '.join(webhook_events)}"]
+            handled = ", ".join(webhook_events) or "no event"
+            parts = [f"not set in the assistant; the app handles {handled}"]
         found.append(Difference("", "webhook_events", "; ".join(parts) or "differs"))
     if secret is not None:
         saved_secret = assistant.get("webhook_secret")
