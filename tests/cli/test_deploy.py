@@ -12,6 +12,13 @@ from click.testing import CliRunner, Result
 
 from tests.helpers.paths import ROOT
 from voicehooks.cli import main
+from voicehooks.cli.platform import explain
+from voicehooks.live.api import (
+    PlatformAPIError,
+    PlatformUnavailable,
+    RateLimited,
+    Unauthorized,
+)
 from voicehooks.testing import FakePlatform
 
 TARGET = str(ROOT / "examples" / "quickstart.py")
@@ -237,3 +244,39 @@ def test_over_a_socket_the_platform_unreachable_and_then_a_deploy(
     assert json.dumps(platform.assistants["asst_1"]["webhook_events"]) == (
         '["tool-calls", "end-of-call-report"]'
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (Unauthorized("x", status=403), "the API key may not do this (403)"),
+        (RateLimited("x", status=429), "try again in a minute"),
+        (PlatformUnavailable("get assistant a: ConnectTimeout"), "(ConnectTimeout): check the"),
+        (PlatformUnavailable("x", status=502), "the platform failed (502); try again later"),
+        (PlatformAPIError("x", status=402, detail="insufficient credits"), "answered 402: insuff"),
+        (PlatformAPIError("x", status=422, detail="bad whsec_s3cret\nvalue"), "(422): bad [set] v"),
+    ],
+)
+def test_explain_says_each_failure_in_one_line_without_secrets(
+    error: PlatformAPIError, reason: str
+) -> None:
+    line = explain(error, "read assistant 'a'", "https://api.example.com", ["whsec_s3cret", None])
+    assert line.startswith("cannot read assistant 'a': ")
+    assert reason in line
+    assert "\n" not in line
+    assert "s3cret" not in line
+
+
+def test_a_platform_that_kept_something_else_is_worth_a_warning(
+    runner: CliRunner, platform: FakePlatform
+) -> None:
+    client = platform.client()
+
+    async def forgetful(assistant_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"id": assistant_id}
+
+    client.update_assistant = forgetful  # type: ignore[method-assign,assignment]
+    arguments = ["deploy", TARGET, "--assistant", "asst_1", "--url", PUBLIC, "--yes"]
+    result = runner.invoke(main, arguments, obj=client)
+    assert result.exit_code == 0, result.output
+    assert "warning: the platform's answer still differs in 3 place(s)" in result.stderr
