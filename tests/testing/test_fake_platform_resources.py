@@ -245,6 +245,33 @@ async def test_patch_replaces_top_level_fields_and_llm_config_whole() -> None:
     ("body", "message"),
     [
         ({"colour": "blue"}, "Unknown field 'colour'"),
+        (["not", "an", "object"], "The body must be an object"),
+        ({"llm_config": "gpt"}, "llm_config must be an object"),
+        ({"llm_config": {"tools": {}}}, "llm_config.tools must be a list"),
+        ({"llm_config": {"tools": ["end_call"]}}, "llm_config.tools[0]: must be an object"),
+        (
+            {
+                "llm_config": {
+                    "tools": [{"type": "mcp", "mcp_server_id": "SERVER", "allowed_tools": "kb"}]
+                }
+            },
+            "allowed_tools must be a list",
+        ),
+        (
+            {
+                "llm_config": {
+                    "tools": [
+                        {
+                            "type": "mcp",
+                            "mcp_server_id": "SERVER",
+                            "allowed_tools": [],
+                            "required": 1,
+                        }
+                    ]
+                }
+            },
+            "required must be a boolean",
+        ),
         ({"webhook_events": ["tool-calls", "transcript"]}, "webhook_events"),
         ({"llm_config": {"tools": [{"name": "book table", "description": "x"}]}}, "tool name"),
         (
@@ -275,7 +302,7 @@ async def test_patch_replaces_top_level_fields_and_llm_config_whole() -> None:
         ),
     ],
 )
-async def test_patch_refuses_what_the_platform_refuses(body: dict[str, Any], message: str) -> None:
+async def test_patch_refuses_what_the_platform_refuses(body: Any, message: str) -> None:
     platform = FakePlatform(api_key=KEY)
     server = platform.add_mcp_server(name="KB", url="https://kb.example.com/mcp")
     platform.add_assistant("asst_1", {"name": "Desk"})
