@@ -207,53 +207,12 @@ def lint_attachments(
     names = [str(e.get("name") or (e.get("function") or {}).get("name") or "") for e in entries]
     taken = {n for n in names if n}
     findings: list[Finding] = []
-    total = 0
+    total = len(taken)
     for index, entry in enumerate(entries):
-        if entry.get("type") != "mcp":
-            total += 1 if names[index] else 0
-            continue
-        server = entry.get("mcp_server_id")
-        label = f"mcp {server}" if isinstance(server, str) and server else f"tools[{index}]"
-        if label.startswith("tools["):
-            findings.append(
-                Finding("error", label, "mcp_server_id", "missing: give the MCP server's id")
-            )
-        if not isinstance(entry.get("required", True), bool):
-            findings.append(Finding("error", label, "required", "must be true or false"))
-        allowed = entry.get("allowed_tools")
-        if not isinstance(allowed, list) or not all(isinstance(n, str) for n in allowed):
-            findings.append(
-                Finding("error", label, "allowed_tools", "must list the server's tools by name")
-            )
-            continue
-        total += len(allowed)
-        if len(allowed) > MAX_ALLOWED_TOOLS:
-            findings.append(
-                Finding(
-                    "error",
-                    label,
-                    "allowed_tools",
-                    f"{len(allowed)} tools; the platform accepts at most {MAX_ALLOWED_TOOLS} per "
-                    "MCP attachment: name only those the assistant needs",
-                )
-            )
-        elif not allowed:
-            findings.append(
-                Finding("warning", label, "allowed_tools", "empty: the assistant gets no tool")
-            )
-        for position, name in enumerate(allowed):
-            findings += _lint_mcp_name(label, f"allowed_tools[{position}]", name, providers)
-            if name in taken:
-                findings.append(
-                    Finding(
-                        "error",
-                        label,
-                        f"allowed_tools[{position}]",
-                        f"{name!r} is also another tool of the assistant: the model cannot "
-                        "tell them apart; rename one",
-                    )
-                )
-            taken.add(name)
+        if entry.get("type") == "mcp":
+            found, allowed = _lint_attachment(index, entry, taken, providers)
+            findings += found
+            total += allowed
     if total > MAX_TOOLS:
         findings.append(
             Finding(
@@ -265,6 +224,54 @@ def lint_attachments(
             )
         )
     return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def _lint_attachment(
+    index: int, entry: Mapping[str, Any], taken: set[str], providers: Collection[str]
+) -> tuple[list[Finding], int]:
+    """The findings of one attachment, and how many tools it allows; adds them to ``taken``."""
+    server = entry.get("mcp_server_id")
+    label = f"mcp {server}" if isinstance(server, str) and server else f"tools[{index}]"
+    found: list[Finding] = []
+    if label.startswith("tools["):
+        found.append(Finding("error", label, "mcp_server_id", "missing: give the MCP server's id"))
+    if not isinstance(entry.get("required", True), bool):
+        found.append(Finding("error", label, "required", "must be true or false"))
+    allowed = entry.get("allowed_tools")
+    if not isinstance(allowed, list) or not all(isinstance(n, str) for n in allowed):
+        found.append(
+            Finding("error", label, "allowed_tools", "must list the server's tools by name")
+        )
+        return found, 0
+    if len(allowed) > MAX_ALLOWED_TOOLS:
+        found.append(
+            Finding(
+                "error",
+                label,
+                "allowed_tools",
+                f"{len(allowed)} tools; the platform accepts at most {MAX_ALLOWED_TOOLS} per "
+                "MCP attachment: name only those the assistant needs",
+            )
+        )
+    elif not allowed:
+        found.append(
+            Finding("warning", label, "allowed_tools", "empty: the assistant gets no tool")
+        )
+    for position, name in enumerate(allowed):
+        path = f"allowed_tools[{position}]"
+        found += _lint_mcp_name(label, path, name, providers)
+        if name in taken:
+            found.append(
+                Finding(
+                    "error",
+                    label,
+                    path,
+                    f"{name!r} is also another tool of the assistant: the model cannot tell "
+                    "them apart; rename one",
+                )
+            )
+        taken.add(name)
+    return found, len(allowed)
 
 
 def _lint_mcp_name(
