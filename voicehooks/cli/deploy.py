@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from voicehooks.app import VoiceHooks
 from voicehooks.core import environment
 from voicehooks.dev.deploy import handled_events, plan, webhook_url
 
@@ -26,6 +27,21 @@ __all__ = ["deploy"]
 def _can_ask() -> bool:
     """Whether a person can answer the prompt (stdin is a terminal)."""
     return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _app_and_secret(target: str, set_secret: bool) -> tuple[VoiceHooks, str | None]:
+    """Load the app; with ``set_secret``, also its first secret, which must be the real one
+    (without, a stand-in secret lets the app load where the production one is not at hand)."""
+    from voicehooks.cli import _inspect, load_target  # the package imports this module
+
+    if not set_secret:
+        return _inspect(target), None
+    app = load_target(target)[0]
+    if app.verifier is None:
+        raise click.UsageError(
+            "--set-secret: the app does not verify signatures, so it has no secret to set"
+        )
+    return app, app.verifier.secrets[0]
 
 
 @click.command()
@@ -71,23 +87,13 @@ def deploy(
         voicehooks deploy myapp:app --assistant asst_7f3e --url https://hooks.example.com --dry-run
         voicehooks deploy myapp:app --assistant asst_7f3e --url https://hooks.example.com --yes
     """
-    from voicehooks.cli import _inspect, load_target  # the package imports this module
-
     if dry_run and yes:
         raise click.UsageError("--dry-run and --yes do not combine: check, or write")
     if not dry_run and not yes and not _can_ask():
         raise PlatformError(
             "no terminal to confirm on: pass --yes to write, or --dry-run to only check"
         )
-    # Only a secret that is to be written must be the real one; else a stand-in will do.
-    app = load_target(target)[0] if set_secret else _inspect(target)
-    secret = None
-    if set_secret:
-        if app.verifier is None:
-            raise click.UsageError(
-                "--set-secret: the app does not verify signatures, so it has no secret to set"
-            )
-        secret = app.verifier.secrets[0]
+    app, secret = _app_and_secret(target, set_secret)
     try:
         url = webhook_url(public_url, app.path)
     except ValueError as exc:
