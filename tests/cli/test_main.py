@@ -18,6 +18,7 @@ from voicehooks.cli import main, read_env_file
 
 QUICKSTART = str(ROOT / "examples" / "quickstart.py")
 COMMANDS = [
+    "deploy",
     "dev",
     "queue",
     "replay",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -253,3 +255,111 @@ def test_assistant_fetches_the_saved_configuration_and_diffs_it(
     assert "VOICEHOOKS_API_KEY" in no_key.output
     both = runner.invoke(main, ["tools", target, "--assistant", "a", "--diff", RENAMED])
     assert both.exit_code == 2
+
+
+APPOINTMENTS = str(ROOT / "examples" / "appointments.py")
+WORKFLOW: dict[str, Any] = {
+    "version": 1,
+    "entry_node": "greet",
+    "nodes": [
+        {
+            "id": "greet",
+            "type": "conversation",
+            "instructions": "Greet.",
+            "tools": [{"type": "end_call"}],
+        },
+        {"id": "slots", "type": "tool", "tool_name": "available_slot", "arguments": {}},
+        {
+            "id": "lookup",
+            "type": "tool",
+            "tool_name": "available_slots",
+            "arguments": {"day": "tomorrow"},
+        },
+        {
+            "id": "today",
+            "type": "tool",
+            "tool_name": "available_slots",
+            "arguments": {"day": "2030-01-07"},
+        },
+        {"id": "crm", "type": "tool", "tool_name": "crm_lookup", "url": "https://crm.example.org/"},
+        {"id": "bye", "type": "end"},
+    ],
+}
+WORKFLOW_LINES = [
+    "node slots: tool_name 'available_slot' is not a tool of the app (did you mean "
+    "'available_slots'?)",
+    "node lookup: available_slots: static arguments: The arguments for available_slots were "
+    "not usable: the argument 'day' must be a date as YYYY-MM-DD, for example ",
+]
+
+
+def test_a_workflow_file_is_checked_one_line_per_problem(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "workflow.json"
+    path.write_text(json.dumps({"workflow": {"id": "wf_1", "definition": WORKFLOW}}))
+    arguments = ["tools", APPOINTMENTS, "--url", URL, "--workflow-file", str(path)]
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0] == WORKFLOW_LINES[0]
+    assert lines[1].startswith(WORKFLOW_LINES[1])
+    assert f"DRIFT: 2 problem(s) in the nodes of {path}" in result.stderr
+    as_json = runner.invoke(main, [*arguments, "--json"])
+    assert [p["node"] for p in json.loads(as_json.stdout)["problems"]] == ["slots", "lookup"]
+    fixed = copy.deepcopy(WORKFLOW)
+    fixed["nodes"] = [n for n in fixed["nodes"] if n["id"] not in ("slots", "lookup")]
+    path.write_text(json.dumps(fixed))
+    same = runner.invoke(main, arguments)
+    assert same.exit_code == 0, same.output
+    assert "SAME: the 4 node(s)" in same.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--workflow-file", "missing.json"], "cannot read 'missing.json'"),
+        (["--workflow", "a", "--workflow-file", "b.json"], "do not combine"),
+        (["--diff"], "--diff needs a FILE"),
+        (["--check", "--workflow", "a"], "do not combine"),
+    ],
+)
+def test_workflow_usage_errors_exit_2(
+    runner: CliRunner, arguments: list[str], message: str
+) -> None:
+    result = runner.invoke(main, ["tools", APPOINTMENTS, *arguments])
+    assert result.exit_code == 2
+    assert message in result.output
+    on_json = runner.invoke(main, ["tools", RENAMED, "--workflow", "wf_1"])
+    assert on_json.exit_code == 2
+    assert "give the app as TARGET" in on_json.output
+
+
+def test_diff_then_workflow_reads_it_from_the_platform(runner: CliRunner) -> None:
+    from voicehooks.testing import FakePlatform
+
+    platform = FakePlatform()
+    platform.add_workflow("wf_1", WORKFLOW)
+    arguments = ["tools", APPOINTMENTS, "--url", URL, "--diff", "--workflow", "wf_1"]
+    result = runner.invoke(main, arguments, obj=platform.client())
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0] == WORKFLOW_LINES[0]
+    assert "in the nodes of workflow wf_1" in result.stderr
+    missing = runner.invoke(main, [*arguments[:-1], "wf_2"], obj=platform.client())
+    assert missing.exit_code == 2
+    assert "cannot fetch workflow 'wf_2': not found (404)" in missing.output
+
+
+def test_check_lints_an_exported_assistants_mcp_attachments(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    saved = json.loads(Path(RENAMED).read_text())
+    tools = saved["assistant"]["llm_config"]["tools"]
+    tools.append({"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": ["t"] * 26})
+    path = tmp_path / "assistant.json"
+    path.write_text(json.dumps(saved))
+    result = runner.invoke(main, ["tools", str(path), "--check"])
+    assert result.exit_code == 1
+    assert (
+        "error: mcp mcp_1: allowed_tools: 26 tools; the platform accepts at most 25 per MCP "
+        "attachment: name only those the assistant needs"
+    ) in result.stdout.splitlines()

@@ -406,3 +406,47 @@ def test_side_effect_tools_without_once_per_call_get_a_hint_never_an_error(
     findings = lint([tool.definition()], tools={tool.name: tool})
     hints = [f for f in findings if f.path == "once_per_call"]
     assert [f.severity for f in hints] == (["hint"] if hinted else [])
+
+
+def test_mcp_attachments_keep_the_platforms_and_the_providers_limits() -> None:
+    from voicehooks.dev.contracts import lint_attachments
+
+    webhook = {"name": "book_table", "description": "Book a table for the caller."}
+    entries: list[dict[str, Any]] = [
+        webhook,
+        {"type": "end_call"},
+        {"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": [f"t{i}" for i in range(26)]},
+        {
+            "type": "mcp",
+            "mcp_server_id": "mcp_2",
+            "allowed_tools": ["kb.search", "book_table", "has space", "x" * 65, "9lives"],
+            "required": "yes",
+        },
+        {"type": "mcp", "allowed_tools": []},
+    ]
+    lines = [finding.line() for finding in lint_attachments(entries)]
+    assert lines == [
+        "error: mcp mcp_1: allowed_tools: 26 tools; the platform accepts at most 25 per MCP "
+        "attachment: name only those the assistant needs",
+        "error: mcp mcp_2: required: must be true or false",
+        "error: mcp mcp_2: allowed_tools[1]: 'book_table' is also another tool of the assistant: "
+        "the model cannot tell them apart; rename one",
+        "error: mcp mcp_2: allowed_tools[2]: 'has space' is not an MCP tool name (1 to 128 ASCII "
+        "letters, digits, '_', '-' or '.'): no server offers a tool by that name",
+        f"error: mcp mcp_2: allowed_tools[3]: {'x' * 65!r} is not a function name openai, "
+        "mistral, xai, google accept(s): rename the tool on the MCP server (letters, digits, "
+        "'_' and '-', at most 64)",
+        "error: tools[4]: mcp_server_id: missing: give the MCP server's id",
+        "warning: mcp mcp_2: allowed_tools[0]: 'kb.search' is not a function name openai, "
+        "mistral, xai accept(s): rename the tool on the MCP server (letters, digits, '_' and "
+        "'-', at most 64)",
+        "warning: mcp mcp_2: allowed_tools[4]: '9lives' is not a function name google accept(s): "
+        "rename the tool on the MCP server (letters, digits, '_' and '-', at most 64)",
+        "warning: tools[4]: allowed_tools: empty: the assistant gets no tool",
+    ]
+    only_openai = lint_attachments(entries[3:4], providers=("openai",))
+    assert ("error", "allowed_tools[0]") in {(f.severity, f.path) for f in only_openai}
+    many = [
+        {"type": "mcp", "mcp_server_id": f"m{i}", "allowed_tools": ["a"] * 25} for i in range(6)
+    ]
+    assert any("150 tools" in f.message for f in lint_attachments(many))

@@ -52,6 +52,7 @@ def nested(entry: dict[str, Any]) -> dict[str, Any]:
             }
         ],
         [*OURS, {"type": "end_call"}, {"type": "transferCall", "destinations": []}],
+        [{"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": ["kb"]}, *OURS],
     ],
 )
 def test_every_accepted_shape_reads_as_the_same_definitions(data: Any) -> None:

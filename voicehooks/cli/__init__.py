@@ -40,6 +40,7 @@ from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.core.logs import LogFormat, logging_config
 from voicehooks.state.stores import MemoryStore
 
+from .deploy import deploy
 from .dev import dev
 from .durable import queue, worker
 from .environment import env_file_option, log_format_option, patched_environ, read_env_file
@@ -186,6 +187,7 @@ Examples:
   voicehooks dev examples/quickstart.py
   voicehooks routes examples/quickstart.py
   voicehooks tools examples/quickstart.py --check
+  voicehooks deploy myapp:app --assistant asst_7f3e --url https://hooks.example.com --dry-run
   voicehooks send tool-calls --tool check_repair_status --args '{"order_number": "WO-2291"}'
   voicehooks verify --body body.json --headers headers.txt
   voicehooks simulate examples/scenarios/quickstart.toml examples/quickstart.py
@@ -414,6 +416,7 @@ def routes(target: str) -> None:
         click.echo(f"{line}  {row[3]}".rstrip())
 
 
+main.add_command(deploy)
 main.add_command(dev)
 main.add_command(queue)
 main.add_command(replay)

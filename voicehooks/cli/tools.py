@@ -1,9 +1,11 @@
-"""``voicehooks tools``: print the tool definitions, ``--check`` them, ``--diff`` an assistant.
+"""``voicehooks tools``: print the definitions, ``--check`` them, compare an assistant or workflow.
 
 Exit codes: ``--check`` 0 when no error (and, with ``--strict``, no warning), else 1;
 ``--diff``/``--assistant`` 0 when the assistant carries the app's definitions, 1 when they
-drifted; 2 when nothing could be checked (a file that cannot be read, an unknown shape, an
-assistant the platform did not give, options that do not combine).
+drifted; ``--workflow``/``--workflow-file`` 0 when every tool node and conversation-node tool
+fits the app, 1 otherwise; 2 when nothing could be checked (a file that cannot be read, an
+unknown shape, an assistant or workflow the platform did not give, options that do not
+combine).
 """
 
 from __future__ import annotations
@@ -13,28 +15,32 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import click
 
-from voicehooks.core.exceptions import ConfigurationError
-from voicehooks.dev.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
-from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions
+from voicehooks.dev.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint, lint_attachments
+from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions, tool_entries
+from voicehooks.dev.workflows import WorkflowError, WorkflowProblem, read_workflow
+from voicehooks.dev.workflows import check as check_workflow
 from voicehooks.observe.toolstats import STATS_PATH
 from voicehooks.tools.definition import Tool
 
 from .environment import env_file_option
+from .platform import call
 
 __all__ = [
     "assistant_definitions",
     "definitions_from",
+    "entries_from",
     "fetch_stats",
     "print_check",
     "print_diff",
+    "print_workflow",
     "tools",
+    "workflow_nodes",
 ]
 
 
@@ -81,15 +87,28 @@ def definitions_from(path: str) -> tuple[list[dict[str, Any]], str | None]:
         click.UsageError: The file cannot be read or has no accepted shape (exit code 2).
     """
     try:
+        return read_definitions(_json_from(path))
+    except DriftError as exc:
+        raise click.UsageError(f"{path}: {exc}") from None
+
+
+def entries_from(path: str) -> list[dict[str, Any]]:
+    """Every ``llm_config.tools`` entry of the file ``path``, MCP attachments included."""
+    try:
+        return tool_entries(_json_from(path))[0]
+    except DriftError as exc:
+        raise click.UsageError(f"{path}: {exc}") from None
+
+
+def _json_from(path: str) -> Any:
+    try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise click.UsageError(f"cannot read {path!r}: {exc.strerror}") from None
     try:
-        return read_definitions(json.loads(text))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.UsageError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
-    except DriftError as exc:
-        raise click.UsageError(f"{path}: {exc}") from None
 
 
 def assistant_definitions(assistant_id: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -99,22 +118,12 @@ def assistant_definitions(assistant_id: str) -> tuple[list[dict[str, Any]], str 
     ``--env-file``), the base URL from ``VOICEHOOKS_API_URL`` when set.
 
     Raises:
-        click.UsageError: No key, no httpx, or the platform refused or could not answer
+        click.ClickException: No key, no httpx, or the platform refused or could not answer
             (exit code 2: nothing was compared).
     """
-    from voicehooks.live.api import PlatformAPIError, PlatformClient
-
-    async def fetch() -> dict[str, Any]:
-        # A command line can wait longer than a live call: one generous attempt budget.
-        async with PlatformClient(timeout_seconds=10.0, deadline_seconds=30.0) as api:
-            return await api.get_assistant(assistant_id)
-
-    try:
-        saved = anyio.run(fetch)
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
-    except PlatformAPIError as exc:
-        raise click.UsageError(f"cannot fetch assistant {assistant_id!r}: {exc}") from None
+    saved = call(
+        lambda api: api.get_assistant(assistant_id), action=f"fetch assistant {assistant_id!r}"
+    )
     try:
         return read_definitions({"assistant": saved})
     except DriftError as exc:
@@ -130,11 +139,21 @@ def print_check(
     slow_seconds: float,
     strict: bool,
     as_json: bool,
+    entries: Sequence[dict[str, Any]] = (),
 ) -> int:
-    """Lint and print, one line per finding; return the exit code."""
+    """Lint and print, one line per finding; return the exit code.
+
+    ``entries`` are the assistant's raw tool entries, when it is an exported assistant: its
+    MCP attachments are checked too.
+    """
     findings = lint(
         definitions, tools=tools, stats=stats, providers=providers, slow_seconds=slow_seconds
     )
+    if any(e.get("type") == "mcp" for e in entries):
+        findings = sorted(
+            findings + lint_attachments(list(entries), providers=providers),
+            key=lambda f: f.severity != "error",
+        )
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)  # a hint never fails
     failed = bool(errors or (strict and warnings))
@@ -205,6 +224,54 @@ def _difference_json(difference: Difference) -> dict[str, str]:
     return {"tool": difference.tool, "path": difference.path, "message": difference.message}
 
 
+def print_workflow(
+    problems: list[WorkflowProblem], *, nodes: int, source: str, as_json: bool
+) -> int:
+    """Print one line per problem, naming the node; return the exit code."""
+    if as_json:
+        report = {
+            "same": not problems,
+            "source": source,
+            "problems": [{"node": p.node, "message": p.message} for p in problems],
+        }
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return int(bool(problems))
+    for problem in problems:
+        click.echo(problem.line())
+    if problems:
+        click.echo(f"DRIFT: {len(problems)} problem(s) in the nodes of {source}", err=True)
+    else:
+        click.echo(f"SAME: the {nodes} node(s) of {source} fit the app's tools", err=True)
+    return int(bool(problems))
+
+
+def workflow_nodes(workflow_id: str | None, path: str | None) -> list[dict[str, Any]]:
+    """The nodes of workflow ``workflow_id`` (``GET /workflows/{id}``) or of the file ``path``.
+
+    Raises:
+        click.UsageError: The file cannot be read or is no workflow (exit code 2).
+        click.ClickException: The platform refused or could not answer (exit code 2).
+    """
+    if workflow_id is not None:
+        data: Any = call(
+            lambda api: api.get_workflow(workflow_id), action=f"fetch workflow {workflow_id!r}"
+        )
+        where = f"workflow {workflow_id!r}"
+    else:
+        assert path is not None
+        where = path
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {path!r}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise click.UsageError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    try:
+        return read_workflow(data)
+    except WorkflowError as exc:
+        raise click.UsageError(f"{where}: {exc}") from None
+
+
 @click.command()
 @click.argument("target")
 @click.option(
@@ -220,9 +287,11 @@ def _difference_json(difference: Difference) -> dict[str, str]:
     "--diff",
     "diff_file",
     default=None,
+    is_flag=False,
+    flag_value="",
     metavar="FILE",
     help="Compare with an exported assistant or its tools list (JSON; - for stdin); exit 1 "
-    "on drift.",
+    "on drift. Alone (--diff --assistant ID), it only says what --assistant or --workflow do.",
 )
 @click.option(
     "--assistant",
@@ -231,6 +300,20 @@ def _difference_json(difference: Difference) -> dict[str, str]:
     metavar="ID",
     help="Compare with assistant ID as the platform saved it (GET /assistants/ID with "
     "VOICEHOOKS_API_KEY); exit 1 on drift.",
+)
+@click.option(
+    "--workflow",
+    "workflow_id",
+    default=None,
+    metavar="ID",
+    help="Check workflow ID's tool nodes (tool_name, static arguments) and conversation-node "
+    "tools against the app (GET /workflows/ID); exit 1 on a problem.",
+)
+@click.option(
+    "--workflow-file",
+    default=None,
+    metavar="PATH",
+    help="The same check for a saved workflow (JSON).",
 )
 @click.option(
     "--provider",
@@ -255,6 +338,8 @@ def tools(
     strict: bool,
     diff_file: str | None,
     assistant_id: str | None,
+    workflow_id: str | None,
+    workflow_file: str | None,
     providers: tuple[str, ...],
     slow_seconds: float,
     as_json: bool,
@@ -263,9 +348,9 @@ def tools(
 
     TARGET is an app (module:attr or path/to/file.py) or a JSON file of definitions (an
     exported assistant or its tools list). Without options it prints the definitions as JSON.
-    Exit codes: 0 no error (--check) or no drift (--diff, --assistant); 1 errors, or
-    warnings with --strict, or drift; 2 nothing could be checked (a usage error, a file or
-    an assistant that could not be read).
+    Exit codes: 0 no error (--check) or no drift (--diff, --assistant, --workflow); 1 errors,
+    or warnings with --strict, or drift; 2 nothing could be checked (a usage error, a file, an
+    assistant or a workflow that could not be read).
 
     \b
     Examples:
@@ -274,23 +359,36 @@ def tools(
         voicehooks tools myapp:app --check --url http://127.0.0.1:8000/
         voicehooks tools myapp:app --url https://hooks.example.com/ --diff assistant.json
         voicehooks tools myapp:app --url https://hooks.example.com/ --assistant asst_7f3e
+        voicehooks tools myapp:app --url https://hooks.example.com/ --diff --workflow wf_91c2
     """
     from voicehooks.cli import _inspect  # the package imports this module
 
-    if diff_file and assistant_id:
-        raise click.UsageError("--diff and --assistant do not combine: compare with one")
-    if check and (diff_file or assistant_id):
+    sources = [s for s in (diff_file, assistant_id, workflow_id, workflow_file) if s]
+    if len(sources) > 1:
         raise click.UsageError(
-            "--check and --diff/--assistant do not combine: run them one after the other"
+            "--diff FILE, --assistant, --workflow and --workflow-file do not combine: "
+            "compare with one"
+        )
+    if diff_file == "" and not sources:
+        raise click.UsageError("--diff needs a FILE, or --assistant ID, or --workflow ID")
+    if check and sources:
+        raise click.UsageError(
+            "--check and --diff/--assistant/--workflow do not combine: run them one after the other"
         )
     if strict and not check:
         raise click.UsageError("--strict only applies to --check")
     if providers and not check:
         raise click.UsageError("--provider only applies to --check")
+    if (workflow_id or workflow_file) and target.endswith(".json"):
+        raise click.UsageError(
+            "--workflow checks static arguments with the app's own decoders: give the app as TARGET"
+        )
     registered: dict[str, Tool] | None = None
     app_path = "/"
+    entries: list[dict[str, Any]] = []
     if target.endswith(".json"):
         definitions, _ = definitions_from(target)
+        entries = entries_from(target)
     else:
         app = _inspect(target)
         definitions, registered = app.tool_definitions(url), dict(app.tools)
@@ -305,8 +403,15 @@ def tools(
             slow_seconds=slow_seconds,
             strict=strict,
             as_json=as_json,
+            entries=entries,
         )
         sys.exit(code)
+    if workflow_id or workflow_file:
+        assert registered is not None
+        nodes = workflow_nodes(workflow_id, workflow_file)
+        problems = check_workflow(nodes, registered, definitions, url=url)
+        source = f"workflow {workflow_id}" if workflow_id else str(workflow_file)
+        sys.exit(print_workflow(problems, nodes=len(nodes), source=source, as_json=as_json))
     if diff_file or assistant_id:
         if assistant_id:
             theirs, webhook_url = assistant_definitions(assistant_id)

@@ -23,6 +23,13 @@ What is checked, and the source of each limit:
   that do not.
 * When measurements exist (``ToolStats``): a tool whose 95th percentile takes at least
   ``SLOW_SECONDS`` without a spoken message (``message``/``async_response``) or that timed out.
+* MCP attachments (``{"type": "mcp", "mcp_server_id", "allowed_tools"}``, in an exported
+  assistant; ``lint_attachments``): at most 25 ``allowed_tools`` (PLATFORM.md §7.2), each an
+  MCP tool name (the MCP specification, 2025-11-25, "Tool names": 1 to 128 of ASCII letters,
+  digits, ``_``, ``-`` and ``.``) that each checked provider accepts as a function name
+  (OpenAI, and Mistral and xAI alike, ``^[a-zA-Z0-9_-]{1,64}$``; Gemini a letter or ``_``
+  first, then also ``.`` and ``:``, at most 64), none the name of another tool of the
+  assistant, and no more tools in all than OpenAI's 128.
 * For registered tools, a ``hint`` (never a failure, not even with ``--strict``): a tool whose
   name, or the first word of whose description, says it books, pays, orders, sends or creates,
   without
@@ -47,8 +54,10 @@ __all__ = [
     "Finding",
     "PROVIDERS",
     "SCHEMA_KEYWORDS",
+    "MAX_ALLOWED_TOOLS",
     "SLOW_SECONDS",
     "lint",
+    "lint_attachments",
 ]
 
 DESCRIPTION_MAX_CHARS: Final = 1024
@@ -59,6 +68,9 @@ MIN_SAMPLES: Final = 5
 """Fewer measured calls than this say nothing about a tool's latency."""
 MAX_TOOLS: Final = 128
 """OpenAI's documented maximum number of tools in one request."""
+
+MAX_ALLOWED_TOOLS: Final = 25
+"""The platform's limit of ``allowed_tools`` in one MCP attachment (PLATFORM.md §7.2)."""
 
 PROVIDERS: Final = ("openai", "mistral", "xai", "google")
 """The platform's ``llm_config.provider`` values (PLATFORM.md 3.4), realtime variants aside."""
@@ -96,6 +108,14 @@ _XAI_UNSUPPORTED = frozenset(
 )
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_MCP_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_OPENAI_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_FUNCTION_NAMES: Final = {
+    "openai": _OPENAI_NAME,
+    "mistral": _OPENAI_NAME,
+    "xai": _OPENAI_NAME,
+    "google": re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"),
+}
 _CLOSED_SET = re.compile(r"\b(one of|either)\b", re.IGNORECASE)
 _TYPED_BY = ("type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf")
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
@@ -170,6 +190,111 @@ def lint(
             found += _lint_latency(name, definition, stats[name], slow_seconds)
         findings += found
     return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def lint_attachments(
+    entries: list[dict[str, Any]],
+    *,
+    providers: Collection[str] = PROVIDERS,
+) -> list[Finding]:
+    """Check the MCP attachments among an assistant's ``llm_config.tools`` entries.
+
+    Args:
+        entries: Every entry (``drift.tool_entries``); webhook tools count for name clashes
+            and the total, built-ins are skipped.
+        providers: Check tool names against these providers' function-name rules.
+    """
+    names = [str(e.get("name") or (e.get("function") or {}).get("name") or "") for e in entries]
+    taken = {n for n in names if n}
+    findings: list[Finding] = []
+    total = len(taken)
+    for index, entry in enumerate(entries):
+        if entry.get("type") == "mcp":
+            found, allowed = _lint_attachment(index, entry, taken, providers)
+            findings += found
+            total += allowed
+    if total > MAX_TOOLS:
+        findings.append(
+            Finding(
+                "error",
+                "*",
+                "tools",
+                f"{total} tools with the MCP servers' allowed tools; OpenAI accepts at most "
+                f"{MAX_TOOLS} per request: split them across assistants",
+            )
+        )
+    return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def _lint_attachment(
+    index: int, entry: Mapping[str, Any], taken: set[str], providers: Collection[str]
+) -> tuple[list[Finding], int]:
+    """The findings of one attachment, and how many tools it allows; adds them to ``taken``."""
+    server = entry.get("mcp_server_id")
+    label = f"mcp {server}" if isinstance(server, str) and server else f"tools[{index}]"
+    found: list[Finding] = []
+    if label.startswith("tools["):
+        found.append(Finding("error", label, "mcp_server_id", "missing: give the MCP server's id"))
+    if not isinstance(entry.get("required", True), bool):
+        found.append(Finding("error", label, "required", "must be true or false"))
+    allowed = entry.get("allowed_tools")
+    if not isinstance(allowed, list) or not all(isinstance(n, str) for n in allowed):
+        found.append(
+            Finding("error", label, "allowed_tools", "must list the server's tools by name")
+        )
+        return found, 0
+    if len(allowed) > MAX_ALLOWED_TOOLS:
+        found.append(
+            Finding(
+                "error",
+                label,
+                "allowed_tools",
+                f"{len(allowed)} tools; the platform accepts at most {MAX_ALLOWED_TOOLS} per "
+                "MCP attachment: name only those the assistant needs",
+            )
+        )
+    elif not allowed:
+        found.append(
+            Finding("warning", label, "allowed_tools", "empty: the assistant gets no tool")
+        )
+    for position, name in enumerate(allowed):
+        path = f"allowed_tools[{position}]"
+        found += _lint_mcp_name(label, path, name, providers)
+        if name in taken:
+            found.append(
+                Finding(
+                    "error",
+                    label,
+                    path,
+                    f"{name!r} is also another tool of the assistant: the model cannot tell "
+                    "them apart; rename one",
+                )
+            )
+        taken.add(name)
+    return found, len(allowed)
+
+
+def _lint_mcp_name(
+    label: str, path: str, name: str, providers: Collection[str]
+) -> Iterator[Finding]:
+    if not _MCP_TOOL_NAME.fullmatch(name):
+        yield Finding(
+            "error",
+            label,
+            path,
+            f"{name!r} is not an MCP tool name (1 to 128 ASCII letters, digits, '_', '-' or "
+            "'.'): no server offers a tool by that name",
+        )
+        return
+    refusing = [p for p in providers if not _FUNCTION_NAMES[p].fullmatch(name)]
+    if refusing:
+        yield Finding(
+            "error" if set(refusing) == set(providers) else "warning",
+            label,
+            path,
+            f"{name!r} is not a function name {', '.join(refusing)} accept(s): rename the "
+            "tool on the MCP server (letters, digits, '_' and '-', at most 64)",
+        )
 
 
 def _lint_tool(

@@ -4,21 +4,34 @@
 /assistants/{id}`` answers, or the bare object), its ``llm_config``, or its ``tools`` list,
 with each tool in the documented flat shape or the nested OpenAI shape the SDK types
 (``{"type": "function", "function": {...}, "server": {"url"}, "async"}``, PLATFORM.md 4.5 and
-7.1); built-in tools (``end_call``, ``transfer_call``) are left out. ``diff`` compares two
-lists of flat definitions: tools missing on either side, parameters added, removed or renamed,
-types, formats, enums, ``required``, URLs, ``async`` and the spoken message.
+7.1); what is not a webhook tool (the built-ins ``end_call`` and ``transfer_call``, an MCP
+attachment ``{"type": "mcp", ...}``, a kind the platform adds later) is left out
+(``webhook_tool``). ``diff`` compares two lists of flat definitions: tools missing on either
+side, parameters added, removed or renamed, types, formats, enums, ``required``, URLs,
+``async`` and the spoken message. ``diff_webhook`` compares the assistant-level fields a deploy
+writes (``webhook_url``, ``webhook_events``, ``webhook_secret``, which it never shows).
 """
 
 from __future__ import annotations
 
 import difflib
+import hmac
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from voicehooks.tools.arguments import resolve_ref
 
-__all__ = ["Difference", "DriftError", "diff", "read_definitions"]
+__all__ = [
+    "Difference",
+    "DriftError",
+    "diff",
+    "diff_webhook",
+    "read_definitions",
+    "same_url",
+    "tool_entries",
+    "webhook_tool",
+]
 
 _BUILT_IN = {"end_call", "endCall", "transfer_call", "transferCall"}
 
@@ -32,7 +45,8 @@ class Difference:
     """One way the assistant's definition differs from the app's.
 
     Attributes:
-        tool: The tool's name (the app's, for a renamed parameter).
+        tool: The tool's name (the app's, for a renamed parameter); ``""`` for a field of
+            the assistant itself (``webhook_url``, ...).
         path: Where, e.g. ``parameters.party_size`` or ``url``.
         message: What differs and what to do, one line.
     """
@@ -43,6 +57,8 @@ class Difference:
 
     def line(self) -> str:
         """The difference as one line of ``voicehooks tools --diff`` output."""
+        if not self.tool:
+            return f"{self.path}: {self.message}"
         where = f" {self.path}:" if self.path else ""
         return f"{self.tool}:{where} {self.message}"
 
@@ -52,6 +68,25 @@ def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
 
     Raises:
         DriftError: ``data`` has none of the accepted shapes.
+    """
+    entries, webhook_url = tool_entries(data)
+    definitions: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries):
+        flat = webhook_tool(entry)
+        if flat is None:
+            continue
+        if not isinstance(flat.get("name"), str) or not flat["name"]:
+            raise DriftError(f"tools[{index}] has no name")
+        definitions.append(flat)
+    return definitions, webhook_url
+
+
+def tool_entries(data: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The ``llm_config.tools`` entries of an exported assistant as saved, every kind, and its
+    assistant-level webhook URL.
+
+    Raises:
+        DriftError: ``data`` has none of the accepted shapes, or an entry is not an object.
     """
     webhook_url: str | None = None
     if isinstance(data, dict) and isinstance(data.get("assistant"), dict):
@@ -68,17 +103,29 @@ def read_definitions(data: Any) -> tuple[list[dict[str, Any]], str | None]:
             'expected an assistant ({"assistant": {...}} or the bare object), its llm_config '
             "or its tools list"
         )
-    definitions: list[dict[str, Any]] = []
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise DriftError(f"tools[{index}] is a {type(entry).__name__}, not an object")
-        if entry.get("type") in _BUILT_IN or entry.get("tool_type") in _BUILT_IN:
-            continue
-        definitions.append(_flatten(entry, index))
-    return definitions, webhook_url
+    return data, webhook_url
 
 
-def _flatten(entry: dict[str, Any], index: int) -> dict[str, Any]:
+def webhook_tool(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``entry`` of ``llm_config.tools[]`` as a flat webhook tool definition, or ``None``.
+
+    ``None`` for what the platform runs itself or elsewhere: a built-in, an MCP attachment,
+    any ``type`` other than ``function`` (a kind added later is not ours to read). The
+    nested OpenAI shape is flattened, its URL the one the engine uses (``url`` beats
+    ``server.url``); the name is not checked.
+
+    Examples:
+        >>> webhook_tool({"type": "function", "function": {"name": "f"}, "server": {"url": "u"}})
+        {'name': 'f', 'url': 'u'}
+        >>> webhook_tool({"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": []}) is None
+        True
+    """
+    kind = entry.get("type")
+    if (kind is not None and kind != "function") or entry.get("tool_type") in _BUILT_IN:
+        return None
     function = entry.get("function")
     if isinstance(function, dict):  # the nested OpenAI shape
         flat = {key: value for key, value in function.items() if key != "strict"}
@@ -92,9 +139,61 @@ def _flatten(entry: dict[str, Any], index: int) -> dict[str, Any]:
                 flat[key] = entry[key]
     else:
         flat = dict(entry)
-    if not isinstance(flat.get("name"), str) or not flat["name"]:
-        raise DriftError(f"tools[{index}] has no name")
     return flat
+
+
+def same_url(one: str | None, other: str | None) -> bool:
+    """Whether two webhook URLs are the same place (a trailing ``/`` aside)."""
+    return (one or "").rstrip("/") == (other or "").rstrip("/")
+
+
+def diff_webhook(
+    assistant: Mapping[str, Any],
+    *,
+    webhook_url: str,
+    webhook_events: list[str],
+    secret: str | None = None,
+) -> list[Difference]:
+    """Where the assistant's own webhook fields differ from what the app needs.
+
+    Args:
+        assistant: The saved assistant (its ``webhook_url``, ``webhook_events``, and
+            ``webhook_secret`` when the platform returns it).
+        webhook_url: Where the app receives.
+        webhook_events: The events the app handles; order does not matter.
+        secret: The secret to write, if one is to be; never part of a message. A platform
+            that does not return the stored one makes this a difference every time.
+    """
+    found: list[Difference] = []
+    saved_url = assistant.get("webhook_url")
+    if not same_url(saved_url, webhook_url):
+        found.append(
+            Difference(
+                "",
+                "webhook_url",
+                f"the assistant sends events to {saved_url or 'no URL'}, the app is at "
+                f"{webhook_url}",
+            )
+        )
+    saved_events = assistant.get("webhook_events")
+    saved = set(saved_events) if isinstance(saved_events, list) else None
+    if saved != set(webhook_events):
+        added = [e for e in webhook_events if saved is None or e not in saved]
+        removed = sorted(saved - set(webhook_events)) if saved is not None else []
+        parts = [f"the app also handles {', '.join(added)}"] if added else []
+        parts += [f"the app does not handle {', '.join(removed)}"] if removed else []
+        if saved is None:
+            handled = ", ".join(webhook_events) or "no event"
+            parts = [f"not set in the assistant; the app handles {handled}"]
+        found.append(Difference("", "webhook_events", "; ".join(parts) or "differs"))
+    if secret is not None:
+        saved_secret = assistant.get("webhook_secret")
+        if not (
+            isinstance(saved_secret, str)
+            and hmac.compare_digest(saved_secret.encode(), secret.encode())
+        ):
+            found.append(Difference("", "webhook_secret", "[set]: the app's secret is written"))
+    return found
 
 
 def diff(
@@ -137,7 +236,7 @@ def _diff_tool(
         yield Difference(name, "description", "differs: paste the app's description")
     url = ours.get("url")
     their_url = theirs.get("url") or webhook_url
-    if url and (their_url or "").rstrip("/") != url.rstrip("/"):
+    if url and not same_url(their_url, url):
         yield Difference(
             name, "url", f"the assistant calls {their_url or 'no URL'}, the app expects {url}"
         )

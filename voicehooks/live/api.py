@@ -1,4 +1,5 @@
-"""The platform's REST API, the parts a receiver needs: call control, calls and assistants.
+"""The platform's REST API: call control and calls for a receiver; assistants, MCP servers and
+workflows for the development tools (``voicehooks deploy``, ``voicehooks tools``).
 
 ``PlatformClient`` speaks to ``https://api.hmsovereign.com/api/v1`` (PLATFORM.md §7.1)::
 
@@ -12,7 +13,9 @@ It is written for a live call, where a command that arrives late is worth little
   pause between attempts.
 * At most 3 attempts, a retry only when the pause before it (``Retry-After`` when the
   platform sends one, else 0.25 s doubling) still ends before the deadline. A read (``GET``)
-  is retried after a 5xx, a 429 or a network error.
+  or an update that can be sent twice (``PATCH``) is retried after a 5xx, a 429 or a network
+  error; creating an MCP server is retried like a control command (a second one would be
+  refused: the name is taken).
 * A control command is retried only when it cannot have been carried out: no connection was
   made, or a 429 said when to come back (``Retry-After``). Commands carry no idempotency key,
   and a 502 or 504 comes from a gateway, perhaps after the platform acted: a ``say`` resent
@@ -396,10 +399,89 @@ class PlatformClient:
             label=f"get assistant {assistant_id}",
             deadline_seconds=deadline_seconds,
         )
-        if isinstance(answer, dict):
-            inner = answer.get("assistant", answer)
-            return inner if isinstance(inner, dict) else {}
-        return {}
+        return _inner(answer, "assistant")
+
+    async def update_assistant(
+        self, assistant_id: str, fields: Mapping[str, Any], *, deadline_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """``PATCH /assistants/{assistant_id}`` with ``fields``: the updated assistant.
+
+        Top-level fields are replaced one by one; send ``llm_config`` whole (PLATFORM.md
+        §7.2: whether nested objects merge is undocumented).
+        """
+        answer = await self._request(
+            "PATCH",
+            f"assistants/{quote(assistant_id, safe='')}",
+            _encode(fields),
+            label=f"update assistant {assistant_id}",
+            deadline_seconds=deadline_seconds,
+        )
+        return _inner(answer, "assistant")
+
+    async def get_workflow(
+        self, workflow_id: str, *, deadline_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """``GET /workflows/{workflow_id}``: ``{id, name, is_active, definition}``."""
+        answer = await self._request(
+            "GET",
+            f"workflows/{quote(workflow_id, safe='')}",
+            None,
+            label=f"get workflow {workflow_id}",
+            deadline_seconds=deadline_seconds,
+        )
+        return _inner(answer, "workflow")
+
+    # -- MCP servers (PLATFORM.md §7.2) ---------------------------------------------------
+
+    async def list_mcp_servers(self) -> list[dict[str, Any]]:
+        """``GET /mcp-servers``: the organization's MCP servers (header values never come)."""
+        answer = await self._request("GET", "mcp-servers", None, label="list MCP servers")
+        servers = answer.get("mcp_servers") if isinstance(answer, dict) else None
+        return [s for s in servers if isinstance(s, dict)] if isinstance(servers, list) else []
+
+    async def get_mcp_server(self, server_id: str) -> dict[str, Any]:
+        """``GET /mcp-servers/{server_id}``."""
+        path = f"mcp-servers/{quote(server_id, safe='')}"
+        answer = await self._request("GET", path, None, label=f"get MCP server {server_id}")
+        return _inner(answer, "mcp_server")
+
+    async def create_mcp_server(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /mcp-servers`` with ``{name, url, transport?, headers?, timeout_seconds?}``.
+
+        Not resent after an answer that leaves the outcome open (``OutcomeUnknown``).
+        """
+        answer = await self._request(
+            "POST", "mcp-servers", _encode(fields), label="create MCP server", replayable=False
+        )
+        return _inner(answer, "mcp_server")
+
+    async def update_mcp_server(self, server_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``PATCH /mcp-servers/{server_id}``; ``headers`` replaces every stored header."""
+        path = f"mcp-servers/{quote(server_id, safe='')}"
+        answer = await self._request(
+            "PATCH", path, _encode(fields), label=f"update MCP server {server_id}"
+        )
+        return _inner(answer, "mcp_server")
+
+    async def delete_mcp_server(self, server_id: str) -> None:
+        """``DELETE /mcp-servers/{server_id}``; a 409 while an assistant uses it."""
+        path = f"mcp-servers/{quote(server_id, safe='')}"
+        await self._request("DELETE", path, None, label=f"delete MCP server {server_id}")
+
+    async def test_mcp_server(
+        self, server_id: str, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """``POST /mcp-servers/{server_id}/test``: the platform connects and lists the tools.
+
+        Returns:
+            ``{"ok": true, "duration_ms", "tools": [...]}`` or ``{"ok": false,
+            "duration_ms", "error"}``: a server the platform cannot reach is an answer, not an
+            exception. ``headers`` are used for this test only.
+        """
+        body = _encode({} if headers is None else {"headers": dict(headers)})
+        path = f"mcp-servers/{quote(server_id, safe='')}/test"
+        answer = await self._request("POST", path, body, label=f"test MCP server {server_id}")
+        return answer if isinstance(answer, dict) else {}
 
     # -- the one request loop -----------------------------------------------------------
 
@@ -412,6 +494,7 @@ class PlatformClient:
         label: str,
         paced_call: str | None = None,
         deadline_seconds: float | None = None,
+        replayable: bool = True,
     ) -> Any:
         import httpx
 
@@ -422,7 +505,8 @@ class PlatformClient:
             assert client is not None
         budget = self.deadline_seconds if deadline_seconds is None else deadline_seconds
         deadline = time.monotonic() + budget
-        command = paced_call is not None  # a control command, which is not idempotent
+        command = paced_call is not None  # a control command
+        once = command or not replayable  # not idempotent: resent only if surely not acted on
         attempt = 0
         while True:
             attempt += 1
@@ -446,8 +530,8 @@ class PlatformClient:
             except TimeoutError:
                 # The request may have reached the platform: a command is not sent again.
                 message = f"{label}: timed out"
-                error = _unknown(message) if command else PlatformUnavailable(message)
-                retryable = not command
+                error = _unknown(message) if once else PlatformUnavailable(message)
+                retryable = not once
                 pause = _pause(attempt)
             except httpx.HTTPError as exc:  # network errors, and the few others httpx has
                 # Only a request that never left (no connection) cannot have been acted on.
@@ -455,17 +539,15 @@ class PlatformClient:
                     exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
                 )
                 message = f"{label}: {type(exc).__name__}"
-                error = (
-                    _unknown(message) if command and not unsent else PlatformUnavailable(message)
-                )
-                retryable = isinstance(exc, httpx.TransportError) and (not command or unsent)
+                error = _unknown(message) if once and not unsent else PlatformUnavailable(message)
+                retryable = isinstance(exc, httpx.TransportError) and (not once or unsent)
                 pause = _pause(attempt)
             else:
                 if response.status_code < 300:
                     return _json_or_empty(response.content)
-                error = _error_for(response, label, control=command)
+                error = _error_for(response, label, control=command, once=once)
                 after = error.retry_after_seconds if isinstance(error, RateLimited) else None
-                if command:  # only a 429 that says when is sure not to have been acted on
+                if once:  # only a 429 that says when is sure not to have been acted on
                     retryable = after is not None
                 else:
                     retryable = isinstance(error, RateLimited | PlatformUnavailable)
@@ -520,6 +602,14 @@ def _pause(attempt: int) -> float:
     return float(min(_FIRST_PAUSE_SECONDS * 2 ** (attempt - 1), _MAX_PAUSE_SECONDS))
 
 
+def _inner(answer: Any, key: str) -> dict[str, Any]:
+    """The object under ``key`` in an answer (``{"assistant": {...}}``), or the answer itself."""
+    if isinstance(answer, dict):
+        inner = answer.get(key, answer)
+        return inner if isinstance(inner, dict) else {}
+    return {}
+
+
 def _json_or_empty(content: bytes) -> Any:
     if not content:
         return {}
@@ -529,7 +619,9 @@ def _json_or_empty(content: bytes) -> Any:
         return {}
 
 
-def _error_for(response: httpx.Response, label: str, *, control: bool) -> PlatformAPIError:
+def _error_for(
+    response: httpx.Response, label: str, *, control: bool, once: bool
+) -> PlatformAPIError:
     status = response.status_code
     code, detail, body_retry = _read_error_body(response.content)
     header = response.headers.get("retry-after")
@@ -542,7 +634,7 @@ def _error_for(response: httpx.Response, label: str, *, control: bool) -> Platfo
             message, retry_after_seconds=retry_after, status=status, code=code, detail=detail
         )
     if status >= 500:
-        if control and not (status == 503 and header is not None):
+        if once and not (status == 503 and header is not None):
             return _unknown(message, status=status, code=code, detail=detail)
         return PlatformUnavailable(message, status=status, code=code, detail=detail)
     if control and status in (400, 404, 409):

@@ -39,9 +39,10 @@ What is in here:
   assistant-request, tool calls, status updates and the report, with expectations) and
   returns a report; ``report.check()`` fails the test with a readable account. The format is
   in ``voicehooks.testing.scenarios``; ``voicehooks simulate`` runs the same file.
-* ``FakePlatform`` fakes the platform's REST endpoints a receiver calls (call control, calls,
-  assistants), in-process (``transport()``) or on a loopback port (``serve()``), with the real
-  API's auth, limits and error bodies; it records every command (needs the ``api`` extra).
+* ``FakePlatform`` fakes the platform's REST endpoints a receiver and the tools call (call
+  control, calls, assistants, MCP servers with a real ``/test``, workflows), in-process
+  (``transport()``) or on a loopback port (``serve()``), with the real API's auth, limits and
+  error bodies; it records every request (needs the ``api`` extra).
 * ``ManualClock`` is a clock that moves only when told to, for ``WebhookClient(clock=...)``
   and the app's ``Verifier`` (``app.verifier.clock``): test the 300 s freshness window
   without sleeping.

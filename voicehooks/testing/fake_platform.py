@@ -1,7 +1,7 @@
-"""``FakePlatform``: the platform's REST endpoints that a receiver calls, faked for tests.
+"""``FakePlatform``: the platform's REST endpoints that a receiver and the tools call, faked.
 
-Built from PLATFORM.md §7.1, strict where the real API is strict, so that code that passes
-against it keeps the real limits:
+Built from PLATFORM.md §7.1 and §7.2, strict where the real API is strict, so that code that
+passes against it keeps the real limits:
 
 * ``Authorization: Bearer <api_key>`` on every request, else 401.
 * ``POST /api/v1/calls/{id}/control`` takes exactly one command (``inject-context``,
@@ -11,6 +11,18 @@ against it keeps the real limits:
   marked ended answers ``ended_status`` (409 by default; the real code is undocumented).
 * ``GET /api/v1/calls/{id}`` answers the call object, ``GET /api/v1/assistants/{id}`` answers
   ``{"assistant": {...}}``; unknown ids are 404.
+* ``PATCH /api/v1/assistants/{id}`` replaces each top-level field it sends, a nested object
+  (``llm_config``) whole: the strictest reading of an undocumented merge. It refuses (422) a
+  field the assistant does not have, ``webhook_events`` beyond the four event names, a tool
+  name against the platform's rule, an MCP attachment with more than 25 ``allowed_tools`` or
+  an unknown ``mcp_server_id``.
+* ``/api/v1/mcp-servers``: ``GET`` lists, ``POST`` creates (201; a name taken is 409),
+  ``GET``/``PATCH``/``DELETE`` one (``DELETE`` is 409 while an assistant uses it); header
+  values are kept but never answered (``header_names``); the fields are checked as
+  documented (``_mcp_servers``). ``POST .../{id}/test`` really connects to the server's
+  URL and lists its tools over MCP JSON-RPC. ``FakePlatform(local_mcp_servers=True)``
+  accepts ``http://`` and loopback URLs, for a test's own server.
+* ``GET /api/v1/workflows/{id}`` answers ``{"workflow": {...}}`` (``add_workflow``).
 * Every answer carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
   ``X-RateLimit-Reset`` (Unix seconds): the per-call budget on control answers, the per-key
   budget (``requests_per_window``, 100 per window) on the others. Going over either is a 429.
@@ -21,7 +33,8 @@ against it keeps the real limits:
   ``fail_next(n, status)`` makes the next ``n`` requests fail.
 
 Every request is recorded with its headers (``requests``), control commands also in
-``commands``. A call id the fake has not seen is live: the first command adds it.
+``commands``. A call id the fake has not seen is live: the first command adds it. Seed
+``add_assistant``, ``add_workflow``; MCP servers are made through the API or ``add_mcp_server``.
 
 Use it in-process (an httpx transport on the test's event loop)::
 
@@ -55,6 +68,8 @@ import anyio
 from starlette.types import Receive, Scope, Send
 
 from voicehooks.live.api import PlatformClient
+
+from . import _assistants, _mcp_servers
 
 if TYPE_CHECKING:
     import httpx
@@ -113,6 +128,8 @@ class FakePlatform:
         requests_per_window: Requests per key within ``window_seconds``.
         error_shape: Which of the two documented error bodies to send.
         ended_status: The status of a command for a call that is not live.
+        local_mcp_servers: Accept ``http://`` and private or loopback addresses for MCP
+            servers (the platform accepts public ``https://`` ones only): a test's own server.
         clock: Monotonic seconds; injectable.
 
     Example:
@@ -132,6 +149,7 @@ class FakePlatform:
         requests_per_window: int = 100,
         error_shape: ErrorShape = "sdk",
         ended_status: int = 409,
+        local_mcp_servers: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_key = api_key
@@ -143,9 +161,13 @@ class FakePlatform:
         self.delay_seconds = 0.0
         self.calls: dict[str, dict[str, Any]] = {}
         self.assistants: dict[str, dict[str, Any]] = {}
+        self._mcp_store = _mcp_servers.McpServers(local_urls=local_mcp_servers)
+        self.mcp_servers = self._mcp_store.servers
+        """The MCP servers as the API answers them (no header values)."""
+        self.workflows: dict[str, dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
         self._clock = clock
-        self._failures: deque[tuple[int, float | None]] = deque()
+        self._failures: deque[tuple[int, float | None, str | None]] = deque()
         self._per_call: dict[str, _Window] = {}
         self._per_key = _Window(requests_per_window)
         self._lock = threading.Lock()  # ``serve`` answers in another thread than the test
@@ -166,15 +188,55 @@ class FakePlatform:
         self.add_call(call_id, status="ended", **fields)
 
     def add_assistant(self, assistant_id: str, config: dict[str, Any]) -> None:
-        """Serve ``config`` at ``GET /assistants/{assistant_id}``."""
+        """Serve ``config`` at ``GET /assistants/{assistant_id}`` (and let ``PATCH`` change it)."""
         self.assistants[assistant_id] = {"id": assistant_id, **config}
 
-    def fail_next(
-        self, count: int = 1, status: int = 503, retry_after: float | None = None
+    def add_workflow(
+        self,
+        workflow_id: str,
+        definition: dict[str, Any],
+        *,
+        name: str = "Workflow",
+        is_active: bool = True,
     ) -> None:
-        """Answer the next ``count`` requests with ``status`` (and ``Retry-After`` if given)."""
+        """Serve a workflow at ``GET /workflows/{workflow_id}``."""
+        self.workflows[workflow_id] = {
+            "id": workflow_id,
+            "name": name,
+            "is_active": is_active,
+            "definition": definition,
+        }
+
+    def add_mcp_server(self, **fields: Any) -> dict[str, Any]:
+        """Add an MCP server as ``POST /mcp-servers`` would; return it as the API shows it.
+
+        Raises:
+            ValueError: The fields are not valid (the message the API would answer with).
+        """
         with self._lock:
-            self._failures.extend([(status, retry_after)] * count)
+            try:
+                return self._mcp_store.create(fields)
+            except _mcp_servers.Refusal as refusal:
+                raise ValueError(str(refusal)) from None
+
+    def mcp_headers(self, server_id: str) -> dict[str, str]:
+        """The header values stored for an MCP server (the API never answers them)."""
+        return dict(self._mcp_store.headers.get(server_id, {}))
+
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 503,
+        retry_after: float | None = None,
+        *,
+        method: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests with ``status`` (and ``Retry-After`` if given).
+
+        With ``method`` (``"PATCH"``), only requests of that method fail; others pass.
+        """
+        with self._lock:
+            self._failures.extend([(status, retry_after, method)] * count)
 
     # -- what happened --------------------------------------------------------------------
 
@@ -269,6 +331,8 @@ class FakePlatform:
                 break
         with self._lock:
             status, answer, headers = self._answer(scope, body)
+        if isinstance(answer, _mcp_servers.Probe):  # connects out: never under the lock
+            answer = await _mcp_servers.probe(answer.url, answer.headers, answer.timeout_seconds)
         if self.delay_seconds:  # acted on at once, answered late: as a slow platform might
             await anyio.sleep(self.delay_seconds)
         payload = json.dumps(answer).encode()
@@ -317,8 +381,8 @@ class FakePlatform:
         key_headers = self._limit_headers(key_window, now)
         if headers.get("authorization") != f"Bearer {self.api_key}":
             return 401, self._error("unauthorized", "Invalid or missing API key"), key_headers
-        if self._failures:
-            failed, retry_after = self._failures.popleft()
+        if self._failures and self._failures[0][2] in (None, method):
+            failed, retry_after, _ = self._failures.popleft()
             extra = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
             return failed, self._error("server_error", "Injected failure"), key_headers | extra
         wait = self._take(key_window, now)
@@ -331,12 +395,59 @@ class FakePlatform:
             if call is None:
                 return 404, self._error("not_found", "Call not found"), key_headers
             return 200, call, self._limit_headers(key_window, now)
-        if method == "GET" and len(parts) == 2 and parts[0] == "assistants":
-            assistant = self.assistants.get(parts[1])
+        answered = self._resource(method, parts, body)
+        if answered is None:
+            return 404, self._error("not_found", "No such endpoint"), key_headers
+        return answered[0], answered[1], self._limit_headers(key_window, now)
+
+    def _resource(self, method: str, parts: list[str], body: Any) -> tuple[int, Any] | None:
+        """Assistants, MCP servers and workflows (PLATFORM.md §7.2); ``None``: no endpoint."""
+        kind, rest = (parts[0], parts[1:]) if parts else ("", [])
+        if kind == "assistants" and len(rest) == 1:
+            assistant = self.assistants.get(rest[0])
             if assistant is None:
-                return 404, self._error("not_found", "Assistant not found"), key_headers
-            return 200, {"assistant": assistant}, self._limit_headers(key_window, now)
-        return 404, self._error("not_found", "No such endpoint"), key_headers
+                return 404, self._error("not_found", "Assistant not found")
+            if method == "GET":
+                return 200, {"assistant": assistant}
+            if method == "PATCH":
+                return self._update_assistant(assistant, body)
+        if kind == "workflows" and len(rest) == 1 and method == "GET":
+            workflow = self.workflows.get(rest[0])
+            if workflow is None:
+                return 404, self._error("not_found", "Workflow not found")
+            return 200, {"workflow": workflow}
+        if kind == "mcp-servers":
+            return self._mcp(method, rest, body)
+        return None
+
+    def _update_assistant(self, assistant: dict[str, Any], body: Any) -> tuple[int, Any]:
+        problem = _assistants.problem(body, self.mcp_servers)
+        if problem is not None:
+            return 422, self._error("validation_error", problem)
+        assistant.update(body)  # each top-level field replaced whole, llm_config included
+        assistant["updated_at"] = _mcp_servers.timestamp()
+        return 200, {"assistant": assistant}
+
+    def _mcp(self, method: str, rest: list[str], body: Any) -> tuple[int, Any] | None:
+        servers = self._mcp_store
+        try:
+            if not rest and method in ("GET", "POST"):
+                if method == "GET":
+                    return 200, {"mcp_servers": list(servers.servers.values())}
+                return 201, {"mcp_server": servers.create(body)}
+            if len(rest) == 2 and rest[1] == "test" and method == "POST":
+                return 200, servers.test(rest[0], body)
+            if len(rest) != 1 or method not in ("GET", "PATCH", "DELETE"):
+                return None
+            if method == "GET":
+                return 200, {"mcp_server": servers.get(rest[0])}
+            if method == "PATCH":
+                return 200, {"mcp_server": servers.update(rest[0], body)}
+            attached = set().union(*(_assistants.attached(a) for a in self.assistants.values()))
+            servers.delete(rest[0], in_use=rest[0] in attached)
+            return 200, {"success": True}
+        except _mcp_servers.Refusal as refusal:
+            return refusal.status, self._error(refusal.code, str(refusal))
 
     def _control(self, call_id: str, body: Any, now: float) -> tuple[int, Any, dict[str, str]]:
         window = self._per_call.setdefault(call_id, _Window(self.commands_per_window))
