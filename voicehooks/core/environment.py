@@ -21,6 +21,8 @@ __all__ = [
     "API_URL",
     "METRICS",
     "MULTIPROC_DIR",
+    "QUEUE_MIN_REPLICAS_ACKS",
+    "QUEUE_REPLICA_ACK_TIMEOUT_SECONDS",
     "QUEUE_URL",
     "REDIS_URL",
     "SECRET",
@@ -38,6 +40,8 @@ SECRET: Final = "VOICEHOOKS_SECRET"
 SECRET_FILE: Final = "VOICEHOOKS_SECRET_FILE"
 REDIS_URL: Final = "VOICEHOOKS_REDIS_URL"
 QUEUE_URL: Final = "VOICEHOOKS_QUEUE_URL"
+QUEUE_MIN_REPLICAS_ACKS: Final = "VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS"
+QUEUE_REPLICA_ACK_TIMEOUT_SECONDS: Final = "VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS"
 API_KEY: Final = "VOICEHOOKS_API_KEY"
 API_KEY_FILE: Final = "VOICEHOOKS_API_KEY_FILE"
 API_URL: Final = "VOICEHOOKS_API_URL"
@@ -65,6 +69,8 @@ VARIABLES: Final = (
     Variable(SECRET_FILE, "(none)", "A file holding the secret(s), one a line; read if unset."),
     Variable(REDIS_URL, f"${QUEUE_URL}", "The duplicate store's Redis; else a store in memory."),
     Variable(QUEUE_URL, "(none)", "Durable mode: after-the-answer work goes to this Redis."),
+    Variable(QUEUE_MIN_REPLICAS_ACKS, "0", "Replicas that must hold the entries before the 200."),
+    Variable(QUEUE_REPLICA_ACK_TIMEOUT_SECONDS, "0.5", "How long the enqueue waits for them."),
     Variable(API_KEY, "(none)", "The platform API key, for LiveCall, late results, reconcile."),
     Variable(API_KEY_FILE, "(none)", "A file holding the API key; read if the key is unset."),
     Variable(API_URL, "https://api.hmsovereign.com/api/v1", "The platform API's base URL."),

@@ -46,7 +46,7 @@ import msgspec
 
 from voicehooks.core import environment
 from voicehooks.core.events import Event, ToolCalls
-from voicehooks.core.exceptions import QueueError, QueueFull, Unavailable
+from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull, Unavailable
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.state.stores import DeliveryStore
@@ -68,9 +68,26 @@ _TAKEN_HERE: Final = b"taken by a receiver"
 
 
 def default_queue() -> RedisQueue | None:
-    """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``."""
+    """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``; with
+    ``min_replicas_acks`` and ``replica_ack_timeout_seconds`` from
+    ``$VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS`` and ``$VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS``.
+
+    Raises:
+        ConfigurationError: One of them is not a number.
+    """
     url = environment.read(environment.QUEUE_URL)
-    return RedisQueue.from_url(url) if url else None
+    if not url:
+        return None
+    acks = environment.read(environment.QUEUE_MIN_REPLICAS_ACKS) or "0"
+    timeout = environment.read(environment.QUEUE_REPLICA_ACK_TIMEOUT_SECONDS) or "0.5"
+    try:
+        options = {"min_replicas_acks": int(acks), "replica_ack_timeout_seconds": float(timeout)}
+    except ValueError:
+        raise ConfigurationError(
+            f"{environment.QUEUE_MIN_REPLICAS_ACKS} must be a whole number and "
+            f"{environment.QUEUE_REPLICA_ACK_TIMEOUT_SECONDS} a number of seconds"
+        ) from None
+    return RedisQueue.from_url(url, **options)
 
 
 class DurableSink:
