@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_topologies import ALL_BACKENDS, BACKEND_NAMES, RedisBackend, backend_for
 from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
 from voicehooks.core.environment import QUEUE_URL, REDIS_URL
 from voicehooks.exceptions import StoreError
@@ -162,12 +163,12 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
 
 
 @pytest.fixture
-async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], RedisStore]]:
+async def make_store(redis_backend: RedisBackend) -> AsyncIterator[Callable[[], RedisStore]]:
     """Independent stores on one Redis, as separate processes would have."""
     stores: list[RedisStore] = []
 
     def make() -> RedisStore:
-        stores.append(RedisStore.from_url(redis_server.url))
+        stores.append(RedisStore.from_url(redis_backend.url))
         return stores[-1]
 
     yield make
@@ -175,6 +176,7 @@ async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], Re
         await store.aclose()
 
 
+@ALL_BACKENDS
 async def test_redis_one_claim_wins_across_stores(make_store: Callable[[], RedisStore]) -> None:
     stores = [make_store() for _ in range(4)]
     wins: list[bool] = []
@@ -202,6 +204,7 @@ async def test_redis_every_key_expires(
     assert await redis_client.get("voicehooks:result:k") == b"result"
 
 
+@ALL_BACKENDS
 async def test_redis_a_waiter_elsewhere_gets_the_result(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -222,6 +225,7 @@ async def test_redis_a_waiter_elsewhere_gets_the_result(
     assert await second.wait_result("k", 0.01) == b"42"
 
 
+@ALL_BACKENDS
 async def test_redis_release_is_the_owners_and_ends_the_wait(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -243,6 +247,7 @@ async def test_redis_release_is_the_owners_and_ends_the_wait(
     assert await second.claim("k", 10)
 
 
+@ALL_BACKENDS
 async def test_redis_a_stored_result_cannot_be_released(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -253,6 +258,7 @@ async def test_redis_a_stored_result_cannot_be_released(
     assert not await store.claim("k", 10)
 
 
+@ALL_BACKENDS
 async def test_redis_waiting_gives_up_after_its_timeout(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -549,9 +555,10 @@ async def test_memory_buckets_are_bounded_and_spent_ones_leave() -> None:
     assert not store._buckets
 
 
-async def test_redis_tokens_keep_the_limit_across_clients(redis_server: RedisServer) -> None:
-    first = RedisStore.from_url(redis_server.url)
-    second = RedisStore.from_url(redis_server.url)
+@ALL_BACKENDS
+async def test_redis_tokens_keep_the_limit_across_clients(redis_backend: RedisBackend) -> None:
+    first = RedisStore.from_url(redis_backend.url)
+    second = RedisStore.from_url(redis_backend.url)
     await first.open()
     try:
         waits = [await store.take_token("c", 4, 0.6) for store in (first, second) * 3]
@@ -559,7 +566,7 @@ async def test_redis_tokens_keep_the_limit_across_clients(redis_server: RedisSer
         assert all(0 < wait <= 0.6 for wait in waits[4:])
         await anyio.sleep(waits[-1] + 0.05)
         assert await second.take_token("c", 4, 0.6) == 0.0
-        ttl = await first.client.pttl("voicehooks:tokens:c")
+        ttl = await first.client.pttl(first._key("tokens:", "c"))
         assert 0 < ttl <= 600
     finally:
         await first.aclose()
@@ -577,15 +584,14 @@ async def test_redis_a_token_fault_is_a_store_error(redis_server: RedisServer) -
 # -- maps (CallState) and counters --------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *BACKEND_NAMES])
 async def any_store(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[MemoryStore | RedisStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url)
+    store = RedisStore.from_url(backend_for(request, request.param).url)
     await store.open()
     yield store
     await store.aclose()

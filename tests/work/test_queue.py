@@ -13,6 +13,7 @@ import redis.asyncio
 import redis.exceptions
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend
 from voicehooks import ConfigurationError
 from voicehooks.core.exceptions import QueueError, QueueFull
 from voicehooks.work.queue import RedisQueue, consumer_name
@@ -23,12 +24,12 @@ MakeQueue = Callable[..., RedisQueue]
 
 
 @pytest.fixture
-async def make_queue(redis_server: RedisServer) -> AsyncIterator[MakeQueue]:
+async def make_queue(redis_backend: RedisBackend) -> AsyncIterator[MakeQueue]:
     """Independent queues on one Redis, as a receiver and workers in separate processes."""
     queues: list[RedisQueue] = []
 
     def make(**options: object) -> RedisQueue:
-        queues.append(RedisQueue.from_url(redis_server.url, **options))
+        queues.append(RedisQueue.from_url(redis_backend.url, **options))
         return queues[-1]
 
     yield make
@@ -43,6 +44,7 @@ async def queue(make_queue: MakeQueue) -> RedisQueue:
     return opened
 
 
+@ALL_BACKENDS
 async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue) -> None:
     await queue.enqueue([b"a", b"b", b"c"])
     first = await queue.read("w1", 2, 0.01)
@@ -53,6 +55,7 @@ async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue
     assert await queue.read("w1", 10, 0.01) == []
 
 
+@ALL_BACKENDS
 async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_backlog(
     queue: RedisQueue,
 ) -> None:
@@ -65,6 +68,7 @@ async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_back
     await queue.ack([])  # nothing to do, no round trip
 
 
+@ALL_BACKENDS
 async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed(
     make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -89,6 +93,7 @@ async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed
     assert caplog.text.count("workers are behind") == 1
 
 
+@ALL_BACKENDS
 async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
     queue: RedisQueue,
 ) -> None:
@@ -104,6 +109,7 @@ async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
     assert {name: pending for name, pending, _ in stats.consumers}["w2"] == 2
 
 
+@ALL_BACKENDS
 async def test_a_touched_entry_is_not_claimed(queue: RedisQueue) -> None:
     await queue.enqueue([b"a", b"b"])
     held = await queue.read("w1", 10, 0.01)
@@ -127,6 +133,7 @@ async def test_a_claim_skips_entries_deleted_meanwhile(
     assert await queue.retry("w1", entry) is None
 
 
+@ALL_BACKENDS
 async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
     await queue.enqueue([b"a"])
     (entry,) = await queue.read("w1", 10, 0.01)
@@ -138,6 +145,7 @@ async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
     assert [e.attempt for e in claimed] == [3]
 
 
+@ALL_BACKENDS
 async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
     queue: RedisQueue,
 ) -> None:
@@ -162,6 +170,7 @@ async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
     assert (await queue.stats()).dead == 0
 
 
+@ALL_BACKENDS
 async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
     queue = make_queue(max_length=2)
     await queue.open()
@@ -216,6 +225,7 @@ async def test_a_requeue_cut_off_after_any_command_leaves_each_letter_in_one_str
     assert sorted(live + dead) == [b"a", b"b", b"c"]
 
 
+@ALL_BACKENDS
 @pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
 async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
     queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool
@@ -246,6 +256,7 @@ async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
     assert await where(queue) == (bodies, [])
 
 
+@ALL_BACKENDS
 async def test_concurrent_requeues_of_the_same_letters_move_each_once(
     make_queue: MakeQueue,
 ) -> None:
@@ -346,6 +357,7 @@ def test_consumer_names_differ_per_call() -> None:
     assert consumer_name() != consumer_name()
 
 
+@ALL_BACKENDS
 async def test_a_consumer_is_forgotten_only_while_it_holds_nothing(queue: RedisQueue) -> None:
     await queue.enqueue([b"a", b"b", b"c"])
     (held,) = await queue.read("holder", 1, 0.01)
