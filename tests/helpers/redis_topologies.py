@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,11 @@ def ask(port: int, *command: str, tls: ssl.SSLContext | None = None) -> bytes:
         return sock.recv(65536)
 
 
+def replies(port: int, command: tuple[str, ...], expected: bytes) -> bool:
+    """Whether ``command``'s reply holds ``expected``."""
+    return expected in ask(port, *command)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -285,7 +291,7 @@ def running_cluster(directory: Path) -> Iterator[Cluster]:
                 )
             )
         for node in nodes:
-            wait_until(lambda node=node: ask(node.port, "PING") == b"+PONG\r\n", 10, "no PONG")
+            wait_until(partial(replies, node.port, ("PING",), b"+PONG"), 10, "no PONG")
         subprocess.run(
             [
                 "redis-cli",
@@ -303,7 +309,7 @@ def running_cluster(directory: Path) -> Iterator[Cluster]:
         )
         for node in nodes:
             wait_until(
-                lambda node=node: b"cluster_state:ok" in ask(node.port, "CLUSTER", "INFO"),
+                partial(replies, node.port, ("CLUSTER", "INFO"), b"cluster_state:ok"),
                 15,
                 "the cluster did not come up",
             )
@@ -331,24 +337,23 @@ class SentinelSetup:
 
 
 @contextlib.contextmanager
-def running_sentinel(
-    directory: Path,
-    *,
-    down_after_milliseconds: int = 500,
-    failover_timeout_milliseconds: int = 2000,
-) -> Iterator[SentinelSetup]:
+def running_replicated(directory: Path, *, appendonly: bool = False) -> Iterator[tuple[Node, Node]]:
+    """A master and a replica of it, in sync; killed by PID when the block ends."""
     binary = require_redis()
     nodes: list[Node] = []
+    persistence = {"appendonly": "yes" if appendonly else "no"}
     try:
         master_port = free_port()
-        master = _start(binary, directory / "master", master_port, {"port": str(master_port)})
+        master = _start(
+            binary, directory / "master", master_port, {"port": str(master_port), **persistence}
+        )
         nodes.append(master)
         replica_port = free_port()
         replica = _start(
             binary,
             directory / "replica",
             replica_port,
-            {"port": str(replica_port), "replicaof": f"127.0.0.1 {master_port}"},
+            {"port": str(replica_port), "replicaof": f"127.0.0.1 {master_port}", **persistence},
         )
         nodes.append(replica)
         wait_until(
@@ -356,36 +361,54 @@ def running_sentinel(
             10,
             "the replica did not sync",
         )
-        setup = SentinelSetup(master, replica)
-        for index in range(3):
-            port = free_port()
-            config = directory / f"sentinel-{index}.conf"
-            config.write_text(
-                f"port {port}\nbind 127.0.0.1\n"
-                f"sentinel monitor mymaster 127.0.0.1 {master_port} 2\n"
-                f"sentinel down-after-milliseconds mymaster {down_after_milliseconds}\n"
-                f"sentinel failover-timeout mymaster {failover_timeout_milliseconds}\n"
-                "sentinel parallel-syncs mymaster 1\n"
-            )
-            folder = directory / f"sentinel-{index}"
-            folder.mkdir()
-            process = subprocess.Popen(
-                [binary, str(config), "--sentinel", "--dir", str(folder)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            sentinel = Node(port, process, folder)
-            nodes.append(sentinel)
-            setup.sentinels.append(sentinel)
-        for sentinel in setup.sentinels:
-            wait_until(
-                lambda sentinel=sentinel: (
-                    b"num-other-sentinels\r\n$1\r\n2\r\n"
-                    in ask(sentinel.port, "SENTINEL", "master", "mymaster")
-                ),
-                15,
-                "the Sentinels did not find each other",
-            )
-        yield setup
+        yield master, replica
     finally:
         _stop_all(nodes)
+
+
+@contextlib.contextmanager
+def running_sentinel(
+    directory: Path,
+    *,
+    down_after_milliseconds: int = 500,
+    failover_timeout_milliseconds: int = 2000,
+) -> Iterator[SentinelSetup]:
+    """``running_replicated`` and three Sentinels (``redis-server --sentinel``) watching it
+    as ``mymaster``, each knowing the two others."""
+    binary = require_redis()
+    sentinels: list[Node] = []
+    with running_replicated(directory) as (master, replica):
+        setup = SentinelSetup(master, replica, sentinels)
+        try:
+            for index in range(3):
+                port = free_port()
+                config = directory / f"sentinel-{index}.conf"
+                config.write_text(
+                    f"port {port}\nbind 127.0.0.1\n"
+                    f"sentinel monitor mymaster 127.0.0.1 {master.port} 2\n"
+                    f"sentinel down-after-milliseconds mymaster {down_after_milliseconds}\n"
+                    f"sentinel failover-timeout mymaster {failover_timeout_milliseconds}\n"
+                    "sentinel parallel-syncs mymaster 1\n"
+                )
+                folder = directory / f"sentinel-{index}"
+                folder.mkdir()
+                process = subprocess.Popen(
+                    [binary, str(config), "--sentinel", "--dir", str(folder)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                sentinels.append(Node(port, process, folder))
+            for sentinel in sentinels:
+                wait_until(
+                    partial(
+                        replies,
+                        sentinel.port,
+                        ("SENTINEL", "master", "mymaster"),
+                        b"num-other-sentinels\r\n$1\r\n2\r\n",
+                    ),
+                    15,
+                    "the Sentinels did not find each other",
+                )
+            yield setup
+        finally:
+            _stop_all(sentinels)

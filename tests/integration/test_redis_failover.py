@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -94,10 +95,10 @@ async def test_a_sentinel_failover_during_a_flood_of_reports(tmp_path: Path) -> 
         try:
             # An entry holds the delivery's body, so its call id; a 503 after the entries
             # went in (a WAIT short of acks) leaves one too, which the redelivery repeats.
-            in_streams = {
-                name: b"".join(data[b"job"] for _, data in await new_master.xrange(f"jobs:{name}"))
-                for name in apps
-            }
+            in_streams: dict[str, bytes] = {}
+            for name in apps:
+                entries: Any = await new_master.xrange(f"jobs:{name}")
+                in_streams[name] = b"".join(data[b"job"] for _, data in entries)
         finally:
             await new_master.aclose()
     assert killed_at is not None

@@ -100,6 +100,8 @@ async def test_tls_with_the_servers_ca_verifies_and_serves_the_store_and_the_que
         assert await store.claim("k", 10)
         await queue.enqueue([b"job"])
         assert (await queue.stats()).length == 1
+        assert isinstance(store.client, redis.asyncio.Redis)
+        assert isinstance(queue.client, redis.asyncio.Redis)
         assert store.client.connection_pool is queue.client.connection_pool
     finally:
         await store.aclose()

@@ -15,10 +15,17 @@ from tests.helpers.redis_topologies import ALL_BACKENDS, BACKEND_NAMES, RedisBac
 from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
 from voicehooks.core.environment import QUEUE_URL, REDIS_URL
 from voicehooks.exceptions import StoreError
+from voicehooks.state.connections import RedisClient
 from voicehooks.state.stores import default_store
 from voicehooks.work.queue import RedisQueue
 
 pytestmark = pytest.mark.anyio
+
+
+def pool(client: RedisClient) -> redis.asyncio.ConnectionPool:
+    """The connection pool of a client on one server (not a cluster's)."""
+    assert isinstance(client, redis.asyncio.Redis)
+    return client.connection_pool
 
 
 class Clock:
@@ -344,7 +351,7 @@ def test_a_url_that_does_not_parse_is_reported_without_any_part_of_it(
 async def test_a_percent_encoded_password_reaches_redis_intact() -> None:
     store = RedisStore.from_url("redis://default:Zq7%2FXw9%3FKp3%23Vb5@localhost:6379/0")
     try:
-        kwargs = store.client.connection_pool.connection_kwargs
+        kwargs = pool(store.client).connection_kwargs
         assert (kwargs["username"], kwargs["password"]) == ("default", "Zq7/Xw9?Kp3#Vb5")
     finally:
         await store.aclose()
@@ -369,7 +376,7 @@ async def test_a_store_and_a_queue_on_one_url_share_one_pool_until_both_close(
     store = RedisStore.from_url(redis_server.url)
     queue = RedisQueue.from_url(redis_server.url)
     try:
-        assert store.client.connection_pool is queue.client.connection_pool
+        assert pool(store.client) is pool(queue.client)
         await store.open()
         await queue.open()
         assert await store.claim("k", 60)
@@ -391,7 +398,7 @@ async def test_a_store_and_a_queue_on_one_url_share_one_pool_until_both_close(
     await until_connections(redis_client, 0)  # the last one to close closed the pool
     again = RedisStore.from_url(redis_server.url)
     try:
-        assert again.client.connection_pool is not store.client.connection_pool
+        assert pool(again.client) is not pool(store.client)
         assert await again.claim("k3", 60)
     finally:
         await again.aclose()
@@ -406,7 +413,7 @@ async def test_an_app_on_the_queue_url_alone_has_one_pool_for_its_store_and_queu
     app = VoiceHooks(secret="whsec_one_pool")
     assert isinstance(app.store, RedisStore)
     assert app.queue is not None
-    assert app.store.client.connection_pool is app.queue.client.connection_pool
+    assert pool(app.store.client) is pool(app.queue.client)
     async with app.lifespan():
         assert await app.store.claim("k", 60)
         await app.queue.enqueue([b"a"])
@@ -426,8 +433,8 @@ async def test_past_its_bound_the_registry_forgets_a_url_whose_clients_still_clo
     late = RedisStore.from_url(redis_server.url)  # db 0 was the least recently used: forgotten
     also = RedisStore.from_url(redis_server.url[:-1] + "2")  # still known
     try:
-        assert late.client.connection_pool is not first.client.connection_pool
-        assert also.client.connection_pool is others[1].client.connection_pool
+        assert pool(late.client) is not pool(first.client)
+        assert pool(also.client) is pool(others[1].client)
         assert await first.claim("k", 60)
         assert await connections(redis_client) == 1
         await first.aclose()
@@ -448,8 +455,8 @@ def test_clients_made_in_different_event_loops_get_different_pools(
     store, queue = anyio.run(make)
     later_store, later_queue = anyio.run(make)
     try:
-        assert store.client.connection_pool is queue.client.connection_pool
-        assert later_store.client.connection_pool is not store.client.connection_pool
+        assert pool(store.client) is pool(queue.client)
+        assert pool(later_store.client) is not pool(store.client)
     finally:
         for user in (store, queue, later_store, later_queue):
             anyio.run(user.aclose)
@@ -477,7 +484,7 @@ async def test_the_default_store_follows_the_durable_queue_when_it_has_no_url_of
     monkeypatch.setenv("VOICEHOOKS_QUEUE_URL", "redis://127.0.0.1:1/3")
     store = default_store()
     assert isinstance(store, RedisStore)
-    assert store.client.connection_pool.connection_kwargs["db"] == 3
+    assert pool(store.client).connection_kwargs["db"] == 3
     await store.aclose()
 
 

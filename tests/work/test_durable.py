@@ -28,7 +28,7 @@ from voicehooks.cli import durable as cli_durable
 from voicehooks.cli import main
 from voicehooks.core.environment import QUEUE_URL
 from voicehooks.core.events import decode_delivery
-from voicehooks.core.exceptions import QueueError
+from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.observe import JobOutcome, JobRun
 from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
@@ -285,6 +285,21 @@ def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
     assert isinstance(default_queue(), RedisQueue)
     assert VoiceHooks(secret=SECRET).queue is not None
+
+
+def test_the_replica_acks_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
+    queue = default_queue()
+    assert queue is not None
+    assert (queue.min_replicas_acks, queue.replica_ack_timeout_seconds) == (0, 0.5)
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS", "2")
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS", "0.25")
+    queue = default_queue()
+    assert queue is not None
+    assert (queue.min_replicas_acks, queue.replica_ack_timeout_seconds) == (2, 0.25)
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS", "one")
+    with pytest.raises(ConfigurationError, match="VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS"):
+        default_queue()
 
 
 def test_queue_failure_must_be_a_known_policy() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,7 +14,7 @@ import redis.asyncio
 import redis.exceptions
 
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend
+from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend, running_replicated
 from voicehooks import ConfigurationError
 from voicehooks.core.exceptions import QueueError, QueueFull
 from voicehooks.work.queue import RedisQueue, consumer_name
@@ -351,6 +352,41 @@ def test_a_url_that_does_not_parse_is_refused_without_any_part_of_the_password(
         assert fragment not in str(info.value)
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
+
+
+@pytest.mark.slow
+async def test_with_min_replicas_acks_an_enqueue_waits_for_a_replica_or_is_a_queue_error(
+    tmp_path: Path,
+) -> None:
+    with running_replicated(tmp_path) as (master, replica):
+        url = f"redis://127.0.0.1:{master.port}/0"
+        queue = RedisQueue.from_url(url, min_replicas_acks=1, replica_ack_timeout_seconds=0.2)
+        greedy = RedisQueue.from_url(url, min_replicas_acks=2, replica_ack_timeout_seconds=0.2)
+        full = RedisQueue.from_url(url, min_replicas_acks=1, max_length=1, stream="full")
+        on_replica = redis.asyncio.Redis(port=replica.port)
+        try:
+            await queue.open()
+            await queue.enqueue([b"a", b"b"])
+            assert await on_replica.xlen(queue.stream) == 2  # there before enqueue returned
+            with pytest.raises(QueueError, match="reached 1 of 2 replicas"):
+                await greedy.enqueue([b"c"])  # added on the master, but not acknowledged
+            await full.enqueue([b"x"])
+            with pytest.raises(QueueFull):
+                await full.enqueue([b"y"])
+            replica.kill()
+            with pytest.raises(QueueError, match="reached 0 of 1 replicas"):
+                await queue.enqueue([b"d"])
+        finally:
+            for each in (queue, greedy, full):
+                await each.aclose()
+            await on_replica.aclose()
+
+
+def test_min_replicas_acks_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="min_replicas_acks"):
+        RedisQueue.from_url("redis://127.0.0.1:1/0", min_replicas_acks=-1)
+    with pytest.raises(ConfigurationError, match="replica_ack_timeout_seconds"):
+        RedisQueue.from_url("redis://127.0.0.1:1/0", replica_ack_timeout_seconds=0)
 
 
 def test_consumer_names_differ_per_call() -> None:
