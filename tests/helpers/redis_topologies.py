@@ -344,8 +344,12 @@ def running_replicated(directory: Path, *, appendonly: bool = False) -> Iterator
     persistence = {"appendonly": "yes" if appendonly else "no"}
     try:
         master_port = free_port()
+        # No wait before the first sync (Redis waits 5 s for more replicas to share it).
         master = _start(
-            binary, directory / "master", master_port, {"port": str(master_port), **persistence}
+            binary,
+            directory / "master",
+            master_port,
+            {"port": str(master_port), "repl-diskless-sync-delay": "0", **persistence},
         )
         nodes.append(master)
         replica_port = free_port()

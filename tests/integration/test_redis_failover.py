@@ -11,12 +11,15 @@ PID a moment into the flood. Afterwards the new master's streams are counted aga
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 import redis.asyncio
 
@@ -28,6 +31,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SECRET = "whsec_failover"
 DELIVERIES = int(os.environ.get("REDIS_HA_DELIVERIES", "300"))
+SENDERS = 8  # at once: the platform does not wait for one answer before the next delivery
 
 
 @dataclass
@@ -36,6 +40,13 @@ class Tally:
     refused: int = 0
     other: list[int] = field(default_factory=list)
     accepted_after_failover: int = 0
+
+
+@dataclass
+class Clock:
+    sent: int = 0
+    killed_at: float | None = None
+    failed_over_at: float | None = None
 
 
 def durable_app(url: str, stream: str, **options: object) -> VoiceHooks:
@@ -53,6 +64,11 @@ def durable_app(url: str, stream: str, **options: object) -> VoiceHooks:
     return app
 
 
+# redis-py 8.2's Sentinel loses track of some of its connections to the Sentinels during a
+# failover (reproduced with redis-py alone: Sentinel.master_for, eight writers, the master
+# killed): the pools no longer hold them, so closing cannot close them. They are collected
+# here, inside the test, and their warnings ignored.
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")
 async def test_a_sentinel_failover_during_a_flood_of_reports(tmp_path: Path) -> None:
     with running_sentinel(tmp_path) as setup:
         url = setup.url()
@@ -62,35 +78,46 @@ async def test_a_sentinel_failover_during_a_flood_of_reports(tmp_path: Path) -> 
         }
         tallies = {name: Tally() for name in apps}
         old_master = setup.master_port()
+        clock = Clock()
         async with (
             WebhookClient(apps["async"], secret=SECRET) as async_client,
             WebhookClient(apps["wait"], secret=SECRET) as wait_client,
         ):
             clients = {"async": async_client, "wait": wait_client}
-            killed_at = failed_over_at = None
-            started = time.monotonic()
-            sent = 0
-            # The flood: DELIVERIES reports, the master killed after a fifth of them, and on
-            # until the async app has had 20 accepted after the failover (at most 30 s).
-            while sent < DELIVERIES or tallies["async"].accepted_after_failover < 20:
-                assert time.monotonic() - started < 30, "no failover within 30 s"
-                if sent == DELIVERIES // 5:
-                    setup.master.kill()
-                    killed_at = time.monotonic()
-                if killed_at and failed_over_at is None and setup.master_port() != old_master:
-                    failed_over_at = time.monotonic()
-                name = "async" if sent % 2 == 0 else "wait"
-                call_id = f"call-{sent:06d}"
-                response = await clients[name].end_of_call_report(call_id=call_id)
-                tally = tallies[name]
-                if response.status_code == 200:
-                    tally.accepted.append(call_id)
-                    tally.accepted_after_failover += failed_over_at is not None
-                elif response.status_code == 503:
-                    tally.refused += 1
-                else:
-                    tally.other.append(response.status_code)
-                sent += 1
+            numbers = iter(range(10**9))
+
+            async def sender() -> None:
+                # Until DELIVERIES are sent and the async app has had 20 accepted since the
+                # failover; reports alternate between the two apps.
+                while clock.sent < DELIVERIES or tallies["async"].accepted_after_failover < 20:
+                    number = next(numbers)
+                    name = "async" if number % 2 == 0 else "wait"
+                    call_id = f"call-{number:06d}"
+                    clock.sent += 1
+                    response = await clients[name].end_of_call_report(call_id=call_id)
+                    tally = tallies[name]
+                    if response.status_code == 200:
+                        tally.accepted.append(call_id)
+                        tally.accepted_after_failover += clock.failed_over_at is not None
+                    elif response.status_code == 503:
+                        tally.refused += 1
+                    else:
+                        tally.other.append(response.status_code)
+
+            async def chaos() -> None:
+                while clock.sent < DELIVERIES // 5:
+                    await anyio.sleep(0.005)
+                setup.master.kill()  # by PID, mid-flood
+                clock.killed_at = time.monotonic()
+                while await anyio.to_thread.run_sync(setup.master_port) == old_master:
+                    await anyio.sleep(0.05)
+                clock.failed_over_at = time.monotonic()
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(chaos)
+                    for _ in range(SENDERS):
+                        group.start_soon(sender)
         new_master = redis.asyncio.Redis(port=setup.master_port())
         try:
             # An entry holds the delivery's body, so its call id; a 503 after the entries
@@ -101,14 +128,16 @@ async def test_a_sentinel_failover_during_a_flood_of_reports(tmp_path: Path) -> 
                 in_streams[name] = b"".join(data[b"job"] for _, data in entries)
         finally:
             await new_master.aclose()
-    assert killed_at is not None
-    assert failed_over_at is not None
+    gc.collect()
+    assert clock.killed_at is not None
+    assert clock.failed_over_at is not None
     lost = {
         name: sum(call_id.encode() not in in_streams[name] for call_id in tallies[name].accepted)
         for name in apps
     }
     print(
-        f"\nfailover after {failed_over_at - killed_at:.1f} s; sent {sent}; "
+        f"\n{SENDERS} senders; failover after {clock.failed_over_at - clock.killed_at:.1f} s; "
+        f"sent {clock.sent}; "
         + "; ".join(
             f"{name}: 200 {len(t.accepted)} (after failover {t.accepted_after_failover}), "
             f"503 {t.refused}, 200s lost in the failover {lost[name]}"

@@ -92,7 +92,7 @@ def test_a_tls_option_naming_a_missing_file_is_refused_at_construction(
 async def test_tls_with_the_servers_ca_verifies_and_serves_the_store_and_the_queue(
     tls_redis: TLSRedis,
 ) -> None:
-    store = RedisStore.from_url(tls_redis.url())
+    store = RedisStore.from_url(tls_redis.url(), operation_timeout_seconds=2)
     queue = RedisQueue.from_url(tls_redis.url())
     try:
         await store.open()
@@ -113,7 +113,7 @@ async def test_tls_with_a_wrong_ca_fails_at_startup_with_a_clear_error_and_no_tr
     tls_redis: TLSRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = tls_redis.url(ca=tls_redis.certificates.wrong_ca)
-    store = RedisStore.from_url(url)
+    store = RedisStore.from_url(url, operation_timeout_seconds=1)
     with pytest.raises(StoreError, match="certificate verify failed"):
         await store.open()
     await store.aclose()
@@ -132,10 +132,13 @@ async def test_tls_with_a_wrong_ca_fails_at_startup_with_a_clear_error_and_no_tr
 async def test_tls_with_client_certificates_needs_one_the_ca_signed(tmp_path: Path) -> None:
     with running_tls_redis(tmp_path, client_certificates=True) as server:
         certificates = server.certificates
-        without = RedisStore.from_url(server.url())
+        # A second per operation: a TLS handshake on a loaded machine may take more than the
+        # default quarter of a second, and the timeout is not what is tested here.
+        without = RedisStore.from_url(server.url(), operation_timeout_seconds=1)
         with_certificate = RedisStore.from_url(
             f"{server.url()}&ssl_certfile={certificates.client_cert}"
-            f"&ssl_keyfile={certificates.client_key}"
+            f"&ssl_keyfile={certificates.client_key}",
+            operation_timeout_seconds=1,
         )
         try:
             with pytest.raises(StoreError):

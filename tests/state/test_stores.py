@@ -175,7 +175,9 @@ async def make_store(redis_backend: RedisBackend) -> AsyncIterator[Callable[[], 
     stores: list[RedisStore] = []
 
     def make() -> RedisStore:
-        stores.append(RedisStore.from_url(redis_backend.url))
+        # A TLS handshake or a cluster's slot map on a loaded machine may take more than the
+        # default quarter of a second; the timeout is tested elsewhere.
+        stores.append(RedisStore.from_url(redis_backend.url, operation_timeout_seconds=1))
         return stores[-1]
 
     yield make
@@ -564,8 +566,8 @@ async def test_memory_buckets_are_bounded_and_spent_ones_leave() -> None:
 
 @ALL_BACKENDS
 async def test_redis_tokens_keep_the_limit_across_clients(redis_backend: RedisBackend) -> None:
-    first = RedisStore.from_url(redis_backend.url)
-    second = RedisStore.from_url(redis_backend.url)
+    first = RedisStore.from_url(redis_backend.url, operation_timeout_seconds=1)
+    second = RedisStore.from_url(redis_backend.url, operation_timeout_seconds=1)
     await first.open()
     try:
         waits = [await store.take_token("c", 4, 0.6) for store in (first, second) * 3]
@@ -598,7 +600,9 @@ async def any_store(
     if request.param == "memory":
         yield MemoryStore()
         return
-    store = RedisStore.from_url(backend_for(request, request.param).url)
+    store = RedisStore.from_url(
+        backend_for(request, request.param).url, operation_timeout_seconds=1
+    )
     await store.open()
     yield store
     await store.aclose()

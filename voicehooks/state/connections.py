@@ -115,12 +115,18 @@ class _SharedPool:
         return not self.users
 
     async def aclose(self) -> None:
-        if self.pool is not None:
-            await self.pool.aclose()
-        if self.sentinel is not None:
-            await self.sentinel.aclose()
-        if self.cluster is not None:
-            await self.cluster.aclose()
+        try:
+            if self.pool is not None:
+                await self.pool.aclose()
+            if self.cluster is not None:
+                await self.cluster.aclose()
+        finally:
+            if self.sentinel is not None:
+                await self.sentinel.aclose()
+                # After a failover, Sentinel.aclose (redis-py 8.2) leaves its clients'
+                # connections open; disconnecting their pools closes them.
+                for client in self.sentinel.sentinels:
+                    await client.connection_pool.disconnect()
 
 
 def redis_client(url: str) -> RedisClient:
