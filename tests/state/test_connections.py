@@ -191,6 +191,13 @@ async def test_on_a_cluster_each_key_family_shares_one_slot_whatever_the_key_hol
             assert await store.wait_result(key, 1) == b"r"
             await store.forget(key)
         assert (queue.stream, queue.dead_stream) == ("{voicehooks:jobs}", "{voicehooks:jobs}:dead")
+        await queue.open()
+        await queue.enqueue([b"a", b"b"])
+        (entry,) = await queue.read("w", 1, 0.01)
+        await queue.bury(entry, "ValueError")
+        stats = await queue.stats()  # a pipeline over the stream and its dead letters
+        assert (stats.length, stats.pending, stats.dead) == (1, 0, 1)
+        assert await queue.forget_idle(0) == 1
         tagged = RedisQueue(queue.client, stream="{app}:jobs")
         assert tagged.stream == "{app}:jobs"
         with pytest.raises(ConfigurationError, match="min_replicas_acks"):

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend
 from voicehooks import (
     Background,
     CallContext,
@@ -53,7 +54,7 @@ MakeApp = Callable[..., tuple[VoiceHooks, Recorded]]
 
 
 @pytest.fixture
-async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
+async def make_app(redis_backend: RedisBackend) -> AsyncIterator[MakeApp]:
     queues: list[RedisQueue] = []
 
     def make(
@@ -63,7 +64,7 @@ async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
         store: DeliveryStore | None = None,
     ) -> tuple[VoiceHooks, Recorded]:
         if queue is None:
-            queue = RedisQueue.from_url(redis_server.url, operation_timeout_seconds=0.3)
+            queue = RedisQueue.from_url(redis_backend.url, operation_timeout_seconds=0.5)
             queues.append(queue)
         app = VoiceHooks(
             secret=SECRET,
@@ -130,6 +131,7 @@ async def test_a_job_round_trips_the_body_bytes_target_and_trace() -> None:
         decode_job(b"not msgpack at all \xc1")
 
 
+@ALL_BACKENDS
 async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
     make_app: MakeApp,
 ) -> None:
@@ -156,6 +158,7 @@ async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
     assert delivery_id
 
 
+@ALL_BACKENDS
 async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     make_app: MakeApp,
 ) -> None:
@@ -188,6 +191,7 @@ async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     assert (await app.queue.stats()).length == 0
 
 
+@ALL_BACKENDS
 async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_queued(
     make_app: MakeApp,
 ) -> None:
