@@ -9,7 +9,7 @@ PORT ?= 8000
 
 DIST ?= dist
 
-.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable bench-privacy loadtest chaos clean wrk
+.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable bench-privacy loadtest chaos redis-ha clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +88,9 @@ bench-privacy: $(STAMP)  ## voicehooks.privacy on its labelled corpus: precision
 
 chaos: $(STAMP)  ## durable mode: 10,000 deliveries, a worker kill -9'ed every 2 s, Redis restarted; prints the table
 	$(BIN)/python -m tests.helpers.chaos --deliveries 10000
+
+redis-ha: $(STAMP)  ## Redis as production runs it: TLS, a 3-master cluster, a Sentinel failover under 2,000 reports (~1 min)
+	REDIS_HA_DELIVERIES=2000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/integration/test_redis_failover.py tests/state/test_connections.py tests/state/test_stores.py tests/work/test_queue.py
 
 clean:
 	rm -rf $(VENV) $(VENV_313) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site

@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.redis_server import RedisServer, running_redis
+from tests.helpers.redis_topologies import (
+    Cluster,
+    RedisBackend,
+    TLSRedis,
+    backend_for,
+    running_cluster,
+    running_tls_redis,
+)
 from tests.helpers.servers import free_port, running_server  # noqa: F401  (re-exported for tests)
 
 SECRET = "whsec_voicehooks_test_secret"
@@ -48,3 +56,24 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """
     with running_redis(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRedis]:
+    """One TLS-only redis-server for the session (the tests flush it before each use)."""
+    with running_tls_redis(tmp_path_factory.mktemp("tls")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One three-master Redis Cluster for the session (flushed before each use)."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
+    """``single``: the test's own ``redis_server``; ``tls`` and ``cluster``: the session's,
+    emptied first."""
+    return backend_for(request, getattr(request, "param", "single"))

@@ -11,13 +11,21 @@ import pytest
 import redis.asyncio
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_topologies import ALL_BACKENDS, BACKEND_NAMES, RedisBackend, backend_for
 from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
 from voicehooks.core.environment import QUEUE_URL, REDIS_URL
 from voicehooks.exceptions import StoreError
+from voicehooks.state.connections import RedisClient
 from voicehooks.state.stores import default_store
 from voicehooks.work.queue import RedisQueue
 
 pytestmark = pytest.mark.anyio
+
+
+def pool(client: RedisClient) -> redis.asyncio.ConnectionPool:
+    """The connection pool of a client on one server (not a cluster's)."""
+    assert isinstance(client, redis.asyncio.Redis)
+    return client.connection_pool
 
 
 class Clock:
@@ -162,12 +170,14 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
 
 
 @pytest.fixture
-async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], RedisStore]]:
+async def make_store(redis_backend: RedisBackend) -> AsyncIterator[Callable[[], RedisStore]]:
     """Independent stores on one Redis, as separate processes would have."""
     stores: list[RedisStore] = []
 
     def make() -> RedisStore:
-        stores.append(RedisStore.from_url(redis_server.url))
+        # A TLS handshake or a cluster's slot map on a loaded machine may take more than the
+        # default quarter of a second; the timeout is tested elsewhere.
+        stores.append(RedisStore.from_url(redis_backend.url, operation_timeout_seconds=1))
         return stores[-1]
 
     yield make
@@ -175,6 +185,7 @@ async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], Re
         await store.aclose()
 
 
+@ALL_BACKENDS
 async def test_redis_one_claim_wins_across_stores(make_store: Callable[[], RedisStore]) -> None:
     stores = [make_store() for _ in range(4)]
     wins: list[bool] = []
@@ -202,6 +213,7 @@ async def test_redis_every_key_expires(
     assert await redis_client.get("voicehooks:result:k") == b"result"
 
 
+@ALL_BACKENDS
 async def test_redis_a_waiter_elsewhere_gets_the_result(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -222,6 +234,7 @@ async def test_redis_a_waiter_elsewhere_gets_the_result(
     assert await second.wait_result("k", 0.01) == b"42"
 
 
+@ALL_BACKENDS
 async def test_redis_release_is_the_owners_and_ends_the_wait(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -243,6 +256,7 @@ async def test_redis_release_is_the_owners_and_ends_the_wait(
     assert await second.claim("k", 10)
 
 
+@ALL_BACKENDS
 async def test_redis_a_stored_result_cannot_be_released(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -253,6 +267,7 @@ async def test_redis_a_stored_result_cannot_be_released(
     assert not await store.claim("k", 10)
 
 
+@ALL_BACKENDS
 async def test_redis_waiting_gives_up_after_its_timeout(
     make_store: Callable[[], RedisStore],
 ) -> None:
@@ -338,7 +353,7 @@ def test_a_url_that_does_not_parse_is_reported_without_any_part_of_it(
 async def test_a_percent_encoded_password_reaches_redis_intact() -> None:
     store = RedisStore.from_url("redis://default:Zq7%2FXw9%3FKp3%23Vb5@localhost:6379/0")
     try:
-        kwargs = store.client.connection_pool.connection_kwargs
+        kwargs = pool(store.client).connection_kwargs
         assert (kwargs["username"], kwargs["password"]) == ("default", "Zq7/Xw9?Kp3#Vb5")
     finally:
         await store.aclose()
@@ -363,7 +378,7 @@ async def test_a_store_and_a_queue_on_one_url_share_one_pool_until_both_close(
     store = RedisStore.from_url(redis_server.url)
     queue = RedisQueue.from_url(redis_server.url)
     try:
-        assert store.client.connection_pool is queue.client.connection_pool
+        assert pool(store.client) is pool(queue.client)
         await store.open()
         await queue.open()
         assert await store.claim("k", 60)
@@ -385,7 +400,7 @@ async def test_a_store_and_a_queue_on_one_url_share_one_pool_until_both_close(
     await until_connections(redis_client, 0)  # the last one to close closed the pool
     again = RedisStore.from_url(redis_server.url)
     try:
-        assert again.client.connection_pool is not store.client.connection_pool
+        assert pool(again.client) is not pool(store.client)
         assert await again.claim("k3", 60)
     finally:
         await again.aclose()
@@ -400,7 +415,7 @@ async def test_an_app_on_the_queue_url_alone_has_one_pool_for_its_store_and_queu
     app = VoiceHooks(secret="whsec_one_pool")
     assert isinstance(app.store, RedisStore)
     assert app.queue is not None
-    assert app.store.client.connection_pool is app.queue.client.connection_pool
+    assert pool(app.store.client) is pool(app.queue.client)
     async with app.lifespan():
         assert await app.store.claim("k", 60)
         await app.queue.enqueue([b"a"])
@@ -420,8 +435,8 @@ async def test_past_its_bound_the_registry_forgets_a_url_whose_clients_still_clo
     late = RedisStore.from_url(redis_server.url)  # db 0 was the least recently used: forgotten
     also = RedisStore.from_url(redis_server.url[:-1] + "2")  # still known
     try:
-        assert late.client.connection_pool is not first.client.connection_pool
-        assert also.client.connection_pool is others[1].client.connection_pool
+        assert pool(late.client) is not pool(first.client)
+        assert pool(also.client) is pool(others[1].client)
         assert await first.claim("k", 60)
         assert await connections(redis_client) == 1
         await first.aclose()
@@ -442,8 +457,8 @@ def test_clients_made_in_different_event_loops_get_different_pools(
     store, queue = anyio.run(make)
     later_store, later_queue = anyio.run(make)
     try:
-        assert store.client.connection_pool is queue.client.connection_pool
-        assert later_store.client.connection_pool is not store.client.connection_pool
+        assert pool(store.client) is pool(queue.client)
+        assert pool(later_store.client) is not pool(store.client)
     finally:
         for user in (store, queue, later_store, later_queue):
             anyio.run(user.aclose)
@@ -471,7 +486,7 @@ async def test_the_default_store_follows_the_durable_queue_when_it_has_no_url_of
     monkeypatch.setenv("VOICEHOOKS_QUEUE_URL", "redis://127.0.0.1:1/3")
     store = default_store()
     assert isinstance(store, RedisStore)
-    assert store.client.connection_pool.connection_kwargs["db"] == 3
+    assert pool(store.client).connection_kwargs["db"] == 3
     await store.aclose()
 
 
@@ -549,9 +564,10 @@ async def test_memory_buckets_are_bounded_and_spent_ones_leave() -> None:
     assert not store._buckets
 
 
-async def test_redis_tokens_keep_the_limit_across_clients(redis_server: RedisServer) -> None:
-    first = RedisStore.from_url(redis_server.url)
-    second = RedisStore.from_url(redis_server.url)
+@ALL_BACKENDS
+async def test_redis_tokens_keep_the_limit_across_clients(redis_backend: RedisBackend) -> None:
+    first = RedisStore.from_url(redis_backend.url, operation_timeout_seconds=1)
+    second = RedisStore.from_url(redis_backend.url, operation_timeout_seconds=1)
     await first.open()
     try:
         waits = [await store.take_token("c", 4, 0.6) for store in (first, second) * 3]
@@ -559,7 +575,7 @@ async def test_redis_tokens_keep_the_limit_across_clients(redis_server: RedisSer
         assert all(0 < wait <= 0.6 for wait in waits[4:])
         await anyio.sleep(waits[-1] + 0.05)
         assert await second.take_token("c", 4, 0.6) == 0.0
-        ttl = await first.client.pttl("voicehooks:tokens:c")
+        ttl = await first.client.pttl(first._key("tokens:", "c"))
         assert 0 < ttl <= 600
     finally:
         await first.aclose()
@@ -577,15 +593,16 @@ async def test_redis_a_token_fault_is_a_store_error(redis_server: RedisServer) -
 # -- maps (CallState) and counters --------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *BACKEND_NAMES])
 async def any_store(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[MemoryStore | RedisStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url)
+    store = RedisStore.from_url(
+        backend_for(request, request.param).url, operation_timeout_seconds=1
+    )
     await store.open()
     yield store
     await store.aclose()

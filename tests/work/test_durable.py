@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend
 from voicehooks import (
     Background,
     CallContext,
@@ -61,7 +62,7 @@ MakeApp = Callable[..., tuple[VoiceHooks, Recorded]]
 
 
 @pytest.fixture
-async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
+async def make_app(redis_backend: RedisBackend) -> AsyncIterator[MakeApp]:
     queues: list[RedisQueue] = []
 
     def make(
@@ -71,7 +72,7 @@ async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
         store: DeliveryStore | None = None,
     ) -> tuple[VoiceHooks, Recorded]:
         if queue is None:
-            queue = RedisQueue.from_url(redis_server.url, operation_timeout_seconds=0.3)
+            queue = RedisQueue.from_url(redis_backend.url, operation_timeout_seconds=0.5)
             queues.append(queue)
         app = VoiceHooks(
             secret=SECRET,
@@ -138,6 +139,7 @@ async def test_a_job_round_trips_the_body_bytes_target_and_trace() -> None:
         decode_job(b"not msgpack at all \xc1")
 
 
+@ALL_BACKENDS
 async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
     make_app: MakeApp,
 ) -> None:
@@ -164,6 +166,7 @@ async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
     assert delivery_id
 
 
+@ALL_BACKENDS
 async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     make_app: MakeApp,
 ) -> None:
@@ -196,6 +199,7 @@ async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     assert (await app.queue.stats()).length == 0
 
 
+@ALL_BACKENDS
 async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_queued(
     make_app: MakeApp,
 ) -> None:
@@ -301,6 +305,21 @@ def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
     assert isinstance(default_queue(), RedisQueue)
     assert VoiceHooks(secret=SECRET).queue is not None
+
+
+def test_the_replica_acks_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
+    queue = default_queue()
+    assert queue is not None
+    assert (queue.min_replicas_acks, queue.replica_ack_timeout_seconds) == (0, 0.5)
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS", "2")
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS", "0.25")
+    queue = default_queue()
+    assert queue is not None
+    assert (queue.min_replicas_acks, queue.replica_ack_timeout_seconds) == (2, 0.25)
+    monkeypatch.setenv("VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS", "one")
+    with pytest.raises(ConfigurationError, match="VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS"):
+        default_queue()
 
 
 def test_queue_failure_must_be_a_known_policy() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,6 +14,7 @@ import redis.asyncio
 import redis.exceptions
 
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend, running_replicated
 from voicehooks import ConfigurationError
 from voicehooks.core.exceptions import QueueError, QueueFull
 from voicehooks.work.queue import RedisQueue, Trimmed, consumer_name
@@ -23,12 +25,12 @@ MakeQueue = Callable[..., RedisQueue]
 
 
 @pytest.fixture
-async def make_queue(redis_server: RedisServer) -> AsyncIterator[MakeQueue]:
+async def make_queue(redis_backend: RedisBackend) -> AsyncIterator[MakeQueue]:
     """Independent queues on one Redis, as a receiver and workers in separate processes."""
     queues: list[RedisQueue] = []
 
     def make(**options: object) -> RedisQueue:
-        queues.append(RedisQueue.from_url(redis_server.url, **options))
+        queues.append(RedisQueue.from_url(redis_backend.url, **options))
         return queues[-1]
 
     yield make
@@ -43,6 +45,7 @@ async def queue(make_queue: MakeQueue) -> RedisQueue:
     return opened
 
 
+@ALL_BACKENDS
 async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue) -> None:
     await queue.enqueue([b"a", b"b", b"c"])
     first = await queue.read("w1", 2, 0.01)
@@ -53,6 +56,7 @@ async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue
     assert await queue.read("w1", 10, 0.01) == []
 
 
+@ALL_BACKENDS
 async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_backlog(
     queue: RedisQueue,
 ) -> None:
@@ -65,6 +69,7 @@ async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_back
     await queue.ack([])  # nothing to do, no round trip
 
 
+@ALL_BACKENDS
 async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed(
     make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -89,6 +94,7 @@ async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed
     assert caplog.text.count("workers are behind") == 1
 
 
+@ALL_BACKENDS
 async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
     queue: RedisQueue,
 ) -> None:
@@ -104,6 +110,7 @@ async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
     assert {name: pending for name, pending, _ in stats.consumers}["w2"] == 2
 
 
+@ALL_BACKENDS
 async def test_a_touched_entry_is_not_claimed(queue: RedisQueue) -> None:
     await queue.enqueue([b"a", b"b"])
     held = await queue.read("w1", 10, 0.01)
@@ -127,6 +134,7 @@ async def test_a_claim_skips_entries_deleted_meanwhile(
     assert await queue.retry("w1", entry) is None
 
 
+@ALL_BACKENDS
 async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
     await queue.enqueue([b"a"])
     (entry,) = await queue.read("w1", 10, 0.01)
@@ -138,6 +146,7 @@ async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
     assert [e.attempt for e in claimed] == [3]
 
 
+@ALL_BACKENDS
 async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
     queue: RedisQueue,
 ) -> None:
@@ -167,6 +176,7 @@ async def bury_all(queue: RedisQueue, *data: bytes) -> list[Trimmed]:
     return [await queue.bury(entry, "ValueError") for entry in await queue.read("w1", 100, 0.01)]
 
 
+@ALL_BACKENDS
 async def test_dead_letters_past_the_count_bound_are_deleted_oldest_first_on_every_bury(
     make_queue: MakeQueue,
 ) -> None:
@@ -179,6 +189,7 @@ async def test_dead_letters_past_the_count_bound_are_deleted_oldest_first_on_eve
     assert (stats.dead, stats.max_dead, stats.length, stats.pending) == (3, 3, 0, 0)
 
 
+@ALL_BACKENDS
 async def test_dead_letters_older_than_the_age_bound_are_deleted_on_a_bury_or_a_trim(
     make_queue: MakeQueue,
 ) -> None:
@@ -214,6 +225,7 @@ async def test_the_age_bound_is_measured_by_the_clock_of_redis_that_made_the_ids
     assert await bury_all(queue, b"z") == [Trimmed(by_age=2, by_count=0)]
 
 
+@ALL_BACKENDS
 async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
     queue = make_queue(max_length=2)
     await queue.open()
@@ -268,6 +280,7 @@ async def test_a_requeue_cut_off_after_any_command_leaves_each_letter_in_one_str
     assert sorted(live + dead) == [b"a", b"b", b"c"]
 
 
+@ALL_BACKENDS
 @pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
 async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
     queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool
@@ -298,6 +311,7 @@ async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
     assert await where(queue) == (bodies, [])
 
 
+@ALL_BACKENDS
 async def test_concurrent_requeues_of_the_same_letters_move_each_once(
     make_queue: MakeQueue,
 ) -> None:
@@ -395,10 +409,50 @@ def test_a_url_that_does_not_parse_is_refused_without_any_part_of_the_password(
     assert info.value.__suppress_context__
 
 
+@pytest.mark.slow
+async def test_with_min_replicas_acks_an_enqueue_waits_for_a_replica_or_is_a_queue_error(
+    tmp_path: Path,
+) -> None:
+    with running_replicated(tmp_path) as (master, replica):
+        url = f"redis://127.0.0.1:{master.port}/0"
+        # The acks come in a few ms; a loaded machine gets a generous bound where one is met.
+        queue = RedisQueue.from_url(url, min_replicas_acks=1, replica_ack_timeout_seconds=3)
+        short = RedisQueue.from_url(url, min_replicas_acks=1, replica_ack_timeout_seconds=0.2)
+        greedy = RedisQueue.from_url(url, min_replicas_acks=2, replica_ack_timeout_seconds=0.2)
+        full = RedisQueue.from_url(
+            url, min_replicas_acks=1, replica_ack_timeout_seconds=3, max_length=1, stream="full"
+        )
+        on_replica = redis.asyncio.Redis(port=replica.port)
+        try:
+            await queue.open()
+            await queue.enqueue([b"a", b"b"])
+            assert await on_replica.xlen(queue.stream) == 2  # there before enqueue returned
+            with pytest.raises(QueueError, match="reached 1 of 2 replicas"):
+                await greedy.enqueue([b"c"])  # added on the master, but not acknowledged
+            await full.enqueue([b"x"])
+            with pytest.raises(QueueFull):
+                await full.enqueue([b"y"])
+            replica.kill()
+            with pytest.raises(QueueError, match="reached 0 of 1 replicas"):
+                await short.enqueue([b"d"])
+        finally:
+            for each in (queue, short, greedy, full):
+                await each.aclose()
+            await on_replica.aclose()
+
+
+def test_min_replicas_acks_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="min_replicas_acks"):
+        RedisQueue.from_url("redis://127.0.0.1:1/0", min_replicas_acks=-1)
+    with pytest.raises(ConfigurationError, match="replica_ack_timeout_seconds"):
+        RedisQueue.from_url("redis://127.0.0.1:1/0", replica_ack_timeout_seconds=0)
+
+
 def test_consumer_names_differ_per_call() -> None:
     assert consumer_name() != consumer_name()
 
 
+@ALL_BACKENDS
 async def test_a_consumer_is_forgotten_only_while_it_holds_nothing(queue: RedisQueue) -> None:
     await queue.enqueue([b"a", b"b", b"c"])
     (held,) = await queue.read("holder", 1, 0.01)

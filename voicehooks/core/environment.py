@@ -25,6 +25,8 @@ __all__ = [
     "QUEUE_KEY_FILE",
     "QUEUE_MAX_DEAD",
     "QUEUE_MAX_DEAD_AGE_SECONDS",
+    "QUEUE_MIN_REPLICAS_ACKS",
+    "QUEUE_REPLICA_ACK_TIMEOUT_SECONDS",
     "QUEUE_URL",
     "REDIS_URL",
     "SECRET",
@@ -48,6 +50,8 @@ QUEUE_KEY: Final = "VOICEHOOKS_QUEUE_KEY"
 QUEUE_KEY_FILE: Final = "VOICEHOOKS_QUEUE_KEY_FILE"
 QUEUE_MAX_DEAD: Final = "VOICEHOOKS_QUEUE_MAX_DEAD"
 QUEUE_MAX_DEAD_AGE_SECONDS: Final = "VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS"
+QUEUE_MIN_REPLICAS_ACKS: Final = "VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS"
+QUEUE_REPLICA_ACK_TIMEOUT_SECONDS: Final = "VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS"
 API_KEY: Final = "VOICEHOOKS_API_KEY"
 API_KEY_FILE: Final = "VOICEHOOKS_API_KEY_FILE"
 API_URL: Final = "VOICEHOOKS_API_URL"
@@ -82,6 +86,8 @@ VARIABLES: Final = (
     ),
     Variable(QUEUE_MAX_DEAD, "10000", "Most dead letters kept; the oldest go first."),
     Variable(QUEUE_MAX_DEAD_AGE_SECONDS, "604800", "Dead letters older than this are deleted."),
+    Variable(QUEUE_MIN_REPLICAS_ACKS, "0", "Replicas that must hold the entries before the 200."),
+    Variable(QUEUE_REPLICA_ACK_TIMEOUT_SECONDS, "0.5", "How long the enqueue waits for them."),
     Variable(API_KEY, "(none)", "The platform API key, for LiveCall, late results, reconcile."),
     Variable(API_KEY_FILE, "(none)", "A file holding the API key; read if the key is unset."),
     Variable(API_URL, "https://api.hmsovereign.com/api/v1", "The platform API's base URL."),

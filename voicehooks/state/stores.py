@@ -27,19 +27,17 @@ from __future__ import annotations
 import math
 import time
 import uuid
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import anyio
 
 from voicehooks.core import environment
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 
-from .connections import close_redis_client, redis_client
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from .connections import RedisClient, close_redis_client, is_cluster, redis_client
 
 __all__ = ["DeliveryStore", "MemoryStore", "RedisStore", "default_store"]
 
@@ -395,13 +393,16 @@ class RedisStore:
     then ``done``), ``<prefix>result:<key>`` (the first answer) and ``<prefix>tokens:<key>``
     (a rate-limit bucket, one Lua script per ``take_token``). Every key expires. A
     waiting duplicate polls the two keys with a short backoff (5 ms, doubling to 50 ms).
+    On a Redis Cluster each key carries a hash tag after its kind, a digest of ``<key>``
+    (``<prefix>claim:{1a2b3c4d}<key>``), so that every operation touches one slot.
 
     Each operation has its own ``operation_timeout_seconds``; a slow, unreachable or failing
     Redis raises ``StoreError`` and is never retried here: the caller is a live call. The one
     exception is a slow poll inside ``wait_result``, which polls on until its own deadline.
 
     Args:
-        client: A ``redis.asyncio.Redis``; the store owns it and closes it in ``aclose``.
+        client: A ``redis.asyncio.Redis`` or ``RedisCluster``; the store owns it and closes
+            it in ``aclose``.
         prefix: Put in front of every key, to share one Redis between apps.
         operation_timeout_seconds: Budget of one Redis command.
 
@@ -413,7 +414,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         prefix: str = "voicehooks:",
         operation_timeout_seconds: float = 0.25,
@@ -422,6 +423,16 @@ class RedisStore:
             raise ConfigurationError("operation_timeout_seconds must be > 0")
         self.client = client
         self.prefix = prefix
+        self._tagged = is_cluster(client)
+        if self._tagged:
+            from redis.crc import key_slot
+
+            if key_slot(self._key("claim:", "k").encode()) != key_slot(
+                self._key("result:", "k").encode()
+            ):
+                raise ConfigurationError(
+                    "on a Redis Cluster the prefix must not hold an empty hash tag ('{}')"
+                )
         self.operation_timeout_seconds = operation_timeout_seconds
         self._token = uuid.uuid4().hex  # marks the claims this process holds
         self._put_result = client.register_script(_PUT_RESULT)
@@ -438,7 +449,8 @@ class RedisStore:
         prefix: str = "voicehooks:",
         operation_timeout_seconds: float = 0.25,
     ) -> RedisStore:
-        """A store on a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+        """A store on a client for ``url``: any form ``redis_client`` reads (``redis://``,
+        ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``).
 
         The client is ``redis_client(url)``'s: it shares this process's pool for ``url``
         with the durable queue, connects in ``open`` (the app's startup) or on first use,
@@ -465,20 +477,20 @@ class RedisStore:
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         """Claim ``key`` with ``SET NX PX``; see ``DeliveryStore.claim``."""
         command = self.client.set(
-            self.prefix + "claim:" + key, self._token, nx=True, px=_milliseconds(ttl_seconds)
+            self._key("claim:", key), self._token, nx=True, px=_milliseconds(ttl_seconds)
         )
         return bool(await self._run("claim", command))
 
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
         """Store ``result`` and mark the claim done, atomically; see ``DeliveryStore``."""
-        keys = [self.prefix + "result:" + key, self.prefix + "claim:" + key]
+        keys = [self._key("result:", key), self._key("claim:", key)]
         await self._run(
             "put_result", self._put_result(keys=keys, args=[result, _milliseconds(ttl_seconds)])
         )
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
         """Poll for ``key``'s result; see ``DeliveryStore.wait_result``."""
-        keys = [self.prefix + "result:" + key, self.prefix + "claim:" + key]
+        keys = [self._key("result:", key), self._key("claim:", key)]
         delay = 0.005
         with anyio.move_on_after(timeout_seconds):
             while True:
@@ -497,7 +509,7 @@ class RedisStore:
     async def release(self, key: str) -> None:
         """Delete ``key``'s claim if this process holds it; see ``DeliveryStore.release``."""
         await self._run(
-            "release", self._release(keys=[self.prefix + "claim:" + key], args=[self._token])
+            "release", self._release(keys=[self._key("claim:", key)], args=[self._token])
         )
 
     async def take_token(self, key: str, capacity: int, window_seconds: float) -> float:
@@ -505,7 +517,7 @@ class RedisStore:
         wait = await self._run(
             "take_token",
             self._take_token(
-                keys=[self.prefix + "tokens:" + key],
+                keys=[self._key("tokens:", key)],
                 args=[capacity, _milliseconds(window_seconds)],
             ),
         )
@@ -513,7 +525,7 @@ class RedisStore:
 
     async def get_fields(self, key: str) -> dict[str, bytes]:
         """``HGETALL`` of ``<prefix>map:<key>``; see ``DeliveryStore.get_fields``."""
-        raw = await self._run("get_fields", self.client.hgetall(self.prefix + "map:" + key))
+        raw = await self._run("get_fields", self.client.hgetall(self._key("map:", key)))
         fields = {_text(name): _bytes(value) for name, value in raw.items()}
         fields.pop(_SIZE_FIELD, None)
         return fields
@@ -525,7 +537,7 @@ class RedisStore:
         done = await self._run(
             "put_field",
             self._put_field(
-                keys=[self.prefix + "map:" + key],
+                keys=[self._key("map:", key)],
                 args=[
                     name,
                     b"" if value is None else value,
@@ -539,20 +551,29 @@ class RedisStore:
 
     async def forget(self, key: str) -> None:
         """Delete ``key``'s map, claim and result; see ``DeliveryStore.forget``."""
-        names = [self.prefix + kind + key for kind in ("map:", "claim:", "result:")]
+        names = [self._key(kind, key) for kind in ("map:", "claim:", "result:")]
         await self._run("forget", self.client.delete(*names))
 
     async def count(self, key: str, ttl_seconds: float) -> int:
         """``INCR`` of ``<prefix>count:<key>``; see ``DeliveryStore.count``."""
         value = await self._run(
             "count",
-            self._count(keys=[self.prefix + "count:" + key], args=[_milliseconds(ttl_seconds)]),
+            self._count(keys=[self._key("count:", key)], args=[_milliseconds(ttl_seconds)]),
         )
         return int(value)
 
     async def aclose(self) -> None:
         """Close the client; its pool closes with the last client on it."""
         await close_redis_client(self.client)
+
+    def _key(self, kind: str, key: str) -> str:
+        # On a cluster the keys of one delivery (its claim, result and map) share a hash tag,
+        # so that each operation touches one slot. The tag is a digest, never the key: a key
+        # may hold braces (a call id is the sender's text), and a brace in it would end the
+        # tag early for one kind and not another.
+        if self._tagged:
+            return f"{self.prefix}{kind}{{{zlib.crc32(key.encode()):08x}}}{key}"
+        return self.prefix + kind + key
 
     async def ping(self) -> None:
         """Raise ``StoreError`` unless Redis answers a ``PING`` (the readiness probe)."""

@@ -52,7 +52,7 @@ import msgspec
 
 from voicehooks.core import environment
 from voicehooks.core.events import Event, ToolCalls
-from voicehooks.core.exceptions import QueueError, QueueFull, Unavailable
+from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull, Unavailable
 from voicehooks.core.logs import duration
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.state.dedupe import Deduplicator
@@ -84,16 +84,33 @@ _TAKEN_HERE: Final = b"taken by a receiver"
 
 def default_queue() -> RedisQueue | None:
     """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``; its dead
-    letters bounded by ``VOICEHOOKS_QUEUE_MAX_DEAD`` and ``VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS``.
+    letters bounded by ``VOICEHOOKS_QUEUE_MAX_DEAD`` and ``VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS``,
+    with ``min_replicas_acks`` and ``replica_ack_timeout_seconds`` from
+    ``$VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS`` and ``$VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS``.
 
     Raises:
-        ConfigurationError: A bound is not a positive number.
+        ConfigurationError: A bound is not a positive number, or a replica option not a number.
     """
     url = environment.read(environment.QUEUE_URL)
     if not url:
         return None
     max_dead, max_dead_age_seconds = dead_letter_bounds()
-    return RedisQueue.from_url(url, max_dead=max_dead, max_dead_age_seconds=max_dead_age_seconds)
+    acks = environment.read(environment.QUEUE_MIN_REPLICAS_ACKS) or "0"
+    timeout = environment.read(environment.QUEUE_REPLICA_ACK_TIMEOUT_SECONDS) or "0.5"
+    try:
+        acks_number, timeout_seconds = int(acks), float(timeout)
+    except ValueError:
+        raise ConfigurationError(
+            f"{environment.QUEUE_MIN_REPLICAS_ACKS} must be a whole number and "
+            f"{environment.QUEUE_REPLICA_ACK_TIMEOUT_SECONDS} a number of seconds"
+        ) from None
+    return RedisQueue.from_url(
+        url,
+        max_dead=max_dead,
+        max_dead_age_seconds=max_dead_age_seconds,
+        min_replicas_acks=acks_number,
+        replica_ack_timeout_seconds=timeout_seconds,
+    )
 
 
 def dead_letter_bounds() -> tuple[int, float]:

@@ -36,6 +36,21 @@ An entry is a few bytes of msgpack around the delivery's original body (``encode
 ``max_length`` times your largest event (reports: tens of KiB) of memory; run it with
 ``maxmemory-policy noeviction`` so that a full Redis refuses writes rather than evicting
 entries, and with ``appendonly yes`` so that a restart keeps them.
+
+**Replication.** A Redis master answers before its replicas have the write: replication is
+asynchronous. When the master dies and Sentinel (or a cluster) promotes a replica, entries
+the master had acknowledged, and the receiver had answered 200 for, are lost if they had
+not reached that replica yet (in practice the last few milliseconds of writes). With
+``min_replicas_acks=N`` the receiver sends ``WAIT N timeout`` after the entries, on the same
+connection, and treats fewer acks as a queue failure (``queue_failure``): the 200 then
+means N replicas held the entries. ``WAIT`` does not make Redis a consensus system: an
+acknowledged entry may still be lost if every replica that held it fails too, or if a
+replica without it is promoted (Sentinel prefers the most up-to-date one).
+
+**Redis Cluster.** Every multi-key command and script here names the stream and its dead
+letters, which must share a hash slot: on a cluster a stream name without a hash tag is
+wrapped in one (``{voicehooks:jobs}``, ``{voicehooks:jobs}:dead``). On one server and
+behind Sentinel the names are unchanged.
 """
 
 from __future__ import annotations
@@ -47,15 +62,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import anyio
 
 from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
-from voicehooks.state.connections import close_redis_client, redis_client
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from voicehooks.state.connections import RedisClient, close_redis_client, is_cluster, redis_client
 
 __all__ = [
     "MAX_DEAD",
@@ -256,14 +268,22 @@ class RedisQueue:
     ``operation_timeout_seconds``, and nothing else.
 
     Args:
-        client: A ``redis.asyncio.Redis``; the queue owns it and closes it in ``aclose``.
-        stream: Key of the stream; the dead letters live at ``<stream>:dead``.
+        client: A ``redis.asyncio.Redis`` or ``RedisCluster``; the queue owns it and closes
+            it in ``aclose``.
+        stream: Key of the stream; the dead letters live at ``<stream>:dead``. On a Redis
+            Cluster a name without a hash tag gets one, ``{voicehooks:jobs}``, so that the
+            stream, its group and its dead letters share a slot.
         group: Name of the consumer group the workers share.
         max_length: Most entries the stream holds: the receiver refuses past it (503). See
             the module docstring for why this is also the ``MAXLEN`` and what that means.
         max_dead: Most dead letters kept; past it the oldest are deleted.
         max_dead_age_seconds: How long a dead letter is kept; older ones are deleted.
         operation_timeout_seconds: Budget of one command (the blocking read adds its wait).
+        min_replicas_acks: Replicas that must hold a delivery's entries before ``enqueue``
+            returns (``WAIT``): 0, the default, trusts asynchronous replication. Fewer acks
+            within ``replica_ack_timeout_seconds`` raise ``QueueError``, which the app meets
+            with its ``queue_failure`` policy. Not on a cluster (refused).
+        replica_ack_timeout_seconds: How long ``enqueue`` waits for those acks.
 
     Example:
         >>> from voicehooks import Background, RedisQueue, VoiceHooks
@@ -273,7 +293,7 @@ class RedisQueue:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         stream: str = "voicehooks:jobs",
         group: str = "voicehooks-workers",
@@ -281,16 +301,32 @@ class RedisQueue:
         max_dead: int = MAX_DEAD,
         max_dead_age_seconds: float = MAX_DEAD_AGE_SECONDS,
         operation_timeout_seconds: float = 1.0,
+        min_replicas_acks: int = 0,
+        replica_ack_timeout_seconds: float = 0.5,
     ) -> None:
         if max_length < 1 or max_dead < 1:
             raise ConfigurationError("max_length and max_dead must be >= 1")
-        if operation_timeout_seconds <= 0 or max_dead_age_seconds <= 0:
+        if (
+            operation_timeout_seconds <= 0
+            or max_dead_age_seconds <= 0
+            or replica_ack_timeout_seconds <= 0
+        ):
             raise ConfigurationError(
-                "operation_timeout_seconds and max_dead_age_seconds must be > 0"
+                "operation_timeout_seconds, max_dead_age_seconds and replica_ack_timeout_seconds "
+                "must be > 0"
             )
+        if min_replicas_acks < 0:
+            raise ConfigurationError(f"min_replicas_acks must be >= 0, got {min_replicas_acks}")
+        cluster = is_cluster(client)
+        if cluster and min_replicas_acks:
+            # WAIT counts the writes of the connection it is sent on; a cluster client sends a
+            # keyless command to a node of its choosing, on another connection.
+            raise ConfigurationError("min_replicas_acks is not supported on a Redis Cluster")
         self.client = client
-        self.stream = stream
-        self.dead_stream = stream + ":dead"
+        self.stream = _hash_tagged(stream) if cluster else stream
+        self.dead_stream = self.stream + ":dead"
+        self.min_replicas_acks = min_replicas_acks
+        self.replica_ack_timeout_seconds = replica_ack_timeout_seconds
         self.group = group
         self.max_length = max_length
         self.max_dead = max_dead
@@ -305,7 +341,8 @@ class RedisQueue:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisQueue:
-        """A queue on a client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+        """A queue on a client for ``url``: any form ``redis_client`` reads (``redis://``,
+        ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``).
 
         ``options`` are the constructor's keyword arguments. The client is
         ``stores.redis_client(url)``'s: it shares this process's pool for ``url`` with the
@@ -376,14 +413,35 @@ class RedisQueue:
         """
         if not entries:
             return
-        length = await self._run(
-            "enqueue", self._enqueue(keys=[self.stream], args=[self.max_length, *entries])
-        )
+        if self.min_replicas_acks:
+            length = await self._enqueue_replicated(entries)
+        else:
+            length = await self._run(
+                "enqueue", self._enqueue(keys=[self.stream], args=[self.max_length, *entries])
+            )
         if length < 0:
             raise QueueFull(
                 f"the durable queue holds {-1 - length} entries, its bound is {self.max_length}"
             )
         self._watch_length(length)
+
+    async def _enqueue_replicated(self, entries: Sequence[bytes]) -> int:
+        # WAIT counts the replicas holding this connection's writes, so the script and the
+        # WAIT go in one pipeline, on one connection. EVAL, not EVALSHA: a master promoted by
+        # a failover may lack the script, and a pipeline cannot load it halfway.
+        timeout_ms = max(1, int(self.replica_ack_timeout_seconds * 1000))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.eval(_ENQUEUE, 1, self.stream, self.max_length, *entries)
+        pipe.execute_command("WAIT", self.min_replicas_acks, timeout_ms)
+        length, acks = await self._run(
+            "enqueue", pipe.execute(), extra_seconds=self.replica_ack_timeout_seconds
+        )
+        if length >= 0 and acks < self.min_replicas_acks:
+            raise QueueError(
+                f"the entries reached {acks} of {self.min_replicas_acks} replicas within "
+                f"{self.replica_ack_timeout_seconds} s (WAIT); they may be lost in a failover"
+            )
+        return int(length)
 
     def _watch_length(self, length: int) -> None:
         if length >= self.max_length * _WARN_FRACTION:
@@ -539,12 +597,13 @@ class RedisQueue:
         pipe.xinfo_consumers(self.stream, self.group)
         pipe.xlen(self.dead_stream)
         pipe.xrange(self.dead_stream, count=1)
-        pipe.time()
-        length, groups, consumers, dead, oldest, now = await self._run("stats", pipe.execute())
+        length, groups, consumers, dead, oldest = await self._run("stats", pipe.execute())
         group = next(g for g in groups if _text(g["name"]) == self.group)
         lag = group.get("lag")
         oldest_dead_seconds = None
         if oldest:  # an entry id's first part is Redis's clock in ms when it was added
+            # TIME on its own: a cluster client refuses keyless commands in a pipeline.
+            now = await self._run("stats", self.client.time())
             added_ms = int(_text(oldest[0][0]).partition("-")[0])
             oldest_dead_seconds = max(0.0, now[0] + now[1] / 1e6 - added_ms / 1000)
         return QueueStats(
@@ -618,6 +677,14 @@ class RedisQueue:
             ) from None
         except Exception as exc:  # redis-py's errors, OSError, and whatever a client raises
             raise QueueError(f"redis {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _hash_tagged(name: str) -> str:
+    """``name`` if it holds a hash tag (a non-empty ``{...}``, as Redis Cluster finds one),
+    else ``{name}``: then ``name`` and ``name:dead`` hash to one slot."""
+    start = name.find("{")
+    end = name.find("}", start + 1)
+    return name if start >= 0 and end > start + 1 else "{" + name + "}"
 
 
 def _text(value: bytes | str) -> str:
