@@ -23,6 +23,7 @@ import click
 from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.dev.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint
 from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions
+from voicehooks.mcp import offered
 from voicehooks.observe.toolstats import STATS_PATH
 from voicehooks.tools.definition import Tool
 
@@ -130,11 +131,20 @@ def print_check(
     slow_seconds: float,
     strict: bool,
     as_json: bool,
+    withheld: Mapping[str, str] | None = None,
 ) -> int:
-    """Lint and print, one line per finding; return the exit code."""
+    """Lint and print, one line per finding; return the exit code.
+
+    ``withheld`` (``voicehooks.mcp.offered``'s) adds a hint per tool the app's MCP endpoint
+    does not offer, with the reason.
+    """
     findings = lint(
         definitions, tools=tools, stats=stats, providers=providers, slow_seconds=slow_seconds
     )
+    findings += [
+        Finding("hint", name, "mcp", f"not offered over MCP: {reason}")
+        for name, reason in (withheld or {}).items()
+    ]
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)  # a hint never fails
     failed = bool(errors or (strict and warnings))
@@ -288,6 +298,7 @@ def tools(
     if providers and not check:
         raise click.UsageError("--provider only applies to --check")
     registered: dict[str, Tool] | None = None
+    withheld: dict[str, str] | None = None
     app_path = "/"
     if target.endswith(".json"):
         definitions, _ = definitions_from(target)
@@ -295,6 +306,8 @@ def tools(
         app = _inspect(target)
         definitions, registered = app.tool_definitions(url), dict(app.tools)
         app_path = app.path
+        if app.mcp_endpoint is not None:  # the app serves MCP: say what it withholds
+            withheld = offered(app)[1]
     if check:
         stats = fetch_stats(url, app_path)["tools"] if url else None
         code = print_check(
@@ -305,6 +318,7 @@ def tools(
             slow_seconds=slow_seconds,
             strict=strict,
             as_json=as_json,
+            withheld=withheld,
         )
         sys.exit(code)
     if diff_file or assistant_id:

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from .events import Event
 
-__all__ = ["Delivery", "DeliveryOutcome", "JobOutcome", "JobRun", "ToolOutcome", "ToolRun"]
+__all__ = [
+    "Delivery",
+    "DeliveryOutcome",
+    "JobOutcome",
+    "JobRun",
+    "ToolOutcome",
+    "ToolRun",
+    "Transport",
+]
 
 
 class DeliveryOutcome:
@@ -27,6 +35,13 @@ class DeliveryOutcome:
     INTERNAL_ERROR: Final = "internal_error"
     DISCONNECTED: Final = "disconnected"
     # A rejection is "rejected_<status>": rejected_400, rejected_401, rejected_413, ...
+
+
+class Transport:
+    """Values of ``Delivery.transport``: how a request reached the app."""
+
+    WEBHOOK: Final = "webhook"
+    MCP: Final = "mcp"
 
 
 class ToolOutcome:
@@ -85,6 +100,11 @@ class Delivery:
     may fill it when the delivery starts, and the background jobs the delivery causes carry it
     along, in this process or through the durable queue. ``is_replay`` and ``bypass_dedupe``
     are only ever true in development mode (see ``VoiceHooks.development``).
+
+    ``transport`` is how the request came: ``"webhook"`` (the platform's signed delivery) or
+    ``"mcp"`` (a ``tools/call`` of the MCP endpoint, ``voicehooks.mcp``: ``event`` and
+    ``call_id`` stay ``None``, ``event_type`` is ``"tool-calls"``, ``body`` is the JSON-RPC
+    request and ``answer`` its response).
     """
 
     __slots__ = (
@@ -103,9 +123,10 @@ class Delivery:
         "status",
         "tools",
         "trace",
+        "transport",
     )
 
-    def __init__(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    def __init__(self, headers: Sequence[tuple[bytes, bytes]], transport: str = "webhook") -> None:
         self.received_at = time.time()
         self.started = time.perf_counter()
         self.headers = headers
@@ -121,6 +142,7 @@ class Delivery:
         self.duration_seconds = 0.0
         self.tools: list[ToolRun] = []
         self.trace: dict[str, str] = {}
+        self.transport = transport
 
 
 class JobRun:
