@@ -327,13 +327,23 @@ async def test_without_a_token_there_is_no_endpoint(monkeypatch: pytest.MonkeyPa
     assert response.content == unknown.content
 
 
-async def test_the_endpoint_moves_with_the_mount_point() -> None:
-    app = make_app((TOKEN,), secret=SECRET)
-    c = client(app)
-    body = msgspec.json.encode(request("ping"))
-    scope_headers = list(HEADERS.items())
-    response = await c.request("POST", "/mcp", [body], scope_headers)
-    assert response.status_code == 200
+async def test_the_endpoint_moves_with_the_mount_point_and_the_other_routes_stay() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from voicehooks.observe.metrics import PrometheusObserver
+
+    app = make_app((TOKEN,), secret=SECRET, observers=[PrometheusObserver()])
+    parent = Starlette(routes=[Mount("/hooks", app=app)])
+    transport = httpx.ASGITransport(app=parent)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        mounted = await http.post("/hooks/mcp", json=request("ping"), headers=HEADERS)
+        assert mounted.status_code == 200
+        assert mounted.json()["result"] == {}
+        assert (await http.post("/mcp", json=request("ping"), headers=HEADERS)).status_code == 404
+        assert (await http.get("/hooks/healthz")).status_code == 200
+        assert (await http.get("/hooks/metrics")).status_code == 200
 
 
 class Seen(Observer):
