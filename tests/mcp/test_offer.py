@@ -87,3 +87,10 @@ async def test_the_startup_line_names_the_withheld_tools(
             pass
     assert "MCP endpoint at /mcp offers 4 tool(s)" in caplog.text
     assert "withholds 6 tool(s) that need a call: hang_up (it takes a LiveCall" in caplog.text
+
+
+def test_routes_names_the_mcp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEHOOKS_SECRET", SECRET)
+    monkeypatch.setenv("VOICEHOOKS_MCP_TOKEN", "t")
+    result = CliRunner().invoke(main, ["routes", "tests/apps/mcp_served.py"])
+    assert "POST /mcp  (MCP: 4 tool(s) offered, 6 withheld)" in result.output
