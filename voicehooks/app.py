@@ -45,7 +45,7 @@ from .core.exceptions import (
     Unavailable,
     UnsupportedMediaType,
 )
-from .core.http import JSON, is_json, read_body
+from .core.http import JSON, is_json
 from .core.logs import describe, loggable, masked
 from .core.records import Delivery, DeliveryOutcome
 from .core.running import Threads, within
@@ -477,7 +477,7 @@ class VoiceHooks(Registry):
             elif name == b"content-length" and value.isdigit():
                 # More digits than any real length is too large, without int()'s digit limit.
                 declared = int(value) if len(value) <= 18 else self.limits.max_body_bytes + 1
-        if not is_json(content_type):
+        if content_type != JSON and not is_json(content_type):
             raise UnsupportedMediaType("Content-Type must be application/json")
         if declared > self.limits.max_body_bytes:
             raise PayloadTooLarge(self._too_large())
@@ -528,11 +528,35 @@ class VoiceHooks(Registry):
         if the client went away first."""
         # Usually the whole body is already buffered and this takes no timer at all.
         budget = self.deadlines.body_seconds
-        finished, body = await within(budget, read_body(receive, self.limits.max_body_bytes))
+        finished, body = await within(budget, self._read_whole_body(receive))
         if not finished:
             raise RequestTimeout(f"the body did not arrive within {budget:g} s")
         read: bytes | None = body
         return read
+
+    async def _read_whole_body(self, receive: Receive) -> bytes | None:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.limits.max_body_bytes:
+                raise PayloadTooLarge(self._too_large())
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            # Checked per chunk, so an oversized body is refused without being held in memory.
+            if size > self.limits.max_body_bytes:
+                raise PayloadTooLarge(self._too_large())
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     def _too_large(self) -> str:
         return f"the body is larger than the limit of {self.limits.max_body_bytes} bytes"

@@ -37,6 +37,7 @@ are not deliveries: observers see only ``tools/call`` and refusals.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -174,7 +175,7 @@ class McpEndpoint:
         server_version: str,
     ) -> None:
         self.app = app
-        self._tokens = [b"Bearer " + token.encode() for token in tokens]
+        self._tokens = [_digest(token.encode()) for token in tokens]
         self.deadline_seconds = deadline_seconds
         self.answerer = answerer
         self.observers = observers
@@ -251,11 +252,12 @@ class McpEndpoint:
         return _media_type(accept)
 
     def _accepts(self, authorization: bytes) -> bool:
-        # Every token is compared, in constant time, whichever matches.
+        # Digests of equal length, each compared in constant time, whichever matches: the
+        # time taken tells neither a token's length nor which one it is.
         scheme, _, token = authorization.partition(b" ")
-        given = b"Bearer " + token.strip()
         if scheme.lower() != b"bearer":
             return False
+        given = _digest(token.strip())
         matched = False
         for accepted in self._tokens:
             matched |= hmac.compare_digest(given, accepted)
@@ -365,6 +367,10 @@ class McpEndpoint:
         delivery.status, delivery.answer = refused.status, body
         delivery.outcome = f"rejected_{refused.status}"
         self.answered(delivery)
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
 
 
 def _error(id_: Id | None, code: int, message: str) -> _ErrorResponse:
