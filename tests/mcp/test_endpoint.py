@@ -434,3 +434,23 @@ def test_paths_must_not_collide() -> None:
         Mcp(deadline_seconds=0)
     with pytest.raises(ConfigurationError, match="list of tokens"):
         Mcp(tokens="one")
+
+
+async def test_a_bug_of_voicehooks_itself_is_a_500_without_details(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = Seen()
+    app = make_app((TOKEN,), secret=SECRET, observers=[seen])
+    assert app.mcp_endpoint is not None
+
+    def broken(*args: Any) -> Any:
+        raise KeyError("internals")
+
+    monkeypatch.setattr(app.mcp_endpoint.answerer, "answer_without_call", broken)
+    response = await post(client(app), request("tools/call", {"name": "opening_hours"}))
+    assert response.status_code == 500
+    assert response.json()["error"] == {"code": -32603, "message": "internal error"}
+    assert "internals" not in response.text
+    (delivery,) = seen.deliveries
+    assert delivery.outcome == "internal_error"
+    assert "mcp: internal error while answering" in caplog.text

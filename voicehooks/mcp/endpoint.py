@@ -49,7 +49,7 @@ from starlette.types import Receive, Scope, Send
 from voicehooks.core.events import ToolCall, ToolCalls, ToolFunction
 from voicehooks.core.exceptions import RequestError
 from voicehooks.core.http import JSON, is_json
-from voicehooks.core.logs import loggable
+from voicehooks.core.logs import describe, loggable
 from voicehooks.core.records import Delivery, DeliveryOutcome, ToolOutcome, ToolRun, Transport
 from voicehooks.core.running import run_concurrently
 from voicehooks.observe.observers import ObserverSet
@@ -74,6 +74,7 @@ PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
 
 _SSE: Final = b"text/event-stream"
 _UNSET: Final = msgspec.UNSET
@@ -216,7 +217,15 @@ class McpEndpoint:
             return
         except RequestError as exc:  # 413, 408 while the body streams in
             _log.warning("mcp: rejected %d: %s", exc.status, exc)
-            await self._refuse(send, delivery, _Refused(exc.status, str(exc)))
+            # The body was not read to its end: the connection cannot carry another request.
+            closing = [(b"connection", b"close")]
+            await self._refuse(send, delivery, _Refused(exc.status, str(exc), closing))
+            return
+        except Exception as exc:
+            # A bug in voicehooks itself: user code is caught inside the answerer.
+            _log.error("mcp: internal error while answering: %s", describe(exc))
+            internal = _Refused(500, "internal error", code=INTERNAL_ERROR)
+            await self._refuse(send, delivery, internal, DeliveryOutcome.INTERNAL_ERROR)
             return
         if answer is None:
             await _send(send, 202, b"", None)
@@ -356,16 +365,18 @@ class McpEndpoint:
             id=id_, result=msgspec.Raw(_encode(_CallResult((_Text(text=text),), is_error)))
         )
 
-    async def _refuse(self, send: Send, delivery: Delivery, refused: _Refused) -> None:
+    async def _refuse(
+        self, send: Send, delivery: Delivery, refused: _Refused, outcome: str = ""
+    ) -> None:
         if refused.code:
             body = _encode(_error(None, refused.code, str(refused)))
         else:
             body = _encode({"error": str(refused)})
         await _send(send, refused.status, body, JSON, refused.headers)
-        if self.observers.active:
+        if self.observers.active and delivery.event_type is None:  # not started for a call
             self.observers.delivery_started(delivery)
         delivery.status, delivery.answer = refused.status, body
-        delivery.outcome = f"rejected_{refused.status}"
+        delivery.outcome = outcome or f"rejected_{refused.status}"
         self.answered(delivery)
 
 
