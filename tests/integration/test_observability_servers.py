@@ -268,4 +268,4 @@ def test_two_workers_count_every_delivery_exactly_once(tmp_path: Path, kind: str
             key = (("outcome", "ok"), ("tool", "whoami"), ("transport", "webhook"))
             assert values[("voicehooks_tool_calls_total", key)] == sent
             tool_count = "voicehooks_tool_duration_seconds_count"
-            assert values[(tool_count, (("tool", "whoami"),))] == sent
+            assert values[(tool_count, (("tool", "whoami"), ("transport", "webhook")))] == sent
