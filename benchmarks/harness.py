@@ -40,6 +40,7 @@ FULL_NUMBERS = {
     "assistant-request": 2000,
     "tool-1-sync": 500,
     "tool-1-drifted": 2000,
+    "mcp-tool-1": 2000,
     **growth.FULL_NUMBERS,
 }
 
@@ -718,8 +719,10 @@ def _features_table(data: Mapping[str, Any]) -> list[str]:
     ]
     for name, row in data.items():
         budget = "—"
-        if row["budget_us"] is not None:
-            verdict = "met" if row["within_budget"] else "**over**"
+        verdict = "met" if row["within_budget"] else "**over**"
+        if row.get("budget_ratio") is not None:
+            budget = f"≤ {row['budget_ratio']:g}x: {row['ratio']:.2f}x, {verdict}"
+        elif row["budget_us"] is not None:
             budget = f"≤ {row['budget_us']:g} µs: {verdict}"
         lines.append(
             f"| {name} | {row['workloads']['variant']} | {row['baseline_us']:.1f} | "

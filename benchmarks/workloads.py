@@ -46,6 +46,9 @@ __all__ = [
 SECRET: Final = "whsec_benchmark_only_not_a_real_secret"
 """Signs every benchmark request; never used anywhere else."""
 
+MCP_TOKEN: Final = "mcp_benchmark_only_not_a_real_token"
+"""The bearer token of the ``mcp`` workloads; never used anywhere else."""
+
 DEFAULT_SEED: Final = 20260114
 
 
@@ -56,7 +59,9 @@ class Workload:
     ``calls`` is the number of tool calls of a ``tool-calls`` request; ``report_kib`` sizes an
     end-of-call-report's body by its transcript (``None``: the 80-message report); a
     ``drifted`` request carries ``"customer": null``, a drift the platform really sends (web
-    calls), which the strict decode refuses and the tolerant path repairs.
+    calls), which the strict decode refuses and the tolerant path repairs. An ``mcp``
+    request is a JSON-RPC ``tools/call`` to the MCP endpoint, as the platform's MCP client
+    sends it: the tool's name and arguments, a bearer token, no signature.
     """
 
     name: str
@@ -108,6 +113,7 @@ ALL_WORKLOADS: Final[dict[str, Workload]] = {
                 for kib, name in GROWTH_REPORTS.items()
             ),
             Workload("tool-1-drifted", "tool-calls", "tool-1 with customer: null", drifted=True),
+            Workload("mcp-tool-1", "mcp", "one MCP tools/call of the async tool (0.1 KB)"),
         )
     },
 }
@@ -153,6 +159,16 @@ class Pool:
 
     def headers(self, i: int) -> list[tuple[bytes, bytes]]:
         """The headers of request ``i`` as an ASGI server passes them (lower-case names)."""
+        if self.event == "mcp":
+            return [
+                (b"host", b"127.0.0.1"),
+                (b"user-agent", b"python-httpx/0.28"),
+                (b"content-type", b"application/json"),
+                (b"accept", b"application/json, text/event-stream"),
+                (b"authorization", b"Bearer " + MCP_TOKEN.encode()),
+                (b"mcp-protocol-version", b"2025-06-18"),
+                (b"content-length", str(len(self.prefix) + len(self.tails[i])).encode()),
+            ]
         return [
             (b"host", b"127.0.0.1"),
             (b"user-agent", b"HMS-Sovereign/1.0"),
@@ -186,6 +202,8 @@ def make_pool(
     """
     spec = ALL_WORKLOADS[workload]
     stamp = int(time.time()) if timestamp is None else timestamp
+    if spec.event == "mcp":
+        return _mcp_pool(workload, count, stream, seed, stamp)
     fixed = random.Random(f"{seed}:{spec.event}:fixed")
     message = _fixed_message(spec.event, stamp, fixed, spec.report_kib)
     if spec.drifted:
@@ -203,6 +221,17 @@ def make_pool(
         tails.append(tail)
         signatures.append(mac.hexdigest())
     return Pool(workload, spec.event, stamp, prefix, tails, signatures)
+
+
+def _mcp_pool(workload: str, count: int, stream: str, seed: int, stamp: int) -> Pool:
+    """``count`` distinct ``tools/call`` requests of ``check_order``: order number and id vary."""
+    rng = random.Random(f"{seed}:{workload}:{stream}")
+    prefix = b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"check_order",'
+    tails = [
+        b'"arguments":{"order_number":"WO-%d"}},"id":%d}' % (rng.randrange(1000, 10000), i + 1)
+        for i in range(count)
+    ]
+    return Pool(workload, "mcp", stamp, prefix, tails, [""] * count)
 
 
 def _fixed_message(

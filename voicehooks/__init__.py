@@ -3,8 +3,9 @@
 The names here are the whole of the everyday API. A few subpackages are documented too:
 ``voicehooks.events`` (every event struct), ``voicehooks.exceptions`` (every error),
 ``voicehooks.observe`` (observers, metrics, traces, the log formatter),
-``voicehooks.privacy`` (finding personal data in what callers say) and
-``voicehooks.testing`` (the test kit). Everything else is internal and may move.
+``voicehooks.mcp`` (which tools MCP offers), ``voicehooks.privacy`` (finding personal
+data in what callers say) and ``voicehooks.testing`` (the test kit). Everything else is
+internal and may move.
 """
 
 from . import _moved
@@ -28,7 +29,7 @@ from .live.reconcile import Reconciliation
 from .observe.observers import Observer
 from .pipeline.assistant import AssistantResponse
 from .pipeline.toolcalls import ToolResult
-from .settings import Background, Deadlines, Duplicates, Limits, Platform, Privacy
+from .settings import Background, Deadlines, Duplicates, Limits, Mcp, Platform, Privacy
 from .state.callstate import CallState
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
 from .tools.sensitive import Sensitive
@@ -53,6 +54,7 @@ __all__ = [
     "LateResult",
     "Limits",
     "LiveCall",
+    "Mcp",
     "MemoryStore",
     "Observer",
     "Platform",

@@ -55,6 +55,7 @@ from .core.exceptions import (
     Unavailable,
     UnsupportedMediaType,
 )
+from .core.http import JSON, is_json
 from .core.logs import describe, loggable, masked
 from .core.records import Delivery, DeliveryOutcome
 from .core.running import Threads, within
@@ -62,6 +63,7 @@ from .core.signing import Verifier, is_milliseconds
 from .core.tasks import TaskOwner
 from .live.control import CallControl
 from .live.reconcile import Reconciler
+from .mcp import McpEndpoint, offered
 from .observe.health import Health
 from .observe.observers import Observer, ObserverSet
 from .observe.recording import REPLAY_HEADER
@@ -72,6 +74,7 @@ from .settings import (
     Deadlines,
     Duplicates,
     Limits,
+    Mcp,
     Platform,
     Privacy,
     deprecated_keywords,
@@ -92,7 +95,6 @@ _log = logging.getLogger("voicehooks")
 
 Lifespan = Callable[["VoiceHooks"], AbstractAsyncContextManager[Any]]
 
-_JSON: Final = b"application/json"
 _EXTRA_HEADERS: Final[dict[int, list[tuple[bytes, bytes]]]] = {
     405: [(b"allow", b"POST")],
     # The body was not read to its end: the connection cannot carry another request.
@@ -125,6 +127,8 @@ class VoiceHooks(Registry):
             slow tools, reconciliation of lost reports).
         privacy: Where personal data goes: redacted handlers, raw recordings, the languages
             redaction reads, the key of ``Sensitive`` arguments' tokens.
+        mcp: The tools over MCP, for the platform's MCP servers: served at ``Mcp.path`` when
+            a token is set (``Mcp.tokens`` or ``VOICEHOOKS_MCP_TOKEN``), absent otherwise.
         lifespan: ``lifespan(app)`` returning an async context manager, for setup and
             teardown (a database pool, say); keep what handlers need on ``app.state``.
         observers: Told about every delivery, tool call and job (see ``voicehooks.observe``);
@@ -161,6 +165,7 @@ class VoiceHooks(Registry):
         duplicates: Duplicates | None = Duplicates(),  # noqa: B008
         platform: Platform = Platform(),  # noqa: B008
         privacy: Privacy = Privacy(),  # noqa: B008
+        mcp: Mcp = Mcp(),  # noqa: B008
         lifespan: Lifespan | None = None,
         observers: Sequence[Observer] = (),
         unknown_arguments: UnknownArguments = "ignore",
@@ -284,6 +289,27 @@ class VoiceHooks(Registry):
             self.reconciler = Reconciler(
                 self.call_control.api, self.call_control.store, self._reconciled, platform.reconcile
             )
+        self.mcp = mcp
+        self.mcp_endpoint: McpEndpoint | None = None
+        self._mcp_paths: frozenset[str] = frozenset()
+        tokens = _resolve_tokens(mcp.tokens)
+        if tokens:
+            trimmed = mcp.path.rstrip("/")
+            self._mcp_paths = frozenset({trimmed, trimmed + "/"})
+            if self._mcp_paths & self._paths:
+                raise ConfigurationError(
+                    f"Mcp(path={mcp.path!r}) is the webhook's path too: give one another path"
+                )
+            self.mcp_endpoint = McpEndpoint(
+                self,
+                tokens,
+                deadline_seconds=mcp.deadline_seconds,
+                answerer=self.dispatcher.tool_calls,
+                observers=self.observers,
+                read_body=self._read_body,
+                answered=self._answered,
+                server_version=_version(),
+            )
         self._router = Router(default=_not_found, lifespan=lambda _: self.lifespan())
         if environment.metrics_switched_on():  # voicehooks run --metrics
             from .observe.metrics import PrometheusObserver
@@ -310,10 +336,11 @@ class VoiceHooks(Registry):
         """
         routes = list(observer.routes(self.tools))
         for route in routes:
-            if getattr(route, "path", None) in self._paths:
+            path = getattr(route, "path", None)
+            if path in self._paths or path in self._mcp_paths:
+                what = "webhook" if path in self._paths else "MCP endpoint"
                 raise ConfigurationError(
-                    f"{type(observer).__name__} serves {route.path}: give the webhook "  # type: ignore[attr-defined]
-                    "another path"
+                    f"{type(observer).__name__} serves {path}: give the {what} another path"
                 )
         if isinstance(observer, Health):  # readiness is the app's: the lifespan and its Redis
             self.health = observer  # voicehooks worker serves the same probes on its port
@@ -348,6 +375,8 @@ class VoiceHooks(Registry):
         if self.durable is not None:
             await self.durable.open()
         needs_api = self.uses_call_control or self.reconciler is not None
+        if self.mcp_endpoint is not None:
+            _log_offer(self)
         try:
             async with user as state, self.call_control.running(needs_api), self.tasks.owning():
                 if self.reconciler is not None:
@@ -381,10 +410,16 @@ class VoiceHooks(Registry):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
-        if scope["type"] == "http" and _route_path(scope) in self._paths:
-            await self._handle(scope, receive, send)
-        else:
-            await self._router(scope, receive, send)
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            if path in self._paths:
+                await self._handle(scope, receive, send)
+                return
+            if path in self._mcp_paths:
+                assert self.mcp_endpoint is not None
+                await self.mcp_endpoint(scope, receive, send)
+                return
+        await self._router(scope, receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         delivery = Delivery(scope["headers"])
@@ -469,17 +504,13 @@ class VoiceHooks(Registry):
             elif name == b"content-length" and value.isdigit():
                 # More digits than any real length is too large, without int()'s digit limit.
                 declared = int(value) if len(value) <= 18 else self.limits.max_body_bytes + 1
-        if content_type != _JSON and not _is_json(content_type):
+        if content_type != JSON and not is_json(content_type):
             raise UnsupportedMediaType("Content-Type must be application/json")
         if declared > self.limits.max_body_bytes:
             raise PayloadTooLarge(self._too_large())
         if self.development:  # never read in production: the header is not signed
             _read_replay_header(scope["headers"], delivery)
-        # Usually the whole body is already buffered and this takes no timer at all.
-        budget = self.deadlines.body_seconds
-        finished, body = await within(budget, self._read_body(receive))
-        if not finished:
-            raise RequestTimeout(f"the body did not arrive within {budget:g} s")
+        body = await self._read_body(receive)
         if body is None:
             return None
         delivery.body = body
@@ -520,6 +551,17 @@ class VoiceHooks(Registry):
         return event
 
     async def _read_body(self, receive: Receive) -> bytes | None:
+        """The body under ``Limits.max_body_bytes`` and ``Deadlines.body_seconds``; ``None``
+        if the client went away first."""
+        # Usually the whole body is already buffered and this takes no timer at all.
+        budget = self.deadlines.body_seconds
+        finished, body = await within(budget, self._read_whole_body(receive))
+        if not finished:
+            raise RequestTimeout(f"the body did not arrive within {budget:g} s")
+        read: bytes | None = body
+        return read
+
+    async def _read_whole_body(self, receive: Receive) -> bytes | None:
         message = await receive()
         if message["type"] != "http.request":
             return None
@@ -556,7 +598,7 @@ def _read_replay_header(headers: Sequence[tuple[bytes, bytes]], delivery: Delive
 
 def _log_delivery(delivery: Delivery) -> None:
     tools = [(run.name if run.registered else "?", run.outcome) for run in delivery.tools]
-    replay = ""
+    replay = " mcp" if delivery.transport == "mcp" else ""
     if delivery.is_replay:
         replay = " replay (duplicates bypassed)" if delivery.bypass_dedupe else " replay"
     call_id, event = masked(delivery.call_id), loggable(delivery.event_type or "")
@@ -592,6 +634,7 @@ def _log_delivery(delivery: Delivery) -> None:
                 "duration_ms": round(duration_ms, 3),
                 "tools": [{"name": name, "outcome": outcome} for name, outcome in tools],
                 "replay": delivery.is_replay,
+                "transport": delivery.transport,
             },
         )
     )
@@ -611,7 +654,7 @@ def _rejection_headers(exc: RequestError) -> list[tuple[bytes, bytes]]:
 
 
 async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *extra]
+    headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode()), *extra]
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -659,22 +702,6 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _is_json(content_type: bytes | None) -> bool:
-    if content_type is None:
-        return False
-    media, _, params = content_type.partition(b";")
-    if media.strip().lower() != _JSON:
-        return False
-    for param in params.split(b";"):
-        key, _, value = param.partition(b"=")
-        if key.strip().lower() == b"charset" and value.strip().strip(b'"').lower() not in (
-            b"utf-8",
-            b"utf8",
-        ):
-            return False
-    return True
-
-
 def resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
     """The secrets to accept: ``secret`` if given, else ``VOICEHOOKS_SECRET`` (comma-separated)
     or the lines of the file named by ``VOICEHOOKS_SECRET_FILE``.
@@ -686,6 +713,35 @@ def resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
     if not secrets:
         raise ConfigurationError("secret= was given but is empty")
     return secrets
+
+
+def _resolve_tokens(tokens: Sequence[str]) -> list[str]:
+    """``Mcp.tokens`` if given, else ``VOICEHOOKS_MCP_TOKEN`` (or its file)."""
+    if not tokens:
+        return environment.mcp_tokens()
+    given = [token.strip() for token in tokens if token.strip()]
+    if not given:
+        raise ConfigurationError("Mcp(tokens=...) was given but is empty")
+    return given
+
+
+def _version() -> str:
+    from . import __version__  # the package imports this module
+
+    return __version__
+
+
+def _log_offer(app: VoiceHooks) -> None:
+    tools, withheld = offered(app)
+    path = app.mcp.path
+    _log.info("MCP endpoint at %s offers %d tool(s)", path, len(tools))
+    if withheld:
+        _log.warning(
+            "MCP endpoint at %s withholds %d tool(s) that need a call: %s",
+            path,
+            len(withheld),
+            "; ".join(f"{name} ({reason})" for name, reason in withheld.items()),
+        )
 
 
 def _warn_unverified() -> None:

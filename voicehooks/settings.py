@@ -40,6 +40,7 @@ __all__ = [
     "Deadlines",
     "Duplicates",
     "Limits",
+    "Mcp",
     "Platform",
     "Privacy",
     "deprecated_keywords",
@@ -222,6 +223,37 @@ class Platform:
     api: PlatformClient | None = None
     command_limit: CommandLimit = DEFAULT_COMMAND_LIMIT
     reconcile: Reconciliation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mcp:
+    """The app's tools over MCP (Streamable HTTP), for the platform's MCP servers
+    (``voicehooks.mcp``; docs: "MCP").
+
+    Secure by default: without a token there is no endpoint, and its path answers 404 as any
+    unknown path does.
+
+    Args:
+        tokens: The bearer tokens a client must send (``Authorization: Bearer ...``); several
+            are all accepted, to rotate without downtime. Empty: ``VOICEHOOKS_MCP_TOKEN``
+            (comma-separated) or the lines of the file ``VOICEHOOKS_MCP_TOKEN_FILE`` names,
+            read when the app is made.
+        path: Where the endpoint is served, beside the webhook.
+        deadline_seconds: A tool call's deadline (a tool's own ``timeout_seconds`` wins when
+            smaller): a little under the 20 s an MCP server of the platform waits by default
+            (``timeout_seconds``, 5-60).
+    """
+
+    tokens: Sequence[str] = ()
+    path: str = "/mcp"
+    deadline_seconds: float = 18.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "deadline_seconds")
+        if isinstance(self.tokens, str):
+            raise ConfigurationError("Mcp(tokens=...) takes a list of tokens, not one string")
+        if not self.path.startswith("/"):
+            raise ConfigurationError(f"Mcp(path=...) must start with '/', got {self.path!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,19 @@ def test_tool_argument_values_are_hidden_and_their_keys_kept(arguments: Any) -> 
     assert masked["call"]["id"] == "c1"
 
 
+def test_the_arguments_of_an_mcp_call_are_hidden_too() -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "book", "arguments": {"name": "Sanne de Vries", "party": 4}},
+    }
+    assert mask(call)["params"] == {
+        "name": "book",
+        "arguments": {"name": "[hidden: 14 characters]", "party": "[hidden number]"},
+    }
+
+
 def test_arguments_that_are_not_json_are_hidden_whole() -> None:
     masked = message(tool_calls(tool_call("book", "Sanne, tomorrow")))
     assert masked["tool_call_list"][0]["function"]["arguments"] == "[hidden: 15 characters]"

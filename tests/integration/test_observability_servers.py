@@ -261,11 +261,11 @@ def test_two_workers_count_every_delivery_exactly_once(tmp_path: Path, kind: str
         assert len(pids) == 2, "one worker answered everything; the sum proves nothing"
         for _ in range(4):  # each scrape may reach either worker: all must agree
             values = scrape(server)
-            key = (("event", "tool-calls"), ("outcome", "answered"))
+            key = (("event", "tool-calls"), ("outcome", "answered"), ("transport", "webhook"))
             assert values[("voicehooks_deliveries_total", key)] == sent
-            key = (("event", "_unknown"), ("outcome", "rejected_401"))
+            key = (("event", "_unknown"), ("outcome", "rejected_401"), ("transport", "webhook"))
             assert values[("voicehooks_deliveries_total", key)] == 5
-            key = (("outcome", "ok"), ("tool", "whoami"))
+            key = (("outcome", "ok"), ("tool", "whoami"), ("transport", "webhook"))
             assert values[("voicehooks_tool_calls_total", key)] == sent
             tool_count = "voicehooks_tool_duration_seconds_count"
-            assert values[(tool_count, (("tool", "whoami"),))] == sent
+            assert values[(tool_count, (("tool", "whoami"), ("transport", "webhook")))] == sent

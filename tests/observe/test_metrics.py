@@ -63,14 +63,33 @@ def test_deliveries_are_counted_by_event_and_outcome_and_timed() -> None:
     observer.delivery_answered(delivery(None, "rejected_401", 0.0001))
     values = samples(observer.registry)
     total = "voicehooks_deliveries_total"
-    assert values[(total, (("event", "tool-calls"), ("outcome", "answered")))] == 3
-    assert values[(total, (("event", "tool-calls"), ("outcome", "duplicate")))] == 1
-    assert values[(total, (("event", "_unknown"), ("outcome", "rejected_401")))] == 1
+    assert (
+        values[
+            (total, (("event", "tool-calls"), ("outcome", "answered"), ("transport", "webhook")))
+        ]
+        == 3
+    )
+    assert (
+        values[
+            (total, (("event", "tool-calls"), ("outcome", "duplicate"), ("transport", "webhook")))
+        ]
+        == 1
+    )
+    assert (
+        values[
+            (total, (("event", "_unknown"), ("outcome", "rejected_401"), ("transport", "webhook")))
+        ]
+        == 1
+    )
     count = "voicehooks_delivery_duration_seconds_count"
-    assert values[(count, (("event", "tool-calls"),))] == 4
+    assert values[(count, (("event", "tool-calls"), ("transport", "webhook")))] == 4
     bucket = "voicehooks_delivery_duration_seconds_bucket"
-    assert values[(bucket, (("event", "tool-calls"), ("le", "0.005")))] == 1
-    assert values[(bucket, (("event", "tool-calls"), ("le", "0.025")))] == 4
+    assert (
+        values[(bucket, (("event", "tool-calls"), ("le", "0.005"), ("transport", "webhook")))] == 1
+    )
+    assert (
+        values[(bucket, (("event", "tool-calls"), ("le", "0.025"), ("transport", "webhook")))] == 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,12 +125,18 @@ def test_tool_calls_are_counted_by_registered_name_and_unknown_names_collapse() 
     observer.tool_ended(parent, tool("made_up", "unknown", registered=False))
     values = samples(observer.registry)
     total = "voicehooks_tool_calls_total"
-    assert values[(total, (("outcome", "ok"), ("tool", "book")))] == 1
-    assert values[(total, (("outcome", "timeout"), ("tool", "book")))] == 1
-    assert values[(total, (("outcome", "unknown"), ("tool", "_unknown")))] == 2
+    assert values[(total, (("outcome", "ok"), ("tool", "book"), ("transport", "webhook")))] == 1
+    assert (
+        values[(total, (("outcome", "timeout"), ("tool", "book"), ("transport", "webhook")))] == 1
+    )
+    assert (
+        values[(total, (("outcome", "unknown"), ("tool", "_unknown"), ("transport", "webhook")))]
+        == 2
+    )
     bucket = "voicehooks_tool_duration_seconds_bucket"
-    assert values[(bucket, (("le", "5.0"), ("tool", "book")))] == 1
-    assert values[(bucket, (("le", "8.0"), ("tool", "book")))] == 2
+    webhook = ("transport", "webhook")
+    assert values[(bucket, (("le", "5.0"), ("tool", "book"), webhook))] == 1
+    assert values[(bucket, (("le", "8.0"), ("tool", "book"), webhook))] == 2
 
 
 def test_no_label_value_carries_a_call_id_a_number_or_a_tool_call_id() -> None:
@@ -162,7 +187,10 @@ def test_the_buckets_end_at_the_platforms_ten_second_budget() -> None:
 def test_two_observers_in_one_process_do_not_collide() -> None:
     first, second = PrometheusObserver(), PrometheusObserver()
     first.delivery_answered(delivery("tool-calls", "answered"))
-    key = ("voicehooks_deliveries_total", (("event", "tool-calls"), ("outcome", "answered")))
+    key = (
+        "voicehooks_deliveries_total",
+        (("event", "tool-calls"), ("outcome", "answered"), ("transport", "webhook")),
+    )
     assert samples(first.registry)[key] == 1
     assert key not in samples(second.registry)
 
@@ -218,7 +246,7 @@ def test_multiprocess_mode_sums_processes_and_forgets_the_running_jobs_of_dead_o
         values = samples(registry)
         total = (
             "voicehooks_deliveries_total",
-            (("event", "status-update"), ("outcome", "answered")),
+            (("event", "status-update"), ("outcome", "answered"), ("transport", "webhook")),
         )
         running = ("voicehooks_background_jobs", (("state", "running"),))
         assert values[total] == 7
@@ -256,7 +284,8 @@ async def test_the_endpoint_is_an_asgi_app_answering_the_exposition() -> None:
     assert headers[b"content-type"].startswith(b"text/plain; version=")
     text = body["body"]
     assert isinstance(text, bytes)
-    assert b'voicehooks_deliveries_total{event="tool-calls",outcome="answered"} 1.0' in text
+    labels = b'{event="tool-calls",outcome="answered",transport="webhook"}'
+    assert b"voicehooks_deliveries_total" + labels + b" 1.0" in text
 
 
 # -- through the app ------------------------------------------------------------------
@@ -307,13 +336,46 @@ async def test_an_app_with_metrics_counts_and_serves_them_at_get_metrics() -> No
         for sample in family.samples
     }
     deliveries = "voicehooks_deliveries_total"
-    assert values[(deliveries, (("event", "tool-calls"), ("outcome", "answered")))] == 3
-    assert values[(deliveries, (("event", "end-of-call-report"), ("outcome", "answered")))] == 1
-    assert values[(deliveries, (("event", "_unknown"), ("outcome", "rejected_401")))] == 1
+    assert (
+        values[
+            (
+                deliveries,
+                (("event", "tool-calls"), ("outcome", "answered"), ("transport", "webhook")),
+            )
+        ]
+        == 3
+    )
+    assert (
+        values[
+            (
+                deliveries,
+                (
+                    ("event", "end-of-call-report"),
+                    ("outcome", "answered"),
+                    ("transport", "webhook"),
+                ),
+            )
+        ]
+        == 1
+    )
+    assert (
+        values[
+            (
+                deliveries,
+                (("event", "_unknown"), ("outcome", "rejected_401"), ("transport", "webhook")),
+            )
+        ]
+        == 1
+    )
     calls = "voicehooks_tool_calls_total"
-    assert values[(calls, (("outcome", "ok"), ("tool", "lookup")))] == 3
-    assert values[(calls, (("outcome", "error"), ("tool", "decline")))] == 3
-    assert values[(calls, (("outcome", "unknown"), ("tool", "_unknown")))] == 3
+    assert values[(calls, (("outcome", "ok"), ("tool", "lookup"), ("transport", "webhook")))] == 3
+    assert (
+        values[(calls, (("outcome", "error"), ("tool", "decline"), ("transport", "webhook")))] == 3
+    )
+    assert (
+        values[(calls, (("outcome", "unknown"), ("tool", "_unknown"), ("transport", "webhook")))]
+        == 3
+    )
     assert values[("voicehooks_background_jobs_ended_total", (("outcome", "done"),))] == 1
     assert values[("voicehooks_background_jobs", (("state", "running"),))] == 0
     assert "31612345678" not in text
@@ -349,13 +411,13 @@ def test_the_fast_path_buckets_exactly_as_prometheus_client_does() -> None:
     histogram = Histogram(
         "voicehooks_tool_duration_seconds",
         "reference",
-        ["tool"],
+        ["tool", "transport"],
         buckets=BUCKETS_SECONDS,
         registry=reference,
     )
     for amount in amounts:
         observer.tool_ended(delivery("tool-calls", "answered"), tool("book", "ok", seconds=amount))
-        histogram.labels("book").observe(amount)
+        histogram.labels("book", "webhook").observe(amount)
     ours = {
         k: v
         for k, v in samples(observer.registry).items()
@@ -415,7 +477,8 @@ async def test_mounted_in_fastapi_the_metrics_are_under_the_mount_path() -> None
     await client.status_update()
     response = await client.request("GET", "/hooks/metrics", [], [])
     assert response.status_code == 200
-    line = 'voicehooks_deliveries_total{event="status-update",outcome="answered"} 1.0'
+    labels = '{event="status-update",outcome="answered",transport="webhook"}'
+    line = f"voicehooks_deliveries_total{labels} 1.0"
     assert line in response.text
 
 

@@ -178,7 +178,8 @@ async def test_on_a_cluster_each_key_family_shares_one_slot_whatever_the_key_hol
 ) -> None:
     from redis.crc import key_slot
 
-    store = RedisStore.from_url(redis_cluster.url)
+    # A generous budget: the first command on a cluster client also maps its slots.
+    store = RedisStore.from_url(redis_cluster.url, operation_timeout_seconds=5.0)
     queue = RedisQueue.from_url(redis_cluster.url)
     try:
         for key in ("k", "report:{call}", "}x{", "{}"):

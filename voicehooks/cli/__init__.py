@@ -38,6 +38,7 @@ from voicehooks.app import VoiceHooks
 from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError
 from voicehooks.core.logs import LogFormat, logging_config
+from voicehooks.mcp import offered
 from voicehooks.state.stores import MemoryStore
 
 from .deploy import deploy
@@ -406,6 +407,11 @@ def routes(target: str) -> None:
     app = _inspect(target)
     rows = [(r.kind, r.name, r.function, r.note) for r in app.routes()]
     click.echo(f"POST {app.path}")
+    if app.mcp_endpoint is not None:
+        tools, withheld = offered(app)
+        click.echo(
+            f"POST {app.mcp.path}  (MCP: {len(tools)} tool(s) offered, {len(withheld)} withheld)"
+        )
     if not rows:
         click.echo("nothing registered: add @app.tool functions or @app.on handlers")
         return

@@ -25,6 +25,7 @@ from voicehooks.dev.contracts import PROVIDERS, SLOW_SECONDS, Finding, lint, lin
 from voicehooks.dev.drift import Difference, DriftError, diff, read_definitions, tool_entries
 from voicehooks.dev.workflows import WorkflowError, WorkflowProblem, read_workflow
 from voicehooks.dev.workflows import check as check_workflow
+from voicehooks.mcp import offered
 from voicehooks.observe.toolstats import STATS_PATH
 from voicehooks.tools.definition import Tool
 
@@ -140,11 +141,13 @@ def print_check(
     strict: bool,
     as_json: bool,
     entries: Sequence[dict[str, Any]] = (),
+    withheld: Mapping[str, str] | None = None,
 ) -> int:
     """Lint and print, one line per finding; return the exit code.
 
     ``entries`` are the assistant's raw tool entries, when it is an exported assistant: its
-    MCP attachments are checked too.
+    MCP attachments are checked too. ``withheld`` (``voicehooks.mcp.offered``'s) adds a hint
+    per tool the app's MCP endpoint does not offer, with the reason.
     """
     findings = lint(
         definitions, tools=tools, stats=stats, providers=providers, slow_seconds=slow_seconds
@@ -154,6 +157,10 @@ def print_check(
             findings + lint_attachments(list(entries), providers=providers),
             key=lambda f: f.severity != "error",
         )
+    findings += [
+        Finding("hint", name, "mcp", f"not offered over MCP: {reason}")
+        for name, reason in (withheld or {}).items()
+    ]
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)  # a hint never fails
     failed = bool(errors or (strict and warnings))
@@ -384,6 +391,7 @@ def tools(
             "--workflow checks static arguments with the app's own decoders: give the app as TARGET"
         )
     registered: dict[str, Tool] | None = None
+    withheld: dict[str, str] | None = None
     app_path = "/"
     entries: list[dict[str, Any]] = []
     if target.endswith(".json"):
@@ -393,6 +401,8 @@ def tools(
         app = _inspect(target)
         definitions, registered = app.tool_definitions(url), dict(app.tools)
         app_path = app.path
+        if app.mcp_endpoint is not None:  # the app serves MCP: say what it withholds
+            withheld = offered(app)[1]
     if check:
         stats = fetch_stats(url, app_path)["tools"] if url else None
         code = print_check(
@@ -404,6 +414,7 @@ def tools(
             strict=strict,
             as_json=as_json,
             entries=entries,
+            withheld=withheld,
         )
         sys.exit(code)
     if workflow_id or workflow_file:

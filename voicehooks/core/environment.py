@@ -19,6 +19,8 @@ __all__ = [
     "API_KEY",
     "API_KEY_FILE",
     "API_URL",
+    "MCP_TOKEN",
+    "MCP_TOKEN_FILE",
     "METRICS",
     "MULTIPROC_DIR",
     "QUEUE_KEY",
@@ -34,6 +36,7 @@ __all__ = [
     "VARIABLES",
     "Variable",
     "api_key",
+    "mcp_tokens",
     "metrics_switched_on",
     "positive_number",
     "queue_key",
@@ -56,6 +59,8 @@ API_KEY: Final = "VOICEHOOKS_API_KEY"
 API_KEY_FILE: Final = "VOICEHOOKS_API_KEY_FILE"
 API_URL: Final = "VOICEHOOKS_API_URL"
 METRICS: Final = "VOICEHOOKS_METRICS"
+MCP_TOKEN: Final = "VOICEHOOKS_MCP_TOKEN"
+MCP_TOKEN_FILE: Final = "VOICEHOOKS_MCP_TOKEN_FILE"
 MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 # voicehooks run -> the server processes it starts
 RUN_TARGET: Final = "VOICEHOOKS_RUN_TARGET"
@@ -93,6 +98,10 @@ VARIABLES: Final = (
     Variable(API_URL, "https://api.hmsovereign.com/api/v1", "The platform API's base URL."),
     Variable(METRICS, "0", "1 serves Prometheus metrics at /metrics (run/worker --metrics)."),
     Variable(MULTIPROC_DIR, "(none)", "prometheus_client's directory for several processes."),
+    Variable(MCP_TOKEN, "(none)", "Serves the tools over MCP to this bearer token (several: a,b)."),
+    Variable(
+        MCP_TOKEN_FILE, "(none)", "A file holding the MCP token(s), one a line; read if unset."
+    ),
     Variable("VOICEHOOKS_HOST", "127.0.0.1", "voicehooks run --host", cli=True),
     Variable("VOICEHOOKS_PORT", "8000", "voicehooks run --port", cli=True),
     Variable("VOICEHOOKS_WORKERS", "1", "voicehooks run --workers", cli=True),
@@ -171,10 +180,24 @@ def secrets() -> list[str]:
     Raises:
         ConfigurationError: The file cannot be read.
     """
-    raw = os.environ.get(SECRET, "")
-    filename = os.environ.get(SECRET_FILE)
+    return _listed(SECRET, SECRET_FILE)
+
+
+def mcp_tokens() -> list[str]:
+    """The MCP endpoint's bearer tokens of ``VOICEHOOKS_MCP_TOKEN`` (comma-separated), else the
+    lines of the file ``VOICEHOOKS_MCP_TOKEN_FILE`` names; ``[]`` when neither holds one.
+
+    Raises:
+        ConfigurationError: The file cannot be read.
+    """
+    return _listed(MCP_TOKEN, MCP_TOKEN_FILE)
+
+
+def _listed(variable: str, file_variable: str) -> list[str]:
+    raw = os.environ.get(variable, "")
+    filename = os.environ.get(file_variable)
     if not raw.strip() and filename:
-        raw = _read_file(SECRET_FILE, filename).replace("\n", ",")
+        raw = _read_file(file_variable, filename).replace("\n", ",")
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 

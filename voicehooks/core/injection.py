@@ -3,6 +3,8 @@
 A handler or tool asks for things by annotating its parameters: the typed event (or its base
 ``Event``), a ``CallContext``, for tools the single ``ToolCall``, and any type a higher layer
 made injectable (``LiveCall``: commands into the live call). Parameter *names* never matter.
+``CallContext | None`` says the function also works without a call: a webhook delivery still
+fills it, and a caller that has no call (an MCP client, ``voicehooks.mcp``) passes ``None``.
 The plan is made once, at registration; a request only fills it in. How the function is then
 called (threads, deadlines) is ``running``'s business.
 
@@ -13,6 +15,7 @@ where ``LiveCall`` is defined, and whoever fills a plan passes how to build each
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,6 +99,7 @@ class Injection:
     parameter: str
     source: Source
     provided: type | None = None
+    optional: bool = False  # ``CallContext | None``: the function works without a call
 
 
 def plan_injections(
@@ -129,10 +133,11 @@ def plan_injections(
         if parameter.kind is parameter.POSITIONAL_ONLY:
             raise TypeError(f"{name}: parameter {parameter.name!r} must not be positional-only")
         annotation = hints.get(parameter.name, inspect.Parameter.empty)
-        source = _source_of(annotation, event_type, tool)
+        optional = _is_optional_context(annotation)
+        source = "context" if optional else _source_of(annotation, event_type, tool)
         if source is not None:
             provided = annotation if source == "provided" else None
-            injections.append(Injection(parameter.name, source, provided))
+            injections.append(Injection(parameter.name, source, provided, optional))
         elif tool and annotation is not inspect.Parameter.empty:
             arguments[parameter.name] = parameter
         else:
@@ -152,6 +157,13 @@ def _source_of(annotation: Any, event_type: type[Event], tool: bool) -> Source |
     if issubclass(annotation, Event) and issubclass(event_type, annotation):
         return "event"
     return None
+
+
+def _is_optional_context(annotation: Any) -> bool:
+    """``CallContext | None`` (or ``Optional[CallContext]``), and no other union."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return False
+    return set(typing.get_args(annotation)) == {CallContext, type(None)}
 
 
 def _explain(

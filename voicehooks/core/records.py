@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from .events import Event
 
-__all__ = ["Delivery", "DeliveryOutcome", "JobOutcome", "JobRun", "ToolOutcome", "ToolRun"]
+__all__ = [
+    "Delivery",
+    "DeliveryOutcome",
+    "JobOutcome",
+    "JobRun",
+    "ToolOutcome",
+    "ToolRun",
+    "Transport",
+]
 
 
 class DeliveryOutcome:
@@ -27,6 +35,13 @@ class DeliveryOutcome:
     INTERNAL_ERROR: Final = "internal_error"
     DISCONNECTED: Final = "disconnected"
     # A rejection is "rejected_<status>": rejected_400, rejected_401, rejected_413, ...
+
+
+class Transport:
+    """Values of ``Delivery.transport``: how a request reached the app."""
+
+    WEBHOOK: Final = "webhook"
+    MCP: Final = "mcp"
 
 
 class ToolOutcome:
@@ -87,6 +102,11 @@ class Delivery:
     are only ever true in development mode (see ``VoiceHooks.development``). ``masks`` maps
     the values of the ``Sensitive`` tool arguments it carried to their tokens; the app
     replaces them in ``body`` and ``answer`` before observers see the delivery answered.
+
+    ``transport`` is how the request came: ``"webhook"`` (the platform's signed delivery) or
+    ``"mcp"`` (a ``tools/call`` of the MCP endpoint, ``voicehooks.mcp``: ``event`` and
+    ``call_id`` stay ``None``, ``event_type`` is ``"tool-calls"``, ``body`` is the JSON-RPC
+    request and ``answer`` its response).
     """
 
     __slots__ = (
@@ -106,9 +126,10 @@ class Delivery:
         "status",
         "tools",
         "trace",
+        "transport",
     )
 
-    def __init__(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    def __init__(self, headers: Sequence[tuple[bytes, bytes]], transport: str = "webhook") -> None:
         self.received_at = time.time()
         self.started = time.perf_counter()
         self.headers = headers
@@ -125,6 +146,7 @@ class Delivery:
         self.tools: list[ToolRun] = []
         self.trace: dict[str, str] = {}
         self.masks: dict[Any, str] | None = None
+        self.transport = transport
 
 
 class JobRun:

@@ -3,10 +3,10 @@
 ``pip install 'voicehooks[metrics]'``, then ``voicehooks run --metrics`` (or
 ``VOICEHOOKS_METRICS=1``) serves ``GET /metrics`` on the app's own port. What it exports:
 
-* ``voicehooks_deliveries_total{event, outcome}`` (counter)
-* ``voicehooks_delivery_duration_seconds{event}`` (histogram)
-* ``voicehooks_tool_calls_total{tool, outcome}`` (counter)
-* ``voicehooks_tool_duration_seconds{tool}`` (histogram)
+* ``voicehooks_deliveries_total{event, outcome, transport}`` (counter)
+* ``voicehooks_delivery_duration_seconds{event, transport}`` (histogram)
+* ``voicehooks_tool_calls_total{tool, outcome, transport}`` (counter)
+* ``voicehooks_tool_duration_seconds{tool, transport}`` (histogram)
 * ``voicehooks_background_jobs{state="running"}`` (gauge)
 * ``voicehooks_background_jobs_ended_total{outcome}`` (counter)
 * ``voicehooks_background_job_duration_seconds`` (histogram)
@@ -26,8 +26,9 @@ Labels never carry a call id, a phone number or an argument. ``event`` is one of
 event types or ``_unknown`` (rejected before decoding, or a type this version does not know);
 ``tool`` is a registered tool's name or ``_unknown``, so a model that invents tool names
 cannot grow the series without bound (calls no registered tool claims are not run as tools;
-they are counted when their delivery is answered). The duration buckets are fitted to the platform's
-budgets: 4 and 5 s (assistant-request), 8 and 10 s (tool calls).
+they are counted when their delivery is answered). ``transport`` is ``webhook`` or ``mcp``
+(a ``tools/call`` of the MCP endpoint, or a request it refused). The duration buckets are
+fitted to the platform's budgets: 4 and 5 s (assistant-request), 8 and 10 s (tool calls).
 
 Several worker processes (``voicehooks run --workers N``) share one count through
 prometheus_client's multiprocess mode: ``voicehooks run`` gives them a private
@@ -138,26 +139,26 @@ class PrometheusObserver(Observer):
         self.deliveries = prometheus.Counter(
             "voicehooks_deliveries",
             "Deliveries received, by event type and how they ended.",
-            ["event", "outcome"],
+            ["event", "outcome", "transport"],
             registry=r,
         )
         self.delivery_duration = prometheus.Histogram(
             "voicehooks_delivery_duration_seconds",
             "Time from receiving a delivery to sending its answer.",
-            ["event"],
+            ["event", "transport"],
             buckets=BUCKETS_SECONDS,
             registry=r,
         )
         self.tool_calls = prometheus.Counter(
             "voicehooks_tool_calls",
             "Tool calls, by tool and how they ended.",
-            ["tool", "outcome"],
+            ["tool", "outcome", "transport"],
             registry=r,
         )
         self.tool_duration = prometheus.Histogram(
             "voicehooks_tool_duration_seconds",
             "Time a tool call took until its answer (its interim text, if it sent one).",
-            ["tool"],
+            ["tool", "transport"],
             buckets=BUCKETS_SECONDS,
             registry=r,
         )
@@ -200,10 +201,11 @@ class PrometheusObserver(Observer):
         event = delivery.event_type
         if event not in EVENT_NAMES or delivery.outcome == "unknown_event":
             event = UNKNOWN
-        counted: tuple[str, ...] = (event, delivery.outcome)
+        transport = delivery.transport
+        counted: tuple[str, ...] = (event, delivery.outcome, transport)
         add = self._count_delivery.get(counted)
         (add or _cache(self._count_delivery, self.deliveries, counted))(1)
-        timed: tuple[str, ...] = (event,)
+        timed: tuple[str, ...] = (event, transport)
         add = self._time_delivery.get(timed)
         (add or _cache(self._time_delivery, self.delivery_duration, timed))(
             delivery.duration_seconds
@@ -215,10 +217,11 @@ class PrometheusObserver(Observer):
     def tool_ended(self, delivery: Delivery, run: ToolRun) -> None:
         """Count the tool call and observe how long it took."""
         tool = run.name if run.registered else UNKNOWN
-        counted: tuple[str, ...] = (tool, run.outcome)
+        transport = delivery.transport
+        counted: tuple[str, ...] = (tool, run.outcome, transport)
         add = self._count_tool.get(counted)
         (add or _cache(self._count_tool, self.tool_calls, counted))(1)
-        timed: tuple[str, ...] = (tool,)
+        timed: tuple[str, ...] = (tool, transport)
         add = self._time_tool.get(timed)
         (add or _cache(self._time_tool, self.tool_duration, timed))(run.duration_seconds)
 

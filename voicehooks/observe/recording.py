@@ -150,8 +150,9 @@ class Recorder(Observer):
         atexit.register(self.close)
 
     def delivery_answered(self, delivery: Delivery) -> None:
-        """Queue the delivery's record; a rejected or undecoded delivery is not recorded."""
-        if delivery.body is None or delivery.event_type is None:
+        """Queue the delivery's record; a rejected or undecoded delivery is not recorded, nor
+        an MCP call (a replay sends webhook deliveries)."""
+        if delivery.body is None or delivery.event_type is None or delivery.transport != "webhook":
             return
         if 400 <= delivery.status < 500:  # rejected: not verified, or not a delivery at all
             return

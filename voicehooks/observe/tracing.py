@@ -169,7 +169,10 @@ class TracingObserver(Observer):
                 self._unclaimed_tool_span(delivery, span, run)
         internal = id(delivery) in self._internal
         self._internal.discard(id(delivery))
-        attributes: dict[str, Any] = {"voicehooks.delivery.outcome": delivery.outcome}
+        attributes: dict[str, Any] = {
+            "voicehooks.delivery.outcome": delivery.outcome,
+            "voicehooks.transport": delivery.transport,
+        }
         if delivery.event_type is not None:
             # A server span keeps the HTTP convention's name; a child names what it did.
             if internal:

@@ -261,6 +261,41 @@ class ToolCallsAnswerer:
 
         return masked
 
+    async def answer_without_call(
+        self, tool: Tool, call: ToolCall, event: ToolCalls, delivery: Delivery, timeout: float
+    ) -> msgspec.Raw:
+        """Run ``tool`` for a caller that has no platform call around it (an MCP client).
+
+        The same decoding, errors and observation as a ``tool-calls`` delivery, but no
+        duplicate suppression (nothing identifies a redelivery) and no jobs: only tools whose
+        parameters need no call get here (``voicehooks.mcp.offered``), and an optional
+        ``CallContext`` is ``None``. ``event`` is a stand-in without a call, for the error
+        hooks and the log labels.
+        """
+        run = ToolRun(tool.name, call.id, True)
+        delivery.tools.append(run)
+        observers = self.observers
+        if observers.active:
+            observers.tool_started(delivery, run)
+        try:
+            try:
+                kwargs = tool.bind(call)
+            except ArgumentError as exc:
+                return self._unusable(tool, event, run, exc)
+            for injection in tool.injections:  # offered tools inject only an optional context
+                kwargs[injection.parameter] = None
+            answer, _, run.outcome = await self._call_tool(tool, call, event, kwargs, timeout)
+            return answer
+        finally:
+            run.end(run.outcome or ToolOutcome.FAILED)
+            if observers.active:
+                observers.tool_ended(delivery, run)
+
+    def _unusable(self, tool: Tool, event: Event, run: ToolRun, exc: ArgumentError) -> msgspec.Raw:
+        _log.info("%s: unusable arguments", _tool_label(tool, event))
+        run.outcome = ToolOutcome.INVALID_ARGUMENTS
+        return self.raw(error_result(str(exc)))
+
     async def _once(
         self,
         tool: Tool,
@@ -362,9 +397,7 @@ class ToolCallsAnswerer:
             else:
                 kwargs = {} if arguments is None else msgspec.structs.asdict(arguments)
         except ArgumentError as exc:
-            _log.info("tool %s call=%s: unusable arguments", tool.name, masked(event.call.id))
-            run.outcome = ToolOutcome.INVALID_ARGUMENTS
-            return self.raw(error_result(str(exc))), True
+            return self._unusable(tool, event, run, exc), True
         if tool.fire_and_forget:
             try:
                 await self.sink.admit(event)
@@ -547,7 +580,9 @@ class ToolCallsAnswerer:
 
 
 def _tool_label(tool: Tool, event: Event) -> str:
-    return f"tool {tool.name} (call {masked(event.call.id)})"
+    # A call without a platform call is an MCP client's (answer_without_call).
+    where = f"call {masked(event.call.id)}" if event.call.id else "over MCP"
+    return f"tool {tool.name} ({where})"
 
 
 def _first_leaf(group: BaseExceptionGroup[Unavailable]) -> Unavailable:

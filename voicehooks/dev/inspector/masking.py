@@ -10,8 +10,9 @@ Masked by default, in a decoded delivery:
 * everything under ``customer`` (the caller: number, name, ...);
 * what was said or derived from it: a turn's ``content`` (text or a list of parts) or
   ``message``, ``transcript``, ``summary``, ``analysis``, ``recording_url``;
-* the values of tool-call arguments (the keys stay): callers dictate names, addresses and
-  order numbers, and the model passes them on;
+* the values of tool-call arguments (the keys stay), of a webhook's ``function`` and of an
+  MCP ``tools/call``'s ``params``: callers dictate names, addresses and order numbers, and
+  the model passes them on;
 * in ids, phone numbers with separators (``call-+31-6-5501-8342``) and runs of 7 or more
   digits (a call id made from a phone number), as the log does.
 
@@ -37,6 +38,9 @@ _LANGUAGES: Final = ("en", "nl")
 _SPOKEN: Final = frozenset(
     {"transcript", "summary", "analysis", "recording_url", "customer", "content"}
 )
+
+
+_CALLS: Final = frozenset({"function", "params"})  # a webhook tool call's, an MCP call's
 
 
 def mask(payload: Any) -> Any:
@@ -71,8 +75,7 @@ def _walk(value: Any, key: str | None, hide: bool) -> Any:
     hide = hide or key in _SPOKEN or (key == "message" and isinstance(value, str | list))
     if isinstance(value, dict):
         return {
-            k: _walk(v, k, hide or (key == "function" and k == "arguments"))
-            for k, v in value.items()
+            k: _walk(v, k, hide or (key in _CALLS and k == "arguments")) for k, v in value.items()
         }
     if isinstance(value, list):
         return [_walk(item, None, hide) for item in value]

@@ -91,7 +91,7 @@ def _row(entry: Entry) -> str:
         f'<tr class="delivery" data-id="{entry.id}">'
         f'<td><a href="{PREFIX}/deliveries/{entry.id}">#{entry.id}</a>{replay}</td>'
         f"<td>{_time(delivery.received_at)}</td>"
-        f"<td>{escape(delivery.event_type or '-')}</td>"
+        f"<td>{escape(delivery.event_type or '-')}{_over(delivery.transport)}</td>"
         f'<td><span class="status {_status_tone(delivery.status)}">{delivery.status}</span> '
         f"{escape(delivery.outcome)}</td>"
         f"<td>{_ms(delivery.duration_seconds)}</td>"
@@ -113,7 +113,7 @@ def delivery_page(entry: Entry, *, reveal: bool, replays: Iterable[Entry]) -> st
     call_id = delivery.call_id or "-"
     facts = [
         ("Call", f"<code>{escape(call_id if reveal else mask_id(call_id))}</code>"),
-        ("Event", escape(delivery.event_type or "-")),
+        ("Event", escape(delivery.event_type or "-") + _over(delivery.transport)),
         ("Received (UTC)", _time(delivery.received_at)),
         ("Status", f"{delivery.status} {escape(delivery.outcome)}"),
         ("Latency", _ms(delivery.duration_seconds)),
@@ -176,7 +176,13 @@ def _replay_fact(entry: Entry) -> str:
     return f'yes, of <a href="{PREFIX}/deliveries/{entry.replay_of}">#{entry.replay_of}</a>'
 
 
+def _over(transport: str) -> str:
+    return " (MCP)" if transport == "mcp" else ""
+
+
 def _replay_form(entry: Entry) -> str:
+    if entry.delivery.transport != "webhook":
+        return '<p class="note">Nothing to replay: an MCP call is not a webhook delivery.</p>'
     if entry.delivery.body is None or entry.delivery.event_type is None:
         return '<p class="note">Nothing to replay: this request was refused before decoding.</p>'
     return (

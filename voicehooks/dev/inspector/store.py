@@ -244,6 +244,7 @@ class _Saved(msgspec.Struct, array_like=True):
     is_replay: bool
     bypass_dedupe: bool
     tools: list[tuple[str, str, bool, str, float]]
+    transport: str = "webhook"
 
     @classmethod
     def of(cls, entry: Entry) -> _Saved:
@@ -268,10 +269,13 @@ class _Saved(msgspec.Struct, array_like=True):
                 (r.name, r.tool_call_id, r.registered, r.outcome, r.duration_seconds)
                 for r in d.tools
             ],
+            d.transport,
         )
 
     def entry(self) -> Entry:
-        delivery = Delivery([(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers])
+        delivery = Delivery(
+            [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers], self.transport
+        )
         delivery.received_at = self.received_at
         delivery.body = self.body.encode("latin-1") if self.body is not None else None
         delivery.event_type, delivery.call_id = self.event_type, self.call_id

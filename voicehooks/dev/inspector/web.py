@@ -218,6 +218,10 @@ class Inspector:
         delivery = entry.delivery
         if delivery.body is None or delivery.event_type is None:
             return _refuse("nothing to replay: it was refused before decoding", 409, wants_json)
+        if delivery.transport != "webhook":
+            return _refuse(
+                "nothing to replay: an MCP call is not a webhook delivery", 409, wants_json
+            )
         form = urllib.parse.parse_qs((await request.body()).decode("latin-1"))
         bypass = form.get("bypass_dedupe") == ["1"]
         status = await self.replay(entry.id, delivery.body, delivery.event_type, bypass)
