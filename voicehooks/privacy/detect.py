@@ -28,7 +28,7 @@ from . import checks, phones
 from .emails import emails, emails_at
 from .found import KINDS, Found, Kind
 from .languages import Lexicon, lexicon, word_set
-from .prefilter import places
+from .prefilter import lower, places
 from .scan import BREAK, Run, Token, Unit, role, run_start, runs, tokens, tokens_after
 
 __all__ = ["KINDS", "Found", "Kind", "find", "redact"]
@@ -56,7 +56,7 @@ def _find(text: str, words: Lexicon, *, everywhere: bool = False) -> list[Found]
     Reading every token is the plain way, and slow; usually only the places ``prefilter`` finds
     are read, with the same result (``tests/privacy/test_prefilter.py``).
     """
-    lowered = text.lower()
+    lowered = lower(text)
     spots = None if everywhere else places(text, lowered, words)
     if spots is None:
         found_tokens = tokens(text)

@@ -25,6 +25,7 @@ _EMAIL: Final = re.compile(r"[^\W_][\w.+-]*@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?
 _MAILBOX_REACH: Final = 80  # how far before an address its mailbox's first words may start
 _MAILBOX_BEFORE: Final = re.compile(r"([^\W_]+(?:[._-][^\W_]+)*[._-][^\W_]+) $")
 _OUTSIDE: Final = re.compile(r"[^\w.+@-]")  # no address holds one of these
+_NO_MAILBOX: Final = re.compile(r"[^\w.-]")  # nor the mailbox words before one
 _SPOKEN_DOMAINS: Final = word_set(
     "com nl org net io co uk de be eu fr info biz us ca au app dev me edu gov ai es it ch at se "
     "dk no pl nu email online shop"
@@ -32,8 +33,8 @@ _SPOKEN_DOMAINS: Final = word_set(
 _JOINING: Final = frozenset("@._-")  # no space between these and their neighbours
 _DOMAIN: Final = re.compile(r"[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
 # Text characters read before and after an "@" (more when an address reaches further).
-_BEFORE: Final = 160
-_AFTER: Final = 64
+_BEFORE: Final = 48
+_AFTER: Final = 48
 
 
 class _Copy(NamedTuple):
@@ -100,18 +101,26 @@ def _around(text: str, first: int, last: int, words: Lexicon) -> list[Found]:
         for match in _EMAIL.finditer(copy.text):
             if not first <= copy.origin[copy.text.index("@", match.start())].start <= last:
                 continue
-            whole_before = start == 0 or (
-                match.start() >= _MAILBOX_REACH
-                and _OUTSIDE.search(copy.text, 0, match.start()) is not None
-            )
-            whole_after = end == len(text) or _OUTSIDE.search(copy.text, match.end()) is not None
-            if not (whole_before and whole_after):
+            if not (start == 0 or _whole_before(copy.text, match.start())) or not (
+                end == len(text) or _OUTSIDE.search(copy.text, match.end()) is not None
+            ):
                 break  # the copy may end inside this address, or its mailbox: read more
             if item := _address(copy, match, words):
                 items.append(item)
         else:
             return items
         before, after = before * 4, after * 4
+
+
+def _whole_before(copy: str, start: int) -> bool:
+    """Whether a copy of part of a text holds all that the address ``_EMAIL`` found at
+    ``start`` depends on before it: where its run of address characters starts, and what
+    ``_MAILBOX_BEFORE`` would read (up to 80 characters, after a character of no mailbox)."""
+    return _OUTSIDE.search(copy, 0, start) is not None and (
+        start >= _MAILBOX_REACH
+        or copy[start - 1] != " "
+        or _NO_MAILBOX.search(copy, 0, start - 1) is not None
+    )
 
 
 def _copy(found_tokens: list[Token], words: Lexicon) -> _Copy:

@@ -30,7 +30,7 @@ from typing import Final, TypeAlias
 from . import scan
 from .languages import Lexicon
 
-__all__ = ["Places", "places"]
+__all__ = ["Places", "lower", "places"]
 
 _NUMBER, _AT, _PHRASE = 1, 2, 4  # what a word of the view starts (several bits: several things)
 _WORD: Final = re.compile(r"[^\W_]+")
@@ -84,14 +84,14 @@ def places(text: str, lowered: str, words: Lexicon) -> Places | None:
     raw = _latin1(lowered)
     view = b" " + raw.translate(_VIEW) + b" "
     marks = b" " + raw.translate(_MARKS) + b" "
-    seeds: list[tuple[int, int]] = []
+    seeds: list[tuple[int, int, bool]] = []  # start, end, a number word (or digits)
     phrases: list[tuple[int, int]] = []
     mail: list[int] = []
     for match in tables.words.finditer(view):
         start, end = match.start(), match.end() - 1  # the view has a space in front
         kind = tables.kinds[match.group()[1:]]
         if kind & _NUMBER:
-            seeds.append((start, end))
+            seeds.append((start, end, True))
         if kind & _AT and tables.domain.match(lowered, end) is not None:
             mail.append(start)
         if kind & _PHRASE:
@@ -107,18 +107,19 @@ def places(text: str, lowered: str, words: Lexicon) -> Places | None:
 
 
 def _runs(
-    text: str, seeds: list[tuple[int, int]], words: Lexicon, tables: _Tables
+    text: str, seeds: list[tuple[int, int, bool]], words: Lexicon, tables: _Tables
 ) -> list[tuple[int, int]]:
-    """The runs around ``seeds`` (tokens with digits, number words) long enough to check."""
+    """The runs around ``seeds`` (number words, tokens with digits) long enough to check."""
     found: list[tuple[int, int]] = []
     backwards = ""
     covered = 0
-    for start, end in sorted(seeds):
+    for start, end, number in sorted(seeds):
         if start < covered:
             continue  # in the run of an earlier seed
-        token = text[start:end]
-        if scan.role(token, token.lower(), words) == scan.BREAK:
-            continue  # digits in a word that is none ("9é")
+        if not number:
+            token = text[start:end]
+            if scan.role(token, token.lower(), words) == scan.BREAK:
+                continue  # digits in a word that is none ("9é")
         backwards = backwards or text[::-1]
         if (
             end - start < tables.shortest
@@ -133,14 +134,14 @@ def _runs(
     return found
 
 
-def _digits(view: bytes, marks: bytes) -> list[tuple[int, int]]:
+def _digits(view: bytes, marks: bytes) -> list[tuple[int, int, bool]]:
     """The text spans of the tokens that hold a digit (view offsets less its first space)."""
     found = []
     position = marks.find(b"0")
     while position >= 0:
         start = view.rfind(b" ", 0, position)  # the token's start, less one
         end = view.find(b" ", position)
-        found.append((start, end - 1))
+        found.append((start, end - 1, False))
         position = marks.find(b"0", end)
     return found
 
@@ -169,11 +170,24 @@ def _merged(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 # --- the view --------------------------------------------------------------------------------
 
 _OUTSIDE: Final = ord("ª")  # a letter beyond Latin-1, in the view
+_LOWER: Final = bytes(ord(chr(byte).lower()) for byte in range(256))  # all one Latin-1 byte
 _VIEW: Final = bytes(byte if chr(byte).isalnum() else 32 for byte in range(256))
 # Digits as "0", hyphens as they are, the rest spaces: where the digits and SSNs are.
 _MARKS: Final = bytes(
     48 if chr(byte).isdecimal() else byte if byte == 45 else 32 for byte in range(256)
 )
+
+
+def lower(text: str) -> str:
+    """``text.lower()``; by a byte table when every character is Latin-1, where that is the
+    same and ``str.lower`` is slow (it is fast for ASCII only)."""
+    if text.isascii():
+        return text.lower()
+    try:
+        encoded = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.lower()
+    return encoded.translate(_LOWER).decode("latin-1")
 
 
 def _latin1(lowered: str) -> bytes:
@@ -245,7 +259,7 @@ def _tables(words: Lexicon) -> _Tables | None:
             r"[\W_]*+(?:\Z|(?!(?i:" + plain + r")(?![^\W_]))[A-Za-z][a-z]++(?![^\W_]))"
         ),
         alone_before=re.compile(
-            r"[\W_]*+(?:\Z|(?!(?i:" + backwards + r")(?![^\W_]))[a-z]++[A-Za-z](?![^\W_]))"
+            r"[\W_]*+(?:\Z|(?!(?i:" + backwards + r")(?![^\W_]))[a-z][a-z]*+[A-Z]?+(?![^\W_]))"
         ),
         reach=max(map(len, phrases), default=0),
         shortest=8 if _short_words(words) else 0,
