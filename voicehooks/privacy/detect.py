@@ -69,8 +69,7 @@ def _find(text: str, words: Lexicon, *, everywhere: bool = False) -> list[Found]
             items += emails(found_tokens, words)
         return _without_overlaps(items)
     items = _in_context_near(text, lowered, words, spots.phrases, spots.reach)
-    for start, end in spots.runs:
-        items += _in_runs(text, runs(tokens(text, start, end), words), lowered, words)
+    items += _in_runs(text, spots.runs, lowered, words)
     for start in spots.ssns:
         items += _written_ssns(text, start, start + 11)
     items += emails_at(text, spots.mail, words)
@@ -140,11 +139,14 @@ def _ibans(units: tuple[Unit, ...]) -> list[Found]:
         if not (unit.letters and unit.chars[:2].isalpha()):
             continue
         characters = ""
+        length: int | None = None  # the country's: no other length passes
         for last in range(first, len(units)):
             characters += units[last].chars
-            if len(characters) > 34:
+            if length is None and len(characters) >= 2:
+                length = checks.IBAN_LENGTHS.get(characters[:2], 0)
+            if length is not None and len(characters) > length:
                 break
-            if checks.is_iban(characters):
+            if len(characters) == length and checks.is_iban(characters):
                 items.append(Found("iban", unit.start, units[last].end))
                 break
     return items
@@ -169,7 +171,8 @@ def _numbers(stretch: tuple[Unit, ...], hyphens: bool, lowered: str, words: Lexi
             digits += stretch[last].chars
             if len(digits) > 19:
                 break
-            ends.append((last, digits))
+            if len(digits) >= 8:  # shorter is no card, id or phone number
+                ends.append((last, digits))
         for last, digits in reversed(ends):  # the longest first
             kind = _kind(digits, stretch[first], last == len(stretch) - 1, lowered, words)
             if kind is not None:

@@ -13,6 +13,7 @@ match there is kept once nothing beyond the part read could change it (its chara
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final, NamedTuple
 
 from .found import Found
@@ -129,9 +130,10 @@ def _copy(found_tokens: list[Token], words: Lexicon) -> _Copy:
     spoken_at: set[int] = set()
     previous: Token | None = None
     previous_joins = False
+    connectors = _connectors(words)
     for token in found_tokens:
-        piece = _piece(token, words)
-        if token.text.lower() in words.at:
+        piece = connectors.get(token.text.lower(), token.text)
+        if piece == "@" and token.text.lower() in words.at:
             spoken_at.add(len(normal))
         joins = piece in _JOINING
         if previous is not None and previous.end < token.start and not (joins or previous_joins):
@@ -145,16 +147,14 @@ def _copy(found_tokens: list[Token], words: Lexicon) -> _Copy:
 
 def _piece(token: Token, words: Lexicon) -> str:
     """What ``token`` is in the copy: itself, or the character a spoken connector stands for."""
-    lowered = token.text.lower()
-    if lowered in words.at:
-        return "@"
-    if lowered in words.dot:
-        return "."
-    if lowered in words.underscore:
-        return "_"
-    if lowered in words.dash:
-        return "-"
-    return token.text
+    return _connectors(words).get(token.text.lower(), token.text)
+
+
+@lru_cache(maxsize=32)
+def _connectors(words: Lexicon) -> dict[str, str]:
+    """Each spoken connector and its character; a word that is two is an "at" first."""
+    pieces = dict.fromkeys(words.dash, "-") | dict.fromkeys(words.underscore, "_")
+    return pieces | dict.fromkeys(words.dot, ".") | dict.fromkeys(words.at, "@")
 
 
 def _address(copy: _Copy, match: re.Match[str], words: Lexicon) -> Found | None:

@@ -42,7 +42,7 @@ class Places:
     """Where ``detect`` reads: text offsets, in order.
 
     Attributes:
-        runs: ``(start, end)`` of each run worth its checks, whole (``scan.run_around``).
+        runs: each run worth its checks (with 8 characters or more), whole.
         phrases: ``(start, stop)`` windows: every match of a context phrase starts in one,
             and ends at most ``reach`` characters after its ``stop``.
         reach: the length of the longest context phrase.
@@ -50,7 +50,7 @@ class Places:
         mail: where an "@" or a spoken "at" that a domain can follow starts.
     """
 
-    runs: list[tuple[int, int]]
+    runs: list[scan.Run]
     phrases: list[tuple[int, int]]
     reach: int
     ssns: list[int]
@@ -108,9 +108,9 @@ def places(text: str, lowered: str, words: Lexicon) -> Places | None:
 
 def _runs(
     text: str, seeds: list[tuple[int, int, bool]], words: Lexicon, tables: _Tables
-) -> list[tuple[int, int]]:
+) -> list[scan.Run]:
     """The runs around ``seeds`` (number words, tokens with digits) long enough to check."""
-    found: list[tuple[int, int]] = []
+    found: list[scan.Run] = []
     backwards = ""
     covered = 0
     for start, end, number in sorted(seeds):
@@ -127,10 +127,10 @@ def _runs(
             and tables.alone_before.match(backwards, len(text) - start) is not None
         ):
             continue  # "een moment": a run of one short number
-        start, end = scan.run_around(text, backwards, start, end, words)
-        covered = end
-        if end - start >= tables.shortest:
-            found.append((start, end))
+        for run in scan.run_around(text, backwards, start, end, words):
+            covered = run.units[-1].end
+            if sum(len(unit.chars) for unit in run.units) >= 8:  # a phone number's least
+                found.append(run)
     return found
 
 
@@ -238,10 +238,10 @@ def _tables(words: Lexicon) -> _Tables | None:
             return None
         kinds[anchor] = kinds.get(anchor, 0) | _PHRASE
     joiners = sorted({*words.dot, *words.underscore, *words.dash}, key=len, reverse=True)
-    plain = _trie(sorted({*words.numbers, *words.repeats, *words.plus, *words.fillers}))
-    backwards = _trie(
-        sorted(word[::-1] for word in {*words.numbers, *words.repeats, *words.plus, *words.fillers})
-    )
+    in_runs = {*words.numbers, *words.repeats, *words.plus, *words.fillers}
+    plain, backwards = _trie(sorted(in_runs)), _trie(sorted(word[::-1] for word in in_runs))
+    signs = {"+", "(", *scan.SEPARATORS, *(word for word in in_runs if len(word) == 1)}
+    over = r"(?:\s|[" + re.escape("".join(sorted(signs))) + r"])*+"
     return _Tables(
         words=re.compile(
             b" (?:" + _trie([k.decode("latin-1") for k in kinds]).encode("latin-1") + b")(?= )"
@@ -253,13 +253,17 @@ def _tables(words: Lexicon) -> _Tables | None:
             + "|".join(map(re.escape, joiners))
             + r")(?![^\W_]))"
         ),
-        # Signs, then a word that ends a run (letters, lower-case but the first, no word of
-        # the tables), or the end: a number before it is alone in its run, from the right.
+        # Spaces and signs a run goes on over ("," "-"), then one that ends it (":") or a word
+        # that does (letters, lower-case but the first, no word of the tables), or the end:
+        # a token before that is alone in its run, as far as its right side goes.
         alone_after=re.compile(
-            r"[\W_]*+(?:\Z|(?!(?i:" + plain + r")(?![^\W_]))[A-Za-z][a-z]++(?![^\W_]))"
+            over + r"(?:(?![^\W_])|(?!(?i:" + plain + r")(?![^\W_]))[A-Za-z][a-z]++(?![^\W_]))"
         ),
         alone_before=re.compile(
-            r"[\W_]*+(?:\Z|(?!(?i:" + backwards + r")(?![^\W_]))[a-z][a-z]*+[A-Z]?+(?![^\W_]))"
+            over
+            + r"(?:(?![^\W_])|(?!(?i:"
+            + backwards
+            + r")(?![^\W_]))[a-z][a-z]*+[A-Z]?+(?![^\W_]))"
         ),
         reach=max(map(len, phrases), default=0),
         shortest=8 if _short_words(words) else 0,

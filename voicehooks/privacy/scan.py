@@ -22,12 +22,12 @@ from .languages import Lexicon
 
 __all__ = [
     "BREAK",
+    "SEPARATORS",
     "Run",
     "Token",
     "Unit",
     "role",
     "run_around",
-    "run_end",
     "run_start",
     "runs",
     "tokens",
@@ -36,7 +36,7 @@ __all__ = [
 
 _TOKEN: Final = re.compile(r"[^\W_]+|\S")
 _NEXT_TOKEN: Final = re.compile(r"\s*([^\W_]+|\S)")  # also the previous one, in the text reversed
-_SEPARATORS: Final = frozenset("-.()/,")
+SEPARATORS: Final = frozenset("-.()/,")  # signs a run goes on over
 
 # What a token does in a run (see ``runs``).
 DIGITS, NUMBER, REPEAT, PLUS, OPEN, SEPARATOR, LETTERS, BREAK = range(8)
@@ -109,7 +109,7 @@ def role(text: str, lowered: str, lexicon: Lexicon) -> int:
         return PLUS
     if text == "(":
         return OPEN
-    if text in _SEPARATORS or lowered in lexicon.fillers:
+    if text in SEPARATORS or lowered in lexicon.fillers:
         return SEPARATOR
     if text.isascii() and text.isalnum() and (len(text) == 1 or _spelled(text)):
         return LETTERS
@@ -118,15 +118,55 @@ def role(text: str, lowered: str, lexicon: Lexicon) -> int:
 
 def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
     """The runs of ``found_tokens``: each maximal stretch of units and separators."""
+    read: list[_Read] = []
+    for token in found_tokens:
+        lowered = token.text.lower()
+        read.append((token, lowered, role(token.text, lowered, lexicon)))
+    return _runs(read, lexicon)
+
+
+def run_around(text: str, backwards: str, start: int, end: int, lexicon: Lexicon) -> list[Run]:
+    """The run that holds the tokens of ``text[start:end]`` (the runs, if one ends a run).
+
+    The tokens before and after are read one by one up to one that ends a run (``BREAK``) or
+    the text's end; ``backwards`` is ``text[::-1]``, to read the ones before.
+    """
+    read: list[_Read] = []  # the tokens before, nearest first
+    size = len(text)
+    position = start
+    while (match := _NEXT_TOKEN.match(backwards, size - position)) is not None:
+        token = match.group(1)[::-1]
+        lowered = token.lower()
+        kind = role(token, lowered, lexicon)
+        if kind == BREAK:
+            break
+        position = size - match.end()
+        read.append((Token(token, position, position + len(token)), lowered, kind))
+    read.reverse()
+    for token in tokens(text, start, end):
+        lowered = token.text.lower()
+        read.append((token, lowered, role(token.text, lowered, lexicon)))
+    for match in _TOKEN.finditer(text, end):
+        text_of = match.group()
+        lowered = text_of.lower()
+        kind = role(text_of, lowered, lexicon)
+        if kind == BREAK:
+            break
+        read.append((Token(text_of, match.start(), match.end()), lowered, kind))
+    return _runs(read, lexicon)
+
+
+_Read = tuple[Token, str, int]  # a token, lower-cased, and its role
+
+
+def _runs(found_tokens: list[_Read], lexicon: Lexicon) -> list[Run]:
     result: list[Run] = []
     units: list[Unit] = []
     repeat = 1
     plus = False
     lead: int | None = None  # where a "+" or "(" right before the next unit starts
-    for token in found_tokens:
+    for token, lowered, kind in found_tokens:
         text = token.text
-        lowered = text.lower()
-        kind = role(text, lowered, lexicon)
         start = token.start if lead is None else lead
         if kind == DIGITS:
             units.append(Unit(text * repeat, start, token.end, False, plus, written=True))
@@ -165,35 +205,14 @@ def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
     return result
 
 
-def run_around(
-    text: str, backwards: str, start: int, end: int, lexicon: Lexicon
-) -> tuple[int, int]:
-    """Where the run holding the tokens ``text[start:end]`` starts and ends.
-
-    The tokens before and after are read one by one up to one that ends a run (``BREAK``) or
-    the text's end; ``backwards`` is ``text[::-1]``, to read the ones before.
-    """
-    return run_start(text, backwards, start, lexicon), run_end(text, end, lexicon)
-
-
 def run_start(text: str, backwards: str, position: int, lexicon: Lexicon) -> int:
-    """Where the run the tokens right before ``position`` belong to starts (see ``run_around``)."""
+    """Where the run the tokens right before ``position`` belong to starts (``run_around``)."""
     size = len(text)
     while (match := _NEXT_TOKEN.match(backwards, size - position)) is not None:
         token = match.group(1)[::-1]
         if role(token, token.lower(), lexicon) == BREAK:
             break
         position = size - match.end()
-    return position
-
-
-def run_end(text: str, position: int, lexicon: Lexicon) -> int:
-    """Where the run the tokens right after ``position`` belong to ends (see ``run_around``)."""
-    while (match := _NEXT_TOKEN.match(text, position)) is not None:
-        token = match.group(1)
-        if role(token, token.lower(), lexicon) == BREAK:
-            break
-        position = match.end()
     return position
 
 
