@@ -12,8 +12,8 @@ built-in phone rule:
 
 * *a call* (:func:`conversation`): what a 30 KB end-of-call report's transcript looks like,
   mostly words and some numbers: 72 turns of about 400 characters of ordinary sentences,
-  every fourth turn holding one utterance of the corpus (positives and negatives in turn), so
-  9 personal items and 9 numbers that stay;
+  every fourth turn holding one utterance of the corpus (positives and negatives in turn): 18
+  in 30 KB, 9 of them with personal items;
 * *numbers only* (:func:`number_dense`), the worst case: the corpus's turns one after the
   other, every line a number.
 
