@@ -9,7 +9,8 @@ can find something:
   ``bytes.find``, number words by one regular expression, each grown to its whole run;
 * every "@", and each spoken "at" that a domain can follow (a word, then a dot or another
   joining word: ``jan at example dot com``);
-* the context phrases ("security code", "geboren"), by one word of each.
+* the context phrases ("security code", "geboren"), each by its longest stretch of words
+  that holds no number word and no "at" (the search finds those as themselves).
 
 Both searches read a *view* of the text: lower-cased, one byte per character (Latin-1; a
 character beyond it becomes ``0`` if it is a digit, ``ª`` if it is a letter), and every
@@ -67,7 +68,7 @@ class _Tables:
     alone_after: re.Pattern[str]  # from a token's end: no other token of its run follows
     alone_before: re.Pattern[str]  # the same, in the text reversed: none comes before
     reach: int  # the longest context phrase: how far from its word a phrase can end
-    shortest: int  # a run shorter than this holds no card, IBAN, id or phone number
+    shortest: int  # a token alone in its run and shorter than this is no item (0: none is)
 
 
 def places(text: str, lowered: str, words: Lexicon) -> Places | None:
@@ -266,7 +267,7 @@ def _tables(words: Lexicon) -> _Tables | None:
             + r")(?![^\W_]))[a-z][a-z]*+[A-Z]?+(?![^\W_]))"
         ),
         reach=max(map(len, phrases), default=0),
-        shortest=8 if _short_words(words) else 0,
+        shortest=8 if _units_fit_tokens(words) else 0,
     )
 
 
@@ -295,14 +296,15 @@ def _anchor(phrase: str, kinds: dict[bytes, int]) -> bytes | None:
     return None if encoded is None else encoded.translate(_VIEW)
 
 
-def _short_words(words: Lexicon) -> bool:
-    """Whether a run is never shorter than its digits (8 for the shortest phone number).
+def _units_fit_tokens(words: Lexicon) -> bool:
+    """Whether a token alone in its run makes no more characters of units than it has.
 
-    True when no number word has more digits than letters and every repeating word ("double")
-    is 6 letters or more: a run with one is then 8 characters at least.
+    True when no number word has more digits than letters, and no repeating word ("double")
+    is a sign: a word next to a number keeps ``alone_before`` from matching, a sign would not.
+    A lone token shorter than 8 characters is then no card, IBAN, id or phone number.
     """
     return all(len(digits) <= len(word) for word, digits in words.numbers.items()) and all(
-        len(word) >= 6 for word in words.repeats
+        _WORD.fullmatch(word) for word in words.repeats
     )
 
 
