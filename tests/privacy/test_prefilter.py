@@ -82,6 +82,8 @@ def test_the_corpus_and_the_benchmark_texts_read_the_same_either_way() -> None:
         "write to jan at my-shop dot com or piet at my_shop dot nl",
         "mail jan dot de vries at a dash very dash long dash name dot example dot com",
         "mail " + "a." * 60 + "b at example dot com",  # the mailbox reaches far back
+        "shop@tweeënzeventig - negenenzeventigvierennegentig. there(x",  # a domain past 48
+        "x inssn@De de(twintig online een. code@social - OnlineVIERENVIJFTIGZeven_works. her",
         "İ 4111 1111 1111 1111",  # its lower case is longer: read whole
         "٤١١١١١١١١١١١١١١١ and ٠٦٥٥٠١٨٣٤٢",  # digits beyond Latin-1
         "it\u2019s 0655018342 \u2014 call ½ past ł",

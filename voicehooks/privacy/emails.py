@@ -98,19 +98,37 @@ def _around(text: str, first: int, last: int, words: Lexicon) -> list[Found]:
         end = text.find(" ", last + after)
         end = len(text) if end < 0 else end
         copy = _copy(tokens(text, start, end), words)
-        items: list[Found] = []
-        for match in _EMAIL.finditer(copy.text):
-            if not first <= copy.origin[copy.text.index("@", match.start())].start <= last:
-                continue
-            if not (start == 0 or _whole_before(copy.text, match.start())) or not (
-                end == len(text) or _OUTSIDE.search(copy.text, match.end()) is not None
-            ):
-                break  # the copy may end inside this address, or its mailbox: read more
-            if item := _address(copy, match, words):
-                items.append(item)
-        else:
+        items = _read(copy, first, last, start == 0, end == len(text), words)
+        if items is not None:
             return items
-        before, after = before * 4, after * 4
+        before, after = before * 4, after * 4  # the copy may end inside an address: read more
+
+
+def _read(
+    copy: _Copy, first: int, last: int, from_start: bool, to_end: bool, words: Lexicon
+) -> list[Found] | None:
+    """The addresses in ``copy`` whose "@" starts between ``first`` and ``last``, or ``None``
+    if what decides them may lie beyond it: the run of address characters around each such
+    "@" must end inside (or the copy start or end with the text's), and so must the part
+    ``_MAILBOX_BEFORE`` reads."""
+    text = copy.text
+    at = text.find("@")
+    while at >= 0:
+        if first <= copy.origin[at].start <= last and not (
+            (from_start or _OUTSIDE.search(text, 0, at) is not None)
+            and (to_end or _OUTSIDE.search(text, at) is not None)
+        ):
+            return None
+        at = text.find("@", at + 1)
+    items: list[Found] = []
+    for match in _EMAIL.finditer(text):
+        if not first <= copy.origin[text.index("@", match.start())].start <= last:
+            continue
+        if not (from_start or _whole_before(text, match.start())):
+            return None
+        if item := _address(copy, match, words):
+            items.append(item)
+    return items
 
 
 def _whole_before(copy: str, start: int) -> bool:
