@@ -22,29 +22,16 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final
 
 from . import checks, phones
+from .emails import emails, emails_at
+from .found import KINDS, Found, Kind
 from .languages import Lexicon, lexicon, word_set
-from .scan import Run, Token, Unit, runs, tokens
+from .prefilter import lower, places
+from .scan import BREAK, Run, Token, Unit, role, run_start, runs, tokens, tokens_after
 
 __all__ = ["KINDS", "Found", "Kind", "find", "redact"]
-
-Kind = Literal[
-    "birth_date", "card", "card_code", "card_expiry", "email", "iban", "national_id", "phone"
-]
-KINDS: Final[tuple[Kind, ...]] = (
-    "birth_date", "card", "card_code", "card_expiry", "email", "iban", "national_id", "phone"
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """One personal item: its kind and where it is, ``text[start:end]``."""
-
-    kind: Kind
-    start: int
-    end: int
 
 
 def find(text: str, *, languages: Sequence[str] = ("en",)) -> list[Found]:
@@ -60,16 +47,32 @@ def find(text: str, *, languages: Sequence[str] = ("en",)) -> list[Found]:
         >>> [(item.kind, text[item.start:item.end]) for item in find(text)]
         [('card', '4111 1111 1111 1111')]
     """
-    words = lexicon(tuple(languages))
-    found_tokens = tokens(text)
-    found_runs = runs(found_tokens, words)
-    lowered = text.lower()
-    # The context kinds first: a date after "born on" is a date of birth, whatever else it is.
-    items = _in_context(found_tokens, found_runs, lowered, words)
-    items += _in_runs(text, found_runs, lowered, words)
-    items += _written_ssns(text)
-    if "@" in text or any(token.text.lower() in words.at for token in found_tokens):
-        items += _emails(text, found_tokens, words)
+    return _find(text, lexicon(tuple(languages)))
+
+
+def _find(text: str, words: Lexicon, *, everywhere: bool = False) -> list[Found]:
+    """``find`` with the languages' tables; ``everywhere``: read every token of the text.
+
+    Reading every token is the plain way, and slow; usually only the places ``prefilter`` finds
+    are read, with the same result (``tests/privacy/test_prefilter.py``).
+    """
+    lowered = lower(text)
+    spots = None if everywhere else places(text, lowered, words)
+    if spots is None:
+        found_tokens = tokens(text)
+        found_runs = runs(found_tokens, words)
+        # The context kinds first: a date after "born on" is a date of birth, whatever else it is.
+        items = _in_context(found_tokens, found_runs, lowered, words)
+        items += _in_runs(text, found_runs, lowered, words)
+        items += _written_ssns(text, 0, len(text))
+        if "@" in text or any(token.text.lower() in words.at for token in found_tokens):
+            items += emails(found_tokens, words)
+        return _without_overlaps(items)
+    items = _in_context_near(text, lowered, words, spots.phrases, spots.reach)
+    items += _in_runs(text, spots.runs, lowered, words)
+    for start in spots.ssns:
+        items += _written_ssns(text, start, start + 11)
+    items += emails_at(text, spots.mail, words)
     return _without_overlaps(items)
 
 
@@ -136,11 +139,14 @@ def _ibans(units: tuple[Unit, ...]) -> list[Found]:
         if not (unit.letters and unit.chars[:2].isalpha()):
             continue
         characters = ""
+        length: int | None = None  # the country's: no other length passes
         for last in range(first, len(units)):
             characters += units[last].chars
-            if len(characters) > 34:
+            if length is None and len(characters) >= 2:
+                length = checks.IBAN_LENGTHS.get(characters[:2], 0)
+            if length is not None and len(characters) > length:
                 break
-            if checks.is_iban(characters):
+            if len(characters) == length and checks.is_iban(characters):
                 items.append(Found("iban", unit.start, units[last].end))
                 break
     return items
@@ -165,7 +171,8 @@ def _numbers(stretch: tuple[Unit, ...], hyphens: bool, lowered: str, words: Lexi
             digits += stretch[last].chars
             if len(digits) > 19:
                 break
-            ends.append((last, digits))
+            if len(digits) >= 8:  # shorter is no card, id or phone number
+                ends.append((last, digits))
         for last, digits in reversed(ends):  # the longest first
             kind = _kind(digits, stretch[first], last == len(stretch) - 1, lowered, words)
             if kind is not None:
@@ -206,10 +213,11 @@ def _phrases(phrases: tuple[str, ...]) -> re.Pattern[str]:
 _SSN: Final = re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])")
 
 
-def _written_ssns(text: str) -> list[Found]:
+def _written_ssns(text: str, start: int, end: int) -> list[Found]:
+    """The SSNs written ``123-45-6789`` in ``text[start:end]``, with what comes right after."""
     return [
         Found("national_id", match.start(), match.end())
-        for match in _SSN.finditer(text)
+        for match in _SSN.finditer(text, start, end + 1)
         if checks.is_ssn("".join(match.groups()))
     ]
 
@@ -229,19 +237,67 @@ _MONTHS: Final = word_set(
 def _in_context(
     found_tokens: list[Token], found_runs: list[Run], lowered: str, words: Lexicon
 ) -> list[Found]:
+    """The dates of birth, card codes and expiry dates in a whole text."""
     items: list[Found] = []
     stretches = [stretch for run in found_runs for stretch in run.digit_runs()]
     starts = _Starts([token.start for token in found_tokens], [s[0].start for s in stretches])
-    for kind, phrases in (
-        ("birth_date", words.birth_date),
-        ("card_code", words.card_code),
-        ("card_expiry", words.card_expiry),
-    ):
+    for kind, phrases in _context_phrases(words):
         for match in _phrases(phrases).finditer(lowered):
             found = _after_context(kind, match.end(), found_tokens, stretches, starts)
             if found is not None:
                 items.append(found)
     return items
+
+
+def _in_context_near(
+    text: str, lowered: str, words: Lexicon, windows: list[tuple[int, int]], reach: int
+) -> list[Found]:
+    """``_in_context`` reading only ``windows``: every phrase match starts in one, and ends at
+    most ``reach`` characters after it (``prefilter``)."""
+    items: list[Found] = []
+    backwards = ""
+    for kind, phrases in _context_phrases(words):
+        pattern = _phrases(phrases)
+        for start, stop in windows:
+            # Past ``stop`` only as far as a match from before it can reach: whatever the
+            # search finds further (a phrase cut off by that end) starts after ``stop``.
+            for match in pattern.finditer(lowered, start, stop + reach + 1):
+                if match.start() >= stop:
+                    break
+                backwards = backwards or text[::-1]
+                end = match.end()
+                found_tokens = _tokens_near(text, backwards, end, words)
+                stretches = [s for run in runs(found_tokens, words) for s in run.digit_runs()]
+                starts = _Starts([t.start for t in found_tokens], [s[0].start for s in stretches])
+                found = _after_context(kind, end, found_tokens, stretches, starts)
+                if found is not None:
+                    items.append(found)
+    return items
+
+
+def _context_phrases(words: Lexicon) -> tuple[tuple[Kind, tuple[str, ...]], ...]:
+    return (
+        ("birth_date", words.birth_date),
+        ("card_code", words.card_code),
+        ("card_expiry", words.card_expiry),
+    )
+
+
+def _tokens_near(text: str, backwards: str, end: int, words: Lexicon) -> list[Token]:
+    """The tokens ``_after_context`` reads after a phrase ending at ``end``, in whole runs.
+
+    Those of the run that holds the phrase's end, and the ones after it up to the first that
+    ends a run beyond the context's reach.
+    """
+    found = tokens(text, run_start(text, backwards, end, words), end)
+    for token in tokens_after(text, end):
+        if (
+            token.start > end + _CONTEXT_CHARACTERS
+            and role(token.text, token.text.lower(), words) == BREAK
+        ):
+            break
+        found.append(token)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,59 +355,3 @@ def _after_context(
         elif len(digits) >= 4 and digits[-4:-2] in ("19", "20") and (between or len(digits) >= 6):
             return Found("birth_date", first.start, stretch[-1].end)
     return None
-
-
-# --- e-mail addresses, written and spoken ---------------------------------------------------------
-
-_EMAIL: Final = re.compile(r"[^\W_][\w.+-]*@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+")
-_MAILBOX_BEFORE: Final = re.compile(r"([^\W_]+(?:[._-][^\W_]+)*[._-][^\W_]+) $")
-_SPOKEN_DOMAINS: Final = word_set(
-    "com nl org net io co uk de be eu fr info biz us ca au app dev me edu gov ai es it ch at se "
-    "dk no pl nu email online shop"
-)
-
-
-def _emails(text: str, found_tokens: list[Token], words: Lexicon) -> list[Found]:
-    """Addresses in a copy of the text where spoken connectors became their characters.
-
-    ``jan dot de vries at example dot nl`` reads ``jan.de vries@example.nl``; each
-    character of the copy knows the token it came from, so a match maps back to the words.
-    """
-    normal: list[str] = []
-    origin: list[Token] = []
-    spoken_at: set[int] = set()
-    previous: Token | None = None
-    previous_joins = False
-    for token in found_tokens:
-        lowered = token.text.lower()
-        piece = token.text
-        if lowered in words.at:
-            piece = "@"
-            spoken_at.add(len(normal))
-        elif lowered in words.dot:
-            piece = "."
-        elif lowered in words.underscore:
-            piece = "_"
-        elif lowered in words.dash:
-            piece = "-"
-        joins = piece in ("@", ".", "_", "-")
-        if previous is not None and previous.end < token.start and not (joins or previous_joins):
-            normal.append(" ")
-            origin.append(previous)
-        normal += piece
-        origin += [token] * len(piece)
-        previous, previous_joins = token, joins
-    copy = "".join(normal)
-    items = []
-    for match in _EMAIL.finditer(copy):
-        start, at = match.start(), copy.index("@", match.start())
-        if at in spoken_at:
-            mailbox_word = re.split(r"[._-]", copy[start:at])[-1].lower()
-            top_level = match.group().rsplit(".", 1)[-1].lower()
-            if mailbox_word in words.not_mailbox or top_level not in _SPOKEN_DOMAINS:
-                continue
-        before = _MAILBOX_BEFORE.search(copy, max(0, start - 80), start)
-        if before is not None and before.group(1).split(".")[0].lower() not in words.not_mailbox:
-            start = before.start(1)
-        items.append(Found("email", origin[start].start, origin[match.end() - 1].end))
-    return items

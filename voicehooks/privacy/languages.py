@@ -179,7 +179,7 @@ def add_language(language: Language) -> None:
     lexicon.cache_clear()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per set of codes
 class Lexicon:
     """The tables of several languages merged: what the scanner looks words up in."""
 

@@ -6,24 +6,43 @@ a number word, a spelled letter) that only separators (spaces, ``-``, ``.``, ``(
 ``/``, ``,``) and hesitations (``uh``) keep apart. Each unit remembers where in the text it
 came from, so whatever a check finds in the run's characters maps back to the words that
 held them. A time (``9:30``) is two runs: a colon ends one.
+
+Every token has one :func:`role`; only a ``BREAK`` ends a run, so a run can be read on its own
+from the token after one ``BREAK`` to the token before the next (:func:`run_around` finds
+those edges without reading the rest of the text).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Iterator
+from typing import Final, NamedTuple
 
 from .languages import Lexicon
 
-__all__ = ["Run", "Token", "Unit", "runs", "tokens"]
+__all__ = [
+    "BREAK",
+    "SEPARATORS",
+    "Run",
+    "Token",
+    "Unit",
+    "role",
+    "run_around",
+    "run_start",
+    "runs",
+    "tokens",
+    "tokens_after",
+]
 
 _TOKEN: Final = re.compile(r"[^\W_]+|\S")
-_SEPARATORS: Final = frozenset("-.()/,")
+_NEXT_TOKEN: Final = re.compile(r"\s*([^\W_]+|\S)")  # also the previous one, in the text reversed
+SEPARATORS: Final = frozenset("-.()/,")  # signs a run goes on over
+
+# What a token does in a run (see ``runs``).
+DIGITS, NUMBER, REPEAT, PLUS, OPEN, SEPARATOR, LETTERS, BREAK = range(8)
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """A run of letters or digits, or one other visible character, and where it is."""
 
     text: str
@@ -31,8 +50,7 @@ class Token:
     end: int
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+class Unit(NamedTuple):
     """Characters of a run (digits, or upper-case letters and digits) and their source span."""
 
     chars: str
@@ -44,8 +62,7 @@ class Unit:
     written: bool = False  # digits as digits, not words
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(NamedTuple):
     """Units only separators keep apart."""
 
     units: tuple[Unit, ...]
@@ -66,25 +83,94 @@ class Run:
         return stretches
 
 
-def tokens(text: str) -> list[Token]:
-    """The tokens of ``text``."""
-    return [Token(match.group(), match.start(), match.end()) for match in _TOKEN.finditer(text)]
+def tokens(text: str, start: int = 0, end: int | None = None) -> list[Token]:
+    """The tokens of ``text[start:end]``; both ends must be token boundaries."""
+    return [
+        Token(match.group(), match.start(), match.end())
+        for match in _TOKEN.finditer(text, start, len(text) if end is None else end)
+    ]
+
+
+def tokens_after(text: str, start: int) -> Iterator[Token]:
+    """The tokens of ``text`` from ``start`` (a token boundary) on, one by one."""
+    for match in _TOKEN.finditer(text, start):
+        yield Token(match.group(), match.start(), match.end())
+
+
+def role(text: str, lowered: str, lexicon: Lexicon) -> int:
+    """What the token ``text`` (``lowered``: the same, lower-cased) does in a run."""
+    if text.isdecimal():  # not isdigit(): "²" is no digit a check could read
+        return DIGITS
+    if lowered in lexicon.numbers:
+        return NUMBER
+    if lowered in lexicon.repeats:
+        return REPEAT
+    if text == "+" or lowered in lexicon.plus:
+        return PLUS
+    if text == "(":
+        return OPEN
+    if text in SEPARATORS or lowered in lexicon.fillers:
+        return SEPARATOR
+    if text.isascii() and text.isalnum() and (len(text) == 1 or _spelled(text)):
+        return LETTERS
+    return BREAK
 
 
 def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
     """The runs of ``found_tokens``: each maximal stretch of units and separators."""
+    read: list[_Read] = []
+    for token in found_tokens:
+        lowered = token.text.lower()
+        read.append((token, lowered, role(token.text, lowered, lexicon)))
+    return _runs(read, lexicon)
+
+
+def run_around(text: str, backwards: str, start: int, end: int, lexicon: Lexicon) -> list[Run]:
+    """The run that holds the tokens of ``text[start:end]`` (the runs, if one ends a run).
+
+    The tokens before and after are read one by one up to one that ends a run (``BREAK``) or
+    the text's end; ``backwards`` is ``text[::-1]``, to read the ones before.
+    """
+    read: list[_Read] = []  # the tokens before, nearest first
+    size = len(text)
+    position = start
+    while (match := _NEXT_TOKEN.match(backwards, size - position)) is not None:
+        token = match.group(1)[::-1]
+        lowered = token.lower()
+        kind = role(token, lowered, lexicon)
+        if kind == BREAK:
+            break
+        position = size - match.end()
+        read.append((Token(token, position, position + len(token)), lowered, kind))
+    read.reverse()
+    for token in tokens(text, start, end):
+        lowered = token.text.lower()
+        read.append((token, lowered, role(token.text, lowered, lexicon)))
+    for match in _TOKEN.finditer(text, end):
+        text_of = match.group()
+        lowered = text_of.lower()
+        kind = role(text_of, lowered, lexicon)
+        if kind == BREAK:
+            break
+        read.append((Token(text_of, match.start(), match.end()), lowered, kind))
+    return _runs(read, lexicon)
+
+
+_Read = tuple[Token, str, int]  # a token, lower-cased, and its role
+
+
+def _runs(found_tokens: list[_Read], lexicon: Lexicon) -> list[Run]:
     result: list[Run] = []
     units: list[Unit] = []
     repeat = 1
     plus = False
     lead: int | None = None  # where a "+" or "(" right before the next unit starts
-    for token in found_tokens:
+    for token, lowered, kind in found_tokens:
         text = token.text
-        lowered = text.lower()
         start = token.start if lead is None else lead
-        if text.isdigit():
+        if kind == DIGITS:
             units.append(Unit(text * repeat, start, token.end, False, plus, written=True))
-        elif lowered in lexicon.numbers:
+        elif kind == NUMBER:
             digits = lexicon.numbers[lowered]
             previous = units[-1] if units else None
             if previous is not None and previous.tens and len(digits) == 1 and digits != "0":
@@ -94,20 +180,20 @@ def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
             else:
                 tens = len(digits) == 2 and digits.endswith("0") and digits != "10"
                 units.append(Unit(digits * repeat, start, token.end, False, plus, tens))
-        elif lowered in lexicon.repeats:
+        elif kind == REPEAT:
             repeat = lexicon.repeats[lowered]
             lead = start
             continue
-        elif text == "+" or lowered in lexicon.plus:
+        elif kind == PLUS:
             plus = True
             lead = start
             continue
-        elif text == "(":
+        elif kind == OPEN:
             lead = start
             continue
-        elif text in _SEPARATORS or lowered in lexicon.fillers:
+        elif kind == SEPARATOR:
             continue
-        elif text.isascii() and text.isalnum() and (len(text) == 1 or _spelled(text)):
+        elif kind == LETTERS:
             units.append(Unit(text.upper(), token.start, token.end, True))
         else:
             if units:
@@ -117,6 +203,17 @@ def runs(found_tokens: list[Token], lexicon: Lexicon) -> list[Run]:
     if units:
         result.append(Run(tuple(units)))
     return result
+
+
+def run_start(text: str, backwards: str, position: int, lexicon: Lexicon) -> int:
+    """Where the run the tokens right before ``position`` belong to starts (``run_around``)."""
+    size = len(text)
+    while (match := _NEXT_TOKEN.match(backwards, size - position)) is not None:
+        token = match.group(1)[::-1]
+        if role(token, token.lower(), lexicon) == BREAK:
+            break
+        position = size - match.end()
+    return position
 
 
 def _spelled(text: str) -> bool:
