@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.postgres_server import PostgresServer, running_postgres
 from tests.helpers.redis_server import RedisServer, running_redis
 from tests.helpers.servers import free_port, running_server  # noqa: F401  (re-exported for tests)
 
@@ -29,6 +30,7 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> str:
 def _no_redis_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's VOICEHOOKS_REDIS_URL must not turn every test app into a Redis client.
     monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_STORE_URL", raising=False)
     monkeypatch.delenv("VOICEHOOKS_QUEUE_URL", raising=False)
 
 
@@ -40,3 +42,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """
     with running_redis(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster for the session (initdb takes seconds), stopped after.
+
+    Skips when PostgreSQL is not installed, except under ``CI``, where it fails.
+    """
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database on the session's cluster: each test starts with no tables."""
+    return postgres_server.new_database()

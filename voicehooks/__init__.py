@@ -30,8 +30,10 @@ from .pipeline.assistant import AssistantResponse
 from .pipeline.toolcalls import ToolResult
 from .settings import Background, Deadlines, Duplicates, Limits, Platform
 from .state.callstate import CallState
+from .state.postgres import PostgresStore
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
-from .work.queue import RedisQueue
+from .work.pgqueue import PostgresQueue
+from .work.queue import RedisQueue, WorkQueue
 
 __version__ = "0.1.0"
 
@@ -56,6 +58,8 @@ __all__ = [
     "Observer",
     "Platform",
     "PlatformClient",
+    "PostgresQueue",
+    "PostgresStore",
     "Reconciliation",
     "RedisQueue",
     "RedisStore",
@@ -66,6 +70,7 @@ __all__ = [
     "ToolResult",
     "VoiceHooks",
     "VoiceHooksError",
+    "WorkQueue",
     "__version__",
     "sign",
 ]

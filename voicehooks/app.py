@@ -63,7 +63,7 @@ from .state.stores import DeliveryStore, default_store
 from .tools.definition import UnknownArguments
 from .work.durable import DurableSink, default_queue
 from .work.jobs import Job, JobSink
-from .work.queue import RedisQueue
+from .work.queue import WorkQueue
 from .work.runner import BackgroundRunner
 
 __all__ = ["VoiceHooks", "resolve_secrets"]
@@ -267,7 +267,7 @@ class VoiceHooks(Registry):
             self.add_observer(observer)
 
     @property
-    def queue(self) -> RedisQueue | None:
+    def queue(self) -> WorkQueue | None:
         """The durable queue, or ``None`` when jobs run in this process."""
         return self.durable.queue if self.durable is not None else None
 

@@ -1,8 +1,8 @@
 """``voicehooks worker`` and ``voicehooks queue``: durable mode's processes and its operator.
 
-Both find Redis through ``VOICEHOOKS_QUEUE_URL`` (or an ``--env-file``), never through an
-option: a URL may hold a password. Nothing here prints an entry's body; dead letters are
-shown by target, event type and masked call id.
+Both find the queue (Redis or PostgreSQL) through ``VOICEHOOKS_QUEUE_URL`` (or an
+``--env-file``), never through an option: a URL may hold a password. Nothing here prints an
+entry's body; dead letters are shown by target, event type and masked call id.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.core.logs import LogFormat, masked
 from voicehooks.core.logs import setup as setup_logging
 from voicehooks.work.jobs import decode_job
-from voicehooks.work.queue import DeadLetter, RedisQueue
+from voicehooks.work.queue import DeadLetter, WorkQueue
 
 from .environment import env_file_option, log_format_option
 
@@ -38,10 +38,16 @@ T = TypeVar("T")
 
 _stream_options = [
     click.option(
-        "--stream", default="voicehooks:jobs", show_default=True, help="The stream's key."
+        "--stream",
+        default="voicehooks:jobs",
+        show_default=True,
+        help="The stream's key (PostgreSQL: the queue's name).",
     ),
     click.option(
-        "--group", default="voicehooks-workers", show_default=True, help="The consumer group."
+        "--group",
+        default="voicehooks-workers",
+        show_default=True,
+        help="The consumer group (Redis only).",
     ),
 ]
 
@@ -52,16 +58,19 @@ def _queue_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return env_file_option(function)
 
 
-def _open_queue(stream: str, group: str) -> RedisQueue:
+def _open_queue(stream: str, group: str) -> WorkQueue:
+    from voicehooks.work.durable import queue_from_url
+
     url = variables.read(variables.QUEUE_URL)
     if not url:
         raise click.UsageError(
-            f"set {variables.QUEUE_URL}=redis://... (or put it in an --env-file)"
+            f"set {variables.QUEUE_URL}=redis://... or postgresql://... (or put it in an "
+            "--env-file)"
         )
-    return RedisQueue.from_url(url, stream=stream, group=group)
+    return queue_from_url(url, stream=stream, group=group)
 
 
-def _run(stream: str, group: str, use: Callable[[RedisQueue], Awaitable[T]]) -> T:
+def _run(stream: str, group: str, use: Callable[[WorkQueue], Awaitable[T]]) -> T:
     async def main() -> T:
         redis_queue = _open_queue(stream, group)
         try:
@@ -92,7 +101,7 @@ def queue() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats(stream: str, group: str, as_json: bool) -> None:
     """The backlog, what each consumer holds, and how many dead letters wait."""
-    result = _run(stream, group, RedisQueue.stats)
+    result = _run(stream, group, lambda q: q.stats())
     if as_json:
         click.echo(
             json.dumps(
@@ -261,7 +270,8 @@ def worker(
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
     if app.queue is None:
         raise click.UsageError(
-            f"{target} has no durable queue: set {variables.QUEUE_URL}=redis://... (the "
+            f"{target} has no durable queue: set {variables.QUEUE_URL}=redis://... or "
+            "postgresql://... (the "
             "receivers' value) or pass VoiceHooks(background=Background(queue=...))"
         )
     from voicehooks.state.stores import MemoryStore
@@ -270,8 +280,8 @@ def worker(
     if isinstance(app.store, MemoryStore):
         click.echo(
             "warning: the duplicate store is in memory: a job another worker finished and "
-            "could not acknowledge runs again here. Give the app a RedisStore (or set "
-            "VOICEHOOKS_REDIS_URL) to share the done marks.",
+            "could not acknowledge runs again here. Give the app a RedisStore or a "
+            "PostgresStore (or set VOICEHOOKS_STORE_URL) to share the done marks.",
             err=True,
         )
 

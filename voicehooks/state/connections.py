@@ -3,22 +3,26 @@
 ``redis_client(url)`` is the one way voicehooks makes a Redis client: the duplicate store
 (``voicehooks.state.stores``) and the durable queue (``voicehooks.work.queue``) on the same
 URL share one connection pool in a process, which closes with the last of them
-(``close_redis_client``).
+(``close_redis_client``). ``postgres_pool(url)`` does the same for PostgreSQL: one psycopg
+pool per URL, held by the store and the queue, closed by the last to let go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from voicehooks.core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
     from redis.asyncio import ConnectionPool, Redis
 
-__all__ = ["close_redis_client", "redis_client"]
+__all__ = ["PostgresPool", "close_redis_client", "is_postgres_url", "postgres_pool", "redis_client"]
 
 # Pools this process shares, by URL and event loop, least recently asked for first. Past the
 # bound the oldest entry is forgotten: its clients keep their pool and still close it, and
@@ -119,3 +123,121 @@ async def close_redis_client(client: Redis) -> None:
         if _shared.get(shared.key) is shared:
             del _shared[shared.key]
         await shared.pool.aclose()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+_MAX_POSTGRES_CONNECTIONS: Final = 10
+_pg_shared: OrderedDict[tuple[str, asyncio.AbstractEventLoop | None], _SharedPostgres] = (
+    OrderedDict()
+)
+
+
+class _SharedPostgres:
+    """One psycopg pool and the holds on it; the last hold to close closes it."""
+
+    __slots__ = ("key", "lock", "opened", "pool", "users")
+
+    def __init__(
+        self, key: tuple[str, asyncio.AbstractEventLoop | None], pool: AsyncConnectionPool
+    ) -> None:
+        self.key = key
+        self.pool = pool
+        self.opened = False
+        self.lock = asyncio.Lock()
+        self.users: weakref.WeakSet[PostgresPool] = weakref.WeakSet()
+
+
+class PostgresPool:
+    """One user's hold on this process's psycopg pool for a URL (``postgres_pool``).
+
+    The store and the queue each hold one; the pool opens with the first ``open`` and closes
+    with the last ``aclose``. ``pool`` is the ``psycopg_pool.AsyncConnectionPool`` itself.
+    """
+
+    def __init__(self, shared: _SharedPostgres) -> None:
+        self._shared = shared
+        self.pool = shared.pool
+        shared.users.add(self)
+
+    async def open(self) -> None:
+        """Open the pool unless it is open; connections are made in the background."""
+        shared = self._shared
+        if not shared.opened:
+            async with shared.lock:
+                if not shared.opened:
+                    await shared.pool.open(wait=False)
+                    shared.opened = True
+
+    async def aclose(self) -> None:
+        """Let go of the pool; closing it when no other hold is open. Idempotent."""
+        shared = self._shared
+        if self not in shared.users:
+            return
+        shared.users.discard(self)
+        if not shared.users:
+            if _pg_shared.get(shared.key) is shared:
+                del _pg_shared[shared.key]
+            await shared.pool.close()
+
+
+def postgres_pool(url: str, *, pool: AsyncConnectionPool | None = None) -> PostgresPool:
+    """A hold on this process's one psycopg pool for ``url`` (``postgresql://``, ``postgres://``).
+
+    The store and the durable queue on the same URL share one pool, as they share one Redis
+    pool; it opens on first use and closes with its last hold. With ``pool`` (a pool of your
+    own) the hold owns that pool alone. Connections are autocommit, and each is checked
+    before it is lent without a round trip: a server that restarted left the socket readable.
+
+    Raises:
+        ConfigurationError: The ``psycopg`` packages are missing, or ``url`` is not a
+            PostgreSQL URL (the message holds nothing of the URL).
+    """
+    if pool is not None:
+        return PostgresPool(_SharedPostgres(("", None), pool))
+    try:
+        from psycopg_pool import AsyncConnectionPool
+    except ImportError:
+        raise ConfigurationError(
+            "the PostgreSQL store and queue need psycopg: pip install 'voicehooks[postgres]'"
+        ) from None
+    if not is_postgres_url(url):
+        raise ConfigurationError(
+            "not a PostgreSQL URL: it must start with postgresql:// or postgres://"
+        )
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    key = (url, loop)
+    shared = _pg_shared.get(key)
+    if shared is None:
+        made = AsyncConnectionPool(
+            url,
+            open=False,
+            min_size=1,
+            max_size=_MAX_POSTGRES_CONNECTIONS,
+            kwargs={"autocommit": True},
+            check=_still_connected,
+        )
+        shared = _pg_shared[key] = _SharedPostgres(key, made)
+        if len(_pg_shared) > _MAX_SHARED_POOLS:
+            _pg_shared.popitem(last=False)
+    else:
+        _pg_shared.move_to_end(key)
+    return PostgresPool(shared)
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL server (``postgresql://`` or ``postgres://``)."""
+    return url.partition("://")[0].lower() in ("postgresql", "postgres")
+
+
+async def _still_connected(connection: AsyncConnection[Any]) -> None:
+    # A server that closed the connection (a restart, an idle timeout) left the socket
+    # readable; an idle autocommit connection otherwise has nothing to read. No round trip.
+    if connection.closed or connection.broken:
+        raise OSError("the connection is closed")
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    if readable:
+        raise OSError("the server closed the connection")

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import anyio
 import msgspec
@@ -48,14 +48,15 @@ from voicehooks.core import environment
 from voicehooks.core.events import Event, ToolCalls
 from voicehooks.core.exceptions import QueueError, QueueFull, Unavailable
 from voicehooks.core.records import JobOutcome, JobRun
+from voicehooks.state.connections import is_postgres_url
 from voicehooks.state.dedupe import Deduplicator
 from voicehooks.state.stores import DeliveryStore
 
 from .jobs import Job, RunJob, decode_job, encode_job, job_key
-from .queue import Entry, RedisQueue
+from .queue import Entry, RedisQueue, WorkQueue
 from .runner import BackgroundRunner
 
-__all__ = ["DurableSink", "QueueFailure", "QueuedJobs", "default_queue"]
+__all__ = ["DurableSink", "QueueFailure", "QueuedJobs", "default_queue", "queue_from_url"]
 
 _log = logging.getLogger("voicehooks")
 
@@ -67,10 +68,24 @@ _DONE: Final = b"done"
 _TAKEN_HERE: Final = b"taken by a receiver"
 
 
-def default_queue() -> RedisQueue | None:
-    """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``."""
+def default_queue() -> WorkQueue | None:
+    """``queue_from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``."""
     url = environment.read(environment.QUEUE_URL)
-    return RedisQueue.from_url(url) if url else None
+    return queue_from_url(url) if url else None
+
+
+def queue_from_url(url: str, **options: Any) -> WorkQueue:
+    """The one place a URL becomes a queue: a ``PostgresQueue`` for ``postgresql://`` or
+    ``postgres://``, else a ``RedisQueue``; ``options`` are its constructor's.
+
+    Raises:
+        ConfigurationError: The URL is neither, or the extra its server needs is missing.
+    """
+    if is_postgres_url(url):
+        from .pgqueue import PostgresQueue
+
+        return PostgresQueue.from_url(url, **options)
+    return RedisQueue.from_url(url, **options)
 
 
 class DurableSink:
@@ -85,7 +100,7 @@ class DurableSink:
 
     def __init__(
         self,
-        queue: RedisQueue,
+        queue: WorkQueue,
         local: BackgroundRunner,
         *,
         failure: QueueFailure,
@@ -104,9 +119,7 @@ class DurableSink:
         except QueueError as exc:
             _log.error("the durable job queue is not ready at startup: %s", exc)
         else:
-            _log.info(
-                "durable mode: after-the-answer work goes to the Redis stream %s", self.queue.stream
-            )
+            _log.info("durable mode: after-the-answer work goes to the queue %s", self.queue.stream)
 
     async def aclose(self) -> None:
         """Close the client at shutdown, shielded and bounded."""

@@ -39,7 +39,7 @@ from voicehooks.core.logs import describe
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.core.tasks import TaskOwner
 
-from .queue import Entry, RedisQueue, consumer_name
+from .queue import Entry, WorkQueue, consumer_name
 
 __all__ = ["ABANDONED", "Run", "Worker"]
 
@@ -56,7 +56,7 @@ ABANDONED: Final = "abandoned"
 
 
 class Worker:
-    """Consumes a ``RedisQueue`` with a ``run`` callback; see the module docstring.
+    """Consumes a ``WorkQueue`` with a ``run`` callback; see the module docstring.
 
     Args:
         queue: The queue to consume.
@@ -76,7 +76,7 @@ class Worker:
 
     def __init__(
         self,
-        queue: RedisQueue,
+        queue: WorkQueue,
         run: Run,
         *,
         consumer: str | None = None,
