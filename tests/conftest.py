@@ -58,3 +58,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh database on the session's cluster: each test starts with no tables."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh server of each backend the store and the queue run on: a private
+    redis-server, then a fresh database on the session's PostgreSQL."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    url: str = request.getfixturevalue("postgres_url")
+    return url
