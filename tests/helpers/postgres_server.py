@@ -2,7 +2,8 @@
 
 ``initdb`` makes the cluster (trust authentication: only loopback, only this session) and
 ``pg_ctl`` starts it with durability off (``fsync``, ``synchronous_commit`` and
-``full_page_writes``: nothing here needs to survive a power cut) and its socket in the temp
+``full_page_writes``: nothing here needs to survive a power cut; ``durable_commits`` keeps
+``synchronous_commit`` on, for runs that kill the server) and its socket in the temp
 dir; ``pg_ctl stop -m immediate`` ends it. Run as root, both run as the ``postgres`` user, who
 owns the temp dir. Tests take the ``postgres_url`` fixture (a fresh database on the session's
 cluster, tests/conftest.py); the chaos run starts a cluster of its own to restart it.
@@ -29,8 +30,8 @@ import pytest
 from tests.helpers.servers import free_port
 
 _OPTIONS = (
-    "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-    "-c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB"
+    "-c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
+    "-c max_connections=200 -c shared_buffers=32MB"
 )
 
 
@@ -41,6 +42,7 @@ class PostgresServer:
     bin_dir: Path
     directory: Path
     port: int
+    durable_commits: bool = False
     _databases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -68,7 +70,10 @@ class PostgresServer:
         subprocess.run(_as_owner(command), check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} {_OPTIONS}"
+        # synchronous_commit=off answers a commit before its WAL is written: a crash (a stop
+        # -m immediate) may then lose the last commits, which a chaos run must not allow.
+        commit = "on" if self.durable_commits else "off"
+        options = f"-p {self.port} -k {self.directory} {_OPTIONS} -c synchronous_commit={commit}"
         log = str(self.directory / "postgres.log")
         self.pg_ctl("-w", "-t", "30", "-l", log, "-o", options, "start")
 
@@ -113,8 +118,12 @@ def require_postgres() -> Path:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
-    """Make a cluster in a new temp dir, start it on a free port, and remove both after."""
+def running_postgres(*, durable_commits: bool = False) -> Iterator[PostgresServer]:
+    """Make a cluster in a new temp dir, start it on a free port, and remove both after.
+
+    With ``durable_commits`` a commit is answered once its WAL is written (to the OS: fsync
+    stays off), so a killed server loses nothing it confirmed, as production's would not.
+    """
     bin_dir = require_postgres()
     # Not pytest's tmp_path: its parents are private to root, and the server runs as postgres.
     directory = Path(tempfile.mkdtemp(prefix="voicehooks-pg-"))
@@ -124,7 +133,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         initdb = [str(bin_dir / "initdb"), "-D", str(directory / "data"), "-A", "trust"]
         initdb += ["-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]
         subprocess.run(_as_owner(initdb), check=True, capture_output=True, timeout=120)
-        server = PostgresServer(bin_dir, directory, free_port())
+        server = PostgresServer(bin_dir, directory, free_port(), durable_commits)
         server.start()
         try:
             yield server

@@ -219,7 +219,7 @@ async def where(queue: WorkQueue) -> tuple[list[bytes], list[bytes]]:
         return live, [letter.data for letter in await queue.dead(queue.max_dead)]
     assert isinstance(queue, PostgresQueue)
     rows = await run_statement(
-        queue.pool.pool,
+        queue.pool,
         f"SELECT body FROM {queue.schema}.jobs WHERE queue = %s ORDER BY id",
         [queue.stream],
     )
@@ -431,7 +431,7 @@ async def test_postgres_dead_letters_are_kept_by_count_and_by_age(postgres_url: 
         await bury(queue, [b"a", b"b", b"c"])
         assert [letter.data for letter in await queue.dead()] == [b"b", b"c"]
         await run_statement(
-            queue.pool.pool, "UPDATE voicehooks.dead SET failed_at = now() - interval '8 days'", []
+            queue.pool, "UPDATE voicehooks.dead SET failed_at = now() - interval '8 days'", []
         )
         await bury(queue, [b"d"])  # past seven days: gone, whatever the count
         assert [letter.data for letter in await queue.dead()] == [b"d"]

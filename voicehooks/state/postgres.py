@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 __all__ = [
+    "MISSING_TABLE_STATES",
     "SETUP_SECONDS",
     "PostgresStore",
     "describe_error",
@@ -62,6 +63,10 @@ T = TypeVar("T")
 
 SETUP_SECONDS: Final = 5.0
 """Budget of the first use: connecting and making the schema."""
+
+MISSING_TABLE_STATES: Final = frozenset({"42P01", "3F000", "42883"})
+"""SQLSTATEs of a missing table, schema or function: the schema is made again."""
+_MISSING: Final = MISSING_TABLE_STATES
 
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _STORE_VERSION: Final = 1
@@ -128,7 +133,7 @@ async def ensure_schema(
 
 
 async def run_statement(
-    pool: AsyncConnectionPool, statement: str, params: Sequence[Any] | dict[str, Any]
+    pool: PostgresPool, statement: str, params: Sequence[Any] | dict[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Run one statement on a pooled connection; its rows (``[]`` for none)."""
     async with pool.connection() as connection:
@@ -404,21 +409,21 @@ class PostgresStore:
                 _log.debug("sweeping expired rows failed: %s", exc)
 
     async def _execute(self, statement: str) -> int:
-        async with self.pool.pool.connection() as connection:
+        async with self.pool.connection() as connection:
             cursor = await connection.execute(statement)
             return cursor.rowcount
 
     async def _rows(
         self, name: str, statement: str, params: Sequence[Any] | dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        return await self._run(name, lambda: run_statement(self.pool.pool, statement, params))
+        return await self._run(name, lambda: run_statement(self.pool, statement, params))
 
     async def _run(self, name: str, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             if not self._ready:  # the first use: the schema may take longer than a statement
                 with anyio.fail_after(max(self.operation_timeout_seconds, SETUP_SECONDS)):
                     await self.pool.open()
-                    async with self.pool.pool.connection() as connection:
+                    async with self.pool.connection() as connection:
                         await ensure_schema(
                             connection, self.schema, "store", _STORE_VERSION, _SCHEMA
                         )
@@ -432,6 +437,8 @@ class PostgresStore:
         except ConfigurationError:
             raise
         except Exception as exc:  # psycopg's errors, the pool's, OSError
+            if getattr(exc, "sqlstate", None) in _MISSING:
+                self._ready = False  # the server lost the tables: made again on the next call
             raise StoreError(f"postgres {name} failed: {describe_error(exc)}") from None
 
 

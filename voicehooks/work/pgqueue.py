@@ -42,6 +42,7 @@ import anyio
 from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
 from voicehooks.state.connections import PostgresPool, postgres_pool
 from voicehooks.state.postgres import (
+    MISSING_TABLE_STATES,
     SETUP_SECONDS,
     describe_error,
     ensure_schema,
@@ -61,6 +62,7 @@ _log = logging.getLogger("voicehooks")
 
 T = TypeVar("T")
 
+_MISSING: Final = MISSING_TABLE_STATES
 _QUEUE_VERSION: Final = 1
 _WARN_FRACTION: Final = 0.8
 _REQUEUE_BATCH: Final = 100
@@ -408,7 +410,7 @@ class PostgresQueue:
     async def _rows(
         self, name: str, statement: str, params: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        return await self._run(name, lambda: run_statement(self.pool.pool, statement, params))
+        return await self._run(name, lambda: run_statement(self.pool, statement, params))
 
     async def _run(self, name: str, operation: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -425,11 +427,13 @@ class PostgresQueue:
         except ConfigurationError:
             raise
         except Exception as exc:  # psycopg's errors, the pool's, OSError
+            if getattr(exc, "sqlstate", None) in _MISSING:
+                self._ready = False  # the server lost the tables: made again on the next call
             raise QueueError(f"postgres {name} failed: {describe_error(exc)}") from None
 
     async def _setup(self) -> None:
         await self.pool.open()
-        async with self.pool.pool.connection() as connection:
+        async with self.pool.connection() as connection:
             await ensure_schema(connection, self.schema, "queue", _QUEUE_VERSION, _SCHEMA)
             await connection.execute(self._sql["create"], {"q": self.stream})
 

@@ -19,7 +19,8 @@
 
 At most ``concurrency`` entries are held at once (running or waiting to retry), so a worker's
 memory is bounded by that many entries. When Redis is unreachable the loop waits and tries
-again (100 ms doubling to 5 s), logging once per outage.
+again (100 ms doubling to 5 s), logging once per outage. Redis and PostgreSQL queues
+alike (``WorkQueue``).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class Worker:
                 continue
             if self._outage:
                 self._outage = False
-                _log.warning("worker %s: Redis answers again", self.consumer)
+                _log.warning("worker %s: the queue answers again", self.consumer)
             for entry in entries:
                 self._held[entry.id] = entry
                 self.tasks.spawn(self._process(entry))
@@ -163,7 +164,7 @@ class Worker:
         if not self._outage:
             self._outage = True
             self._delay = 0.1
-            _log.warning("worker %s: Redis is unavailable (%s); retrying", self.consumer, exc)
+            _log.warning("worker %s: the queue is unavailable (%s); retrying", self.consumer, exc)
         await anyio.sleep(self._delay)
         self._delay = min(self._delay * 2, 5.0)
 
