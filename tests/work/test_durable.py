@@ -30,11 +30,12 @@ from voicehooks.core.environment import QUEUE_URL
 from voicehooks.core.events import decode_delivery
 from voicehooks.core.exceptions import QueueError
 from voicehooks.observe import JobOutcome, JobRun
-from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore
+from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore, store_from_url
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
-from voicehooks.work.durable import QueuedJobs, QueueFailure, default_queue
+from voicehooks.work.durable import QueuedJobs, QueueFailure, default_queue, queue_from_url
 from voicehooks.work.jobs import Job, decode_job, encode_job
-from voicehooks.work.queue import Entry, RedisQueue
+from voicehooks.work.pgqueue import PostgresQueue
+from voicehooks.work.queue import Entry, RedisQueue, WorkQueue
 from voicehooks.work.worker import Worker
 
 pytestmark = pytest.mark.anyio
@@ -52,18 +53,17 @@ class Recorded:
 MakeApp = Callable[..., tuple[VoiceHooks, Recorded]]
 
 
-@pytest.fixture
-async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
-    queues: list[RedisQueue] = []
+def app_maker(url: str, queues: list[WorkQueue]) -> MakeApp:
+    """Apps of the test's own on a queue at ``url``; the queues made go into ``queues``."""
 
     def make(
         *,
-        queue: RedisQueue | None = None,
+        queue: WorkQueue | None = None,
         queue_failure: QueueFailure = "process",
         store: DeliveryStore | None = None,
     ) -> tuple[VoiceHooks, Recorded]:
         if queue is None:
-            queue = RedisQueue.from_url(redis_server.url, operation_timeout_seconds=0.3)
+            queue = queue_from_url(url, operation_timeout_seconds=0.3)
             queues.append(queue)
         app = VoiceHooks(
             secret=SECRET,
@@ -94,12 +94,28 @@ async def make_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
 
         return app, seen
 
-    yield make
+    return make
+
+
+@pytest.fixture
+async def make_app(backend_url: str) -> AsyncIterator[MakeApp]:
+    """On Redis, then on PostgreSQL."""
+    queues: list[WorkQueue] = []
+    yield app_maker(backend_url, queues)
     for queue in queues:
         await queue.aclose()
 
 
-async def read_all(queue: RedisQueue) -> list[Entry]:
+@pytest.fixture
+async def make_redis_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
+    """On Redis only: for the tests that stop the server."""
+    queues: list[WorkQueue] = []
+    yield app_maker(redis_server.url, queues)
+    for queue in queues:
+        await queue.aclose()
+
+
+async def read_all(queue: WorkQueue) -> list[Entry]:
     return await queue.read("test-worker", 100, 0.01)
 
 
@@ -215,9 +231,9 @@ async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_q
 
 
 async def test_when_redis_is_down_the_jobs_run_here_and_the_log_says_so(
-    make_app: MakeApp, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    make_redis_app: MakeApp, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app, seen = make_app()
+    app, seen = make_redis_app()
     redis_server.stop()
     with caplog.at_level(logging.ERROR, "voicehooks"):
         async with WebhookClient(app, secret=SECRET) as client:
@@ -229,9 +245,9 @@ async def test_when_redis_is_down_the_jobs_run_here_and_the_log_says_so(
 
 
 async def test_with_reject_a_redis_outage_is_a_503(
-    make_app: MakeApp, redis_server: RedisServer
+    make_redis_app: MakeApp, redis_server: RedisServer
 ) -> None:
-    app, seen = make_app(queue_failure="reject")
+    app, seen = make_redis_app(queue_failure="reject")
     redis_server.stop()
     async with WebhookClient(app, secret=SECRET) as client:
         response = await client.post(end_of_call_report(call_id="call-down"))
@@ -241,9 +257,9 @@ async def test_with_reject_a_redis_outage_is_a_503(
 
 
 async def test_a_full_queue_is_a_503_with_retry_after_and_the_redelivery_is_not_a_duplicate(
-    redis_server: RedisServer, make_app: MakeApp
+    backend_url: str, make_app: MakeApp
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url, max_length=2)
+    queue = queue_from_url(backend_url, max_length=2)
     app, seen = make_app(queue=queue)
     over = end_of_call_report(call_id="call-over")
     async with WebhookClient(app, secret=SECRET) as client:
@@ -261,9 +277,9 @@ async def test_a_full_queue_is_a_503_with_retry_after_and_the_redelivery_is_not_
 
 
 async def test_a_tool_call_is_never_refused_for_the_queue_its_jobs_run_here(
-    make_app: MakeApp, redis_server: RedisServer
+    make_redis_app: MakeApp, redis_server: RedisServer
 ) -> None:
-    app, seen = make_app(queue_failure="reject")
+    app, seen = make_redis_app(queue_failure="reject")
     redis_server.stop()
     async with WebhookClient(app, secret=SECRET) as client:
         result = await client.call_tool("note", text="call back")
@@ -285,6 +301,31 @@ def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
     assert isinstance(default_queue(), RedisQueue)
     assert VoiceHooks(secret=SECRET).queue is not None
+    for scheme in ("postgresql", "postgres", "POSTGRESQL"):
+        monkeypatch.setenv(QUEUE_URL, f"{scheme}://127.0.0.1:1/app")
+        assert isinstance(default_queue(), PostgresQueue)
+
+
+@pytest.mark.parametrize("policy", ["process", "reject"])
+async def test_an_unreachable_postgres_queue_is_met_as_queue_failure_says(
+    policy: QueueFailure, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.helpers.servers import free_port
+
+    queues: list[WorkQueue] = []
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    app, seen = app_maker(url, queues)(queue_failure=policy)
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with WebhookClient(app, secret=SECRET) as client:
+            response = await client.post(end_of_call_report(call_id="call-down"))
+            await client.wait_for_background()
+    if policy == "reject":
+        assert response.status_code == 503
+        assert seen.reports == []
+    else:
+        assert response.status_code == 200
+        assert [c for c, _, _ in seen.reports] == ["call-down"]
+        assert "running 1 job(s) of this delivery in this process" in caplog.text
 
 
 def test_queue_failure_must_be_a_known_policy() -> None:
@@ -357,9 +398,9 @@ async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
 
 
 async def test_a_full_queue_runs_the_fire_and_forget_tools_of_a_live_call_here(
-    redis_server: RedisServer, make_app: MakeApp
+    backend_url: str, make_app: MakeApp
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    queue = queue_from_url(backend_url, max_length=1)
     app, seen = make_app(queue=queue)
     async with WebhookClient(app, secret=SECRET) as client:
         await client.end_of_call_report(call_id="fills-it")
@@ -370,9 +411,9 @@ async def test_a_full_queue_runs_the_fire_and_forget_tools_of_a_live_call_here(
 
 
 async def test_with_redis_down_the_worker_runs_and_logs_what_it_cannot_check_or_mark(
-    redis_server: RedisServer, make_app: MakeApp, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, make_redis_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app, seen = make_app(store=RedisStore.from_url(redis_server.url), queue_failure="reject")
+    app, seen = make_redis_app(store=RedisStore.from_url(redis_server.url), queue_failure="reject")
     handler = app.handlers["end-of-call-report"][0]
     body = msgspec.json.encode(end_of_call_report(call_id="call-x"))
     entry = Entry("1-0", encode_job(Job(decode_delivery(body), handler.target), 0.0), 1)
@@ -455,9 +496,9 @@ def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
 
 
 async def test_a_full_queue_refuses_before_the_claim_and_before_any_before_answer_handler(
-    redis_server: RedisServer, make_app: MakeApp
+    backend_url: str, make_app: MakeApp
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    queue = queue_from_url(backend_url, max_length=1)
     app, _ = make_app(queue=queue)
     before: list[str] = []
 
@@ -479,9 +520,9 @@ async def test_a_full_queue_refuses_before_the_claim_and_before_any_before_answe
 
 
 async def test_an_unreachable_queue_with_reject_refuses_before_any_before_answer_handler(
-    make_app: MakeApp, redis_server: RedisServer
+    make_redis_app: MakeApp, redis_server: RedisServer
 ) -> None:
-    app, seen = make_app(queue_failure="reject")
+    app, seen = make_redis_app(queue_failure="reject")
     before: list[str] = []
 
     def first(report: EndOfCallReport) -> None:
@@ -497,12 +538,12 @@ async def test_an_unreachable_queue_with_reject_refuses_before_any_before_answer
 
 async def test_jobs_run_here_after_an_ambiguous_enqueue_error_never_run_again_in_a_worker(
     make_app: MakeApp,
-    redis_server: RedisServer,
+    backend_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The done marks live where receivers and workers share them: in Redis.
-    app, seen = make_app(store=RedisStore.from_url(redis_server.url))
+    app, seen = make_app(store=store_from_url(backend_url))
     assert app.queue is not None
     queue = app.queue
     enqueue = queue.enqueue
@@ -525,13 +566,13 @@ async def test_jobs_run_here_after_an_ambiguous_enqueue_error_never_run_again_in
 
 
 async def test_call_state_set_by_a_tool_is_read_by_the_report_handler_in_a_worker(
-    redis_server: RedisServer,
+    backend_url: str,
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url)
+    queue = queue_from_url(backend_url)
     app = VoiceHooks(
         secret=SECRET,
         background=Background(queue=queue),
-        duplicates=Duplicates(store=RedisStore.from_url(redis_server.url)),
+        duplicates=Duplicates(store=store_from_url(backend_url)),
     )
     seen: list[Any] = []
 

@@ -158,13 +158,22 @@ class PostgresPool:
     with the last ``aclose``. ``pool`` is the ``psycopg_pool.AsyncConnectionPool`` itself.
     """
 
-    def __init__(self, shared: _SharedPostgres) -> None:
+    def __init__(self, shared: _SharedPostgres, url: str = "") -> None:
         self._shared = shared
+        self._url = url
         self.pool = shared.pool
         shared.users.add(self)
 
     async def open(self) -> None:
-        """Open the pool unless it is open; connections are made in the background."""
+        """Open the pool unless it is open; connections are made in the background.
+
+        A hold that was closed takes a pool again (the shared one for its URL, perhaps a new
+        one), as a closed Redis client reconnects when used again.
+        """
+        if self not in self._shared.users and self._url:
+            self._shared = _shared_postgres(self._url)
+            self.pool = self._shared.pool
+            self._shared.users.add(self)
         shared = self._shared
         if not shared.opened:
             async with shared.lock:
@@ -215,6 +224,10 @@ def postgres_pool(url: str, *, pool: AsyncConnectionPool | None = None) -> Postg
     """
     if pool is not None:
         return PostgresPool(_SharedPostgres(("", None), pool))
+    return PostgresPool(_shared_postgres(url), url)
+
+
+def _shared_postgres(url: str) -> _SharedPostgres:
     try:
         from psycopg_pool import AsyncConnectionPool
     except ImportError:
@@ -248,7 +261,7 @@ def postgres_pool(url: str, *, pool: AsyncConnectionPool | None = None) -> Postg
             _pg_shared.popitem(last=False)
     else:
         _pg_shared.move_to_end(key)
-    return PostgresPool(shared)
+    return shared
 
 
 def is_postgres_url(url: str) -> bool:

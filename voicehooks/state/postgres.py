@@ -398,6 +398,7 @@ class PostgresStore:
         """Stop the sweep and let go of the pool; it closes with its last user."""
         await self._tasks.drain()
         self._sweeping = False
+        self._ready = False  # used again: it takes a pool again
         await self.pool.aclose()
 
     async def _sweep_forever(self) -> None:

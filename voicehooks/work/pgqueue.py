@@ -171,6 +171,7 @@ class PostgresQueue:
         if listener is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await listener.close()
+        self._ready = False  # used again: it takes a pool again
         await self.pool.aclose()
 
     async def ping(self) -> None:
