@@ -422,7 +422,7 @@ async def test_an_app_on_the_queue_url_alone_has_one_pool_for_its_store_and_queu
     monkeypatch.setenv(QUEUE_URL, redis_server.url)
     app = VoiceHooks(secret="whsec_one_pool")
     assert isinstance(app.store, RedisStore)
-    assert app.queue is not None
+    assert isinstance(app.queue, RedisQueue)
     assert app.store.client.connection_pool is app.queue.client.connection_pool
     async with app.lifespan():
         assert await app.store.claim("k", 60)
