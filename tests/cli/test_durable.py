@@ -1,4 +1,5 @@
-"""``voicehooks queue``: stats, dead letters and requeue against a real redis-server."""
+"""``voicehooks queue``: stats, dead letters and requeue against a real redis-server and a
+real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from click.testing import CliRunner
 
 from tests.helpers.paths import FIXTURES, ROOT
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.servers import running_server
+from tests.helpers.servers import free_port, running_server
 from voicehooks import sign
 from voicehooks.cli import main
 from voicehooks.core.environment import QUEUE_URL
 from voicehooks.core.events import decode_delivery
 from voicehooks.core.logs import masked
 from voicehooks.testing import end_of_call_report
+from voicehooks.work.durable import queue_from_url
 from voicehooks.work.jobs import Job, encode_job
 from voicehooks.work.queue import QueueStats, RedisQueue
 
@@ -34,8 +36,8 @@ SECRET = "whsec_durable_cli_tests"
 
 
 @pytest.fixture
-def runner(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv(QUEUE_URL, redis_server.url)
+def runner(backend_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv(QUEUE_URL, backend_url)
     return CliRunner()
 
 
@@ -44,7 +46,7 @@ def prepare(url: str, *, dead: int, waiting: int, report: bytes = REPORT) -> lis
     by w1."""
 
     async def main() -> list[str]:
-        queue = RedisQueue.from_url(url)
+        queue = queue_from_url(url)
         await queue.open()
         entry = encode_job(Job(decode_delivery(report), "handler:app:on_report"), 0.0)
         await queue.enqueue([entry] * dead + [b"not an entry"])
@@ -60,15 +62,17 @@ def prepare(url: str, *, dead: int, waiting: int, report: bytes = REPORT) -> lis
 
 
 def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
-    runner: CliRunner, redis_server: RedisServer
+    runner: CliRunner, backend_url: str
 ) -> None:
-    prepare(redis_server.url, dead=2, waiting=3)
+    prepare(backend_url, dead=2, waiting=3)
     result = runner.invoke(main, ["queue", "stats"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "voicehooks:jobs: 3 entries (2 unread, 1 in progress), 3 dead letters"
     assert lines[1].split() == ["CONSUMER", "PENDING", "IDLE"]
-    assert [line.split()[:2] for line in lines[2:]] == [["w0", "0"], ["w1", "1"]]
+    # Redis lists every consumer of the group; PostgreSQL knows a worker by what it holds.
+    holders = [["w1", "1"]] if backend_url.startswith("postgresql") else [["w0", "0"], ["w1", "1"]]
+    assert [line.split()[:2] for line in lines[2:]] == holders
     as_json = json.loads(runner.invoke(main, ["queue", "stats", "--json"]).output)
     assert (as_json["length"], as_json["unread"], as_json["pending"], as_json["dead"]) == (
         3,
@@ -76,13 +80,11 @@ def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
         1,
         3,
     )
-    assert [c["name"] for c in as_json["consumers"]] == ["w0", "w1"]
+    assert [[c["name"], str(c["pending"])] for c in as_json["consumers"]] == holders
 
 
-def test_dead_letters_are_listed_without_their_bodies(
-    runner: CliRunner, redis_server: RedisServer
-) -> None:
-    ids = prepare(redis_server.url, dead=1, waiting=0)
+def test_dead_letters_are_listed_without_their_bodies(runner: CliRunner, backend_url: str) -> None:
+    ids = prepare(backend_url, dead=1, waiting=0)
     body = json.loads(REPORT)
     result = runner.invoke(main, ["queue", "dead"])
     assert result.exit_code == 0, result.output
@@ -96,19 +98,19 @@ def test_dead_letters_are_listed_without_their_bodies(
 
 
 def test_dead_letters_show_call_ids_masked_like_every_other_output(
-    runner: CliRunner, redis_server: RedisServer
+    runner: CliRunner, backend_url: str
 ) -> None:
     call_id = "call-_+31612345678_XqaQ"  # the platform's REST ids embed the caller's number
     report = msgspec.json.encode(end_of_call_report(call_id=call_id))
-    prepare(redis_server.url, dead=1, waiting=0, report=report)
+    prepare(backend_url, dead=1, waiting=0, report=report)
     result = runner.invoke(main, ["queue", "dead"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].endswith(f"call={masked(call_id)}")
     assert "31612345678" not in result.output
 
 
-def test_requeue_by_id_or_all(runner: CliRunner, redis_server: RedisServer) -> None:
-    ids = prepare(redis_server.url, dead=2, waiting=0)
+def test_requeue_by_id_or_all(runner: CliRunner, backend_url: str) -> None:
+    ids = prepare(backend_url, dead=2, waiting=0)
     result = runner.invoke(main, ["queue", "requeue", ids[0]])
     assert (result.exit_code, result.output) == (0, "requeued 1 dead letter\n")
     result = runner.invoke(main, ["queue", "requeue", "--all"])
@@ -132,13 +134,18 @@ def test_without_a_queue_url_the_commands_say_what_to_set(
     assert f"set {QUEUE_URL}=redis://" in result.output
 
 
-def test_an_unreachable_redis_is_one_line_and_exit_code_1(
-    runner: CliRunner, redis_server: RedisServer
+@pytest.mark.parametrize("scheme", ["redis", "postgres"])
+def test_an_unreachable_server_is_one_line_and_exit_code_1(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
-    redis_server.stop()
-    result = runner.invoke(main, ["queue", "stats"])
+    if scheme == "redis":
+        redis_server.stop()
+        monkeypatch.setenv(QUEUE_URL, redis_server.url)
+    else:
+        monkeypatch.setenv(QUEUE_URL, f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    result = CliRunner().invoke(main, ["queue", "stats"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: redis ")
+    assert result.output.startswith(f"Error: {scheme} ")
     assert len(result.output.splitlines()) == 1
 
 
