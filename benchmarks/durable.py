@@ -137,20 +137,30 @@ def worker_throughput(
     with open(directory / f"worker-{concurrency}.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        started = None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            left = asyncio.run(backlog(url))
-            if started is None and left < entries:
-                started = time.monotonic()  # the first entry is done: startup is excluded
-                first_left = left
-            if left == 0 and started is not None:
-                return first_left / max(time.monotonic() - started, 1e-9)
-            time.sleep(0.02)
-        raise RuntimeError("the worker did not drain the stream within 300 s")
+        return asyncio.run(_timed_drain(url, entries))
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def _timed_drain(url: str, entries: int) -> float:
+    # One queue (one connection) for every look: a new one each time would cost a server
+    # process per look on PostgreSQL, and slow down the worker being measured.
+    queue = queue_from_url(url)
+    try:
+        started = first_left = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            left = (await queue.stats()).length
+            if started is None and left < entries:
+                started = time.monotonic()  # the first entry is done: startup is excluded
+                first_left = left
+            if left == 0 and started is not None and first_left is not None:
+                return first_left / max(time.monotonic() - started, 1e-9)
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the worker did not drain the queue within 300 s")
+    finally:
+        await queue.aclose()
 
 
 @contextlib.contextmanager

@@ -6,8 +6,8 @@ postgres``: a PostgreSQL cluster that answers a commit once its WAL is written),
 worker``) of ``tests/apps/durable.py``, whose queue and duplicate store are both on that
 server. Signed status-updates and end-of-call-reports go to both receivers while one worker
 is ``kill -9``-ed every ``--kill-every`` seconds and started again, and the server is
-restarted once, halfway. Then the driver waits until every accepted (200) delivery's handler has run, and
-checks the app's side-effect files:
+restarted once, halfway. Then the driver waits until every accepted (200) delivery's
+handler has run, and checks the app's side-effect files:
 
 * **missing**: accepted deliveries no handler ever finished a run of (must be 0);
 * **naive duplicates**: extra runs of a side effect a handler does not key (counted, expected
@@ -17,8 +17,8 @@ checks the app's side-effect files:
 * **dead letters** and what is left in the queue (must be 0), and the receivers' memory.
 
 ``tests/integration/test_chaos.py`` runs a short variant of each in the suite; ``make chaos``
-and ``make chaos-postgres`` run 10,000 deliveries and print the table (``python -m tests.helpers.chaos --help``). Everything
-is bounded in count and time (``--time-limit``).
+and ``make chaos-postgres`` run 10,000 deliveries and print the table (``python -m
+tests.helpers.chaos --help``). Everything is bounded in count and time (``--time-limit``).
 """
 
 from __future__ import annotations

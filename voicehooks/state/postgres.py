@@ -32,6 +32,7 @@ import base64
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -329,21 +330,29 @@ class PostgresStore:
         await self._rows("put_result", self._put_result, [key, result, _ms(ttl_seconds)])
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
-        """Poll for ``key``'s result; see ``DeliveryStore.wait_result``."""
+        """Poll for ``key``'s result; see ``DeliveryStore.wait_result``.
+
+        The deadline is checked between polls rather than imposed on one: a statement
+        cancelled halfway costs its connection (psycopg closes it), and a new one costs a
+        server process. A poll may so end up to one operation timeout past the deadline.
+        """
         delay = 0.005
-        with anyio.move_on_after(timeout_seconds):
-            while True:
-                try:
-                    rows = await self._rows("wait_result", self._poll, [key])
-                except _Slow:
-                    continue  # one slow poll is no reason to give up: the wait has a deadline
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                rows = await self._rows("wait_result", self._poll, [key])
+            except _Slow:
+                rows = None  # one slow poll is no reason to give up: the wait has a deadline
+            if rows is not None:
                 if not rows or not rows[0][1]:
                     return None  # released, or expired: the first run gave up
                 if rows[0][0] is not None:
                     return bytes(rows[0][0])
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await anyio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
 
     async def release(self, key: str) -> None:
         """Delete ``key``'s claim if this process holds it; see ``DeliveryStore.release``."""

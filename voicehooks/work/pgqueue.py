@@ -456,10 +456,11 @@ def _statements(s: str) -> dict[str, str]:
         "ON CONFLICT (name) DO NOTHING",
         "length": f"SELECT length FROM {s}.queues WHERE name = %(q)s",
         # The length goes up only if the entries fit; they are inserted only if it went up.
+        # The bodies go as one binary array (%b): as text they would travel as hex.
         "enqueue": f"WITH room AS (UPDATE {s}.queues SET length = length + %(n)s "
         "WHERE name = %(q)s AND length + %(n)s <= %(max)s RETURNING length), "
         f"added AS (INSERT INTO {s}.jobs (queue, body) "
-        "SELECT %(q)s, body FROM room, unnest(%(bodies)s::bytea[]) AS body) "
+        "SELECT %(q)s, body FROM room, unnest(%(bodies)b::bytea[]) AS body) "
         "SELECT (SELECT length FROM room), "
         f"(SELECT length FROM {s}.queues WHERE name = %(q)s), "
         "(SELECT pg_notify(%(channel)s, '') FROM room)",
