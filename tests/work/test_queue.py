@@ -485,3 +485,31 @@ def test_postgres_without_the_package_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "psycopg_pool", None)
     with pytest.raises(ConfigurationError, match=r"pip install 'voicehooks\[postgres\]'"):
         queue_from_url("postgresql://localhost/db")
+
+
+async def test_postgres_acknowledgements_that_arrive_together_go_in_one_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = PostgresQueue.from_url(postgres_url)
+    try:
+        await queue.enqueue([b"%d" % i for i in range(20)])
+        entries = await queue.read("w", 20, 0.01)
+        statements: list[str] = []
+        rows = queue._rows
+
+        async def counted(name: str, statement: str, params: dict[str, Any]) -> Any:
+            statements.append(name)
+            return await rows(name, statement, params)
+
+        monkeypatch.setattr(queue, "_rows", counted)
+        async with anyio.create_task_group() as group:
+            for entry in entries:
+                group.start_soon(queue.ack, [entry.id])
+        assert 1 <= statements.count("ack") < 20  # together, not one statement each
+        monkeypatch.undo()
+        stats = await queue.stats()
+        assert (stats.length, stats.pending) == (0, 0)
+        await queue.enqueue([b"x"] * 5)  # the bound's count came down with them
+        assert (await queue.stats()).length == 5
+    finally:
+        await queue.aclose()
