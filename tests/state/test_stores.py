@@ -21,6 +21,7 @@ from voicehooks import (
 )
 from voicehooks.core.environment import QUEUE_URL, REDIS_URL, STORE_URL
 from voicehooks.exceptions import StoreError
+from voicehooks.state.postgres import run_statement
 from voicehooks.state.stores import default_store, store_from_url
 from voicehooks.work.queue import RedisQueue
 
@@ -756,3 +757,66 @@ async def test_the_store_url_has_a_new_name_and_takes_postgres(
     assert isinstance(default_store(), PostgresStore)
     with pytest.raises(ConfigurationError, match="must start with redis://"):
         store_from_url("mysql://localhost/app")
+
+
+def test_postgres_checks_its_options_and_scheme() -> None:
+    with pytest.raises(ConfigurationError, match="must be > 0"):
+        PostgresStore.from_url("postgresql://localhost/app", operation_timeout_seconds=0)
+    with pytest.raises(ConfigurationError, match="must start with postgresql://") as caught:
+        PostgresStore.from_url("mysql://user:hunter2@localhost/app")
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_postgres_tables_lost_are_made_again_and_a_newer_schema_is_refused(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore.from_url(postgres_url)
+    try:
+        await store.open()
+        await store.ping()
+        await run_statement(store.pool, "DROP SCHEMA voicehooks CASCADE", [])
+        with pytest.raises(StoreError, match="UndefinedTable"):
+            await store.claim("k", 10)
+        assert await store.claim("k", 10)  # the schema was made again
+        await run_statement(store.pool, "UPDATE voicehooks.schema_version SET version = 99", [])
+    finally:
+        await store.aclose()
+    newer = PostgresStore.from_url(postgres_url)
+    try:
+        with pytest.raises(ConfigurationError, match="newer voicehooks"):
+            await newer.claim("k", 10)
+    finally:
+        await newer.aclose()
+
+
+async def test_postgres_the_store_sweeps_on_its_own_timer_and_on_a_pool_of_yours(
+    postgres_url: str,
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(postgres_url, open=False, kwargs={"autocommit": True})
+    store = PostgresStore(pool, sweep_every_seconds=0.05)
+    try:
+        await store.open()
+        await store.put_field("m", "a", b"1", 0.01, 100)
+        with anyio.fail_after(10):
+            while await run_statement(store.pool, "SELECT 1 FROM voicehooks.maps", []):
+                await anyio.sleep(0.02)
+    finally:
+        await store.aclose()
+    assert pool.closed  # a pool given to the store is the store's to close
+
+
+async def test_postgres_an_unreachable_store_is_a_store_error_and_a_slow_wait_goes_on() -> None:
+    from tests.helpers.servers import free_port
+
+    store = PostgresStore.from_url(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/none", operation_timeout_seconds=0.1
+    )
+    try:
+        with anyio.fail_after(10), pytest.raises(StoreError, match="postgres"):
+            await store.open()
+        with anyio.fail_after(10):
+            assert await store.wait_result("k", 0.3) is None  # slow polls until its deadline
+    finally:
+        await store.aclose()

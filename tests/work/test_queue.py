@@ -513,3 +513,60 @@ async def test_postgres_acknowledgements_that_arrive_together_go_in_one_statemen
         assert (await queue.stats()).length == 5
     finally:
         await queue.aclose()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_length": 0}, {"max_dead": 0}, {"poll_seconds": 0}, {"max_dead_age_seconds": 0}],
+)
+def test_postgres_bad_options_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigurationError, match="must be"):
+        PostgresQueue.from_url("postgresql://localhost/db", **options)
+
+
+async def test_postgres_lost_tables_are_made_again(postgres_url: str) -> None:
+    queue = PostgresQueue.from_url(postgres_url)
+    try:
+        await queue.ensure_group()
+        await queue.ping()
+        await queue.enqueue([b"a"])
+        await run_statement(queue.pool, "DROP SCHEMA voicehooks CASCADE", [])
+        with pytest.raises(QueueError, match="UndefinedTable"):
+            await queue.enqueue([b"b"])
+        await queue.enqueue([b"c"])  # made again: the server lost "a", as Redis may
+        assert [e.data for e in await queue.read("w", 10, 0.01)] == [b"c"]
+        await run_statement(queue.pool, "DELETE FROM voicehooks.queues", [])
+        with pytest.raises(QueueError, match="row is missing"):
+            await queue.enqueue([b"d"])
+        await queue.enqueue([b"e"])
+    finally:
+        await queue.aclose()
+
+
+async def test_postgres_a_failed_acknowledgement_is_a_queue_error_for_each_waiting(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = PostgresQueue.from_url(postgres_url)
+    try:
+        await queue.enqueue([b"a", b"b"])
+        entries = await queue.read("w", 10, 0.01)
+
+        async def failing(name: str, statement: str, params: dict[str, Any]) -> Any:
+            raise QueueError("postgres ack failed: OperationalError")
+
+        monkeypatch.setattr(queue, "_rows", failing)
+        errors: list[str] = []
+
+        async def ack(entry: Entry) -> None:
+            try:
+                await queue.ack([entry.id])
+            except QueueError as exc:
+                errors.append(str(exc))
+
+        async with anyio.create_task_group() as group:
+            for entry in entries:
+                group.start_soon(ack, entry)
+        assert errors == ["postgres ack failed: OperationalError"] * 2
+    finally:
+        monkeypatch.undo()
+        await queue.aclose()

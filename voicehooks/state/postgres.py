@@ -63,7 +63,8 @@ _log = logging.getLogger("voicehooks")
 T = TypeVar("T")
 
 SETUP_SECONDS: Final = 5.0
-"""Budget of the first use: connecting and making the schema."""
+"""Budget of ``open`` (the app's startup): connecting and making the schema. Made later, by
+a first operation (the server was down at startup), it has that operation's timeout."""
 
 MISSING_TABLE_STATES: Final = frozenset({"42P01", "3F000", "42883"})
 """SQLSTATEs of a missing table, schema or function: the schema is made again."""
@@ -318,7 +319,7 @@ class PostgresStore:
         if not self._sweeping:
             self._sweeping = True
             self._tasks.spawn_service(self._sweep_forever())
-        await self._run("open", lambda: anyio.sleep(0))
+        await self._run("open", lambda: anyio.sleep(0), SETUP_SECONDS)
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         """Claim ``key`` with one upsert; see ``DeliveryStore.claim``."""
@@ -428,10 +429,12 @@ class PostgresStore:
     ) -> list[tuple[Any, ...]]:
         return await self._run(name, lambda: run_statement(self.pool, statement, params))
 
-    async def _run(self, name: str, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _run(
+        self, name: str, operation: Callable[[], Awaitable[T]], setup_seconds: float = 0.0
+    ) -> T:
         try:
-            if not self._ready:  # the first use: the schema may take longer than a statement
-                with anyio.fail_after(max(self.operation_timeout_seconds, SETUP_SECONDS)):
+            if not self._ready:  # ``open`` gives the schema longer than a statement gets
+                with anyio.fail_after(max(self.operation_timeout_seconds, setup_seconds)):
                     await self.pool.open()
                     async with self.pool.connection() as connection:
                         await ensure_schema(

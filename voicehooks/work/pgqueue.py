@@ -160,7 +160,7 @@ class PostgresQueue:
 
     async def open(self) -> None:
         """Connect and make the tables and this queue's row unless they exist."""
-        await self._run("open", lambda: anyio.sleep(0))
+        await self._run("open", lambda: anyio.sleep(0), SETUP_SECONDS)
 
     async def ensure_group(self) -> None:
         """Make the tables and this queue's row unless they exist."""
@@ -438,10 +438,12 @@ class PostgresQueue:
     ) -> list[tuple[Any, ...]]:
         return await self._run(name, lambda: run_statement(self.pool, statement, params))
 
-    async def _run(self, name: str, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _run(
+        self, name: str, operation: Callable[[], Awaitable[T]], setup_seconds: float = 0.0
+    ) -> T:
         try:
-            if not self._ready:  # the first use: the schema may take longer than a statement
-                with anyio.fail_after(max(self.operation_timeout_seconds, SETUP_SECONDS)):
+            if not self._ready:  # ``open`` gives the schema longer than a statement gets
+                with anyio.fail_after(max(self.operation_timeout_seconds, setup_seconds)):
                     await self._setup()
                 self._ready = True
             with anyio.fail_after(self.operation_timeout_seconds):
