@@ -62,6 +62,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[DeliveryStore]:
     else:
         url = request.getfixturevalue("postgres_url")
     shared = store_from_url(url)
+    await shared.open()  # as an app's startup does
     yield shared
     await shared.aclose()
 

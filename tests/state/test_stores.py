@@ -185,7 +185,13 @@ async def make_store(redis_server: RedisServer) -> AsyncIterator[Callable[[], Re
 
 @pytest.fixture
 async def make_shared(backend_url: str) -> AsyncIterator[Callable[[], DeliveryStore]]:
-    """Independent stores on one server (Redis, then PostgreSQL), as separate processes."""
+    """Independent stores on one server (Redis, then PostgreSQL), as separate processes.
+
+    The server is made ready first, as an app's startup (``open``) does.
+    """
+    ready = store_from_url(backend_url)
+    await ready.open()
+    await ready.aclose()
     stores: list[DeliveryStore] = []
 
     def make() -> DeliveryStore:
