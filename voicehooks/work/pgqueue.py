@@ -50,6 +50,7 @@ from voicehooks.state.postgres import (
     run_statement,
 )
 
+from .pgsql import QUEUE_SCHEMA, statements
 from .queue import DeadLetter, Entry, QueueStats
 
 if TYPE_CHECKING:
@@ -66,21 +67,6 @@ _MISSING: Final = MISSING_TABLE_STATES
 _QUEUE_VERSION: Final = 1
 _WARN_FRACTION: Final = 0.8
 _REQUEUE_BATCH: Final = 100
-_TRIM_BATCH: Final = 100  # dead letters past their age deleted per bury
-
-_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS {s}.queues (name text PRIMARY KEY, length bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {s}.jobs (id bigserial PRIMARY KEY, queue text NOT NULL, "
-    "body bytea NOT NULL, attempts integer NOT NULL DEFAULT 0, consumer text, "
-    "touched_at timestamptz, created_at timestamptz NOT NULL DEFAULT now())",
-    "CREATE INDEX IF NOT EXISTS jobs_unread ON {s}.jobs (queue, id) WHERE consumer IS NULL",
-    "CREATE INDEX IF NOT EXISTS jobs_held ON {s}.jobs (queue, touched_at) "
-    "WHERE consumer IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS {s}.dead (id bigserial PRIMARY KEY, queue text NOT NULL, "
-    "body bytea NOT NULL, reason text NOT NULL, attempts integer NOT NULL, "
-    "failed_at timestamptz NOT NULL, original_id bigint NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS dead_queue ON {s}.dead (queue, id)",
-)
 
 
 class PostgresQueue:
@@ -142,7 +128,7 @@ class PostgresQueue:
         self._listening = anyio.Lock()
         self._acking = anyio.Lock()
         self._next_acks = _Acks()
-        self._sql = _statements(quoted_schema(schema))
+        self._sql = statements(quoted_schema(schema))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresQueue:
@@ -462,7 +448,7 @@ class PostgresQueue:
     async def _setup(self) -> None:
         await self.pool.open()
         async with self.pool.connection() as connection:
-            await ensure_schema(connection, self.schema, "queue", _QUEUE_VERSION, _SCHEMA)
+            await ensure_schema(connection, self.schema, "queue", _QUEUE_VERSION, QUEUE_SCHEMA)
             await connection.execute(self._sql["create"], {"q": self.stream})
 
 
@@ -480,81 +466,3 @@ class _Acks:
 def _ids(ids: Sequence[str]) -> list[int]:
     # Ids are the rows' numbers; anything else (a Redis entry id) names no row here.
     return [int(value) for value in ids if value.isdigit()]
-
-
-def _statements(s: str) -> dict[str, str]:
-    """Every statement of a queue in schema ``s`` (quoted), by name."""
-    take = (
-        "UPDATE {s}.jobs SET consumer = %(c)s, attempts = {attempts}, touched_at = now() "
-        "WHERE id IN (SELECT id FROM {s}.jobs WHERE queue = %(q)s AND {which} "
-        "ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED) RETURNING id, body, attempts"
-    )
-    return {
-        "create": f"INSERT INTO {s}.queues (name, length) VALUES (%(q)s, 0) "
-        "ON CONFLICT (name) DO NOTHING",
-        "length": f"SELECT length FROM {s}.queues WHERE name = %(q)s",
-        # The length goes up only if the entries fit; they are inserted only if it went up.
-        # The bodies go as one binary array (%b): as text they would travel as hex.
-        "enqueue": f"WITH room AS (UPDATE {s}.queues SET length = length + %(n)s "
-        "WHERE name = %(q)s AND length + %(n)s <= %(max)s RETURNING length), "
-        f"added AS (INSERT INTO {s}.jobs (queue, body) "
-        "SELECT %(q)s, body FROM room, unnest(%(bodies)b::bytea[]) AS body) "
-        "SELECT (SELECT length FROM room), "
-        f"(SELECT length FROM {s}.queues WHERE name = %(q)s), "
-        "(SELECT pg_notify(%(channel)s, '') FROM room)",
-        "read": take.format(s=s, attempts="1", which="consumer IS NULL"),
-        "claim": take.format(
-            s=s,
-            attempts="attempts + 1",
-            which="consumer IS NOT NULL "
-            "AND touched_at <= now() - %(idle)s * interval '1 millisecond'",
-        ),
-        "touch": f"UPDATE {s}.jobs SET touched_at = now() "
-        "WHERE queue = %(q)s AND consumer = %(c)s AND id = ANY(%(ids)s)",
-        "retry": f"UPDATE {s}.jobs SET attempts = attempts + 1, touched_at = now(), "
-        "consumer = %(c)s WHERE queue = %(q)s AND id = %(id)s RETURNING attempts",
-        "ack": f"WITH gone AS (DELETE FROM {s}.jobs WHERE queue = %(q)s AND id = ANY(%(ids)s) "
-        f"RETURNING 1) UPDATE {s}.queues SET length = length - (SELECT count(*) FROM gone) "
-        "WHERE name = %(q)s AND EXISTS (SELECT 1 FROM gone)",
-        # The letter is made from the deleted row: an entry acknowledged meanwhile is not
-        # buried. The trims see the letters as they were before this one.
-        "bury": f"WITH gone AS (DELETE FROM {s}.jobs WHERE queue = %(q)s AND id = %(id)s "
-        "RETURNING id, body), "
-        f"buried AS (INSERT INTO {s}.dead (queue, body, reason, attempts, failed_at, "
-        "original_id) SELECT %(q)s, body, %(reason)s, %(attempts)s, now(), id FROM gone), "
-        f"counted AS (UPDATE {s}.queues SET length = length - 1 "
-        "WHERE name = %(q)s AND EXISTS (SELECT 1 FROM gone)) "
-        f"DELETE FROM {s}.dead WHERE queue = %(q)s AND (id <= (SELECT id FROM {s}.dead "
-        "WHERE queue = %(q)s ORDER BY id DESC OFFSET %(max)s - 1 LIMIT 1) "
-        f"OR id IN (SELECT id FROM {s}.dead WHERE queue = %(q)s "
-        "AND failed_at < now() - %(age)s * interval '1 second' "
-        f"ORDER BY id LIMIT {_TRIM_BATCH}))",
-        "holds": f"SELECT EXISTS (SELECT 1 FROM {s}.jobs WHERE queue = %(q)s AND consumer = %(c)s)",
-        "stats": "SELECT count(*) FILTER (WHERE consumer IS NULL), "
-        f"count(*) FILTER (WHERE consumer IS NOT NULL), "
-        f"(SELECT count(*) FROM {s}.dead WHERE queue = %(q)s) "
-        f"FROM {s}.jobs WHERE queue = %(q)s",
-        "consumers": "SELECT consumer, count(*), "
-        "extract(epoch FROM now() - max(touched_at)) "
-        f"FROM {s}.jobs WHERE queue = %(q)s AND consumer IS NOT NULL "
-        "GROUP BY consumer ORDER BY consumer",
-        "dead": "SELECT id, body, reason, attempts, extract(epoch FROM failed_at), original_id "
-        f"FROM {s}.dead WHERE queue = %(q)s ORDER BY id LIMIT %(n)s",
-        "dead_count": f"SELECT count(*) FROM {s}.dead WHERE queue = %(q)s",
-        # Locks the queue's row first, so the room it reads is the room it fills.
-        "requeue": f"WITH free AS (SELECT greatest(%(max)s - length, 0) AS n FROM {s}.queues "
-        "WHERE name = %(q)s FOR UPDATE), "
-        f"picked AS (SELECT id FROM {s}.dead WHERE queue = %(q)s "
-        "AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)) "
-        "ORDER BY id LIMIT least(%(n)s, (SELECT n FROM free)) FOR UPDATE SKIP LOCKED), "
-        f"moved AS (DELETE FROM {s}.dead WHERE id IN (SELECT id FROM picked) "
-        "RETURNING id, body), "
-        f"added AS (INSERT INTO {s}.jobs (queue, body) "
-        "SELECT %(q)s, body FROM moved ORDER BY id), "
-        f"counted AS (UPDATE {s}.queues SET length = length + (SELECT count(*) FROM moved) "
-        "WHERE name = %(q)s RETURNING length) "
-        "SELECT (SELECT count(*) FROM moved), (SELECT length FROM counted), "
-        "(SELECT n FROM free), "
-        f"(SELECT count(*) FROM {s}.dead WHERE queue = %(q)s "
-        "AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)))",
-    }
