@@ -9,7 +9,7 @@ PORT ?= 8000
 
 DIST ?= dist
 
-.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable bench-privacy loadtest chaos redis-ha clean wrk
+.PHONY: run dev dist test test-3.13 lint typecheck pytest docs bench bench-quick bench-durable bench-privacy loadtest chaos chaos-postgres redis-ha clean wrk
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,7 +80,7 @@ wrk:  ## the HTTP load generator, from Debian's packages, when the machine lacks
 loadtest: $(STAMP)  ## 100,000 signed deliveries at concurrency 64 against `voicehooks run`, every answer checked (< 1 min; aborts at 10)
 	$(BIN)/python -m benchmarks.loadtest
 
-bench-durable: $(STAMP)  ## end-of-call-report ack latency in-process vs durable (Redis Streams), worker throughput (~1 min)
+bench-durable: $(STAMP)  ## end-of-call-report ack latency in-process vs durable (Redis Streams, PostgreSQL), worker throughput (~2 min)
 	$(BIN)/python -m benchmarks.durable
 
 bench-privacy: $(STAMP)  ## voicehooks.privacy on its labelled corpus: precision and recall per kind, false positives, ms per KB (seconds)
@@ -91,6 +91,9 @@ chaos: $(STAMP)  ## durable mode: 10,000 deliveries, a worker kill -9'ed every 2
 
 redis-ha: $(STAMP)  ## Redis as production runs it: TLS, a 3-master cluster, a Sentinel failover under 2,000 reports (~1 min)
 	REDIS_HA_DELIVERIES=2000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/integration/test_redis_failover.py tests/state/test_connections.py tests/state/test_stores.py tests/work/test_queue.py
+
+chaos-postgres: $(STAMP)  ## `make chaos` on PostgreSQL (queue and store), PostgreSQL restarted; prints the table
+	$(BIN)/python -m tests.helpers.chaos --deliveries 10000 --backend postgres
 
 clean:
 	rm -rf $(VENV) $(VENV_313) .mypy_cache .pytest_cache .ruff_cache .coverage htmlcov dist build site

@@ -1,15 +1,19 @@
 """Durable mode's price: acknowledgement latency in-process vs durable, and worker throughput.
 
 ``make bench-durable`` (or ``python -m benchmarks.durable``) starts a private ``redis-server``
-(``appendonly yes``, ``appendfsync everysec``, as production should run it) and:
+(``appendonly yes``, ``appendfsync everysec``, as production should run it) and a private
+PostgreSQL cluster (``synchronous_commit=on``: a commit is answered once its WAL is written;
+``fsync=off``, so the disk's flush is not in the figures: on a real disk each commit adds
+it, shared by the commits that wait together), and for each:
 
 1. **Acknowledgement latency**: ``voicehooks run benchmarks/loadtest_app.py`` without, then
    with ``VOICEHOOKS_QUEUE_URL``; signed end-of-call-reports (the ~30 KB ``report`` workload
    of ``benchmarks/workloads.py``) over one keep-alive connection, one at a time (the latency a
    single platform request sees), then 16 at a time. Reported: p50 and p99 from sending the
    request to the last byte of the ``{}``. In-process, the answer goes out before the handler
-   runs; durable, after the entry is in Redis (one script call) and the duplicate store's claim
-   (Redis too: several receivers must share it).
+   runs; durable, after the entry is in the queue (one script call on Redis, one committed
+   statement on PostgreSQL) and the duplicate store's claim (on the same server: several
+   receivers must share it).
 2. **Worker throughput**: ``--entries`` reports are put in the stream, then one
    ``voicehooks worker`` (``--concurrency`` 8, then 32) is started and timed until the stream
    is empty: entries per second, handler included (a sync handler that counts the report).
@@ -17,8 +21,8 @@
    (``voicehooks.work.sealing``, AES-256-GCM), for entries of 1, 30 and 256 KiB, the best of
    5 rounds, in this process. ``--sealing-only`` runs just this, without Redis or servers.
 
-Client, servers, worker and Redis share the machine, so these are floors, and only
-comparable within one run. Bounded in count; the whole run takes about a minute.
+Client, servers, worker and the queue's server share the machine, so these are floors, and
+only comparable within one run. Bounded in count; the whole run takes about two minutes.
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ from typing import Any
 from benchmarks.loadtest import percentile, read_answer
 from benchmarks.workloads import make_pool
 from tests.helpers.paths import ROOT
+from tests.helpers.postgres_server import running_postgres
 from tests.helpers.redis_server import running_redis
 from tests.helpers.servers import running_server
+from voicehooks.state.postgres import run_statement
+from voicehooks.work.durable import queue_from_url
+from voicehooks.work.pgqueue import PostgresQueue
 from voicehooks.work.queue import RedisQueue
 from voicehooks.work.sealing import Sealer
 
@@ -103,13 +111,19 @@ def fill(directory: Path, env: dict[str, str], entries: int, run: str) -> None:
 
 
 async def drain(url: str) -> None:
-    queue = RedisQueue.from_url(url)
-    await queue.client.delete(queue.stream)
+    queue = queue_from_url(url)
+    if isinstance(queue, RedisQueue):
+        await queue.client.delete(queue.stream)
+    else:
+        assert isinstance(queue, PostgresQueue)
+        await queue.open()
+        await run_statement(queue.pool, "DELETE FROM voicehooks.jobs", [])
+        await run_statement(queue.pool, "UPDATE voicehooks.queues SET length = 0", [])
     await queue.aclose()  # the queue's client shares a pool: only the queue may close it
 
 
 async def backlog(url: str) -> int:
-    queue = RedisQueue.from_url(url)
+    queue = queue_from_url(url)
     try:
         return (await queue.stats()).length
     finally:
@@ -127,17 +141,7 @@ def worker_throughput(
     with open(directory / f"worker-{concurrency}.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        started = None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            left = asyncio.run(backlog(url))
-            if started is None and left < entries:
-                started = time.monotonic()  # the first entry is done: startup is excluded
-                first_left = left
-            if left == 0 and started is not None:
-                return first_left / max(time.monotonic() - started, 1e-9)
-            time.sleep(0.02)
-        raise RuntimeError("the worker did not drain the stream within 300 s")
+        return asyncio.run(_timed_drain(url, entries))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -176,6 +180,26 @@ def print_sealing(results: dict[str, Any]) -> None:
         print(f"| {size} | {by['seal_us']} | {by['open_us']} | {by['seal_us_per_kib']} |")
 
 
+async def _timed_drain(url: str, entries: int) -> float:
+    # One queue (one connection) for every look: a new one each time would cost a server
+    # process per look on PostgreSQL, and slow down the worker being measured.
+    queue = queue_from_url(url)
+    try:
+        started = first_left = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            left = (await queue.stats()).length
+            if started is None and left < entries:
+                started = time.monotonic()  # the first entry is done: startup is excluded
+                first_left = left
+            if left == 0 and started is not None and first_left is not None:
+                return first_left / max(time.monotonic() - started, 1e-9)
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the worker did not drain the queue within 300 s")
+    finally:
+        await queue.aclose()
+
+
 @contextlib.contextmanager
 def _temporary() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="voicehooks-bench-durable-") as tmp:
@@ -200,23 +224,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps({"sealing": sealing}, indent=2) + "\n")
         return 0
-    with _temporary() as directory, running_redis(directory, appendonly=True) as redis:
-        base = {**os.environ, "VOICEHOOKS_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
-        base.pop("VOICEHOOKS_REDIS_URL", None)
-        base.pop("VOICEHOOKS_QUEUE_URL", None)
-        durable = {**base, "VOICEHOOKS_QUEUE_URL": redis.url}
-        results: dict[str, Any] = {
-            "load_average_at_start": [round(x, 2) for x in load],
-            "cpus": os.cpu_count(),
-            "ack": {"in-process": ack_latency(directory, base, args.requests)},
-            "worker_entries_per_second": {},
+    base = {**os.environ, "VOICEHOOKS_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
+    for name in ("VOICEHOOKS_REDIS_URL", "VOICEHOOKS_STORE_URL", "VOICEHOOKS_QUEUE_URL"):
+        base.pop(name, None)
+    results: dict[str, Any] = {
+        "load_average_at_start": [round(x, 2) for x in load],
+        "cpus": os.cpu_count(),
+        "ack": {},
+        "worker_entries_per_second": {},
+    }
+    with _temporary() as directory:
+        results["ack"]["in-process"] = ack_latency(directory, base, args.requests)
+        servers: dict[str, contextlib.AbstractContextManager[Any]] = {
+            "redis": running_redis(directory, appendonly=True),
+            "postgres": running_postgres(durable_commits=True),
         }
-        results["ack"]["durable"] = ack_latency(directory, durable, args.requests)
-        asyncio.run(drain(redis.url))  # the latency run's entries: not part of the next
-        results["worker_entries_per_second"] = {
-            f"c{c}": round(worker_throughput(directory, durable, redis.url, args.entries, c))
-            for c in (8, 32)
-        }
+        for backend, running in servers.items():
+            with running as server:
+                durable = {**base, "VOICEHOOKS_QUEUE_URL": server.url}  # the store follows
+                results["ack"][f"durable, {backend}"] = ack_latency(
+                    directory, durable, args.requests
+                )
+                asyncio.run(drain(server.url))  # the latency run's entries: not the next's
+                results["worker_entries_per_second"][backend] = {
+                    f"c{c}": round(
+                        worker_throughput(directory, durable, server.url, args.entries, c)
+                    )
+                    for c in (8, 32)
+                }
         results["sealing"] = sealing_cost()
     print(f"load average at start: {results['load_average_at_start']} on {results['cpus']} CPUs")
     print("| end-of-call-report ack | concurrency 1: p50 / p99 ms | concurrency 16: p50 / p99 ms |")
@@ -224,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     for mode, by in results["ack"].items():
         cells = [f"{by[c]['p50_ms']} / {by[c]['p99_ms']}" for c in ("c1", "c16")]
         print(f"| {mode} | {cells[0]} | {cells[1]} |")
-    rates = results["worker_entries_per_second"]
-    print(f"worker throughput (entries/s): concurrency 8: {rates['c8']}, 32: {rates['c32']}")
+    for backend, rates in results["worker_entries_per_second"].items():
+        print(
+            f"worker throughput on {backend} (entries/s): concurrency 8: {rates['c8']}, "
+            f"32: {rates['c32']}"
+        )
     print_sealing(results["sealing"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.postgres_server import PostgresServer, running_postgres
 from tests.helpers.redis_server import RedisServer, running_redis
 from tests.helpers.redis_topologies import (
     Cluster,
@@ -37,6 +38,7 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> str:
 def _no_redis_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's VOICEHOOKS_REDIS_URL must not turn every test app into a Redis client.
     monkeypatch.delenv("VOICEHOOKS_REDIS_URL", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_STORE_URL", raising=False)
     monkeypatch.delenv("VOICEHOOKS_QUEUE_URL", raising=False)
     # Nor may a developer's queue key or dead-letter bounds change what the tests expect.
     for name in (
@@ -77,3 +79,30 @@ def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
     """``single``: the test's own ``redis_server``; ``tls`` and ``cluster``: the session's,
     emptied first."""
     return backend_for(request, getattr(request, "param", "single"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster for the session (initdb takes seconds), stopped after.
+
+    Skips when PostgreSQL is not installed, except under ``CI``, where it fails.
+    """
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database on the session's cluster: each test starts with no tables."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh server of each backend the store and the queue run on: a private
+    redis-server, then a fresh database on the session's PostgreSQL."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    url: str = request.getfixturevalue("postgres_url")
+    return url

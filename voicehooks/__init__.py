@@ -31,9 +31,11 @@ from .pipeline.assistant import AssistantResponse
 from .pipeline.toolcalls import ToolResult
 from .settings import Background, Deadlines, Duplicates, Limits, Mcp, Platform, Privacy
 from .state.callstate import CallState
+from .state.postgres import PostgresStore
 from .state.stores import DeliveryStore, MemoryStore, RedisStore
 from .tools.sensitive import Sensitive
-from .work.queue import RedisQueue
+from .work.pgqueue import PostgresQueue
+from .work.queue import RedisQueue, WorkQueue
 
 __version__ = "0.1.0"
 
@@ -59,6 +61,8 @@ __all__ = [
     "Observer",
     "Platform",
     "PlatformClient",
+    "PostgresQueue",
+    "PostgresStore",
     "Privacy",
     "Reconciliation",
     "RedisQueue",
@@ -71,6 +75,7 @@ __all__ = [
     "ToolResult",
     "VoiceHooks",
     "VoiceHooksError",
+    "WorkQueue",
     "__version__",
     "sign",
 ]

@@ -85,7 +85,7 @@ from .tools.definition import UnknownArguments
 from .tools.sensitive import Tokens, mask_body
 from .work.durable import DurableSink, default_queue
 from .work.jobs import Job, JobSink
-from .work.queue import RedisQueue
+from .work.queue import WorkQueue
 from .work.runner import BackgroundRunner
 from .work.sealing import sealer_for
 
@@ -323,7 +323,7 @@ class VoiceHooks(Registry):
             self.add_observer(observer)
 
     @property
-    def queue(self) -> RedisQueue | None:
+    def queue(self) -> WorkQueue | None:
         """The durable queue, or ``None`` when jobs run in this process."""
         return self.durable.queue if self.durable is not None else None
 

@@ -32,7 +32,7 @@ from .observe.observers import Observer
 from .state.dedupe import StoreFailure
 from .state.stores import DeliveryStore
 from .work.durable import QueueFailure
-from .work.queue import RedisQueue
+from .work.queue import WorkQueue
 from .work.sealing import sealer_for
 
 __all__ = [
@@ -136,10 +136,10 @@ class Background:
             ``max_queued_bytes`` of their bodies, informational deliveries are refused 503
             with ``Retry-After`` instead of being accepted and lost.
         max_queued_bytes: See ``max_queued_jobs``.
-        queue: Durable mode: jobs go to this Redis stream before the 200, for ``voicehooks
-            worker`` processes to run. ``None``: ``RedisQueue.from_url`` of
+        queue: Durable mode: jobs go to this queue (a ``RedisQueue`` or a ``PostgresQueue``)
+            before the 200, for ``voicehooks worker`` processes to run. ``None``: the queue of
             ``VOICEHOOKS_QUEUE_URL`` when set, else no queue (jobs run in this process).
-        queue_failure: When Redis cannot take a delivery's jobs: ``"process"`` them here
+        queue_failure: When the queue cannot take a delivery's jobs: ``"process"`` them here
             and log an error, or ``"reject"`` the delivery with 503.
         queue_key: Seal the queue's entries with AES-256-GCM (``voicehooks.work.sealing``):
             32 random bytes in base64url (``voicehooks queue new-key``), several
@@ -151,7 +151,7 @@ class Background:
     max_running: int = 64
     max_queued_jobs: int = 2_000
     max_queued_bytes: int = 64 * 1024 * 1024
-    queue: RedisQueue | None = None
+    queue: WorkQueue | None = None
     queue_failure: QueueFailure = "process"
     queue_key: str | None = dataclasses.field(default=None, repr=False)
 
@@ -169,9 +169,10 @@ class Duplicates:
     ``VoiceHooks(duplicates=None)`` switches it off.
 
     Args:
-        store: Where deliveries are remembered. ``None``: ``RedisStore.from_url`` of
-            ``VOICEHOOKS_REDIS_URL``, else of ``VOICEHOOKS_QUEUE_URL``, when set; else a
-            ``MemoryStore`` (this process only).
+        store: Where deliveries are remembered. ``None``: the store of
+            ``VOICEHOOKS_STORE_URL`` (old name ``VOICEHOOKS_REDIS_URL``), else of
+            ``VOICEHOOKS_QUEUE_URL``, when set (Redis or PostgreSQL); else a ``MemoryStore``
+            (this process only).
         ttl_seconds: How long a handled delivery is remembered.
         store_failure: When the store fails or is slow: ``"process"`` the delivery anyway
             and log an error, or ``"reject"`` it with 503.

@@ -1,4 +1,5 @@
-"""``voicehooks queue``: stats, dead letters and requeue against a real redis-server."""
+"""``voicehooks queue``: stats, dead letters and requeue against a real redis-server and a
+real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from click.testing import CliRunner
 
 from tests.helpers.paths import FIXTURES, ROOT
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.servers import running_server
+from tests.helpers.servers import free_port, running_server
 from voicehooks import sign
 from voicehooks.cli import main
 from voicehooks.core.environment import QUEUE_KEY, QUEUE_URL
 from voicehooks.core.events import decode_delivery
 from voicehooks.core.logs import masked
 from voicehooks.testing import end_of_call_report
+from voicehooks.work.durable import queue_from_url
 from voicehooks.work.jobs import Job, encode_job
 from voicehooks.work.queue import QueueStats, RedisQueue
 from voicehooks.work.sealing import Sealer, new_key
@@ -37,8 +39,8 @@ SECRET = "whsec_durable_cli_tests"
 
 
 @pytest.fixture
-def runner(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv(QUEUE_URL, redis_server.url)
+def runner(backend_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv(QUEUE_URL, backend_url)
     return CliRunner()
 
 
@@ -49,7 +51,7 @@ def prepare(
     by w1; sealed by ``sealer`` when given."""
 
     async def main() -> list[str]:
-        queue = RedisQueue.from_url(url)
+        queue = queue_from_url(url)
         await queue.open()
         entry = encode_job(Job(decode_delivery(report), "handler:app:on_report"), 0.0)
         if sealer is not None:
@@ -67,9 +69,9 @@ def prepare(
 
 
 def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
-    runner: CliRunner, redis_server: RedisServer
+    runner: CliRunner, backend_url: str
 ) -> None:
-    prepare(redis_server.url, dead=2, waiting=3)
+    prepare(backend_url, dead=2, waiting=3)
     result = runner.invoke(main, ["queue", "stats"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -79,7 +81,9 @@ def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
         lines[0],
     )
     assert lines[1].split() == ["CONSUMER", "PENDING", "IDLE"]
-    assert [line.split()[:2] for line in lines[2:]] == [["w0", "0"], ["w1", "1"]]
+    # Redis lists every consumer of the group; PostgreSQL knows a worker by what it holds.
+    holders = [["w1", "1"]] if backend_url.startswith("postgresql") else [["w0", "0"], ["w1", "1"]]
+    assert [line.split()[:2] for line in lines[2:]] == holders
     as_json = json.loads(runner.invoke(main, ["queue", "stats", "--json"]).output)
     assert (as_json["length"], as_json["unread"], as_json["pending"], as_json["dead"]) == (
         3,
@@ -87,7 +91,7 @@ def test_stats_shows_the_backlog_the_consumers_and_the_dead_letters(
         1,
         3,
     )
-    assert [c["name"] for c in as_json["consumers"]] == ["w0", "w1"]
+    assert [[c["name"], str(c["pending"])] for c in as_json["consumers"]] == holders
     assert (as_json["max_dead"], as_json["max_dead_age_seconds"]) == (10000, 604800)
     assert 0 <= as_json["oldest_dead_seconds"] < 60
 
@@ -130,9 +134,9 @@ def personal_report() -> bytes:
 
 
 def test_dead_letters_are_listed_with_their_bodies_redacted(
-    runner: CliRunner, redis_server: RedisServer
+    runner: CliRunner, backend_url: str
 ) -> None:
-    ids = prepare(redis_server.url, dead=1, waiting=0, report=personal_report())
+    ids = prepare(backend_url, dead=1, waiting=0, report=personal_report())
     result = runner.invoke(main, ["queue", "dead"])
     assert result.exit_code == 0, result.output
     first, body, unreadable, why = result.output.splitlines()
@@ -154,22 +158,20 @@ def test_dead_letters_are_listed_with_their_bodies_redacted(
         assert personal not in result.output
 
 
-def test_raw_dead_letters_show_the_bodies_as_they_are(
-    runner: CliRunner, redis_server: RedisServer
-) -> None:
+def test_raw_dead_letters_show_the_bodies_as_they_are(runner: CliRunner, backend_url: str) -> None:
     report = personal_report()
-    prepare(redis_server.url, dead=1, waiting=0, report=report)
+    prepare(backend_url, dead=1, waiting=0, report=report)
     result = runner.invoke(main, ["queue", "dead", "--raw"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1] == "  " + report.decode()
 
 
 def test_sealed_dead_letters_are_opened_with_the_key_of_the_environment(
-    runner: CliRunner, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, backend_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = new_key()
     sealer = Sealer.parse(key, QUEUE_KEY)
-    prepare(redis_server.url, dead=1, waiting=0, report=personal_report(), sealer=sealer)
+    prepare(backend_url, dead=1, waiting=0, report=personal_report(), sealer=sealer)
     without = runner.invoke(main, ["queue", "dead"])
     assert without.exit_code == 0, without.output
     header, body = without.output.splitlines()[:2]
@@ -201,19 +203,19 @@ def test_new_key_prints_a_fresh_key(runner: CliRunner) -> None:
 
 
 def test_dead_letters_show_call_ids_masked_like_every_other_output(
-    runner: CliRunner, redis_server: RedisServer
+    runner: CliRunner, backend_url: str
 ) -> None:
     call_id = "call-_+31612345678_XqaQ"  # the platform's REST ids embed the caller's number
     report = msgspec.json.encode(end_of_call_report(call_id=call_id))
-    prepare(redis_server.url, dead=1, waiting=0, report=report)
+    prepare(backend_url, dead=1, waiting=0, report=report)
     result = runner.invoke(main, ["queue", "dead"])
     assert result.exit_code == 0, result.output
     assert f"call={masked(call_id)}  key=none" in result.output.splitlines()[0]
     assert "31612345678" not in result.output
 
 
-def test_requeue_by_id_or_all(runner: CliRunner, redis_server: RedisServer) -> None:
-    ids = prepare(redis_server.url, dead=2, waiting=0)
+def test_requeue_by_id_or_all(runner: CliRunner, backend_url: str) -> None:
+    ids = prepare(backend_url, dead=2, waiting=0)
     result = runner.invoke(main, ["queue", "requeue", ids[0]])
     assert (result.exit_code, result.output) == (0, "requeued 1 dead letter\n")
     result = runner.invoke(main, ["queue", "requeue", "--all"])
@@ -237,13 +239,18 @@ def test_without_a_queue_url_the_commands_say_what_to_set(
     assert f"set {QUEUE_URL}=redis://" in result.output
 
 
-def test_an_unreachable_redis_is_one_line_and_exit_code_1(
-    runner: CliRunner, redis_server: RedisServer
+@pytest.mark.parametrize("scheme", ["redis", "postgres"])
+def test_an_unreachable_server_is_one_line_and_exit_code_1(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
-    redis_server.stop()
-    result = runner.invoke(main, ["queue", "stats"])
+    if scheme == "redis":
+        redis_server.stop()
+        monkeypatch.setenv(QUEUE_URL, redis_server.url)
+    else:
+        monkeypatch.setenv(QUEUE_URL, f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    result = CliRunner().invoke(main, ["queue", "stats"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: redis ")
+    assert result.output.startswith(f"Error: {scheme} ")
     assert len(result.output.splitlines()) == 1
 
 

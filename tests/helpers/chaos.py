@@ -1,11 +1,13 @@
 """Chaos proof of durable mode: nothing a receiver accepted is lost.
 
-One ``redis-server`` (``appendonly yes``), two receivers (``voicehooks run`` on two ports, as
-two hosts would be) and two workers (``voicehooks worker``) of ``tests/apps/durable.py``.
-Signed status-updates and end-of-call-reports go to both receivers while one worker is
-``kill -9``-ed every ``--kill-every`` seconds and started again, and Redis is restarted once,
-halfway. Then the driver waits until every accepted (200) delivery's handler has run, and
-checks the app's side-effect files:
+One server (``--backend redis``: ``redis-server`` with ``appendonly yes``; ``--backend
+postgres``: a PostgreSQL cluster that answers a commit once its WAL is written), two receivers
+(``voicehooks run`` on two ports, as two hosts would be) and two workers (``voicehooks
+worker``) of ``tests/apps/durable.py``, whose queue and duplicate store are both on that
+server. Signed status-updates and end-of-call-reports go to both receivers while one worker
+is ``kill -9``-ed every ``--kill-every`` seconds and started again, and the server is
+restarted once, halfway. Then the driver waits until every accepted (200) delivery's
+handler has run, and checks the app's side-effect files:
 
 * **missing**: accepted deliveries no handler ever finished a run of (must be 0);
 * **naive duplicates**: extra runs of a side effect a handler does not key (counted, expected
@@ -14,9 +16,9 @@ checks the app's side-effect files:
   ``CallContext.delivery_id`` (must be 0: the id is stable across redeliveries);
 * **dead letters** and what is left in the queue (must be 0), and the receivers' memory.
 
-``tests/integration/test_chaos.py`` runs a short variant in the suite; ``make chaos`` runs
-10,000 deliveries and prints the table (``python -m tests.helpers.chaos --help``). Everything
-is bounded in count and time (``--time-limit``).
+``tests/integration/test_chaos.py`` runs a short variant of each in the suite; ``make chaos``
+and ``make chaos-postgres`` run 10,000 deliveries and print the table (``python -m
+tests.helpers.chaos --help``). Everything is bounded in count and time (``--time-limit``).
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import msgspec
 
 from benchmarks.loadtest import read_answer, rss_kib
 from tests.helpers.paths import ROOT
-from tests.helpers.redis_server import RedisServer, running_redis
+from tests.helpers.postgres_server import running_postgres
+from tests.helpers.redis_server import running_redis
 from tests.helpers.servers import Server, running_server
 from voicehooks.core.signing import sign
 from voicehooks.testing import end_of_call_report, status_update
@@ -55,11 +58,12 @@ class Outcome:
     """What the run saw and found."""
 
     deliveries: int
+    backend: str = "redis"
     accepted: set[tuple[str, str]] = field(default_factory=set)  # (kind, call id)
     statuses: Counter[int] = field(default_factory=Counter)
     connection_errors: int = 0
     kills: int = 0
-    redis_restarts: int = 0
+    server_restarts: int = 0
     missing: int = -1
     naive_duplicates: int = -1
     keyed_duplicates: int = -1
@@ -86,7 +90,7 @@ class Outcome:
             ("refused (503)", self.statuses[503]),
             ("connection errors", self.connection_errors),
             ("worker kill -9", self.kills),
-            ("redis restarts", self.redis_restarts),
+            (f"{self.backend} restarts", self.server_restarts),
             ("missing (accepted, never handled)", self.missing),
             ("duplicated side effects, naive handler", self.naive_duplicates),
             ("duplicated side effects, keyed on delivery_id", self.keyed_duplicates),
@@ -205,8 +209,17 @@ def keyed_effects(directory: Path) -> Counter[str]:
     return Counter(name.split("-", 1)[0] for name in os.listdir(directory / "once"))
 
 
+class Restartable(Protocol):
+    """A server the run can restart: a ``RedisServer`` or a ``PostgresServer``."""
+
+    @property
+    def url(self) -> str: ...
+
+    def restart(self) -> None: ...
+
+
 async def chaos(
-    redis: RedisServer,
+    server: Restartable,
     receivers: list[Server],
     workers: Workers,
     outcome: Outcome,
@@ -229,10 +242,11 @@ async def chaos(
                 outcome.drained = True
                 break
         elif (
-            not outcome.redis_restarts and sum(outcome.statuses.values()) >= outcome.deliveries // 2
+            not outcome.server_restarts
+            and sum(outcome.statuses.values()) >= outcome.deliveries // 2
         ):
-            await asyncio.to_thread(redis.restart)
-            outcome.redis_restarts += 1
+            await asyncio.to_thread(server.restart)
+            outcome.server_restarts += 1
         if not warm and sum(outcome.statuses.values()) >= min(200, outcome.deliveries // 10):
             warm = [rss_kib(r.process.pid) for r in receivers]  # warmed up by a first few
         if time.monotonic() >= next_kill:
@@ -249,9 +263,9 @@ async def chaos(
 
 
 async def queue_leftovers(url: str) -> tuple[int, int]:
-    from voicehooks.work.queue import RedisQueue
+    from voicehooks.work.durable import queue_from_url
 
-    queue = RedisQueue.from_url(url)
+    queue = queue_from_url(url)
     try:
         stats = await queue.stats()
     finally:
@@ -268,20 +282,27 @@ def run(
     kill_every: float = 2.0,
     handler_seconds: float = 0.05,
     time_limit: float = 120.0,
+    backend: str = "redis",
 ) -> Outcome:
     """One chaos run in ``directory``; see the module docstring."""
     (directory / "effects" / "once").mkdir(parents=True)
-    outcome = Outcome(deliveries)
-    with running_redis(directory, appendonly=True) as redis:
+    outcome = Outcome(deliveries, backend)
+    servers: contextlib.AbstractContextManager[Restartable] = (
+        running_redis(directory, appendonly=True)
+        if backend == "redis"
+        else running_postgres(durable_commits=True)
+    )
+    with servers as server:
         env = {
             **os.environ,
             "VOICEHOOKS_SECRET": SECRET,
-            "VOICEHOOKS_QUEUE_URL": redis.url,
+            "VOICEHOOKS_QUEUE_URL": server.url,
             "DURABLE_EFFECTS_DIR": str(directory / "effects"),
             "DURABLE_HANDLER_SECONDS": str(handler_seconds),
             "PYTHONUNBUFFERED": "1",
         }
-        env.pop("VOICEHOOKS_REDIS_URL", None)  # the duplicate store follows the queue's Redis
+        env.pop("VOICEHOOKS_REDIS_URL", None)  # the duplicate store follows the queue's URL
+        env.pop("VOICEHOOKS_STORE_URL", None)
         with contextlib.ExitStack() as stack:
             receivers = [
                 stack.enter_context(
@@ -292,9 +313,11 @@ def run(
             workers = Workers(env, directory, 2)
             stack.callback(workers.stop)
             asyncio.run(
-                chaos(redis, receivers, workers, outcome, concurrency, rate, kill_every, time_limit)
+                chaos(
+                    server, receivers, workers, outcome, concurrency, rate, kill_every, time_limit
+                )
             )
-        outcome.left_in_queue, outcome.dead_letters = asyncio.run(queue_leftovers(redis.url))
+        outcome.left_in_queue, outcome.dead_letters = asyncio.run(queue_leftovers(server.url))
     effects = directory / "effects"
     runs, keyed = lines(effects / "runs.log"), keyed_effects(effects)
     outcome.missing = len(outcome.accepted - set(lines(effects / "done.log")))
@@ -323,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-every", type=float, default=2.0, help="seconds")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds; then FAIL")
     parser.add_argument("--keep", type=Path, help="run in this directory and keep the logs")
+    parser.add_argument("--backend", choices=["redis", "postgres"], default="redis")
     args = parser.parse_args(argv)
     with _directory(args.keep) as directory:
         outcome = run(
@@ -332,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             kill_every=args.kill_every,
             time_limit=args.time_limit,
+            backend=args.backend,
         )
     print(outcome.table())
     return 0 if outcome.passed else 1

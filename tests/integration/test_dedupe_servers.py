@@ -1,4 +1,5 @@
-"""Over real sockets: once-only processing across uvicorn workers and hosts sharing one Redis.
+"""Over real sockets: once-only processing across uvicorn workers and hosts sharing one store
+(Redis or PostgreSQL).
 
 The served app (tests/apps/dedupe.py) appends a line per execution to one file with
 ``O_APPEND``, so executions are counted across every process.
@@ -62,19 +63,19 @@ def store_lines(logs: str) -> list[str]:
     return [line for line in logs.splitlines() if "store" in line]
 
 
-def environment(redis_server: RedisServer, runs_file: Path) -> dict[str, str]:
+def environment(url: str, runs_file: Path) -> dict[str, str]:
     return {
         "VOICEHOOKS_SECRET": SECRET,
-        "VOICEHOOKS_REDIS_URL": redis_server.url,
+        "VOICEHOOKS_STORE_URL": url,
         "DEDUPE_RUNS_FILE": str(runs_file),
     }
 
 
-def test_two_workers_sharing_redis_run_each_tool_call_once(
-    tmp_path: Path, redis_server: RedisServer
+def test_two_workers_sharing_a_store_run_each_tool_call_once(
+    tmp_path: Path, backend_url: str
 ) -> None:
     runs_file = tmp_path / "runs.log"
-    env = environment(redis_server, runs_file)
+    env = environment(backend_url, runs_file)
     slots = [f"slot-{i}" for i in range(4)]
     now = int(time.time())
     with running_server(TARGET, tmp_path, args=["--workers", "2"], env=env) as server:
@@ -93,7 +94,7 @@ def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     runs_file = tmp_path / "runs.log"
-    env = environment(redis_server, runs_file)
+    env = environment(redis_server.url, runs_file)
     now = int(time.time())
     report = msgspec.json.encode(end_of_call_report(call_id="call-1"))
     client = redis.Redis.from_url(redis_server.url)
@@ -132,11 +133,11 @@ def test_two_hosts_sharing_redis_run_once_expire_keys_and_outlive_redis(
     assert SLOT not in logs
 
 
-def test_the_models_retries_with_new_ids_run_once_across_two_workers_sharing_redis(
-    tmp_path: Path, redis_server: RedisServer
+def test_the_models_retries_with_new_ids_run_once_across_two_workers_sharing_a_store(
+    tmp_path: Path, backend_url: str
 ) -> None:
     runs_file = tmp_path / "runs.log"
-    env = environment(redis_server, runs_file)
+    env = environment(backend_url, runs_file)
     now = int(time.time())
 
     def reserve(tool_call_id: str, arguments: dict[str, Any], call_id: str = "call-1") -> bytes:

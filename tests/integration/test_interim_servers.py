@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.helpers.redis_server import RedisServer
 from tests.helpers.servers import running_server
 from voicehooks import sign
 from voicehooks.testing import FakePlatform, tool_call, tool_calls
@@ -110,7 +109,7 @@ def test_an_8_s_tool_answers_its_interim_text_at_once_then_its_result_once(
 
 
 def test_30_late_results_for_one_call_across_two_workers_keep_the_limit_and_arrive_once(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, backend_url: str
 ) -> None:
     window = 3.0  # the platform's minute, shortened on both sides
     platform = FakePlatform(api_key=API_KEY, window_seconds=window)
@@ -118,7 +117,7 @@ def test_30_late_results_for_one_call_across_two_workers_keep_the_limit_and_arri
     env = environment(
         "",
         returns_file,
-        VOICEHOOKS_REDIS_URL=redis_server.url,
+        VOICEHOOKS_STORE_URL=backend_url,  # Redis, then PostgreSQL
         LIVE_WINDOW_SECONDS=str(window),
     )
     with platform.serve() as base_url:

@@ -9,14 +9,12 @@ import anyio
 import msgspec
 import pytest
 
-from tests.helpers.redis_server import RedisServer
 from voicehooks import (
     Background,
     ConfigurationError,
     EndOfCallReport,
     MemoryStore,
     Platform,
-    RedisQueue,
     StatusUpdate,
     VoiceHooks,
 )
@@ -24,6 +22,7 @@ from voicehooks.core.events import call_scope, decode_delivery
 from voicehooks.live.api import PlatformClient
 from voicehooks.live.reconcile import Reconciler, Reconciliation, report_body
 from voicehooks.testing import FakePlatform, WebhookClient
+from voicehooks.work.durable import queue_from_url
 from voicehooks.work.jobs import decode_job
 
 pytestmark = pytest.mark.anyio
@@ -274,10 +273,10 @@ async def test_a_report_refused_503_leaves_its_call_to_be_reconciled() -> None:
 
 
 async def test_a_reconciled_report_goes_to_the_durable_queue_not_the_receiver(
-    redis_server: RedisServer,
+    backend_url: str,
 ) -> None:
     platform = FakePlatform()
-    queue = RedisQueue.from_url(redis_server.url)
+    queue = queue_from_url(backend_url)
     app, handled = reconciling_app(platform, background=Background(queue=queue))
     platform.end_call("lost", summary="Ordered a bike.")
     async with WebhookClient(app, secret="whsec_reconcile") as client:
@@ -297,10 +296,10 @@ async def test_a_reconciled_report_goes_to_the_durable_queue_not_the_receiver(
 
 
 async def test_a_reconciled_report_the_queue_refuses_is_not_counted_and_comes_again(
-    redis_server: RedisServer,
+    backend_url: str,
 ) -> None:
     platform = FakePlatform()
-    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    queue = queue_from_url(backend_url, max_length=1)
     app, _ = reconciling_app(platform, background=Background(queue=queue))
     platform.end_call("lost")
     async with WebhookClient(app, secret="whsec_reconcile") as client:

@@ -10,8 +10,18 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from tests.helpers.postgres_server import running_postgres
 from tests.helpers.redis_server import RedisServer
-from voicehooks import Background, Duplicates, MemoryStore, RedisQueue, RedisStore, VoiceHooks
+from voicehooks import (
+    Background,
+    Duplicates,
+    MemoryStore,
+    PostgresQueue,
+    PostgresStore,
+    RedisQueue,
+    RedisStore,
+    VoiceHooks,
+)
 from voicehooks.observe import Health
 from voicehooks.testing import WebhookClient
 
@@ -152,3 +162,18 @@ async def test_ready_pings_the_redis_store_and_queue(
         redis_server.stop()
         assert await get(client, "/healthz/ready") == (503, b'{"status":"not ready"}')
         assert await get(client, "/healthz") == (200, b'{"status":"live"}')
+
+
+async def test_ready_pings_the_postgres_store_and_queue(secret: str) -> None:
+    with running_postgres() as postgres:
+        app = VoiceHooks(
+            secret=secret,
+            duplicates=Duplicates(store=PostgresStore.from_url(postgres.url)),
+            background=Background(queue=PostgresQueue.from_url(postgres.url)),
+            observers=[Health(cache_seconds=0, ping_timeout_seconds=1)],
+        )
+        async with WebhookClient(app) as client:
+            assert await get(client, "/healthz/ready") == (200, b'{"status":"ready"}')
+            postgres.stop()
+            assert await get(client, "/healthz/ready") == (503, b'{"status":"not ready"}')
+            assert await get(client, "/healthz") == (200, b'{"status":"live"}')

@@ -10,6 +10,7 @@ import pytest
 from tests.helpers.redis_server import RedisServer
 from voicehooks import CallState, Duplicates, EndOfCallReport, RedisStore, VoiceHooks
 from voicehooks.exceptions import CallStateFull
+from voicehooks.state.stores import store_from_url
 from voicehooks.testing import WebhookClient, tool_call
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +52,7 @@ async def tool(client: WebhookClient, name: str, arguments: dict[str, Any], call
     return result
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
+@pytest.mark.parametrize("store", ["memory", "redis", "postgres"])
 async def test_state_is_shared_across_deliveries_and_gone_after_the_report(
     store: str, request: pytest.FixtureRequest
 ) -> None:
@@ -59,6 +60,9 @@ async def test_state_is_shared_across_deliveries_and_gone_after_the_report(
     if store == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         options["duplicates"] = Duplicates(store=RedisStore.from_url(server.url))
+    elif store == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        options["duplicates"] = Duplicates(store=store_from_url(url))
     app, seen = shop(**options)
     async with WebhookClient(app, secret=SECRET) as client:
         assert await tool(client, "find_customer", {"name": "Anneke"}, "call-1") == "found"

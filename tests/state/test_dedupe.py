@@ -34,6 +34,7 @@ from voicehooks.core.events import (
 )
 from voicehooks.exceptions import StoreError
 from voicehooks.state.dedupe import Deduplicator
+from voicehooks.state.stores import store_from_url
 from voicehooks.testing import (
     WebhookClient,
     assistant_request,
@@ -49,16 +50,21 @@ SECRET = "whsec_dedupe_tests"
 ARGUMENT = "Tuesday 09:30 with Anneke"  # never to appear in a log line
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "postgres"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[DeliveryStore]:
-    """Each behaviour holds for both stores."""
+    """Each behaviour holds for every store."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    redis_store = RedisStore.from_url(server.url)
-    yield redis_store
-    await redis_store.aclose()
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url
+    else:
+        url = request.getfixturevalue("postgres_url")
+    shared = store_from_url(url)
+    await shared.open()  # as an app's startup does
+    yield shared
+    await shared.aclose()
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -672,14 +678,12 @@ async def _post_concurrently(clients: list[WebhookClient], body: bytes, count: i
     return answers
 
 
-async def test_two_apps_sharing_redis_run_a_tool_call_once(redis_server: RedisServer) -> None:
-    """Two app instances stand in for two processes: they share nothing but Redis."""
+async def test_two_apps_sharing_a_store_run_a_tool_call_once(backend_url: str) -> None:
+    """Two app instances stand in for two processes: they share nothing but the server."""
     runs: list[str] = []
     apps = []
     for _ in range(2):
-        app = VoiceHooks(
-            secret=SECRET, duplicates=Duplicates(store=RedisStore.from_url(redis_server.url))
-        )
+        app = VoiceHooks(secret=SECRET, duplicates=Duplicates(store=store_from_url(backend_url)))
 
         @app.tool
         async def book(slot: str) -> dict[str, str]:

@@ -12,11 +12,19 @@ import redis.asyncio
 
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.redis_topologies import ALL_BACKENDS, BACKEND_NAMES, RedisBackend, backend_for
-from voicehooks import ConfigurationError, Duplicates, MemoryStore, RedisStore
-from voicehooks.core.environment import QUEUE_URL, REDIS_URL
+from voicehooks import (
+    ConfigurationError,
+    DeliveryStore,
+    Duplicates,
+    MemoryStore,
+    PostgresStore,
+    RedisStore,
+)
+from voicehooks.core.environment import QUEUE_URL, REDIS_URL, STORE_URL
 from voicehooks.exceptions import StoreError
 from voicehooks.state.connections import RedisClient
-from voicehooks.state.stores import default_store
+from voicehooks.state.postgres import run_statement
+from voicehooks.state.stores import default_store, store_from_url
 from voicehooks.work.queue import RedisQueue
 
 pytestmark = pytest.mark.anyio
@@ -185,14 +193,43 @@ async def make_store(redis_backend: RedisBackend) -> AsyncIterator[Callable[[], 
         await store.aclose()
 
 
-@ALL_BACKENDS
-async def test_redis_one_claim_wins_across_stores(make_store: Callable[[], RedisStore]) -> None:
-    stores = [make_store() for _ in range(4)]
+@pytest.fixture(params=[*BACKEND_NAMES, "postgres"])
+async def make_shared(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[[], DeliveryStore]]:
+    """Independent stores on one server (Redis: one server, TLS, a cluster; PostgreSQL), as
+    separate processes would have. The server is made ready first, as an app's startup
+    (``open``) does.
+    """
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
+        url = backend_for(request, request.param).url
+    ready = store_from_url(url, operation_timeout_seconds=1)
+    await ready.open()
+    await ready.aclose()
+    stores: list[DeliveryStore] = []
+
+    def make() -> DeliveryStore:
+        # A TLS handshake or a cluster's slot map on a loaded machine may take more than the
+        # default quarter of a second; the timeout is tested elsewhere.
+        stores.append(store_from_url(url, operation_timeout_seconds=1))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        await store.aclose()
+
+
+async def test_shared_one_claim_wins_across_stores(
+    make_shared: Callable[[], DeliveryStore],
+) -> None:
+    stores = [make_shared() for _ in range(4)]
     wins: list[bool] = []
     async with anyio.create_task_group() as group:
         for store in stores:
 
-            async def claim(store: RedisStore = store) -> None:
+            async def claim(store: DeliveryStore = store) -> None:
                 wins.append(await store.claim("k", 10))
 
             group.start_soon(claim)
@@ -213,11 +250,10 @@ async def test_redis_every_key_expires(
     assert await redis_client.get("voicehooks:result:k") == b"result"
 
 
-@ALL_BACKENDS
-async def test_redis_a_waiter_elsewhere_gets_the_result(
-    make_store: Callable[[], RedisStore],
+async def test_shared_a_waiter_elsewhere_gets_the_result(
+    make_shared: Callable[[], DeliveryStore],
 ) -> None:
-    first, second = make_store(), make_store()
+    first, second = make_shared(), make_shared()
     await first.claim("k", 10)
     got: list[bytes | None] = []
     with anyio.fail_after(5):
@@ -234,11 +270,10 @@ async def test_redis_a_waiter_elsewhere_gets_the_result(
     assert await second.wait_result("k", 0.01) == b"42"
 
 
-@ALL_BACKENDS
-async def test_redis_release_is_the_owners_and_ends_the_wait(
-    make_store: Callable[[], RedisStore],
+async def test_shared_release_is_the_owners_and_ends_the_wait(
+    make_shared: Callable[[], DeliveryStore],
 ) -> None:
-    first, second = make_store(), make_store()
+    first, second = make_shared(), make_shared()
     await first.claim("k", 10)
     await second.release("k")  # not its claim: nothing happens
     assert not await second.claim("k", 10)
@@ -256,22 +291,20 @@ async def test_redis_release_is_the_owners_and_ends_the_wait(
     assert await second.claim("k", 10)
 
 
-@ALL_BACKENDS
-async def test_redis_a_stored_result_cannot_be_released(
-    make_store: Callable[[], RedisStore],
+async def test_shared_a_stored_result_cannot_be_released(
+    make_shared: Callable[[], DeliveryStore],
 ) -> None:
-    store = make_store()
+    store = make_shared()
     await store.claim("k", 10)
     await store.put_result("k", b"1", 60)
     await store.release("k")
     assert not await store.claim("k", 10)
 
 
-@ALL_BACKENDS
-async def test_redis_waiting_gives_up_after_its_timeout(
-    make_store: Callable[[], RedisStore],
+async def test_shared_waiting_gives_up_after_its_timeout(
+    make_shared: Callable[[], DeliveryStore],
 ) -> None:
-    first, second = make_store(), make_store()
+    first, second = make_shared(), make_shared()
     await first.claim("k", 10)
     assert await second.wait_result("k", 0.05) is None
 
@@ -414,7 +447,7 @@ async def test_an_app_on_the_queue_url_alone_has_one_pool_for_its_store_and_queu
     monkeypatch.setenv(QUEUE_URL, redis_server.url)
     app = VoiceHooks(secret="whsec_one_pool")
     assert isinstance(app.store, RedisStore)
-    assert app.queue is not None
+    assert isinstance(app.queue, RedisQueue)
     assert pool(app.store.client) is pool(app.queue.client)
     async with app.lifespan():
         assert await app.store.claim("k", 60)
@@ -593,23 +626,23 @@ async def test_redis_a_token_fault_is_a_store_error(redis_server: RedisServer) -
 # -- maps (CallState) and counters --------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", *BACKEND_NAMES])
-async def any_store(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[MemoryStore | RedisStore]:
+@pytest.fixture(params=["memory", *BACKEND_NAMES, "postgres"])
+async def any_store(request: pytest.FixtureRequest) -> AsyncIterator[DeliveryStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    store = RedisStore.from_url(
-        backend_for(request, request.param).url, operation_timeout_seconds=1
-    )
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
+        url = backend_for(request, request.param).url
+    store = store_from_url(url, operation_timeout_seconds=1)
     await store.open()
     yield store
     await store.aclose()
 
 
 async def test_fields_are_set_read_deleted_and_bounded_in_both_stores(
-    any_store: MemoryStore | RedisStore,
+    any_store: DeliveryStore,
 ) -> None:
     store = any_store
     assert await store.get_fields("m") == {}
@@ -627,7 +660,7 @@ async def test_fields_are_set_read_deleted_and_bounded_in_both_stores(
     assert await store.get_fields("m") == {}
 
 
-async def test_counters_count_from_one_in_both_stores(any_store: MemoryStore | RedisStore) -> None:
+async def test_counters_count_from_one_in_both_stores(any_store: DeliveryStore) -> None:
     assert [await any_store.count("n", 60) for _ in range(3)] == [1, 2, 3]
     assert await any_store.count("other", 60) == 1
 
@@ -659,3 +692,155 @@ async def test_memory_maps_expire_and_are_bounded() -> None:
     assert list(store._maps) == ["x", "y"]
     await store.aclose()
     assert not store._maps
+
+
+# -- PostgreSQL's own ----------------------------------------------------------------------
+
+
+async def test_postgres_tokens_keep_the_limit_across_clients(postgres_url: str) -> None:
+    first, second = PostgresStore.from_url(postgres_url), PostgresStore.from_url(postgres_url)
+    try:
+        waits = [await store.take_token("c", 4, 0.6) for store in (first, second) * 3]
+        assert waits[:4] == [0.0] * 4
+        assert all(0 < wait <= 0.6 for wait in waits[4:])
+        await anyio.sleep(waits[-1] + 0.05)
+        assert await second.take_token("c", 4, 0.6) == 0.0
+        assert await first.take_token("other", 1, 10) == 0.0
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_postgres_concurrent_tokens_never_pass_the_capacity(postgres_url: str) -> None:
+    stores = [PostgresStore.from_url(postgres_url) for _ in range(4)]
+    waits: list[float] = []
+    try:
+        await stores[0].open()
+        async with anyio.create_task_group() as group:
+            for store in stores * 5:
+
+                async def take(store: PostgresStore = store) -> None:
+                    waits.append(await store.take_token("c", 7, 30))
+
+                group.start_soon(take)
+        assert waits.count(0.0) == 7
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+async def test_postgres_expired_rows_are_ignored_then_swept(postgres_url: str) -> None:
+    store = PostgresStore.from_url(postgres_url)
+    try:
+        assert await store.claim("k", 0.05)
+        await store.put_field("m", "a", b"1", 0.05, 100)
+        assert await store.count("n", 0.05) == 1
+        await store.take_token("t", 1, 0.05)
+        await anyio.sleep(0.1)
+        assert await store.claim("k", 10)  # expired: claimable again
+        assert await store.get_fields("m") == {}
+        assert await store.count("n", 10) == 1
+        assert (
+            await store.sweep() == 2
+        )  # the map and the bucket (the claim and counter were reused)
+        assert await store.sweep() == 0
+        assert not await store.claim("k", 10)  # the live claim stayed
+    finally:
+        await store.aclose()
+
+
+async def test_postgres_a_store_and_a_queue_on_one_url_share_one_pool(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicehooks import VoiceHooks
+    from voicehooks.work.pgqueue import PostgresQueue
+
+    monkeypatch.setenv(QUEUE_URL, postgres_url)
+    app = VoiceHooks(secret="whsec_one_pool")
+    assert isinstance(app.store, PostgresStore)
+    assert isinstance(app.queue, PostgresQueue)
+    assert app.store.pool.pool is app.queue.pool.pool
+    pool = app.store.pool.pool
+    async with app.lifespan():
+        assert await app.store.claim("k", 60)
+        await app.queue.enqueue([b"a"])
+        assert not pool.closed
+    assert pool.closed  # the last of the two closed it
+
+
+async def test_the_store_url_has_a_new_name_and_takes_postgres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/3")
+    monkeypatch.setenv(REDIS_URL, "redis://127.0.0.1:1/4")
+    store = default_store()
+    assert isinstance(store, RedisStore)
+    assert pool(store.client).connection_kwargs["db"] == 4  # the old name
+    await store.aclose()
+    monkeypatch.setenv(STORE_URL, "postgresql://127.0.0.1:1/app")  # the new one wins
+    assert isinstance(default_store(), PostgresStore)
+    with pytest.raises(ConfigurationError, match="must start with redis://"):
+        store_from_url("mysql://localhost/app")
+
+
+def test_postgres_checks_its_options_and_scheme() -> None:
+    with pytest.raises(ConfigurationError, match="must be > 0"):
+        PostgresStore.from_url("postgresql://localhost/app", operation_timeout_seconds=0)
+    with pytest.raises(ConfigurationError, match="must start with postgresql://") as caught:
+        PostgresStore.from_url("mysql://user:hunter2@localhost/app")
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_postgres_tables_lost_are_made_again_and_a_newer_schema_is_refused(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore.from_url(postgres_url)
+    try:
+        await store.open()
+        await store.ping()
+        await run_statement(store.pool, "DROP SCHEMA voicehooks CASCADE", [])
+        with pytest.raises(StoreError, match="UndefinedTable"):
+            await store.claim("k", 10)
+        assert await store.claim("k", 10)  # the schema was made again
+        await run_statement(store.pool, "UPDATE voicehooks.schema_version SET version = 99", [])
+    finally:
+        await store.aclose()
+    newer = PostgresStore.from_url(postgres_url)
+    try:
+        with pytest.raises(ConfigurationError, match="newer voicehooks"):
+            await newer.claim("k", 10)
+    finally:
+        await newer.aclose()
+
+
+async def test_postgres_the_store_sweeps_on_its_own_timer_and_on_a_pool_of_yours(
+    postgres_url: str,
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(postgres_url, open=False, kwargs={"autocommit": True})
+    store = PostgresStore(pool, sweep_every_seconds=0.05)
+    try:
+        await store.open()
+        await store.put_field("m", "a", b"1", 0.01, 100)
+        with anyio.fail_after(10):
+            while await run_statement(store.pool, "SELECT 1 FROM voicehooks.maps", []):
+                await anyio.sleep(0.02)
+    finally:
+        await store.aclose()
+    assert pool.closed  # a pool given to the store is the store's to close
+
+
+async def test_postgres_an_unreachable_store_is_a_store_error_and_a_slow_wait_goes_on() -> None:
+    from tests.helpers.servers import free_port
+
+    store = PostgresStore.from_url(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/none", operation_timeout_seconds=0.1
+    )
+    try:
+        with anyio.fail_after(10), pytest.raises(StoreError, match="postgres"):
+            await store.open()
+        with anyio.fail_after(10):
+            assert await store.wait_result("k", 0.3) is None  # slow polls until its deadline
+    finally:
+        await store.aclose()

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend
+from tests.helpers.redis_topologies import BACKEND_NAMES, backend_for
 from voicehooks import (
     Background,
     CallContext,
@@ -38,11 +38,12 @@ from voicehooks.core.environment import (
 from voicehooks.core.events import decode_delivery
 from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.observe import JobOutcome, JobRun
-from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore
+from voicehooks.state.stores import DeliveryStore, MemoryStore, RedisStore, store_from_url
 from voicehooks.testing import WebhookClient, end_of_call_report, tool_call, tool_calls
-from voicehooks.work.durable import QueuedJobs, QueueFailure, default_queue
+from voicehooks.work.durable import QueuedJobs, QueueFailure, default_queue, queue_from_url
 from voicehooks.work.jobs import Job, UnreadableJob, decode_job, encode_job
-from voicehooks.work.queue import Entry, RedisQueue
+from voicehooks.work.pgqueue import PostgresQueue
+from voicehooks.work.queue import Entry, RedisQueue, WorkQueue
 from voicehooks.work.sealing import new_key
 from voicehooks.work.worker import Worker
 
@@ -61,18 +62,17 @@ class Recorded:
 MakeApp = Callable[..., tuple[VoiceHooks, Recorded]]
 
 
-@pytest.fixture
-async def make_app(redis_backend: RedisBackend) -> AsyncIterator[MakeApp]:
-    queues: list[RedisQueue] = []
+def app_maker(url: str, queues: list[WorkQueue]) -> MakeApp:
+    """Apps of the test's own on a queue at ``url``; the queues made go into ``queues``."""
 
     def make(
         *,
-        queue: RedisQueue | None = None,
+        queue: WorkQueue | None = None,
         queue_failure: QueueFailure = "process",
         store: DeliveryStore | None = None,
     ) -> tuple[VoiceHooks, Recorded]:
         if queue is None:
-            queue = RedisQueue.from_url(redis_backend.url, operation_timeout_seconds=0.5)
+            queue = queue_from_url(url, operation_timeout_seconds=0.5)
             queues.append(queue)
         app = VoiceHooks(
             secret=SECRET,
@@ -103,12 +103,32 @@ async def make_app(redis_backend: RedisBackend) -> AsyncIterator[MakeApp]:
 
         return app, seen
 
-    yield make
+    return make
+
+
+@pytest.fixture(params=[*BACKEND_NAMES, "postgres"])
+async def make_app(request: pytest.FixtureRequest) -> AsyncIterator[MakeApp]:
+    """On Redis (one server, TLS, a cluster), then on PostgreSQL."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
+        url = backend_for(request, request.param).url
+    queues: list[WorkQueue] = []
+    yield app_maker(url, queues)
     for queue in queues:
         await queue.aclose()
 
 
-async def read_all(queue: RedisQueue) -> list[Entry]:
+@pytest.fixture
+async def make_redis_app(redis_server: RedisServer) -> AsyncIterator[MakeApp]:
+    """On Redis only: for the tests that stop the server."""
+    queues: list[WorkQueue] = []
+    yield app_maker(redis_server.url, queues)
+    for queue in queues:
+        await queue.aclose()
+
+
+async def read_all(queue: WorkQueue) -> list[Entry]:
     return await queue.read("test-worker", 100, 0.01)
 
 
@@ -139,7 +159,6 @@ async def test_a_job_round_trips_the_body_bytes_target_and_trace() -> None:
         decode_job(b"not msgpack at all \xc1")
 
 
-@ALL_BACKENDS
 async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
     make_app: MakeApp,
 ) -> None:
@@ -166,7 +185,6 @@ async def test_a_report_is_in_redis_before_the_200_and_runs_only_in_the_worker(
     assert delivery_id
 
 
-@ALL_BACKENDS
 async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     make_app: MakeApp,
 ) -> None:
@@ -199,7 +217,6 @@ async def test_a_failed_job_retries_in_the_worker_with_the_same_delivery_id(
     assert (await app.queue.stats()).length == 0
 
 
-@ALL_BACKENDS
 async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_queued(
     make_app: MakeApp,
 ) -> None:
@@ -227,9 +244,9 @@ async def test_tools_are_answered_in_the_receiver_and_fire_and_forget_ones_are_q
 
 
 async def test_when_redis_is_down_the_jobs_run_here_and_the_log_says_so(
-    make_app: MakeApp, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    make_redis_app: MakeApp, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app, seen = make_app()
+    app, seen = make_redis_app()
     redis_server.stop()
     with caplog.at_level(logging.ERROR, "voicehooks"):
         async with WebhookClient(app, secret=SECRET) as client:
@@ -241,9 +258,9 @@ async def test_when_redis_is_down_the_jobs_run_here_and_the_log_says_so(
 
 
 async def test_with_reject_a_redis_outage_is_a_503(
-    make_app: MakeApp, redis_server: RedisServer
+    make_redis_app: MakeApp, redis_server: RedisServer
 ) -> None:
-    app, seen = make_app(queue_failure="reject")
+    app, seen = make_redis_app(queue_failure="reject")
     redis_server.stop()
     async with WebhookClient(app, secret=SECRET) as client:
         response = await client.post(end_of_call_report(call_id="call-down"))
@@ -253,9 +270,9 @@ async def test_with_reject_a_redis_outage_is_a_503(
 
 
 async def test_a_full_queue_is_a_503_with_retry_after_and_the_redelivery_is_not_a_duplicate(
-    redis_server: RedisServer, make_app: MakeApp
+    backend_url: str, make_app: MakeApp
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url, max_length=2)
+    queue = queue_from_url(backend_url, max_length=2)
     app, seen = make_app(queue=queue)
     over = end_of_call_report(call_id="call-over")
     async with WebhookClient(app, secret=SECRET) as client:
@@ -273,9 +290,9 @@ async def test_a_full_queue_is_a_503_with_retry_after_and_the_redelivery_is_not_
 
 
 async def test_a_tool_call_is_never_refused_for_the_queue_its_jobs_run_here(
-    make_app: MakeApp, redis_server: RedisServer
+    make_redis_app: MakeApp, redis_server: RedisServer
 ) -> None:
-    app, seen = make_app(queue_failure="reject")
+    app, seen = make_redis_app(queue_failure="reject")
     redis_server.stop()
     async with WebhookClient(app, secret=SECRET) as client:
         result = await client.call_tool("note", text="call back")
@@ -305,17 +322,42 @@ def test_the_queue_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
     assert isinstance(default_queue(), RedisQueue)
     assert VoiceHooks(secret=SECRET).queue is not None
+    for scheme in ("postgresql", "postgres", "POSTGRESQL"):
+        monkeypatch.setenv(QUEUE_URL, f"{scheme}://127.0.0.1:1/app")
+        assert isinstance(default_queue(), PostgresQueue)
+
+
+@pytest.mark.parametrize("policy", ["process", "reject"])
+async def test_an_unreachable_postgres_queue_is_met_as_queue_failure_says(
+    policy: QueueFailure, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.helpers.servers import free_port
+
+    queues: list[WorkQueue] = []
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    app, seen = app_maker(url, queues)(queue_failure=policy)
+    with caplog.at_level(logging.ERROR, "voicehooks"):
+        async with WebhookClient(app, secret=SECRET) as client:
+            response = await client.post(end_of_call_report(call_id="call-down"))
+            await client.wait_for_background()
+    if policy == "reject":
+        assert response.status_code == 503
+        assert seen.reports == []
+    else:
+        assert response.status_code == 200
+        assert [c for c, _, _ in seen.reports] == ["call-down"]
+        assert "running 1 job(s) of this delivery in this process" in caplog.text
 
 
 def test_the_replica_acks_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(QUEUE_URL, "redis://127.0.0.1:1/2")
     queue = default_queue()
-    assert queue is not None
+    assert isinstance(queue, RedisQueue)
     assert (queue.min_replicas_acks, queue.replica_ack_timeout_seconds) == (0, 0.5)
     monkeypatch.setenv("VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS", "2")
     monkeypatch.setenv("VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS", "0.25")
     queue = default_queue()
-    assert queue is not None
+    assert isinstance(queue, RedisQueue)
     assert (queue.min_replicas_acks, queue.replica_ack_timeout_seconds) == (2, 0.25)
     monkeypatch.setenv("VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS", "one")
     with pytest.raises(ConfigurationError, match="VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS"):
@@ -479,7 +521,7 @@ async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
                     await anyio.sleep(0.02)
             stop.set()
     assert [c for c, _, _ in seen.reports] == ["call-w"]
-    assert f"worker {worker.consumer}: consuming voicehooks:jobs" in caplog.text
+    assert f"worker {worker.consumer}: consuming {worker.queue.stream}" in caplog.text
     (job,) = [r for r in caplog.records if r.getMessage().startswith("job ")]
     assert job.levelno == logging.INFO
     assert re.fullmatch(
@@ -494,9 +536,9 @@ async def test_the_worker_process_runs_jobs_until_stopped_and_drains(
 
 
 async def test_a_full_queue_runs_the_fire_and_forget_tools_of_a_live_call_here(
-    redis_server: RedisServer, make_app: MakeApp
+    backend_url: str, make_app: MakeApp
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    queue = queue_from_url(backend_url, max_length=1)
     app, seen = make_app(queue=queue)
     async with WebhookClient(app, secret=SECRET) as client:
         await client.end_of_call_report(call_id="fills-it")
@@ -507,9 +549,9 @@ async def test_a_full_queue_runs_the_fire_and_forget_tools_of_a_live_call_here(
 
 
 async def test_with_redis_down_the_worker_runs_and_logs_what_it_cannot_check_or_mark(
-    redis_server: RedisServer, make_app: MakeApp, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, make_redis_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app, seen = make_app(store=RedisStore.from_url(redis_server.url), queue_failure="reject")
+    app, seen = make_redis_app(store=RedisStore.from_url(redis_server.url), queue_failure="reject")
     handler = app.handlers["end-of-call-report"][0]
     body = msgspec.json.encode(end_of_call_report(call_id="call-x"))
     entry = Entry("1-0", encode_job(Job(decode_delivery(body), handler.target), 0.0), 1)
@@ -593,9 +635,9 @@ def test_the_worker_command_warns_when_done_marks_stay_in_one_process(
 
 
 async def test_a_full_queue_refuses_before_the_claim_and_before_any_before_answer_handler(
-    redis_server: RedisServer, make_app: MakeApp
+    backend_url: str, make_app: MakeApp
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url, max_length=1)
+    queue = queue_from_url(backend_url, max_length=1)
     app, _ = make_app(queue=queue)
     before: list[str] = []
 
@@ -617,9 +659,9 @@ async def test_a_full_queue_refuses_before_the_claim_and_before_any_before_answe
 
 
 async def test_an_unreachable_queue_with_reject_refuses_before_any_before_answer_handler(
-    make_app: MakeApp, redis_server: RedisServer
+    make_redis_app: MakeApp, redis_server: RedisServer
 ) -> None:
-    app, seen = make_app(queue_failure="reject")
+    app, seen = make_redis_app(queue_failure="reject")
     before: list[str] = []
 
     def first(report: EndOfCallReport) -> None:
@@ -635,12 +677,12 @@ async def test_an_unreachable_queue_with_reject_refuses_before_any_before_answer
 
 async def test_jobs_run_here_after_an_ambiguous_enqueue_error_never_run_again_in_a_worker(
     make_app: MakeApp,
-    redis_server: RedisServer,
+    backend_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The done marks live where receivers and workers share them: in Redis.
-    app, seen = make_app(store=RedisStore.from_url(redis_server.url))
+    app, seen = make_app(store=store_from_url(backend_url))
     assert app.queue is not None
     queue = app.queue
     enqueue = queue.enqueue
@@ -663,13 +705,13 @@ async def test_jobs_run_here_after_an_ambiguous_enqueue_error_never_run_again_in
 
 
 async def test_call_state_set_by_a_tool_is_read_by_the_report_handler_in_a_worker(
-    redis_server: RedisServer,
+    backend_url: str,
 ) -> None:
-    queue = RedisQueue.from_url(redis_server.url)
+    queue = queue_from_url(backend_url)
     app = VoiceHooks(
         secret=SECRET,
         background=Background(queue=queue),
-        duplicates=Duplicates(store=RedisStore.from_url(redis_server.url)),
+        duplicates=Duplicates(store=store_from_url(backend_url)),
     )
     seen: list[Any] = []
 

@@ -1,4 +1,8 @@
-"""The durable queue's Redis layer against a real redis-server, with hand-made entries."""
+"""The durable queues against a real redis-server and a real PostgreSQL, with hand-made entries.
+
+The contract's tests run on both (``backend_url``); those of Redis's own machinery (scripts,
+streams, consumer groups) on Redis only, and PostgreSQL's own at the end.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +18,32 @@ import redis.asyncio
 import redis.exceptions
 
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.redis_topologies import ALL_BACKENDS, RedisBackend, running_replicated
+from tests.helpers.redis_topologies import BACKEND_NAMES, backend_for, running_replicated
 from voicehooks import ConfigurationError
 from voicehooks.core.exceptions import QueueError, QueueFull
-from voicehooks.work.queue import RedisQueue, Trimmed, consumer_name
+from voicehooks.state.postgres import run_statement
+from voicehooks.work.durable import queue_from_url
+from voicehooks.work.pgqueue import PostgresQueue
+from voicehooks.work.queue import Entry, RedisQueue, Trimmed, WorkQueue, consumer_name
 
 pytestmark = pytest.mark.anyio
 
-MakeQueue = Callable[..., RedisQueue]
+MakeQueue = Callable[..., WorkQueue]
+MakeRedisQueue = Callable[..., RedisQueue]
 
 
-@pytest.fixture
-async def make_queue(redis_backend: RedisBackend) -> AsyncIterator[MakeQueue]:
-    """Independent queues on one Redis, as a receiver and workers in separate processes."""
-    queues: list[RedisQueue] = []
+@pytest.fixture(params=[*BACKEND_NAMES, "postgres"])
+async def make_queue(request: pytest.FixtureRequest) -> AsyncIterator[MakeQueue]:
+    """Independent queues on one server (Redis: one server, TLS, a cluster; PostgreSQL), as a
+    receiver and workers in separate processes."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
+        url = backend_for(request, request.param).url
+    queues: list[WorkQueue] = []
 
-    def make(**options: object) -> RedisQueue:
-        queues.append(RedisQueue.from_url(redis_backend.url, **options))
+    def make(**options: object) -> WorkQueue:
+        queues.append(queue_from_url(url, **options))
         return queues[-1]
 
     yield make
@@ -39,14 +52,33 @@ async def make_queue(redis_backend: RedisBackend) -> AsyncIterator[MakeQueue]:
 
 
 @pytest.fixture
-async def queue(make_queue: MakeQueue) -> RedisQueue:
+async def queue(make_queue: MakeQueue) -> WorkQueue:
     opened = make_queue()
     await opened.open()
     return opened
 
 
-@ALL_BACKENDS
-async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue) -> None:
+@pytest.fixture
+async def make_redis_queue(redis_server: RedisServer) -> AsyncIterator[MakeRedisQueue]:
+    queues: list[RedisQueue] = []
+
+    def make(**options: object) -> RedisQueue:
+        queues.append(RedisQueue.from_url(redis_server.url, **options))
+        return queues[-1]
+
+    yield make
+    for queue in queues:
+        await queue.aclose()
+
+
+@pytest.fixture
+async def redis_queue(make_redis_queue: MakeRedisQueue) -> RedisQueue:
+    opened = make_redis_queue()
+    await opened.open()
+    return opened
+
+
+async def test_entries_are_read_once_across_consumers_in_order(queue: WorkQueue) -> None:
     await queue.enqueue([b"a", b"b", b"c"])
     first = await queue.read("w1", 2, 0.01)
     second = await queue.read("w2", 10, 0.01)
@@ -56,9 +88,8 @@ async def test_entries_are_read_once_across_consumers_in_order(queue: RedisQueue
     assert await queue.read("w1", 10, 0.01) == []
 
 
-@ALL_BACKENDS
 async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_backlog(
-    queue: RedisQueue,
+    queue: WorkQueue,
 ) -> None:
     await queue.enqueue([b"a", b"b"])
     entries = await queue.read("w1", 10, 0.01)
@@ -69,7 +100,6 @@ async def test_an_acknowledged_entry_leaves_the_stream_so_its_length_is_the_back
     await queue.ack([])  # nothing to do, no round trip
 
 
-@ALL_BACKENDS
 async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed(
     make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -94,9 +124,8 @@ async def test_past_the_bound_a_whole_delivery_is_refused_and_nothing_is_trimmed
     assert caplog.text.count("workers are behind") == 1
 
 
-@ALL_BACKENDS
 async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
-    queue: RedisQueue,
+    queue: WorkQueue,
 ) -> None:
     await queue.enqueue([b"a", b"b"])
     held = await queue.read("dead-worker", 10, 0.01)
@@ -110,8 +139,7 @@ async def test_entries_of_a_silent_consumer_are_claimed_and_count_an_attempt(
     assert {name: pending for name, pending, _ in stats.consumers}["w2"] == 2
 
 
-@ALL_BACKENDS
-async def test_a_touched_entry_is_not_claimed(queue: RedisQueue) -> None:
+async def test_a_touched_entry_is_not_claimed(queue: WorkQueue) -> None:
     await queue.enqueue([b"a", b"b"])
     held = await queue.read("w1", 10, 0.01)
     await anyio.sleep(0.08)
@@ -122,20 +150,19 @@ async def test_a_touched_entry_is_not_claimed(queue: RedisQueue) -> None:
 
 
 async def test_a_claim_skips_entries_deleted_meanwhile(
-    queue: RedisQueue, redis_server: RedisServer
+    redis_queue: RedisQueue, redis_server: RedisServer
 ) -> None:
-    await queue.enqueue([b"a"])
-    (entry,) = await queue.read("w1", 10, 0.01)
+    await redis_queue.enqueue([b"a"])
+    (entry,) = await redis_queue.read("w1", 10, 0.01)
     client = redis.asyncio.Redis.from_url(redis_server.url)
-    await client.xdel(queue.stream, entry.id)
+    await client.xdel(redis_queue.stream, entry.id)
     await client.aclose()
     await anyio.sleep(0.02)
-    assert await queue.claim("w2", 0.01, 10) == ("0-0", [])
-    assert await queue.retry("w1", entry) is None
+    assert await redis_queue.claim("w2", 0.01, 10) == ("0-0", [])
+    assert await redis_queue.retry("w1", entry) is None
 
 
-@ALL_BACKENDS
-async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
+async def test_a_retry_counts_an_attempt(queue: WorkQueue) -> None:
     await queue.enqueue([b"a"])
     (entry,) = await queue.read("w1", 10, 0.01)
     again = await queue.retry("w1", entry)
@@ -146,9 +173,8 @@ async def test_a_retry_counts_an_attempt(queue: RedisQueue) -> None:
     assert [e.attempt for e in claimed] == [3]
 
 
-@ALL_BACKENDS
 async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
-    queue: RedisQueue,
+    queue: WorkQueue,
 ) -> None:
     await queue.enqueue([b"a", b"b", b"c"])
     entries = await queue.read("w1", 10, 0.01)
@@ -171,12 +197,11 @@ async def test_a_buried_entry_is_listed_with_its_reason_and_can_be_requeued(
     assert (await queue.stats()).dead == 0
 
 
-async def bury_all(queue: RedisQueue, *data: bytes) -> list[Trimmed]:
+async def bury_all(queue: WorkQueue, *data: bytes) -> list[Trimmed]:
     await queue.enqueue(list(data))
     return [await queue.bury(entry, "ValueError") for entry in await queue.read("w1", 100, 0.01)]
 
 
-@ALL_BACKENDS
 async def test_dead_letters_past_the_count_bound_are_deleted_oldest_first_on_every_bury(
     make_queue: MakeQueue,
 ) -> None:
@@ -189,7 +214,6 @@ async def test_dead_letters_past_the_count_bound_are_deleted_oldest_first_on_eve
     assert (stats.dead, stats.max_dead, stats.length, stats.pending) == (3, 3, 0, 0)
 
 
-@ALL_BACKENDS
 async def test_dead_letters_older_than_the_age_bound_are_deleted_on_a_bury_or_a_trim(
     make_queue: MakeQueue,
 ) -> None:
@@ -211,9 +235,9 @@ async def test_dead_letters_older_than_the_age_bound_are_deleted_on_a_bury_or_a_
 
 
 async def test_the_age_bound_is_measured_by_the_clock_of_redis_that_made_the_ids(
-    make_queue: MakeQueue,
+    make_redis_queue: MakeRedisQueue,
 ) -> None:
-    queue = make_queue(max_dead_age_seconds=3600)
+    queue = make_redis_queue(max_dead_age_seconds=3600)
     await queue.open()
     seconds, _ = await queue.client.time()
     two_hours_ago = (seconds - 7200) * 1000
@@ -225,7 +249,6 @@ async def test_the_age_bound_is_measured_by_the_clock_of_redis_that_made_the_ids
     assert await bury_all(queue, b"z") == [Trimmed(by_age=2, by_count=0)]
 
 
-@ALL_BACKENDS
 async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
     queue = make_queue(max_length=2)
     await queue.open()
@@ -239,7 +262,7 @@ async def test_requeue_stops_at_the_bound(make_queue: MakeQueue) -> None:
     assert (stats.length, stats.dead) == (2, 1)
 
 
-async def bury(queue: RedisQueue, bodies: list[bytes]) -> list[str]:
+async def bury(queue: WorkQueue, bodies: list[bytes]) -> list[str]:
     """Dead letters of ``bodies``, the way a worker makes them; their ids, oldest first."""
     await queue.enqueue(bodies)
     for entry in await queue.read("w", len(bodies), 0.01):
@@ -247,20 +270,29 @@ async def bury(queue: RedisQueue, bodies: list[bytes]) -> list[str]:
     return [letter.id for letter in await queue.dead(len(bodies))]
 
 
-async def where(queue: RedisQueue) -> tuple[list[bytes], list[bytes]]:
-    """The bodies in the stream and in the dead letters, oldest first."""
-    entries: Any = await queue.client.xrange(queue.stream)
-    live = [fields[b"job"] for _, fields in entries]
+async def where(queue: WorkQueue) -> tuple[list[bytes], list[bytes]]:
+    """The bodies in the queue and in the dead letters, oldest first."""
+    if isinstance(queue, RedisQueue):
+        entries: Any = await queue.client.xrange(queue.stream)
+        live = [fields[b"job"] for _, fields in entries]
+        return live, [letter.data for letter in await queue.dead(queue.max_dead)]
+    assert isinstance(queue, PostgresQueue)
+    rows = await run_statement(
+        queue.pool,
+        f"SELECT body FROM {queue.schema}.jobs WHERE queue = %s ORDER BY id",
+        [queue.stream],
+    )
+    live = [bytes(body) for (body,) in rows]
     return live, [letter.data for letter in await queue.dead(queue.max_dead)]
 
 
 @pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
 @pytest.mark.parametrize("lost", [1, 2, 3, 4, 5])
 async def test_a_requeue_cut_off_after_any_command_leaves_each_letter_in_one_stream(
-    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool, lost: int
+    redis_queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool, lost: int
 ) -> None:
-    ids = await bury(queue, [b"a", b"b", b"c"])
-    execute: Callable[..., Awaitable[Any]] = queue.client.execute_command
+    ids = await bury(redis_queue, [b"a", b"b", b"c"])
+    execute: Callable[..., Awaitable[Any]] = redis_queue.client.execute_command
     sent = 0
 
     async def answer_lost(*args: Any, **options: Any) -> Any:
@@ -272,26 +304,25 @@ async def test_a_requeue_cut_off_after_any_command_leaves_each_letter_in_one_str
             raise redis.exceptions.ConnectionError("connection lost")
         return reply
 
-    monkeypatch.setattr(queue.client, "execute_command", answer_lost)
+    monkeypatch.setattr(redis_queue.client, "execute_command", answer_lost)
     with contextlib.suppress(QueueError):
-        await queue.requeue(ids if by_id else None)
+        await redis_queue.requeue(ids if by_id else None)
     monkeypatch.undo()
-    live, dead = await where(queue)
+    live, dead = await where(redis_queue)
     assert sorted(live + dead) == [b"a", b"b", b"c"]
 
 
-@ALL_BACKENDS
 @pytest.mark.parametrize("by_id", [False, True], ids=["all", "by-id"])
 async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
-    queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool
+    redis_queue: RedisQueue, monkeypatch: pytest.MonkeyPatch, by_id: bool
 ) -> None:
     bodies = [b"job-%04d" % i for i in range(1000)]
-    pipe = queue.client.pipeline(transaction=False)
+    pipe = redis_queue.client.pipeline(transaction=False)
     for body in bodies:
         fields = {"job": body, "reason": "KeyError", "attempts": 5, "failed_at": "1.0", "id": "1-1"}
-        pipe.xadd(queue.dead_stream, fields)  # type: ignore[arg-type]
+        pipe.xadd(redis_queue.dead_stream, fields)  # type: ignore[arg-type]
     ids = [entry_id.decode() for entry_id in await pipe.execute()]
-    execute: Callable[..., Awaitable[Any]] = queue.client.execute_command
+    execute: Callable[..., Awaitable[Any]] = redis_queue.client.execute_command
     replies: list[tuple[str, Any]] = []
 
     async def recorded(*args: Any, **options: Any) -> Any:
@@ -299,8 +330,8 @@ async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
         replies.append((args[0], reply))
         return reply
 
-    monkeypatch.setattr(queue.client, "execute_command", recorded)
-    assert await queue.requeue(ids if by_id else None) == 1000
+    monkeypatch.setattr(redis_queue.client, "execute_command", recorded)
+    assert await redis_queue.requeue(ids if by_id else None) == 1000
     # No answer brought more than one batch of letters into this process ...
     assert all(len(reply) <= 100 for _, reply in replies if isinstance(reply, list))
     # ... and each batch moved in one script call, at most 100 letters at a time.
@@ -308,10 +339,9 @@ async def test_a_large_dead_stream_is_requeued_in_bounded_batches(
     assert sum(moved) == 1000
     assert max(moved) <= 100
     monkeypatch.undo()
-    assert await where(queue) == (bodies, [])
+    assert await where(redis_queue) == (bodies, [])
 
 
-@ALL_BACKENDS
 async def test_concurrent_requeues_of_the_same_letters_move_each_once(
     make_queue: MakeQueue,
 ) -> None:
@@ -320,7 +350,7 @@ async def test_concurrent_requeues_of_the_same_letters_move_each_once(
     ids = await bury(first, [b"a", b"b", b"c"])
     moved: list[int] = []
 
-    async def requeue(queue: RedisQueue, which: list[str] | None) -> None:
+    async def requeue(queue: WorkQueue, which: list[str] | None) -> None:
         moved.append(await queue.requeue(which))
 
     async with anyio.create_task_group() as group:
@@ -332,23 +362,23 @@ async def test_concurrent_requeues_of_the_same_letters_move_each_once(
 
 
 async def test_the_group_comes_back_when_redis_lost_the_stream(
-    queue: RedisQueue, redis_server: RedisServer
+    redis_queue: RedisQueue, redis_server: RedisServer
 ) -> None:
     client = redis.asyncio.Redis.from_url(redis_server.url)
-    await client.delete(queue.stream)
+    await client.delete(redis_queue.stream)
     await client.aclose()
     with pytest.raises(QueueError, match="NOGROUP"):
-        await queue.read("w1", 1, 0.01)
-    await queue.ensure_group()
-    await queue.ensure_group()  # idempotent
-    await queue.enqueue([b"a"])
-    assert [e.data for e in await queue.read("w1", 1, 0.01)] == [b"a"]
+        await redis_queue.read("w1", 1, 0.01)
+    await redis_queue.ensure_group()
+    await redis_queue.ensure_group()  # idempotent
+    await redis_queue.enqueue([b"a"])
+    assert [e.data for e in await redis_queue.read("w1", 1, 0.01)] == [b"a"]
 
 
 async def test_a_stopped_redis_is_a_queue_error(
-    make_queue: MakeQueue, redis_server: RedisServer
+    make_redis_queue: MakeRedisQueue, redis_server: RedisServer
 ) -> None:
-    queue = make_queue(operation_timeout_seconds=0.5)
+    queue = make_redis_queue(operation_timeout_seconds=0.5)
     await queue.open()
     redis_server.stop()
     with pytest.raises(QueueError, match="enqueue failed"):
@@ -356,9 +386,9 @@ async def test_a_stopped_redis_is_a_queue_error(
 
 
 async def test_a_paused_redis_is_a_queue_error_within_the_timeout(
-    make_queue: MakeQueue, redis_server: RedisServer
+    make_redis_queue: MakeRedisQueue, redis_server: RedisServer
 ) -> None:
-    queue = make_queue(operation_timeout_seconds=0.2)
+    queue = make_redis_queue(operation_timeout_seconds=0.2)
     await queue.open()
     redis_server.pause()
     try:
@@ -452,18 +482,190 @@ def test_consumer_names_differ_per_call() -> None:
     assert consumer_name() != consumer_name()
 
 
-@ALL_BACKENDS
-async def test_a_consumer_is_forgotten_only_while_it_holds_nothing(queue: RedisQueue) -> None:
-    await queue.enqueue([b"a", b"b", b"c"])
-    (held,) = await queue.read("holder", 1, 0.01)
-    (done,) = await queue.read("finished", 1, 0.01)
-    (other,) = await queue.read("recent", 1, 0.01)
-    await queue.ack([done.id, other.id])
-    assert not await queue.forget("holder")
-    assert await queue.forget("finished")
+async def test_a_consumer_is_forgotten_only_while_it_holds_nothing(redis_queue: RedisQueue) -> None:
+    await redis_queue.enqueue([b"a", b"b", b"c"])
+    (held,) = await redis_queue.read("holder", 1, 0.01)
+    (done,) = await redis_queue.read("finished", 1, 0.01)
+    (other,) = await redis_queue.read("recent", 1, 0.01)
+    await redis_queue.ack([done.id, other.id])
+    assert not await redis_queue.forget("holder")
+    assert await redis_queue.forget("finished")
     await anyio.sleep(0.05)
-    assert await queue.forget_idle(30) == 0  # "recent" is recent
-    assert await queue.forget_idle(0.04) == 1  # "recent"; "holder" holds an entry
-    await queue.ack([held.id])
-    assert await queue.forget_idle(0.04) == 1
-    assert (await queue.stats()).consumers == []
+    assert await redis_queue.forget_idle(30) == 0  # "recent" is recent
+    assert await redis_queue.forget_idle(0.04) == 1  # "recent"; "holder" holds an entry
+    await redis_queue.ack([held.id])
+    assert await redis_queue.forget_idle(0.04) == 1
+    assert (await redis_queue.stats()).consumers == []
+
+
+# -- PostgreSQL's own ---------------------------------------------------------------------
+
+
+async def test_postgres_a_waiting_read_is_woken_by_the_enqueue_not_the_poll(
+    postgres_url: str,
+) -> None:
+    receiver = PostgresQueue.from_url(postgres_url)
+    worker = PostgresQueue.from_url(postgres_url, poll_seconds=60.0)
+    try:
+        await receiver.open()
+        got: list[Entry] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+
+                async def read() -> None:
+                    got.extend(await worker.read("w", 10, 30.0))
+
+                group.start_soon(read)
+                await anyio.sleep(0.2)  # the reader listens and waits
+                await receiver.enqueue([b"a"])
+        assert [entry.data for entry in got] == [b"a"]
+    finally:
+        await receiver.aclose()
+        await worker.aclose()
+
+
+async def test_postgres_dead_letters_are_kept_by_count_and_by_age(postgres_url: str) -> None:
+    queue = PostgresQueue.from_url(postgres_url, max_dead=2)
+    try:
+        await bury(queue, [b"a", b"b", b"c"])
+        assert [letter.data for letter in await queue.dead()] == [b"b", b"c"]
+        await run_statement(
+            queue.pool, "UPDATE voicehooks.dead SET failed_at = now() - interval '8 days'", []
+        )
+        await bury(queue, [b"d"])  # past seven days: gone, whatever the count
+        assert [letter.data for letter in await queue.dead()] == [b"d"]
+    finally:
+        await queue.aclose()
+
+
+async def test_postgres_queues_in_two_schemas_are_apart_and_made_once(postgres_url: str) -> None:
+    queues = [
+        PostgresQueue.from_url(postgres_url, schema=schema)
+        for schema in ("one", "one", "two", "two")
+    ]
+    try:
+        async with anyio.create_task_group() as group:  # starting together: no race
+            for queue in queues:
+                group.start_soon(queue.open)
+        await queues[0].enqueue([b"a"])
+        assert (await queues[1].stats()).length == 1
+        assert (await queues[2].stats()).length == 0
+    finally:
+        for queue in queues:
+            await queue.aclose()
+
+
+async def test_postgres_an_unreachable_server_is_a_queue_error_within_the_timeout() -> None:
+    from tests.helpers.servers import free_port
+
+    queue = PostgresQueue.from_url(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/none", operation_timeout_seconds=0.2
+    )
+    try:
+        with anyio.fail_after(10), pytest.raises(QueueError, match="postgres"):
+            await queue.enqueue([b"a"])
+        with anyio.fail_after(10), pytest.raises(QueueError, match="postgres"):
+            await queue.check_room(1)
+    finally:
+        await queue.aclose()
+
+
+@pytest.mark.parametrize("schema", ["Voicehooks", "a-b", "1st", 'x"; DROP TABLE t; --', ""])
+def test_postgres_a_schema_name_must_be_plain(schema: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a plain PostgreSQL name"):
+        PostgresQueue.from_url("postgresql://localhost/db", schema=schema)
+
+
+def test_postgres_without_the_package_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'voicehooks\[postgres\]'"):
+        queue_from_url("postgresql://localhost/db")
+
+
+async def test_postgres_acknowledgements_that_arrive_together_go_in_one_statement(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = PostgresQueue.from_url(postgres_url)
+    try:
+        await queue.enqueue([b"%d" % i for i in range(20)])
+        entries = await queue.read("w", 20, 0.01)
+        statements: list[str] = []
+        rows = queue._rows
+
+        async def counted(name: str, statement: str, params: dict[str, Any]) -> Any:
+            statements.append(name)
+            return await rows(name, statement, params)
+
+        monkeypatch.setattr(queue, "_rows", counted)
+        async with anyio.create_task_group() as group:
+            for entry in entries:
+                group.start_soon(queue.ack, [entry.id])
+        assert 1 <= statements.count("ack") < 20  # together, not one statement each
+        monkeypatch.undo()
+        stats = await queue.stats()
+        assert (stats.length, stats.pending) == (0, 0)
+        await queue.enqueue([b"x"] * 5)  # the bound's count came down with them
+        assert (await queue.stats()).length == 5
+    finally:
+        await queue.aclose()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_length": 0}, {"max_dead": 0}, {"poll_seconds": 0}, {"max_dead_age_seconds": 0}],
+)
+def test_postgres_bad_options_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigurationError, match="must be"):
+        PostgresQueue.from_url("postgresql://localhost/db", **options)
+
+
+async def test_postgres_lost_tables_are_made_again(postgres_url: str) -> None:
+    queue = PostgresQueue.from_url(postgres_url)
+    try:
+        await queue.ensure_group()
+        await queue.ping()
+        await queue.enqueue([b"a"])
+        await run_statement(queue.pool, "DROP SCHEMA voicehooks CASCADE", [])
+        with pytest.raises(QueueError, match="UndefinedTable"):
+            await queue.enqueue([b"b"])
+        await queue.enqueue([b"c"])  # made again: the server lost "a", as Redis may
+        assert [e.data for e in await queue.read("w", 10, 0.01)] == [b"c"]
+        await run_statement(queue.pool, "DELETE FROM voicehooks.queues", [])
+        with pytest.raises(QueueError, match="row is missing"):
+            await queue.enqueue([b"d"])
+        await queue.enqueue([b"e"])
+    finally:
+        await queue.aclose()
+
+
+async def test_postgres_a_failed_acknowledgement_is_a_queue_error_for_each_waiting(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = PostgresQueue.from_url(postgres_url)
+    try:
+        await queue.enqueue([b"a", b"b"])
+        entries = await queue.read("w", 10, 0.01)
+
+        async def failing(name: str, statement: str, params: dict[str, Any]) -> Any:
+            raise QueueError("postgres ack failed: OperationalError")
+
+        monkeypatch.setattr(queue, "_rows", failing)
+        errors: list[str] = []
+
+        async def ack(entry: Entry) -> None:
+            try:
+                await queue.ack([entry.id])
+            except QueueError as exc:
+                errors.append(str(exc))
+
+        async with anyio.create_task_group() as group:
+            for entry in entries:
+                group.start_soon(ack, entry)
+        assert errors == ["postgres ack failed: OperationalError"] * 2
+    finally:
+        monkeypatch.undo()
+        await queue.aclose()

@@ -275,7 +275,7 @@ async def work(app: VoiceHooks, until: Callable[[], Awaitable[bool]]) -> None:
 
 async def raw_redis(app: VoiceHooks) -> bytes:
     """Every byte the queue's streams hold in Redis: entries and dead letters, fields and all."""
-    assert app.queue is not None
+    assert isinstance(app.queue, RedisQueue)
     held = b""
     for stream in (app.queue.stream, app.queue.dead_stream):
         entries: Any = await app.queue.client.xrange(stream)
@@ -371,7 +371,7 @@ async def test_a_tampered_entry_is_dead_lettered_and_the_worker_goes_on(
 ) -> None:
     receiver, _ = make_app(TEXT_A)
     worker, seen = make_app(TEXT_A)
-    assert receiver.queue is not None
+    assert isinstance(receiver.queue, RedisQueue)
     await receive(receiver, "tampered", "intact")
     # Someone with write access to Redis changes one byte of the first entry's ciphertext.
     entries: Any = await receiver.queue.client.xrange(receiver.queue.stream, count=1)

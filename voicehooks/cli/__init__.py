@@ -348,7 +348,7 @@ def run(
             click.echo(
                 f"warning: {workers} workers with the in-memory duplicate store: each worker "
                 "only remembers its own deliveries, so a redelivery that lands on another "
-                "worker runs again. Set VOICEHOOKS_REDIS_URL to share one Redis.",
+                "worker runs again. Set VOICEHOOKS_STORE_URL to share one Redis or PostgreSQL.",
                 err=True,
             )
         serve(

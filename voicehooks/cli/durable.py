@@ -1,10 +1,11 @@
 """``voicehooks worker`` and ``voicehooks queue``: durable mode's processes and its operator.
 
-Both find Redis through ``VOICEHOOKS_QUEUE_URL`` (or an ``--env-file``), and the queue key
-through ``VOICEHOOKS_QUEUE_KEY``, never through an option: a URL may hold a password, and
-options end up in shell histories and process lists. ``voicehooks queue dead`` shows a
-letter's body opened with that key and redacted by ``voicehooks.privacy`` (every string, a
-transcript's turns read together); ``--raw`` shows it as it is.
+Both find the queue (Redis or PostgreSQL) through ``VOICEHOOKS_QUEUE_URL`` (or an
+``--env-file``), and the queue key through ``VOICEHOOKS_QUEUE_KEY``, never through an option:
+a URL may hold a password, and options end up in shell histories and process lists.
+``voicehooks queue dead`` shows a letter's body opened with that key and redacted by
+``voicehooks.privacy`` (every string, a transcript's turns read together); ``--raw`` shows it
+as it is.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.core.logs import LogFormat, duration, masked
 from voicehooks.core.logs import setup as setup_logging
-from voicehooks.work.durable import dead_letter_bounds, open_job
+from voicehooks.work.durable import dead_letter_bounds, open_job, queue_from_url
 from voicehooks.work.jobs import UnreadableJob
-from voicehooks.work.queue import DeadLetter, QueueStats, RedisQueue
+from voicehooks.work.queue import DeadLetter, QueueStats, WorkQueue
 from voicehooks.work.sealing import Sealer, new_key, sealed_with, sealer_for
 
 from .environment import env_file_option, log_format_option
@@ -46,10 +47,16 @@ _LANGUAGES = ("en", "nl")  # what queue dead reads spoken numbers and context wo
 
 _stream_options = [
     click.option(
-        "--stream", default="voicehooks:jobs", show_default=True, help="The stream's key."
+        "--stream",
+        default="voicehooks:jobs",
+        show_default=True,
+        help="The stream's key (PostgreSQL: the queue's name).",
     ),
     click.option(
-        "--group", default="voicehooks-workers", show_default=True, help="The consumer group."
+        "--group",
+        default="voicehooks-workers",
+        show_default=True,
+        help="The consumer group (Redis only).",
     ),
 ]
 
@@ -60,14 +67,15 @@ def _queue_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return env_file_option(function)
 
 
-def _open_queue(stream: str, group: str) -> RedisQueue:
+def _open_queue(stream: str, group: str) -> WorkQueue:
     url = variables.read(variables.QUEUE_URL)
     if not url:
         raise click.UsageError(
-            f"set {variables.QUEUE_URL}=redis://... (or put it in an --env-file)"
+            f"set {variables.QUEUE_URL}=redis://... or postgresql://... (or put it in an "
+            "--env-file)"
         )
     max_dead, max_dead_age_seconds = dead_letter_bounds()
-    return RedisQueue.from_url(
+    return queue_from_url(
         url,
         stream=stream,
         group=group,
@@ -76,7 +84,7 @@ def _open_queue(stream: str, group: str) -> RedisQueue:
     )
 
 
-def _run(stream: str, group: str, use: Callable[[RedisQueue], Awaitable[T]]) -> T:
+def _run(stream: str, group: str, use: Callable[[WorkQueue], Awaitable[T]]) -> T:
     async def main() -> T:
         redis_queue = _open_queue(stream, group)  # a bad URL or bound: ConfigurationError
         try:
@@ -108,7 +116,7 @@ def queue() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats(stream: str, group: str, as_json: bool) -> None:
     """The backlog, what each consumer holds, and how many dead letters wait."""
-    result = _run(stream, group, RedisQueue.stats)
+    result = _run(stream, group, lambda q: q.stats())
     if as_json:
         click.echo(
             json.dumps(
@@ -178,7 +186,7 @@ def dead(stream: str, group: str, limit: int, raw: bool) -> None:
     body as it is. `requeue` puts a letter back once its cause is fixed.
     """
 
-    async def read(redis_queue: RedisQueue) -> tuple[Sealer, list[DeadLetter]]:
+    async def read(redis_queue: WorkQueue) -> tuple[Sealer, list[DeadLetter]]:
         return sealer_for(None), await redis_queue.dead(limit)
 
     sealer, letters = _run(stream, group, read)
@@ -402,7 +410,8 @@ def worker(
     app = _inspect(target)  # a worker verifies nothing: it may run without the secret
     if app.queue is None:
         raise click.UsageError(
-            f"{target} has no durable queue: set {variables.QUEUE_URL}=redis://... (the "
+            f"{target} has no durable queue: set {variables.QUEUE_URL}=redis://... or "
+            "postgresql://... (the "
             "receivers' value) or pass VoiceHooks(background=Background(queue=...))"
         )
     from voicehooks.state.stores import MemoryStore
@@ -411,8 +420,8 @@ def worker(
     if isinstance(app.store, MemoryStore):
         click.echo(
             "warning: the duplicate store is in memory: a job another worker finished and "
-            "could not acknowledge runs again here. Give the app a RedisStore (or set "
-            "VOICEHOOKS_REDIS_URL) to share the done marks.",
+            "could not acknowledge runs again here. Give the app a RedisStore or a "
+            "PostgresStore (or set VOICEHOOKS_STORE_URL) to share the done marks.",
             err=True,
         )
 
@@ -490,7 +499,7 @@ async def _serve(
         group.cancel_scope.cancel()
 
 
-def _backlog(queue: RedisQueue) -> Callable[[], Awaitable[int]]:
+def _backlog(queue: WorkQueue) -> Callable[[], Awaitable[int]]:
     async def length() -> int:
         return (await queue.stats()).length
 

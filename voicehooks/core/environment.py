@@ -33,6 +33,7 @@ __all__ = [
     "REDIS_URL",
     "SECRET",
     "SECRET_FILE",
+    "STORE_URL",
     "VARIABLES",
     "Variable",
     "api_key",
@@ -47,7 +48,8 @@ __all__ = [
 
 SECRET: Final = "VOICEHOOKS_SECRET"
 SECRET_FILE: Final = "VOICEHOOKS_SECRET_FILE"
-REDIS_URL: Final = "VOICEHOOKS_REDIS_URL"
+STORE_URL: Final = "VOICEHOOKS_STORE_URL"
+REDIS_URL: Final = "VOICEHOOKS_REDIS_URL"  # the old name of STORE_URL
 QUEUE_URL: Final = "VOICEHOOKS_QUEUE_URL"
 QUEUE_KEY: Final = "VOICEHOOKS_QUEUE_KEY"
 QUEUE_KEY_FILE: Final = "VOICEHOOKS_QUEUE_KEY_FILE"
@@ -83,8 +85,13 @@ class Variable:
 VARIABLES: Final = (
     Variable(SECRET, "(none)", "The webhook secret; several, comma-separated, are all accepted."),
     Variable(SECRET_FILE, "(none)", "A file holding the secret(s), one a line; read if unset."),
-    Variable(REDIS_URL, f"${QUEUE_URL}", "The duplicate store's Redis; else a store in memory."),
-    Variable(QUEUE_URL, "(none)", "Durable mode: after-the-answer work goes to this Redis."),
+    Variable(
+        STORE_URL,
+        f"${REDIS_URL}, else ${QUEUE_URL}",
+        "The store: redis://, rediss:// or postgresql://; unset: in memory.",
+    ),
+    Variable(REDIS_URL, "(none)", f"The old name of {STORE_URL}, still read."),
+    Variable(QUEUE_URL, "(none)", "Durable mode: the queue, redis://, rediss:// or postgresql://."),
     Variable(QUEUE_KEY, "(none)", "Seals queue entries (AES-256-GCM); several: first seals."),
     Variable(
         QUEUE_KEY_FILE, "(none)", "A file holding the queue key(s); read if the key is unset."

@@ -12,9 +12,12 @@ implementations:
   are ``SET NX PX``, results live under their own key, rate-limit tokens are one Lua script
   on Redis's own clock, and every key it writes expires.
 
-``VoiceHooks`` picks ``RedisStore.from_url($VOICEHOOKS_REDIS_URL)`` when that variable is set,
-else one on the durable queue's Redis (``$VOICEHOOKS_QUEUE_URL``: receivers and workers on
-several hosts must share the store), a ``MemoryStore`` otherwise. A store signals trouble
+A third, ``PostgresStore`` (``voicehooks.state.postgres``), keeps the same in PostgreSQL
+(``pip install 'voicehooks[postgres]'``). ``store_from_url`` is the one place a URL becomes a
+store: ``VoiceHooks`` picks ``store_from_url($VOICEHOOKS_STORE_URL)`` (or its old name
+``$VOICEHOOKS_REDIS_URL``) when set, else a store on the durable queue's server
+(``$VOICEHOOKS_QUEUE_URL``: receivers and workers on several hosts must share the store), a
+``MemoryStore`` otherwise. A store signals trouble
 with ``StoreError`` and nothing else; what happens then is the app's choice
 (``store_failure``), never the store's.
 
@@ -38,8 +41,9 @@ from voicehooks.core import environment
 from voicehooks.core.exceptions import ConfigurationError, StoreError
 
 from .connections import RedisClient, close_redis_client, is_cluster, redis_client
+from .pgpool import is_postgres_url
 
-__all__ = ["DeliveryStore", "MemoryStore", "RedisStore", "default_store"]
+__all__ = ["DeliveryStore", "MemoryStore", "RedisStore", "default_store", "store_from_url"]
 
 T = TypeVar("T")
 
@@ -123,10 +127,28 @@ class DeliveryStore(Protocol):
 
 
 def default_store() -> DeliveryStore:
-    """A ``RedisStore`` on ``$VOICEHOOKS_REDIS_URL``, else on ``$VOICEHOOKS_QUEUE_URL``, else
-    a ``MemoryStore``."""
-    url = environment.read(environment.REDIS_URL) or environment.read(environment.QUEUE_URL)
-    return RedisStore.from_url(url) if url else MemoryStore()
+    """The store of ``$VOICEHOOKS_STORE_URL`` (or its old name ``$VOICEHOOKS_REDIS_URL``),
+    else of ``$VOICEHOOKS_QUEUE_URL``, else a ``MemoryStore``."""
+    url = (
+        environment.read(environment.STORE_URL)
+        or environment.read(environment.REDIS_URL)
+        or environment.read(environment.QUEUE_URL)
+    )
+    return store_from_url(url) if url else MemoryStore()
+
+
+def store_from_url(url: str, *, operation_timeout_seconds: float = 0.25) -> DeliveryStore:
+    """The one place a URL becomes a store: a ``PostgresStore`` for ``postgresql://`` or
+    ``postgres://``, else a ``RedisStore`` (every form ``redis_client`` reads).
+
+    Raises:
+        ConfigurationError: The URL is neither, or the extra its server needs is missing.
+    """
+    if is_postgres_url(url):
+        from .postgres import PostgresStore
+
+        return PostgresStore.from_url(url, operation_timeout_seconds=operation_timeout_seconds)
+    return RedisStore.from_url(url, operation_timeout_seconds=operation_timeout_seconds)
 
 
 # -- in memory ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import anyio
 import msgspec
@@ -56,10 +56,11 @@ from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
 from voicehooks.core.logs import duration
 from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.state.dedupe import Deduplicator
+from voicehooks.state.pgpool import is_postgres_url
 from voicehooks.state.stores import DeliveryStore
 
 from .jobs import Job, RunJob, UnreadableJob, decode_job, encode_job, job_key
-from .queue import MAX_DEAD, MAX_DEAD_AGE_SECONDS, Entry, RedisQueue
+from .queue import MAX_DEAD, MAX_DEAD_AGE_SECONDS, Entry, RedisQueue, WorkQueue
 from .runner import BackgroundRunner
 from .sealing import Sealer, sealed_with
 
@@ -70,6 +71,7 @@ __all__ = [
     "dead_letter_bounds",
     "default_queue",
     "open_job",
+    "queue_from_url",
 ]
 
 _log = logging.getLogger("voicehooks")
@@ -82,10 +84,10 @@ _DONE: Final = b"done"
 _TAKEN_HERE: Final = b"taken by a receiver"
 
 
-def default_queue() -> RedisQueue | None:
-    """``RedisQueue.from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``; its dead
+def default_queue() -> WorkQueue | None:
+    """``queue_from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``; its dead
     letters bounded by ``VOICEHOOKS_QUEUE_MAX_DEAD`` and ``VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS``,
-    with ``min_replicas_acks`` and ``replica_ack_timeout_seconds`` from
+    and on Redis with ``min_replicas_acks`` and ``replica_ack_timeout_seconds`` from
     ``$VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS`` and ``$VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS``.
 
     Raises:
@@ -95,22 +97,36 @@ def default_queue() -> RedisQueue | None:
     if not url:
         return None
     max_dead, max_dead_age_seconds = dead_letter_bounds()
+    options: dict[str, Any] = {"max_dead": max_dead, "max_dead_age_seconds": max_dead_age_seconds}
+    if not is_postgres_url(url):
+        options.update(_replica_options())
+    return queue_from_url(url, **options)
+
+
+def queue_from_url(url: str, **options: Any) -> WorkQueue:
+    """The one place a URL becomes a queue: a ``PostgresQueue`` for ``postgresql://`` or
+    ``postgres://``, else a ``RedisQueue``; ``options`` are its constructor's.
+
+    Raises:
+        ConfigurationError: The URL is neither, or the extra its server needs is missing.
+    """
+    if is_postgres_url(url):
+        from .pgqueue import PostgresQueue
+
+        return PostgresQueue.from_url(url, **options)
+    return RedisQueue.from_url(url, **options)
+
+
+def _replica_options() -> dict[str, Any]:
     acks = environment.read(environment.QUEUE_MIN_REPLICAS_ACKS) or "0"
     timeout = environment.read(environment.QUEUE_REPLICA_ACK_TIMEOUT_SECONDS) or "0.5"
     try:
-        acks_number, timeout_seconds = int(acks), float(timeout)
+        return {"min_replicas_acks": int(acks), "replica_ack_timeout_seconds": float(timeout)}
     except ValueError:
         raise ConfigurationError(
             f"{environment.QUEUE_MIN_REPLICAS_ACKS} must be a whole number and "
             f"{environment.QUEUE_REPLICA_ACK_TIMEOUT_SECONDS} a number of seconds"
         ) from None
-    return RedisQueue.from_url(
-        url,
-        max_dead=max_dead,
-        max_dead_age_seconds=max_dead_age_seconds,
-        min_replicas_acks=acks_number,
-        replica_ack_timeout_seconds=timeout_seconds,
-    )
 
 
 def dead_letter_bounds() -> tuple[int, float]:
@@ -150,7 +166,7 @@ class DurableSink:
 
     def __init__(
         self,
-        queue: RedisQueue,
+        queue: WorkQueue,
         local: BackgroundRunner,
         *,
         failure: QueueFailure,
@@ -180,9 +196,7 @@ class DurableSink:
         except QueueError as exc:
             _log.error("the durable job queue is not ready at startup: %s", exc)
         else:
-            _log.info(
-                "durable mode: after-the-answer work goes to the Redis stream %s", self.queue.stream
-            )
+            _log.info("durable mode: after-the-answer work goes to the queue %s", self.queue.stream)
 
     async def aclose(self) -> None:
         """Close the client at shutdown, shielded and bounded."""

@@ -62,7 +62,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 import anyio
 
@@ -77,6 +77,7 @@ __all__ = [
     "QueueStats",
     "RedisQueue",
     "Trimmed",
+    "WorkQueue",
     "consumer_name",
 ]
 
@@ -148,6 +149,100 @@ class Trimmed(NamedTuple):
     def total(self) -> int:
         """Deleted in all."""
         return self.by_age + self.by_count
+
+
+class WorkQueue(Protocol):
+    """What the durable sink, the worker and ``voicehooks queue`` need from a queue.
+
+    ``RedisQueue`` (a stream and its consumer group) and ``PostgresQueue``
+    (``voicehooks.work.pgqueue``: a table read with ``FOR UPDATE SKIP LOCKED``) are the two.
+    Every method raises ``QueueError`` (``QueueFull`` where it says so) and nothing else.
+    """
+
+    stream: str
+    """The queue's name, in log lines."""
+    max_length: int
+    max_dead: int
+    max_dead_age_seconds: float
+
+    async def open(self) -> None:
+        """Connect and make what is missing (the group, the tables)."""
+        ...
+
+    async def ensure_group(self) -> None:
+        """Make what the workers read from, unless it exists (after a server lost it)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of the connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``QueueError`` unless the server answers (the readiness probe)."""
+        ...
+
+    async def check_room(self, count: int) -> None:
+        """Raise ``QueueFull`` unless ``count`` more entries fit now."""
+        ...
+
+    async def enqueue(self, entries: Sequence[bytes]) -> None:
+        """Add a delivery's entries, all or none, durably before returning."""
+        ...
+
+    async def read(self, consumer: str, count: int, block_seconds: float) -> list[Entry]:
+        """Up to ``count`` entries nobody has read, waiting up to ``block_seconds``."""
+        ...
+
+    async def claim(
+        self, consumer: str, min_idle_seconds: float, count: int, start: str = "0-0"
+    ) -> tuple[str, list[Entry]]:
+        """Take over entries idle ``min_idle_seconds``; the next cursor (``"0-0"``: a full
+        pass) and the entries, each with its attempt number."""
+        ...
+
+    async def touch(self, consumer: str, ids: Sequence[str]) -> None:
+        """Reset the idle time of entries ``consumer`` still works on."""
+        ...
+
+    async def retry(self, consumer: str, entry: Entry) -> Entry | None:
+        """Count another attempt of ``entry``; ``None`` when it is gone."""
+        ...
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        """Acknowledge and delete finished entries."""
+        ...
+
+    async def bury(self, entry: Entry, reason: str) -> Trimmed:
+        """Move ``entry`` to the dead letters with ``reason``, atomically, and delete the
+        letters past the bounds (``max_dead``, ``max_dead_age_seconds``); what it deleted."""
+        ...
+
+    async def trim_dead(self) -> Trimmed:
+        """Delete the dead letters past the bounds (a worker does once a minute)."""
+        ...
+
+    async def forget(self, consumer: str) -> bool:
+        """Forget ``consumer`` if it holds no entry; whether it is gone."""
+        ...
+
+    async def forget_idle(self, idle_seconds: float) -> int:
+        """Forget consumers that hold nothing and were idle ``idle_seconds``; how many."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """What ``voicehooks queue stats`` prints."""
+        ...
+
+    async def dead(self, count: int = 100) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters."""
+        ...
+
+    async def requeue(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters back (all when ``ids`` is ``None``) as first attempts; how many.
+
+        Raises ``QueueFull`` when the queue has no room; those moved so far stay moved.
+        """
+        ...
 
 
 # Atomic check-then-add: refuse the whole delivery if its entries would take the stream past

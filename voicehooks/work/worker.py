@@ -21,7 +21,8 @@
 
 At most ``concurrency`` entries are held at once (running or waiting to retry), so a worker's
 memory is bounded by that many entries. When Redis is unreachable the loop waits and tries
-again (100 ms doubling to 5 s), logging once per outage. The dead letters are kept within the
+again (100 ms doubling to 5 s), logging once per outage; Redis and PostgreSQL queues alike
+(``WorkQueue``). The dead letters are kept within the
 queue's bounds on every bury and once a minute; what that deletes is logged with its count
 and passed to ``on_trimmed`` (the app's observers, in ``voicehooks worker``).
 
@@ -52,7 +53,7 @@ from voicehooks.core.records import JobOutcome, JobRun
 from voicehooks.core.tasks import TaskOwner
 
 from .jobs import UnreadableJob
-from .queue import Entry, RedisQueue, Trimmed, consumer_name
+from .queue import Entry, Trimmed, WorkQueue, consumer_name
 
 __all__ = ["ABANDONED", "UNREADABLE", "Run", "Worker"]
 
@@ -81,7 +82,7 @@ T = TypeVar("T")
 
 
 class Worker:
-    """Consumes a ``RedisQueue`` with a ``run`` callback; see the module docstring.
+    """Consumes a ``WorkQueue`` with a ``run`` callback; see the module docstring.
 
     Args:
         queue: The queue to consume.
@@ -104,7 +105,7 @@ class Worker:
 
     def __init__(
         self,
-        queue: RedisQueue,
+        queue: WorkQueue,
         run: Run,
         *,
         consumer: str | None = None,
@@ -199,7 +200,7 @@ class Worker:
                 continue
             if self._outage:
                 self._outage = False
-                _log.warning("worker %s: Redis answers again", self.consumer)
+                _log.warning("worker %s: the queue answers again", self.consumer)
             for entry in entries:
                 self._held[entry.id] = entry
                 self.tasks.spawn(self._process(entry))
@@ -212,7 +213,7 @@ class Worker:
         if not self._outage:
             self._outage = True
             self._delay = 0.1
-            _log.warning("worker %s: Redis is unavailable (%s); retrying", self.consumer, exc)
+            _log.warning("worker %s: the queue is unavailable (%s); retrying", self.consumer, exc)
         await anyio.sleep(self._delay)
         self._delay = min(self._delay * 2, 5.0)
 
