@@ -292,7 +292,7 @@ class VoiceHooks(Registry):
         self.mcp = mcp
         self.mcp_endpoint: McpEndpoint | None = None
         self._mcp_paths: frozenset[str] = frozenset()
-        tokens = _resolve_tokens(mcp.tokens)
+        tokens = mcp.resolved_tokens()
         if tokens:
             trimmed = mcp.path.rstrip("/")
             self._mcp_paths = frozenset({trimmed, trimmed + "/"})
@@ -713,16 +713,6 @@ def resolve_secrets(secret: str | Sequence[str] | None) -> list[str]:
     if not secrets:
         raise ConfigurationError("secret= was given but is empty")
     return secrets
-
-
-def _resolve_tokens(tokens: Sequence[str]) -> list[str]:
-    """``Mcp.tokens`` if given, else ``VOICEHOOKS_MCP_TOKEN`` (or its file)."""
-    if not tokens:
-        return environment.mcp_tokens()
-    given = [token.strip() for token in tokens if token.strip()]
-    if not given:
-        raise ConfigurationError("Mcp(tokens=...) was given but is empty")
-    return given
 
 
 def _version() -> str:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .core import environment
 from .core.exceptions import ConfigurationError
 from .core.signing import DEFAULT_TOLERANCE_SECONDS
 from .live.api import PlatformClient
@@ -255,6 +256,19 @@ class Mcp:
             raise ConfigurationError("Mcp(tokens=...) takes a list of tokens, not one string")
         if not self.path.startswith("/"):
             raise ConfigurationError(f"Mcp(path=...) must start with '/', got {self.path!r}")
+
+    def resolved_tokens(self) -> list[str]:
+        """``tokens`` if given, else ``VOICEHOOKS_MCP_TOKEN`` (or its file); empty: no endpoint.
+
+        Raises:
+            ConfigurationError: ``tokens`` holds only blanks.
+        """
+        if not self.tokens:
+            return environment.mcp_tokens()
+        given = [token.strip() for token in self.tokens if token.strip()]
+        if not given:
+            raise ConfigurationError("Mcp(tokens=...) was given but is empty")
+        return given
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -280,3 +281,67 @@ def test_a_platform_that_kept_something_else_is_worth_a_warning(
     result = runner.invoke(main, arguments, obj=client)
     assert result.exit_code == 0, result.output
     assert "warning: the platform's answer still differs in 3 place(s)" in result.stderr
+
+
+MCP_TOKEN = "mcp-deploy-test-token"
+
+
+@pytest.mark.slow
+def test_mcp_mode_makes_attaches_and_tests_the_server(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.helpers.servers import running_server
+
+    monkeypatch.setenv("VOICEHOOKS_MCP_TOKEN", MCP_TOKEN)
+    platform = FakePlatform(api_key=KEY, local_mcp_servers=True)
+    saved = copy.deepcopy(SAVED)
+    saved["llm_config"]["tools"] = [
+        END_CALL,
+        {
+            "name": "check_repair_status",
+            "description": "old",
+            "url": "https://old-tunnel.example.net/",
+        },
+    ]
+    platform.add_assistant("asst_1", saved)
+    env = {"VOICEHOOKS_SECRET": SECRET, "VOICEHOOKS_MCP_TOKEN": MCP_TOKEN}
+    with running_server(TARGET, tmp_path, env=env) as app:
+        arguments = ["deploy", TARGET, "--assistant", "asst_1", "--url", app.url, "--mcp"]
+        dry = runner.invoke(main, [*arguments, "--dry-run"], obj=platform.client())
+        assert dry.exit_code == 1, dry.output
+        assert "mcp_server: no server named 'voicehooks 127.0.0.1:" in dry.stdout
+        assert "mcp: the server is not attached: to attach, allowing ['check_repair_status']" in (
+            dry.stdout
+        )
+        assert [r.method for r in platform.requests] == ["GET", "GET"]  # servers, assistant
+
+        written = runner.invoke(main, [*arguments, "--yes"], obj=platform.client())
+        assert written.exit_code == 0, written.output
+        assert "MCP test: the platform sees 1 tool(s): check_repair_status" in written.stdout
+        assert MCP_TOKEN not in written.output
+        ((server_id, server),) = platform.mcp_servers.items()
+        assert server["url"] == f"{app.url}/mcp"
+        assert server["timeout_seconds"] == 20  # the app's 18 s deadline and 2 s to answer
+        assert platform.mcp_headers(server_id) == {"Authorization": f"Bearer {MCP_TOKEN}"}
+        assistant = platform.assistants["asst_1"]
+        # The tool goes over MCP now: its webhook entry leaves, the built-in stays in place.
+        assert assistant["llm_config"]["tools"] == [
+            END_CALL,
+            {"type": "mcp", "mcp_server_id": server_id, "allowed_tools": ["check_repair_status"]},
+        ]
+        assert "tool-calls" not in assistant["webhook_events"]
+
+        again = runner.invoke(main, [*arguments, "--dry-run"], obj=platform.client())
+        assert again.exit_code == 0, again.output
+        assert "SAME: assistant asst_1 is in step" in again.stderr
+
+
+def test_mcp_mode_needs_a_token(
+    runner: CliRunner, platform: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VOICEHOOKS_MCP_TOKEN", raising=False)
+    monkeypatch.delenv("VOICEHOOKS_MCP_TOKEN_FILE", raising=False)
+    result = deploy(runner, platform, "--mcp", "--dry-run")
+    assert result.exit_code == 2
+    assert "--mcp: the app serves no MCP endpoint; set VOICEHOOKS_MCP_TOKEN" in result.output
+    assert platform.requests == []

@@ -236,3 +236,51 @@ def test_the_events_are_those_the_app_handles() -> None:
     def unclaimed() -> None: ...
 
     assert handled_events(reconciling) == ["tool-calls", "status-update", "end-of-call-report"]
+
+
+def test_an_mcp_server_gets_its_token_only_when_made_moved_or_asked() -> None:
+    from voicehooks.dev.deploy import mcp_server_changes, mcp_server_fields
+
+    wanted = mcp_server_fields(
+        name="voicehooks hooks",
+        url="https://hooks.example.com/mcp",
+        token="t0k",
+        deadline_seconds=18,
+    )
+    assert wanted["timeout_seconds"] == 20
+    made, shown = mcp_server_changes(None, wanted, set_token=False)
+    assert made == wanted
+    assert "t0k" not in " ".join(d.line() for d in shown)
+    saved = {**{k: v for k, v in wanted.items() if k != "headers"}, "id": "mcp_1"}
+    assert mcp_server_changes(saved, wanted, set_token=False) == ({}, [])
+    changes, shown = mcp_server_changes(saved, wanted, set_token=True)
+    assert changes == {"headers": {"Authorization": "Bearer t0k"}}
+    assert [d.line() for d in shown] == ["mcp_server.headers: Authorization: [set]"]
+    same_host = {**saved, "url": "https://hooks.example.com/old-mcp"}
+    assert set(mcp_server_changes(same_host, wanted, set_token=False)[0]) == {"url"}
+    other_host = {**saved, "url": "https://tunnel.example.net/mcp", "timeout_seconds": 30}
+    assert set(mcp_server_changes(other_host, wanted, set_token=False)[0]) == {
+        "url",
+        "timeout_seconds",
+        "headers",  # the platform asks for them when the URL moves to another host
+    }
+
+
+def test_the_attachment_is_updated_in_place_and_bounded() -> None:
+    from voicehooks.dev.deploy import attach_mcp
+
+    entries = [
+        {"type": "end_call"},
+        {"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": ["a"], "required": False},
+        {"type": "mcp", "mcp_server_id": "mcp_9", "allowed_tools": ["kb"]},
+    ]
+    merged, shown = attach_mcp(entries, "mcp_1", ["a", "b"])
+    assert merged == [
+        {"type": "end_call"},
+        {"type": "mcp", "mcp_server_id": "mcp_1", "allowed_tools": ["a", "b"], "required": False},
+        {"type": "mcp", "mcp_server_id": "mcp_9", "allowed_tools": ["kb"]},
+    ]
+    assert [d.path for d in shown] == ["mcp.allowed_tools"]
+    assert attach_mcp(merged, "mcp_1", ["a", "b"]) == (merged, [])
+    with pytest.raises(ValueError, match="at most 25"):
+        attach_mcp([], None, [f"tool_{n}" for n in range(26)])

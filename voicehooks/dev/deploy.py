@@ -28,17 +28,31 @@ may replace the stored one (PLATFORM.md §7.2).
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from voicehooks.app import VoiceHooks
 from voicehooks.core.events import EVENT_NAMES
 
 from .drift import Difference, diff, diff_webhook, same_url, webhook_tool
 
-__all__ = ["Plan", "handled_events", "merge_tools", "plan", "webhook_url"]
+__all__ = [
+    "MAX_ALLOWED_TOOLS",
+    "Plan",
+    "attach_mcp",
+    "handled_events",
+    "mcp_server_changes",
+    "mcp_server_fields",
+    "merge_tools",
+    "plan",
+    "webhook_url",
+]
+
+MAX_ALLOWED_TOOLS: Final = 25
+"""The platform's bound on an MCP attachment's ``allowed_tools`` (PLATFORM.md 7.2)."""
 
 # The keys of a tool entry the app writes; any other key of the entry it replaces is kept.
 _FLAT_KEYS = frozenset({"name", "description", "parameters", "url", "async", "async_response"})
@@ -96,16 +110,17 @@ def webhook_url(public_url: str, path: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, joined, "", ""))
 
 
-def handled_events(app: VoiceHooks) -> list[str]:
+def handled_events(app: VoiceHooks, *, webhook_tools: bool | None = None) -> list[str]:
     """The event names the app needs delivered, in the platform's order.
 
-    ``tool-calls`` with a tool or a ``tool-calls`` handler, ``assistant-request`` with its
+    ``tool-calls`` with a webhook tool (``webhook_tools``; by default, any tool: ``False``
+    when every tool goes over MCP) or a ``tool-calls`` handler, ``assistant-request`` with its
     handler, each informational event with a handler; reconciliation needs both
     informational events, because it learns of calls from status updates and a real report
     spares it a fetch (``live/reconcile.py``).
     """
     wanted = {name for name, handlers in app.handlers.items() if handlers}
-    if app.tools:
+    if bool(app.tools) if webhook_tools is None else webhook_tools:
         wanted.add("tool-calls")
     if app.reconciler is not None:
         wanted |= {"status-update", "end-of-call-report"}
@@ -177,6 +192,7 @@ def plan(
     webhook_url: str,
     webhook_events: list[str],
     secret: str | None = None,
+    mcp: tuple[str | None, list[str]] | None = None,
 ) -> Plan:
     """What ``PATCH /assistants/{id}`` must send to bring ``assistant`` in step with the app.
 
@@ -187,6 +203,12 @@ def plan(
         webhook_url: Where the app receives (``webhook_url(public_url, app.path)``).
         webhook_events: The events it handles (``handled_events(app)``).
         secret: The webhook secret to write, or ``None`` to leave the saved one alone.
+        mcp: The app's MCP server to attach (its id, ``None`` while it is still to be made)
+            and the tools to allow (``attach_mcp``); ``definitions`` then holds only the
+            tools that stay webhook tools, so the others leave ``llm_config.tools``.
+
+    Raises:
+        ValueError: More MCP tools than an attachment allows (``attach_mcp``).
     """
     saved_url = assistant.get("webhook_url")
     differences = diff_webhook(
@@ -214,6 +236,107 @@ def plan(
             changes["webhook_events"] = list(webhook_events)
         elif difference.path == "webhook_secret":
             changes["webhook_secret"] = secret
+    if mcp is not None:
+        merged, attached = attach_mcp(merged, *mcp)
+        tool_differences += attached
     if tool_differences:
         changes["llm_config"] = {**config, "tools": merged}
     return Plan(changes, differences + tool_differences)
+
+
+def mcp_server_fields(
+    *, name: str, url: str, token: str, deadline_seconds: float
+) -> dict[str, Any]:
+    """What ``POST /mcp-servers`` needs for the app's endpoint at ``url``.
+
+    The bearer token goes in the ``Authorization`` header, which the platform stores encrypted
+    and never returns. ``timeout_seconds``, how long the platform waits on each request, is
+    the app's MCP deadline and 2 s to answer in, within the platform's 5 to 60.
+    """
+    return {
+        "name": name,
+        "url": url,
+        "transport": "streamable_http",
+        "headers": {"Authorization": f"Bearer {token}"},
+        "timeout_seconds": min(60, max(5, math.ceil(deadline_seconds) + 2)),
+    }
+
+
+def mcp_server_changes(
+    saved: Mapping[str, Any] | None, wanted: Mapping[str, Any], *, set_token: bool
+) -> tuple[dict[str, Any], list[Difference]]:
+    """What ``PATCH /mcp-servers/{id}`` must send (all of ``wanted`` for a server to make,
+    when ``saved`` is ``None``), and the differences to show; the token is never in one.
+
+    The stored headers cannot be read back, so they are sent when the server is made, when
+    its URL moves to another host (the platform asks for them then), or with ``set_token``.
+    """
+    name = wanted["name"]
+    if saved is None:
+        return dict(wanted), [
+            Difference("", "mcp_server", f"no server named {name!r}: to make, at {wanted['url']}")
+        ]
+    changes: dict[str, Any] = {}
+    differences: list[Difference] = []
+    for key in ("url", "transport", "timeout_seconds"):
+        if saved.get(key) != wanted[key]:
+            changes[key] = wanted[key]
+            differences.append(
+                Difference("", f"mcp_server.{key}", f"{saved.get(key)!r} -> {wanted[key]!r}")
+            )
+    moved = "url" in changes and _host(saved.get("url")) != _host(wanted["url"])
+    if moved or set_token:
+        changes["headers"] = wanted["headers"]
+        differences.append(Difference("", "mcp_server.headers", "Authorization: [set]"))
+    return changes, differences
+
+
+def attach_mcp(
+    entries: list[Any], server_id: str | None, allowed: list[str]
+) -> tuple[list[Any], list[Difference]]:
+    """``llm_config.tools`` with the app's MCP server attached, allowing ``allowed``, and the
+    differences; every other entry stays as it was and where it was.
+
+    An attachment of the server already there is updated in place (``required`` and any
+    other key kept); else one is appended. ``server_id`` is ``None`` for a server still to be
+    made (a dry run): the attachment is then shown, not written.
+
+    Raises:
+        ValueError: More than ``MAX_ALLOWED_TOOLS`` tools.
+    """
+    if len(allowed) > MAX_ALLOWED_TOOLS:
+        raise ValueError(
+            f"the app offers {len(allowed)} tools over MCP, and an MCP attachment allows at "
+            f"most {MAX_ALLOWED_TOOLS} (allowed_tools): split them over two apps or serve "
+            "some as webhook tools"
+        )
+    merged: list[Any] = []
+    found = False
+    differences: list[Difference] = []
+    for entry in entries:
+        if (
+            not found
+            and server_id is not None
+            and isinstance(entry, dict)
+            and entry.get("type") == "mcp"
+            and entry.get("mcp_server_id") == server_id
+        ):
+            found = True
+            saved = entry.get("allowed_tools")
+            if saved != allowed:
+                differences.append(
+                    Difference("", "mcp.allowed_tools", f"{saved!r} -> {allowed!r}")
+                )
+            merged.append({**entry, "allowed_tools": list(allowed)})
+        else:
+            merged.append(entry)
+    if not found:
+        merged.append({"type": "mcp", "mcp_server_id": server_id, "allowed_tools": list(allowed)})
+        differences.append(
+            Difference("", "mcp", f"the server is not attached: to attach, allowing {allowed!r}")
+        )
+    return merged, differences
+
+
+def _host(url: Any) -> str:
+    return urllib.parse.urlsplit(url).netloc.lower() if isinstance(url, str) else ""
