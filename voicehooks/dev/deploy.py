@@ -324,9 +324,7 @@ def attach_mcp(
             found = True
             saved = entry.get("allowed_tools")
             if saved != allowed:
-                differences.append(
-                    Difference("", "mcp.allowed_tools", f"{saved!r} -> {allowed!r}")
-                )
+                differences.append(Difference("", "mcp.allowed_tools", f"{saved!r} -> {allowed!r}"))
             merged.append({**entry, "allowed_tools": list(allowed)})
         else:
             merged.append(entry)
