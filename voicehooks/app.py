@@ -329,6 +329,8 @@ class VoiceHooks(Registry):
                 finally:
                     self._serving = False
         finally:
+            self.dispatcher.live_threads.close()
+            self.dispatcher.background_threads.close()
             if self.store is not None:
                 await _close_store(self.store)
             if self.durable is not None:
