@@ -294,8 +294,8 @@ async def test_the_per_delivery_line_is_an_ordinary_record_that_logger_filters_s
     assert "call-shown" in record.getMessage()
     assert record.levelno == logging.INFO
     assert record.name == "voicehooks"
-    assert record.funcName == "_log_delivery"
-    assert record.pathname.endswith("app.py")
+    assert record.funcName == "log_delivery"
+    assert record.pathname.endswith("logline.py")
     assert record.lineno > 0
     assert record.call_id == "call-shown"  # type: ignore[attr-defined]
     assert record.outcome == "answered"  # type: ignore[attr-defined]

@@ -245,12 +245,11 @@ async def test_a_call_given_up_before_its_thread_started_never_runs() -> None:
     ran: list[str] = []
     threads = Threads(max_threads=1, max_abandoned=1)
     function = UserFunction(lambda: ran.append("ran"))
-    holder = object()
-    threads.limiter.acquire_on_behalf_of_nowait(holder)  # every slot taken: the call waits
+    await threads.slots.acquire()  # every slot taken: the call waits
     try:
         assert await within(0.05, function.call(threads)) == (False, None)
     finally:
-        threads.limiter.release_on_behalf_of(holder)
+        threads.slots.release()
     await anyio.sleep(0.1)
     assert ran == []
     assert function.abandoned == 0
@@ -368,3 +367,44 @@ async def test_hooks_run_in_turn_each_within_the_budget_whatever_the_others_do(
     assert any(f"test hook {hooks[1].name} raised RuntimeError" in line for line in lines)
     assert any(f"test hook {hooks[2].name} took longer than 0.5 s" in line for line in lines)
     assert not any("31612345678" in line for line in lines)  # not the message, not args
+
+
+async def test_slots_are_taken_in_arrival_order_and_a_cancelled_wait_passes_its_slot_on() -> None:
+    from voicehooks.core.running import Slots
+
+    slots = Slots(1)
+    await slots.acquire()
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+        slots.release()
+
+    first = asyncio.create_task(take("first"))
+    cancelled = asyncio.create_task(take("cancelled"))
+    last = asyncio.create_task(take("last"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    slots.release()
+    await asyncio.gather(first, last)
+    assert order == ["first", "last"]
+    assert slots.free == 1
+
+
+async def test_a_sync_function_sees_its_callers_context_variables() -> None:
+    import contextvars
+
+    request: contextvars.ContextVar[str] = contextvars.ContextVar("request")
+    request.set("call-1")
+    assert await within(2, UserFunction(request.get).call(THREADS)) == (True, "call-1")
+
+
+async def test_after_close_a_new_call_gets_a_new_executor() -> None:
+    threads = Threads(max_threads=2, max_abandoned=1)
+    assert await within(2, UserFunction(lambda: "one").call(threads)) == (True, "one")
+    first = threads.executor()
+    threads.close()
+    assert await within(2, UserFunction(lambda: "two").call(threads)) == (True, "two")
+    assert threads.executor() is not first
+    threads.close()

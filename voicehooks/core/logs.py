@@ -53,6 +53,7 @@ __all__ = [
     "masked",
     "reveal_messages",
     "setup",
+    "timestamp",
 ]
 
 LogFormat = Literal["text", "json"]
@@ -259,11 +260,24 @@ def describe(exc: BaseException) -> str:
     return "\n".join(lines)
 
 
-def _timestamp(created: float) -> str:
-    # ISO 8601 in UTC with milliseconds: sortable, and the same on every host.
+def timestamp(created: float) -> str:
+    """``created`` (seconds since the epoch) in ISO 8601, UTC, with milliseconds: sortable,
+    and the same on every host.
+
+    Example:
+        >>> timestamp(1.5)
+        '1970-01-01T00:00:01.500Z'
+    """
+    global _last_second
     seconds = int(created)
     millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    last = _last_second  # one tuple, read and replaced whole: threads may log at once
+    if last[0] != seconds:  # strftime is most of the cost, and lines come many a second
+        last = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{last[1]}.{millis:03d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def _exception(record: logging.LogRecord) -> str | None:
@@ -282,7 +296,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """One line (more with a traceback)."""
         line = (
-            f"{_timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+            f"{timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
         )
         exception = _exception(record)
         return line if exception is None else f"{line}\n{exception}"
@@ -313,7 +327,7 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         fields: dict[str, Any] = {
-            "time": _timestamp(record.created),
+            "time": timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -368,7 +382,7 @@ def logging_config(format: LogFormat = "text", level: str = "INFO") -> dict[str,
     }
 
 
-class _SetupHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class SetupHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``setup`` installs, recognisable so a second call replaces it."""
 
 
@@ -392,13 +406,13 @@ def setup(format: LogFormat = "text", level: str | int = "INFO") -> None:
     formatter = _formatter_class(format)()
     root = logging.getLogger()
     if any(
-        isinstance(h.formatter, tuple(_FORMATTERS.values())) and not isinstance(h, _SetupHandler)
+        isinstance(h.formatter, tuple(_FORMATTERS.values())) and not isinstance(h, SetupHandler)
         for h in root.handlers
     ):
         return
-    for handler in [h for h in root.handlers if isinstance(h, _SetupHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, SetupHandler)]:
         root.removeHandler(handler)
-    handler = _SetupHandler(sys.stderr)
+    handler = SetupHandler(sys.stderr)
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
