@@ -35,6 +35,7 @@ import datetime
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import re
 import shlex
@@ -496,3 +497,30 @@ def test_what_app_tools_holds_is_documented_and_the_app_module_opens_for_users()
     assert "_handle" not in (voicehooks.app.__doc__ or "")
     assert "hot path" not in (voicehooks.app.__doc__ or "")
     assert "register tools and handlers" in opening
+
+
+DOCKERFILES = blocks("dockerfile")
+
+
+def test_the_dockerfile_copies_what_the_project_has_and_runs_valid_commands(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """Docker cannot build here (no daemon, no image registry): its instructions are checked
+    instead. What the build stage copies exists, the runtime runs as a user without rights,
+    and every voicehooks command of CMD (exec form) parses as the CLI would parse it."""
+    assert DOCKERFILES, "docs/how-to/deployment.md has a Dockerfile"
+    for block in DOCKERFILES:
+        lines = block.code.replace("\\\n", " ").splitlines()
+        stages = [line for line in lines if line.startswith("FROM ")]
+        assert len(stages) == 2, "two stages: build, then a clean runtime"
+        for line in lines:
+            if line.startswith("COPY ") and "--from=" not in line:
+                for source in line.split()[1:-1]:
+                    if source != "myapp.py":  # the reader's own app
+                        assert (ROOT / source).exists(), f"{block}: COPY {source}"
+        assert any(re.fullmatch(r"USER \d+", line) for line in lines), "runs as a non-root uid"
+        (command,) = [line for line in lines if line.startswith("CMD ")]
+        words = json.loads(command.removeprefix("CMD "))
+        assert words[0] == "voicehooks", "voicehooks is PID 1 (exec form: no shell between)"
+        monkeypatch.chdir(ROOT)
+        check_voicehooks(words[1:])
