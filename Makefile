@@ -48,8 +48,12 @@ lint: $(STAMP)  ## ruff, and the import direction between the subpackages (impor
 typecheck: $(STAMP)
 	$(BIN)/mypy voicehooks tests examples benchmarks
 
+# The suite in TEST_WORKERS processes (pytest-xdist): each has its own servers (Redis,
+# PostgreSQL) and free ports, so they share nothing. 2 suits the 2-core CI machine.
+TEST_WORKERS ?= 2
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --cov-fail-under=95
 
 docs: $(STAMP)  ## the docs site from docs/ and the docstrings into site/; any warning fails it
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
@@ -66,7 +70,7 @@ test-3.13:  ## the suite but its server tests on Python 3.13 (CI runs it before 
 	test -x $(VENV_313)/bin/python || $(PYTHON_313) -m venv $(VENV_313)
 	$(VENV_313)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(VENV_313)/bin/python -m pip install --quiet -e . --group dev --group bench
-	$(VENV_313)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(VENV_313)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider
 
 bench: $(STAMP) wrk  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
 	$(BIN)/python -m benchmarks --save benchmarks/last-results.json

@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -36,7 +37,7 @@ from benchmarks import bench_voicehooks, demo, drive, inprocess
 from benchmarks.workloads import MCP_TOKEN, SECRET, make_pool
 from voicehooks import Duplicates, Mcp, Observer, Privacy, RedisStore, Sensitive, VoiceHooks
 from voicehooks.core.logs import TextFormatter
-from voicehooks.core.running import within
+from voicehooks.core.running import Threads, UserFunction, within
 from voicehooks.observe.metrics import PrometheusObserver
 from voicehooks.observe.recording import Recorder
 
@@ -126,6 +127,35 @@ def _deadline_app(*, deadline: bool, suspends: bool) -> Callable[[str], ASGIApp]
                 await within(8.0, tool())
             else:
                 await tool()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        return app
+
+    return build
+
+
+def _thread_trip_app(*, voicehooks_threads: bool) -> Callable[[str], ASGIApp]:
+    """A bare ASGI app that runs the demo's sync tool in a worker thread: through
+    voicehooks' ``UserFunction.call`` under its deadline (``within``), or the floor's way,
+    ``loop.run_in_executor`` on a plain ``ThreadPoolExecutor``."""
+
+    def build(secret: str) -> ASGIApp:
+        pool = ThreadPoolExecutor(40)
+        threads = Threads(40, 4)
+        function = UserFunction(demo.check_order_sync)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await _lifespan_only(receive, send)
+                return
+            await receive()
+            if voicehooks_threads:
+                await within(8.0, function.call(threads, "WO-1234"))
+            else:
+                await asyncio.get_running_loop().run_in_executor(
+                    pool, demo.check_order_sync, "WO-1234"
+                )
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"{}"})
 
@@ -281,6 +311,15 @@ FEATURES: dict[str, Feature] = {
         "the answer masked, the body masked for the observers",
         Side(functools.partial(_sensitive_tool, sensitive=False)),
         Side(functools.partial(_sensitive_tool, sensitive=True)),
+    ),
+    "sync tool's thread trip": Feature(
+        "a sync function's trip to a worker thread and back: voicehooks' UserFunction.call "
+        "(slot, executor, abandonment bookkeeping, context copy) under within(), vs the "
+        "floor's loop.run_in_executor on a plain ThreadPoolExecutor; the goal is a ratio",
+        Side(_thread_trip_app(voicehooks_threads=False), "tool-1"),
+        Side(_thread_trip_app(voicehooks_threads=True), "tool-1"),
+        budget_ratio=1.3,
+        budget_source="issue 26",
     ),
     "MCP tools/call": Feature(
         "the same async tool as an MCP tools/call (JSON-RPC, a bearer token) vs as a webhook "

@@ -152,7 +152,7 @@ def test_every_feature_names_its_workloads_and_builds_its_apps() -> None:
             assert callable(side.build(SECRET)), name
 
 
-def test_targets_name_each_goal_of_issue_17() -> None:
+def test_targets_name_each_goal_of_issue_26() -> None:
     results: dict[str, Any] = {
         "inprocess": {
             "ratios": {
@@ -174,6 +174,14 @@ def test_targets_name_each_goal_of_issue_17() -> None:
                 "budget_source": "x",
                 "within_budget": False,
             },
+            "sync tool's thread trip": {
+                "cost_us": 3.0,
+                "ratio": 1.2,
+                "budget_us": None,
+                "budget_ratio": 1.3,
+                "budget_source": "issue 26",
+                "within_budget": True,
+            },
         },
     }
     rows = {row["target"]: row["met"] for row in harness.targets(results)}
@@ -185,6 +193,9 @@ def test_targets_name_each_goal_of_issue_17() -> None:
     assert rows["3. HTTP tool-1 at half the floor's rate: p99 voicehooks - raw (ms)"] is True
     assert rows["4. report cost per KiB: voicehooks/raw"] is True
     assert rows["5. per-delivery INFO line: µs per delivery"] is False
+    assert rows["5. sync tool's thread trip: with / without"] is True
+    per_call = "4. overhead per extra tool call at 30 calls (µs above the floor's)"
+    assert rows[per_call] is (results["growth"]["overhead_per_call_at_30_us"] <= 2.0)
     tail_row = {"rps": 100.0, "p50_ms": 0.2, "p99_ms": 1.0}
     shown = {
         "environment": _environment(),
@@ -217,7 +228,7 @@ def test_targets_name_each_goal_of_issue_17() -> None:
     table = harness.format_tables(shown)
     assert "| observers | tool-1 | 1.0 | 2.0 | +1.00 | — |" in table
     assert "HTTP tail at 50%" in table
-    assert "Targets (issue 17" in table
+    assert "Targets (issue 26" in table
 
 
 def _environment() -> dict[str, Any]:
