@@ -37,7 +37,7 @@ from .tools.sensitive import Sensitive
 from .work.pgqueue import PostgresQueue
 from .work.queue import RedisQueue, WorkQueue
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AssistantRequest",

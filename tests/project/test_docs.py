@@ -524,3 +524,11 @@ def test_the_dockerfile_copies_what_the_project_has_and_runs_valid_commands(
         assert words[0] == "voicehooks", "voicehooks is PID 1 (exec form: no shell between)"
         monkeypatch.chdir(ROOT)
         check_voicehooks(words[1:])
+
+
+def test_the_version_is_the_changelog_s_latest_release() -> None:
+    """One place holds the version (``voicehooks.__version__``, which the build reads); the
+    CHANGELOG's newest released section names the same one."""
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d\d-\d\d$", changelog, re.MULTILINE)
+    assert released[0] == voicehooks.__version__
