@@ -51,7 +51,7 @@ from voicehooks.state.postgres import (
 )
 
 from .pgsql import QUEUE_SCHEMA, statements
-from .queue import DeadLetter, Entry, QueueStats, Trimmed
+from .queue import DeadLetter, Entry, QueueStats, Trimmed, warn_near_bound
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -65,7 +65,6 @@ T = TypeVar("T")
 
 _MISSING: Final = MISSING_TABLE_STATES
 _QUEUE_VERSION: Final = 1
-_WARN_FRACTION: Final = 0.8
 _REQUEUE_BATCH: Final = 100
 
 
@@ -210,18 +209,7 @@ class PostgresQueue:
         self._watch_length(int(added))
 
     def _watch_length(self, length: int) -> None:
-        if length >= self.max_length * _WARN_FRACTION:
-            if not self._warned_full:
-                self._warned_full = True
-                _log.warning(
-                    "the durable queue holds %d entries, %d%% of its bound %d: workers are "
-                    "behind; past the bound deliveries are refused (503)",
-                    length,
-                    length * 100 // self.max_length,
-                    self.max_length,
-                )
-        else:
-            self._warned_full = False
+        self._warned_full = warn_near_bound(length, self.max_length, self._warned_full)
 
     # -- the worker -----------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ __all__ = [
     "Trimmed",
     "WorkQueue",
     "consumer_name",
+    "warn_near_bound",
 ]
 
 _log = logging.getLogger("voicehooks")
@@ -341,6 +342,23 @@ return -1
 
 _FIELD: Final = b"job"
 _WARN_FRACTION: Final = 0.8
+
+
+def warn_near_bound(length: int, max_length: int, warned: bool) -> bool:
+    """Log one warning when a queue's ``length`` crosses 80 % of ``max_length`` (``warned``:
+    it was logged for this crossing already); returns whether it stands, for the next look.
+    Both queues call it, so the operator reads one line whichever backend runs."""
+    if length < max_length * _WARN_FRACTION:
+        return False
+    if not warned:
+        _log.warning(
+            "the durable queue holds %d entries, %d%% of its bound %d: workers are "
+            "behind; past the bound deliveries are refused (503)",
+            length,
+            length * 100 // max_length,
+            max_length,
+        )
+    return True
 _REQUEUE_BATCH: Final = 100  # dead letters per script call: their bodies never leave Redis
 
 
@@ -539,18 +557,7 @@ class RedisQueue:
         return int(length)
 
     def _watch_length(self, length: int) -> None:
-        if length >= self.max_length * _WARN_FRACTION:
-            if not self._warned_full:
-                self._warned_full = True
-                _log.warning(
-                    "the durable queue holds %d entries, %d%% of its bound %d: workers are "
-                    "behind; past the bound deliveries are refused (503)",
-                    length,
-                    length * 100 // self.max_length,
-                    self.max_length,
-                )
-        else:
-            self._warned_full = False
+        self._warned_full = warn_near_bound(length, self.max_length, self._warned_full)
 
     # -- the worker -----------------------------------------------------------------------
 
