@@ -35,7 +35,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import anyio
 
@@ -52,8 +52,10 @@ __all__ = [
     "MISSING_TABLE_STATES",
     "SETUP_SECONDS",
     "PostgresStore",
+    "SchemaOwner",
     "describe_error",
     "ensure_schema",
+    "guarded",
     "quoted_schema",
     "run_statement",
 ]
@@ -241,7 +243,7 @@ class PostgresStore:
         self.operation_timeout_seconds = operation_timeout_seconds
         self.sweep_every_seconds = sweep_every_seconds
         self._token = uuid.uuid4().hex  # marks the claims this process holds
-        self._ready = False
+        self.ready = False
         self._tasks = TaskOwner(grace_seconds=0.0)
         self._sweeping = False
         s = quoted_schema(schema)
@@ -408,7 +410,7 @@ class PostgresStore:
         """Stop the sweep and let go of the pool; it closes with its last user."""
         await self._tasks.drain()
         self._sweeping = False
-        self._ready = False  # used again: it takes a pool again
+        self.ready = False  # used again: it takes a pool again
         await self.pool.aclose()
 
     async def _sweep_forever(self) -> None:
@@ -432,27 +434,63 @@ class PostgresStore:
     async def _run(
         self, name: str, operation: Callable[[], Awaitable[T]], setup_seconds: float = 0.0
     ) -> T:
-        try:
-            if not self._ready:  # ``open`` gives the schema longer than a statement gets
-                with anyio.fail_after(max(self.operation_timeout_seconds, setup_seconds)):
-                    await self.pool.open()
-                    async with self.pool.connection() as connection:
-                        await ensure_schema(
-                            connection, self.schema, "store", _STORE_VERSION, _SCHEMA
-                        )
-                self._ready = True
-            with anyio.fail_after(self.operation_timeout_seconds):
-                return await operation()
-        except TimeoutError:
-            raise _Slow(
-                f"postgres {name} took longer than {self.operation_timeout_seconds} s"
-            ) from None
-        except ConfigurationError:
-            raise
-        except Exception as exc:  # psycopg's errors, the pool's, OSError
-            if getattr(exc, "sqlstate", None) in _MISSING:
-                self._ready = False  # the server lost the tables: made again on the next call
-            raise StoreError(f"postgres {name} failed: {describe_error(exc)}") from None
+        return await guarded(self, name, operation, setup_seconds, slow=_Slow, failed=StoreError)
+
+    async def make_schema(self) -> None:
+        """Open the pool and make the store's tables unless they exist (``guarded``)."""
+        await self.pool.open()
+        async with self.pool.connection() as connection:
+            await ensure_schema(connection, self.schema, "store", _STORE_VERSION, _SCHEMA)
+
+
+class SchemaOwner(Protocol):
+    """A PostgreSQL store or queue, as ``guarded`` runs its statements."""
+
+    ready: bool
+    """Whether its schema is known to exist (made, or found) since it last failed."""
+    operation_timeout_seconds: float
+
+    async def make_schema(self) -> None:
+        """Open the pool and make what is missing."""
+        ...
+
+
+async def guarded(
+    owner: SchemaOwner,
+    name: str,
+    operation: Callable[[], Awaitable[T]],
+    setup_seconds: float,
+    *,
+    slow: type[Exception],
+    failed: type[Exception],
+) -> T:
+    """Run ``operation`` for ``owner`` within its operation timeout, after making its schema
+    if it is not known to exist (within ``setup_seconds`` when longer: ``open`` gives the
+    schema longer than a statement gets).
+
+    Raises:
+        slow: Past the timeout (a ``failed`` of its own, for the store's store_failure).
+        failed: The server refused or could not be reached (the message names the error's
+            kind, never a value); a table the server lost is made again on the next call.
+        ConfigurationError: As it came (psycopg missing, a wrong URL).
+    """
+    try:
+        if not owner.ready:
+            with anyio.fail_after(max(owner.operation_timeout_seconds, setup_seconds)):
+                await owner.make_schema()
+            owner.ready = True
+        with anyio.fail_after(owner.operation_timeout_seconds):
+            return await operation()
+    except TimeoutError:
+        raise slow(
+            f"postgres {name} took longer than {owner.operation_timeout_seconds} s"
+        ) from None
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # psycopg's errors, the pool's, OSError
+        if getattr(exc, "sqlstate", None) in _MISSING:
+            owner.ready = False  # the server lost the tables: made again on the next call
+        raise failed(f"postgres {name} failed: {describe_error(exc)}") from None
 
 
 class _Slow(StoreError):

@@ -42,10 +42,10 @@ import anyio
 from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
 from voicehooks.state.pgpool import PostgresPool, postgres_pool
 from voicehooks.state.postgres import (
-    MISSING_TABLE_STATES,
     SETUP_SECONDS,
     describe_error,
     ensure_schema,
+    guarded,
     quoted_schema,
     run_statement,
 )
@@ -63,7 +63,6 @@ _log = logging.getLogger("voicehooks")
 
 T = TypeVar("T")
 
-_MISSING: Final = MISSING_TABLE_STATES
 _QUEUE_VERSION: Final = 1
 _REQUEUE_BATCH: Final = 100
 
@@ -121,7 +120,7 @@ class PostgresQueue:
         self.channel = (
             "voicehooks_" + hashlib.sha256(f"{schema}/{stream}".encode()).hexdigest()[:16]
         )
-        self._ready = False
+        self.ready = False
         self._warned_full = False
         self._listener: AsyncConnection[Any] | None = None
         self._listening = anyio.Lock()
@@ -149,7 +148,7 @@ class PostgresQueue:
 
     async def ensure_group(self) -> None:
         """Make the tables and this queue's row unless they exist."""
-        self._ready = False
+        self.ready = False
         await self.open()
 
     async def aclose(self) -> None:
@@ -158,7 +157,7 @@ class PostgresQueue:
         if listener is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                 await listener.close()
-        self._ready = False  # used again: it takes a pool again
+        self.ready = False  # used again: it takes a pool again
         await self.pool.aclose()
 
     async def ping(self) -> None:
@@ -200,7 +199,7 @@ class PostgresQueue:
         rows = await self._rows("enqueue", self._sql["enqueue"], params)
         added, length = rows[0][0], rows[0][1]
         if length is None:
-            self._ready = False  # the queue's row is gone: made again on the next call
+            self.ready = False  # the queue's row is gone: made again on the next call
             raise QueueError("postgres enqueue failed: the queue's row is missing")
         if added is None:
             raise QueueFull(
@@ -423,25 +422,12 @@ class PostgresQueue:
     async def _run(
         self, name: str, operation: Callable[[], Awaitable[T]], setup_seconds: float = 0.0
     ) -> T:
-        try:
-            if not self._ready:  # ``open`` gives the schema longer than a statement gets
-                with anyio.fail_after(max(self.operation_timeout_seconds, setup_seconds)):
-                    await self._setup()
-                self._ready = True
-            with anyio.fail_after(self.operation_timeout_seconds):
-                return await operation()
-        except TimeoutError:
-            raise QueueError(
-                f"postgres {name} took longer than {self.operation_timeout_seconds} s"
-            ) from None
-        except ConfigurationError:
-            raise
-        except Exception as exc:  # psycopg's errors, the pool's, OSError
-            if getattr(exc, "sqlstate", None) in _MISSING:
-                self._ready = False  # the server lost the tables: made again on the next call
-            raise QueueError(f"postgres {name} failed: {describe_error(exc)}") from None
+        return await guarded(
+            self, name, operation, setup_seconds, slow=QueueError, failed=QueueError
+        )
 
-    async def _setup(self) -> None:
+    async def make_schema(self) -> None:
+        """Open the pool, make the queue's tables unless they exist, and its row."""
         await self.pool.open()
         async with self.pool.connection() as connection:
             await ensure_schema(connection, self.schema, "queue", _QUEUE_VERSION, QUEUE_SCHEMA)

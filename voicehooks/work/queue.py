@@ -359,6 +359,8 @@ def warn_near_bound(length: int, max_length: int, warned: bool) -> bool:
             max_length,
         )
     return True
+
+
 _REQUEUE_BATCH: Final = 100  # dead letters per script call: their bodies never leave Redis
 
 
