@@ -25,9 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.helpers.servers import free_port
+from tests.helpers.servers import free_port, unavailable
 
 _OPTIONS = (
     "-c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
@@ -110,9 +108,7 @@ def require_postgres() -> Path:
         except ImportError:
             problem = "psycopg is missing (pip install 'voicehooks[postgres]')"
     if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}; the PostgreSQL tests are mandatory in CI")
-        pytest.skip(f"{problem}; the PostgreSQL tests are skipped")
+        unavailable(problem, "PostgreSQL")
     assert bin_dir is not None
     return bin_dir
 

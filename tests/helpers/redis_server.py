@@ -8,7 +8,6 @@ one; when ``CI`` is set they fail instead, so CI never passes by skipping them.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -18,9 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.helpers.servers import free_port
+from tests.helpers.servers import free_port, unavailable
 
 
 @dataclass
@@ -73,9 +70,7 @@ def require_redis() -> str:
         except ImportError:
             problem = "the redis package is missing (pip install 'voicehooks[redis]')"
     if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}; the Redis tests are mandatory in CI")
-        pytest.skip(f"{problem}; the Redis tests are skipped")
+        unavailable(problem, "Redis")
     assert binary is not None
     return binary
 
