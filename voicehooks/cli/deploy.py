@@ -19,7 +19,7 @@ import click
 from voicehooks.app import VoiceHooks
 from voicehooks.core import environment
 from voicehooks.dev.deploy import (
-    attach_mcp,
+    check_allowed,
     handled_events,
     mcp_server_changes,
     mcp_server_fields,
@@ -229,7 +229,7 @@ class _McpServer:
         tools, withheld = offered(app)
         allowed = [tool.name for tool in tools]
         try:
-            attach_mcp([], None, allowed)  # the 25-tool bound, before anything is read
+            check_allowed(allowed)  # before anything is read
         except ValueError as exc:
             raise click.UsageError(f"--mcp: {exc}") from None
         name = name or f"voicehooks {urllib.parse.urlsplit(url).netloc}"

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_ALLOWED_TOOLS",
     "Plan",
     "attach_mcp",
+    "check_allowed",
     "handled_events",
     "mcp_server_changes",
     "mcp_server_fields",
@@ -304,12 +305,7 @@ def attach_mcp(
     Raises:
         ValueError: More than ``MAX_ALLOWED_TOOLS`` tools.
     """
-    if len(allowed) > MAX_ALLOWED_TOOLS:
-        raise ValueError(
-            f"the app offers {len(allowed)} tools over MCP, and an MCP attachment allows at "
-            f"most {MAX_ALLOWED_TOOLS} (allowed_tools): split them over two apps or serve "
-            "some as webhook tools"
-        )
+    check_allowed(allowed)
     merged: list[Any] = []
     found = False
     differences: list[Difference] = []
@@ -334,6 +330,17 @@ def attach_mcp(
             Difference("", "mcp", f"the server is not attached: to attach, allowing {allowed!r}")
         )
     return merged, differences
+
+
+def check_allowed(allowed: list[str]) -> None:
+    """Raise ``ValueError`` naming the limit when more tools than an MCP attachment allows
+    are to be offered."""
+    if len(allowed) > MAX_ALLOWED_TOOLS:
+        raise ValueError(
+            f"the app offers {len(allowed)} tools over MCP, and an MCP attachment allows at "
+            f"most {MAX_ALLOWED_TOOLS} (allowed_tools): split them over two apps or serve "
+            "some as webhook tools"
+        )
 
 
 def _host(url: Any) -> str:
