@@ -26,7 +26,7 @@ from voicehooks.core import environment as variables
 from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.core.logs import LogFormat, duration, masked
 from voicehooks.core.logs import setup as setup_logging
-from voicehooks.work.durable import dead_letter_bounds, open_job, queue_from_url
+from voicehooks.work.durable import default_queue, open_job
 from voicehooks.work.jobs import UnreadableJob
 from voicehooks.work.queue import DeadLetter, QueueStats, WorkQueue
 from voicehooks.work.sealing import Sealer, new_key, sealed_with, sealer_for
@@ -68,20 +68,13 @@ def _queue_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open_queue(stream: str, group: str) -> WorkQueue:
-    url = variables.read(variables.QUEUE_URL)
-    if not url:
+    queue = default_queue(stream=stream, group=group)
+    if queue is None:
         raise click.UsageError(
             f"set {variables.QUEUE_URL}=redis://... or postgresql://... (or put it in an "
             "--env-file)"
         )
-    max_dead, max_dead_age_seconds = dead_letter_bounds()
-    return queue_from_url(
-        url,
-        stream=stream,
-        group=group,
-        max_dead=max_dead,
-        max_dead_age_seconds=max_dead_age_seconds,
-    )
+    return queue
 
 
 def _run(stream: str, group: str, use: Callable[[WorkQueue], Awaitable[T]]) -> T:

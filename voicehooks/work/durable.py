@@ -84,11 +84,12 @@ _DONE: Final = b"done"
 _TAKEN_HERE: Final = b"taken by a receiver"
 
 
-def default_queue() -> WorkQueue | None:
+def default_queue(**options: Any) -> WorkQueue | None:
     """``queue_from_url($VOICEHOOKS_QUEUE_URL)`` if that is set, else ``None``; its dead
     letters bounded by ``VOICEHOOKS_QUEUE_MAX_DEAD`` and ``VOICEHOOKS_QUEUE_MAX_DEAD_AGE_SECONDS``,
     and on Redis with ``min_replicas_acks`` and ``replica_ack_timeout_seconds`` from
-    ``$VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS`` and ``$VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS``.
+    ``$VOICEHOOKS_QUEUE_MIN_REPLICAS_ACKS`` and ``$VOICEHOOKS_QUEUE_REPLICA_ACK_TIMEOUT_SECONDS``;
+    ``options`` are more of the queue's constructor's (``voicehooks queue``'s stream and group).
 
     Raises:
         ConfigurationError: A bound is not a positive number, or a replica option not a number.
@@ -97,10 +98,10 @@ def default_queue() -> WorkQueue | None:
     if not url:
         return None
     max_dead, max_dead_age_seconds = dead_letter_bounds()
-    options: dict[str, Any] = {"max_dead": max_dead, "max_dead_age_seconds": max_dead_age_seconds}
+    chosen: dict[str, Any] = {"max_dead": max_dead, "max_dead_age_seconds": max_dead_age_seconds}
     if not is_postgres_url(url):
-        options.update(_replica_options())
-    return queue_from_url(url, **options)
+        chosen.update(_replica_options())
+    return queue_from_url(url, **chosen, **options)
 
 
 def queue_from_url(url: str, **options: Any) -> WorkQueue:
