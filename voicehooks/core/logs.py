@@ -145,7 +145,17 @@ def masked(call_id: str | None) -> str:
 def _masked(call_id: str) -> str:
     if _CANDIDATE.search(call_id) is None:  # no run of 7 digits and separators: the usual id
         return loggable(call_id)
-    return loggable(_PHONE_LIKE.sub(lambda match: _DIGIT.sub("*", match.group()), call_id))
+    # Only inside the runs: a UUID has two or three, and _PHONE_LIKE over the whole id
+    # backtracks at every digit (measured: 2.3 µs an id, against 1.7 µs this way).
+    return loggable(_CANDIDATE.sub(_star_phone_like, call_id))
+
+
+def _star_phone_like(run: re.Match[str]) -> str:
+    return _PHONE_LIKE.sub(_star_digits, run.group())
+
+
+def _star_digits(match: re.Match[str]) -> str:
+    return _DIGIT.sub("*", match.group())  # every digit ("\d"): other scripts' too
 
 
 class Throttle:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final, Literal, TypeAlias
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, Literal, TypeAlias
 
 import anyio
 import msgspec
@@ -134,10 +134,13 @@ class Deduplicator:
             _log.info("duplicate %s (call %s) acknowledged; handlers not run", *_label(event))
         return first
 
-    async def run_tool(
+    def run_tool(
         self, event: ToolCalls, call: ToolCall, timeout_seconds: float, execute: Execute
-    ) -> msgspec.Raw | None:
+    ) -> Coroutine[Any, Any, msgspec.Raw | None]:
         """Run ``execute`` unless ``call`` ran before; a duplicate gets the first answer.
+
+        ``single_flight``'s coroutine itself, not one more frame around it: every tool call
+        of every delivery takes this path.
 
         Returns:
             The answer, or ``None`` for a duplicate whose first run gave none in time (or
@@ -146,7 +149,7 @@ class Deduplicator:
         Raises:
             Unavailable: The store failed and ``store_failure`` is ``"reject"``.
         """
-        return await self.single_flight(
+        return self.single_flight(
             tool_key(event.call.id, call.id),
             event,
             call.function.name,
