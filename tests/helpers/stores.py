@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class BrokenStore:
     """A store whose every operation fails, as a store may when its server is gone."""
@@ -16,7 +18,13 @@ class BrokenStore:
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         raise self.error
 
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        raise self.error
+
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        raise self.error
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
         raise self.error
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import anyio
@@ -562,7 +562,13 @@ class FailingStore:
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         raise StoreError("the stub store is down")
 
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        raise StoreError("the stub store is down")
+
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        raise StoreError("the stub store is down")
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
         raise StoreError("the stub store is down")
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:

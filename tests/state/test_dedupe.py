@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -144,6 +144,96 @@ async def test_each_call_of_a_multi_call_delivery_runs_once() -> None:
     second = (await client.post(calls("b", "c"))).json()["results"]
     assert sorted(runs) == ["a", "b", "c"]
     assert second[0] == first[1]
+
+
+class CountingStore(MemoryStore):
+    """Counts the store operations a delivery makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.operations: list[str] = []
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        self.operations.append("claim")
+        return await super().claim(key, ttl_seconds)
+
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        self.operations.append(f"claim_many {len(keys)}")
+        return await super().claim_many(keys, ttl_seconds)
+
+    async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        self.operations.append("put_result")
+        await super().put_result(key, result, ttl_seconds)
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
+        self.operations.append(f"put_results {len(results)}")
+        await super().put_results(results, ttl_seconds)
+
+
+async def test_a_multi_call_delivery_claims_and_stores_its_calls_in_one_operation_each() -> None:
+    store = CountingStore()
+    app, runs = booking_app(duplicates=Duplicates(store=store))
+    body = encode(
+        tool_calls(*(tool_call("book", {"slot": i}, id=i) for i in "abc"), call_id="call-batch")
+    )
+    client = WebhookClient(app, secret=SECRET)
+    first = await client.post(body)
+    assert store.operations == ["claim_many 3", "put_results 3"]
+    again = await client.post(body)  # a redelivery: answered from the store, nothing runs
+    assert again.content == first.content
+    assert sorted(runs) == ["a", "b", "c"]
+    assert store.operations[2] == "claim_many 3"
+    assert "put_results" not in " ".join(store.operations[3:])  # nothing new to keep
+
+
+async def test_a_tool_call_id_twice_in_one_delivery_runs_once_and_both_get_its_answer(
+    store: DeliveryStore,
+) -> None:
+    app, runs = booking_app(duplicates=Duplicates(store=store))
+    body = encode(
+        tool_calls(
+            tool_call("book", {"slot": "9"}, id="same"),
+            tool_call("book", {"slot": "9"}, id="same"),
+            call_id="call-twice",
+        )
+    )
+    with anyio.fail_after(5):
+        results = (await WebhookClient(app, secret=SECRET).post(body)).json()["results"]
+    assert runs == ["9"]
+    assert results[0] == results[1]
+    assert results[0]["result"]["booked"] == "9"
+
+
+async def test_a_cancelled_multi_call_delivery_keeps_what_finished_and_frees_the_rest() -> None:
+    app = VoiceHooks(secret=SECRET)
+    started = anyio.Event()
+    runs: list[str] = []
+
+    @app.tool
+    async def book(slot: str) -> str:
+        """Hang on slot "slow", the first time."""
+        runs.append(slot)
+        if slot == "slow" and runs.count("slow") == 1:
+            started.set()
+            await anyio.sleep(30)
+        return f"booked {slot}"
+
+    body = encode(
+        tool_calls(
+            tool_call("book", {"slot": "fast"}, id="f"),
+            tool_call("book", {"slot": "slow"}, id="s"),
+            call_id="call-cut",
+        )
+    )
+    client = WebhookClient(app, secret=SECRET)  # no lifespan: the request runs in our task
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.post, body)
+            await started.wait()
+            group.cancel_scope.cancel()  # as a server shutting down would
+        results = (await client.post(body)).json()["results"]
+    assert [r["result"] for r in results] == ["booked fast", "booked slow"]
+    assert runs == ["fast", "slow", "slow"]  # the finished call was kept, not run again
 
 
 async def test_a_concurrent_duplicate_waits_for_the_first_result(store: DeliveryStore) -> None:
@@ -462,6 +552,9 @@ class WriteOnlyFailure(MemoryStore):
     """Claims work; recording the outcome fails."""
 
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
+        raise StoreError("disk full")
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
         raise StoreError("disk full")
 
     async def release(self, key: str) -> None:

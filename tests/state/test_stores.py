@@ -236,6 +236,42 @@ async def test_shared_one_claim_wins_across_stores(
     assert sorted(wins) == [False, False, False, True]
 
 
+async def test_shared_claim_many_claims_each_key_as_claim_would(
+    make_shared: Callable[[], DeliveryStore],
+) -> None:
+    first, second = make_shared(), make_shared()
+    assert await first.claim("a", 10)
+    assert await second.claim_many(["a", "b", "c"], 10) == [False, True, True]
+    assert await first.claim_many(["b", "c", "d"], 10) == [False, False, True]
+    assert await first.claim_many(["e"], 10) == [True]  # the one-key path
+    assert await second.claim_many(["e"], 10) == [False]
+
+
+async def test_shared_put_results_answers_every_waiter_and_keeps_the_keys_claimed(
+    make_shared: Callable[[], DeliveryStore],
+) -> None:
+    first, second = make_shared(), make_shared()
+    assert await first.claim_many(["a", "b"], 10) == [True, True]
+    await first.put_results([("a", b'"one"'), ("b", b'"two"')], 60)
+    assert await second.wait_result("a", 1) == b'"one"'
+    assert await second.wait_result("b", 1) == b'"two"'
+    assert await second.claim_many(["a", "b"], 10) == [False, False]
+    assert await first.claim("c", 10)
+    await first.put_results([("c", b'"three"')], 60)  # the one-key path
+    assert await second.wait_result("c", 1) == b'"three"'
+
+
+async def test_memory_claim_many_and_put_results_are_claim_and_put_result_in_a_loop() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    assert await store.claim_many(["a", "b"], 10) == [True, True]
+    assert await store.claim_many(["b", "c"], 10) == [False, True]
+    await store.put_results([("a", b"1"), ("b", b"2")], 60)
+    clock.now += 30  # past the claims, within the results' TTL
+    assert await store.claim_many(["a", "b", "c"], 10) == [False, False, True]
+    assert await store.wait_result("b", 0) == b"2"
+
+
 async def test_redis_every_key_expires(
     make_store: Callable[[], RedisStore], redis_client: redis.asyncio.Redis
 ) -> None:

@@ -32,6 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final
 
+import anyio
 import msgspec
 
 from voicehooks.core.events import Event, ToolCall, ToolCalls, decode_delivery
@@ -43,7 +44,12 @@ from voicehooks.core.running import HungThreads, Threads, run_concurrently, with
 from voicehooks.live.control import CallControl
 from voicehooks.live.interim import Busy
 from voicehooks.observe.observers import ObserverSet
-from voicehooks.state.dedupe import IN_FLIGHT_MARGIN_SECONDS, Deduplicator, intent_key
+from voicehooks.state.dedupe import (
+    IN_FLIGHT_MARGIN_SECONDS,
+    Deduplicator,
+    DeliveryClaims,
+    intent_key,
+)
 from voicehooks.tools.definition import INTERIM_TIMEOUT_SECONDS, ArgumentError, Tool, stub_for
 from voicehooks.tools.models import encode_model
 from voicehooks.tools.sensitive import Tokens, mask_body
@@ -155,17 +161,66 @@ class ToolCallsAnswerer:
         Raises:
             Unavailable: The store failed with ``store_failure="reject"``.
         """
+        claims = None
+        if self.deduplicator is not None and not delivery.bypass_dedupe:
+            claims = await self._claim(self.deduplicator, event)
         calls = event.tool_call_list
         tools = self.registry.tools
         jobs: list[Job] = []
-        if len(calls) == 1 and calls[0].function.name in tools:
-            # The common case: no list of work, no concurrency machinery at all.
-            only = calls[0]
-            result = await self._tool(tools[only.function.name], only, event, delivery, jobs)
-            return self._encode(_Answer([_Entry(only.id, result)])), jobs  # no job with a mask
+        try:
+            if len(calls) == 1 and calls[0].function.name in tools:
+                # The common case: no list of work, no concurrency machinery at all.
+                only = calls[0]
+                result = await self._tool(
+                    tools[only.function.name], only, event, delivery, jobs, claims
+                )
+                body = self._encode(_Answer([_Entry(only.id, result)]))  # no job with a mask
+            else:
+                body, jobs = await self._answer_all(event, delivery, jobs, claims)
+        except BaseException:
+            if claims is not None:
+                with anyio.CancelScope(shield=True):  # a cancelled delivery frees its claims
+                    await claims.settle(cut=True)
+            raise
+        if claims is not None:
+            await claims.settle()
+        return body, jobs
+
+    async def _claim(self, once: Deduplicator, event: ToolCalls) -> DeliveryClaims | None:
+        """Claim the calls of ``event`` that duplicate suppression covers, all at once."""
+        tools = self.registry.tools
+        covered: list[ToolCall] = []
+        wait = 0.0
+        for call in event.tool_call_list:
+            tool = tools.get(call.function.name)
+            if tool is not None and tool.deduplicate:
+                covered.append(call)
+                # A duplicate may wait as long as the platform does; an interim tool's first
+                # run answers (with its interim text, at the latest) well within that.
+                timeout = (
+                    self.tool_timeout_seconds
+                    if tool.interim is not None
+                    else self._timeout_of(tool)
+                )
+                if timeout > wait:
+                    wait = timeout
+        return await once.claim_calls(event, covered, wait) if covered else None
+
+    async def _answer_all(
+        self,
+        event: ToolCalls,
+        delivery: Delivery,
+        jobs: list[Job],
+        claims: DeliveryClaims | None,
+    ) -> tuple[bytes, list[Job]]:
+        """Every call at once; the raw ``tool-calls`` handler for the ones no tool claims."""
+        calls = event.tool_call_list
+        tools = self.registry.tools
         results: list[msgspec.Raw] = [_EMPTY_RAW] * len(calls)
         work: list[Callable[[], Coroutine[Any, Any, None]]] = [
-            functools.partial(self._tool_into, results, i, tool, call, event, delivery, jobs)
+            functools.partial(
+                self._tool_into, results, i, tool, call, event, delivery, jobs, claims
+            )
             for i, call in enumerate(calls)
             if (tool := tools.get(call.function.name)) is not None
         ]
@@ -193,11 +248,18 @@ class ToolCallsAnswerer:
         event: ToolCalls,
         delivery: Delivery,
         jobs: list[Job],
+        claims: DeliveryClaims | None,
     ) -> None:
-        results[i] = await self._tool(tool, call, event, delivery, jobs)
+        results[i] = await self._tool(tool, call, event, delivery, jobs, claims)
 
     async def _tool(
-        self, tool: Tool, call: ToolCall, event: ToolCalls, delivery: Delivery, jobs: list[Job]
+        self,
+        tool: Tool,
+        call: ToolCall,
+        event: ToolCalls,
+        delivery: Delivery,
+        jobs: list[Job],
+        claims: DeliveryClaims | None,
     ) -> msgspec.Raw:
         run = ToolRun(tool.name, call.id, True)
         delivery.tools.append(run)
@@ -212,17 +274,9 @@ class ToolCallsAnswerer:
             )
             if tool.sensitive:
                 execute = self._masking(tool, call, delivery, execute)
-            once = None if delivery.bypass_dedupe else self.deduplicator
-            if once is None or not tool.deduplicate:
+            if claims is None or not tool.deduplicate:
                 return (await execute())[0]
-            answer = await once.run_tool(
-                event,
-                call,
-                # A duplicate may wait as long as the platform does; an interim tool's first
-                # run answers (with its interim text, at the latest) well within that.
-                self.tool_timeout_seconds if tool.interim is not None else self._timeout_of(tool),
-                execute,
-            )
+            answer = await claims.run(call, execute)
             if answer is None:
                 _log.warning(
                     "tool %s (call %s): a duplicate delivery got no result from the first in time",

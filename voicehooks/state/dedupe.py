@@ -31,10 +31,11 @@ cannot be fetched, it is answered with the timeout error result (or 503 with ``"
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, Literal, TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Literal, TypeAlias
 
 import anyio
 import msgspec
@@ -50,6 +51,7 @@ __all__ = [
     "INTENT_PREFIX",
     "IN_FLIGHT_MARGIN_SECONDS",
     "Deduplicator",
+    "DeliveryClaims",
     "Execute",
     "StoreFailure",
     "intent_key",
@@ -134,28 +136,34 @@ class Deduplicator:
             _log.info("duplicate %s (call %s) acknowledged; handlers not run", *_label(event))
         return first
 
-    def run_tool(
-        self, event: ToolCalls, call: ToolCall, timeout_seconds: float, execute: Execute
-    ) -> Coroutine[Any, Any, msgspec.Raw | None]:
-        """Run ``execute`` unless ``call`` ran before; a duplicate gets the first answer.
+    async def claim_calls(
+        self, event: ToolCalls, calls: Sequence[ToolCall], wait_seconds: float
+    ) -> DeliveryClaims:
+        """Claim ``calls`` of ``event`` in one store operation; see ``DeliveryClaims``.
 
-        ``single_flight``'s coroutine itself, not one more frame around it: every tool call
-        of every delivery takes this path.
-
-        Returns:
-            The answer, or ``None`` for a duplicate whose first run gave none in time (or
-            whose result the store failed to fetch).
+        ``wait_seconds`` is how long a duplicate of one of them waits for its first run's
+        answer, and with ``IN_FLIGHT_MARGIN_SECONDS`` how long the claims hold: the longest
+        wait among the calls, since their answers are stored together.
 
         Raises:
             Unavailable: The store failed and ``store_failure`` is ``"reject"``.
         """
-        return self.single_flight(
-            tool_key(event.call.id, call.id),
+        keys: dict[str, str] = {}  # a loop, not a comprehension: no frame of its own on 3.11
+        for call in calls:
+            keys[call.id] = tool_key(event.call.id, call.id)
+        distinct = list(keys.values())  # one key per tool call id, however often it comes
+        try:
+            firsts = await self.store.claim_many(distinct, wait_seconds + IN_FLIGHT_MARGIN_SECONDS)
+        except Exception as exc:
+            self._fault(exc, event, "processing the delivery anyway")
+            return DeliveryClaims(self, event, keys, None, wait_seconds, repeated=False)
+        return DeliveryClaims(
+            self,
             event,
-            call.function.name,
-            wait_seconds=timeout_seconds,
-            claim_seconds=timeout_seconds + IN_FLIGHT_MARGIN_SECONDS,
-            execute=execute,
+            keys,
+            dict(zip(distinct, firsts, strict=True)),
+            wait_seconds,
+            repeated=len(keys) < len(calls),
         )
 
     async def single_flight(
@@ -178,7 +186,7 @@ class Deduplicator:
         ``True`` stores it (for ``ttl_seconds``, default the deduplicator's), ``False``
         releases the claim (the next caller runs again), ``None`` keeps the claim until
         ``settle`` gives the real answer (a slow tool answered with its interim text).
-        Delivery dedupe (``run_tool``) and once-per-intent tools
+        Once-per-intent tools
         (``voicehooks.pipeline.toolcalls``) are both this one flight. With
         ``run_if_released``, a later caller that got no answer claims ``key`` once more and
         runs if the first run let go of it (it failed: the model's retry may run again).
@@ -289,6 +297,97 @@ class Deduplicator:
         )
         if rejecting:
             raise Unavailable(_UNAVAILABLE) from exc
+
+
+class DeliveryClaims:
+    """The tool calls of one ``tool-calls`` delivery, claimed in one store operation
+    (``Deduplicator.claim_calls``) and settled in one.
+
+    A call this delivery claimed runs (``run``); a call another delivery claimed first waits
+    for that one's answer. The answers to keep are stored together by ``settle``, once the
+    delivery's answer is known: a duplicate waits for them all, as the platform does for the
+    first delivery's answer. ``settle`` also lets go of the claims of calls that failed (a
+    redelivery may run them again) or never ended (the delivery was cancelled).
+    """
+
+    __slots__ = (
+        "_answers",
+        "_claimed",
+        "_event",
+        "_keys",
+        "_local",
+        "_once",
+        "_released",
+        "wait_seconds",
+    )
+
+    def __init__(
+        self,
+        once: Deduplicator,
+        event: ToolCalls,
+        keys: dict[str, str],
+        claimed: dict[str, bool] | None,
+        wait_seconds: float,
+        *,
+        repeated: bool,
+    ) -> None:
+        self._once = once
+        self._event = event
+        self._keys = keys  # tool call id -> its store key
+        self._claimed = claimed  # None: the store failed, every call runs, none is stored
+        self.wait_seconds = wait_seconds
+        self._answers: list[tuple[str, bytes]] = []  # to store
+        self._released: list[str] = []  # ran and failed: a redelivery may run them again
+        # A tool call id the delivery carries twice: its second call gets the first's answer.
+        self._local: dict[str, asyncio.Future[msgspec.Raw | None]] | None = {} if repeated else None
+
+    async def run(self, call: ToolCall, execute: Execute) -> msgspec.Raw | None:
+        """Run ``execute`` for ``call`` if this delivery claimed it; else the first run's
+        answer, or ``None`` when none came in time (or the store failed to fetch it).
+
+        Raises:
+            Unavailable: Fetching the first answer failed and ``store_failure`` is
+                ``"reject"``.
+        """
+        claimed = self._claimed
+        if claimed is None:
+            return (await execute())[0]
+        key = self._keys[call.id]
+        local = self._local
+        if local is not None:
+            if key in local:  # the same id earlier in this delivery
+                return await asyncio.shield(local[key])
+            local[key] = asyncio.get_running_loop().create_future()
+        if claimed[key]:
+            answer, keep = await execute()
+            if keep:
+                self._answers.append((key, bytes(answer)))
+            elif keep is not None:
+                self._released.append(key)
+        else:
+            answer = await self._once._wait(key, self._event, call.function.name, self.wait_seconds)
+        if local is not None:
+            local[key].set_result(answer)
+        return answer
+
+    async def settle(self, *, cut: bool = False) -> None:
+        """Store the answers to keep in one operation, and release the claims of calls that
+        failed; with ``cut`` (the delivery was cancelled) also of calls that never ended."""
+        released = self._released
+        if cut and self._claimed is not None:
+            ended = {key for key, _ in self._answers}.union(released)
+            released = [k for k, mine in self._claimed.items() if mine and k not in ended]
+        answers = self._answers
+        if not (answers or released):
+            return
+        store = self._once.store
+        try:
+            if answers:
+                await store.put_results(answers, self._once.ttl_seconds)
+            for key in released:
+                await store.release(key)
+        except Exception as exc:  # the answer exists already: it is sent all the same
+            _settle_failed(exc, self._event)
 
 
 def _settle_failed(exc: Exception, event: Event) -> None:

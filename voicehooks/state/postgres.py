@@ -258,6 +258,21 @@ class PostgresStore:
             f"VALUES (%s, '', %s, now() + {_MS}) ON CONFLICT (key) DO UPDATE SET "
             "owner = '', result = excluded.result, expires_at = excluded.expires_at"
         )
+        # The batch forms: one statement for a delivery's calls (keys are distinct, as an
+        # upsert may touch a row once per statement).
+        self._claim_many = (
+            f"INSERT INTO {s}.claims AS c (key, owner, result, expires_at) "
+            f"SELECT k, %s, NULL, now() + {_MS} FROM unnest(%s::text[]) AS k "
+            "ON CONFLICT (key) DO UPDATE SET "
+            "owner = excluded.owner, result = NULL, expires_at = excluded.expires_at "
+            "WHERE c.expires_at <= now() RETURNING key"
+        )
+        self._put_results = (
+            f"INSERT INTO {s}.claims AS c (key, owner, result, expires_at) "
+            f"SELECT k, '', r, now() + {_MS} FROM unnest(%s::text[], %s::bytea[]) AS t(k, r) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            "owner = '', result = excluded.result, expires_at = excluded.expires_at"
+        )
         self._poll = f"SELECT result, expires_at > now() FROM {s}.claims WHERE key = %s"
         self._release = f"DELETE FROM {s}.claims WHERE key = %s AND owner = %s"
         self._take_token = (
@@ -328,9 +343,26 @@ class PostgresStore:
         rows = await self._rows("claim", self._claim, [key, self._token, _ms(ttl_seconds)])
         return bool(rows)
 
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        """Claim every key with one upsert; see ``DeliveryStore.claim_many``."""
+        if len(keys) == 1:
+            return [await self.claim(keys[0], ttl_seconds)]
+        params = [self._token, _ms(ttl_seconds), list(keys)]
+        claimed = {row[0] for row in await self._rows("claim_many", self._claim_many, params)}
+        return [key in claimed for key in keys]
+
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
         """Store ``result`` and mark the claim done; see ``DeliveryStore.put_result``."""
         await self._rows("put_result", self._put_result, [key, result, _ms(ttl_seconds)])
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
+        """Store every result with one upsert; see ``DeliveryStore.put_results``."""
+        if len(results) == 1:
+            await self.put_result(*results[0], ttl_seconds)
+            return
+        keys = [key for key, _ in results]
+        values = [result for _, result in results]
+        await self._rows("put_results", self._put_results, [_ms(ttl_seconds), keys, values])
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
         """Poll for ``key``'s result; see ``DeliveryStore.wait_result``.

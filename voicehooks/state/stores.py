@@ -32,7 +32,7 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol, TypeVar
 
 import anyio
@@ -70,6 +70,18 @@ class DeliveryStore(Protocol):
 
         Wakes every ``wait_result`` on ``key``.
         """
+        ...
+
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        """``claim`` each of ``keys`` (distinct) in one operation: one answer per key, in order.
+
+        A ``tool-calls`` delivery claims its calls with this, one round trip however many
+        calls it carries. Not atomic across keys: each key is claimed as ``claim`` would.
+        """
+        ...
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
+        """``put_result`` each ``(key, result)`` in one operation (a delivery's answers)."""
         ...
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
@@ -206,7 +218,17 @@ class MemoryStore:
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
         """Claim ``key``; see ``DeliveryStore.claim``."""
+        return self._claim(key, self._clock(), ttl_seconds)
+
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        """Claim each of ``keys``; see ``DeliveryStore.claim_many``."""
         now = self._clock()
+        firsts = []
+        for key in keys:  # a loop: a comprehension is a frame of its own on 3.11
+            firsts.append(self._claim(key, now, ttl_seconds))
+        return firsts
+
+    def _claim(self, key: str, now: float, ttl_seconds: float) -> bool:
         slots = self._slots
         slot = slots.get(key)
         if slot is not None:
@@ -230,9 +252,18 @@ class MemoryStore:
 
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
         """Store ``result``; see ``DeliveryStore.put_result``."""
+        self._put(key, result, self._clock() + ttl_seconds)
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
+        """Store each result; see ``DeliveryStore.put_results``."""
+        expires = self._clock() + ttl_seconds
+        for key, result in results:
+            self._put(key, result, expires)
+
+    def _put(self, key: str, result: bytes, expires: float) -> None:
         slots = self._slots
         # Evicted or expired meanwhile: remember the result all the same.
-        slots[key] = (self._clock() + ttl_seconds, result)
+        slots[key] = (expires, result)
         slots.move_to_end(key)
         waiter = self._waiters.pop(key, None)
         if waiter is not None:
@@ -503,12 +534,36 @@ class RedisStore:
         )
         return bool(await self._run("claim", command))
 
+    async def claim_many(self, keys: Sequence[str], ttl_seconds: float) -> list[bool]:
+        """A ``SET NX PX`` per key in one pipeline (one round trip; on a Redis Cluster, one
+        per node); see ``DeliveryStore.claim_many``."""
+        if len(keys) == 1:  # most deliveries carry one call: no pipeline to build
+            return [await self.claim(keys[0], ttl_seconds)]
+        ttl = _milliseconds(ttl_seconds)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(self._key("claim:", key), self._token, nx=True, px=ttl)
+        return [bool(done) for done in await self._run("claim_many", pipe.execute())]
+
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
         """Store ``result`` and mark the claim done, atomically; see ``DeliveryStore``."""
         keys = [self._key("result:", key), self._key("claim:", key)]
         await self._run(
             "put_result", self._put_result(keys=keys, args=[result, _milliseconds(ttl_seconds)])
         )
+
+    async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
+        """Each result as ``put_result`` stores it, in one pipeline; see ``DeliveryStore``."""
+        if len(results) == 1:
+            await self.put_result(*results[0], ttl_seconds)
+            return
+        ttl = _milliseconds(ttl_seconds)
+        pipe = self.client.pipeline(transaction=False)
+        for key, result in results:
+            keys = [self._key("result:", key), self._key("claim:", key)]
+            # Queued on the pipeline (redis-py types ``client`` as a connection only).
+            await self._put_result(keys=keys, args=[result, ttl], client=pipe)  # type: ignore[arg-type]
+        await self._run("put_results", pipe.execute())
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
         """Poll for ``key``'s result; see ``DeliveryStore.wait_result``."""
