@@ -31,7 +31,13 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 def log_delivery(delivery: Delivery) -> None:
     """Log ``delivery``'s line at INFO: event type, masked call id, status, milliseconds,
     each tool and how it ended; in JSON also as fields (``JSONFormatter``)."""
-    tools = [(run.name if run.registered else "?", run.outcome) for run in delivery.tools]
+    runs = delivery.tools
+    if not runs:
+        listed = ""
+    elif len(runs) == 1:  # most deliveries: no list to build and join
+        listed = f" tools={runs[0].name if runs[0].registered else '?'}:{runs[0].outcome}"
+    else:
+        listed = " tools=" + ",".join(f"{name}:{outcome}" for name, outcome in _tools(delivery))
     replay = " mcp" if delivery.transport == "mcp" else ""
     if delivery.is_replay:
         replay = " replay (duplicates bypassed)" if delivery.bypass_dedupe else " replay"
@@ -40,12 +46,12 @@ def log_delivery(delivery: Delivery) -> None:
         masked(delivery.call_id),
         delivery.status,
         delivery.duration_seconds * 1000,
-        (" tools=" + ",".join(f"{name}:{outcome}" for name, outcome in tools)) if tools else "",
+        listed,
         replay,
     )
     handler = _plain_handler()
     if handler is None:
-        _log.handle(_record(delivery, args, tools))
+        _log.handle(_record(delivery, args))
         return
     if type(handler.formatter) is TextFormatter:
         line = f"{timestamp(time.time())} INFO voicehooks: {_MESSAGE % args}"
@@ -57,7 +63,7 @@ def log_delivery(delivery: Delivery) -> None:
                 "logger": "voicehooks",
                 "message": _MESSAGE % args,
             }
-            | _fields(delivery, args, tools)
+            | _fields(delivery, args)
         ).decode()
     handler.acquire()
     try:
@@ -66,17 +72,19 @@ def log_delivery(delivery: Delivery) -> None:
         if hasattr(stream, "flush"):  # StreamHandler.flush's test, without its second lock
             stream.flush()
     except Exception:
-        handler.handleError(_record(delivery, args, tools))
+        handler.handleError(_record(delivery, args))
     finally:
         handler.release()
+
+
+def _tools(delivery: Delivery) -> list[tuple[str, str]]:
+    return [(run.name if run.registered else "?", run.outcome) for run in delivery.tools]
 
 
 _MESSAGE: Final = "%s call=%s %d %.1fms%s%s"
 
 
-def _record(
-    delivery: Delivery, args: tuple[Any, ...], tools: list[tuple[str, str]]
-) -> logging.LogRecord:
+def _record(delivery: Delivery, args: tuple[Any, ...]) -> logging.LogRecord:
     # Made by hand rather than through _log.info, which would first walk the stack for the
     # caller's file and line (always log_delivery).
     return _log.makeRecord(
@@ -88,20 +96,18 @@ def _record(
         args,
         None,
         "log_delivery",
-        _fields(delivery, args, tools),
+        _fields(delivery, args),
     )
 
 
-def _fields(
-    delivery: Delivery, args: tuple[Any, ...], tools: list[tuple[str, str]]
-) -> dict[str, Any]:
+def _fields(delivery: Delivery, args: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "event": args[0],
         "call_id": args[1],
         "status": delivery.status,
         "outcome": delivery.outcome,
         "duration_ms": round(args[3], 3),
-        "tools": [{"name": name, "outcome": outcome} for name, outcome in tools],
+        "tools": [{"name": name, "outcome": outcome} for name, outcome in _tools(delivery)],
         "replay": delivery.is_replay,
         "transport": delivery.transport,
     }

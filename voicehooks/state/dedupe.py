@@ -358,12 +358,14 @@ class DeliveryClaims:
             if key in local:  # the same id earlier in this delivery
                 return await asyncio.shield(local[key])
             local[key] = asyncio.get_running_loop().create_future()
+        answer: msgspec.Raw | None
         if claimed[key]:
-            answer, keep = await execute()
+            ran, keep = await execute()
             if keep:
-                self._answers.append((key, bytes(answer)))
+                self._answers.append((key, bytes(ran)))
             elif keep is not None:
                 self._released.append(key)
+            answer = ran
         else:
             answer = await self._once._wait(key, self._event, call.function.name, self.wait_seconds)
         if local is not None:
