@@ -556,25 +556,28 @@ class VoiceHooks(Registry):
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The body under ``Limits.max_body_bytes`` and ``Deadlines.body_seconds``; ``None``
         if the client went away first."""
-        # Usually the whole body is already buffered and this takes no timer at all.
         budget = self.deadlines.body_seconds
-        finished, body = await within(budget, self._read_whole_body(receive))
+        started = time.monotonic()
+        # Usually the whole body is already buffered: one message, taken without a timer.
+        finished, message = await within(budget, receive())
+        if finished:
+            if message["type"] != "http.request":
+                return None
+            body: bytes = message.get("body", b"")
+            size = len(body)
+            if size > self.limits.max_body_bytes:
+                raise PayloadTooLarge(self._too_large())
+            if not message.get("more_body", False):
+                return body
+            left = budget - (time.monotonic() - started)
+            finished, body = await within(left, self._read_more(receive, body, size))
         if not finished:
             raise RequestTimeout(f"the body did not arrive within {budget:g} s")
         read: bytes | None = body
         return read
 
-    async def _read_whole_body(self, receive: Receive) -> bytes | None:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.limits.max_body_bytes:
-                raise PayloadTooLarge(self._too_large())
-            return body
-        chunks = [body]
-        size = len(body)
+    async def _read_more(self, receive: Receive, first: bytes, size: int) -> bytes | None:
+        chunks = [first]
         while True:
             message = await receive()
             if message["type"] != "http.request":
