@@ -166,7 +166,7 @@ def plot(analysis: Mapping[str, Any], path: Path = PLOT, *, subtitle: str = "") 
 def table(analysis: Mapping[str, Any]) -> list[str]:
     """The growth figures as Markdown lines."""
     lines = [
-        "Growth, in-process µs per request (median of the repeats; overhead = voicehooks - raw):",
+        "Growth, in-process µs per request (fastest of the repeats; overhead = voicehooks - raw):",
         "",
         "| tool calls | raw | voicehooks | raw per call | overhead per call |",
         "|---:|---:|---:|---:|---:|",
