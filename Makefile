@@ -65,15 +65,22 @@ test: lint typecheck docs pytest  ## ruff, mypy --strict, the docs build, then p
 # whole suite runs on the default Python in `make test`.
 PYTHON_313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 VENV_313 ?= .venv-3.13
-test-3.13:  ## the suite but its server tests on Python 3.13 (CI runs it before `make test`)
+STAMP_313 := $(VENV_313)/.installed-stamp
+
+$(STAMP_313): pyproject.toml
 	@test -n "$(PYTHON_313)" || { echo "no Python 3.13: install it (pyenv install 3.13) or set PYTHON_313"; exit 1; }
 	test -x $(VENV_313)/bin/python || $(PYTHON_313) -m venv $(VENV_313)
 	$(VENV_313)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(VENV_313)/bin/python -m pip install --quiet -e . --group dev --group bench
+	touch $(STAMP_313)
+
+test-3.13: $(STAMP_313)  ## the suite but its server tests on Python 3.13 (CI runs it before `make test`)
 	$(VENV_313)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider
 
-bench: $(STAMP) wrk  ## conformance, in-process, HTTP (wrk) and memory benchmarks (~6 min); see benchmarks/README.md
+bench: $(STAMP) $(STAMP_313) wrk  ## every level on Python 3.11, then on 3.13, then the targets side by side (~16 min); see benchmarks/README.md
 	$(BIN)/python -m benchmarks --save benchmarks/last-results.json
+	$(VENV_313)/bin/python -m benchmarks --save benchmarks/last-results-3.13.json --plot benchmarks/growth-3.13.png
+	$(BIN)/python -m benchmarks.sidebyside benchmarks/last-results.json benchmarks/last-results-3.13.json
 
 bench-quick: $(STAMP) wrk  ## the same, short: fewer repeats, 1 s HTTP runs, no memory level
 	$(BIN)/python -m benchmarks --quick

@@ -7,12 +7,14 @@ workload, and that the conformance check would catch a contender that answers di
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from benchmarks import bench_raw, conformance, contenders, harness
+from benchmarks import bench_raw, conformance, contenders, harness, sidebyside
 from benchmarks.workloads import SECRET, WORKLOADS
 from voicehooks import sign
 
@@ -138,3 +140,29 @@ async def test_the_interim_benchmark_reports_every_number() -> None:
         assert math.isfinite(report[key]["max"])
     assert report["interim_error_ms"]["median"] > -5  # never before interim_after_seconds
     assert set(report["fast_tool_us"]) == {"fast", "fast_interim"}
+
+
+def test_two_saved_runs_print_their_targets_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def saved(python: str, value: float, met: bool) -> Path:
+        result = {
+            "environment": {"python": f"CPython {python}"},
+            "targets": [
+                {"target": "in-process tool-1", "value": value, "goal": "≤ 1.5x", "met": met}
+            ],
+            "inprocess": {
+                "ratios": {"tool-1": {"handmade/raw": 1.5, "voicehooks/handmade": value / 1.5}}
+            },
+        }
+        path = tmp_path / f"{python}.json"
+        path.write_text(json.dumps(result))
+        return path
+
+    older, newer = saved("3.11.7", 2.25, False), saved("3.13.0", 1.2, True)
+    assert sidebyside.main([str(older), str(newer)]) == 0
+    printed = capsys.readouterr().out
+    assert "| target | goal | Python 3.11.7 | Python 3.13.0 |" in printed
+    assert "| in-process tool-1 | ≤ 1.5x | 2.25 **no** | 1.20 |" in printed
+    assert "| tool-1 | 1.50x | 1.50x | 1.50x | 0.80x |" in printed
+    assert sidebyside.main([str(older)]) == 2  # two runs at least
