@@ -163,7 +163,9 @@ class ToolCallsAnswerer:
         """
         claims = None
         if self.deduplicator is not None and not delivery.bypass_dedupe:
-            claims = await self._claim(self.deduplicator, event)
+            covered, wait = self._covered(event)
+            if covered:
+                claims = await self.deduplicator.claim_calls(event, covered, wait)
         calls = event.tool_call_list
         tools = self.registry.tools
         jobs: list[Job] = []
@@ -186,8 +188,9 @@ class ToolCallsAnswerer:
             await claims.settle()
         return body, jobs
 
-    async def _claim(self, once: Deduplicator, event: ToolCalls) -> DeliveryClaims | None:
-        """Claim the calls of ``event`` that duplicate suppression covers, all at once."""
+    def _covered(self, event: ToolCalls) -> tuple[list[ToolCall], float]:
+        """The calls of ``event`` that duplicate suppression covers, and how long a duplicate
+        of one of them may wait for the first answer: the longest of their waits."""
         tools = self.registry.tools
         covered: list[ToolCall] = []
         wait = 0.0
@@ -204,7 +207,7 @@ class ToolCallsAnswerer:
                 )
                 if timeout > wait:
                     wait = timeout
-        return await once.claim_calls(event, covered, wait) if covered else None
+        return covered, wait
 
     async def _answer_all(
         self,

@@ -252,22 +252,19 @@ class MemoryStore:
 
     async def put_result(self, key: str, result: bytes, ttl_seconds: float) -> None:
         """Store ``result``; see ``DeliveryStore.put_result``."""
-        self._put(key, result, self._clock() + ttl_seconds)
+        await self.put_results(((key, result),), ttl_seconds)
 
     async def put_results(self, results: Sequence[tuple[str, bytes]], ttl_seconds: float) -> None:
         """Store each result; see ``DeliveryStore.put_results``."""
         expires = self._clock() + ttl_seconds
+        slots, waiters = self._slots, self._waiters
         for key, result in results:
-            self._put(key, result, expires)
-
-    def _put(self, key: str, result: bytes, expires: float) -> None:
-        slots = self._slots
-        # Evicted or expired meanwhile: remember the result all the same.
-        slots[key] = (expires, result)
-        slots.move_to_end(key)
-        waiter = self._waiters.pop(key, None)
-        if waiter is not None:
-            waiter.set()
+            # Evicted or expired meanwhile: remember the result all the same.
+            slots[key] = (expires, result)
+            slots.move_to_end(key)
+            waiter = waiters.pop(key, None)
+            if waiter is not None:
+                waiter.set()
 
     async def wait_result(self, key: str, timeout_seconds: float) -> bytes | None:
         """Wait for ``key``'s result; see ``DeliveryStore.wait_result``."""
