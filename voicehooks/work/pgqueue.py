@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
-from voicehooks.core.exceptions import ConfigurationError, QueueError, QueueFull
+from voicehooks.core.exceptions import ConfigurationError, QueueError
 from voicehooks.state.pgpool import PostgresPool, postgres_pool
 from voicehooks.state.postgres import (
     SETUP_SECONDS,
@@ -51,7 +51,16 @@ from voicehooks.state.postgres import (
 )
 
 from .pgsql import QUEUE_SCHEMA, statements
-from .queue import DeadLetter, Entry, QueueStats, Trimmed, warn_near_bound
+from .queue import (
+    MAX_DEAD,
+    MAX_DEAD_AGE_SECONDS,
+    DeadLetter,
+    Entry,
+    QueueStats,
+    Trimmed,
+    queue_full,
+    warn_near_bound,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -98,8 +107,8 @@ class PostgresQueue:
         schema: str = "voicehooks",
         stream: str = "voicehooks:jobs",
         max_length: int = 100_000,
-        max_dead: int = 10_000,
-        max_dead_age_seconds: float = 7 * 86_400,
+        max_dead: int = MAX_DEAD,
+        max_dead_age_seconds: float = MAX_DEAD_AGE_SECONDS,
         operation_timeout_seconds: float = 1.0,
         poll_seconds: float = 0.25,
     ) -> None:
@@ -176,9 +185,7 @@ class PostgresQueue:
         rows = await self._rows("check", self._sql["length"], {"q": self.stream})
         length = int(rows[0][0]) if rows else 0
         if length + count > self.max_length:
-            raise QueueFull(
-                f"the durable queue holds {length} entries, its bound is {self.max_length}"
-            )
+            raise queue_full(length, self.max_length)
 
     async def enqueue(self, entries: Sequence[bytes]) -> None:
         """Add ``entries`` (a delivery's jobs) in one committed statement, all or none.
@@ -202,9 +209,7 @@ class PostgresQueue:
             self.ready = False  # the queue's row is gone: made again on the next call
             raise QueueError("postgres enqueue failed: the queue's row is missing")
         if added is None:
-            raise QueueFull(
-                f"the durable queue holds {length} entries, its bound is {self.max_length}"
-            )
+            raise queue_full(length, self.max_length)
         self._watch_length(int(added))
 
     def _watch_length(self, length: int) -> None:
@@ -406,9 +411,7 @@ class PostgresQueue:
         rows = await self._rows("requeue", self._sql["requeue"], params)
         moved, length, free, matching = (int(value or 0) for value in rows[0])
         if free < count and moved == free and matching > moved:
-            raise QueueFull(
-                f"the durable queue holds {length} entries, its bound is {self.max_length}"
-            )
+            raise queue_full(length, self.max_length)
         self._watch_length(length)
         return moved
 

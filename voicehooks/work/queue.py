@@ -79,6 +79,7 @@ __all__ = [
     "Trimmed",
     "WorkQueue",
     "consumer_name",
+    "queue_full",
     "warn_near_bound",
 ]
 
@@ -344,6 +345,12 @@ _FIELD: Final = b"job"
 _WARN_FRACTION: Final = 0.8
 
 
+def queue_full(length: int, max_length: int) -> QueueFull:
+    """The refusal of a queue that holds ``length`` entries against its bound ``max_length``:
+    both queues raise it, in the same words."""
+    return QueueFull(f"the durable queue holds {length} entries, its bound is {max_length}")
+
+
 def warn_near_bound(length: int, max_length: int, warned: bool) -> bool:
     """Log one warning when a queue's ``length`` crosses 80 % of ``max_length`` (``warned``:
     it was logged for this crossing already); returns whether it stands, for the next look.
@@ -515,9 +522,7 @@ class RedisQueue:
         """
         length = await self._run("check", self.client.xlen(self.stream))
         if length + count > self.max_length:
-            raise QueueFull(
-                f"the durable queue holds {length} entries, its bound is {self.max_length}"
-            )
+            raise queue_full(length, self.max_length)
 
     async def enqueue(self, entries: Sequence[bytes]) -> None:
         """Add ``entries`` (a delivery's jobs) in one round trip, all or none.
@@ -535,9 +540,7 @@ class RedisQueue:
                 "enqueue", self._enqueue(keys=[self.stream], args=[self.max_length, *entries])
             )
         if length < 0:
-            raise QueueFull(
-                f"the durable queue holds {-1 - length} entries, its bound is {self.max_length}"
-            )
+            raise queue_full(-1 - length, self.max_length)
         self._watch_length(length)
 
     async def _enqueue_replicated(self, entries: Sequence[bytes]) -> int:
@@ -765,9 +768,7 @@ class RedisQueue:
             self._requeue(keys=[self.stream, self.dead_stream], args=[self.max_length, *args]),
         )
         if full:
-            raise QueueFull(
-                f"the durable queue holds {length} entries, its bound is {self.max_length}"
-            )
+            raise queue_full(length, self.max_length)
         self._watch_length(length)
         return int(moved)
 
