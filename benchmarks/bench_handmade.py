@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from benchmarks import demo
+from benchmarks import bench_raw, demo
 from benchmarks.bench_raw import (
     TOLERANCE_SECONDS,
     Answer,
@@ -35,7 +35,6 @@ from benchmarks.bench_raw import (
     ToolCall,
     ToolCalls,
     _answer,
-    _decode_arguments,
     _decode_delivery,
     _encode,
     _lifespan,
@@ -65,23 +64,11 @@ def make_app(secret: str) -> ASGIApp:
         name = call.function.name
         try:
             async with asyncio.timeout(TOOL_SECONDS):
-                if name == "check_order":
-                    return await demo.check_order(
-                        _decode_arguments(call.function.arguments).order_number
-                    )
-                if name == "check_order_sync":
-                    arguments = _decode_arguments(call.function.arguments)
-                    loop = asyncio.get_running_loop()
-                    return await loop.run_in_executor(
-                        None, demo.check_order_sync, arguments.order_number
-                    )
-        except msgspec.ValidationError:
-            return {"error": f"The arguments for {name} were not usable."}
+                return await bench_raw.run_tool(call)
         except TimeoutError:
             return {"error": f"The tool {name} did not answer in time."}
         except Exception:
             return {"error": f"The tool {name} failed unexpectedly."}
-        return {"error": f"There is no tool called {name}."}
 
     async def once(call_id: str, call: ToolCall) -> Any:
         key = (call_id, call.id)

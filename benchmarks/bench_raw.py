@@ -114,28 +114,26 @@ _EMPTY = b"{}"
 _JSON = (b"content-type", b"application/json")
 
 
+async def run_tool(call: ToolCall) -> Any:
+    """The demo tool ``call`` names, with its decoded arguments, or an error result."""
+    name = call.function.name
+    try:
+        if name == "check_order":
+            return await demo.check_order(_decode_arguments(call.function.arguments).order_number)
+        if name == "check_order_sync":
+            arguments = _decode_arguments(call.function.arguments)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, demo.check_order_sync, arguments.order_number)
+    except msgspec.ValidationError:
+        return {"error": f"The arguments for {name} were not usable."}
+    return {"error": f"There is no tool called {name}."}
+
+
 def make_app(secret: str) -> ASGIApp:
     """The raw receiver for ``secret``."""
     keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
     compare = hmac.compare_digest
     now = time.time
-
-    async def run_tool(call: ToolCall) -> Any:
-        name = call.function.name
-        try:
-            if name == "check_order":
-                return await demo.check_order(
-                    _decode_arguments(call.function.arguments).order_number
-                )
-            if name == "check_order_sync":
-                arguments = _decode_arguments(call.function.arguments)
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
-                    None, demo.check_order_sync, arguments.order_number
-                )
-        except msgspec.ValidationError:
-            return {"error": f"The arguments for {name} were not usable."}
-        return {"error": f"There is no tool called {name}."}
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
